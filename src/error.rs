@@ -1,0 +1,162 @@
+//! Error types, one per family of operations. Each names the problem in its `Display` text.
+
+use std::path::PathBuf;
+
+/// Errors from creating, opening, listing or removing queues.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// A queue or domain name breaks the naming rules.
+    #[error("invalid {what} {name:?}: {reason}")]
+    InvalidName {
+        /// `"queue name"` or `"domain"`.
+        what: &'static str,
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// Attributes out of range.
+    #[error("invalid attributes: {0}")]
+    InvalidAttributes(String),
+    /// No queue by that name in that domain.
+    #[error("queue {name:?} does not exist in domain {domain:?}")]
+    NotFound {
+        /// The domain looked in.
+        domain: String,
+        /// The queue name.
+        name: String,
+    },
+    /// The queue exists with other attributes.
+    #[error("queue {name:?} already exists with different attributes: {difference}")]
+    Exists {
+        /// The queue name.
+        name: String,
+        /// What differs, e.g. `max message 4096 (asked 8192)`.
+        difference: String,
+    },
+    /// The segment is not ours to use: another owner, a link, wrong mode, no access.
+    #[error("permission denied for {}: {reason}", path.display())]
+    PermissionDenied {
+        /// The backing file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The segment was made by an incompatible baton (format, byte order, libc, word size).
+    #[error("incompatible queue segment {}: {reason}", path.display())]
+    Incompatible {
+        /// The backing file.
+        path: PathBuf,
+        /// What does not match.
+        reason: String,
+    },
+    /// The segment's contents make no sense.
+    #[error("corrupt queue segment {}: {reason}", path.display())]
+    Corrupt {
+        /// The backing file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Not enough shared memory for the queue.
+    #[error("no space in shared memory for {} ({needed} bytes)", path.display())]
+    NoSpace {
+        /// The file that could not be sized.
+        path: PathBuf,
+        /// Bytes asked for.
+        needed: u64,
+    },
+    /// Any other system error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Errors from taking ownership of a queue (opening a [`crate::Receiver`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OwnError {
+    /// Another live process owns the queue.
+    #[error("queue {name:?} is busy: owned by {}", pid.map_or("another process".to_string(), |p| format!("pid {p}")))]
+    Busy {
+        /// The queue name.
+        name: String,
+        /// The owner's pid, if known.
+        pid: Option<u32>,
+    },
+    /// The owner lock is unusable.
+    #[error("owner lock of queue {name:?} is unusable: {reason}")]
+    Corrupt {
+        /// The queue name.
+        name: String,
+        /// What the lock said.
+        reason: String,
+    },
+    /// The keeper thread could not be started.
+    #[error("cannot start the owner thread: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Errors from sending.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The payload is larger than the queue's maximum message size. Nothing was written.
+    #[error("message of {len} bytes is too big: the queue's maximum is {max}")]
+    TooBig {
+        /// Payload length.
+        len: usize,
+        /// The queue's maximum.
+        max: u32,
+    },
+    /// Priorities are 0 (highest) to 3.
+    #[error("invalid priority {0}: priorities are 0 (highest) to 3")]
+    InvalidPriority(u8),
+    /// The lane stayed full until the deadline.
+    #[error("timed out waiting for space in the queue")]
+    Timeout,
+    /// The lane's shared state is inconsistent.
+    #[error("queue is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Errors from [`crate::Sender::try_send`]: the message comes back when the lane is full.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TrySendError<M> {
+    /// The lane has no room now; here is the message back.
+    #[error("queue is full")]
+    Full(M),
+    /// Any other failure (too big, corrupt).
+    #[error(transparent)]
+    Failed(SendError),
+}
+
+impl<M> TrySendError<M> {
+    /// The message, if the lane was full.
+    pub fn into_message(self) -> Option<M> {
+        match self {
+            TrySendError::Full(m) => Some(m),
+            TrySendError::Failed(_) => None,
+        }
+    }
+}
+
+/// Errors from receiving.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// `try_recv`: nothing is waiting.
+    #[error("queue is empty")]
+    Empty,
+    /// `recv_timeout`: nothing arrived before the deadline.
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// A lane's shared state is inconsistent.
+    #[error("queue is corrupt: {0}")]
+    Corrupt(String),
+}

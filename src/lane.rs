@@ -1,0 +1,662 @@
+//! One priority lane: a bounded, lock-free, multi-producer ring of variable-length records.
+//!
+//! # Layout
+//!
+//! A lane of `n` cells is a [`LaneControl`] (cursors and counters), an array of `n` 64-bit
+//! *stamps*, and `n` data cells of [`CELL`] bytes. A record is a [`RecordHeader`] followed by its
+//! payload, contiguous over `k = ceil((32 + len) / 64)` cells; it never wraps around the end of
+//! the ring (see *padding*). Positions (`tail`, `head`, a record's `pos`) count cells since the
+//! lane was created: they only grow, and the cell of position `p` is `p % n`.
+//!
+//! # The algorithm
+//!
+//! The stamp of a record's first cell says, in one word, who holds which cells:
+//! `{tag: low 32 bits of pos, cells: k, sender: slot, state}` (see [`stamp`]). A sender *claims*
+//! the record at the current tail `t` by a compare-and-swap of the stamp at `t % n` from whatever
+//! it held (a record of an earlier lap) to `{t, k, RESERVED}`. Because the claim and the record's
+//! length are one atomic write, a sender that dies before committing still leaves the length
+//! behind: the receiver can skip its cells without help (the recovery of a later issue uses that).
+//!
+//! The `tail` word is only a hint that anyone may advance: a sender that finds the stamp at `tail`
+//! already claimed for position `tail` moves `tail` past that record (helping) and tries again.
+//! So no sender ever waits for another sender. The budget is checked against `head`: a claim of
+//! `k` cells at `t` needs `t + k - head <= n`. This is also what makes the claim safe from ABA: a
+//! stamp at `t % n` can only change through a claim at a position congruent to `t`, and `tail`
+//! cannot move past `t` without a claim at `t`; so a compare-and-swap that still finds the old
+//! stamp proves that `t` is still the tail. (The tag is 32 bits: a thread would have to stall for
+//! 2^32 cells of traffic, 256 GiB, and then find a bit-identical stamp.)
+//!
+//! A record that would cross the end of the ring is preceded by a *padding* record that fills
+//! the lane to its end, claimed directly in the `PAD` state; the sender then claims again at the
+//! start of the ring. The receiver frees padding as it meets it.
+//!
+//! Committing is a Release compare-and-swap from `RESERVED` to `COMMITTED`; the receiver loads
+//! the stamp at `head` with Acquire. Freeing is a Release store of `head` after the payload has
+//! been read; a sender loads `head` with Acquire before reusing cells. The receiver is the only
+//! writer of `head` (one owner per queue). Competing consumers will add a per-record `TAKEN`
+//! state claimed by compare-and-swap, with `head` advanced over finished records; the stamp has
+//! the spare states for it.
+//!
+//! | SYNC POINT        | Release (writer)                         | Acquire (reader)                      |
+//! |-------------------|------------------------------------------|---------------------------------------|
+//! | record published  | sender: stamp `RESERVED -> COMMITTED`    | receiver: stamp load in [`Lane::peek`]|
+//! | space freed       | receiver: `head` store in `advance_head` | sender: `head` load in `try_claim`    |
+//!
+//! Everything read from a stamp or a record header is checked before use: a peer that scribbles
+//! on the lane produces a [`Corrupt`] error, never an out-of-bounds access.
+
+use crate::sync::{AtomicU64, DataCell, Ordering};
+use crate::wait::{Event, Waiter};
+use crossbeam_utils::CachePadded;
+
+/// Bytes in a data cell: the unit of allocation in a lane.
+pub const CELL: usize = 64;
+/// Bytes of [`RecordHeader`] at the start of every record.
+pub const RECORD_HEADER: usize = 32;
+/// The most cells one record may span (the stamp's cell field is 20 bits).
+pub const MAX_RECORD_CELLS: u64 = (1 << 20) - 1;
+/// The most cells a lane may have (1 GiB of data); keeps positions of two laps apart in the tag.
+pub const MAX_LANE_CELLS: u64 = 1 << 24;
+
+/// The packed stamp word of a record's first cell.
+///
+/// | bits   | field  | meaning                                                  |
+/// |--------|--------|----------------------------------------------------------|
+/// | 63..32 | tag    | low 32 bits of the record's position                     |
+/// | 31..12 | cells  | how many cells the record spans, 1 ..= 2^20 - 1          |
+/// | 11..4  | sender | the sender's slot (reserved for dead-sender detection)   |
+/// | 3..0   | state  | 0 never claimed, 1 RESERVED, 2 COMMITTED, 3 PAD          |
+pub mod stamp {
+    /// Claimed by a sender that is still writing.
+    pub const RESERVED: u64 = 1;
+    /// Written and published: the receiver may read it.
+    pub const COMMITTED: u64 = 2;
+    /// Padding up to the end of the ring; carries no message.
+    pub const PAD: u64 = 3;
+
+    /// Packs a stamp.
+    #[inline]
+    pub fn pack(pos: u64, cells: u64, sender: u8, state: u64) -> u64 {
+        debug_assert!(cells >= 1 && cells <= super::MAX_RECORD_CELLS);
+        debug_assert!(state <= 0xf);
+        ((pos as u32 as u64) << 32) | (cells << 12) | ((sender as u64) << 4) | state
+    }
+    /// Whether the stamp marks a record claimed at exactly `pos`.
+    #[inline]
+    pub fn is_at(stamp: u64, pos: u64) -> bool {
+        (stamp >> 32) as u32 == pos as u32 && state(stamp) != 0
+    }
+    /// The record's length in cells.
+    #[inline]
+    pub fn cells(stamp: u64) -> u64 {
+        (stamp >> 12) & 0xf_ffff
+    }
+    /// The record's state.
+    #[inline]
+    pub fn state(stamp: u64) -> u64 {
+        stamp & 0xf
+    }
+}
+
+/// A lane's lane-wide words, each side's on its own cache line.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct LaneControl {
+    producer: CachePadded<Producer>,
+    consumer: CachePadded<Consumer>,
+    /// Senders waiting for space sleep here; the receiver notifies after freeing cells.
+    space: CachePadded<Event>,
+}
+
+#[derive(Debug, Default)]
+#[repr(C)]
+struct Producer {
+    /// A hint: the position of the next claim, `head ..= head + n`. Anyone may advance it.
+    tail: AtomicU64,
+    /// Messages claimed since creation (padding is not counted).
+    sent: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+#[repr(C)]
+struct Consumer {
+    /// The first position not yet freed. Written only by the owner.
+    head: AtomicU64,
+    /// Messages received and freed since creation.
+    received: AtomicU64,
+}
+
+/// The fixed 32-byte header at the start of a record, before the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecordHeader {
+    /// Payload length in bytes.
+    pub len: u32,
+    /// Flags (reserved; 0).
+    pub flags: u32,
+    /// The user's message type.
+    pub msg_type: i64,
+    /// The user's message version.
+    pub version: u32,
+    /// The sending process.
+    pub sender_pid: u32,
+    /// When it was sent: `CLOCK_MONOTONIC` nanoseconds (one clock for the whole machine).
+    pub sent_ns: u64,
+}
+
+impl RecordHeader {
+    fn to_bytes(self) -> [u8; RECORD_HEADER] {
+        let mut b = [0u8; RECORD_HEADER];
+        b[0..4].copy_from_slice(&self.len.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.flags.to_ne_bytes());
+        b[8..16].copy_from_slice(&self.msg_type.to_ne_bytes());
+        b[16..20].copy_from_slice(&self.version.to_ne_bytes());
+        b[20..24].copy_from_slice(&self.sender_pid.to_ne_bytes());
+        b[24..32].copy_from_slice(&self.sent_ns.to_ne_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8; RECORD_HEADER]) -> Self {
+        let u32_at = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i..i + 8]);
+            u64::from_ne_bytes(w)
+        };
+        RecordHeader {
+            len: u32_at(0),
+            flags: u32_at(4),
+            msg_type: u64_at(8) as i64,
+            version: u32_at(16),
+            sender_pid: u32_at(20),
+            sent_ns: u64_at(24),
+        }
+    }
+}
+
+/// What a peer left in the lane makes no sense; the message names what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corrupt(pub String);
+
+/// Why a claim did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimError {
+    /// Not enough free bytes in the lane's budget right now.
+    Full,
+    /// The lane's words are inconsistent.
+    Corrupt(Corrupt),
+}
+
+/// Cells a sender holds between [`Lane::try_claim`] and [`Lane::commit`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a claim must be committed, or the lane stalls at it"]
+pub struct Claim {
+    pos: u64,
+    cells: u64,
+    sender: u8,
+}
+
+/// A committed record at the head of the lane, found by [`Lane::peek`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef {
+    pos: u64,
+    cells: u64,
+    /// The record's header, checked against the lane's limits.
+    pub header: RecordHeader,
+}
+
+/// What is at the head of the lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek {
+    /// Nothing has been claimed there.
+    Empty,
+    /// A sender has claimed the head record and is still writing it.
+    InFlight,
+    /// A committed record, ready to read.
+    Record(RecordRef),
+}
+
+/// Cells needed by a record with a payload of `len` bytes.
+#[inline]
+pub fn record_cells(len: usize) -> u64 {
+    (RECORD_HEADER as u64 + len as u64).div_ceil(CELL as u64)
+}
+
+/// A view of one lane's memory, wherever it lives (shared memory, or the heap in tests).
+#[derive(Debug, Clone, Copy)]
+pub struct Lane<'a> {
+    ctl: &'a LaneControl,
+    stamps: &'a [AtomicU64],
+    data: &'a [DataCell],
+    /// Number of cells, `stamps.len() == data.len()`.
+    n: u64,
+}
+
+impl<'a> Lane<'a> {
+    /// A lane over memory the caller provides.
+    ///
+    /// # Panics
+    ///
+    /// If `stamps` and `data` differ in length or are empty (a layout bug, not input).
+    pub(crate) fn new(ctl: &'a LaneControl, stamps: &'a [AtomicU64], data: &'a [DataCell]) -> Self {
+        assert_eq!(stamps.len(), data.len(), "lane layout: one stamp per cell");
+        assert!(!data.is_empty(), "lane layout: at least one cell");
+        Lane { ctl, stamps, data, n: data.len() as u64 }
+    }
+
+    /// Capacity in cells.
+    #[inline]
+    pub fn cells(&self) -> u64 {
+        self.n
+    }
+
+    #[inline]
+    fn index(&self, pos: u64) -> usize {
+        let i = pos % self.n;
+        debug_assert!(i < self.n);
+        i as usize
+    }
+
+    /// Claims cells for a record of `len` payload bytes at the tail.
+    ///
+    /// The caller must have checked `record_cells(len) <= self.cells()`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClaimError::Full`] when the budget has no room now; [`ClaimError::Corrupt`] when the
+    /// lane's words contradict each other.
+    pub fn try_claim(&self, len: usize, sender: u8) -> Result<Claim, ClaimError> {
+        let need = record_cells(len);
+        if need > self.n || need > MAX_RECORD_CELLS {
+            return Err(ClaimError::Corrupt(Corrupt(format!(
+                "a record of {len} bytes cannot fit a lane of {} cells",
+                self.n
+            ))));
+        }
+        let tail = &self.ctl.producer.tail;
+        let mut rounds: u64 = 0;
+        loop {
+            rounds += 1;
+            if rounds > 50_000_000 {
+                return Err(corrupt("the lane's tail makes no progress"));
+            }
+            let t = tail.load(Ordering::Relaxed);
+            let slot = &self.stamps[self.index(t)];
+            let s = slot.load(Ordering::Acquire);
+            if stamp::is_at(s, t) {
+                // Claimed already: help move the tail past it, then retry.
+                let k = stamp::cells(s);
+                if k == 0 || k > self.n - t % self.n {
+                    return Err(corrupt(format!("stamp at position {t} spans {k} cells")));
+                }
+                let _ = tail.compare_exchange(t, t + k, Ordering::Relaxed, Ordering::Relaxed);
+                continue;
+            }
+            // SYNC POINT: space freed (Acquire side): the receiver's reads of these cells are done.
+            let h = self.ctl.consumer.head.load(Ordering::Acquire);
+            if h > t {
+                crate::sync::spin_hint();
+                continue; // our tail is stale; a helper will move it
+            }
+            let used = t - h;
+            if used > self.n {
+                return Err(corrupt(format!("tail {t} is more than a lap ahead of head {h}")));
+            }
+            let off = t % self.n;
+            if off + need > self.n {
+                let pad = self.n - off;
+                if used + pad > self.n {
+                    return Err(ClaimError::Full);
+                }
+                let pad_stamp = stamp::pack(t, pad, sender, stamp::PAD);
+                if slot.compare_exchange(s, pad_stamp, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    let _ = tail.compare_exchange(t, t + pad, Ordering::Relaxed, Ordering::Relaxed);
+                }
+                continue;
+            }
+            if used + need > self.n {
+                return Err(ClaimError::Full);
+            }
+            let reserved = stamp::pack(t, need, sender, stamp::RESERVED);
+            if slot.compare_exchange(s, reserved, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                let _ = tail.compare_exchange(t, t + need, Ordering::Relaxed, Ordering::Relaxed);
+                self.ctl.producer.sent.fetch_add(1, Ordering::Relaxed);
+                return Ok(Claim { pos: t, cells: need, sender });
+            }
+        }
+    }
+
+    /// Writes the header and payload of a claimed record in place.
+    pub fn write(&self, claim: &Claim, header: &RecordHeader, payload: &[u8]) {
+        debug_assert_eq!(record_cells(payload.len()), claim.cells);
+        debug_assert_eq!(header.len as usize, payload.len());
+        let first = self.index(claim.pos);
+        self.copy_in(first, 0, &header.to_bytes());
+        self.copy_in(first, RECORD_HEADER, payload);
+    }
+
+    /// Publishes a claimed, written record to the receiver.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] if the stamp no longer shows this claim (someone else wrote it).
+    pub fn commit(&self, claim: Claim) -> Result<(), Corrupt> {
+        let slot = &self.stamps[self.index(claim.pos)];
+        let reserved = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::RESERVED);
+        let committed = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::COMMITTED);
+        // SYNC POINT: record published (Release side).
+        slot.compare_exchange(reserved, committed, Ordering::Release, Ordering::Relaxed)
+            .map(|_| ())
+            .map_err(|now| {
+                Corrupt(format!(
+                    "stamp at position {} changed from {reserved:#x} to {now:#x} while reserved",
+                    claim.pos
+                ))
+            })
+    }
+
+    /// Looks at the head of the lane, freeing any padding found there.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] if the head stamp or record header is out of bounds.
+    pub fn peek<W: Waiter>(&self, max_message: u32, waiter: &W) -> Result<Peek, Corrupt> {
+        loop {
+            let h = self.ctl.consumer.head.load(Ordering::Relaxed);
+            // SYNC POINT: record published (Acquire side).
+            let s = self.stamps[self.index(h)].load(Ordering::Acquire);
+            if !stamp::is_at(s, h) {
+                return Ok(Peek::Empty);
+            }
+            let k = stamp::cells(s);
+            let off = h % self.n;
+            if k == 0 || k > self.n - off {
+                return Err(Corrupt(format!("stamp at position {h} spans {k} cells")));
+            }
+            match stamp::state(s) {
+                stamp::RESERVED => return Ok(Peek::InFlight),
+                stamp::PAD => {
+                    if off + k != self.n {
+                        return Err(Corrupt(format!("padding at position {h} stops short of the end")));
+                    }
+                    self.advance_head(h + k, waiter);
+                }
+                stamp::COMMITTED => {
+                    let header = self.read_header(off as usize);
+                    if header.len > max_message {
+                        return Err(Corrupt(format!(
+                            "record at position {h} claims {} bytes, over the maximum {max_message}",
+                            header.len
+                        )));
+                    }
+                    if record_cells(header.len as usize) != k {
+                        return Err(Corrupt(format!(
+                            "record at position {h}: {} bytes do not fill {k} cells",
+                            header.len
+                        )));
+                    }
+                    return Ok(Peek::Record(RecordRef { pos: h, cells: k, header }));
+                }
+                other => return Err(Corrupt(format!("stamp at position {h} has state {other}"))),
+            }
+        }
+    }
+
+    /// Appends the payload of a record found by [`Lane::peek`] to `out`.
+    pub fn copy_payload(&self, record: &RecordRef, out: &mut Vec<u8>) {
+        let first = self.index(record.pos);
+        let start = out.len();
+        out.resize(start + record.header.len as usize, 0);
+        self.copy_out(first, RECORD_HEADER, &mut out[start..]);
+    }
+
+    /// Frees a record found by [`Lane::peek`], after its payload has been read.
+    pub fn release<W: Waiter>(&self, record: RecordRef, waiter: &W) {
+        self.ctl.consumer.received.fetch_add(1, Ordering::Relaxed);
+        self.advance_head(record.pos + record.cells, waiter);
+    }
+
+    fn advance_head<W: Waiter>(&self, to: u64, waiter: &W) {
+        // SYNC POINT: space freed (Release side).
+        self.ctl.consumer.head.store(to, Ordering::Release);
+        self.ctl.space.notify(waiter);
+    }
+
+    /// The event senders sleep on while the lane is full.
+    pub fn space_event(&self) -> &Event {
+        &self.ctl.space
+    }
+
+    /// `(bytes in use, messages waiting)`, as seen now (a snapshot, not a synchronised view).
+    pub fn usage(&self) -> (u64, u64) {
+        let tail = self.ctl.producer.tail.load(Ordering::Relaxed);
+        let head = self.ctl.consumer.head.load(Ordering::Relaxed);
+        let sent = self.ctl.producer.sent.load(Ordering::Relaxed);
+        let received = self.ctl.consumer.received.load(Ordering::Relaxed);
+        let used = tail.saturating_sub(head).min(self.n) * CELL as u64;
+        (used, sent.saturating_sub(received))
+    }
+
+    /// `(messages sent, messages received)` since creation.
+    pub fn counters(&self) -> (u64, u64) {
+        (
+            self.ctl.producer.sent.load(Ordering::Relaxed),
+            self.ctl.consumer.received.load(Ordering::Relaxed),
+        )
+    }
+
+    fn read_header(&self, cell: usize) -> RecordHeader {
+        let mut b = [0u8; RECORD_HEADER];
+        self.copy_out(cell, 0, &mut b);
+        RecordHeader::from_bytes(&b)
+    }
+
+    /// Copies `src` into the lane, `offset` bytes after the start of cell `first`.
+    fn copy_in(&self, first: usize, offset: usize, src: &[u8]) {
+        let end_cell = first + (offset + src.len()).div_ceil(CELL);
+        assert!(end_cell <= self.data.len(), "copy within the lane");
+        #[cfg(not(loom))]
+        {
+            let base = self.data.as_ptr() as *mut u8;
+            // SAFETY: the destination `first * CELL + offset .. + src.len()` lies inside `data`
+            // (asserted above); the bytes are inside `UnsafeCell`s, so writing through a pointer
+            // derived from a shared reference is allowed; the claim gives this sender the only
+            // access to these cells until commit, so nothing reads or writes them concurrently.
+            unsafe {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), base.add(first * CELL + offset), src.len())
+            };
+        }
+        #[cfg(loom)]
+        for (i, byte) in src.iter().enumerate() {
+            let at = offset + i;
+            // SAFETY: in bounds (asserted above); loom checks exclusivity of the cell.
+            self.data[first + at / CELL].with_mut(|cell| unsafe { (*cell)[at % CELL] = *byte });
+        }
+    }
+
+    /// Copies bytes out of the lane into `dst`, starting `offset` bytes after cell `first`.
+    fn copy_out(&self, first: usize, offset: usize, dst: &mut [u8]) {
+        let end_cell = first + (offset + dst.len()).div_ceil(CELL);
+        assert!(end_cell <= self.data.len(), "copy within the lane");
+        #[cfg(not(loom))]
+        {
+            let base = self.data.as_ptr() as *const u8;
+            // SAFETY: the source lies inside `data` (asserted above); the record is committed
+            // and not yet freed, so no sender writes these cells while we read them.
+            unsafe {
+                std::ptr::copy_nonoverlapping(base.add(first * CELL + offset), dst.as_mut_ptr(), dst.len())
+            };
+        }
+        #[cfg(loom)]
+        for (i, byte) in dst.iter_mut().enumerate() {
+            let at = offset + i;
+            // SAFETY: in bounds (asserted above); loom checks the access is not racing.
+            *byte = self.data[first + at / CELL].with(|cell| unsafe { (*cell)[at % CELL] });
+        }
+    }
+}
+
+fn corrupt(msg: impl Into<String>) -> ClaimError {
+    ClaimError::Corrupt(Corrupt(msg.into()))
+}
+
+/// A lane that owns its memory on the heap: for unit tests and loom models.
+#[derive(Debug)]
+pub struct HeapLane {
+    ctl: LaneControl,
+    stamps: Box<[AtomicU64]>,
+    data: Box<[DataCell]>,
+}
+
+impl HeapLane {
+    /// A lane of `cells` cells, as a freshly created segment holds it (all zero).
+    pub fn new(cells: usize) -> Self {
+        HeapLane {
+            ctl: LaneControl::default(),
+            stamps: (0..cells).map(|_| AtomicU64::new(0)).collect(),
+            data: (0..cells).map(|_| DataCell::new()).collect(),
+        }
+    }
+
+    /// The lane view.
+    pub fn lane(&self) -> Lane<'_> {
+        Lane::new(&self.ctl, &self.stamps, &self.data)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::wait::Futex;
+
+    fn send(lane: &Lane<'_>, payload: &[u8]) -> Result<(), ClaimError> {
+        let claim = lane.try_claim(payload.len(), 0)?;
+        let header = RecordHeader { len: payload.len() as u32, msg_type: 7, ..Default::default() };
+        lane.write(&claim, &header, payload);
+        lane.commit(claim).map_err(ClaimError::Corrupt)
+    }
+
+    fn recv(lane: &Lane<'_>) -> Option<Vec<u8>> {
+        match lane.peek(1 << 20, &Futex).unwrap() {
+            Peek::Record(r) => {
+                let mut out = Vec::new();
+                lane.copy_payload(&r, &mut out);
+                lane.release(r, &Futex);
+                Some(out)
+            }
+            Peek::Empty | Peek::InFlight => None,
+        }
+    }
+
+    #[test]
+    fn records_come_out_in_claim_order_with_their_bytes() {
+        let heap = HeapLane::new(16);
+        let lane = heap.lane();
+        for i in 0..5u8 {
+            send(&lane, &vec![i; i as usize * 10]).unwrap();
+        }
+        for i in 0..5u8 {
+            assert_eq!(recv(&lane).unwrap(), vec![i; i as usize * 10]);
+        }
+        assert_eq!(recv(&lane), None);
+    }
+
+    #[test]
+    fn budget_is_enforced_in_cells() {
+        let heap = HeapLane::new(4);
+        let lane = heap.lane();
+        send(&lane, &[1; 96]).unwrap(); // 32 + 96 = 2 cells
+        send(&lane, &[2; 96]).unwrap();
+        assert_eq!(send(&lane, &[3; 1]), Err(ClaimError::Full));
+        assert_eq!(lane.usage(), (4 * CELL as u64, 2));
+        recv(&lane).unwrap();
+        send(&lane, &[3; 1]).unwrap();
+    }
+
+    #[test]
+    fn a_record_that_would_wrap_is_preceded_by_padding_and_stays_contiguous() {
+        let heap = HeapLane::new(5);
+        let lane = heap.lane();
+        for round in 0..50u8 {
+            // 2-cell records in a 5-cell ring: every other lap needs padding at the end.
+            let msg: Vec<u8> = (0..90).map(|i| i as u8 ^ round).collect();
+            send(&lane, &msg).unwrap();
+            send(&lane, &[round; 3]).unwrap();
+            assert_eq!(recv(&lane).unwrap(), msg);
+            assert_eq!(recv(&lane).unwrap(), vec![round; 3]);
+        }
+    }
+
+    #[test]
+    fn a_reserved_record_blocks_delivery_until_committed() {
+        let heap = HeapLane::new(8);
+        let lane = heap.lane();
+        let claim = lane.try_claim(4, 0).unwrap();
+        send(&lane, b"later").unwrap();
+        assert_eq!(lane.peek(64, &Futex).unwrap(), Peek::InFlight);
+        lane.write(&claim, &RecordHeader { len: 4, ..Default::default() }, b"1st!");
+        lane.commit(claim).unwrap();
+        assert_eq!(recv(&lane).unwrap(), b"1st!");
+        assert_eq!(recv(&lane).unwrap(), b"later");
+    }
+
+    #[test]
+    fn a_stamp_spanning_past_the_end_is_corrupt_not_a_crash() {
+        let heap = HeapLane::new(4);
+        heap.stamps[0].store(stamp::pack(0, 9, 0, stamp::COMMITTED), Ordering::Relaxed);
+        let err = heap.lane().peek(64, &Futex).unwrap_err();
+        assert!(err.0.contains("spans 9 cells"), "{err:?}");
+        assert!(matches!(heap.lane().try_claim(1, 0), Err(ClaimError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_header_length_that_does_not_match_its_cells_is_corrupt() {
+        let heap = HeapLane::new(4);
+        let lane = heap.lane();
+        send(&lane, b"abc").unwrap();
+        lane.copy_in(0, 0, &1000u32.to_ne_bytes());
+        let err = lane.peek(4096, &Futex).unwrap_err();
+        assert!(err.0.contains("1000 bytes"), "{err:?}");
+        assert!(lane.peek(100, &Futex).unwrap_err().0.contains("over the maximum"));
+    }
+
+    #[test]
+    fn an_unknown_state_is_corrupt() {
+        let heap = HeapLane::new(4);
+        heap.stamps[0].store(stamp::pack(0, 1, 0, 9), Ordering::Relaxed);
+        assert!(heap.lane().peek(64, &Futex).unwrap_err().0.contains("state 9"));
+    }
+
+    #[test]
+    fn many_threads_send_concurrently_without_loss_or_duplicates() {
+        let heap = HeapLane::new(64);
+        let lane = heap.lane();
+        const PER: u32 = 20_000;
+        std::thread::scope(|s| {
+            for t in 0..3u32 {
+                s.spawn(move || {
+                    for i in 0..PER {
+                        let msg = [t.to_ne_bytes(), i.to_ne_bytes()].concat();
+                        while let Err(e) = send(&lane, &msg) {
+                            assert_eq!(e, ClaimError::Full);
+                            std::thread::yield_now();
+                        }
+                    }
+                });
+            }
+            let mut next = [0u32; 3];
+            let mut got = 0;
+            while got < 3 * PER {
+                if let Some(m) = recv(&lane) {
+                    let t = u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize;
+                    let i = u32::from_ne_bytes(m[4..8].try_into().unwrap());
+                    assert_eq!(i, next[t], "sender {t} out of order");
+                    next[t] += 1;
+                    got += 1;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        assert_eq!(recv(&lane), None);
+    }
+}

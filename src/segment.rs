@@ -1,0 +1,688 @@
+//! A queue's POSIX shared-memory segment: naming, creation, validation, layout.
+//!
+//! # Memory layout
+//!
+//! | offset            | what                                                            |
+//! |-------------------|-----------------------------------------------------------------|
+//! | 0                 | [`Identity`]: magic, format, ABI tag, attributes, lane offsets, name, domain; written once, before the segment gets its name |
+//! | 1024              | [`Shared`]: owner lock block, receiver event, counters (atomics) |
+//! | 4096              | lane 0: [`LaneControl`], stamps (`8 * cells`), data (`64 * cells`) |
+//! | next page         | lanes 1, 2, 3 likewise, each starting on a page boundary         |
+//!
+//! # Creation and opening
+//!
+//! A segment is built under a temporary name (`O_CREAT | O_EXCL`, `fchmod` to the exact mode,
+//! `posix_fallocate` so that a full `/dev/shm` fails now rather than SIGBUS later), initialised,
+//! and only then `link`ed to its real name: nobody can ever open a half-made queue. If the link
+//! finds the name taken, someone else created the queue at the same moment and we open theirs.
+//!
+//! Opening never trusts the file: `O_NOFOLLOW`, then `fstat` (regular file, our uid, big enough),
+//! then the identity is copied out of shared memory once and checked (magic and byte order,
+//! format, ABI tag, attributes in range, layout recomputed and compared, size, mode). Only that
+//! private copy is used afterwards.
+
+use crate::error::OpenError;
+use crate::lane::{self, Lane, LaneControl, CELL, MAX_LANE_CELLS, MAX_RECORD_CELLS, RECORD_HEADER};
+use crate::name::{check_queue_name, Domain};
+use crate::sync::{AtomicU32, AtomicU64, DataCell};
+use crate::wait::Event;
+use crossbeam_utils::CachePadded;
+use memmap2::{MmapOptions, MmapRaw};
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::{fchmod, fstat, Mode};
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::{Path, PathBuf};
+
+/// Where POSIX shared memory lives on Linux.
+pub const SHM_DIR: &str = "/dev/shm";
+/// Every baton file name starts with this.
+pub const FILE_PREFIX: &str = "baton.";
+/// `"BATONQ\0\x01"`: the first word of every segment; byte-swapped it reveals an endian mismatch.
+pub const MAGIC: u64 = 0x4241_544F_4E51_0001;
+/// Version of the layout described here.
+pub const FORMAT: u32 = 1;
+/// Bytes before the first lane.
+pub const HEADER_SIZE: usize = 4096;
+const SHARED_OFFSET: usize = 1024;
+const PAGE: u64 = 4096;
+const NAME_FIELD: usize = 256;
+
+/// A queue's attributes, fixed at creation (SA-Forum MSG style).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Attributes {
+    /// Byte budget of each priority lane, 0 (highest) to 3. Rounded up to a multiple of 64; each
+    /// message uses `32 + len` bytes rounded up to 64.
+    pub capacity: [u64; 4],
+    /// The largest payload a message may have, in bytes.
+    pub max_message: u32,
+    /// File mode of the segment (`0o600` by default), applied exactly, whatever the umask.
+    pub mode: u32,
+}
+
+impl Default for Attributes {
+    fn default() -> Self {
+        Attributes { capacity: [64 * 1024; 4], max_message: 4096, mode: 0o600 }
+    }
+}
+
+impl Attributes {
+    /// The most a payload may be: what 2^20 - 1 cells hold.
+    pub const MAX_MESSAGE_LIMIT: u32 = (MAX_RECORD_CELLS as usize * CELL - RECORD_HEADER) as u32;
+
+    /// Checks ranges and returns the attributes as stored (capacities rounded up to 64 bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::InvalidAttributes`] naming the first attribute out of range.
+    pub fn normalized(&self) -> Result<Attributes, OpenError> {
+        let bad = |m: String| Err(OpenError::InvalidAttributes(m));
+        if self.max_message == 0 || self.max_message > Self::MAX_MESSAGE_LIMIT {
+            return bad(format!(
+                "max message {} is out of range 1..={}",
+                self.max_message,
+                Self::MAX_MESSAGE_LIMIT
+            ));
+        }
+        if self.mode & !0o777 != 0 {
+            return bad(format!("mode {:o} has bits outside 0777", self.mode));
+        }
+        if self.mode & 0o600 != 0o600 {
+            return bad(format!("mode {:03o} must let the owner read and write (0600)", self.mode));
+        }
+        let min = lane::record_cells(self.max_message as usize) * CELL as u64;
+        let mut capacity = self.capacity;
+        for (p, c) in capacity.iter_mut().enumerate() {
+            let rounded = c.div_ceil(CELL as u64).saturating_mul(CELL as u64);
+            if rounded < min {
+                return bad(format!(
+                    "capacity {c} of priority {p} cannot hold one message of the maximum size \
+                     {} (needs at least {min} bytes)",
+                    self.max_message
+                ));
+            }
+            if rounded > MAX_LANE_CELLS * CELL as u64 {
+                return bad(format!("capacity {c} of priority {p} is over the 1 GiB limit"));
+            }
+            *c = rounded;
+        }
+        Ok(Attributes { capacity, max_message: self.max_message, mode: self.mode })
+    }
+
+    /// Says how `self` differs from `other`, or `None` when they are equal.
+    pub(crate) fn difference(&self, asked: &Attributes) -> Option<String> {
+        let mut diffs = Vec::new();
+        for p in 0..4 {
+            if self.capacity[p] != asked.capacity[p] {
+                diffs.push(format!(
+                    "capacity of priority {p} is {} (asked {})",
+                    self.capacity[p], asked.capacity[p]
+                ));
+            }
+        }
+        if self.max_message != asked.max_message {
+            diffs.push(format!("max message is {} (asked {})", self.max_message, asked.max_message));
+        }
+        if self.mode != asked.mode {
+            diffs.push(format!("mode is {:03o} (asked {:03o})", self.mode, asked.mode));
+        }
+        (!diffs.is_empty()).then(|| diffs.join(", "))
+    }
+}
+
+/// What a segment was built by; a mismatch in any field makes the segment [`OpenError::Incompatible`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+struct AbiTag {
+    pointer_width: u32,
+    /// 1 glibc, 2 musl, 0 other: `pthread_mutex_t` differs between them.
+    libc: u32,
+    mutex_size: u32,
+    cell: u32,
+    record_header: u32,
+    lane_control: u32,
+    shared: u32,
+    reserved: u32,
+}
+
+impl AbiTag {
+    fn current() -> AbiTag {
+        AbiTag {
+            pointer_width: usize::BITS,
+            libc: if cfg!(target_env = "gnu") { 1 } else if cfg!(target_env = "musl") { 2 } else { 0 },
+            mutex_size: std::mem::size_of::<libc::pthread_mutex_t>() as u32,
+            cell: CELL as u32,
+            record_header: RECORD_HEADER as u32,
+            lane_control: std::mem::size_of::<LaneControl>() as u32,
+            shared: std::mem::size_of::<Shared>() as u32,
+            reserved: 0,
+        }
+    }
+}
+
+/// The immutable first part of the header. Plain data: read once by a volatile copy.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Identity {
+    magic: u64,
+    format: u32,
+    header_size: u32,
+    abi: AbiTag,
+    total_size: u64,
+    created_unix_ns: u64,
+    capacity: [u64; 4],
+    lane_offset: [u64; 4],
+    max_message: u32,
+    mode: u32,
+    creator_pid: u32,
+    name_len: u32,
+    domain_len: u32,
+    reserved: u32,
+    name: [u8; NAME_FIELD],
+    domain: [u8; NAME_FIELD],
+}
+
+/// The shared, mutable part of the header.
+#[repr(C)]
+pub(crate) struct Shared {
+    pub(crate) owner: CachePadded<OwnerBlock>,
+    /// The receiver sleeps here; senders notify after committing.
+    pub(crate) data_event: CachePadded<Event>,
+    pub(crate) stats: CachePadded<Stats>,
+}
+
+/// The owner lock and what the owner publishes about itself.
+#[repr(C)]
+pub(crate) struct OwnerBlock {
+    /// Robust, process-shared, NORMAL, non-PI. Only the keeper thread locks and unlocks it.
+    // The mutex must be written through a pointer by pthread calls; it is not an atomic, so it
+    // cannot come from the loom facade.
+    #[allow(clippy::disallowed_types)]
+    pub(crate) mutex: std::cell::UnsafeCell<libc::pthread_mutex_t>,
+    /// Pid of the owner while it owns the queue, 0 otherwise.
+    pub(crate) pid: AtomicU32,
+    /// Bumped each time a process takes ownership.
+    pub(crate) epoch: AtomicU64,
+    /// How many times ownership was taken from a dead owner.
+    pub(crate) takeovers: AtomicU64,
+}
+
+/// Queue-wide counters.
+#[repr(C)]
+pub(crate) struct Stats {
+    /// `try_send` calls (and blocking sends that gave up) refused because a lane was full.
+    pub(crate) rejected_full: AtomicU64,
+}
+
+const _: () = assert!(SHARED_OFFSET >= std::mem::size_of::<Identity>());
+const _: () = assert!(SHARED_OFFSET + std::mem::size_of::<Shared>() <= HEADER_SIZE);
+const _: () = assert!(SHARED_OFFSET % std::mem::align_of::<Shared>() == 0);
+
+/// Where one lane's parts are in the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LaneLayout {
+    control: u64,
+    stamps: u64,
+    data: u64,
+    cells: u64,
+}
+
+/// Computes the lanes' places and the segment's size from the capacities in bytes.
+fn layout(capacity: &[u64; 4]) -> Option<([LaneLayout; 4], u64)> {
+    let round = |x: u64, to: u64| x.checked_add(to - 1).map(|v| v / to * to);
+    let mut off = HEADER_SIZE as u64;
+    let mut lanes = [LaneLayout { control: 0, stamps: 0, data: 0, cells: 0 }; 4];
+    for (lane, &bytes) in lanes.iter_mut().zip(capacity) {
+        let cells = bytes / CELL as u64;
+        if cells == 0 || cells > MAX_LANE_CELLS || bytes % CELL as u64 != 0 {
+            return None;
+        }
+        let control = off;
+        let stamps = round(control + std::mem::size_of::<LaneControl>() as u64, CELL as u64)?;
+        let data = round(stamps.checked_add(cells * 8)?, 128)?;
+        let end = data.checked_add(cells * CELL as u64)?;
+        *lane = LaneLayout { control, stamps, data, cells };
+        off = round(end, PAGE)?;
+    }
+    Some((lanes, off))
+}
+
+/// The file name of a queue in `/dev/shm`. Names that would make it longer than 255 bytes are
+/// replaced by a stable hash; the real name is kept in the segment and checked on open.
+pub(crate) fn file_name(domain: &Domain, name: &str) -> String {
+    let plain = format!("{FILE_PREFIX}{domain}~{name}");
+    if plain.len() <= 255 {
+        return plain;
+    }
+    // FNV-1a, 64 bits: stable across builds (unlike std's hasher).
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    format!("{FILE_PREFIX}{domain}~#{hash:016x}")
+}
+
+/// The prefix of every file of `domain` (queues and temporaries).
+pub(crate) fn domain_prefix(domain: &Domain) -> String {
+    format!("{FILE_PREFIX}{domain}~")
+}
+
+fn io(context: impl Into<String>, e: impl Into<std::io::Error>) -> OpenError {
+    OpenError::Io { context: context.into(), source: e.into() }
+}
+
+/// A mapped, validated queue segment.
+pub(crate) struct Segment {
+    map: MmapRaw,
+    file: File,
+    path: PathBuf,
+    attrs: Attributes,
+    lanes: [LaneLayout; 4],
+    total: u64,
+    domain: String,
+    name: String,
+    created_unix_ns: u64,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment").field("path", &self.path).field("attrs", &self.attrs).finish()
+    }
+}
+
+impl Segment {
+    /// Creates the queue, or opens it if it exists with the same attributes.
+    pub(crate) fn create(domain: &Domain, name: &str, attrs: &Attributes) -> Result<Segment, OpenError> {
+        check_queue_name(name)?;
+        let attrs = attrs.normalized()?;
+        let (lanes, total) = layout(&attrs.capacity)
+            .ok_or_else(|| OpenError::InvalidAttributes("capacities give no valid layout".into()))?;
+        let path = Path::new(SHM_DIR).join(file_name(domain, name));
+        // Two rounds: if someone else links the name between our look and our link, open theirs.
+        for _ in 0..2 {
+            match Segment::open(domain, name) {
+                Ok(seg) => {
+                    return match seg.attrs.difference(&attrs) {
+                        None => Ok(seg),
+                        Some(difference) => Err(OpenError::Exists { name: name.to_string(), difference }),
+                    };
+                }
+                Err(OpenError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let temp = Temporary::create(domain, &path)?;
+            let fd = temp.file.as_raw_fd();
+            fchmod(fd, Mode::from_bits_truncate(attrs.mode)).map_err(|e| io("fchmod", e))?;
+            match nix::fcntl::posix_fallocate(fd, 0, total as i64) {
+                Ok(()) => {}
+                Err(Errno::ENOSPC | Errno::EFBIG) => {
+                    return Err(OpenError::NoSpace { path: path.clone(), needed: total })
+                }
+                Err(e) => return Err(io(format!("posix_fallocate {total} bytes"), e)),
+            }
+            let map = MmapOptions::new().len(total as usize).map_raw(&temp.file).map_err(|e| io("mmap", e))?;
+            let identity = Identity::new(domain, name, &attrs, lanes, total);
+            // SAFETY: the mapping is `total >= HEADER_SIZE` bytes, page aligned, and private to us
+            // until it is linked under its name below; `Identity` is plain data.
+            unsafe { std::ptr::write_volatile(map.as_mut_ptr() as *mut Identity, identity) };
+            // SAFETY: as above; `Shared` lies inside the header page (const-asserted).
+            unsafe { init_owner_mutex(map.as_mut_ptr().add(SHARED_OFFSET) as *mut Shared)? };
+            // link(2), not rename: it fails with EEXIST instead of replacing a queue.
+            match std::fs::hard_link(&temp.path, &path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0))) {
+                Ok(()) => {
+                    let file = temp.keep();
+                    return Ok(Segment {
+                        map,
+                        file,
+                        path,
+                        attrs,
+                        lanes,
+                        total,
+                        domain: domain.to_string(),
+                        name: name.to_string(),
+                        created_unix_ns: identity.created_unix_ns,
+                    });
+                }
+                Err(Errno::EEXIST) => continue,
+                Err(Errno::ENOSPC) => return Err(OpenError::NoSpace { path, needed: total }),
+                Err(e) => return Err(io(format!("link {}", path.display()), e)),
+            }
+        }
+        Err(io(format!("create {}", path.display()), std::io::Error::other("name keeps changing")))
+    }
+
+    /// Opens an existing queue, checking everything about the file before using it.
+    pub(crate) fn open(domain: &Domain, name: &str) -> Result<Segment, OpenError> {
+        check_queue_name(name)?;
+        let path = Path::new(SHM_DIR).join(file_name(domain, name));
+        let seg = Segment::open_path(&path).map_err(|e| match e {
+            OpenError::NotFound { .. } => {
+                OpenError::NotFound { domain: domain.to_string(), name: name.to_string() }
+            }
+            e => e,
+        })?;
+        if seg.name != name || seg.domain != domain.as_str() {
+            return Err(OpenError::Corrupt {
+                path,
+                reason: format!("it holds queue {:?} of domain {:?}", seg.name, seg.domain),
+            });
+        }
+        Ok(seg)
+    }
+
+    /// Opens and validates the segment at `path`.
+    pub(crate) fn open_path(path: &Path) -> Result<Segment, OpenError> {
+        let denied = |reason: String| OpenError::PermissionDenied { path: path.to_path_buf(), reason };
+        let corrupt = |reason: String| OpenError::Corrupt { path: path.to_path_buf(), reason };
+        let incompatible = |reason: String| OpenError::Incompatible { path: path.to_path_buf(), reason };
+        let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let fd = match open(path, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                return Err(OpenError::NotFound { domain: String::new(), name: path.display().to_string() })
+            }
+            Err(Errno::ELOOP) => return Err(denied("it is a symbolic link".into())),
+            Err(Errno::EACCES | Errno::EPERM) => return Err(denied("no read/write access".into())),
+            Err(e) => return Err(io(format!("open {}", path.display()), e)),
+        };
+        // SAFETY: `open` just returned this descriptor and nothing else owns it.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let st = fstat(file.as_raw_fd()).map_err(|e| io("fstat", e))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(denied("it is not a regular file".into()));
+        }
+        let me = nix::unistd::geteuid().as_raw();
+        if st.st_uid != me {
+            return Err(denied(format!("it belongs to uid {}, not to this user (uid {me})", st.st_uid)));
+        }
+        let size = st.st_size as u64;
+        if size < HEADER_SIZE as u64 {
+            return Err(corrupt(format!("it is {size} bytes, smaller than a header ({HEADER_SIZE})")));
+        }
+        let map = MmapOptions::new().len(HEADER_SIZE).map_raw(&file).map_err(|e| io("mmap", e))?;
+        // SAFETY: the mapping holds HEADER_SIZE bytes; `Identity` is plain data valid for any
+        // bits; a volatile copy takes one snapshot that a peer cannot change under us.
+        let id = unsafe { std::ptr::read_volatile(map.as_ptr() as *const Identity) };
+        drop(map);
+        if id.magic != MAGIC {
+            return Err(if id.magic.swap_bytes() == MAGIC {
+                incompatible("it was made on a machine of the other byte order".into())
+            } else {
+                corrupt(format!("bad magic {:#018x}", id.magic))
+            });
+        }
+        if id.format != FORMAT {
+            return Err(incompatible(format!("format version {} (this baton reads {FORMAT})", id.format)));
+        }
+        if id.abi != AbiTag::current() {
+            return Err(incompatible(format!(
+                "ABI tag {:?} does not match this build's {:?}",
+                id.abi,
+                AbiTag::current()
+            )));
+        }
+        if id.header_size as usize != HEADER_SIZE {
+            return Err(corrupt(format!("header size {}", id.header_size)));
+        }
+        let stored = Attributes { capacity: id.capacity, max_message: id.max_message, mode: id.mode };
+        let attrs = match stored.normalized() {
+            Ok(a) if a == stored => a,
+            Ok(_) => return Err(corrupt("capacities are not multiples of 64".into())),
+            Err(e) => return Err(corrupt(format!("attributes out of range: {e}"))),
+        };
+        let (lanes, total) = layout(&attrs.capacity).ok_or_else(|| corrupt("no valid layout".into()))?;
+        if id.total_size != total || lanes.iter().zip(id.lane_offset).any(|(l, o)| l.control != o) {
+            return Err(corrupt("stored layout does not match its attributes".into()));
+        }
+        if size != total {
+            return Err(corrupt(format!("it is {size} bytes but its layout needs {total} (truncated?)")));
+        }
+        if st.st_mode & 0o777 != attrs.mode {
+            return Err(denied(format!(
+                "its mode is {:03o}, but it was created with {:03o}",
+                st.st_mode & 0o777,
+                attrs.mode
+            )));
+        }
+        let text = |bytes: &[u8; NAME_FIELD], len: u32| -> Result<String, OpenError> {
+            let len = len as usize;
+            let s = bytes.get(..len).and_then(|b| std::str::from_utf8(b).ok());
+            s.map(str::to_string).ok_or_else(|| corrupt("stored name is not valid".into()))
+        };
+        let name = text(&id.name, id.name_len)?;
+        let domain = text(&id.domain, id.domain_len)?;
+        let map = MmapOptions::new().len(total as usize).map_raw(&file).map_err(|e| io("mmap", e))?;
+        Ok(Segment {
+            map,
+            file,
+            path: path.to_path_buf(),
+            attrs,
+            lanes,
+            total,
+            domain,
+            name,
+            created_unix_ns: id.created_unix_ns,
+        })
+    }
+
+    /// The queue's attributes.
+    pub(crate) fn attributes(&self) -> Attributes {
+        self.attrs
+    }
+
+    /// The backing file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The queue's name and domain, as stored in the segment.
+    pub(crate) fn names(&self) -> (&str, &str) {
+        (&self.name, &self.domain)
+    }
+
+    /// When the queue was created, in nanoseconds since the Unix epoch.
+    pub(crate) fn created_unix_ns(&self) -> u64 {
+        self.created_unix_ns
+    }
+
+    /// The segment's size and the size of its file now (they differ if a peer truncated it).
+    pub(crate) fn sizes(&self) -> (u64, Option<u64>) {
+        (self.total, fstat(self.file.as_raw_fd()).ok().map(|st| st.st_size as u64))
+    }
+
+    /// The shared header words.
+    pub(crate) fn shared(&self) -> &Shared {
+        // SAFETY: the mapping is `total > HEADER_SIZE` bytes long and page aligned; `Shared` is
+        // at an offset aligned for it (const-asserted) and consists of atomics and a mutex that
+        // are valid for any bit pattern; it lives as long as `self.map`.
+        unsafe { &*(self.map.as_ptr().add(SHARED_OFFSET) as *const Shared) }
+    }
+
+    /// The lane of priority `p` (0..4).
+    pub(crate) fn lane(&self, p: usize) -> Lane<'_> {
+        let l = &self.lanes[p];
+        let base = self.map.as_ptr();
+        // SAFETY: `layout` placed every part inside `total` bytes (checked against the file size
+        // at open), aligned for its type: control on a page, stamps on 64 bytes, data on 128.
+        // Atomics and data cells are valid for any bit pattern, and live as long as the mapping.
+        unsafe {
+            Lane::new(
+                &*(base.add(l.control as usize) as *const LaneControl),
+                std::slice::from_raw_parts(base.add(l.stamps as usize) as *const AtomicU64, l.cells as usize),
+                std::slice::from_raw_parts(base.add(l.data as usize) as *const DataCell, l.cells as usize),
+            )
+        }
+    }
+}
+
+impl Identity {
+    fn new(domain: &Domain, name: &str, attrs: &Attributes, lanes: [LaneLayout; 4], total: u64) -> Identity {
+        let field = |s: &str| {
+            let mut f = [0u8; NAME_FIELD];
+            f[..s.len()].copy_from_slice(s.as_bytes());
+            f
+        };
+        Identity {
+            magic: MAGIC,
+            format: FORMAT,
+            header_size: HEADER_SIZE as u32,
+            abi: AbiTag::current(),
+            total_size: total,
+            created_unix_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            capacity: attrs.capacity,
+            lane_offset: lanes.map(|l| l.control),
+            max_message: attrs.max_message,
+            mode: attrs.mode,
+            creator_pid: std::process::id(),
+            name_len: name.len() as u32,
+            domain_len: domain.as_str().len() as u32,
+            reserved: 0,
+            name: field(name),
+            domain: field(domain.as_str()),
+        }
+    }
+}
+
+/// Initialises the owner mutex: robust, process-shared, NORMAL, no priority inheritance.
+///
+/// # Safety
+///
+/// `shared` must point to zero-filled, writable memory for a `Shared` that no other process can
+/// see yet.
+unsafe fn init_owner_mutex(shared: *mut Shared) -> Result<(), OpenError> {
+    let check = |rc: i32, what: &str| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io(what.to_string(), std::io::Error::from_raw_os_error(rc)))
+        }
+    };
+    let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+    // SAFETY: standard pthread attribute life cycle on a local; `shared` is valid per the
+    // contract, and its mutex is initialised exactly once, before anyone else can see it.
+    unsafe {
+        check(libc::pthread_mutexattr_init(attr.as_mut_ptr()), "pthread_mutexattr_init")?;
+        let a = attr.as_mut_ptr();
+        let result = check(libc::pthread_mutexattr_setpshared(a, libc::PTHREAD_PROCESS_SHARED), "setpshared")
+            .and_then(|_| check(libc::pthread_mutexattr_setrobust(a, libc::PTHREAD_MUTEX_ROBUST), "setrobust"))
+            .and_then(|_| check(libc::pthread_mutexattr_settype(a, libc::PTHREAD_MUTEX_NORMAL), "settype"))
+            .and_then(|_| check(libc::pthread_mutexattr_setprotocol(a, libc::PTHREAD_PRIO_NONE), "setprotocol"))
+            .and_then(|_| {
+                // Zero-filled memory is a valid `Shared` (atomics and a not-yet-initialised mutex).
+                let shared: &Shared = &*shared;
+                check(libc::pthread_mutex_init(shared.owner.mutex.get(), a), "pthread_mutex_init")
+            });
+        libc::pthread_mutexattr_destroy(a);
+        result
+    }
+}
+
+/// A file under a temporary name that is unlinked when dropped.
+struct Temporary {
+    file: File,
+    path: PathBuf,
+}
+
+impl Temporary {
+    fn create(domain: &Domain, final_path: &Path) -> Result<Temporary, OpenError> {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A queue name never starts with '.', so this can never be mistaken for a queue.
+        let path = Path::new(SHM_DIR).join(format!("{}.tmp.{}.{n}", domain_prefix(domain), std::process::id()));
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match open(&path, flags, Mode::from_bits_truncate(0o600)) {
+            Ok(fd) => fd,
+            Err(Errno::ENOSPC) => return Err(OpenError::NoSpace { path: final_path.to_path_buf(), needed: 0 }),
+            Err(e) => return Err(io(format!("create {}", path.display()), e)),
+        };
+        // SAFETY: `open` just returned this descriptor and nothing else owns it.
+        Ok(Temporary { file: unsafe { File::from_raw_fd(fd) }, path })
+    }
+
+    /// Unlinks the temporary name and keeps the open file.
+    fn keep(self) -> File {
+        let _ = nix::unistd::unlink(&self.path);
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped, so the file is moved out exactly once.
+        unsafe { std::ptr::read(&this.file) }
+    }
+}
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        let _ = nix::unistd::unlink(&self.path);
+    }
+}
+
+/// Removes a queue's name. Processes that have it open keep their mapping.
+pub(crate) fn remove(domain: &Domain, name: &str) -> Result<(), OpenError> {
+    check_queue_name(name)?;
+    let path = Path::new(SHM_DIR).join(file_name(domain, name));
+    match nix::unistd::unlink(&path) {
+        Ok(()) => Ok(()),
+        Err(Errno::ENOENT) => Err(OpenError::NotFound { domain: domain.to_string(), name: name.to_string() }),
+        Err(Errno::EACCES | Errno::EPERM) => {
+            Err(OpenError::PermissionDenied { path, reason: "not allowed to remove it".into() })
+        }
+        Err(e) => Err(io(format!("unlink {}", path.display()), e)),
+    }
+}
+
+/// The backing files of the queues in `domain` (temporaries excluded), sorted.
+pub(crate) fn list_paths(domain: &Domain) -> Result<Vec<PathBuf>, OpenError> {
+    let prefix = domain_prefix(domain);
+    let dir = std::fs::read_dir(SHM_DIR).map_err(|e| io(format!("read {SHM_DIR}"), e))?;
+    let mut paths: Vec<PathBuf> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.strip_prefix(&prefix).is_some_and(|rest| !rest.starts_with('.'))
+        })
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_places_lanes_on_pages_inside_the_segment() {
+        let (lanes, total) = layout(&[64 * 1024, 128, 4096, 1 << 20]).unwrap();
+        for l in lanes {
+            assert_eq!(l.control % PAGE, 0);
+            assert!(l.stamps >= l.control + std::mem::size_of::<LaneControl>() as u64);
+            assert!(l.data >= l.stamps + 8 * l.cells);
+            assert!(l.data + l.cells * CELL as u64 <= total);
+        }
+        assert_eq!(total % PAGE, 0);
+    }
+
+    #[test]
+    fn layout_refuses_sizes_that_are_not_cells() {
+        assert!(layout(&[100, 64, 64, 64]).is_none());
+        assert!(layout(&[0, 64, 64, 64]).is_none());
+        assert!(layout(&[(MAX_LANE_CELLS + 1) * 64, 64, 64, 64]).is_none());
+    }
+
+    #[test]
+    fn long_names_get_a_hashed_file_name_that_fits() {
+        let d = Domain::new(&"d".repeat(200)).unwrap();
+        let f = file_name(&d, &"n".repeat(200));
+        assert!(f.len() <= 255 && f.contains("~#"), "{f}");
+        assert_ne!(f, file_name(&d, &format!("{}m", "n".repeat(199))));
+    }
+
+    #[test]
+    fn attributes_are_rounded_and_checked() {
+        let a = Attributes { capacity: [100_000, 4160, 65536, 65536], ..Default::default() };
+        assert_eq!(a.normalized().unwrap().capacity[0], 100_032);
+        let small = Attributes { capacity: [4096, 65536, 65536, 65536], ..Default::default() };
+        assert!(small.normalized().unwrap_err().to_string().contains("priority 0"));
+        let mode = Attributes { mode: 0o400, ..Default::default() };
+        assert!(mode.normalized().is_err());
+    }
+}

@@ -1,0 +1,187 @@
+//! Sleeping and waking across processes: the [`Waiter`] trait and the [`Event`] protocol.
+//!
+//! An [`Event`] lives in shared memory next to the condition it announces ("a lane has a
+//! message", "a lane has space"). It is an *event count*: a sequence word that sleepers wait on,
+//! and a count of sleepers that lets the notifier skip the wake-up syscall when nobody sleeps.
+//!
+//! # The protocol
+//!
+//! | step | waiter                                   | notifier                                  |
+//! |------|------------------------------------------|-------------------------------------------|
+//! | 1    | `waiters += 1`                           | make the condition true (Release store)   |
+//! | 2    | `fence(SeqCst)`                          | `fence(SeqCst)`                           |
+//! | 3    | `s = seq` (Acquire)                      | read `waiters`; if 0, stop: no syscall    |
+//! | 4    | re-check the condition; if true, leave   | `seq += 1` (Release)                      |
+//! | 5    | sleep while `seq == s`                   | wake every sleeper on `seq`               |
+//! | 6    | `waiters -= 1`, go to 1 if still false   |                                           |
+//!
+//! No lost wake-up: the two fences are ordered one way or the other. If the notifier's comes
+//! first, the waiter's re-check (4) sees the condition. If the waiter's comes first, the notifier
+//! sees `waiters > 0` and bumps `seq`; the waiter then either read `seq` before the bump, so its
+//! sleep (5) returns at once or is woken, or read it after, in which case the Acquire load
+//! synchronises with the bump and its re-check sees the condition. `loom-tests/` checks this.
+//!
+//! A sleeper that dies leaves `waiters` too high: notifiers then make a needless syscall, never
+//! miss one. The queue's recovery resets the receiver's event.
+
+use crate::sync::{fence, AtomicU32, Ordering};
+use std::time::Instant;
+
+/// Waits on a 32-bit word in memory that other processes can see.
+pub trait Waiter {
+    /// Sleeps while `*word == expected`, until woken or `deadline` passes. May return early
+    /// (spuriously); callers re-check their condition.
+    fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>);
+    /// Wakes every thread sleeping on `word`, in any process.
+    fn wake_all(&self, word: &AtomicU32);
+}
+
+/// An event count in shared memory. See the module documentation for the protocol.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct Event {
+    /// Bumped by every notification that found a sleeper; the futex word.
+    seq: AtomicU32,
+    /// How many threads are between step 1 and step 6 of the waiter's side.
+    waiters: AtomicU32,
+}
+
+impl Event {
+    /// A new event with no sleepers.
+    pub fn new() -> Self {
+        Event { seq: AtomicU32::new(0), waiters: AtomicU32::new(0) }
+    }
+
+    /// Called after making the condition true: wakes sleepers, with no syscall when there are
+    /// none.
+    #[inline]
+    pub fn notify<W: Waiter>(&self, waiter: &W) {
+        // SYNC POINT: sleep/wake Dekker pair (notifier side), partner in `wait_until`.
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.notify_slow(waiter);
+        }
+    }
+
+    #[cold]
+    fn notify_slow<W: Waiter>(&self, waiter: &W) {
+        // SYNC POINT: event bumped; partner is the Acquire load of `seq` in `wait_until`.
+        self.seq.fetch_add(1, Ordering::Release);
+        waiter.wake_all(&self.seq);
+    }
+
+    /// Sleeps until `ready()` returns true or `deadline` passes. Returns whether it was ready.
+    ///
+    /// `ready` is called at least once; it is the caller's full re-check of the condition.
+    pub fn wait_until<W: Waiter>(
+        &self,
+        waiter: &W,
+        deadline: Option<Instant>,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
+        loop {
+            self.waiters.fetch_add(1, Ordering::Relaxed);
+            // SYNC POINT: sleep/wake Dekker pair (waiter side), partner in `notify`.
+            fence(Ordering::SeqCst);
+            // SYNC POINT: event bumped (Acquire side).
+            let seen = self.seq.load(Ordering::Acquire);
+            if ready() {
+                self.waiters.fetch_sub(1, Ordering::Relaxed);
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.waiters.fetch_sub(1, Ordering::Relaxed);
+                return false;
+            }
+            waiter.wait(&self.seq, seen, deadline);
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets sleepers that can no longer exist (used by ownership recovery for the receiver's
+    /// event, which only the owner sleeps on).
+    pub fn reset_waiters(&self) {
+        self.waiters.store(0, Ordering::Relaxed);
+    }
+
+    /// How many sleepers are announced (for status and tests).
+    pub fn waiters(&self) -> u32 {
+        self.waiters.load(Ordering::Relaxed)
+    }
+}
+
+/// The production [`Waiter`]: Linux futexes on shared (never `FUTEX_PRIVATE_FLAG`) words, so a
+/// wake-up reaches sleepers in other processes.
+#[cfg(not(loom))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Futex;
+
+#[cfg(not(loom))]
+impl Waiter for Futex {
+    fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>) {
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            libc::timespec {
+                tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            }
+        });
+        let timeout_ptr = timeout.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `word` is a valid, aligned 32-bit atomic for the duration of the call; the
+        // kernel only reads it. FUTEX_WAIT (relative timeout) without FUTEX_PRIVATE_FLAG, so the
+        // key is the physical page and wakers in other processes find us.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                expected,
+                timeout_ptr,
+                std::ptr::null::<u32>(),
+                0u32,
+            )
+        };
+        if rc != 0 {
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            // EAGAIN: the word changed already; ETIMEDOUT: deadline; EINTR: a signal. All are
+            // ordinary early returns: the caller re-checks. Anything else is a bug in our use.
+            debug_assert!(
+                matches!(errno, libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR),
+                "futex wait failed with errno {errno}"
+            );
+        }
+    }
+
+    fn wake_all(&self, word: &AtomicU32) {
+        // SAFETY: as in `wait`; FUTEX_WAKE only uses the address as a key.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX)
+        };
+        debug_assert!(rc >= 0, "futex wake failed: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// A [`Waiter`] for loom models: a loom mutex and condition variable stand in for the kernel's
+/// futex hash bucket, so "check the word, then sleep" is atomic with respect to a wake-up, as it
+/// is for a futex. Deadlines are ignored: a lost wake-up shows up as a deadlock.
+#[cfg(loom)]
+#[derive(Debug, Default)]
+pub struct LoomWaiter {
+    lock: loom::sync::Mutex<()>,
+    cond: loom::sync::Condvar,
+}
+
+#[cfg(loom)]
+impl Waiter for LoomWaiter {
+    fn wait(&self, word: &AtomicU32, expected: u32, _deadline: Option<Instant>) {
+        let guard = self.lock.lock().unwrap();
+        if word.load(Ordering::Relaxed) == expected {
+            drop(self.cond.wait(guard).unwrap());
+        }
+    }
+
+    fn wake_all(&self, _word: &AtomicU32) {
+        let _guard = self.lock.lock().unwrap();
+        self.cond.notify_all();
+    }
+}
