@@ -146,7 +146,8 @@ impl Queue {
             let (s, r) = lane.counters();
             sent += s;
             received += r;
-            *l = LaneStatus { capacity: attrs.capacity[p], used, messages };
+            let waiting_senders = lane.space_event().waiters();
+            *l = LaneStatus { capacity: attrs.capacity[p], used, messages, waiting_senders };
         }
         let shared = seg.shared();
         let pid = shared.owner.pid.load(Ordering::Acquire);
@@ -180,6 +181,8 @@ pub struct LaneStatus {
     pub used: u64,
     /// Messages waiting.
     pub messages: u64,
+    /// Senders announced as waiting for space (a dead one may linger until the next takeover).
+    pub waiting_senders: u32,
 }
 
 /// A snapshot of a queue (SA-Forum `StatusGet` plus counters).

@@ -58,7 +58,12 @@ pub struct Attributes {
     /// The largest payload a message may have, in bytes.
     pub max_message: u32,
     /// File mode of the segment (`0o600` by default), applied exactly, whatever the umask.
+    #[serde(serialize_with = "octal")]
     pub mode: u32,
+}
+
+fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
 }
 
 impl Default for Attributes {

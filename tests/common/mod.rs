@@ -1,0 +1,110 @@
+//! Helpers shared by the integration tests: a unique domain per test that removes its segments
+//! when dropped, and child processes that are killed (by pid) if a test fails before reaping them.
+#![allow(dead_code)]
+
+use baton::Domain;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A domain no other test (or test run) uses; removes every segment in it on drop.
+pub struct TestDomain {
+    pub domain: Domain,
+}
+
+impl TestDomain {
+    pub fn new(tag: &str) -> TestDomain {
+        let nanos = baton::monotonic_ns();
+        let name = format!("t-{tag}-{}-{nanos}", std::process::id());
+        TestDomain { domain: Domain::new(&name).expect("valid test domain") }
+    }
+
+    pub fn name(&self) -> &str {
+        self.domain.as_str()
+    }
+
+    /// The `baton` CLI with this domain in its environment.
+    pub fn baton(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
+        c.env("BATON_DOMAIN", self.name()).stdin(Stdio::null());
+        c
+    }
+
+    /// The file backing queue `name`.
+    pub fn file(&self, name: &str) -> std::path::PathBuf {
+        std::path::Path::new(baton::SHM_DIR).join(format!("baton.{}~{name}", self.name()))
+    }
+
+    /// Files of this domain left in /dev/shm.
+    pub fn leftovers(&self) -> Vec<String> {
+        let prefix = format!("baton.{}~", self.name());
+        std::fs::read_dir(baton::SHM_DIR)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
+    }
+}
+
+impl Drop for TestDomain {
+    fn drop(&mut self) {
+        for n in self.leftovers() {
+            let _ = std::fs::remove_file(std::path::Path::new(baton::SHM_DIR).join(n));
+        }
+    }
+}
+
+/// A child process that is killed by pid and reaped when dropped.
+pub struct Child(pub std::process::Child);
+
+impl Child {
+    pub fn spawn(cmd: &mut Command) -> Child {
+        Child(cmd.spawn().expect("spawn child"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits for the child to exit, at most `limit`; kills it if it does not.
+    pub fn wait_output(mut self, limit: Duration) -> std::process::Output {
+        let deadline = Instant::now() + limit;
+        while self.0.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.0.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let child = unsafe_take(&mut self);
+        child.wait_with_output().unwrap()
+    }
+}
+
+fn unsafe_take(c: &mut Child) -> std::process::Child {
+    // Replace the child with a finished dummy so Drop has nothing to kill.
+    let dummy = Command::new("true").spawn().expect("spawn true");
+    std::mem::replace(&mut c.0, dummy)
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `cond` every millisecond until it holds or `limit` passes; returns whether it held.
+/// Used to wait for another process to reach a state, never to assert on timing.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
