@@ -691,3 +691,23 @@ mod tests {
         assert!(mode.normalized().is_err());
     }
 }
+
+#[cfg(test)]
+mod layout_doc {
+    use super::*;
+
+    /// docs/design.md gives these numbers; if this fails, update the document with the layout.
+    #[test]
+    fn documented_sizes_and_offsets_hold() {
+        assert_eq!(std::mem::size_of::<Identity>(), 664);
+        assert_eq!(std::mem::offset_of!(Identity, capacity), 64);
+        assert_eq!(std::mem::offset_of!(Identity, name), 152);
+        assert_eq!(std::mem::size_of::<Shared>(), 384);
+        assert_eq!(std::mem::offset_of!(Shared, data_event), 128);
+        assert_eq!(std::mem::size_of::<LaneControl>(), 384);
+        let (lanes, total) = layout(&[65536; 4]).unwrap();
+        assert_eq!((lanes[0].control, lanes[0].stamps, lanes[0].data), (4096, 4480, 12672));
+        assert_eq!(lanes[1].control, 81920);
+        assert_eq!(total, 315392);
+    }
+}
