@@ -26,24 +26,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn demo(domain: &Domain, queue: &Queue) -> Result<(), Box<dyn std::error::Error>> {
-    println!("parent  pid {}: created queue 'demo' in domain '{domain}'", std::process::id());
+    println!(
+        "parent  pid {}: created queue 'demo' in domain '{domain}'",
+        std::process::id()
+    );
     for p in [3u8, 2, 1, 0] {
-        queue.sender().with_priority(p)?.send(format!("hello at priority {p}").as_bytes())?;
+        queue
+            .sender()
+            .with_priority(p)?
+            .send(format!("hello at priority {p}").as_bytes())?;
     }
     println!("parent: sent 4 messages at priorities 3, 2, 1, 0");
 
     let mut a = spawn_receiver(domain, "A", 1000)?;
-    let took_four = wait_for(|| queue.status().received == 4, "receiver A to take the first 4 messages");
+    let took_four = wait_for(
+        || queue.status().received == 4,
+        "receiver A to take the first 4 messages",
+    );
     a.kill()?; // SIGKILL (by pid): A dies holding the owner lock
     a.wait()?;
     took_four?;
     println!("parent: killed receiver A (pid {}) with SIGKILL", a.id());
 
     for i in 1..=3 {
-        queue.sender().with_priority(1)?.send(format!("sent while nobody owns the queue #{i}").as_bytes())?;
+        queue
+            .sender()
+            .with_priority(1)?
+            .send(format!("sent while nobody owns the queue #{i}").as_bytes())?;
     }
     let st = queue.status();
-    println!("parent: sent 3 more; waiting: {}, owner: {:?}", st.sent - st.received, st.owner_pid);
+    println!(
+        "parent: sent 3 more; waiting: {}, owner: {:?}",
+        st.sent - st.received,
+        st.owner_pid
+    );
 
     let mut b = spawn_receiver(domain, "B", 3)?;
     let status = b.wait()?;
@@ -79,11 +95,24 @@ fn wait_for(mut cond: impl FnMut() -> bool, what: &str) -> Result<(), Box<dyn st
 fn receive(domain: &str, label: &str, count: u32) -> Result<(), Box<dyn std::error::Error>> {
     let queue = Queue::open(&Domain::new(domain)?, "demo")?;
     let mut rx = queue.receiver()?;
-    let how = if rx.took_over() { "took the queue over from a dead owner" } else { "owns the queue" };
-    println!("receiver {label} pid {}: {how} (epoch {})", std::process::id(), rx.epoch());
+    let how = if rx.took_over() {
+        "took the queue over from a dead owner"
+    } else {
+        "owns the queue"
+    };
+    println!(
+        "receiver {label} pid {}: {how} (epoch {})",
+        std::process::id(),
+        rx.epoch()
+    );
     for _ in 0..count {
         let m = rx.recv_timeout(Duration::from_secs(10))?;
-        println!("receiver {label}: priority {} from pid {}: {}", m.priority, m.sender_pid, String::from_utf8_lossy(m.payload()));
+        println!(
+            "receiver {label}: priority {} from pid {}: {}",
+            m.priority,
+            m.sender_pid,
+            String::from_utf8_lossy(m.payload())
+        );
     }
     Ok(())
 }

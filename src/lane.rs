@@ -77,7 +77,7 @@ pub mod stamp {
     /// Packs a stamp.
     #[inline]
     pub fn pack(pos: u64, cells: u64, sender: u8, state: u64) -> u64 {
-        debug_assert!(cells >= 1 && cells <= super::MAX_RECORD_CELLS);
+        debug_assert!((1..=super::MAX_RECORD_CELLS).contains(&cells));
         debug_assert!(state <= 0xf);
         ((pos as u32 as u64) << 32) | (cells << 12) | ((sender as u64) << 4) | state
     }
@@ -240,7 +240,12 @@ impl<'a> Lane<'a> {
     pub(crate) fn new(ctl: &'a LaneControl, stamps: &'a [AtomicU64], data: &'a [DataCell]) -> Self {
         assert_eq!(stamps.len(), data.len(), "lane layout: one stamp per cell");
         assert!(!data.is_empty(), "lane layout: at least one cell");
-        Lane { ctl, stamps, data, n: data.len() as u64 }
+        Lane {
+            ctl,
+            stamps,
+            data,
+            n: data.len() as u64,
+        }
     }
 
     /// Capacity in cells.
@@ -299,7 +304,9 @@ impl<'a> Lane<'a> {
             }
             let used = t - h;
             if used > self.n {
-                return Err(corrupt(format!("tail {t} is more than a lap ahead of head {h}")));
+                return Err(corrupt(format!(
+                    "tail {t} is more than a lap ahead of head {h}"
+                )));
             }
             let off = t % self.n;
             if off + need > self.n {
@@ -308,7 +315,10 @@ impl<'a> Lane<'a> {
                     return Err(ClaimError::Full);
                 }
                 let pad_stamp = stamp::pack(t, pad, sender, stamp::PAD);
-                if slot.compare_exchange(s, pad_stamp, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                if slot
+                    .compare_exchange(s, pad_stamp, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
                     let _ = tail.compare_exchange(t, t + pad, Ordering::Relaxed, Ordering::Relaxed);
                 }
                 continue;
@@ -317,10 +327,17 @@ impl<'a> Lane<'a> {
                 return Err(ClaimError::Full);
             }
             let reserved = stamp::pack(t, need, sender, stamp::RESERVED);
-            if slot.compare_exchange(s, reserved, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if slot
+                .compare_exchange(s, reserved, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
                 let _ = tail.compare_exchange(t, t + need, Ordering::Relaxed, Ordering::Relaxed);
                 self.ctl.producer.sent.fetch_add(1, Ordering::Relaxed);
-                return Ok(Claim { pos: t, cells: need, sender });
+                return Ok(Claim {
+                    pos: t,
+                    cells: need,
+                    sender,
+                });
             }
         }
     }
@@ -376,7 +393,9 @@ impl<'a> Lane<'a> {
                 stamp::RESERVED => return Ok(Peek::InFlight),
                 stamp::PAD => {
                     if off + k != self.n {
-                        return Err(Corrupt(format!("padding at position {h} stops short of the end")));
+                        return Err(Corrupt(format!(
+                            "padding at position {h} stops short of the end"
+                        )));
                     }
                     self.advance_head(h + k, waiter);
                 }
@@ -394,7 +413,11 @@ impl<'a> Lane<'a> {
                             header.len
                         )));
                     }
-                    return Ok(Peek::Record(RecordRef { pos: h, cells: k, header }));
+                    return Ok(Peek::Record(RecordRef {
+                        pos: h,
+                        cells: k,
+                        header,
+                    }));
                 }
                 other => return Err(Corrupt(format!("stamp at position {h} has state {other}"))),
             }
@@ -462,7 +485,11 @@ impl<'a> Lane<'a> {
             // derived from a shared reference is allowed; the claim gives this sender the only
             // access to these cells until commit, so nothing reads or writes them concurrently.
             unsafe {
-                std::ptr::copy_nonoverlapping(src.as_ptr(), base.add(first * CELL + offset), src.len())
+                std::ptr::copy_nonoverlapping(
+                    src.as_ptr(),
+                    base.add(first * CELL + offset),
+                    src.len(),
+                )
             };
         }
         #[cfg(loom)]
@@ -483,7 +510,11 @@ impl<'a> Lane<'a> {
             // SAFETY: the source lies inside `data` (asserted above); the record is committed
             // and not yet freed, so no sender writes these cells while we read them.
             unsafe {
-                std::ptr::copy_nonoverlapping(base.add(first * CELL + offset), dst.as_mut_ptr(), dst.len())
+                std::ptr::copy_nonoverlapping(
+                    base.add(first * CELL + offset),
+                    dst.as_mut_ptr(),
+                    dst.len(),
+                )
             };
         }
         #[cfg(loom)]
@@ -530,7 +561,11 @@ mod tests {
 
     fn send(lane: &Lane<'_>, payload: &[u8]) -> Result<(), ClaimError> {
         let claim = lane.try_claim(payload.len(), 0)?;
-        let header = RecordHeader { len: payload.len() as u32, msg_type: 7, ..Default::default() };
+        let header = RecordHeader {
+            len: payload.len() as u32,
+            msg_type: 7,
+            ..Default::default()
+        };
         lane.write(&claim, &header, payload);
         lane.commit(claim).map_err(ClaimError::Corrupt)
     }
@@ -593,7 +628,14 @@ mod tests {
         let claim = lane.try_claim(4, 0).unwrap();
         send(&lane, b"later").unwrap();
         assert_eq!(lane.peek(64, &Futex).unwrap(), Peek::InFlight);
-        lane.write(&claim, &RecordHeader { len: 4, ..Default::default() }, b"1st!");
+        lane.write(
+            &claim,
+            &RecordHeader {
+                len: 4,
+                ..Default::default()
+            },
+            b"1st!",
+        );
         lane.commit(claim).unwrap();
         assert_eq!(recv(&lane).unwrap(), b"1st!");
         assert_eq!(recv(&lane).unwrap(), b"later");
@@ -605,7 +647,10 @@ mod tests {
         heap.stamps[0].store(stamp::pack(0, 9, 0, stamp::COMMITTED), Ordering::Relaxed);
         let err = heap.lane().peek(64, &Futex).unwrap_err();
         assert!(err.0.contains("spans 9 cells"), "{err:?}");
-        assert!(matches!(heap.lane().try_claim(1, 0), Err(ClaimError::Corrupt(_))));
+        assert!(matches!(
+            heap.lane().try_claim(1, 0),
+            Err(ClaimError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -616,14 +661,23 @@ mod tests {
         lane.copy_in(0, 0, &1000u32.to_ne_bytes());
         let err = lane.peek(4096, &Futex).unwrap_err();
         assert!(err.0.contains("1000 bytes"), "{err:?}");
-        assert!(lane.peek(100, &Futex).unwrap_err().0.contains("over the maximum"));
+        assert!(lane
+            .peek(100, &Futex)
+            .unwrap_err()
+            .0
+            .contains("over the maximum"));
     }
 
     #[test]
     fn an_unknown_state_is_corrupt() {
         let heap = HeapLane::new(4);
         heap.stamps[0].store(stamp::pack(0, 1, 0, 9), Ordering::Relaxed);
-        assert!(heap.lane().peek(64, &Futex).unwrap_err().0.contains("state 9"));
+        assert!(heap
+            .lane()
+            .peek(64, &Futex)
+            .unwrap_err()
+            .0
+            .contains("state 9"));
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub use error::{OpenError, OwnError, RecvError, SendError, TrySendError};
 pub use name::{check_queue_name, Domain, DEFAULT_DOMAIN, DOMAIN_ENV, MAX_NAME};
 #[cfg(not(loom))]
 pub use queue::{
-    monotonic_ns, LaneStatus, Message, Queue, Receiver, Sender, Status, DEFAULT_SPIN, PRIORITIES,
+    monotonic_ns, LaneStatus, ListEntry, Message, Queue, Receiver, Sender, Status, DEFAULT_SPIN,
+    PRIORITIES,
 };
 #[cfg(not(loom))]
 pub use segment::{Attributes, SHM_DIR};

@@ -71,7 +71,13 @@ pub fn check_queue_name(name: &str) -> Result<(), OpenError> {
 }
 
 fn check(what: &'static str, name: &str) -> Result<(), OpenError> {
-    let bad = |reason| Err(OpenError::InvalidName { what, name: name.to_string(), reason });
+    let bad = |reason| {
+        Err(OpenError::InvalidName {
+            what,
+            name: name.to_string(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return bad("it is empty");
     }
@@ -81,7 +87,10 @@ fn check(what: &'static str, name: &str) -> Result<(), OpenError> {
     if name.starts_with('.') {
         return bad("it starts with '.'");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
         return bad("only letters, digits, '.', '_' and '-' are allowed");
     }
     Ok(())

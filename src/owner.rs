@@ -77,14 +77,22 @@ pub(crate) fn try_acquire(seg: Arc<Segment>) -> Result<(OwnerGuard, Ownership), 
         release(&seg);
     })?;
     match result_rx.recv() {
-        Ok(Ok(ownership)) => Ok((OwnerGuard { release: Some(release_tx), keeper: Some(keeper) }, ownership)),
+        Ok(Ok(ownership)) => Ok((
+            OwnerGuard {
+                release: Some(release_tx),
+                keeper: Some(keeper),
+            },
+            ownership,
+        )),
         Ok(Err(e)) => {
             let _ = keeper.join();
             Err(e)
         }
         Err(_) => {
             let _ = keeper.join();
-            Err(OwnError::Io(std::io::Error::other("the owner thread ended without an answer")))
+            Err(OwnError::Io(std::io::Error::other(
+                "the owner thread ended without an answer",
+            )))
         }
     }
 }
@@ -100,7 +108,10 @@ fn begin(seg: &Segment, previous_owner_died: bool) -> Ownership {
     }
     let epoch = owner.epoch.fetch_add(1, Ordering::AcqRel) + 1;
     owner.pid.store(std::process::id(), Ordering::Release);
-    Ownership { epoch, took_over: previous_owner_died }
+    Ownership {
+        epoch,
+        took_over: previous_owner_died,
+    }
 }
 
 /// Repairs what a dead owner can leave behind. Today that is the receiver event's sleeper count

@@ -47,7 +47,9 @@ impl Queue {
     /// # Ok::<(), baton::OpenError>(())
     /// ```
     pub fn create(domain: &Domain, name: &str, attrs: &Attributes) -> Result<Queue, OpenError> {
-        Ok(Queue { seg: Arc::new(Segment::create(domain, name, attrs)?) })
+        Ok(Queue {
+            seg: Arc::new(Segment::create(domain, name, attrs)?),
+        })
     }
 
     /// Opens an existing queue.
@@ -59,7 +61,9 @@ impl Queue {
     /// [`OpenError::Incompatible`] for a segment of another format, ABI or byte order;
     /// [`OpenError::Corrupt`] for a segment whose header or size make no sense.
     pub fn open(domain: &Domain, name: &str) -> Result<Queue, OpenError> {
-        Ok(Queue { seg: Arc::new(Segment::open(domain, name)?) })
+        Ok(Queue {
+            seg: Arc::new(Segment::open(domain, name)?),
+        })
     }
 
     /// Removes a queue's name at once. A queue of the same name can be created right after;
@@ -77,12 +81,13 @@ impl Queue {
     /// # Errors
     ///
     /// [`OpenError::Io`] if `/dev/shm` cannot be read.
-    pub fn list(domain: &Domain) -> Result<Vec<(PathBuf, Result<Status, OpenError>)>, OpenError> {
+    pub fn list(domain: &Domain) -> Result<Vec<ListEntry>, OpenError> {
         Ok(segment::list_paths(domain)?
             .into_iter()
-            .map(|path| {
-                let status = Segment::open_path(&path).map(|seg| Queue { seg: Arc::new(seg) }.status());
-                (path, status)
+            .map(|file| {
+                let status =
+                    Segment::open_path(&file).map(|seg| Queue { seg: Arc::new(seg) }.status());
+                ListEntry { file, status }
             })
             .collect())
     }
@@ -131,7 +136,12 @@ impl Queue {
     /// ```
     pub fn receiver(&self) -> Result<Receiver, OwnError> {
         let (guard, ownership) = owner::try_acquire(self.seg.clone())?;
-        Ok(Receiver { seg: self.seg.clone(), _guard: guard, ownership, spin: DEFAULT_SPIN })
+        Ok(Receiver {
+            seg: self.seg.clone(),
+            _guard: guard,
+            ownership,
+            spin: DEFAULT_SPIN,
+        })
     }
 
     /// A snapshot of the queue's counters and owner (SA-Forum `StatusGet`).
@@ -147,7 +157,12 @@ impl Queue {
             sent += s;
             received += r;
             let waiting_senders = lane.space_event().waiters();
-            *l = LaneStatus { capacity: attrs.capacity[p], used, messages, waiting_senders };
+            *l = LaneStatus {
+                capacity: attrs.capacity[p],
+                used,
+                messages,
+                waiting_senders,
+            };
         }
         let shared = seg.shared();
         let pid = shared.owner.pid.load(Ordering::Acquire);
@@ -170,6 +185,15 @@ impl Queue {
             files: vec![seg.path().to_path_buf()],
         }
     }
+}
+
+/// One queue found by [`Queue::list`].
+#[derive(Debug)]
+pub struct ListEntry {
+    /// The backing file.
+    pub file: PathBuf,
+    /// The queue's status, or why it could not be opened.
+    pub status: Result<Status, OpenError>,
 }
 
 /// Per-priority usage.
@@ -220,7 +244,10 @@ pub struct Status {
 
 /// Nanoseconds of `CLOCK_MONOTONIC`, the clock every process on the machine shares.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -305,11 +332,19 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_send<M: AsRef<[u8]>>(&self, message: M) -> Result<(), TrySendError<M>> {
-        let lane = self.lane_for(message.as_ref()).map_err(TrySendError::Failed)?;
+        let lane = self
+            .lane_for(message.as_ref())
+            .map_err(TrySendError::Failed)?;
         match lane.try_claim(message.as_ref().len(), 0) {
-            Ok(claim) => self.finish(&lane, claim, message.as_ref()).map_err(TrySendError::Failed),
+            Ok(claim) => self
+                .finish(&lane, claim, message.as_ref())
+                .map_err(TrySendError::Failed),
             Err(ClaimError::Full) => {
-                self.seg.shared().stats.rejected_full.fetch_add(1, Ordering::Relaxed);
+                self.seg
+                    .shared()
+                    .stats
+                    .rejected_full
+                    .fetch_add(1, Ordering::Relaxed);
                 Err(TrySendError::Full(message))
             }
             Err(ClaimError::Corrupt(c)) => Err(TrySendError::Failed(SendError::Corrupt(c.0))),
@@ -320,7 +355,10 @@ impl Sender {
     fn lane_for(&self, payload: &[u8]) -> Result<Lane<'_>, SendError> {
         let max = self.seg.attributes().max_message;
         if payload.len() > max as usize {
-            return Err(SendError::TooBig { len: payload.len(), max });
+            return Err(SendError::TooBig {
+                len: payload.len(),
+                max,
+            });
         }
         Ok(self.seg.lane(self.priority as usize))
     }
@@ -336,7 +374,12 @@ impl Sender {
     }
 
     #[cold]
-    fn send_slow(&self, lane: &Lane<'_>, payload: &[u8], deadline: Option<Instant>) -> Result<(), SendError> {
+    fn send_slow(
+        &self,
+        lane: &Lane<'_>,
+        payload: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
         let mut outcome = None;
         let attempt = || match lane.try_claim(payload.len(), 0) {
             Ok(claim) => Some(Ok(claim)),
@@ -361,14 +404,23 @@ impl Sender {
             Some(Ok(claim)) => self.finish(lane, claim, payload),
             Some(Err(e)) => Err(e),
             None => {
-                self.seg.shared().stats.rejected_full.fetch_add(1, Ordering::Relaxed);
+                self.seg
+                    .shared()
+                    .stats
+                    .rejected_full
+                    .fetch_add(1, Ordering::Relaxed);
                 Err(SendError::Timeout)
             }
         }
     }
 
     #[inline]
-    fn finish(&self, lane: &Lane<'_>, claim: crate::lane::Claim, payload: &[u8]) -> Result<(), SendError> {
+    fn finish(
+        &self,
+        lane: &Lane<'_>,
+        claim: crate::lane::Claim,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
         let header = RecordHeader {
             len: payload.len() as u32,
             flags: 0,
@@ -502,7 +554,10 @@ impl Receiver {
         let max = self.seg.attributes().max_message;
         for p in 0..PRIORITIES {
             let lane = self.seg.lane(p);
-            match lane.peek(max, &Futex).map_err(|c| RecvError::Corrupt(c.0))? {
+            match lane
+                .peek(max, &Futex)
+                .map_err(|c| RecvError::Corrupt(c.0))?
+            {
                 Peek::Empty | Peek::InFlight => continue,
                 Peek::Record(r) => {
                     let mut payload = Vec::with_capacity(r.header.len as usize);

@@ -68,7 +68,11 @@ fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
 
 impl Default for Attributes {
     fn default() -> Self {
-        Attributes { capacity: [64 * 1024; 4], max_message: 4096, mode: 0o600 }
+        Attributes {
+            capacity: [64 * 1024; 4],
+            max_message: 4096,
+            mode: 0o600,
+        }
     }
 }
 
@@ -94,7 +98,10 @@ impl Attributes {
             return bad(format!("mode {:o} has bits outside 0777", self.mode));
         }
         if self.mode & 0o600 != 0o600 {
-            return bad(format!("mode {:03o} must let the owner read and write (0600)", self.mode));
+            return bad(format!(
+                "mode {:03o} must let the owner read and write (0600)",
+                self.mode
+            ));
         }
         let min = lane::record_cells(self.max_message as usize) * CELL as u64;
         let mut capacity = self.capacity;
@@ -108,11 +115,17 @@ impl Attributes {
                 ));
             }
             if rounded > MAX_LANE_CELLS * CELL as u64 {
-                return bad(format!("capacity {c} of priority {p} is over the 1 GiB limit"));
+                return bad(format!(
+                    "capacity {c} of priority {p} is over the 1 GiB limit"
+                ));
             }
             *c = rounded;
         }
-        Ok(Attributes { capacity, max_message: self.max_message, mode: self.mode })
+        Ok(Attributes {
+            capacity,
+            max_message: self.max_message,
+            mode: self.mode,
+        })
     }
 
     /// Says how `self` differs from `other`, or `None` when they are equal.
@@ -127,10 +140,16 @@ impl Attributes {
             }
         }
         if self.max_message != asked.max_message {
-            diffs.push(format!("max message is {} (asked {})", self.max_message, asked.max_message));
+            diffs.push(format!(
+                "max message is {} (asked {})",
+                self.max_message, asked.max_message
+            ));
         }
         if self.mode != asked.mode {
-            diffs.push(format!("mode is {:03o} (asked {:03o})", self.mode, asked.mode));
+            diffs.push(format!(
+                "mode is {:03o} (asked {:03o})",
+                self.mode, asked.mode
+            ));
         }
         (!diffs.is_empty()).then(|| diffs.join(", "))
     }
@@ -155,7 +174,13 @@ impl AbiTag {
     fn current() -> AbiTag {
         AbiTag {
             pointer_width: usize::BITS,
-            libc: if cfg!(target_env = "gnu") { 1 } else if cfg!(target_env = "musl") { 2 } else { 0 },
+            libc: if cfg!(target_env = "gnu") {
+                1
+            } else if cfg!(target_env = "musl") {
+                2
+            } else {
+                0
+            },
             mutex_size: std::mem::size_of::<libc::pthread_mutex_t>() as u32,
             cell: CELL as u32,
             record_header: RECORD_HEADER as u32,
@@ -203,8 +228,7 @@ pub(crate) struct OwnerBlock {
     /// Robust, process-shared, NORMAL, non-PI. Only the keeper thread locks and unlocks it.
     // The mutex must be written through a pointer by pthread calls; it is not an atomic, so it
     // cannot come from the loom facade.
-    #[allow(clippy::disallowed_types)]
-    pub(crate) mutex: std::cell::UnsafeCell<libc::pthread_mutex_t>,
+    pub(crate) mutex: std::cell::UnsafeCell<libc::pthread_mutex_t>, // facade-exempt: pthread mutex
     /// Pid of the owner while it owns the queue, 0 otherwise.
     pub(crate) pid: AtomicU32,
     /// Bumped each time a process takes ownership.
@@ -237,17 +261,30 @@ struct LaneLayout {
 fn layout(capacity: &[u64; 4]) -> Option<([LaneLayout; 4], u64)> {
     let round = |x: u64, to: u64| x.checked_add(to - 1).map(|v| v / to * to);
     let mut off = HEADER_SIZE as u64;
-    let mut lanes = [LaneLayout { control: 0, stamps: 0, data: 0, cells: 0 }; 4];
+    let mut lanes = [LaneLayout {
+        control: 0,
+        stamps: 0,
+        data: 0,
+        cells: 0,
+    }; 4];
     for (lane, &bytes) in lanes.iter_mut().zip(capacity) {
         let cells = bytes / CELL as u64;
         if cells == 0 || cells > MAX_LANE_CELLS || bytes % CELL as u64 != 0 {
             return None;
         }
         let control = off;
-        let stamps = round(control + std::mem::size_of::<LaneControl>() as u64, CELL as u64)?;
+        let stamps = round(
+            control + std::mem::size_of::<LaneControl>() as u64,
+            CELL as u64,
+        )?;
         let data = round(stamps.checked_add(cells * 8)?, 128)?;
         let end = data.checked_add(cells * CELL as u64)?;
-        *lane = LaneLayout { control, stamps, data, cells };
+        *lane = LaneLayout {
+            control,
+            stamps,
+            data,
+            cells,
+        };
         off = round(end, PAGE)?;
     }
     Some((lanes, off))
@@ -261,7 +298,9 @@ pub(crate) fn file_name(domain: &Domain, name: &str) -> String {
         return plain;
     }
     // FNV-1a, 64 bits: stable across builds (unlike std's hasher).
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
     format!("{FILE_PREFIX}{domain}~#{hash:016x}")
 }
 
@@ -271,7 +310,10 @@ pub(crate) fn domain_prefix(domain: &Domain) -> String {
 }
 
 fn io(context: impl Into<String>, e: impl Into<std::io::Error>) -> OpenError {
-    OpenError::Io { context: context.into(), source: e.into() }
+    OpenError::Io {
+        context: context.into(),
+        source: e.into(),
+    }
 }
 
 /// A mapped, validated queue segment.
@@ -289,17 +331,25 @@ pub(crate) struct Segment {
 
 impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Segment").field("path", &self.path).field("attrs", &self.attrs).finish()
+        f.debug_struct("Segment")
+            .field("path", &self.path)
+            .field("attrs", &self.attrs)
+            .finish()
     }
 }
 
 impl Segment {
     /// Creates the queue, or opens it if it exists with the same attributes.
-    pub(crate) fn create(domain: &Domain, name: &str, attrs: &Attributes) -> Result<Segment, OpenError> {
+    pub(crate) fn create(
+        domain: &Domain,
+        name: &str,
+        attrs: &Attributes,
+    ) -> Result<Segment, OpenError> {
         check_queue_name(name)?;
         let attrs = attrs.normalized()?;
-        let (lanes, total) = layout(&attrs.capacity)
-            .ok_or_else(|| OpenError::InvalidAttributes("capacities give no valid layout".into()))?;
+        let (lanes, total) = layout(&attrs.capacity).ok_or_else(|| {
+            OpenError::InvalidAttributes("capacities give no valid layout".into())
+        })?;
         let path = Path::new(SHM_DIR).join(file_name(domain, name));
         // Two rounds: if someone else links the name between our look and our link, open theirs.
         for _ in 0..2 {
@@ -307,7 +357,10 @@ impl Segment {
                 Ok(seg) => {
                     return match seg.attrs.difference(&attrs) {
                         None => Ok(seg),
-                        Some(difference) => Err(OpenError::Exists { name: name.to_string(), difference }),
+                        Some(difference) => Err(OpenError::Exists {
+                            name: name.to_string(),
+                            difference,
+                        }),
                     };
                 }
                 Err(OpenError::NotFound { .. }) => {}
@@ -319,11 +372,17 @@ impl Segment {
             match nix::fcntl::posix_fallocate(fd, 0, total as i64) {
                 Ok(()) => {}
                 Err(Errno::ENOSPC | Errno::EFBIG) => {
-                    return Err(OpenError::NoSpace { path: path.clone(), needed: total })
+                    return Err(OpenError::NoSpace {
+                        path: path.clone(),
+                        needed: total,
+                    })
                 }
                 Err(e) => return Err(io(format!("posix_fallocate {total} bytes"), e)),
             }
-            let map = MmapOptions::new().len(total as usize).map_raw(&temp.file).map_err(|e| io("mmap", e))?;
+            let map = MmapOptions::new()
+                .len(total as usize)
+                .map_raw(&temp.file)
+                .map_err(|e| io("mmap", e))?;
             let identity = Identity::new(domain, name, &attrs, lanes, total);
             // SAFETY: the mapping is `total >= HEADER_SIZE` bytes, page aligned, and private to us
             // until it is linked under its name below; `Identity` is plain data.
@@ -331,7 +390,9 @@ impl Segment {
             // SAFETY: as above; `Shared` lies inside the header page (const-asserted).
             unsafe { init_owner_mutex(map.as_mut_ptr().add(SHARED_OFFSET) as *mut Shared)? };
             // link(2), not rename: it fails with EEXIST instead of replacing a queue.
-            match std::fs::hard_link(&temp.path, &path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0))) {
+            match std::fs::hard_link(&temp.path, &path)
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+            {
                 Ok(()) => {
                     let file = temp.keep();
                     return Ok(Segment {
@@ -347,11 +408,19 @@ impl Segment {
                     });
                 }
                 Err(Errno::EEXIST) => continue,
-                Err(Errno::ENOSPC) => return Err(OpenError::NoSpace { path, needed: total }),
+                Err(Errno::ENOSPC) => {
+                    return Err(OpenError::NoSpace {
+                        path,
+                        needed: total,
+                    })
+                }
                 Err(e) => return Err(io(format!("link {}", path.display()), e)),
             }
         }
-        Err(io(format!("create {}", path.display()), std::io::Error::other("name keeps changing")))
+        Err(io(
+            format!("create {}", path.display()),
+            std::io::Error::other("name keeps changing"),
+        ))
     }
 
     /// Opens an existing queue, checking everything about the file before using it.
@@ -359,9 +428,10 @@ impl Segment {
         check_queue_name(name)?;
         let path = Path::new(SHM_DIR).join(file_name(domain, name));
         let seg = Segment::open_path(&path).map_err(|e| match e {
-            OpenError::NotFound { .. } => {
-                OpenError::NotFound { domain: domain.to_string(), name: name.to_string() }
-            }
+            OpenError::NotFound { .. } => OpenError::NotFound {
+                domain: domain.to_string(),
+                name: name.to_string(),
+            },
             e => e,
         })?;
         if seg.name != name || seg.domain != domain.as_str() {
@@ -375,14 +445,26 @@ impl Segment {
 
     /// Opens and validates the segment at `path`.
     pub(crate) fn open_path(path: &Path) -> Result<Segment, OpenError> {
-        let denied = |reason: String| OpenError::PermissionDenied { path: path.to_path_buf(), reason };
-        let corrupt = |reason: String| OpenError::Corrupt { path: path.to_path_buf(), reason };
-        let incompatible = |reason: String| OpenError::Incompatible { path: path.to_path_buf(), reason };
+        let denied = |reason: String| OpenError::PermissionDenied {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let corrupt = |reason: String| OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let incompatible = |reason: String| OpenError::Incompatible {
+            path: path.to_path_buf(),
+            reason,
+        };
         let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
         let fd = match open(path, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
-                return Err(OpenError::NotFound { domain: String::new(), name: path.display().to_string() })
+                return Err(OpenError::NotFound {
+                    domain: String::new(),
+                    name: path.display().to_string(),
+                })
             }
             Err(Errno::ELOOP) => return Err(denied("it is a symbolic link".into())),
             Err(Errno::EACCES | Errno::EPERM) => return Err(denied("no read/write access".into())),
@@ -396,13 +478,21 @@ impl Segment {
         }
         let me = nix::unistd::geteuid().as_raw();
         if st.st_uid != me {
-            return Err(denied(format!("it belongs to uid {}, not to this user (uid {me})", st.st_uid)));
+            return Err(denied(format!(
+                "it belongs to uid {}, not to this user (uid {me})",
+                st.st_uid
+            )));
         }
         let size = st.st_size as u64;
         if size < HEADER_SIZE as u64 {
-            return Err(corrupt(format!("it is {size} bytes, smaller than a header ({HEADER_SIZE})")));
+            return Err(corrupt(format!(
+                "it is {size} bytes, smaller than a header ({HEADER_SIZE})"
+            )));
         }
-        let map = MmapOptions::new().len(HEADER_SIZE).map_raw(&file).map_err(|e| io("mmap", e))?;
+        let map = MmapOptions::new()
+            .len(HEADER_SIZE)
+            .map_raw(&file)
+            .map_err(|e| io("mmap", e))?;
         // SAFETY: the mapping holds HEADER_SIZE bytes; `Identity` is plain data valid for any
         // bits; a volatile copy takes one snapshot that a peer cannot change under us.
         let id = unsafe { std::ptr::read_volatile(map.as_ptr() as *const Identity) };
@@ -415,7 +505,10 @@ impl Segment {
             });
         }
         if id.format != FORMAT {
-            return Err(incompatible(format!("format version {} (this baton reads {FORMAT})", id.format)));
+            return Err(incompatible(format!(
+                "format version {} (this baton reads {FORMAT})",
+                id.format
+            )));
         }
         if id.abi != AbiTag::current() {
             return Err(incompatible(format!(
@@ -427,18 +520,32 @@ impl Segment {
         if id.header_size as usize != HEADER_SIZE {
             return Err(corrupt(format!("header size {}", id.header_size)));
         }
-        let stored = Attributes { capacity: id.capacity, max_message: id.max_message, mode: id.mode };
+        let stored = Attributes {
+            capacity: id.capacity,
+            max_message: id.max_message,
+            mode: id.mode,
+        };
         let attrs = match stored.normalized() {
             Ok(a) if a == stored => a,
             Ok(_) => return Err(corrupt("capacities are not multiples of 64".into())),
             Err(e) => return Err(corrupt(format!("attributes out of range: {e}"))),
         };
-        let (lanes, total) = layout(&attrs.capacity).ok_or_else(|| corrupt("no valid layout".into()))?;
-        if id.total_size != total || lanes.iter().zip(id.lane_offset).any(|(l, o)| l.control != o) {
-            return Err(corrupt("stored layout does not match its attributes".into()));
+        let (lanes, total) =
+            layout(&attrs.capacity).ok_or_else(|| corrupt("no valid layout".into()))?;
+        if id.total_size != total
+            || lanes
+                .iter()
+                .zip(id.lane_offset)
+                .any(|(l, o)| l.control != o)
+        {
+            return Err(corrupt(
+                "stored layout does not match its attributes".into(),
+            ));
         }
         if size != total {
-            return Err(corrupt(format!("it is {size} bytes but its layout needs {total} (truncated?)")));
+            return Err(corrupt(format!(
+                "it is {size} bytes but its layout needs {total} (truncated?)"
+            )));
         }
         if st.st_mode & 0o777 != attrs.mode {
             return Err(denied(format!(
@@ -450,11 +557,15 @@ impl Segment {
         let text = |bytes: &[u8; NAME_FIELD], len: u32| -> Result<String, OpenError> {
             let len = len as usize;
             let s = bytes.get(..len).and_then(|b| std::str::from_utf8(b).ok());
-            s.map(str::to_string).ok_or_else(|| corrupt("stored name is not valid".into()))
+            s.map(str::to_string)
+                .ok_or_else(|| corrupt("stored name is not valid".into()))
         };
         let name = text(&id.name, id.name_len)?;
         let domain = text(&id.domain, id.domain_len)?;
-        let map = MmapOptions::new().len(total as usize).map_raw(&file).map_err(|e| io("mmap", e))?;
+        let map = MmapOptions::new()
+            .len(total as usize)
+            .map_raw(&file)
+            .map_err(|e| io("mmap", e))?;
         Ok(Segment {
             map,
             file,
@@ -490,7 +601,12 @@ impl Segment {
 
     /// The segment's size and the size of its file now (they differ if a peer truncated it).
     pub(crate) fn sizes(&self) -> (u64, Option<u64>) {
-        (self.total, fstat(self.file.as_raw_fd()).ok().map(|st| st.st_size as u64))
+        (
+            self.total,
+            fstat(self.file.as_raw_fd())
+                .ok()
+                .map(|st| st.st_size as u64),
+        )
     }
 
     /// The shared header words.
@@ -511,15 +627,27 @@ impl Segment {
         unsafe {
             Lane::new(
                 &*(base.add(l.control as usize) as *const LaneControl),
-                std::slice::from_raw_parts(base.add(l.stamps as usize) as *const AtomicU64, l.cells as usize),
-                std::slice::from_raw_parts(base.add(l.data as usize) as *const DataCell, l.cells as usize),
+                std::slice::from_raw_parts(
+                    base.add(l.stamps as usize) as *const AtomicU64,
+                    l.cells as usize,
+                ),
+                std::slice::from_raw_parts(
+                    base.add(l.data as usize) as *const DataCell,
+                    l.cells as usize,
+                ),
             )
         }
     }
 }
 
 impl Identity {
-    fn new(domain: &Domain, name: &str, attrs: &Attributes, lanes: [LaneLayout; 4], total: u64) -> Identity {
+    fn new(
+        domain: &Domain,
+        name: &str,
+        attrs: &Attributes,
+        lanes: [LaneLayout; 4],
+        total: u64,
+    ) -> Identity {
         let field = |s: &str| {
             let mut f = [0u8; NAME_FIELD];
             f[..s.len()].copy_from_slice(s.as_bytes());
@@ -566,17 +694,41 @@ unsafe fn init_owner_mutex(shared: *mut Shared) -> Result<(), OpenError> {
     // SAFETY: standard pthread attribute life cycle on a local; `shared` is valid per the
     // contract, and its mutex is initialised exactly once, before anyone else can see it.
     unsafe {
-        check(libc::pthread_mutexattr_init(attr.as_mut_ptr()), "pthread_mutexattr_init")?;
+        check(
+            libc::pthread_mutexattr_init(attr.as_mut_ptr()),
+            "pthread_mutexattr_init",
+        )?;
         let a = attr.as_mut_ptr();
-        let result = check(libc::pthread_mutexattr_setpshared(a, libc::PTHREAD_PROCESS_SHARED), "setpshared")
-            .and_then(|_| check(libc::pthread_mutexattr_setrobust(a, libc::PTHREAD_MUTEX_ROBUST), "setrobust"))
-            .and_then(|_| check(libc::pthread_mutexattr_settype(a, libc::PTHREAD_MUTEX_NORMAL), "settype"))
-            .and_then(|_| check(libc::pthread_mutexattr_setprotocol(a, libc::PTHREAD_PRIO_NONE), "setprotocol"))
-            .and_then(|_| {
-                // Zero-filled memory is a valid `Shared` (atomics and a not-yet-initialised mutex).
-                let shared: &Shared = &*shared;
-                check(libc::pthread_mutex_init(shared.owner.mutex.get(), a), "pthread_mutex_init")
-            });
+        let result = check(
+            libc::pthread_mutexattr_setpshared(a, libc::PTHREAD_PROCESS_SHARED),
+            "setpshared",
+        )
+        .and_then(|_| {
+            check(
+                libc::pthread_mutexattr_setrobust(a, libc::PTHREAD_MUTEX_ROBUST),
+                "setrobust",
+            )
+        })
+        .and_then(|_| {
+            check(
+                libc::pthread_mutexattr_settype(a, libc::PTHREAD_MUTEX_NORMAL),
+                "settype",
+            )
+        })
+        .and_then(|_| {
+            check(
+                libc::pthread_mutexattr_setprotocol(a, libc::PTHREAD_PRIO_NONE),
+                "setprotocol",
+            )
+        })
+        .and_then(|_| {
+            // Zero-filled memory is a valid `Shared` (atomics and a not-yet-initialised mutex).
+            let shared: &Shared = &*shared;
+            check(
+                libc::pthread_mutex_init(shared.owner.mutex.get(), a),
+                "pthread_mutex_init",
+            )
+        });
         libc::pthread_mutexattr_destroy(a);
         result
     }
@@ -590,18 +742,31 @@ struct Temporary {
 
 impl Temporary {
     fn create(domain: &Domain, final_path: &Path) -> Result<Temporary, OpenError> {
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Process-local, never shared: not part of any protocol loom checks.
+        use std::sync::atomic::{AtomicU64 as LocalCounter, Ordering as Local}; // facade-exempt
+        static COUNTER: LocalCounter = LocalCounter::new(0);
+        let n = COUNTER.fetch_add(1, Local::Relaxed);
         // A queue name never starts with '.', so this can never be mistaken for a queue.
-        let path = Path::new(SHM_DIR).join(format!("{}.tmp.{}.{n}", domain_prefix(domain), std::process::id()));
-        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let path = Path::new(SHM_DIR).join(format!(
+            "{}.tmp.{}.{n}",
+            domain_prefix(domain),
+            std::process::id()
+        ));
+        let flags =
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = match open(&path, flags, Mode::from_bits_truncate(0o600)) {
             Ok(fd) => fd,
-            Err(Errno::ENOSPC) => return Err(OpenError::NoSpace { path: final_path.to_path_buf(), needed: 0 }),
+            Err(Errno::ENOSPC) => {
+                return Err(OpenError::NoSpace {
+                    path: final_path.to_path_buf(),
+                    needed: 0,
+                })
+            }
             Err(e) => return Err(io(format!("create {}", path.display()), e)),
         };
         // SAFETY: `open` just returned this descriptor and nothing else owns it.
-        Ok(Temporary { file: unsafe { File::from_raw_fd(fd) }, path })
+        let file = unsafe { File::from_raw_fd(fd) };
+        Ok(Temporary { file, path })
     }
 
     /// Unlinks the temporary name and keeps the open file.
@@ -625,10 +790,14 @@ pub(crate) fn remove(domain: &Domain, name: &str) -> Result<(), OpenError> {
     let path = Path::new(SHM_DIR).join(file_name(domain, name));
     match nix::unistd::unlink(&path) {
         Ok(()) => Ok(()),
-        Err(Errno::ENOENT) => Err(OpenError::NotFound { domain: domain.to_string(), name: name.to_string() }),
-        Err(Errno::EACCES | Errno::EPERM) => {
-            Err(OpenError::PermissionDenied { path, reason: "not allowed to remove it".into() })
-        }
+        Err(Errno::ENOENT) => Err(OpenError::NotFound {
+            domain: domain.to_string(),
+            name: name.to_string(),
+        }),
+        Err(Errno::EACCES | Errno::EPERM) => Err(OpenError::PermissionDenied {
+            path,
+            reason: "not allowed to remove it".into(),
+        }),
         Err(e) => Err(io(format!("unlink {}", path.display()), e)),
     }
 }
@@ -642,7 +811,8 @@ pub(crate) fn list_paths(domain: &Domain) -> Result<Vec<PathBuf>, OpenError> {
         .filter(|e| {
             let n = e.file_name();
             let n = n.to_string_lossy();
-            n.strip_prefix(&prefix).is_some_and(|rest| !rest.starts_with('.'))
+            n.strip_prefix(&prefix)
+                .is_some_and(|rest| !rest.starts_with('.'))
         })
         .map(|e| e.path())
         .collect();
@@ -683,11 +853,24 @@ mod tests {
 
     #[test]
     fn attributes_are_rounded_and_checked() {
-        let a = Attributes { capacity: [100_000, 4160, 65536, 65536], ..Default::default() };
+        let a = Attributes {
+            capacity: [100_000, 4160, 65536, 65536],
+            ..Default::default()
+        };
         assert_eq!(a.normalized().unwrap().capacity[0], 100_032);
-        let small = Attributes { capacity: [4096, 65536, 65536, 65536], ..Default::default() };
-        assert!(small.normalized().unwrap_err().to_string().contains("priority 0"));
-        let mode = Attributes { mode: 0o400, ..Default::default() };
+        let small = Attributes {
+            capacity: [4096, 65536, 65536, 65536],
+            ..Default::default()
+        };
+        assert!(small
+            .normalized()
+            .unwrap_err()
+            .to_string()
+            .contains("priority 0"));
+        let mode = Attributes {
+            mode: 0o400,
+            ..Default::default()
+        };
         assert!(mode.normalized().is_err());
     }
 }
@@ -706,7 +889,10 @@ mod layout_doc {
         assert_eq!(std::mem::offset_of!(Shared, data_event), 128);
         assert_eq!(std::mem::size_of::<LaneControl>(), 384);
         let (lanes, total) = layout(&[65536; 4]).unwrap();
-        assert_eq!((lanes[0].control, lanes[0].stamps, lanes[0].data), (4096, 4480, 12672));
+        assert_eq!(
+            (lanes[0].control, lanes[0].stamps, lanes[0].data),
+            (4096, 4480, 12672)
+        );
         assert_eq!(lanes[1].control, 81920);
         assert_eq!(total, 315392);
     }

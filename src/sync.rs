@@ -2,7 +2,8 @@
 //!
 //! Under `cfg(loom)` everything here is loom's, so the lane and the wake protocol can be
 //! model-checked unchanged; otherwise it is `std`'s. Code elsewhere in the crate must not name
-//! `std::sync::atomic` directly (see `clippy.toml`).
+//! `std::sync::atomic` or `std::cell::UnsafeCell` directly; a test below enforces it (clippy's
+//! `disallowed-types` cannot, since it sees through the re-exports).
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
@@ -24,6 +25,7 @@ pub(crate) struct DataCell(
 
 // `with`/`with_mut` are how loom builds touch payload bytes; std builds copy through a pointer.
 #[cfg_attr(not(loom), allow(dead_code))]
+
 impl DataCell {
     pub(crate) fn new() -> Self {
         #[cfg(not(loom))]
@@ -64,3 +66,35 @@ pub(crate) fn spin_hint() {
 // the receiver after the claim is committed (Release/Acquire on the stamp), and reused only
 // after the receiver has freed it (Release/Acquire on `head`); see `lane`'s SYNC POINT table.
 unsafe impl Sync for DataCell {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    /// Everything the lane and wait code share between threads must come from this facade, or
+    /// loom cannot see it. Only the owner lock (a pthread mutex, not an atomic) and process-local
+    /// counters are exempt, each marked with `facade-exempt` on the line.
+    #[test]
+    fn only_the_facade_names_std_atomics_and_cells() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut offenders = Vec::new();
+        let mut stack = vec![std::path::PathBuf::from(dir)];
+        while let Some(p) = stack.pop() {
+            if p.is_dir() {
+                stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            } else if p.extension().is_some_and(|e| e == "rs") && !p.ends_with("sync.rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    let names_std = line.contains("std::sync::atomic")
+                        || line.contains("std::cell::UnsafeCell");
+                    if names_std && !line.contains("facade-exempt") {
+                        offenders.push(format!("{}:{}: {}", p.display(), i + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "use crate::sync instead:\n{}",
+            offenders.join("\n")
+        );
+    }
+}

@@ -49,7 +49,10 @@ pub struct Event {
 impl Event {
     /// A new event with no sleepers.
     pub fn new() -> Self {
-        Event { seq: AtomicU32::new(0), waiters: AtomicU32::new(0) }
+        Event {
+            seq: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
     }
 
     /// Called after making the condition true: wakes sleepers, with no syscall when there are
@@ -126,7 +129,9 @@ impl Waiter for Futex {
                 tv_nsec: left.subsec_nanos() as libc::c_long,
             }
         });
-        let timeout_ptr = timeout.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let timeout_ptr = timeout
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: `word` is a valid, aligned 32-bit atomic for the duration of the call; the
         // kernel only reads it. FUTEX_WAIT (relative timeout) without FUTEX_PRIVATE_FLAG, so the
         // key is the physical page and wakers in other processes find us.
@@ -154,10 +159,13 @@ impl Waiter for Futex {
 
     fn wake_all(&self, word: &AtomicU32) {
         // SAFETY: as in `wait`; FUTEX_WAKE only uses the address as a key.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX)
-        };
-        debug_assert!(rc >= 0, "futex wake failed: {}", std::io::Error::last_os_error());
+        let rc =
+            unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
+        debug_assert!(
+            rc >= 0,
+            "futex wake failed: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

@@ -16,7 +16,10 @@ fn stderr(o: &Output) -> String {
 fn assert_user_error(o: &Output, code: i32, needle: &str) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(code), "stderr: {err}");
-    assert!(err.starts_with("baton: error: ") && err.contains(needle), "{err}");
+    assert!(
+        err.starts_with("baton: error: ") && err.contains(needle),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -24,16 +27,30 @@ fn assert_user_error(o: &Output, code: i32, needle: &str) {
 #[test]
 fn create_send_stat_recv_rm_round_trip() {
     let t = TestDomain::new("cli-trip");
-    assert!(run(&t, &["create", "q", "--capacity", "4K", "--max-message", "1K"]).status.success());
-    assert!(run(&t, &["send", "q", "-p", "1", "--type", "-5", "one", "two"]).status.success());
+    assert!(run(
+        &t,
+        &["create", "q", "--capacity", "4K", "--max-message", "1K"]
+    )
+    .status
+    .success());
+    assert!(
+        run(&t, &["send", "q", "-p", "1", "--type", "-5", "one", "two"])
+            .status
+            .success()
+    );
     let stat = run(&t, &["stat", "q"]);
     let text = String::from_utf8_lossy(&stat.stdout);
     assert!(text.contains("2 sent, 0 received"), "{text}");
     let out = run(&t, &["recv", "q", "-n", "2", "--json"]);
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
-    assert_eq!((lines[0]["payload"].as_str(), lines[0]["priority"].as_u64()), (Some("one"), Some(1)));
+    assert_eq!(
+        (lines[0]["payload"].as_str(), lines[0]["priority"].as_u64()),
+        (Some("one"), Some(1))
+    );
     assert_eq!(lines[1]["type"].as_i64(), Some(-5));
     assert!(run(&t, &["rm", "q"]).status.success());
     assert!(t.leftovers().is_empty());
@@ -43,18 +60,43 @@ fn create_send_stat_recv_rm_round_trip() {
 fn send_reads_one_message_per_line_of_stdin() {
     let t = TestDomain::new("cli-stdin");
     run(&t, &["create", "q"]);
-    let mut child = t.baton().args(["send", "q"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = t
+        .baton()
+        .args(["send", "q"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"alpha\n\nbeta\ngamma").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"alpha\n\nbeta\ngamma")
+        .unwrap();
     assert!(child.wait().unwrap().success());
     let out = run(&t, &["recv", "q", "-n", "4"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "alpha\n\nbeta\ngamma\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "alpha\n\nbeta\ngamma\n"
+    );
 }
 
 #[test]
 fn stat_json_lists_the_backing_files_and_per_priority_usage() {
     let t = TestDomain::new("cli-stat");
-    let created = run(&t, &["create", "q", "--capacity", "1K,2K,3K,4K", "--max-message", "512", "--mode", "640"]);
+    let created = run(
+        &t,
+        &[
+            "create",
+            "q",
+            "--capacity",
+            "1K,2K,3K,4K",
+            "--max-message",
+            "512",
+            "--mode",
+            "640",
+        ],
+    );
     assert!(created.status.success(), "{}", stderr(&created));
     run(&t, &["send", "q", "-p", "2", "x"]);
     let out = run(&t, &["stat", "q", "--json"]);
@@ -76,7 +118,8 @@ fn ls_lists_queues_with_depth_per_priority() {
     let text = String::from_utf8_lossy(&out.stdout);
     let beta = text.lines().find(|l| l.starts_with("beta")).expect(&text);
     assert_eq!(beta.split_whitespace().nth(1), Some("2"), "{text}");
-    let json: serde_json::Value = serde_json::from_slice(&run(&t, &["ls", "--json"]).stdout).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&t, &["ls", "--json"]).stdout).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);
 }
 
@@ -87,13 +130,20 @@ fn recv_timeout_exits_3_with_a_clear_message() {
     run(&t, &["send", "q", "only"]);
     let out = run(&t, &["recv", "q", "-n", "2", "--timeout", "0.1"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "only\n");
-    assert_user_error(&out, 3, "timed out after 100ms waiting for a message on queue q (1 received of 2)");
+    assert_user_error(
+        &out,
+        3,
+        "timed out after 100ms waiting for a message on queue q (1 received of 2)",
+    );
 }
 
 #[test]
 fn send_timeout_on_a_full_queue_exits_3() {
     let t = TestDomain::new("cli-full");
-    run(&t, &["create", "q", "--capacity", "128", "--max-message", "32"]);
+    run(
+        &t,
+        &["create", "q", "--capacity", "128", "--max-message", "32"],
+    );
     let out = run(&t, &["send", "q", "--timeout", "0.05", "a", "b", "c"]);
     assert_user_error(&out, 3, "timed out waiting for space in queue q");
 }
@@ -106,13 +156,38 @@ fn user_errors_are_one_line_with_a_non_zero_exit() {
     assert_user_error(&run(&t, &["stat", "missing"]), 1, "does not exist");
     assert_user_error(&run(&t, &["rm", "missing"]), 1, "does not exist");
     run(&t, &["create", "q", "--max-message", "16"]);
-    assert_user_error(&run(&t, &["send", "q", "this is longer than sixteen"]), 1, "too big");
-    assert_user_error(&run(&t, &["send", "q", "-p", "4", "x"]), 1, "invalid priority 4");
-    assert_user_error(&run(&t, &["create", "q", "--max-message", "32"]), 1, "max message is 16 (asked 32)");
-    assert_user_error(&run(&t, &["create", "r", "--max-message", "99999999999"]), 1, "max message");
-    assert_user_error(&run(&t, &["create", "r", "--capacity", "64"]), 1, "cannot hold one message");
+    assert_user_error(
+        &run(&t, &["send", "q", "this is longer than sixteen"]),
+        1,
+        "too big",
+    );
+    assert_user_error(
+        &run(&t, &["send", "q", "-p", "4", "x"]),
+        1,
+        "invalid priority 4",
+    );
+    assert_user_error(
+        &run(&t, &["create", "q", "--max-message", "32"]),
+        1,
+        "max message is 16 (asked 32)",
+    );
+    assert_user_error(
+        &run(&t, &["create", "r", "--max-message", "99999999999"]),
+        1,
+        "max message",
+    );
+    assert_user_error(
+        &run(&t, &["create", "r", "--capacity", "64"]),
+        1,
+        "cannot hold one message",
+    );
     assert_user_error(&run(&t, &["--domain", "a/b", "ls"]), 1, "invalid domain");
-    let out = t.baton().args(["ls"]).env("BATON_DOMAIN", ".hidden").output().unwrap();
+    let out = t
+        .baton()
+        .args(["ls"])
+        .env("BATON_DOMAIN", ".hidden")
+        .output()
+        .unwrap();
     assert_user_error(&out, 1, "invalid domain");
 }
 

@@ -6,7 +6,11 @@ use common::TestDomain;
 use std::time::Duration;
 
 fn small() -> Attributes {
-    Attributes { capacity: [1024; 4], max_message: 256, ..Default::default() }
+    Attributes {
+        capacity: [1024; 4],
+        max_message: 256,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -27,9 +31,18 @@ fn metadata_travels_with_the_message() {
     let t = TestDomain::new("meta");
     let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
     let before = baton::monotonic_ns();
-    q.sender().with_priority(1).unwrap().with_type(-42).with_version(7).send(b"payload").unwrap();
+    q.sender()
+        .with_priority(1)
+        .unwrap()
+        .with_type(-42)
+        .with_version(7)
+        .send(b"payload")
+        .unwrap();
     let m = q.receiver().unwrap().recv().unwrap();
-    assert_eq!((m.priority, m.msg_type, m.version, m.payload()), (1, -42, 7, &b"payload"[..]));
+    assert_eq!(
+        (m.priority, m.msg_type, m.version, m.payload()),
+        (1, -42, 7, &b"payload"[..])
+    );
     assert_eq!(m.sender_pid, std::process::id());
     assert!(m.sent_ns >= before && m.sent_ns <= baton::monotonic_ns());
 }
@@ -37,7 +50,11 @@ fn metadata_travels_with_the_message() {
 #[test]
 fn empty_and_maximum_size_payloads_round_trip() {
     let t = TestDomain::new("sizes");
-    let attrs = Attributes { capacity: [2 << 20; 4], max_message: 1 << 20, ..Default::default() };
+    let attrs = Attributes {
+        capacity: [2 << 20; 4],
+        max_message: 1 << 20,
+        ..Default::default()
+    };
     let q = Queue::create(&t.domain, "q", &attrs).unwrap();
     let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 31) as u8).collect();
     q.sender().send(b"").unwrap();
@@ -51,8 +68,14 @@ fn empty_and_maximum_size_payloads_round_trip() {
 fn a_message_over_the_maximum_is_too_big_and_nothing_is_written() {
     let t = TestDomain::new("toobig");
     let q = Queue::create(&t.domain, "q", &small()).unwrap();
-    assert_eq!(q.sender().send(&[0; 257]), Err(SendError::TooBig { len: 257, max: 256 }));
-    assert!(matches!(q.sender().try_send([0u8; 300]), Err(TrySendError::Failed(SendError::TooBig { .. }))));
+    assert_eq!(
+        q.sender().send(&[0; 257]),
+        Err(SendError::TooBig { len: 257, max: 256 })
+    );
+    assert!(matches!(
+        q.sender().try_send([0u8; 300]),
+        Err(TrySendError::Failed(SendError::TooBig { .. }))
+    ));
     let st = q.status();
     assert_eq!((st.sent, st.lanes[3].used), (0, 0));
 }
@@ -61,7 +84,10 @@ fn a_message_over_the_maximum_is_too_big_and_nothing_is_written() {
 fn a_priority_above_3_is_invalid() {
     let t = TestDomain::new("badprio");
     let q = Queue::create(&t.domain, "q", &small()).unwrap();
-    assert_eq!(q.sender().with_priority(4).unwrap_err(), SendError::InvalidPriority(4));
+    assert_eq!(
+        q.sender().with_priority(4).unwrap_err(),
+        SendError::InvalidPriority(4)
+    );
 }
 
 #[test]
@@ -82,7 +108,10 @@ fn try_send_on_a_full_lane_hands_the_message_back_and_counts_it() {
     }
     assert_eq!(sent, 1024 / 64, "each small message takes one 64-byte cell");
     let st = q.status();
-    assert_eq!((st.rejected_full, st.lanes[3].messages, st.lanes[3].used), (1, sent, 1024));
+    assert_eq!(
+        (st.rejected_full, st.lanes[3].messages, st.lanes[3].used),
+        (1, sent, 1024)
+    );
 }
 
 #[test]
@@ -91,7 +120,10 @@ fn send_timeout_gives_up_on_a_full_lane() {
     let q = Queue::create(&t.domain, "q", &small()).unwrap();
     let tx = q.sender();
     while tx.try_send(b"x").is_ok() {}
-    assert_eq!(tx.send_timeout(b"x", Duration::from_millis(30)), Err(SendError::Timeout));
+    assert_eq!(
+        tx.send_timeout(b"x", Duration::from_millis(30)),
+        Err(SendError::Timeout)
+    );
 }
 
 #[test]
@@ -103,7 +135,9 @@ fn a_blocked_send_completes_when_the_receiver_frees_space() {
     let mut rx = q.receiver().unwrap();
     std::thread::scope(|s| {
         let sender = s.spawn(|| tx.send_timeout(b"last", Duration::from_secs(20)));
-        let blocked = common::eventually(Duration::from_secs(10), || q.status().lanes[3].waiting_senders == 1);
+        let blocked = common::eventually(Duration::from_secs(10), || {
+            q.status().lanes[3].waiting_senders == 1
+        });
         // Free one cell whatever happened, so the sender thread ends and the scope can too.
         rx.recv().unwrap();
         assert!(blocked, "the sender announced itself as waiting for space");
@@ -124,9 +158,15 @@ fn recv_timeout_returns_timeout_on_an_empty_queue() {
     let t = TestDomain::new("recvtimeout");
     let q = Queue::create(&t.domain, "q", &small()).unwrap();
     let mut rx = q.receiver().unwrap();
-    assert_eq!(rx.recv_timeout(Duration::from_millis(20)), Err(RecvError::Timeout));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(20)),
+        Err(RecvError::Timeout)
+    );
     rx.set_spin(Duration::ZERO);
-    assert_eq!(rx.recv_timeout(Duration::from_millis(20)), Err(RecvError::Timeout));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(20)),
+        Err(RecvError::Timeout)
+    );
 }
 
 #[test]
@@ -136,7 +176,10 @@ fn a_sleeping_receiver_is_woken_by_a_send_from_another_thread() {
     let mut rx = q.receiver().unwrap();
     rx.set_spin(Duration::ZERO);
     std::thread::scope(|s| {
-        let h = s.spawn(move || rx.recv_timeout(Duration::from_secs(20)).map(|m| m.into_payload()));
+        let h = s.spawn(move || {
+            rx.recv_timeout(Duration::from_secs(20))
+                .map(|m| m.into_payload())
+        });
         std::thread::sleep(Duration::from_millis(20));
         q.sender().send(b"wake up").unwrap();
         assert_eq!(h.join().unwrap().unwrap(), b"wake up");
@@ -156,9 +199,25 @@ fn invalid_names_are_refused() {
 #[test]
 fn invalid_attributes_are_refused_with_the_reason() {
     let t = TestDomain::new("attrs");
-    let e = Queue::create(&t.domain, "q", &Attributes { max_message: 0, ..small() }).unwrap_err();
+    let e = Queue::create(
+        &t.domain,
+        "q",
+        &Attributes {
+            max_message: 0,
+            ..small()
+        },
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("max message 0"), "{e}");
-    let e = Queue::create(&t.domain, "q", &Attributes { capacity: [64, 1024, 1024, 1024], ..small() }).unwrap_err();
+    let e = Queue::create(
+        &t.domain,
+        "q",
+        &Attributes {
+            capacity: [64, 1024, 1024, 1024],
+            ..small()
+        },
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("priority 0"), "{e}");
     assert!(t.leftovers().is_empty());
 }
@@ -166,7 +225,10 @@ fn invalid_attributes_are_refused_with_the_reason() {
 #[test]
 fn opening_a_missing_queue_is_not_found() {
     let t = TestDomain::new("missing");
-    assert!(matches!(Queue::open(&t.domain, "nope"), Err(OpenError::NotFound { .. })));
+    assert!(matches!(
+        Queue::open(&t.domain, "nope"),
+        Err(OpenError::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -182,9 +244,20 @@ fn creating_again_with_the_same_attributes_opens_the_queue() {
 fn creating_again_with_other_attributes_is_exists_naming_the_difference() {
     let t = TestDomain::new("exists");
     Queue::create(&t.domain, "q", &small()).unwrap();
-    let e = Queue::create(&t.domain, "q", &Attributes { max_message: 128, ..small() }).unwrap_err();
+    let e = Queue::create(
+        &t.domain,
+        "q",
+        &Attributes {
+            max_message: 128,
+            ..small()
+        },
+    )
+    .unwrap_err();
     assert!(matches!(e, OpenError::Exists { .. }));
-    assert!(e.to_string().contains("max message is 256 (asked 128)"), "{e}");
+    assert!(
+        e.to_string().contains("max message is 256 (asked 128)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -199,23 +272,36 @@ fn a_second_receiver_gets_busy_with_the_owner_pid() {
     assert_eq!(q.status().owner_pid, Some(std::process::id()));
     drop(rx);
     assert_eq!(q.status().owner_pid, None);
-    assert!(q.receiver().is_ok(), "ownership is free again once the receiver is dropped");
+    assert!(
+        q.receiver().is_ok(),
+        "ownership is free again once the receiver is dropped"
+    );
 }
 
 #[test]
 fn status_counts_sends_receives_and_ownership() {
     let t = TestDomain::new("status");
     let q = Queue::create(&t.domain, "q", &small()).unwrap();
-    q.sender().with_priority(0).unwrap().send(&[1; 100]).unwrap();
+    q.sender()
+        .with_priority(0)
+        .unwrap()
+        .send(&[1; 100])
+        .unwrap();
     q.sender().send(b"a").unwrap();
     let st = q.status();
-    assert_eq!((st.sent, st.received, st.lanes[0].messages, st.lanes[0].used), (2, 0, 1, 192));
+    assert_eq!(
+        (st.sent, st.received, st.lanes[0].messages, st.lanes[0].used),
+        (2, 0, 1, 192)
+    );
     assert_eq!(st.lanes[0].capacity, 1024);
     assert_eq!(st.files, vec![t.file("q")]);
     let mut rx = q.receiver().unwrap();
     rx.recv().unwrap();
     let st = q.status();
-    assert_eq!((st.sent, st.received, st.epoch, st.lanes[0].used), (2, 1, 1, 0));
+    assert_eq!(
+        (st.sent, st.received, st.epoch, st.lanes[0].used),
+        (2, 1, 1, 0)
+    );
 }
 
 #[test]
@@ -223,11 +309,25 @@ fn remove_frees_the_name_at_once() {
     let t = TestDomain::new("rm");
     let old = Queue::create(&t.domain, "q", &small()).unwrap();
     Queue::remove(&t.domain, "q").unwrap();
-    assert!(matches!(Queue::open(&t.domain, "q"), Err(OpenError::NotFound { .. })));
-    let new = Queue::create(&t.domain, "q", &Attributes { max_message: 128, ..small() }).unwrap();
+    assert!(matches!(
+        Queue::open(&t.domain, "q"),
+        Err(OpenError::NotFound { .. })
+    ));
+    let new = Queue::create(
+        &t.domain,
+        "q",
+        &Attributes {
+            max_message: 128,
+            ..small()
+        },
+    )
+    .unwrap();
     assert_eq!(new.attributes().max_message, 128);
     drop(old);
-    assert!(matches!(Queue::remove(&t.domain, "gone"), Err(OpenError::NotFound { .. })));
+    assert!(matches!(
+        Queue::remove(&t.domain, "gone"),
+        Err(OpenError::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -235,12 +335,16 @@ fn list_shows_the_domains_queues_only() {
     let t = TestDomain::new("list");
     let other = TestDomain::new("list-other");
     Queue::create(&t.domain, "b", &small()).unwrap();
-    Queue::create(&t.domain, "a", &small()).unwrap().sender().send(b"x").unwrap();
+    Queue::create(&t.domain, "a", &small())
+        .unwrap()
+        .sender()
+        .send(b"x")
+        .unwrap();
     Queue::create(&other.domain, "c", &small()).unwrap();
     let names: Vec<(String, u64)> = Queue::list(&t.domain)
         .unwrap()
         .into_iter()
-        .map(|(_, st)| st.map(|s| (s.name, s.sent)).unwrap())
+        .map(|e| e.status.map(|s| (s.name, s.sent)).unwrap())
         .collect();
     assert_eq!(names, vec![("a".to_string(), 1), ("b".to_string(), 0)]);
 }
@@ -253,5 +357,5 @@ fn long_names_in_long_domains_work() {
     q.sender().send(b"x").unwrap();
     assert_eq!(Queue::open(&t.domain, &name).unwrap().name(), name);
     let listed = Queue::list(&t.domain).unwrap();
-    assert_eq!(listed[0].1.as_ref().unwrap().name, name);
+    assert_eq!(listed[0].status.as_ref().unwrap().name, name);
 }

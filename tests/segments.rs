@@ -12,7 +12,12 @@ fn mode_of(path: &std::path::Path) -> u32 {
 #[test]
 fn the_mode_is_exact_under_umask_000_and_077() {
     let t = TestDomain::new("umask");
-    for (umask, mode) in [("000", "600"), ("077", "660"), ("077", "644"), ("000", "666")] {
+    for (umask, mode) in [
+        ("000", "600"),
+        ("077", "660"),
+        ("077", "644"),
+        ("000", "666"),
+    ] {
         let name = format!("q{umask}{mode}");
         let script = format!("umask {umask} && exec \"$0\" create {name} --mode {mode}");
         let out = std::process::Command::new("sh")
@@ -20,8 +25,16 @@ fn the_mode_is_exact_under_umask_000_and_077() {
             .env("BATON_DOMAIN", t.name())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(format!("{:o}", mode_of(&t.file(&name))), mode, "umask {umask}");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            format!("{:o}", mode_of(&t.file(&name))),
+            mode,
+            "umask {umask}"
+        );
     }
 }
 
@@ -57,13 +70,22 @@ fn a_file_that_is_not_a_queue_is_corrupt() {
     std::fs::write(t.file("junk"), vec![0x5a; 8192]).unwrap();
     std::fs::set_permissions(t.file("junk"), std::fs::Permissions::from_mode(0o600)).unwrap();
     let e = Queue::open(&t.domain, "junk").unwrap_err();
-    assert!(matches!(e, OpenError::Corrupt { .. }) && e.to_string().contains("magic"), "{e}");
+    assert!(
+        matches!(e, OpenError::Corrupt { .. }) && e.to_string().contains("magic"),
+        "{e}"
+    );
     let e = Queue::create(&t.domain, "junk", &Attributes::default()).unwrap_err();
-    assert!(matches!(e, OpenError::Corrupt { .. }), "create does not overwrite it either: {e}");
+    assert!(
+        matches!(e, OpenError::Corrupt { .. }),
+        "create does not overwrite it either: {e}"
+    );
 }
 
 fn overwrite(t: &TestDomain, name: &str, offset: u64, bytes: &[u8]) {
-    let f = std::fs::OpenOptions::new().write(true).open(t.file(name)).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.file(name))
+        .unwrap();
     f.write_all_at(bytes, offset).unwrap();
 }
 
@@ -84,7 +106,10 @@ fn a_header_with_a_byte_swapped_magic_is_incompatible() {
     let swapped = 0x4241_544F_4E51_0001u64.swap_bytes().to_ne_bytes();
     overwrite(&t, "q", 0, &swapped);
     let e = Queue::open(&t.domain, "q").unwrap_err();
-    assert!(matches!(e, OpenError::Incompatible { .. }) && e.to_string().contains("byte order"), "{e}");
+    assert!(
+        matches!(e, OpenError::Incompatible { .. }) && e.to_string().contains("byte order"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -93,7 +118,10 @@ fn a_header_of_another_format_version_is_incompatible() {
     Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
     overwrite(&t, "q", 8, &99u32.to_ne_bytes());
     let e = Queue::open(&t.domain, "q").unwrap_err();
-    assert!(matches!(e, OpenError::Incompatible { .. }) && e.to_string().contains("format version 99"), "{e}");
+    assert!(
+        matches!(e, OpenError::Incompatible { .. }) && e.to_string().contains("format version 99"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -102,7 +130,10 @@ fn a_header_with_a_foreign_abi_tag_is_incompatible() {
     Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
     overwrite(&t, "q", 16, &32u32.to_ne_bytes()); // pointer width
     let e = Queue::open(&t.domain, "q").unwrap_err();
-    assert!(matches!(e, OpenError::Incompatible { .. }) && e.to_string().contains("ABI"), "{e}");
+    assert!(
+        matches!(e, OpenError::Incompatible { .. }) && e.to_string().contains("ABI"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -121,10 +152,16 @@ fn a_truncated_segment_is_rejected() {
     let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
     let size = q.status().size;
     drop(q);
-    let f = std::fs::OpenOptions::new().write(true).open(t.file("q")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.file("q"))
+        .unwrap();
     f.set_len(size / 2).unwrap();
     let e = Queue::open(&t.domain, "q").unwrap_err();
-    assert!(matches!(e, OpenError::Corrupt { .. }) && e.to_string().contains("truncated"), "{e}");
+    assert!(
+        matches!(e, OpenError::Corrupt { .. }) && e.to_string().contains("truncated"),
+        "{e}"
+    );
     f.set_len(100).unwrap();
     let e = Queue::open(&t.domain, "q").unwrap_err();
     assert!(e.to_string().contains("smaller than a header"), "{e}");
@@ -138,10 +175,19 @@ fn scribbled_lane_stamps_make_receive_fail_with_corrupt_not_crash() {
     // Lane 0's stamps start after its control block, at the first 64-byte boundary past it.
     let mut rx = q.receiver().unwrap();
     assert_eq!(rx.recv().unwrap().payload(), b"fine");
-    q.sender().with_priority(0).unwrap().send(b"victim").unwrap();
+    q.sender()
+        .with_priority(0)
+        .unwrap()
+        .send(b"victim")
+        .unwrap();
     let stamps_at = find_stamp(&t, 1);
     // Claimed at position 1, spanning a million cells, committed: impossible in a 1024-cell lane.
-    overwrite(&t, "q", stamps_at, &((1u64 << 32) | (0xf_ffff << 12) | 2).to_ne_bytes());
+    overwrite(
+        &t,
+        "q",
+        stamps_at,
+        &((1u64 << 32) | (0xf_ffff << 12) | 2).to_ne_bytes(),
+    );
     match rx.try_recv() {
         Err(RecvError::Corrupt(why)) => assert!(why.contains("spans"), "{why}"),
         other => panic!("expected Corrupt, got {other:?}"),

@@ -14,14 +14,25 @@ struct Shared {
 }
 
 fn shared(cells: usize) -> Arc<Shared> {
-    Arc::new(Shared { lane: HeapLane::new(cells), data: Event::new(), waiter: LoomWaiter::default() })
+    Arc::new(Shared {
+        lane: HeapLane::new(cells),
+        data: Event::new(),
+        waiter: LoomWaiter::default(),
+    })
 }
 
 fn send(s: &Shared, byte: u8) -> bool {
     let lane = s.lane.lane();
     match lane.try_claim(1, 0) {
         Ok(claim) => {
-            lane.write(&claim, &RecordHeader { len: 1, ..Default::default() }, &[byte]);
+            lane.write(
+                &claim,
+                &RecordHeader {
+                    len: 1,
+                    ..Default::default()
+                },
+                &[byte],
+            );
             lane.commit(claim).unwrap();
             s.data.notify(&s.waiter);
             true
@@ -71,7 +82,8 @@ fn a_sender_going_to_sleep_while_the_receiver_frees_space_is_woken() {
         let s2 = s.clone();
         let receiver = loom::thread::spawn(move || assert_eq!(take(&s2), Some(1)));
         let lane = s.lane.lane();
-        lane.space_event().wait_until(&s.waiter, None, || send(&s, 2));
+        lane.space_event()
+            .wait_until(&s.waiter, None, || send(&s, 2));
         receiver.join().unwrap();
         assert_eq!(take(&s), Some(2));
     });

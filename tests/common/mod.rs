@@ -15,7 +15,9 @@ impl TestDomain {
     pub fn new(tag: &str) -> TestDomain {
         let nanos = baton::monotonic_ns();
         let name = format!("t-{tag}-{}-{nanos}", std::process::id());
-        TestDomain { domain: Domain::new(&name).expect("valid test domain") }
+        TestDomain {
+            domain: Domain::new(&name).expect("valid test domain"),
+        }
     }
 
     pub fn name(&self) -> &str {

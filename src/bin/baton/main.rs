@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "baton", version, about = "Crash-safe shared-memory message queues")]
+#[command(
+    name = "baton",
+    version,
+    about = "Crash-safe shared-memory message queues"
+)]
 struct Cli {
     /// Namespace of the queues.
     #[arg(long, global = true, env = "BATON_DOMAIN", default_value = "default")]
@@ -44,7 +48,12 @@ enum Command {
         #[arg(long, short, default_value_t = 3)]
         priority: u8,
         /// User message type.
-        #[arg(long = "type", short = 't', default_value_t = 0, allow_negative_numbers = true)]
+        #[arg(
+            long = "type",
+            short = 't',
+            default_value_t = 0,
+            allow_negative_numbers = true
+        )]
         msg_type: i64,
         /// User message version.
         #[arg(long, default_value_t = 0)]
@@ -79,7 +88,10 @@ struct Failure {
 
 impl<E: std::error::Error> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure { message: e.to_string(), code: 1 }
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
     }
 }
 
@@ -101,7 +113,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let domain = Domain::new(&cli.domain)?;
     let json = cli.json;
     match cli.command {
-        Command::Create { name, capacity, max_message, mode } => {
+        Command::Create {
+            name,
+            capacity,
+            max_message,
+            mode,
+        } => {
             let defaults = Attributes::default();
             let max_message = match max_message {
                 None => defaults.max_message,
@@ -120,12 +137,26 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if json {
                 print_json(&st)?;
             } else {
-                println!("queue {name} in domain {domain}: {}", describe_attributes(&st.attributes));
+                println!(
+                    "queue {name} in domain {domain}: {}",
+                    describe_attributes(&st.attributes)
+                );
             }
         }
-        Command::Send { name, priority, msg_type, version, timeout, messages } => {
+        Command::Send {
+            name,
+            priority,
+            msg_type,
+            version,
+            timeout,
+            messages,
+        } => {
             let q = Queue::open(&domain, &name)?;
-            let tx = q.sender().with_priority(priority)?.with_type(msg_type).with_version(version);
+            let tx = q
+                .sender()
+                .with_priority(priority)?
+                .with_type(msg_type)
+                .with_version(version);
             let send = |payload: &[u8]| -> Result<(), Failure> {
                 let r = match timeout {
                     Some(t) => tx.send_timeout(payload, t),
@@ -133,7 +164,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 };
                 r.map_err(|e| match e {
                     SendError::Timeout => Failure {
-                        message: format!("timed out waiting for space in queue {name} (priority {priority})"),
+                        message: format!(
+                            "timed out waiting for space in queue {name} (priority {priority})"
+                        ),
                         code: 3,
                     },
                     e => e.into(),
@@ -165,7 +198,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 print_json(&serde_json::json!({ "queue": name, "sent": sent }))?;
             }
         }
-        Command::Recv { name, count, timeout } => {
+        Command::Recv {
+            name,
+            count,
+            timeout,
+        } => {
             let q = Queue::open(&domain, &name)?;
             let mut rx = q.receiver()?;
             let stdout = std::io::stdout();
@@ -188,7 +225,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     e => e.into(),
                 })?;
                 write_message(&mut out, &msg, json).map_err(|e| Failure {
-                    message: format!("cannot write message {} to standard output: {e}", received + 1),
+                    message: format!(
+                        "cannot write message {} to standard output: {e}",
+                        received + 1
+                    ),
                     code: 1,
                 })?;
                 received += 1;
@@ -199,16 +239,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if json {
                 let items: Vec<_> = rows
                     .iter()
-                    .map(|(path, st)| match st {
+                    .map(|e| match &e.status {
                         Ok(st) => serde_json::to_value(st).unwrap_or_default(),
-                        Err(e) => serde_json::json!({ "file": path, "error": e.to_string() }),
+                        Err(err) => serde_json::json!({ "file": e.file, "error": err.to_string() }),
                     })
                     .collect();
                 print_json(&items)?;
             } else {
-                println!("{:<24} {:>7} {:>7} {:>7} {:>7} {:>10} {:>8}", "NAME", "P0", "P1", "P2", "P3", "USED", "OWNER");
-                for (path, st) in &rows {
-                    match st {
+                println!(
+                    "{:<24} {:>7} {:>7} {:>7} {:>7} {:>10} {:>8}",
+                    "NAME", "P0", "P1", "P2", "P3", "USED", "OWNER"
+                );
+                for e in &rows {
+                    match &e.status {
                         Ok(st) => {
                             let used: u64 = st.lanes.iter().map(|l| l.used).sum();
                             println!(
@@ -222,7 +265,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                                 st.owner_pid.map_or("-".to_string(), |p| p.to_string())
                             );
                         }
-                        Err(e) => println!("{:<24} unusable: {e}", path.display()),
+                        Err(err) => println!("{:<24} unusable: {err}", e.file.display()),
                     }
                 }
             }
@@ -280,18 +323,31 @@ fn describe_attributes(a: &Attributes) -> String {
 fn print_status(st: &Status) {
     println!("queue      {} (domain {})", st.name, st.domain);
     println!("attributes {}", describe_attributes(&st.attributes));
-    println!("owner      {}", st.owner_pid.map_or("none".to_string(), |p| format!("pid {p}")));
+    println!(
+        "owner      {}",
+        st.owner_pid
+            .map_or("none".to_string(), |p| format!("pid {p}"))
+    );
     println!("epoch      {} ({} takeovers)", st.epoch, st.takeovers);
-    println!("messages   {} sent, {} received, {} rejected as full", st.sent, st.received, st.rejected_full);
+    println!(
+        "messages   {} sent, {} received, {} rejected as full",
+        st.sent, st.received, st.rejected_full
+    );
     println!("priority   capacity       used   messages");
     for (p, l) in st.lanes.iter().enumerate() {
-        println!("{p:>8} {:>10} {:>10} {:>10}", l.capacity, l.used, l.messages);
+        println!(
+            "{p:>8} {:>10} {:>10} {:>10}",
+            l.capacity, l.used, l.messages
+        );
     }
     for f in &st.files {
         println!("file       {} ({} bytes)", f.display(), st.size);
     }
     if st.file_size.is_some_and(|s| s != st.size) {
-        println!("WARNING    the file is {} bytes: truncated or extended by someone", st.file_size.unwrap_or(0));
+        println!(
+            "WARNING    the file is {} bytes: truncated or extended by someone",
+            st.file_size.unwrap_or(0)
+        );
     }
 }
 
@@ -314,14 +370,22 @@ fn parse_capacity(s: &str) -> Result<[u64; 4], String> {
     let parts: Vec<&str> = s.split(',').collect();
     match parts.len() {
         1 => Ok([parse_size(parts[0])?; 4]),
-        4 => Ok([parse_size(parts[0])?, parse_size(parts[1])?, parse_size(parts[2])?, parse_size(parts[3])?]),
+        4 => Ok([
+            parse_size(parts[0])?,
+            parse_size(parts[1])?,
+            parse_size(parts[2])?,
+            parse_size(parts[3])?,
+        ]),
         n => Err(format!("give one capacity or four (P0,P1,P2,P3), not {n}")),
     }
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
-    u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o777).ok_or_else(|| format!("{s:?} is not an octal mode like 600"))
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode like 600"))
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -330,4 +394,3 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         .and_then(|x| Duration::try_from_secs_f64(x).ok())
         .ok_or_else(|| format!("{s:?} is not a number of seconds"))
 }
-
