@@ -97,6 +97,18 @@ pub enum OwnError {
         /// What the lock said.
         reason: String,
     },
+    /// A standby's deadline passed before the queue became free.
+    #[error("timed out waiting to own queue {name:?}")]
+    Timeout {
+        /// The queue name.
+        name: String,
+    },
+    /// The queue was removed.
+    #[error("queue {name:?} has been removed")]
+    Removed {
+        /// The queue name.
+        name: String,
+    },
     /// The keeper thread could not be started.
     #[error("cannot start the owner thread: {0}")]
     Io(#[from] std::io::Error),
@@ -120,6 +132,17 @@ pub enum SendError {
     /// The lane stayed full until the deadline.
     #[error("timed out waiting for space in the queue")]
     Timeout,
+    /// The queue was removed (by `rm`, or because its retention ran out). A message sent while
+    /// it was being removed went with it.
+    #[error("queue has been removed")]
+    Removed,
+    /// Every slot of the queue's sender table is held by a live process.
+    #[error("cannot send: {0}")]
+    NoSenderSlot(String),
+    /// The message was abandoned while being written: the receiver found this sender's process
+    /// dead (only possible after `fork`, when a child sends through its parent's handle).
+    #[error("message was abandoned before it was committed")]
+    Abandoned,
     /// The lane's shared state is inconsistent.
     #[error("queue is corrupt: {0}")]
     Corrupt(String),
@@ -156,7 +179,31 @@ pub enum RecvError {
     /// `recv_timeout`: nothing arrived before the deadline.
     #[error("timed out waiting for a message")]
     Timeout,
+    /// The queue was removed; waiting messages went with it.
+    #[error("queue has been removed")]
+    Removed,
+    /// Another process took the queue over: this receiver no longer owns it.
+    #[error("ownership lost: the queue is now owned at epoch {now} (this receiver held {held})")]
+    OwnershipLost {
+        /// The epoch this receiver held.
+        held: u64,
+        /// The queue's epoch now.
+        now: u64,
+    },
     /// A lane's shared state is inconsistent.
+    #[error("queue is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Errors from acknowledging a message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AckError {
+    /// The receiver that delivered the message is gone (dropped, or its ownership lost): the
+    /// message stays in the queue and the next owner delivers it again, flagged redelivered.
+    #[error("the receiver is closed: the message will be redelivered to the next owner")]
+    Closed,
+    /// The record's shared state is inconsistent.
     #[error("queue is corrupt: {0}")]
     Corrupt(String),
 }

@@ -31,11 +31,20 @@
 //! start of the ring. The receiver frees padding as it meets it.
 //!
 //! Committing is a Release compare-and-swap from `RESERVED` to `COMMITTED`; the receiver loads
-//! the stamp at `head` with Acquire. Freeing is a Release store of `head` after the payload has
-//! been read; a sender loads `head` with Acquire before reusing cells. The receiver is the only
-//! writer of `head` (one owner per queue). Competing consumers will add a per-record `TAKEN`
-//! state claimed by compare-and-swap, with `head` advanced over finished records; the stamp has
-//! the spare states for it.
+//! the stamp with Acquire. The receiver walks the lane with its own cursor ([`Lane::at`]) and
+//! records in the shared `read` word what it has handed out, *before* handing it out. A record
+//! stays in the lane until it is acknowledged: the owner turns its stamp to `ACKED`, and
+//! [`Lane::advance_head`] moves `head` over the acknowledged, abandoned and padding records at
+//! the head with one Release store; a sender loads `head` with Acquire before reusing cells.
+//! The owner is the only writer of `head`, `read` and committed stamps. A new owner redelivers
+//! the unacknowledged records in `head..read`. Competing consumers will add a `TAKEN` state
+//! claimed by compare-and-swap; the stamp has the spare states for it.
+//!
+//! A sender that dies between its claim and its commit leaves a `RESERVED` stamp naming its
+//! slot in the queue's sender table. Once that process is known dead and its slot is locked
+//! against reuse, [`Lane::abandon_sender`] turns its stamps to `ABANDONED` by compare-and-swap;
+//! the receiver steps over them and counts them, and the dead sender's commit could never
+//! succeed any more.
 //!
 //! | SYNC POINT        | Release (writer)                         | Acquire (reader)                      |
 //! |-------------------|------------------------------------------|---------------------------------------|
@@ -64,8 +73,8 @@ pub const MAX_LANE_CELLS: u64 = 1 << 24;
 /// |--------|--------|----------------------------------------------------------|
 /// | 63..32 | tag    | low 32 bits of the record's position                     |
 /// | 31..12 | cells  | how many cells the record spans, 1 ..= 2^20 - 1          |
-/// | 11..4  | sender | the sender's slot (reserved for dead-sender detection)   |
-/// | 3..0   | state  | 0 never claimed, 1 RESERVED, 2 COMMITTED, 3 PAD          |
+/// | 11..4  | sender | the sender's slot in the queue's sender table            |
+/// | 3..0   | state  | 0 never claimed, 1 RESERVED, 2 COMMITTED, 3 PAD, 4 ACKED, 5 ABANDONED |
 pub mod stamp {
     /// Claimed by a sender that is still writing.
     pub const RESERVED: u64 = 1;
@@ -73,6 +82,10 @@ pub mod stamp {
     pub const COMMITTED: u64 = 2;
     /// Padding up to the end of the ring; carries no message.
     pub const PAD: u64 = 3;
+    /// Delivered and acknowledged: freed when `head` reaches it.
+    pub const ACKED: u64 = 4;
+    /// Claimed by a sender that died before committing: skipped and counted, never delivered.
+    pub const ABANDONED: u64 = 5;
 
     /// Packs a stamp.
     #[inline]
@@ -95,6 +108,16 @@ pub mod stamp {
     #[inline]
     pub fn state(stamp: u64) -> u64 {
         stamp & 0xf
+    }
+    /// The slot of the sender that claimed the record.
+    #[inline]
+    pub fn sender(stamp: u64) -> u8 {
+        (stamp >> 4) as u8
+    }
+    /// The same stamp in another state.
+    #[inline]
+    pub fn with_state(stamp: u64, state: u64) -> u64 {
+        (stamp & !0xf) | state
     }
 }
 
@@ -122,8 +145,14 @@ struct Producer {
 struct Consumer {
     /// The first position not yet freed. Written only by the owner.
     head: AtomicU64,
-    /// Messages received and freed since creation.
+    /// Every record before this position has been delivered to an owner (`head <= read`).
+    /// Written only by the owner, before it hands a record out; a new owner redelivers the
+    /// unacknowledged records in `head..read`.
+    read: AtomicU64,
+    /// Messages acknowledged and freed since creation.
     received: AtomicU64,
+    /// Messages abandoned by senders that died while writing them, since creation.
+    abandoned: AtomicU64,
 }
 
 /// The fixed 32-byte header at the start of a record, before the payload.
@@ -186,6 +215,15 @@ pub enum ClaimError {
     Corrupt(Corrupt),
 }
 
+/// Why a commit did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitError {
+    /// The claim was abandoned: its sender was taken for dead.
+    Abandoned,
+    /// The stamp holds something else.
+    Corrupt(Corrupt),
+}
+
 /// Cells a sender holds between [`Lane::try_claim`] and [`Lane::commit`].
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a claim must be committed, or the lane stalls at it"]
@@ -198,10 +236,46 @@ pub struct Claim {
 /// A committed record at the head of the lane, found by [`Lane::peek`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordRef {
-    pos: u64,
-    cells: u64,
+    /// The record's position.
+    pub pos: u64,
+    /// Cells it spans.
+    pub cells: u64,
     /// The record's header, checked against the lane's limits.
     pub header: RecordHeader,
+}
+
+/// What is at a position of the lane, as [`Lane::at`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Nothing is claimed there (yet): the end of the lane's records.
+    End,
+    /// Claimed by the sender in table slot `sender`, which has not committed yet.
+    InFlight {
+        /// The claiming sender's slot.
+        sender: u8,
+    },
+    /// Padding, or an acknowledged or abandoned record: step over `cells`.
+    Skip {
+        /// Cells to step over.
+        cells: u64,
+    },
+    /// A committed record.
+    Record(RecordRef),
+}
+
+/// What a walk over a lane's records found (see [`Lane::census`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Bytes from head to tail, in cells.
+    pub used: u64,
+    /// Committed records not yet delivered.
+    pub waiting: u64,
+    /// Delivered records not yet acknowledged.
+    pub delivered: u64,
+    /// Records claimed and not yet committed.
+    pub in_flight: u64,
+    /// Send time of the first record waiting to be delivered.
+    pub oldest_waiting_sent_ns: Option<u64>,
 }
 
 /// What is at the head of the lane.
@@ -355,8 +429,9 @@ impl<'a> Lane<'a> {
     ///
     /// # Errors
     ///
-    /// [`Corrupt`] if the stamp no longer shows this claim (someone else wrote it).
-    pub fn commit(&self, claim: Claim) -> Result<(), Corrupt> {
+    /// [`CommitError::Abandoned`] if the claim was abandoned (this sender was taken for dead);
+    /// [`CommitError::Corrupt`] if the stamp shows anything else.
+    pub fn commit(&self, claim: Claim) -> Result<(), CommitError> {
         let slot = &self.stamps[self.index(claim.pos)];
         let reserved = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::RESERVED);
         let committed = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::COMMITTED);
@@ -364,67 +439,86 @@ impl<'a> Lane<'a> {
         slot.compare_exchange(reserved, committed, Ordering::Release, Ordering::Relaxed)
             .map(|_| ())
             .map_err(|now| {
-                Corrupt(format!(
-                    "stamp at position {} changed from {reserved:#x} to {now:#x} while reserved",
-                    claim.pos
-                ))
+                if now == stamp::with_state(reserved, stamp::ABANDONED) {
+                    CommitError::Abandoned
+                } else {
+                    CommitError::Corrupt(Corrupt(format!(
+                        "stamp at position {} changed from {reserved:#x} to {now:#x} while reserved",
+                        claim.pos
+                    )))
+                }
             })
     }
 
-    /// Looks at the head of the lane, freeing any padding found there.
+    /// What is at position `pos`: the receiver walks the lane with its own cursor this way.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] if the stamp or record header there is out of bounds.
+    pub fn at(&self, pos: u64, max_message: u32) -> Result<Slot, Corrupt> {
+        // SYNC POINT: record published (Acquire side).
+        let s = self.stamps[self.index(pos)].load(Ordering::Acquire);
+        if !stamp::is_at(s, pos) {
+            return Ok(Slot::End);
+        }
+        let k = stamp::cells(s);
+        let off = pos % self.n;
+        if k == 0 || k > self.n - off {
+            return Err(Corrupt(format!("stamp at position {pos} spans {k} cells")));
+        }
+        match stamp::state(s) {
+            stamp::RESERVED => Ok(Slot::InFlight {
+                sender: stamp::sender(s),
+            }),
+            stamp::PAD if off + k != self.n => Err(Corrupt(format!(
+                "padding at position {pos} stops short of the end"
+            ))),
+            stamp::PAD | stamp::ACKED | stamp::ABANDONED => Ok(Slot::Skip { cells: k }),
+            stamp::COMMITTED => {
+                let header = self.read_header(off as usize);
+                if header.len > max_message {
+                    return Err(Corrupt(format!(
+                        "record at position {pos} claims {} bytes, over the maximum {max_message}",
+                        header.len
+                    )));
+                }
+                if record_cells(header.len as usize) != k {
+                    return Err(Corrupt(format!(
+                        "record at position {pos}: {} bytes do not fill {k} cells",
+                        header.len
+                    )));
+                }
+                Ok(Slot::Record(RecordRef {
+                    pos,
+                    cells: k,
+                    header,
+                }))
+            }
+            other => Err(Corrupt(format!(
+                "stamp at position {pos} has state {other}"
+            ))),
+        }
+    }
+
+    /// Looks at the head of the lane, freeing any padding, acknowledged or abandoned records
+    /// found there. (The single-cursor path: tests and loom models.)
     ///
     /// # Errors
     ///
     /// [`Corrupt`] if the head stamp or record header is out of bounds.
     pub fn peek<W: Waiter>(&self, max_message: u32, waiter: &W) -> Result<Peek, Corrupt> {
-        loop {
-            let h = self.ctl.consumer.head.load(Ordering::Relaxed);
-            // SYNC POINT: record published (Acquire side).
-            let s = self.stamps[self.index(h)].load(Ordering::Acquire);
-            if !stamp::is_at(s, h) {
-                return Ok(Peek::Empty);
-            }
-            let k = stamp::cells(s);
-            let off = h % self.n;
-            if k == 0 || k > self.n - off {
-                return Err(Corrupt(format!("stamp at position {h} spans {k} cells")));
-            }
-            match stamp::state(s) {
-                stamp::RESERVED => return Ok(Peek::InFlight),
-                stamp::PAD => {
-                    if off + k != self.n {
-                        return Err(Corrupt(format!(
-                            "padding at position {h} stops short of the end"
-                        )));
-                    }
-                    self.advance_head(h + k, waiter);
-                }
-                stamp::COMMITTED => {
-                    let header = self.read_header(off as usize);
-                    if header.len > max_message {
-                        return Err(Corrupt(format!(
-                            "record at position {h} claims {} bytes, over the maximum {max_message}",
-                            header.len
-                        )));
-                    }
-                    if record_cells(header.len as usize) != k {
-                        return Err(Corrupt(format!(
-                            "record at position {h}: {} bytes do not fill {k} cells",
-                            header.len
-                        )));
-                    }
-                    return Ok(Peek::Record(RecordRef {
-                        pos: h,
-                        cells: k,
-                        header,
-                    }));
-                }
-                other => return Err(Corrupt(format!("stamp at position {h} has state {other}"))),
-            }
+        self.advance_head(waiter)?;
+        match self.at(self.head(), max_message)? {
+            Slot::End => Ok(Peek::Empty),
+            Slot::InFlight { .. } => Ok(Peek::InFlight),
+            Slot::Skip { .. } => Err(Corrupt(
+                "head did not advance over a finished record".into(),
+            )),
+            Slot::Record(r) => Ok(Peek::Record(r)),
         }
     }
 
-    /// Appends the payload of a record found by [`Lane::peek`] to `out`.
+    /// Appends the payload of a record found by [`Lane::at`] to `out`.
     pub fn copy_payload(&self, record: &RecordRef, out: &mut Vec<u8>) {
         let first = self.index(record.pos);
         let start = out.len();
@@ -432,16 +526,153 @@ impl<'a> Lane<'a> {
         self.copy_out(first, RECORD_HEADER, &mut out[start..]);
     }
 
-    /// Frees a record found by [`Lane::peek`], after its payload has been read.
-    pub fn release<W: Waiter>(&self, record: RecordRef, waiter: &W) {
-        self.ctl.consumer.received.fetch_add(1, Ordering::Relaxed);
-        self.advance_head(record.pos + record.cells, waiter);
+    /// Acknowledges a record and frees what can be freed: [`Lane::ack`], then
+    /// [`Lane::advance_head`].
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] as [`Lane::advance_head`].
+    pub fn release<W: Waiter>(&self, record: RecordRef, waiter: &W) -> Result<(), Corrupt> {
+        self.ack(&record)?;
+        self.advance_head(waiter).map(|_| ())
     }
 
-    fn advance_head<W: Waiter>(&self, to: u64, waiter: &W) {
+    /// Marks a delivered record acknowledged. Only the owner calls this; nobody else writes a
+    /// committed record's stamp.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] if the stamp no longer shows the committed record.
+    pub fn ack(&self, record: &RecordRef) -> Result<(), Corrupt> {
+        let slot = &self.stamps[self.index(record.pos)];
+        let s = slot.load(Ordering::Relaxed);
+        if !stamp::is_at(s, record.pos) || stamp::state(s) != stamp::COMMITTED {
+            return Err(Corrupt(format!(
+                "record at position {} changed under its owner (stamp {s:#x})",
+                record.pos
+            )));
+        }
+        slot.store(stamp::with_state(s, stamp::ACKED), Ordering::Release);
+        Ok(())
+    }
+
+    /// Moves `head` over the padding, acknowledged and abandoned records at the head of the
+    /// lane, counts them, and wakes senders waiting for space. Only the owner calls this.
+    /// Returns how many cells were freed.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] if a stamp on the way is out of bounds.
+    pub fn advance_head<W: Waiter>(&self, waiter: &W) -> Result<u64, Corrupt> {
+        let start = self.ctl.consumer.head.load(Ordering::Relaxed);
+        let mut h = start;
+        let (mut acked, mut abandoned) = (0, 0);
+        while h - start < self.n {
+            let s = self.stamps[self.index(h)].load(Ordering::Acquire);
+            if !stamp::is_at(s, h) {
+                break;
+            }
+            let k = stamp::cells(s);
+            if k == 0 || k > self.n - h % self.n {
+                return Err(Corrupt(format!("stamp at position {h} spans {k} cells")));
+            }
+            match stamp::state(s) {
+                stamp::PAD => {}
+                stamp::ACKED => acked += 1,
+                stamp::ABANDONED => abandoned += 1,
+                _ => break,
+            }
+            h += k;
+        }
+        if h == start {
+            return Ok(0);
+        }
+        let consumer = &self.ctl.consumer;
+        consumer.received.fetch_add(acked, Ordering::Relaxed);
+        consumer.abandoned.fetch_add(abandoned, Ordering::Relaxed);
+        if consumer.read.load(Ordering::Relaxed) < h {
+            consumer.read.store(h, Ordering::Release);
+        }
         // SYNC POINT: space freed (Release side).
-        self.ctl.consumer.head.store(to, Ordering::Release);
+        consumer.head.store(h, Ordering::Release);
         self.ctl.space.notify(waiter);
+        Ok(h - start)
+    }
+
+    /// The first position not yet freed.
+    #[inline]
+    pub fn head(&self) -> u64 {
+        self.ctl.consumer.head.load(Ordering::Acquire)
+    }
+
+    /// The delivered-up-to cursor (see [`Consumer`]), clamped to `head` if a peer left it behind.
+    #[inline]
+    pub fn read_cursor(&self) -> u64 {
+        self.ctl
+            .consumer
+            .read
+            .load(Ordering::Acquire)
+            .max(self.head())
+    }
+
+    /// Records that everything before `pos` has been delivered. Only the owner calls this, and
+    /// before it hands the record out, so that a successor knows to flag it redelivered.
+    #[inline]
+    pub fn set_read_cursor(&self, pos: u64) {
+        if self.ctl.consumer.read.load(Ordering::Relaxed) < pos {
+            self.ctl.consumer.read.store(pos, Ordering::Release);
+        }
+    }
+
+    /// Sets the delivered-up-to cursor back (recovery only, when a peer left it off a record
+    /// boundary).
+    pub fn set_read_cursor_back(&self, pos: u64) {
+        self.ctl.consumer.read.store(pos, Ordering::Release);
+    }
+
+    /// Turns every record that sender slot `sender` has claimed and not committed into an
+    /// abandoned one; returns how many. The caller must make sure the slot's process is dead and
+    /// that nobody can take the slot meanwhile (see `recovery`): then every such record is the
+    /// dead sender's, and its commit can never succeed afterwards, so a live-but-slow writer can
+    /// never scribble over cells that were freed under it.
+    pub fn abandon_sender(&self, sender: u8) -> u64 {
+        let mut count = 0;
+        let mut restarts = 0;
+        'walk: loop {
+            let mut p = self.head();
+            let first = p;
+            loop {
+                let s = self.stamps[self.index(p)].load(Ordering::Acquire);
+                if !stamp::is_at(s, p) {
+                    // The end of the claimed records, or cells already reused because `head`
+                    // passed `p` meanwhile: then walk again from the new head.
+                    if self.head() > p && restarts < 1000 {
+                        restarts += 1;
+                        continue 'walk;
+                    }
+                    break 'walk;
+                }
+                let k = stamp::cells(s);
+                if k == 0 || k > self.n - p % self.n || p + k - first > self.n {
+                    break 'walk; // corrupt: the receiver reports it
+                }
+                if stamp::state(s) == stamp::RESERVED
+                    && stamp::sender(s) == sender
+                    && self.stamps[self.index(p)]
+                        .compare_exchange(
+                            s,
+                            stamp::with_state(s, stamp::ABANDONED),
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
+                    count += 1;
+                }
+                p += k;
+            }
+        }
+        count
     }
 
     /// The event senders sleep on while the lane is full.
@@ -449,21 +680,50 @@ impl<'a> Lane<'a> {
         &self.ctl.space
     }
 
-    /// `(bytes in use, messages waiting)`, as seen now (a snapshot, not a synchronised view).
-    pub fn usage(&self) -> (u64, u64) {
+    /// Walks the claimed records (a snapshot, not a synchronised view: for status reports).
+    pub fn census(&self, max_message: u32) -> Census {
+        let head = self.head();
+        let read = self.read_cursor();
         let tail = self.ctl.producer.tail.load(Ordering::Relaxed);
-        let head = self.ctl.consumer.head.load(Ordering::Relaxed);
-        let sent = self.ctl.producer.sent.load(Ordering::Relaxed);
-        let received = self.ctl.consumer.received.load(Ordering::Relaxed);
-        let used = tail.saturating_sub(head).min(self.n) * CELL as u64;
-        (used, sent.saturating_sub(received))
+        let mut c = Census {
+            used: tail.saturating_sub(head).min(self.n) * CELL as u64,
+            ..Census::default()
+        };
+        let mut p = head;
+        while p - head < self.n {
+            let Ok(slot) = self.at(p, max_message) else {
+                break;
+            };
+            p += match slot {
+                Slot::End => break,
+                Slot::InFlight { .. } => {
+                    c.in_flight += 1;
+                    // A reserved stamp's cells are valid (checked by `at`).
+                    stamp::cells(self.stamps[self.index(p)].load(Ordering::Relaxed)).max(1)
+                }
+                Slot::Skip { cells } => cells,
+                Slot::Record(r) => {
+                    if r.pos < read {
+                        c.delivered += 1;
+                    } else {
+                        c.waiting += 1;
+                        if c.oldest_waiting_sent_ns.is_none() {
+                            c.oldest_waiting_sent_ns = Some(r.header.sent_ns);
+                        }
+                    }
+                    r.cells
+                }
+            };
+        }
+        c
     }
 
-    /// `(messages sent, messages received)` since creation.
-    pub fn counters(&self) -> (u64, u64) {
+    /// `(messages sent, acknowledged, abandoned)` since creation.
+    pub fn counters(&self) -> (u64, u64, u64) {
         (
             self.ctl.producer.sent.load(Ordering::Relaxed),
             self.ctl.consumer.received.load(Ordering::Relaxed),
+            self.ctl.consumer.abandoned.load(Ordering::Relaxed),
         )
     }
 
@@ -567,7 +827,10 @@ mod tests {
             ..Default::default()
         };
         lane.write(&claim, &header, payload);
-        lane.commit(claim).map_err(ClaimError::Corrupt)
+        lane.commit(claim).map_err(|e| match e {
+            CommitError::Corrupt(c) => ClaimError::Corrupt(c),
+            CommitError::Abandoned => ClaimError::Corrupt(Corrupt("abandoned".into())),
+        })
     }
 
     fn recv(lane: &Lane<'_>) -> Option<Vec<u8>> {
@@ -575,7 +838,7 @@ mod tests {
             Peek::Record(r) => {
                 let mut out = Vec::new();
                 lane.copy_payload(&r, &mut out);
-                lane.release(r, &Futex);
+                lane.release(r, &Futex).unwrap();
                 Some(out)
             }
             Peek::Empty | Peek::InFlight => None,
@@ -602,7 +865,8 @@ mod tests {
         send(&lane, &[1; 96]).unwrap(); // 32 + 96 = 2 cells
         send(&lane, &[2; 96]).unwrap();
         assert_eq!(send(&lane, &[3; 1]), Err(ClaimError::Full));
-        assert_eq!(lane.usage(), (4 * CELL as u64, 2));
+        let c = lane.census(4096);
+        assert_eq!((c.used, c.waiting), (4 * CELL as u64, 2));
         recv(&lane).unwrap();
         send(&lane, &[3; 1]).unwrap();
     }

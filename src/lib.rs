@@ -39,16 +39,18 @@ mod owner;
 #[cfg(not(loom))]
 mod queue;
 #[cfg(not(loom))]
+mod recovery;
+#[cfg(not(loom))]
 mod segment;
 
 #[cfg(not(loom))]
-pub use error::{OpenError, OwnError, RecvError, SendError, TrySendError};
+pub use error::{AckError, OpenError, OwnError, RecvError, SendError, TrySendError};
 #[cfg(not(loom))]
 pub use name::{check_queue_name, Domain, DEFAULT_DOMAIN, DOMAIN_ENV, MAX_NAME};
 #[cfg(not(loom))]
 pub use queue::{
-    monotonic_ns, LaneStatus, ListEntry, Message, Queue, Receiver, Sender, Status, DEFAULT_SPIN,
-    PRIORITIES,
+    monotonic_ns, LaneStatus, ListEntry, Message, Queue, Receiver, ReceiverOptions, Sender, Status,
+    DEFAULT_SPIN, PRIORITIES,
 };
 #[cfg(not(loom))]
 pub use segment::{Attributes, SHM_DIR};

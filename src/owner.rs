@@ -9,10 +9,13 @@
 //! reference to the segment, and unlocks before that reference goes.
 
 use crate::error::OwnError;
+use crate::queue::monotonic_ns;
+use crate::recovery;
 use crate::segment::Segment;
 use crate::sync::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// How a process came to own a queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,20 +33,46 @@ pub(crate) struct OwnerGuard {
     keeper: Option<JoinHandle<()>>,
 }
 
-/// Tries to take the owner lock of `seg` without waiting.
-pub(crate) fn try_acquire(seg: Arc<Segment>) -> Result<(OwnerGuard, Ownership), OwnError> {
+/// How long to wait for the owner lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Not at all: `Busy` if it is held.
+    No,
+    /// As a standby: until the lock is free or its holder dies, at most until the deadline.
+    Until(Option<Instant>),
+}
+
+/// Takes the owner lock of `seg` on a keeper thread, which then holds it until the guard is
+/// dropped.
+pub(crate) fn acquire(seg: Arc<Segment>, wait: Wait) -> Result<(OwnerGuard, Ownership), OwnError> {
     let (result_tx, result_rx) = mpsc::channel::<Result<Ownership, OwnError>>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let keeper = std::thread::Builder::new().name("baton-owner".into()).spawn(move || {
         let mutex = seg.shared().owner.mutex.get();
-        // SAFETY: the mutex was initialised robust + process-shared at creation and lives in
-        // the mapping that `seg` keeps alive for this whole thread.
-        let rc = unsafe { libc::pthread_mutex_trylock(mutex) };
+        let standby = match wait {
+            Wait::No => None,
+            Wait::Until(_) => recovery::register_standby(&seg),
+        };
+        let abs = match wait {
+            Wait::Until(Some(deadline)) => Some(realtime_deadline(deadline)),
+            _ => None,
+        };
+        // SAFETY: the mutex was initialised robust + process-shared at creation and lives in the
+        // mapping that `seg` keeps alive for this whole thread; `abs` outlives the call.
+        let rc = unsafe {
+            match (wait, &abs) {
+                (Wait::No, _) => libc::pthread_mutex_trylock(mutex),
+                (_, Some(abs)) => libc::pthread_mutex_timedlock(mutex, abs),
+                (_, None) => libc::pthread_mutex_lock(mutex),
+            }
+        };
+        recovery::unregister_standby(&seg, standby);
         let (name, _) = seg.names();
         let outcome = match rc {
             0 => Ok(begin(&seg, false)),
             libc::EOWNERDEAD => {
                 let ownership = begin(&seg, true);
+                recovery::failpoint("recover.consistent");
                 // SAFETY: we hold the lock (EOWNERDEAD means it was granted to us).
                 let rc = unsafe { libc::pthread_mutex_consistent(mutex) };
                 if rc == 0 {
@@ -56,13 +85,14 @@ pub(crate) fn try_acquire(seg: Arc<Segment>) -> Result<(OwnerGuard, Ownership), 
                 let pid = seg.shared().owner.pid.load(Ordering::Relaxed);
                 Err(OwnError::Busy { name: name.to_string(), pid: (pid != 0).then_some(pid) })
             }
+            libc::ETIMEDOUT => Err(OwnError::Timeout { name: name.to_string() }),
             libc::ENOTRECOVERABLE => Err(OwnError::Corrupt {
                 name: name.to_string(),
                 reason: "the lock is not recoverable (a previous owner unlocked it without recovery)".into(),
             }),
             other => Err(OwnError::Corrupt {
                 name: name.to_string(),
-                reason: format!("pthread_mutex_trylock failed: {}", std::io::Error::from_raw_os_error(other)),
+                reason: format!("locking the owner mutex failed: {}", std::io::Error::from_raw_os_error(other)),
             }),
         };
         let owned = outcome.is_ok();
@@ -72,6 +102,11 @@ pub(crate) fn try_acquire(seg: Arc<Segment>) -> Result<(OwnerGuard, Ownership), 
             }
             return;
         }
+        // From here the lock must never be released by this thread ending early: a panic
+        // would end the thread, the kernel would hand the lock to a standby, and this process
+        // would go on believing it owns the queue. So a panic here ends the process.
+        let _abort_on_unwind = AbortOnUnwind;
+        recovery::failpoint("keeper.hold");
         // Hold the lock until the guard is dropped (or the process ends).
         let _ = release_rx.recv();
         release(&seg);
@@ -97,16 +132,52 @@ pub(crate) fn try_acquire(seg: Arc<Segment>) -> Result<(OwnerGuard, Ownership), 
     }
 }
 
-/// The one place a new owner starts: runs recovery when the previous owner died, then publishes
-/// the new owner. Called with the lock held, before `pthread_mutex_consistent`. Idempotent: if
-/// this process dies half way, the next owner gets `EOWNERDEAD` again and redoes all of it.
+/// Aborts the process if dropped during a panic (see its use in [`acquire`]).
+struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("baton: the thread holding a queue's owner lock panicked; aborting so that the lock is never held by two processes");
+            std::process::abort();
+        }
+    }
+}
+
+/// `pthread_mutex_timedlock` takes a `CLOCK_REALTIME` deadline.
+fn realtime_deadline(deadline: Instant) -> libc::timespec {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid out-pointer; CLOCK_REALTIME always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+    let nanos = now.tv_nsec as u64 + left.subsec_nanos() as u64;
+    libc::timespec {
+        tv_sec: now
+            .tv_sec
+            .saturating_add(left.as_secs().min(i32::MAX as u64) as libc::time_t)
+            .saturating_add((nanos / 1_000_000_000) as libc::time_t),
+        tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+    }
+}
+
+/// The one place a new owner starts: runs recovery when the previous holder died, then
+/// publishes the new owner. Called with the lock held, before `pthread_mutex_consistent`.
+/// Idempotent: if this process dies half way, the next one gets `EOWNERDEAD` again and redoes
+/// all of it.
 fn begin(seg: &Segment, previous_owner_died: bool) -> Ownership {
     let owner = &seg.shared().owner;
     if previous_owner_died {
-        recover(seg);
         owner.takeovers.fetch_add(1, Ordering::Relaxed);
+        recovery::recover(seg);
     }
     let epoch = owner.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+    if previous_owner_died {
+        recovery::failpoint("recover.epoch");
+    }
+    owner.progress_ns.store(monotonic_ns(), Ordering::Relaxed);
     owner.pid.store(std::process::id(), Ordering::Release);
     Ownership {
         epoch,
@@ -114,18 +185,46 @@ fn begin(seg: &Segment, previous_owner_died: bool) -> Ownership {
     }
 }
 
-/// Repairs what a dead owner can leave behind. Today that is the receiver event's sleeper count
-/// (only the owner sleeps there). Unacknowledged messages and abandoned sends are handled here
-/// too once the queue has them.
-fn recover(seg: &Segment) {
-    seg.shared().data_event.reset_waiters();
+/// Gives the lock up: the queue has no owner from now; a retention-0 queue with no standby
+/// waiting is removed first.
+fn release(seg: &Segment) {
+    let owner = &seg.shared().owner;
+    owner.pid.store(0, Ordering::Release);
+    owner
+        .unowned_since_ns
+        .store(monotonic_ns(), Ordering::Relaxed);
+    if seg.attributes().retention == Some(Duration::ZERO) && !recovery::standby_waiting(seg) {
+        let _ = seg.remove();
+    }
+    // SAFETY: this thread locked the mutex and still holds it.
+    let rc = unsafe { libc::pthread_mutex_unlock(owner.mutex.get()) };
+    debug_assert_eq!(rc, 0, "unlock of the owner mutex by its keeper thread");
 }
 
-fn release(seg: &Segment) {
-    seg.shared().owner.pid.store(0, Ordering::Release);
-    // SAFETY: this thread locked the mutex and still holds it.
-    let rc = unsafe { libc::pthread_mutex_unlock(seg.shared().owner.mutex.get()) };
-    debug_assert_eq!(rc, 0, "unlock of the owner mutex by its keeper thread");
+/// Whether the queue has no owner now, and since when (`CLOCK_MONOTONIC` ns). Takes and gives
+/// back the lock on the calling thread; if the last owner died, this runs the recovery (it is
+/// the next holder) and the queue counts as unowned from now.
+pub(crate) fn unowned_since(seg: &Segment) -> Option<u64> {
+    let owner = &seg.shared().owner;
+    let mutex = owner.mutex.get();
+    // SAFETY: as in `acquire`; the lock is released below on this same thread.
+    let rc = unsafe { libc::pthread_mutex_trylock(mutex) };
+    let since = match rc {
+        0 => owner.unowned_since_ns.load(Ordering::Relaxed),
+        libc::EOWNERDEAD => {
+            begin(seg, true);
+            owner.pid.store(0, Ordering::Release);
+            let now = monotonic_ns();
+            owner.unowned_since_ns.store(now, Ordering::Relaxed);
+            // SAFETY: we hold the lock.
+            unsafe { libc::pthread_mutex_consistent(mutex) };
+            now
+        }
+        _ => return None,
+    };
+    // SAFETY: this thread holds the lock (trylock succeeded above).
+    unsafe { libc::pthread_mutex_unlock(mutex) };
+    Some(since)
 }
 
 impl Drop for OwnerGuard {

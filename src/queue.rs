@@ -5,21 +5,29 @@
 //! owns the queue and receives, highest priority first and, within a priority, in the order the
 //! sends were claimed (so FIFO per sender).
 
-use crate::error::{OpenError, OwnError, RecvError, SendError, TrySendError};
-use crate::lane::{ClaimError, Lane, Peek, RecordHeader};
+use crate::error::{AckError, OpenError, OwnError, RecvError, SendError, TrySendError};
+use crate::lane::{ClaimError, CommitError, Lane, RecordHeader, RecordRef, Slot};
 use crate::name::Domain;
-use crate::owner::{self, OwnerGuard, Ownership};
+use crate::owner::{self, OwnerGuard, Ownership, Wait};
+use crate::recovery::{self, failpoint};
 use crate::segment::{self, Attributes, Segment};
 use crate::sync::Ordering;
 use crate::wait::Futex;
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Number of priority lanes; priority 0 is the highest.
 pub const PRIORITIES: usize = 4;
 /// How long a blocked receiver or sender polls before it sleeps on the futex, by default.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+/// A claim at the head of a lane that stays uncommitted this long gets its sender checked: if
+/// the sender's process is dead, the claim is abandoned and skipped.
+const STUCK_CHECK: Duration = Duration::from_millis(2);
+/// A sleeping receiver wakes at least this often, to notice a sender that died between its
+/// commit and its wake-up call, or a claim whose sender died.
+const IDLE_TICK: Duration = Duration::from_millis(100);
 
 /// A handle on a named queue. Cheap to clone; the mapping lives as long as any handle.
 #[derive(Debug, Clone)]
@@ -47,6 +55,9 @@ impl Queue {
     /// # Ok::<(), baton::OpenError>(())
     /// ```
     pub fn create(domain: &Domain, name: &str, attrs: &Attributes) -> Result<Queue, OpenError> {
+        if let Ok(old) = Segment::open(domain, name) {
+            expire_if_due(&old);
+        }
         Ok(Queue {
             seg: Arc::new(Segment::create(domain, name, attrs)?),
         })
@@ -61,13 +72,19 @@ impl Queue {
     /// [`OpenError::Incompatible`] for a segment of another format, ABI or byte order;
     /// [`OpenError::Corrupt`] for a segment whose header or size make no sense.
     pub fn open(domain: &Domain, name: &str) -> Result<Queue, OpenError> {
-        Ok(Queue {
-            seg: Arc::new(Segment::open(domain, name)?),
-        })
+        let seg = Segment::open(domain, name)?;
+        if expire_if_due(&seg) {
+            return Err(OpenError::NotFound {
+                domain: domain.to_string(),
+                name: name.to_string(),
+            });
+        }
+        Ok(Queue { seg: Arc::new(seg) })
     }
 
-    /// Removes a queue's name at once. A queue of the same name can be created right after;
-    /// processes that have the old one open keep using their mapping.
+    /// Removes a queue, with its messages. The name is free at once: a queue of the same name
+    /// can be created right after. Processes that still have the old queue open get
+    /// [`SendError::Removed`] / [`RecvError::Removed`] on their next send or receive.
     ///
     /// # Errors
     ///
@@ -84,12 +101,37 @@ impl Queue {
     pub fn list(domain: &Domain) -> Result<Vec<ListEntry>, OpenError> {
         Ok(segment::list_paths(domain)?
             .into_iter()
-            .map(|file| {
-                let status =
-                    Segment::open_path(&file).map(|seg| Queue { seg: Arc::new(seg) }.status());
-                ListEntry { file, status }
+            .filter_map(|file| match Segment::open_path(&file) {
+                Ok(seg) if expire_if_due(&seg) => None,
+                Ok(seg) => Some(ListEntry {
+                    file,
+                    status: Ok(Queue { seg: Arc::new(seg) }.status()),
+                }),
+                Err(e) => Some(ListEntry {
+                    file,
+                    status: Err(e),
+                }),
             })
             .collect())
+    }
+
+    /// Removes the domain's queues whose retention has run out, and temporary files left by
+    /// processes that died while creating a queue. Returns the removed files.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::Io`] if `/dev/shm` cannot be read.
+    pub fn gc(domain: &Domain) -> Result<Vec<PathBuf>, OpenError> {
+        let mut removed = Vec::new();
+        for file in segment::list_paths(domain)? {
+            if let Ok(seg) = Segment::open_path(&file) {
+                if expire_if_due(&seg) {
+                    removed.push(file);
+                }
+            }
+        }
+        removed.extend(segment::remove_dead_temporaries(domain)?);
+        Ok(removed)
     }
 
     /// The queue's attributes.
@@ -135,13 +177,76 @@ impl Queue {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn receiver(&self) -> Result<Receiver, OwnError> {
-        let (guard, ownership) = owner::try_acquire(self.seg.clone())?;
-        Ok(Receiver {
-            seg: self.seg.clone(),
-            _guard: guard,
+        self.receiver_with(ReceiverOptions::default())
+    }
+
+    /// Waits to own the queue, as a standby: returns when the owner closes or dies (then
+    /// with every message still in place, the dead owner's unacknowledged ones delivered first,
+    /// flagged redelivered), or at once if the queue has no owner.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnError::Timeout`] when `timeout` passes first; as [`Queue::receiver`] otherwise.
+    pub fn standby(&self, timeout: Option<Duration>) -> Result<Receiver, OwnError> {
+        self.receiver_with(ReceiverOptions {
+            standby: true,
+            timeout,
+            ..ReceiverOptions::default()
+        })
+    }
+
+    /// Takes ownership of the queue as `options` say.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::receiver`] and [`Queue::standby`]; [`OwnError::Removed`] if the queue was
+    /// removed.
+    pub fn receiver_with(&self, options: ReceiverOptions) -> Result<Receiver, OwnError> {
+        let removed = || OwnError::Removed {
+            name: self.name().to_string(),
+        };
+        if self.seg.is_removed() {
+            return Err(removed());
+        }
+        let wait = if options.standby {
+            Wait::Until(options.timeout.map(|t| Instant::now() + t))
+        } else {
+            Wait::No
+        };
+        let (guard, ownership) = owner::acquire(self.seg.clone(), wait)?;
+        if self.seg.is_removed() {
+            return Err(removed());
+        }
+        let mut local = Local {
+            closed: false,
+            cursor: [0; PRIORITIES],
+            redeliver_end: [0; PRIORITIES],
+            released: Default::default(),
+            stuck: [None; PRIORITIES],
+        };
+        for p in 0..PRIORITIES {
+            let lane = self.seg.lane(p);
+            local.cursor[p] = lane.head();
+            local.redeliver_end[p] = lane.read_cursor();
+        }
+        let mut rx = Receiver {
+            owned: Arc::new(Owned {
+                seg: self.seg.clone(),
+                epoch: ownership.epoch,
+                local: Mutex::new(local),
+            }),
+            guard: Some(guard),
             ownership,
             spin: DEFAULT_SPIN,
-        })
+            discarded: 0,
+        };
+        if options.empty {
+            rx.discarded = rx.discard_all().map_err(|e| OwnError::Corrupt {
+                name: self.name().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(rx)
     }
 
     /// A snapshot of the queue's counters and owner (SA-Forum `StatusGet`).
@@ -149,23 +254,32 @@ impl Queue {
         let seg = &self.seg;
         let attrs = seg.attributes();
         let mut lanes = [LaneStatus::default(); PRIORITIES];
-        let (mut sent, mut received) = (0, 0);
+        let (mut sent, mut received, mut abandoned) = (0, 0, 0);
+        let mut oldest: Option<u64> = None;
         for (p, l) in lanes.iter_mut().enumerate() {
             let lane = seg.lane(p);
-            let (used, messages) = lane.usage();
-            let (s, r) = lane.counters();
+            let census = lane.census(attrs.max_message);
+            let (s, r, a) = lane.counters();
             sent += s;
             received += r;
-            let waiting_senders = lane.space_event().waiters();
+            abandoned += a;
+            if let Some(t) = census.oldest_waiting_sent_ns {
+                oldest = Some(oldest.map_or(t, |o| o.min(t)));
+            }
             *l = LaneStatus {
                 capacity: attrs.capacity[p],
-                used,
-                messages,
-                waiting_senders,
+                used: census.used,
+                messages: census.waiting + census.delivered,
+                unacknowledged: census.delivered,
+                in_flight: census.in_flight,
+                waiting_senders: lane.space_event().waiters(),
             };
         }
         let shared = seg.shared();
         let pid = shared.owner.pid.load(Ordering::Acquire);
+        let owner_pid = (pid != 0 && owner::process_alive(pid)).then_some(pid);
+        let now = monotonic_ns();
+        let progress = shared.owner.progress_ns.load(Ordering::Relaxed);
         let (name, domain) = seg.names();
         let (size, file_size) = seg.sizes();
         Status {
@@ -175,10 +289,15 @@ impl Queue {
             lanes,
             sent,
             received,
+            abandoned,
+            redelivered: shared.stats.redelivered.load(Ordering::Relaxed),
             rejected_full: shared.stats.rejected_full.load(Ordering::Relaxed),
-            owner_pid: (pid != 0 && owner::process_alive(pid)).then_some(pid),
+            owner_pid,
+            owner_idle_ns: owner_pid.map(|_| now.saturating_sub(progress)),
+            oldest_waiting_ns: oldest.map(|t| now.saturating_sub(t)),
             epoch: shared.owner.epoch.load(Ordering::Relaxed),
             takeovers: shared.owner.takeovers.load(Ordering::Relaxed),
+            removed: seg.is_removed(),
             created_unix_ns: seg.created_unix_ns(),
             size,
             file_size,
@@ -196,6 +315,17 @@ pub struct ListEntry {
     pub status: Result<Status, OpenError>,
 }
 
+/// How [`Queue::receiver_with`] takes ownership.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiverOptions {
+    /// Wait for the queue to become free instead of failing with `Busy`.
+    pub standby: bool,
+    /// With `standby`: wait at most this long (`None`: as long as it takes).
+    pub timeout: Option<Duration>,
+    /// Discard every message waiting when ownership is taken (SA-Forum's `EMPTY` open flag).
+    pub empty: bool,
+}
+
 /// Per-priority usage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LaneStatus {
@@ -203,8 +333,12 @@ pub struct LaneStatus {
     pub capacity: u64,
     /// Bytes in use (records, their headers and padding, in 64-byte cells).
     pub used: u64,
-    /// Messages waiting.
+    /// Messages in the queue: waiting, plus delivered and not yet acknowledged.
     pub messages: u64,
+    /// Of those, delivered and not yet acknowledged.
+    pub unacknowledged: u64,
+    /// Sends claimed and not yet committed (a sender is writing, or died writing).
+    pub in_flight: u64,
     /// Senders announced as waiting for space (a dead one may linger until the next takeover).
     pub waiting_senders: u32,
 }
@@ -222,16 +356,27 @@ pub struct Status {
     pub lanes: [LaneStatus; PRIORITIES],
     /// Messages sent since creation.
     pub sent: u64,
-    /// Messages received since creation.
+    /// Messages received and acknowledged since creation.
     pub received: u64,
+    /// Messages abandoned since creation: their senders died before committing them.
+    pub abandoned: u64,
+    /// Deliveries of messages delivered before and not acknowledged (after an owner died or
+    /// closed, or released a message).
+    pub redelivered: u64,
     /// Sends refused because the lane was full.
     pub rejected_full: u64,
     /// The owning process, if there is a live one.
     pub owner_pid: Option<u32>,
+    /// How long the owner has made no progress (no delivery, no acknowledgement), if owned.
+    pub owner_idle_ns: Option<u64>,
+    /// How long the oldest undelivered message has waited, if any waits.
+    pub oldest_waiting_ns: Option<u64>,
     /// Ownership epoch: how many times the queue has been taken.
     pub epoch: u64,
-    /// How many of those were takeovers from a dead owner.
+    /// How many times the owner lock was taken from a dead holder.
     pub takeovers: u64,
+    /// The queue has been removed (its name is gone; this handle still maps it).
+    pub removed: bool,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_ns: u64,
     /// Size of the segment.
@@ -240,6 +385,35 @@ pub struct Status {
     pub file_size: Option<u64>,
     /// The shared-memory files backing the queue.
     pub files: Vec<PathBuf>,
+}
+
+impl Status {
+    /// Whether the queue has an owner that has neither delivered nor acknowledged anything for
+    /// `after` while a message has waited at least that long: a hung owner (e.g. stopped), or
+    /// one too busy to receive. Such an owner is not replaced automatically.
+    pub fn owner_stalled(&self, after: Duration) -> bool {
+        let after = after.as_nanos() as u64;
+        self.owner_idle_ns.is_some_and(|idle| idle >= after)
+            && self.oldest_waiting_ns.is_some_and(|age| age >= after)
+    }
+}
+
+/// Removes `seg`'s queue if its retention has run out; returns whether it is gone.
+fn expire_if_due(seg: &Segment) -> bool {
+    let Some(retention) = seg.attributes().retention else {
+        return false;
+    };
+    if seg.is_removed() {
+        return true;
+    }
+    let Some(since) = owner::unowned_since(seg) else {
+        return false; // owned
+    };
+    // 0: never owned yet; the retention clock starts when a first owner goes.
+    let due = since != 0
+        && monotonic_ns().saturating_sub(since) >= retention.as_nanos() as u64
+        && !(retention.is_zero() && recovery::standby_waiting(seg));
+    due && seg.remove().is_ok()
 }
 
 /// Nanoseconds of `CLOCK_MONOTONIC`, the clock every process on the machine shares.
@@ -332,10 +506,10 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_send<M: AsRef<[u8]>>(&self, message: M) -> Result<(), TrySendError<M>> {
-        let lane = self
+        let (lane, slot) = self
             .lane_for(message.as_ref())
             .map_err(TrySendError::Failed)?;
-        match lane.try_claim(message.as_ref().len(), 0) {
+        match lane.try_claim(message.as_ref().len(), slot) {
             Ok(claim) => self
                 .finish(&lane, claim, message.as_ref())
                 .map_err(TrySendError::Failed),
@@ -351,8 +525,9 @@ impl Sender {
         }
     }
 
+    /// The lane to send `payload` to, and this process's sender slot.
     #[inline]
-    fn lane_for(&self, payload: &[u8]) -> Result<Lane<'_>, SendError> {
+    fn lane_for(&self, payload: &[u8]) -> Result<(Lane<'_>, u8), SendError> {
         let max = self.seg.attributes().max_message;
         if payload.len() > max as usize {
             return Err(SendError::TooBig {
@@ -360,15 +535,19 @@ impl Sender {
                 max,
             });
         }
-        Ok(self.seg.lane(self.priority as usize))
+        if self.seg.is_removed() {
+            return Err(SendError::Removed);
+        }
+        let slot = recovery::sender_slot(&self.seg).map_err(SendError::NoSenderSlot)?;
+        Ok((self.seg.lane(self.priority as usize), slot))
     }
 
     #[inline]
     fn send_until(&self, payload: &[u8], deadline: Option<Instant>) -> Result<(), SendError> {
-        let lane = self.lane_for(payload)?;
-        match lane.try_claim(payload.len(), 0) {
+        let (lane, slot) = self.lane_for(payload)?;
+        match lane.try_claim(payload.len(), slot) {
             Ok(claim) => self.finish(&lane, claim, payload),
-            Err(ClaimError::Full) => self.send_slow(&lane, payload, deadline),
+            Err(ClaimError::Full) => self.send_slow(&lane, slot, payload, deadline),
             Err(ClaimError::Corrupt(c)) => Err(SendError::Corrupt(c.0)),
         }
     }
@@ -377,11 +556,12 @@ impl Sender {
     fn send_slow(
         &self,
         lane: &Lane<'_>,
+        slot: u8,
         payload: &[u8],
         deadline: Option<Instant>,
     ) -> Result<(), SendError> {
         let mut outcome = None;
-        let attempt = || match lane.try_claim(payload.len(), 0) {
+        let attempt = || match lane.try_claim(payload.len(), slot) {
             Ok(claim) => Some(Ok(claim)),
             Err(ClaimError::Full) => None,
             Err(ClaimError::Corrupt(c)) => Some(Err(SendError::Corrupt(c.0))),
@@ -395,10 +575,24 @@ impl Sender {
             std::thread::yield_now();
         }
         if outcome.is_none() {
-            lane.space_event().wait_until(&Futex, deadline, || {
-                outcome = attempt();
-                outcome.is_some()
-            });
+            // Bounded sleeps: a removed queue never frees space, so look again now and then.
+            loop {
+                let until = Instant::now() + IDLE_TICK;
+                lane.space_event().wait_until(
+                    &Futex,
+                    Some(deadline.map_or(until, |d| d.min(until))),
+                    || {
+                        outcome = attempt();
+                        outcome.is_some()
+                    },
+                );
+                if outcome.is_some() || deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                if self.seg.is_removed() {
+                    return Err(SendError::Removed);
+                }
+            }
         }
         match outcome {
             Some(Ok(claim)) => self.finish(lane, claim, payload),
@@ -429,15 +623,31 @@ impl Sender {
             sender_pid: self.pid,
             sent_ns: monotonic_ns(),
         };
+        failpoint("send.claimed");
         lane.write(&claim, &header, payload);
-        lane.commit(claim).map_err(|c| SendError::Corrupt(c.0))?;
+        failpoint("send.written");
+        lane.commit(claim).map_err(|e| match e {
+            CommitError::Abandoned => SendError::Abandoned,
+            CommitError::Corrupt(c) => SendError::Corrupt(c.0),
+        })?;
+        failpoint("send.committed");
+        // `notify` ends with a SeqCst fence: a removal that this load does not see came after
+        // the commit, and then removed the message along with the queue, as `rm` says.
         self.seg.shared().data_event.notify(&Futex);
+        if self.seg.is_removed() {
+            return Err(SendError::Removed);
+        }
         Ok(())
     }
 }
 
-/// A received message: its payload and what the sender stamped on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A received message: its payload, what the sender stamped on it, and its acknowledgement.
+///
+/// A message stays in the queue until it is acknowledged: by [`Message::ack`], or by dropping
+/// it. If the receiving process dies first, or the thread holding the message panics, the
+/// message is not acknowledged: it is delivered again, flagged `redelivered` (to the next owner,
+/// or to this receiver). [`Message::release`] gives it back for redelivery on purpose. Holding
+/// messages holds their bytes in the lane: senders wait when it fills up.
 pub struct Message {
     /// 0 (highest) to 3.
     pub priority: u8,
@@ -449,7 +659,55 @@ pub struct Message {
     pub sender_pid: u32,
     /// When it was sent, `CLOCK_MONOTONIC` nanoseconds (see [`monotonic_ns`]).
     pub sent_ns: u64,
+    /// This message was delivered before and not acknowledged: its receiver died, closed, or
+    /// released it. It may have been processed already.
+    pub redelivered: bool,
     payload: Vec<u8>,
+    ticket: Option<Ticket>,
+}
+
+/// What acknowledging a message needs: its receiver's state and its place in the lane.
+struct Ticket {
+    owned: Arc<Owned>,
+    priority: usize,
+    record: RecordRef,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("priority", &self.priority)
+            .field("msg_type", &self.msg_type)
+            .field("version", &self.version)
+            .field("sender_pid", &self.sender_pid)
+            .field("redelivered", &self.redelivered)
+            .field("len", &self.payload.len())
+            .field("acknowledged", &self.ticket.is_none())
+            .finish()
+    }
+}
+
+/// Messages compare by content and metadata, not by acknowledgement state.
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            self.priority,
+            self.msg_type,
+            self.version,
+            self.sender_pid,
+            self.sent_ns,
+            self.redelivered,
+            &self.payload,
+        ) == (
+            other.priority,
+            other.msg_type,
+            other.version,
+            other.sender_pid,
+            other.sent_ns,
+            other.redelivered,
+            &other.payload,
+        )
+    }
 }
 
 impl Message {
@@ -457,9 +715,9 @@ impl Message {
     pub fn payload(&self) -> &[u8] {
         &self.payload
     }
-    /// The payload, owned.
-    pub fn into_payload(self) -> Vec<u8> {
-        self.payload
+    /// The payload, owned; acknowledges the message.
+    pub fn into_payload(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.payload)
     }
     /// Payload length in bytes.
     pub fn len(&self) -> usize {
@@ -469,24 +727,155 @@ impl Message {
     pub fn is_empty(&self) -> bool {
         self.payload.is_empty()
     }
+
+    /// Acknowledges the message: it leaves the queue and its bytes are freed.
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::Closed`] if the receiver is gone: the message stays in the queue and the
+    /// next owner delivers it again. [`AckError::Corrupt`] if its record was tampered with.
+    pub fn ack(mut self) -> Result<(), AckError> {
+        match self.ticket.take() {
+            Some(t) => t.finish(true),
+            None => Ok(()),
+        }
+    }
+
+    /// Gives the message back unacknowledged: this receiver delivers it again, flagged
+    /// redelivered, before newer messages.
+    ///
+    /// # Errors
+    ///
+    /// As [`Message::ack`].
+    pub fn release(mut self) -> Result<(), AckError> {
+        match self.ticket.take() {
+            Some(t) => t.finish(false),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Message {
+    /// Acknowledges, unless the thread is panicking: then the message is released for
+    /// redelivery. Errors are ignored here: an unacknowledged message is redelivered.
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            let _ = t.finish(!std::thread::panicking());
+        }
+    }
+}
+
+impl Ticket {
+    fn finish(self, ack: bool) -> Result<(), AckError> {
+        let owned = &self.owned;
+        let mut local = owned.lock();
+        if local.closed || owned.lost() {
+            return Err(AckError::Closed);
+        }
+        let p = self.priority;
+        let lane = owned.seg.lane(p);
+        if ack {
+            lane.ack(&self.record).map_err(|c| AckError::Corrupt(c.0))?;
+            failpoint("ack.marked");
+            lane.advance_head(&Futex)
+                .map_err(|c| AckError::Corrupt(c.0))?;
+            failpoint("ack.advanced");
+            owned.progress();
+        } else {
+            let queue = &mut local.released[p];
+            let at = queue.partition_point(|r| r.pos < self.record.pos);
+            queue.insert(at, self.record);
+        }
+        Ok(())
+    }
+}
+
+/// The state a receiver shares with the messages it has handed out.
+struct Owned {
+    seg: Arc<Segment>,
+    epoch: u64,
+    local: Mutex<Local>,
+}
+
+/// Process-local receiving state, behind one mutex (uncontended unless messages are
+/// acknowledged on other threads).
+struct Local {
+    /// Set when the receiver is dropped: from then on nothing may touch the lanes.
+    closed: bool,
+    /// Per lane, the next position to look at.
+    cursor: [u64; PRIORITIES],
+    /// Per lane, positions before this were delivered by an earlier owner (or an earlier
+    /// receiver of this one) and are redelivered first.
+    redeliver_end: [u64; PRIORITIES],
+    /// Per lane, messages given back by [`Message::release`] (or a panic), by position.
+    released: [VecDeque<RecordRef>; PRIORITIES],
+    /// Per lane, an uncommitted claim at the cursor and since when it has been seen there.
+    stuck: [Option<(u64, Instant)>; PRIORITIES],
+}
+
+impl Owned {
+    fn lock(&self) -> MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether another process has taken the queue since this receiver got it.
+    fn lost(&self) -> bool {
+        self.seg.shared().owner.epoch.load(Ordering::Relaxed) != self.epoch
+    }
+
+    fn progress(&self) {
+        self.seg
+            .shared()
+            .owner
+            .progress_ns
+            .store(monotonic_ns(), Ordering::Relaxed);
+    }
 }
 
 /// The owner of a queue: the one process (and thread) that receives. Dropping it releases
-/// ownership.
-#[derive(Debug)]
+/// ownership; messages it delivered and that are not yet acknowledged stay in the queue and are
+/// redelivered to the next owner.
 pub struct Receiver {
-    seg: Arc<Segment>,
-    _guard: OwnerGuard,
+    owned: Arc<Owned>,
+    guard: Option<OwnerGuard>,
     ownership: Ownership,
     spin: Duration,
+    discarded: u64,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("queue", &self.owned.seg.names().0)
+            .field("epoch", &self.ownership.epoch)
+            .field("took_over", &self.ownership.took_over)
+            .finish()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        // Close first, so that no message handle touches the lanes once the lock is released.
+        self.owned.lock().closed = true;
+        drop(self.guard.take());
+    }
 }
 
 impl Receiver {
+    /// Waits to own `queue`, as a standby; see [`Queue::standby`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::standby`].
+    pub fn standby(queue: &Queue, timeout: Option<Duration>) -> Result<Receiver, OwnError> {
+        queue.standby(timeout)
+    }
+
     /// Receives the next message, waiting as long as it takes.
     ///
     /// # Errors
     ///
-    /// [`RecvError::Corrupt`] if a lane's shared state makes no sense.
+    /// [`RecvError::Removed`], [`RecvError::OwnershipLost`], [`RecvError::Corrupt`].
     pub fn recv(&mut self) -> Result<Message, RecvError> {
         self.recv_until(None)
     }
@@ -495,7 +884,7 @@ impl Receiver {
     ///
     /// # Errors
     ///
-    /// [`RecvError::Timeout`], [`RecvError::Corrupt`].
+    /// [`RecvError::Timeout`], and as [`Receiver::recv`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
         self.recv_until(Some(Instant::now() + timeout))
     }
@@ -504,7 +893,7 @@ impl Receiver {
     ///
     /// # Errors
     ///
-    /// [`RecvError::Empty`], [`RecvError::Corrupt`].
+    /// [`RecvError::Empty`], and as [`Receiver::recv`].
     pub fn try_recv(&mut self) -> Result<Message, RecvError> {
         self.take()?.ok_or(RecvError::Empty)
     }
@@ -524,6 +913,21 @@ impl Receiver {
         self.ownership.took_over
     }
 
+    /// How many waiting messages [`ReceiverOptions::empty`] discarded.
+    pub fn discarded(&self) -> u64 {
+        self.discarded
+    }
+
+    /// Acknowledges every message in the queue without delivering it; returns how many.
+    fn discard_all(&mut self) -> Result<u64, RecvError> {
+        let mut n = 0;
+        while let Some(m) = self.take()? {
+            m.ack().map_err(|e| RecvError::Corrupt(e.to_string()))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Message, RecvError> {
         if let Some(m) = self.take()? {
             return Ok(m);
@@ -539,41 +943,152 @@ impl Receiver {
             }
             crate::sync::spin_hint();
         }
-        let seg = self.seg.clone();
-        let mut outcome = None;
-        seg.shared().data_event.wait_until(&Futex, deadline, || {
-            outcome = self.take().transpose();
-            outcome.is_some()
-        });
-        outcome.unwrap_or(Err(RecvError::Timeout))
+        let seg = self.owned.seg.clone();
+        loop {
+            // Sleep in bounded steps: a claim whose sender may have died is looked at again
+            // soon, and a wake-up lost with a dead sender costs at most one tick.
+            let stuck = self.owned.lock().stuck.iter().any(Option::is_some);
+            let tick = Instant::now() + if stuck { STUCK_CHECK } else { IDLE_TICK };
+            let until = deadline.map_or(tick, |d| d.min(tick));
+            let mut outcome = None;
+            seg.shared().data_event.wait_until(&Futex, Some(until), || {
+                outcome = self.take().transpose();
+                outcome.is_some()
+            });
+            if let Some(o) = outcome {
+                return o;
+            }
+            if let Some(m) = self.take()? {
+                return Ok(m);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvError::Timeout);
+            }
+        }
     }
 
-    /// Takes the first committed message, highest priority first.
-    #[inline]
+    /// Takes the next message: first those to deliver again (released here, or left
+    /// unacknowledged by an earlier owner), then the highest priority first.
     fn take(&mut self) -> Result<Option<Message>, RecvError> {
-        let max = self.seg.attributes().max_message;
+        let owned = self.owned.clone();
+        let seg = &owned.seg;
+        if seg.is_removed() {
+            return Err(RecvError::Removed);
+        }
+        if owned.lost() {
+            return Err(RecvError::OwnershipLost {
+                held: owned.epoch,
+                now: seg.shared().owner.epoch.load(Ordering::Relaxed),
+            });
+        }
+        let max = seg.attributes().max_message;
+        let mut local = owned.lock();
+        let local = &mut *local;
         for p in 0..PRIORITIES {
-            let lane = self.seg.lane(p);
-            match lane
-                .peek(max, &Futex)
-                .map_err(|c| RecvError::Corrupt(c.0))?
-            {
-                Peek::Empty | Peek::InFlight => continue,
-                Peek::Record(r) => {
-                    let mut payload = Vec::with_capacity(r.header.len as usize);
-                    lane.copy_payload(&r, &mut payload);
-                    lane.release(r, &Futex);
-                    return Ok(Some(Message {
-                        priority: p as u8,
-                        msg_type: r.header.msg_type,
-                        version: r.header.version,
-                        sender_pid: r.header.sender_pid,
-                        sent_ns: r.header.sent_ns,
-                        payload,
-                    }));
+            if let Some(r) = local.released[p].pop_front() {
+                return Ok(Some(self.deliver(p, r, true)));
+            }
+        }
+        for p in 0..PRIORITIES {
+            let lane = seg.lane(p);
+            while local.cursor[p] < local.redeliver_end[p] {
+                match lane.at(local.cursor[p], max).map_err(corrupt)? {
+                    Slot::Skip { cells } => local.cursor[p] += cells,
+                    Slot::Record(r) => {
+                        local.cursor[p] += r.cells;
+                        return Ok(Some(self.deliver(p, r, true)));
+                    }
+                    // Recovery left `read` on a record boundary; anything else ends the range.
+                    Slot::End | Slot::InFlight { .. } => local.redeliver_end[p] = local.cursor[p],
                 }
+            }
+        }
+        for p in 0..PRIORITIES {
+            let lane = seg.lane(p);
+            let mut skipped = false;
+            loop {
+                let at = local.cursor[p];
+                match lane.at(at, max).map_err(corrupt)? {
+                    Slot::End => {
+                        local.stuck[p] = None;
+                        break;
+                    }
+                    Slot::Skip { cells } => {
+                        local.cursor[p] += cells;
+                        skipped = true;
+                    }
+                    Slot::InFlight { sender } => {
+                        if !Self::check_stuck(seg, local, p, at, sender) {
+                            break;
+                        }
+                    }
+                    Slot::Record(r) => {
+                        local.stuck[p] = None;
+                        failpoint("recv.found");
+                        local.cursor[p] += r.cells;
+                        lane.set_read_cursor(local.cursor[p]);
+                        failpoint("recv.marked");
+                        if skipped {
+                            lane.advance_head(&Futex).map_err(corrupt)?;
+                        }
+                        return Ok(Some(self.deliver(p, r, false)));
+                    }
+                }
+            }
+            if skipped {
+                lane.set_read_cursor(local.cursor[p]);
+                lane.advance_head(&Futex).map_err(corrupt)?;
             }
         }
         Ok(None)
     }
+
+    /// An uncommitted claim sits at the cursor of lane `p`. If it has sat there a while, check
+    /// its sender: a dead sender's claims are abandoned. Returns whether to look again now.
+    fn check_stuck(seg: &Segment, local: &mut Local, p: usize, at: u64, sender: u8) -> bool {
+        match local.stuck[p] {
+            Some((pos, since)) if pos == at => {
+                if since.elapsed() < STUCK_CHECK {
+                    return false;
+                }
+                local.stuck[p] = Some((at, Instant::now()));
+                recovery::reclaim_if_dead(seg, sender, false).is_some_and(|n| n > 0)
+            }
+            _ => {
+                local.stuck[p] = Some((at, Instant::now()));
+                false
+            }
+        }
+    }
+
+    fn deliver(&self, p: usize, r: RecordRef, redelivered: bool) -> Message {
+        let seg = &self.owned.seg;
+        let mut payload = Vec::with_capacity(r.header.len as usize);
+        seg.lane(p).copy_payload(&r, &mut payload);
+        if redelivered {
+            seg.shared()
+                .stats
+                .redelivered
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.owned.progress();
+        Message {
+            priority: p as u8,
+            msg_type: r.header.msg_type,
+            version: r.header.version,
+            sender_pid: r.header.sender_pid,
+            sent_ns: r.header.sent_ns,
+            redelivered,
+            payload,
+            ticket: Some(Ticket {
+                owned: self.owned.clone(),
+                priority: p,
+                record: r,
+            }),
+        }
+    }
+}
+
+fn corrupt(c: crate::lane::Corrupt) -> RecvError {
+    RecvError::Corrupt(c.0)
 }

@@ -42,7 +42,7 @@ pub const FILE_PREFIX: &str = "baton.";
 /// `"BATONQ\0\x01"`: the first word of every segment; byte-swapped it reveals an endian mismatch.
 pub const MAGIC: u64 = 0x4241_544F_4E51_0001;
 /// Version of the layout described here.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 /// Bytes before the first lane.
 pub const HEADER_SIZE: usize = 4096;
 const SHARED_OFFSET: usize = 1024;
@@ -60,11 +60,26 @@ pub struct Attributes {
     /// File mode of the segment (`0o600` by default), applied exactly, whatever the umask.
     #[serde(serialize_with = "octal")]
     pub mode: u32,
+    /// `None` (the default): the queue lives until it is removed. `Some(d)`: it is deleted, with
+    /// its messages, once it has had no owner for `d`; `Some(ZERO)` deletes it as soon as its
+    /// owner closes or dies with no standby waiting (SA-Forum's non-persistent queue).
+    #[serde(serialize_with = "seconds")]
+    pub retention: Option<std::time::Duration>,
 }
 
 fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{mode:04o}"))
 }
+
+fn seconds<S: serde::Serializer>(d: &Option<std::time::Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+/// How a retention is stored: nanoseconds, `u64::MAX` for none.
+const NO_RETENTION: u64 = u64::MAX;
 
 impl Default for Attributes {
     fn default() -> Self {
@@ -72,6 +87,7 @@ impl Default for Attributes {
             capacity: [64 * 1024; 4],
             max_message: 4096,
             mode: 0o600,
+            retention: None,
         }
     }
 }
@@ -121,10 +137,17 @@ impl Attributes {
             }
             *c = rounded;
         }
+        if self
+            .retention
+            .is_some_and(|d| d.as_nanos() >= NO_RETENTION as u128)
+        {
+            return bad("retention is over 584 years".into());
+        }
         Ok(Attributes {
             capacity,
             max_message: self.max_message,
             mode: self.mode,
+            retention: self.retention,
         })
     }
 
@@ -149,6 +172,17 @@ impl Attributes {
             diffs.push(format!(
                 "mode is {:03o} (asked {:03o})",
                 self.mode, asked.mode
+            ));
+        }
+        if self.retention != asked.retention {
+            let show = |r: Option<std::time::Duration>| match r {
+                None => "none".to_string(),
+                Some(d) => format!("{} s", d.as_secs_f64()),
+            };
+            diffs.push(format!(
+                "retention is {} (asked {})",
+                show(self.retention),
+                show(asked.retention)
             ));
         }
         (!diffs.is_empty()).then(|| diffs.join(", "))
@@ -201,6 +235,7 @@ struct Identity {
     abi: AbiTag,
     total_size: u64,
     created_unix_ns: u64,
+    retention_ns: u64,
     capacity: [u64; 4],
     lane_offset: [u64; 4],
     max_message: u32,
@@ -213,6 +248,11 @@ struct Identity {
     domain: [u8; NAME_FIELD],
 }
 
+/// Slots in the sender table; slot 0 is never handed out.
+pub(crate) const SENDER_SLOTS: usize = 256;
+/// Slots in the standby table.
+pub(crate) const STANDBY_SLOTS: usize = 32;
+
 /// The shared, mutable part of the header.
 #[repr(C)]
 pub(crate) struct Shared {
@@ -220,6 +260,13 @@ pub(crate) struct Shared {
     /// The receiver sleeps here; senders notify after committing.
     pub(crate) data_event: CachePadded<Event>,
     pub(crate) stats: CachePadded<Stats>,
+    /// Pids of processes waiting to own the queue (0: free), so that closing a retention-0 queue
+    /// can tell whether a standby will take it. A dead entry is ignored and reused.
+    pub(crate) standbys: [AtomicU32; STANDBY_SLOTS],
+    /// The sender table: the stamp of every claim names its sender's slot here. A word is 0
+    /// (free), the pid of the process holding it, or `RECLAIMING | pid` while that process
+    /// abandons the claims of the slot's dead holder (see `recovery`).
+    pub(crate) senders: [AtomicU32; SENDER_SLOTS],
 }
 
 /// The owner lock and what the owner publishes about itself.
@@ -233,8 +280,14 @@ pub(crate) struct OwnerBlock {
     pub(crate) pid: AtomicU32,
     /// Bumped each time a process takes ownership.
     pub(crate) epoch: AtomicU64,
-    /// How many times ownership was taken from a dead owner.
+    /// How many times the lock was acquired from a dead holder (an owner, or a recovering
+    /// standby that died during recovery).
     pub(crate) takeovers: AtomicU64,
+    /// `CLOCK_MONOTONIC` ns of the owner's last step forward (a delivery or an acknowledgement).
+    pub(crate) progress_ns: AtomicU64,
+    /// `CLOCK_MONOTONIC` ns since when the queue has had no owner (its last owner's close, or
+    /// the moment its death was found); 0 while it has never had one.
+    pub(crate) unowned_since_ns: AtomicU64,
 }
 
 /// Queue-wide counters.
@@ -242,6 +295,11 @@ pub(crate) struct OwnerBlock {
 pub(crate) struct Stats {
     /// `try_send` calls (and blocking sends that gave up) refused because a lane was full.
     pub(crate) rejected_full: AtomicU64,
+    /// Messages delivered again after their owner died or released them unacknowledged.
+    pub(crate) redelivered: AtomicU64,
+    /// Set (to 1) before the queue's name is removed: every later send or receive on this
+    /// segment fails with `Removed` instead of disappearing into a queue nobody can open.
+    pub(crate) removed: AtomicU32,
 }
 
 const _: () = assert!(SHARED_OFFSET >= std::mem::size_of::<Identity>());
@@ -327,6 +385,14 @@ pub(crate) struct Segment {
     domain: String,
     name: String,
     created_unix_ns: u64,
+    /// This process's slot in the sender table, taken at the first send.
+    pub(crate) sender_slot: std::sync::OnceLock<u8>,
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        crate::recovery::release_sender_slot(self);
+    }
 }
 
 impl std::fmt::Debug for Segment {
@@ -389,6 +455,7 @@ impl Segment {
             unsafe { std::ptr::write_volatile(map.as_mut_ptr() as *mut Identity, identity) };
             // SAFETY: as above; `Shared` lies inside the header page (const-asserted).
             unsafe { init_owner_mutex(map.as_mut_ptr().add(SHARED_OFFSET) as *mut Shared)? };
+
             // link(2), not rename: it fails with EEXIST instead of replacing a queue.
             match std::fs::hard_link(&temp.path, &path)
                 .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))
@@ -405,6 +472,7 @@ impl Segment {
                         domain: domain.to_string(),
                         name: name.to_string(),
                         created_unix_ns: identity.created_unix_ns,
+                        sender_slot: std::sync::OnceLock::new(),
                     });
                 }
                 Err(Errno::EEXIST) => continue,
@@ -524,6 +592,8 @@ impl Segment {
             capacity: id.capacity,
             max_message: id.max_message,
             mode: id.mode,
+            retention: (id.retention_ns != NO_RETENTION)
+                .then(|| std::time::Duration::from_nanos(id.retention_ns)),
         };
         let attrs = match stored.normalized() {
             Ok(a) if a == stored => a,
@@ -576,6 +646,7 @@ impl Segment {
             domain,
             name,
             created_unix_ns: id.created_unix_ns,
+            sender_slot: std::sync::OnceLock::new(),
         })
     }
 
@@ -607,6 +678,36 @@ impl Segment {
                 .ok()
                 .map(|st| st.st_size as u64),
         )
+    }
+
+    /// Marks the segment removed, then unlinks its name if the name still refers to this segment
+    /// (someone may have removed it and created a new queue under the same name meanwhile).
+    pub(crate) fn remove(&self) -> Result<(), OpenError> {
+        self.shared()
+            .stats
+            .removed
+            .store(1, crate::sync::Ordering::SeqCst);
+        let mine = fstat(self.file.as_raw_fd()).map_err(|e| io("fstat", e))?;
+        match nix::sys::stat::stat(&self.path) {
+            Ok(st) if st.st_ino == mine.st_ino && st.st_dev == mine.st_dev => {
+                let domain = Domain::new(&self.domain).map_err(|_| OpenError::Corrupt {
+                    path: self.path.clone(),
+                    reason: "stored domain is not valid".into(),
+                })?;
+                unlink(&self.path, &domain, &self.name)
+            }
+            // Gone already, or a new queue under the name: nothing of ours to unlink.
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the segment has been marked removed.
+    pub(crate) fn is_removed(&self) -> bool {
+        self.shared()
+            .stats
+            .removed
+            .load(crate::sync::Ordering::Relaxed)
+            != 0
     }
 
     /// The shared header words.
@@ -662,6 +763,9 @@ impl Identity {
             created_unix_ns: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
+            retention_ns: attrs
+                .retention
+                .map_or(NO_RETENTION, |d| d.as_nanos() as u64),
             capacity: attrs.capacity,
             lane_offset: lanes.map(|l| l.control),
             max_message: attrs.max_message,
@@ -784,10 +888,20 @@ impl Drop for Temporary {
     }
 }
 
-/// Removes a queue's name. Processes that have it open keep their mapping.
+/// Removes a queue's name. Processes that have it open find it marked removed: their next send
+/// or receive fails with `Removed`. A segment that cannot be opened (corrupt, foreign) is
+/// unlinked all the same.
 pub(crate) fn remove(domain: &Domain, name: &str) -> Result<(), OpenError> {
     check_queue_name(name)?;
     let path = Path::new(SHM_DIR).join(file_name(domain, name));
+    if let Ok(seg) = Segment::open_path(&path) {
+        return seg.remove();
+    }
+    unlink(&path, domain, name)
+}
+
+fn unlink(path: &Path, domain: &Domain, name: &str) -> Result<(), OpenError> {
+    let path = path.to_path_buf();
     match nix::unistd::unlink(&path) {
         Ok(()) => Ok(()),
         Err(Errno::ENOENT) => Err(OpenError::NotFound {
@@ -800,6 +914,27 @@ pub(crate) fn remove(domain: &Domain, name: &str) -> Result<(), OpenError> {
         }),
         Err(e) => Err(io(format!("unlink {}", path.display()), e)),
     }
+}
+
+/// Removes temporary files of `domain` whose creating process is dead; returns them.
+pub(crate) fn remove_dead_temporaries(domain: &Domain) -> Result<Vec<PathBuf>, OpenError> {
+    let prefix = format!("{}.tmp.", domain_prefix(domain));
+    let dir = std::fs::read_dir(SHM_DIR).map_err(|e| io(format!("read {SHM_DIR}"), e))?;
+    let mut removed = Vec::new();
+    for entry in dir.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !crate::owner::process_alive(p))
+            && nix::unistd::unlink(&entry.path()).is_ok()
+        {
+            removed.push(entry.path());
+        }
+    }
+    Ok(removed)
 }
 
 /// The backing files of the queues in `domain` (temporaries excluded), sorted.
@@ -882,11 +1017,21 @@ mod layout_doc {
     /// docs/design.md gives these numbers; if this fails, update the document with the layout.
     #[test]
     fn documented_sizes_and_offsets_hold() {
-        assert_eq!(std::mem::size_of::<Identity>(), 664);
-        assert_eq!(std::mem::offset_of!(Identity, capacity), 64);
-        assert_eq!(std::mem::offset_of!(Identity, name), 152);
-        assert_eq!(std::mem::size_of::<Shared>(), 384);
+        assert_eq!(std::mem::size_of::<Identity>(), 672);
+        assert_eq!(std::mem::offset_of!(Identity, retention_ns), 64);
+        assert_eq!(std::mem::offset_of!(Identity, capacity), 72);
+        assert_eq!(std::mem::offset_of!(Identity, max_message), 136);
+        assert_eq!(std::mem::offset_of!(Identity, name), 160);
+        assert_eq!(std::mem::offset_of!(Identity, domain), 416);
+        assert_eq!(std::mem::size_of::<Shared>(), 1536);
+        assert_eq!(std::mem::offset_of!(OwnerBlock, pid), 40);
+        assert_eq!(std::mem::offset_of!(OwnerBlock, progress_ns), 64);
+        assert_eq!(std::mem::offset_of!(OwnerBlock, unowned_since_ns), 72);
         assert_eq!(std::mem::offset_of!(Shared, data_event), 128);
+        assert_eq!(std::mem::offset_of!(Shared, stats), 256);
+        assert_eq!(std::mem::offset_of!(Stats, removed), 16);
+        assert_eq!(std::mem::offset_of!(Shared, standbys), 384);
+        assert_eq!(std::mem::offset_of!(Shared, senders), 512);
         assert_eq!(std::mem::size_of::<LaneControl>(), 384);
         let (lanes, total) = layout(&[65536; 4]).unwrap();
         assert_eq!(

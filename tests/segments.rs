@@ -140,8 +140,9 @@ fn a_header_with_a_foreign_abi_tag_is_incompatible() {
 fn a_header_whose_capacities_were_changed_is_corrupt() {
     let t = TestDomain::new("capacity");
     Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
-    // capacity[0] is at offset 64 (after magic, format, header size, ABI tag, size, time).
-    overwrite(&t, "q", 64, &(1u64 << 40).to_ne_bytes());
+    // capacity[0] is at offset 72 (after magic, format, header size, ABI tag, size, time,
+    // retention).
+    overwrite(&t, "q", 72, &(1u64 << 40).to_ne_bytes());
     let e = Queue::open(&t.domain, "q").unwrap_err();
     assert!(matches!(e, OpenError::Corrupt { .. }), "{e}");
 }

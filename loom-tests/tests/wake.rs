@@ -47,7 +47,7 @@ fn take(s: &Shared) -> Option<u8> {
         Peek::Record(r) => {
             let mut out = Vec::new();
             lane.copy_payload(&r, &mut out);
-            lane.release(r, &s.waiter);
+            lane.release(r, &s.waiter).unwrap();
             Some(out[0])
         }
         Peek::Empty | Peek::InFlight => None,

@@ -2,7 +2,9 @@
 //!
 //! Exit status: 0 success, 1 error, 2 bad usage, 3 timed out.
 
-use baton::{Attributes, Domain, Message, Queue, RecvError, SendError, Status};
+use baton::{
+    Attributes, Domain, Message, OwnError, Queue, ReceiverOptions, RecvError, SendError, Status,
+};
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -40,6 +42,11 @@ enum Command {
         /// File mode, octal (default 600), applied exactly whatever the umask.
         #[arg(long, value_parser = parse_mode)]
         mode: Option<u32>,
+        /// Delete the queue, with its messages, once it has had no owner for this long
+        /// (seconds; 0: as soon as its owner closes or dies with no standby waiting).
+        /// Default: keep it until `baton rm`.
+        #[arg(long, value_parser = parse_seconds)]
+        retention: Option<Duration>,
     },
     /// Send each MESSAGE argument, or each line of standard input, as one message.
     Send {
@@ -63,7 +70,9 @@ enum Command {
         timeout: Option<Duration>,
         messages: Vec<String>,
     },
-    /// Own the queue and write each payload as one line to standard output.
+    /// Own the queue and write each payload as one line to standard output. Each message is
+    /// acknowledged only after its line is written and flushed; with --json each line is an
+    /// object that also says whether the message is a redelivery.
     Recv {
         name: String,
         /// Exit 0 after this many messages.
@@ -72,13 +81,31 @@ enum Command {
         /// Give up (exit 3) when no message arrives for this long (seconds).
         #[arg(long, value_parser = parse_seconds)]
         timeout: Option<Duration>,
+        /// If the queue is owned, wait to own it (until its owner closes or dies).
+        #[arg(long)]
+        standby: bool,
+        /// With --standby: give up (exit 3) if the queue is not ours within this long (seconds).
+        #[arg(long, value_parser = parse_seconds, requires = "standby")]
+        standby_timeout: Option<Duration>,
+        /// Discard the messages waiting when ownership is taken.
+        #[arg(long)]
+        empty: bool,
     },
-    /// List the domain's queues.
+    /// List the domain's queues (removing those whose retention has run out).
     Ls,
     /// Show a queue's status.
-    Stat { name: String },
-    /// Remove a queue's name.
+    Stat {
+        name: String,
+        /// Report the owner as stalled when it has made no progress for this long while a
+        /// message has waited as long (seconds).
+        #[arg(long, value_parser = parse_seconds, default_value = "5")]
+        stall_after: Duration,
+    },
+    /// Remove a queue, with its messages; processes that have it open get "removed" errors.
     Rm { name: String },
+    /// Remove the domain's queues whose retention has run out, and temporary files of dead
+    /// processes.
+    Gc,
 }
 
 struct Failure {
@@ -118,6 +145,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             capacity,
             max_message,
             mode,
+            retention,
         } => {
             let defaults = Attributes::default();
             let max_message = match max_message {
@@ -131,6 +159,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 capacity: capacity.unwrap_or(defaults.capacity),
                 max_message,
                 mode: mode.unwrap_or(defaults.mode),
+                retention,
             };
             let q = Queue::create(&domain, &name, &attrs)?;
             let st = q.status();
@@ -202,9 +231,30 @@ fn run(cli: Cli) -> Result<(), Failure> {
             name,
             count,
             timeout,
+            standby,
+            standby_timeout,
+            empty,
         } => {
             let q = Queue::open(&domain, &name)?;
-            let mut rx = q.receiver()?;
+            let mut rx = q
+                .receiver_with(ReceiverOptions {
+                    standby,
+                    timeout: standby_timeout,
+                    empty,
+                })
+                .map_err(|e| match e {
+                    OwnError::Timeout { .. } => Failure {
+                        message: e.to_string(),
+                        code: 3,
+                    },
+                    e => e.into(),
+                })?;
+            if rx.took_over() {
+                eprintln!(
+                    "baton: took queue {name} over from a dead owner (epoch {})",
+                    rx.epoch()
+                );
+            }
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             let mut received = 0u64;
@@ -231,6 +281,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     ),
                     code: 1,
                 })?;
+                // Only now, with the line written and flushed, does the message leave the queue.
+                msg.ack()?;
                 received += 1;
             }
         }
@@ -270,12 +322,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Stat { name } => {
+        Command::Stat { name, stall_after } => {
             let st = Queue::open(&domain, &name)?.status();
+            let stalled = st.owner_stalled(stall_after);
             if json {
-                print_json(&st)?;
+                let mut v = serde_json::to_value(&st)?;
+                v["owner_stalled"] = serde_json::json!(stalled);
+                print_json(&v)?;
             } else {
-                print_status(&st);
+                print_status(&st, stalled.then_some(stall_after));
+            }
+        }
+        Command::Gc => {
+            let removed = Queue::gc(&domain)?;
+            if json {
+                print_json(&serde_json::json!({ "removed": removed }))?;
+            } else {
+                for f in &removed {
+                    println!("removed {}", f.display());
+                }
             }
         }
         Command::Rm { name } => {
@@ -297,6 +362,7 @@ fn write_message(out: &mut impl Write, msg: &Message, json: bool) -> std::io::Re
             "sender_pid": msg.sender_pid,
             "sent_ns": msg.sent_ns,
             "len": msg.len(),
+            "redelivered": msg.redelivered,
             "payload": String::from_utf8_lossy(msg.payload()),
         });
         writeln!(out, "{v}")?;
@@ -315,29 +381,46 @@ fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
 
 fn describe_attributes(a: &Attributes) -> String {
     format!(
-        "capacity {} / {} / {} / {} bytes, max message {} bytes, mode {:03o}",
-        a.capacity[0], a.capacity[1], a.capacity[2], a.capacity[3], a.max_message, a.mode
+        "capacity {} / {} / {} / {} bytes, max message {} bytes, mode {:03o}, retention {}",
+        a.capacity[0],
+        a.capacity[1],
+        a.capacity[2],
+        a.capacity[3],
+        a.max_message,
+        a.mode,
+        a.retention
+            .map_or("none".to_string(), |d| format!("{} s", d.as_secs_f64()))
     )
 }
 
-fn print_status(st: &Status) {
+fn print_status(st: &Status, stalled: Option<Duration>) {
+    let secs = |ns: u64| ns as f64 / 1e9;
     println!("queue      {} (domain {})", st.name, st.domain);
     println!("attributes {}", describe_attributes(&st.attributes));
-    println!(
-        "owner      {}",
-        st.owner_pid
-            .map_or("none".to_string(), |p| format!("pid {p}"))
-    );
+    let owner = match (st.owner_pid, stalled) {
+        (None, _) => "none".to_string(),
+        (Some(p), None) => format!("pid {p}"),
+        (Some(p), Some(after)) => format!(
+            "pid {p} STALLED: no progress for {:.1} s while a message has waited {:.1} s (threshold {} s)",
+            secs(st.owner_idle_ns.unwrap_or(0)),
+            secs(st.oldest_waiting_ns.unwrap_or(0)),
+            after.as_secs_f64()
+        ),
+    };
+    println!("owner      {owner}");
     println!("epoch      {} ({} takeovers)", st.epoch, st.takeovers);
     println!(
-        "messages   {} sent, {} received, {} rejected as full",
-        st.sent, st.received, st.rejected_full
+        "messages   {} sent, {} received, {} redelivered, {} abandoned, {} rejected as full",
+        st.sent, st.received, st.redelivered, st.abandoned, st.rejected_full
     );
-    println!("priority   capacity       used   messages");
+    if st.removed {
+        println!("REMOVED    this queue has been removed");
+    }
+    println!("priority   capacity       used   messages    unacked  in-flight");
     for (p, l) in st.lanes.iter().enumerate() {
         println!(
-            "{p:>8} {:>10} {:>10} {:>10}",
-            l.capacity, l.used, l.messages
+            "{p:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            l.capacity, l.used, l.messages, l.unacknowledged, l.in_flight
         );
     }
     for f in &st.files {
