@@ -977,4 +977,63 @@ mod tests {
         });
         assert_eq!(recv(&lane), None);
     }
+
+    #[test]
+    fn a_dead_senders_claims_are_abandoned_skipped_and_counted_and_its_commit_fails() {
+        let heap = HeapLane::new(16);
+        let lane = heap.lane();
+        send(&lane, b"before").unwrap();
+        let dead = lane.try_claim(10, 7).unwrap();
+        let live = lane.try_claim(10, 8).unwrap();
+        send(&lane, b"after").unwrap();
+        assert_eq!(recv(&lane).unwrap(), b"before");
+        assert_eq!(lane.peek(64, &Futex).unwrap(), Peek::InFlight);
+        assert_eq!(lane.abandon_sender(7), 1);
+        assert_eq!(lane.abandon_sender(7), 0, "idempotent");
+        assert_eq!(lane.commit(dead), Err(CommitError::Abandoned));
+        assert_eq!(
+            lane.peek(64, &Futex).unwrap(),
+            Peek::InFlight,
+            "the live sender's claim still holds the lane"
+        );
+        lane.write(
+            &live,
+            &RecordHeader {
+                len: 10,
+                ..Default::default()
+            },
+            &[1; 10],
+        );
+        lane.commit(live).unwrap();
+        assert_eq!(recv(&lane).unwrap(), vec![1; 10]);
+        assert_eq!(recv(&lane).unwrap(), b"after");
+        assert_eq!(lane.counters(), (4, 3, 1));
+    }
+
+    #[test]
+    fn acknowledgements_out_of_order_free_only_a_prefix() {
+        let heap = HeapLane::new(3);
+        let lane = heap.lane();
+        for m in [b"a", b"b", b"c"] {
+            send(&lane, m).unwrap();
+        }
+        let records: Vec<RecordRef> = (0..3)
+            .map(|i| match lane.at(i, 64).unwrap() {
+                Slot::Record(r) => r,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        lane.set_read_cursor(3);
+        lane.ack(&records[2]).unwrap();
+        lane.ack(&records[1]).unwrap();
+        assert_eq!(lane.advance_head(&Futex).unwrap(), 0);
+        assert_eq!(lane.census(64).delivered, 1);
+        lane.ack(&records[0]).unwrap();
+        assert_eq!(lane.advance_head(&Futex).unwrap(), 3);
+        assert_eq!(lane.census(64), Census::default());
+        assert!(
+            lane.ack(&records[0]).is_err(),
+            "a record is acknowledged once"
+        );
+    }
 }

@@ -298,6 +298,7 @@ impl Queue {
             epoch: shared.owner.epoch.load(Ordering::Relaxed),
             takeovers: shared.owner.takeovers.load(Ordering::Relaxed),
             removed: seg.is_removed(),
+            standbys: recovery::standbys(seg),
             created_unix_ns: seg.created_unix_ns(),
             size,
             file_size,
@@ -377,6 +378,8 @@ pub struct Status {
     pub takeovers: u64,
     /// The queue has been removed (its name is gone; this handle still maps it).
     pub removed: bool,
+    /// Live processes waiting as standbys to own the queue.
+    pub standbys: u32,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_ns: u64,
     /// Size of the segment.

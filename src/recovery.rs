@@ -165,13 +165,21 @@ pub(crate) fn unregister_standby(seg: &Segment, slot: Option<usize>) {
     }
 }
 
-/// Whether a live process other than this one waits to own the queue.
+/// How many live processes are registered as standbys.
+pub(crate) fn standbys(seg: &Segment) -> u32 {
+    seg.shared()
+        .standbys
+        .iter()
+        .filter(|w| {
+            let pid = w.load(Ordering::Acquire);
+            pid != 0 && process_alive(pid)
+        })
+        .count() as u32
+}
+
+/// Whether a live process (this one included: another of its threads) waits to own the queue.
 pub(crate) fn standby_waiting(seg: &Segment) -> bool {
-    let me = std::process::id();
-    seg.shared().standbys.iter().any(|w| {
-        let pid = w.load(Ordering::Acquire);
-        pid != 0 && pid != me && process_alive(pid)
-    })
+    standbys(seg) > 0
 }
 
 /// The one recovery procedure, run by whoever acquires the owner lock from a dead holder, with

@@ -408,6 +408,7 @@ fn print_status(st: &Status, stalled: Option<Duration>) {
         ),
     };
     println!("owner      {owner}");
+    println!("standbys   {}", st.standbys);
     println!("epoch      {} ({} takeovers)", st.epoch, st.takeovers);
     println!(
         "messages   {} sent, {} received, {} redelivered, {} abandoned, {} rejected as full",
