@@ -259,8 +259,8 @@ impl Queue {
         for (p, l) in lanes.iter_mut().enumerate() {
             let lane = seg.lane(p);
             let census = lane.census(attrs.max_message);
-            let (s, r, a) = lane.counters();
-            sent += s;
+            let (r, a) = lane.counters();
+            sent += r + a + census.waiting + census.delivered + census.in_flight;
             received += r;
             abandoned += a;
             if let Some(t) = census.oldest_waiting_sent_ns {
@@ -355,7 +355,7 @@ pub struct Status {
     pub attributes: Attributes,
     /// Per priority, 0 first.
     pub lanes: [LaneStatus; PRIORITIES],
-    /// Messages sent since creation.
+    /// Messages sent since creation (claimed: received, abandoned, or still in the queue).
     pub sent: u64,
     /// Messages received and acknowledged since creation.
     pub received: u64,

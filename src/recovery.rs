@@ -187,10 +187,12 @@ pub(crate) fn standby_waiting(seg: &Segment) -> bool {
 /// that dies half way leaves the lock owner-dead and the next one simply runs it again.
 ///
 /// 1. The receiver event's sleeper count: only an owner sleeps there, and the owner is dead.
-/// 2. Each lane's `read` cursor must lie on a record boundary in `head..=end of records`; if
+/// 2. Each lane's head move, if the owner died in the middle of one, is finished from its
+///    journal, so the counters count every record once.
+/// 3. Each lane's `read` cursor must lie on a record boundary in `head..=end of records`; if
 ///    not (a peer scribbled on it), it is set back to `head`, so that everything unacknowledged
 ///    is redelivered rather than skipped.
-/// 3. Every sender slot whose holder is dead is reclaimed: its unfinished claims are abandoned.
+/// 4. Every sender slot whose holder is dead is reclaimed: its unfinished claims are abandoned.
 ///
 /// Unacknowledged messages need no repair: they are still in place, between `head` and `read`,
 /// and the new owner delivers them first, flagged redelivered.
@@ -200,6 +202,7 @@ pub(crate) fn recover(seg: &Segment) {
     let max = seg.attributes().max_message;
     for p in 0..PRIORITIES {
         let lane = seg.lane(p);
+        lane.replay_journal(&crate::wait::Futex);
         let read = lane.read_cursor();
         let mut pos = lane.head();
         let mut on_boundary = pos == read;
