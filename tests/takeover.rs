@@ -371,7 +371,11 @@ fn an_owner_dying_at_any_step_of_receive_or_acknowledge_loses_nothing() {
         want.push(line("m3", false));
         assert_eq!(drain(&q), want, "{point}");
         let st = q.status();
-        assert_eq!((st.takeovers, st.sent, st.received), (1, 4, 4), "{point}: counters exact");
+        assert_eq!(
+            (st.takeovers, st.sent, st.received),
+            (1, 4, 4),
+            "{point}: counters exact"
+        );
     }
 }
 
