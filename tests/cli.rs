@@ -206,3 +206,68 @@ fn malformed_arguments_are_usage_errors_not_panics() {
         assert!(!stderr(&out).contains("panicked"));
     }
 }
+
+#[test]
+fn retention_standby_and_gc_from_the_command_line() {
+    let t = TestDomain::new("cli-ret");
+    let o = run(&t, &["--json", "create", "q", "--retention", "0.05"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["attributes"]["retention"], serde_json::json!(0.05));
+    // Different retention: an Exists error naming it.
+    assert_user_error(
+        &run(&t, &["create", "q", "--retention", "9"]),
+        1,
+        "retention",
+    );
+    assert!(run(&t, &["send", "q", "m"]).status.success());
+    // Standby with nobody owning: owns at once, receives, acknowledges, closes.
+    let o = run(
+        &t,
+        &[
+            "recv",
+            "q",
+            "--standby",
+            "--standby-timeout",
+            "5",
+            "-n",
+            "1",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "m\n", "{}", stderr(&o));
+    let o = run(&t, &["--json", "stat", "q"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (
+            &v["received"],
+            &v["redelivered"],
+            &v["abandoned"],
+            &v["owner_stalled"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(0),
+            &serde_json::json!(0),
+            &serde_json::json!(false)
+        )
+    );
+    std::thread::sleep(std::time::Duration::from_millis(80));
+    let o = run(&t, &["--json", "gc"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["removed"].as_array().unwrap().len(), 1, "{v}");
+    assert_user_error(&run(&t, &["stat", "q"]), 1, "does not exist");
+}
+
+#[test]
+fn a_standby_that_times_out_exits_3_with_a_clear_message() {
+    let t = TestDomain::new("cli-standby");
+    assert!(run(&t, &["create", "q"]).status.success());
+    let q = baton::Queue::open(&t.domain, "q").unwrap();
+    let _owner = q.receiver().unwrap();
+    assert_user_error(
+        &run(&t, &["recv", "q", "--standby", "--standby-timeout", "0.05"]),
+        3,
+        "timed out waiting to own queue",
+    );
+    assert_user_error(&run(&t, &["recv", "q"]), 1, "busy");
+}
