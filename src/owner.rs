@@ -177,7 +177,9 @@ fn begin(seg: &Segment, previous_owner_died: bool) -> Ownership {
     if previous_owner_died {
         recovery::failpoint("recover.epoch");
     }
-    owner.progress_ns.store(monotonic_ns(), Ordering::Relaxed);
+    owner
+        .progress_ns
+        .store(crate::queue::coarse_monotonic_ns(), Ordering::Relaxed);
     owner.pid.store(std::process::id(), Ordering::Release);
     Ownership {
         epoch,

@@ -19,7 +19,7 @@
 //! [`Lane::abandon_sender`]: crate::lane::Lane::abandon_sender
 
 use crate::owner::process_alive;
-use crate::queue::{monotonic_ns, PRIORITIES};
+use crate::queue::PRIORITIES;
 use crate::segment::{Segment, SENDER_SLOTS};
 use crate::sync::Ordering;
 
@@ -230,5 +230,5 @@ pub(crate) fn recover(seg: &Segment) {
     seg.shared()
         .owner
         .progress_ns
-        .store(monotonic_ns(), Ordering::Relaxed);
+        .store(crate::queue::coarse_monotonic_ns(), Ordering::Relaxed);
 }

@@ -283,7 +283,7 @@ pub(crate) struct OwnerBlock {
     /// How many times the lock was acquired from a dead holder (an owner, or a recovering
     /// standby that died during recovery).
     pub(crate) takeovers: AtomicU64,
-    /// `CLOCK_MONOTONIC` ns of the owner's last step forward (a delivery or an acknowledgement).
+    /// `CLOCK_MONOTONIC` ns of the owner's last step forward (a delivery).
     pub(crate) progress_ns: AtomicU64,
     /// `CLOCK_MONOTONIC` ns since when the queue has had no owner (its last owner's close, or
     /// the moment its death was found); 0 while it has never had one.
