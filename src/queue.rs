@@ -300,6 +300,11 @@ impl Queue {
             takeovers: shared.owner.takeovers.load(Ordering::Relaxed),
             removed: seg.is_removed(),
             standbys: recovery::standbys(seg),
+            sender_slots: shared
+                .senders
+                .iter()
+                .filter(|w| w.load(Ordering::Relaxed) != 0)
+                .count() as u32,
             created_unix_ns: seg.created_unix_ns(),
             size,
             file_size,
@@ -381,6 +386,8 @@ pub struct Status {
     pub removed: bool,
     /// Live processes waiting as standbys to own the queue.
     pub standbys: u32,
+    /// Slots of the sender table held (by live processes, or by dead ones not yet reclaimed).
+    pub sender_slots: u32,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_ns: u64,
     /// Size of the segment.

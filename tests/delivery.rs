@@ -163,6 +163,11 @@ fn a_standby_times_out_while_the_owner_lives_and_owns_the_queue_once_it_closes()
         other => panic!("expected Timeout, got {other:?}"),
     }
     assert!(started.elapsed() >= Duration::from_millis(50));
+    assert_eq!(
+        q.status().standbys,
+        0,
+        "a standby that gave up is not counted"
+    );
     let q2 = q.clone();
     let standby = std::thread::spawn(move || {
         let mut rx = q2.standby(None).unwrap();
@@ -365,4 +370,36 @@ fn status_reports_an_owner_that_makes_no_progress_while_messages_wait() {
     assert!(st.owner_stalled(after), "{st:?}");
     rx.recv().unwrap().ack().unwrap();
     assert!(!q.status().owner_stalled(after));
+}
+
+#[test]
+fn every_drop_order_leaves_the_queue_usable() {
+    let t = TestDomain::new("drops");
+    let q = queue(&t, Attributes::default());
+    // A second handle maps the queue again and takes its own sender slot at its first send.
+    let other = Queue::open(&t.domain, "q").unwrap();
+    other.sender().send(b"1").unwrap();
+    assert_eq!(q.status().sender_slots, 1);
+    let tx = other.sender();
+    drop(other);
+    tx.send(b"2").unwrap();
+    drop(tx);
+    assert_eq!(
+        q.status().sender_slots,
+        0,
+        "the last handle gave its slot back"
+    );
+    // The queue handle may go before the receiver, and messages before or after either.
+    let q2 = Queue::open(&t.domain, "q").unwrap();
+    let mut rx = q2.receiver().unwrap();
+    drop(q2);
+    let one = rx.recv().unwrap();
+    let two = rx.recv().unwrap();
+    drop(rx);
+    drop(one);
+    assert_eq!(two.ack(), Err(AckError::Closed));
+    let mut rx = q.receiver().unwrap();
+    assert_eq!(payloads(&mut rx), vec![s("1", true), s("2", true)]);
+    drop(rx);
+    assert_eq!(q.status().owner_pid, None);
 }
