@@ -74,7 +74,7 @@ pub const MAX_LANE_CELLS: u64 = 1 << 24;
 /// | 63..32 | tag    | low 32 bits of the record's position                     |
 /// | 31..12 | cells  | how many cells the record spans, 1 ..= 2^20 - 1          |
 /// | 11..4  | sender | the sender's slot in the queue's sender table            |
-/// | 3..0   | state  | 0 never claimed, 1 RESERVED, 2 COMMITTED, 3 PAD, 4 ACKED, 5 ABANDONED |
+/// | 3..0   | state  | 0 never claimed, 1 RESERVED, 2 COMMITTED, 3 PAD, 4 ACKED, 5 ABANDONED, 6 CANCELLED |
 pub mod stamp {
     /// Claimed by a sender that is still writing.
     pub const RESERVED: u64 = 1;
@@ -86,6 +86,8 @@ pub mod stamp {
     pub const ACKED: u64 = 4;
     /// Claimed by a sender that died before committing: skipped and counted, never delivered.
     pub const ABANDONED: u64 = 5;
+    /// Claimed and given back uncommitted by its sender (a dropped loan): skipped.
+    pub const CANCELLED: u64 = 6;
 
     /// Packs a stamp.
     #[inline]
@@ -421,11 +423,78 @@ impl<'a> Lane<'a> {
 
     /// Writes the header and payload of a claimed record in place.
     pub fn write(&self, claim: &Claim, header: &RecordHeader, payload: &[u8]) {
-        debug_assert_eq!(record_cells(payload.len()), claim.cells);
         debug_assert_eq!(header.len as usize, payload.len());
+        self.write_payload(claim, payload);
+        self.write_header(claim, header);
+    }
+
+    /// Writes the payload of a claimed record in place.
+    pub fn write_payload(&self, claim: &Claim, payload: &[u8]) {
+        debug_assert_eq!(record_cells(payload.len()), claim.cells);
+        self.copy_in(self.index(claim.pos), RECORD_HEADER, payload);
+    }
+
+    /// Writes the header of a claimed record.
+    pub fn write_header(&self, claim: &Claim, header: &RecordHeader) {
+        debug_assert_eq!(record_cells(header.len as usize), claim.cells);
+        self.copy_in(self.index(claim.pos), 0, &header.to_bytes());
+    }
+
+    /// The payload bytes of a claimed record, to write in place.
+    ///
+    /// # Safety
+    ///
+    /// The caller must not keep the slice past the commit or cancellation of `claim`, nor make
+    /// a second one for the same claim: the claim is what makes the access exclusive.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn claimed_payload(&self, claim: &Claim, len: usize) -> &'a mut [u8] {
+        assert_eq!(record_cells(len), claim.cells, "payload fits its claim");
         let first = self.index(claim.pos);
-        self.copy_in(first, 0, &header.to_bytes());
-        self.copy_in(first, RECORD_HEADER, payload);
+        assert!(
+            first + claim.cells as usize <= self.data.len(),
+            "claim within the lane"
+        );
+        let base = self.data.as_ptr() as *mut u8;
+        // SAFETY: the bytes lie inside `data` (asserted), inside `UnsafeCell`s; exclusivity is
+        // the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(base.add(first * CELL + RECORD_HEADER), len) }
+    }
+
+    /// The payload of a committed record, in place.
+    ///
+    /// # Safety
+    ///
+    /// The caller must not keep the slice past the acknowledgement of the record: until then
+    /// its cells cannot be claimed again, so no sender writes them.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn record_payload(&self, record: &RecordRef) -> &'a [u8] {
+        let first = self.index(record.pos);
+        assert!(
+            first + record.cells as usize <= self.data.len(),
+            "record within the lane"
+        );
+        let base = self.data.as_ptr() as *const u8;
+        // SAFETY: the bytes lie inside `data` (asserted; `at` checked the length against the
+        // record's cells); committed and not yet freed, so no sender writes them.
+        unsafe {
+            std::slice::from_raw_parts(
+                base.add(first * CELL + RECORD_HEADER),
+                record.header.len as usize,
+            )
+        }
+    }
+
+    /// Gives a claim back uncommitted: the receiver steps over it.
+    pub fn cancel(&self, claim: Claim) {
+        let slot = &self.stamps[self.index(claim.pos)];
+        let reserved = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::RESERVED);
+        // Fails only if the claim was abandoned meanwhile; then it is skipped anyway.
+        let _ = slot.compare_exchange(
+            reserved,
+            stamp::with_state(reserved, stamp::CANCELLED),
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
     }
 
     /// Publishes a claimed, written record to the receiver.
@@ -476,7 +545,9 @@ impl<'a> Lane<'a> {
             stamp::PAD if off + k != self.n => Err(Corrupt(format!(
                 "padding at position {pos} stops short of the end"
             ))),
-            stamp::PAD | stamp::ACKED | stamp::ABANDONED => Ok(Slot::Skip { cells: k }),
+            stamp::PAD | stamp::ACKED | stamp::ABANDONED | stamp::CANCELLED => {
+                Ok(Slot::Skip { cells: k })
+            }
             stamp::COMMITTED => {
                 let header = self.read_header(off as usize);
                 if header.len > max_message {
@@ -580,7 +651,7 @@ impl<'a> Lane<'a> {
                 return Err(Corrupt(format!("stamp at position {h} spans {k} cells")));
             }
             match stamp::state(s) {
-                stamp::PAD => {}
+                stamp::PAD | stamp::CANCELLED => {}
                 stamp::ACKED => acked += 1,
                 stamp::ABANDONED => abandoned += 1,
                 _ => break,

@@ -6,7 +6,7 @@
 //! sends were claimed (so FIFO per sender).
 
 use crate::error::{AckError, OpenError, OwnError, RecvError, SendError, TrySendError};
-use crate::lane::{ClaimError, CommitError, Lane, RecordHeader, RecordRef, Slot};
+use crate::lane::{Claim, ClaimError, CommitError, Lane, RecordHeader, RecordRef, Slot};
 use crate::name::Domain;
 use crate::owner::{self, OwnerGuard, Ownership, Wait};
 use crate::recovery::{self, failpoint};
@@ -529,62 +529,156 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_send<M: AsRef<[u8]>>(&self, message: M) -> Result<(), TrySendError<M>> {
+        let payload = message.as_ref();
         let (lane, slot) = self
-            .lane_for(message.as_ref())
+            .lane_for(payload.len(), self.priority)
             .map_err(TrySendError::Failed)?;
-        match lane.try_claim(message.as_ref().len(), slot) {
+        match lane.try_claim(payload.len(), slot) {
             Ok(claim) => self
-                .finish(&lane, claim, message.as_ref())
+                .finish(&lane, claim, payload)
                 .map_err(TrySendError::Failed),
             Err(ClaimError::Full) => {
-                self.seg
-                    .shared()
-                    .stats
-                    .rejected_full
-                    .fetch_add(1, Ordering::Relaxed);
+                self.count_rejected();
                 Err(TrySendError::Full(message))
             }
             Err(ClaimError::Corrupt(c)) => Err(TrySendError::Failed(SendError::Corrupt(c.0))),
         }
     }
 
-    /// The lane to send `payload` to, and this process's sender slot.
+    /// Lends `len` bytes of the lane of `priority` to write a message in place, waiting while
+    /// the lane is full: no copy. Write the payload into the [`Loan`] (it derefs to `[u8]`),
+    /// then [`Loan::commit`]; dropping it uncommitted cancels it and frees the space. The
+    /// message type and version are this sender's.
+    ///
+    /// A loan holds back the messages claimed after it in its lane until it is committed or
+    /// dropped: write, and commit, promptly.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TooBig`], [`SendError::InvalidPriority`], and as [`Sender::send`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-loan-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "frames", &Attributes::default())?;
+    /// let tx = q.sender();
+    /// let mut slot = tx.loan(8, 0)?;
+    /// slot.copy_from_slice(&42u64.to_le_bytes()); // written straight into shared memory
+    /// slot.commit()?;
+    /// let mut rx = q.receiver()?;
+    /// let m = rx.recv_in_place()?;                // read straight from shared memory
+    /// assert_eq!(m.payload(), &42u64.to_le_bytes());
+    /// m.ack()?;
+    /// # drop(rx); Queue::remove(&domain, "frames")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn loan(&self, len: usize, priority: u8) -> Result<Loan<'_>, SendError> {
+        self.loan_until(len, priority, None)
+    }
+
+    /// As [`Sender::loan`], waiting at most `timeout` for space.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::loan`], and [`SendError::Timeout`].
+    pub fn loan_timeout(
+        &self,
+        len: usize,
+        priority: u8,
+        timeout: Duration,
+    ) -> Result<Loan<'_>, SendError> {
+        self.loan_until(len, priority, Some(Instant::now() + timeout))
+    }
+
+    /// As [`Sender::loan`] if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] with the length asked for; other failures are
+    /// [`TrySendError::Failed`].
+    pub fn try_loan(&self, len: usize, priority: u8) -> Result<Loan<'_>, TrySendError<usize>> {
+        let (lane, slot) = self.lane_for(len, priority).map_err(TrySendError::Failed)?;
+        match lane.try_claim(len, slot) {
+            Ok(claim) => Ok(Loan::new(self, lane, claim, len)),
+            Err(ClaimError::Full) => {
+                self.count_rejected();
+                Err(TrySendError::Full(len))
+            }
+            Err(ClaimError::Corrupt(c)) => Err(TrySendError::Failed(SendError::Corrupt(c.0))),
+        }
+    }
+
+    fn loan_until(
+        &self,
+        len: usize,
+        priority: u8,
+        deadline: Option<Instant>,
+    ) -> Result<Loan<'_>, SendError> {
+        let (lane, slot) = self.lane_for(len, priority)?;
+        let claim = self.claim_until(&lane, slot, len, deadline)?;
+        Ok(Loan::new(self, lane, claim, len))
+    }
+
+    fn count_rejected(&self) {
+        self.seg
+            .shared()
+            .stats
+            .rejected_full
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The lane of `priority` for a payload of `len` bytes, and this process's sender slot.
     #[inline]
-    fn lane_for(&self, payload: &[u8]) -> Result<(Lane<'_>, u8), SendError> {
+    fn lane_for(&self, len: usize, priority: u8) -> Result<(Lane<'_>, u8), SendError> {
         let max = self.seg.attributes().max_message;
-        if payload.len() > max as usize {
-            return Err(SendError::TooBig {
-                len: payload.len(),
-                max,
-            });
+        if len > max as usize {
+            return Err(SendError::TooBig { len, max });
+        }
+        if priority as usize >= PRIORITIES {
+            return Err(SendError::InvalidPriority(priority));
         }
         if self.seg.is_removed() {
             return Err(SendError::Removed);
         }
         let slot = recovery::sender_slot(&self.seg).map_err(SendError::NoSenderSlot)?;
-        Ok((self.seg.lane(self.priority as usize), slot))
+        Ok((self.seg.lane(priority as usize), slot))
     }
 
     #[inline]
     fn send_until(&self, payload: &[u8], deadline: Option<Instant>) -> Result<(), SendError> {
-        let (lane, slot) = self.lane_for(payload)?;
-        match lane.try_claim(payload.len(), slot) {
-            Ok(claim) => self.finish(&lane, claim, payload),
-            Err(ClaimError::Full) => self.send_slow(&lane, slot, payload, deadline),
+        let (lane, slot) = self.lane_for(payload.len(), self.priority)?;
+        let claim = self.claim_until(&lane, slot, payload.len(), deadline)?;
+        self.finish(&lane, claim, payload)
+    }
+
+    /// Claims `len` bytes, waiting for space until `deadline`.
+    #[inline]
+    fn claim_until(
+        &self,
+        lane: &Lane<'_>,
+        slot: u8,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Claim, SendError> {
+        match lane.try_claim(len, slot) {
+            Ok(claim) => Ok(claim),
+            Err(ClaimError::Full) => self.claim_slow(lane, slot, len, deadline),
             Err(ClaimError::Corrupt(c)) => Err(SendError::Corrupt(c.0)),
         }
     }
 
     #[cold]
-    fn send_slow(
+    fn claim_slow(
         &self,
         lane: &Lane<'_>,
         slot: u8,
-        payload: &[u8],
+        len: usize,
         deadline: Option<Instant>,
-    ) -> Result<(), SendError> {
+    ) -> Result<Claim, SendError> {
         let mut outcome = None;
-        let attempt = || match lane.try_claim(payload.len(), slot) {
+        let attempt = || match lane.try_claim(len, slot) {
             Ok(claim) => Some(Ok(claim)),
             Err(ClaimError::Full) => None,
             Err(ClaimError::Corrupt(c)) => Some(Err(SendError::Corrupt(c.0))),
@@ -617,37 +711,33 @@ impl Sender {
                 }
             }
         }
-        match outcome {
-            Some(Ok(claim)) => self.finish(lane, claim, payload),
-            Some(Err(e)) => Err(e),
-            None => {
-                self.seg
-                    .shared()
-                    .stats
-                    .rejected_full
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(SendError::Timeout)
-            }
-        }
+        outcome.unwrap_or_else(|| {
+            self.count_rejected();
+            Err(SendError::Timeout)
+        })
     }
 
+    /// Copies `payload` into a claimed record and publishes it.
     #[inline]
-    fn finish(
-        &self,
-        lane: &Lane<'_>,
-        claim: crate::lane::Claim,
-        payload: &[u8],
-    ) -> Result<(), SendError> {
+    fn finish(&self, lane: &Lane<'_>, claim: Claim, payload: &[u8]) -> Result<(), SendError> {
+        failpoint("send.claimed");
+        lane.write_payload(&claim, payload);
+        self.publish(lane, claim, payload.len())
+    }
+
+    /// Writes the header of a claimed record whose payload is in place, commits it and wakes
+    /// the receiver if it sleeps.
+    #[inline]
+    fn publish(&self, lane: &Lane<'_>, claim: Claim, len: usize) -> Result<(), SendError> {
         let header = RecordHeader {
-            len: payload.len() as u32,
+            len: len as u32,
             flags: 0,
             msg_type: self.msg_type,
             version: self.version,
             sender_pid: self.pid,
             sent_ns: monotonic_ns(),
         };
-        failpoint("send.claimed");
-        lane.write(&claim, &header, payload);
+        lane.write_header(&claim, &header);
         failpoint("send.written");
         lane.commit(claim).map_err(|e| match e {
             CommitError::Abandoned => SendError::Abandoned,
@@ -661,6 +751,76 @@ impl Sender {
             return Err(SendError::Removed);
         }
         Ok(())
+    }
+}
+
+/// Bytes of a lane lent to a sender to write a message in place (see [`Sender::loan`]).
+/// Derefs to the payload, `len` bytes, zero-filled or left over from earlier messages: write
+/// all of it. [`Loan::commit`] publishes it; dropping it uncommitted cancels it.
+pub struct Loan<'a> {
+    sender: &'a Sender,
+    lane: Lane<'a>,
+    claim: Option<Claim>,
+    payload: &'a mut [u8],
+}
+
+impl std::fmt::Debug for Loan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loan")
+            .field("len", &self.payload.len())
+            .finish()
+    }
+}
+
+impl<'a> Loan<'a> {
+    fn new(sender: &'a Sender, lane: Lane<'a>, claim: Claim, len: usize) -> Loan<'a> {
+        // SAFETY: the claim gives this sender the only access to the record's cells until it
+        // commits or cancels, which consumes the claim held next to this borrow.
+        let payload = unsafe { lane.claimed_payload(&claim, len) };
+        Loan {
+            sender,
+            lane,
+            claim: Some(claim),
+            payload,
+        }
+    }
+
+    /// Publishes the message.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::send`] after its space is claimed: [`SendError::Removed`],
+    /// [`SendError::Abandoned`], [`SendError::Corrupt`].
+    pub fn commit(mut self) -> Result<(), SendError> {
+        let claim = self
+            .claim
+            .take()
+            .expect("a loan holds its claim until it ends");
+        let len = self.payload.len();
+        self.sender.publish(&self.lane, claim, len)
+    }
+}
+
+impl std::ops::Deref for Loan<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.payload
+    }
+}
+
+impl std::ops::DerefMut for Loan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.payload
+    }
+}
+
+impl Drop for Loan<'_> {
+    /// Cancels an uncommitted loan: the receiver steps over it.
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.lane.cancel(claim);
+            self.sender.seg.shared().data_event.notify(&Futex);
+        }
     }
 }
 
@@ -790,23 +950,28 @@ impl Drop for Message {
 
 impl Ticket {
     fn finish(self, ack: bool) -> Result<(), AckError> {
-        let owned = &self.owned;
-        let mut local = owned.lock();
-        if local.closed || owned.lost() {
+        self.owned.finish(self.priority, self.record, ack)
+    }
+}
+
+impl Owned {
+    /// Acknowledges a delivered record, or (`ack == false`) releases it for redelivery.
+    fn finish(&self, p: usize, record: RecordRef, ack: bool) -> Result<(), AckError> {
+        let mut local = self.lock();
+        if local.closed || self.lost() {
             return Err(AckError::Closed);
         }
-        let p = self.priority;
-        let lane = owned.seg.lane(p);
+        let lane = self.seg.lane(p);
         if ack {
-            lane.ack(&self.record).map_err(|c| AckError::Corrupt(c.0))?;
+            lane.ack(&record).map_err(|c| AckError::Corrupt(c.0))?;
             failpoint("ack.marked");
             lane.advance_head(&Futex)
                 .map_err(|c| AckError::Corrupt(c.0))?;
             failpoint("ack.advanced");
         } else {
             let queue = &mut local.released[p];
-            let at = queue.partition_point(|r| r.pos < self.record.pos);
-            queue.insert(at, self.record);
+            let at = queue.partition_point(|r| r.pos < record.pos);
+            queue.insert(at, record);
         }
         Ok(())
     }
@@ -950,9 +1115,62 @@ impl Receiver {
         Ok(n)
     }
 
+    /// Receives the next message in place: its payload is read straight from shared memory,
+    /// no copy. The message borrows this receiver, so it cannot outlive it, and this receiver
+    /// cannot receive again until the message is acknowledged (by [`InPlace::ack`], or by
+    /// dropping it) or released.
+    ///
+    /// ```compile_fail
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new("doc-inplace").unwrap();
+    /// # let q = Queue::create(&domain, "q", &Attributes::default()).unwrap();
+    /// let message = {
+    ///     let mut rx = q.receiver().unwrap();
+    ///     rx.recv_in_place().unwrap()
+    /// }; // error: `rx` dropped here while still borrowed
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::recv`].
+    pub fn recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
+        let found = self.next_record(None)?;
+        Ok(self.deliver_in_place(found))
+    }
+
+    /// As [`Receiver::recv_in_place`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::recv_timeout`].
+    pub fn recv_in_place_timeout(&mut self, timeout: Duration) -> Result<InPlace<'_>, RecvError> {
+        let found = self.next_record(Some(Instant::now() + timeout))?;
+        Ok(self.deliver_in_place(found))
+    }
+
+    /// As [`Receiver::recv_in_place`] if a message is waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::try_recv`].
+    pub fn try_recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
+        let found = self.take_record()?.ok_or(RecvError::Empty)?;
+        Ok(self.deliver_in_place(found))
+    }
+
     fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Message, RecvError> {
-        if let Some(m) = self.take()? {
-            return Ok(m);
+        let found = self.next_record(deadline)?;
+        Ok(self.deliver(found))
+    }
+
+    fn take(&mut self) -> Result<Option<Message>, RecvError> {
+        Ok(self.take_record()?.map(|found| self.deliver(found)))
+    }
+
+    /// Waits for the next record: polls for the spin window, then sleeps on the receiver event.
+    fn next_record(&mut self, deadline: Option<Instant>) -> Result<Found, RecvError> {
+        if let Some(f) = self.take_record()? {
+            return Ok(f);
         }
         let spin_until = Instant::now() + self.spin;
         loop {
@@ -960,8 +1178,8 @@ impl Receiver {
             if now >= spin_until || deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            if let Some(m) = self.take()? {
-                return Ok(m);
+            if let Some(f) = self.take_record()? {
+                return Ok(f);
             }
             crate::sync::spin_hint();
         }
@@ -974,14 +1192,14 @@ impl Receiver {
             let until = deadline.map_or(tick, |d| d.min(tick));
             let mut outcome = None;
             seg.shared().data_event.wait_until(&Futex, Some(until), || {
-                outcome = self.take().transpose();
+                outcome = self.take_record().transpose();
                 outcome.is_some()
             });
             if let Some(o) = outcome {
                 return o;
             }
-            if let Some(m) = self.take()? {
-                return Ok(m);
+            if let Some(f) = self.take_record()? {
+                return Ok(f);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvError::Timeout);
@@ -989,9 +1207,9 @@ impl Receiver {
         }
     }
 
-    /// Takes the next message: first those to deliver again (released here, or left
+    /// Takes the next record: first those to deliver again (released here, or left
     /// unacknowledged by an earlier owner), then the highest priority first.
-    fn take(&mut self) -> Result<Option<Message>, RecvError> {
+    fn take_record(&mut self) -> Result<Option<Found>, RecvError> {
         let owned = &*self.owned;
         let seg = &owned.seg;
         if seg.is_removed() {
@@ -1008,7 +1226,7 @@ impl Receiver {
         let local = &mut *local;
         for p in 0..PRIORITIES {
             if let Some(r) = local.released[p].pop_front() {
-                return Ok(Some(self.deliver(p, r, true)));
+                return Ok(Some(Found(p, r, true)));
             }
         }
         for p in 0..PRIORITIES {
@@ -1018,7 +1236,7 @@ impl Receiver {
                     Slot::Skip { cells } => local.cursor[p] += cells,
                     Slot::Record(r) => {
                         local.cursor[p] += r.cells;
-                        return Ok(Some(self.deliver(p, r, true)));
+                        return Ok(Some(Found(p, r, true)));
                     }
                     // Recovery left `read` on a record boundary; anything else ends the range.
                     Slot::End | Slot::InFlight { .. } => local.redeliver_end[p] = local.cursor[p],
@@ -1053,7 +1271,7 @@ impl Receiver {
                         if skipped {
                             lane.advance_head(&Futex).map_err(corrupt)?;
                         }
-                        return Ok(Some(self.deliver(p, r, false)));
+                        return Ok(Some(Found(p, r, false)));
                     }
                 }
             }
@@ -1083,17 +1301,40 @@ impl Receiver {
         }
     }
 
-    fn deliver(&self, p: usize, r: RecordRef, redelivered: bool) -> Message {
-        let seg = &self.owned.seg;
-        let mut payload = Vec::with_capacity(r.header.len as usize);
-        seg.lane(p).copy_payload(&r, &mut payload);
+    /// Counts a delivery: a redelivery in the queue's counter, and the owner's progress.
+    fn count_delivery(&self, redelivered: bool) {
         if redelivered {
-            seg.shared()
+            self.owned
+                .seg
+                .shared()
                 .stats
                 .redelivered
                 .fetch_add(1, Ordering::Relaxed);
         }
         self.owned.progress();
+    }
+
+    fn deliver_in_place(&mut self, Found(p, r, redelivered): Found) -> InPlace<'_> {
+        self.count_delivery(redelivered);
+        let owned = &*self.owned;
+        // SAFETY: the record stays unacknowledged, so its cells stay untouched by senders,
+        // for as long as the `InPlace` (which acknowledges or releases it when it ends) lives.
+        let payload = unsafe { owned.seg.lane(p).record_payload(&r) };
+        InPlace {
+            owned,
+            priority: p,
+            record: r,
+            payload,
+            redelivered,
+            done: false,
+        }
+    }
+
+    fn deliver(&self, Found(p, r, redelivered): Found) -> Message {
+        let seg = &self.owned.seg;
+        let mut payload = Vec::with_capacity(r.header.len as usize);
+        seg.lane(p).copy_payload(&r, &mut payload);
+        self.count_delivery(redelivered);
         Message {
             priority: p as u8,
             msg_type: r.header.msg_type,
@@ -1107,6 +1348,93 @@ impl Receiver {
                 priority: p,
                 record: r,
             }),
+        }
+    }
+}
+
+/// A record found for delivery: its lane, where it is, and whether it was delivered before.
+struct Found(usize, RecordRef, bool);
+
+/// A message read in place from shared memory (see [`Receiver::recv_in_place`]). It borrows its
+/// receiver; acknowledging it ([`InPlace::ack`], or dropping it unless the thread is panicking)
+/// frees its bytes.
+pub struct InPlace<'a> {
+    owned: &'a Owned,
+    priority: usize,
+    record: RecordRef,
+    payload: &'a [u8],
+    redelivered: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for InPlace<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InPlace")
+            .field("priority", &self.priority)
+            .field("len", &self.payload.len())
+            .field("redelivered", &self.redelivered)
+            .finish()
+    }
+}
+
+impl InPlace<'_> {
+    /// The payload, in shared memory.
+    pub fn payload(&self) -> &[u8] {
+        self.payload
+    }
+    /// 0 (highest) to 3.
+    pub fn priority(&self) -> u8 {
+        self.priority as u8
+    }
+    /// The sender's message type.
+    pub fn msg_type(&self) -> i64 {
+        self.record.header.msg_type
+    }
+    /// The sender's message version.
+    pub fn version(&self) -> u32 {
+        self.record.header.version
+    }
+    /// The sending process.
+    pub fn sender_pid(&self) -> u32 {
+        self.record.header.sender_pid
+    }
+    /// When it was sent, `CLOCK_MONOTONIC` nanoseconds.
+    pub fn sent_ns(&self) -> u64 {
+        self.record.header.sent_ns
+    }
+    /// Delivered before and not acknowledged (see [`Message::redelivered`]).
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
+    /// Acknowledges the message: it leaves the queue and its bytes are freed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Message::ack`].
+    pub fn ack(mut self) -> Result<(), AckError> {
+        self.done = true;
+        self.owned.finish(self.priority, self.record, true)
+    }
+
+    /// Gives the message back for redelivery (see [`Message::release`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Message::ack`].
+    pub fn release(mut self) -> Result<(), AckError> {
+        self.done = true;
+        self.owned.finish(self.priority, self.record, false)
+    }
+}
+
+impl Drop for InPlace<'_> {
+    /// Acknowledges, unless the thread is panicking: then the message is released.
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self
+                .owned
+                .finish(self.priority, self.record, !std::thread::panicking());
         }
     }
 }
