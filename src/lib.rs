@@ -31,6 +31,9 @@ mod sync;
 pub mod wait;
 
 #[cfg(not(loom))]
+#[doc(hidden)]
+pub mod bench;
+#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 mod name;

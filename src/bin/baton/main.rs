@@ -10,6 +10,8 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "baton",
@@ -106,6 +108,31 @@ enum Command {
     /// Remove the domain's queues whose retention has run out, and temporary files of dead
     /// processes.
     Gc,
+    /// Compare baton with pipes, Unix sockets, POSIX and System V message queues and bare
+    /// shared memory (and iceoryx2, if built with the `iceoryx2` feature), across two
+    /// processes on two CPUs: round-trip latency and one-way throughput.
+    Bench {
+        /// Run each case for about this long (seconds); the whole run stays under 60 s.
+        #[arg(long, value_parser = parse_seconds, default_value = "0.25")]
+        case_seconds: Duration,
+        /// Only these transports (comma-separated names, as printed).
+        #[arg(long, value_delimiter = ',')]
+        transports: Vec<String>,
+        /// Only these payload sizes in bytes (comma-separated; default 64,4096,65536).
+        #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+        sizes: Vec<u64>,
+    },
+    /// The peer process of `baton bench` (internal).
+    #[command(hide = true)]
+    BenchServe {
+        transport: String,
+        id: String,
+        size: usize,
+        #[arg(long)]
+        senders: Option<u32>,
+        #[arg(long)]
+        count: Option<u64>,
+    },
 }
 
 struct Failure {
@@ -332,6 +359,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 print_status(&st, stalled.then_some(stall_after));
             }
+        }
+        Command::Bench {
+            case_seconds,
+            transports,
+            sizes,
+        } => bench::run(case_seconds, &transports, &sizes, json)?,
+        Command::BenchServe {
+            transport,
+            id,
+            size,
+            senders,
+            count,
+        } => {
+            let t = baton::bench::Transport::from_name(&transport).ok_or_else(|| Failure {
+                message: format!("unknown transport {transport:?}"),
+                code: 2,
+            })?;
+            let role = match (senders, count) {
+                (Some(senders), Some(count)) => baton::bench::Role::Sink { senders, count },
+                _ => baton::bench::Role::Echo,
+            };
+            baton::bench::serve(t, &baton::bench::Names { id }, size, role)?;
         }
         Command::Gc => {
             let removed = Queue::gc(&domain)?;
