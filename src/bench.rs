@@ -245,21 +245,22 @@ pub fn open(
                 .map_err(err)?
                 .receiver()
                 .map_err(err)?;
-            (
-                Box::new(BatonTx { tx, t }),
-                Box::new(BatonRx { rx, t }),
-            )
+            (Box::new(BatonTx { tx, t }), Box::new(BatonRx { rx, t }))
         }
         Transport::Pipe => {
             // Open in the same order on both sides, or both block.
             let (first, second) = match side {
                 Side::Client => (
-                    std::fs::OpenOptions::new().write(true).open(n.path("c2s"))?,
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(n.path("c2s"))?,
                     std::fs::File::open(n.path("s2c"))?,
                 ),
                 Side::Server => (
                     std::fs::File::open(n.path("c2s"))?,
-                    std::fs::OpenOptions::new().write(true).open(n.path("s2c"))?,
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(n.path("s2c"))?,
                 ),
             };
             match side {
@@ -424,7 +425,10 @@ impl Link for Dgram {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<u64> {
         let n = self.sock.recv(buf)?;
         if n != buf.len() {
-            return Err(err(format!("datagram of {n} bytes, expected {}", buf.len())));
+            return Err(err(format!(
+                "datagram of {n} bytes, expected {}",
+                buf.len()
+            )));
         }
         Ok(seq_of(buf))
     }
@@ -462,13 +466,15 @@ impl Link for PosixMq {
 }
 
 fn sysv_id(n: &Names, which: i32, create: bool) -> i32 {
-    let key = (n
-        .id
-        .bytes()
-        .fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
-        & 0x3fff_fff0) as i32
+    let key = (n.id.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    }) & 0x3fff_fff0) as i32
         + which;
-    let flags = if create { libc::IPC_CREAT | 0o600 } else { 0o600 };
+    let flags = if create {
+        libc::IPC_CREAT | 0o600
+    } else {
+        0o600
+    };
     // SAFETY: msgget takes plain integers.
     unsafe { libc::msgget(key, flags) }
 }
@@ -505,9 +511,7 @@ impl Link for SysvMq {
     }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<u64> {
         // SAFETY: `self.buf` has room for an mtype and `buf.len()` bytes of text.
-        let n = unsafe {
-            libc::msgrcv(self.id, self.buf.as_mut_ptr().cast(), buf.len(), 0, 0)
-        };
+        let n = unsafe { libc::msgrcv(self.id, self.buf.as_mut_ptr().cast(), buf.len(), 0, 0) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -544,7 +548,11 @@ impl Mailboxes {
     }
     fn data(&self, which: usize) -> *mut u8 {
         // SAFETY: inside the mapping (`mailbox_bytes` leaves room for `size` after the state).
-        unsafe { self.map.as_mut_ptr().add(which * mailbox_bytes(self.size) + 128) }
+        unsafe {
+            self.map
+                .as_mut_ptr()
+                .add(which * mailbox_bytes(self.size) + 128)
+        }
     }
 }
 
@@ -593,14 +601,18 @@ impl Link for MailboxLink {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         self.wait_for(0);
         // SAFETY: the mailbox is empty, so the reader does not touch its bytes until `set(1)`.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.map.data(self.which), msg.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(msg.as_ptr(), self.map.data(self.which), msg.len())
+        };
         self.set(1);
         Ok(())
     }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<u64> {
         self.wait_for(1);
         // SAFETY: the mailbox is full, so the writer does not touch its bytes until `set(0)`.
-        unsafe { std::ptr::copy_nonoverlapping(self.map.data(self.which), buf.as_mut_ptr(), buf.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.map.data(self.which), buf.as_mut_ptr(), buf.len())
+        };
         self.set(0);
         Ok(seq_of(buf))
     }
@@ -635,7 +647,10 @@ mod ice {
     ) -> io::Result<(Box<dyn Link>, Box<dyn Link>)> {
         let node = || NodeBuilder::new().create::<ipc::Service>().map_err(err);
         let name = |d: &str| -> io::Result<ServiceName> {
-            format!("baton-bench/{}/{d}", n.id).as_str().try_into().map_err(err)
+            format!("baton-bench/{}/{d}", n.id)
+                .as_str()
+                .try_into()
+                .map_err(err)
         };
         let pubsub = |node: &Node<ipc::Service>, d: &str| {
             node.service_builder(&name(d)?)
@@ -657,7 +672,12 @@ mod ice {
             .create()
             .map_err(err)?;
         let notifier = if event {
-            Some(events(&tx_node, out)?.notifier_builder().create().map_err(err)?)
+            Some(
+                events(&tx_node, out)?
+                    .notifier_builder()
+                    .create()
+                    .map_err(err)?,
+            )
         } else {
             None
         };
@@ -667,7 +687,12 @@ mod ice {
             .create()
             .map_err(err)?;
         let listener = if event {
-            Some(events(&rx_node, inn)?.listener_builder().create().map_err(err)?)
+            Some(
+                events(&rx_node, inn)?
+                    .listener_builder()
+                    .create()
+                    .map_err(err)?,
+            )
         } else {
             None
         };
@@ -799,16 +824,30 @@ static CASE: LocalU64 = LocalU64::new(0);
 
 impl Session {
     /// Sets up `t` for `size`-byte messages and starts its peer: `baton_exe bench-serve ...`.
-    pub fn start(baton_exe: &std::path::Path, t: Transport, size: usize, role: Role) -> io::Result<Session> {
+    pub fn start(
+        baton_exe: &std::path::Path,
+        t: Transport,
+        size: usize,
+        role: Role,
+    ) -> io::Result<Session> {
         let names = Names {
-            id: format!("{}-{}", std::process::id(), CASE.fetch_add(1, Local::Relaxed)),
+            id: format!(
+                "{}-{}",
+                std::process::id(),
+                CASE.fetch_add(1, Local::Relaxed)
+            ),
         };
         teardown(t, &names);
         setup(t, &names, size)?;
         let mut cmd = Command::new(baton_exe);
         cmd.args(["bench-serve", t.name(), &names.id, &size.to_string()]);
         if let Role::Sink { senders, count } = role {
-            cmd.args(["--senders", &senders.to_string(), "--count", &count.to_string()]);
+            cmd.args([
+                "--senders",
+                &senders.to_string(),
+                "--count",
+                &count.to_string(),
+            ]);
         }
         let mut child = cmd.stdout(Stdio::piped()).stdin(Stdio::null()).spawn()?;
         let out = BufReader::new(child.stdout.take().ok_or_else(|| err("no stdout"))?);
@@ -854,12 +893,18 @@ impl Session {
         self.seq += 1;
         let start = Instant::now();
         self.buf[..8].copy_from_slice(&seq.to_le_bytes());
-        let (tx, rx) = (self.tx.as_mut().expect("open"), self.rx.as_mut().expect("open"));
+        let (tx, rx) = (
+            self.tx.as_mut().expect("open"),
+            self.rx.as_mut().expect("open"),
+        );
         tx.send(&self.buf)?;
         let back = rx.recv(&mut self.buf)?;
         let took = start.elapsed();
         if back != seq {
-            return Err(err(format!("{}: sent #{seq}, got #{back} back", self.t.name())));
+            return Err(err(format!(
+                "{}: sent #{seq}, got #{back} back",
+                self.t.name()
+            )));
         }
         Ok(took)
     }
@@ -984,7 +1029,9 @@ fn open_sender(t: Transport, n: &Names, size: usize) -> io::Result<(Box<dyn Link
         ),
         Transport::Pipe => (
             Box::new(Stream(
-                std::fs::OpenOptions::new().write(true).open(n.path("c2s"))?,
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(n.path("c2s"))?,
             )),
             (),
         ),

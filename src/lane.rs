@@ -309,6 +309,9 @@ pub struct Lane<'a> {
     data: &'a [DataCell],
     /// Number of cells, `stamps.len() == data.len()`.
     n: u64,
+    /// This process's last view of `head` (see [`Lane::try_claim`]): a process-local word, so
+    /// that senders do not pull the receiver's cache line across CPUs on every claim.
+    head_seen: &'a AtomicU64,
 }
 
 impl<'a> Lane<'a> {
@@ -317,7 +320,12 @@ impl<'a> Lane<'a> {
     /// # Panics
     ///
     /// If `stamps` and `data` differ in length or are empty (a layout bug, not input).
-    pub(crate) fn new(ctl: &'a LaneControl, stamps: &'a [AtomicU64], data: &'a [DataCell]) -> Self {
+    pub(crate) fn new(
+        ctl: &'a LaneControl,
+        stamps: &'a [AtomicU64],
+        data: &'a [DataCell],
+        head_seen: &'a AtomicU64,
+    ) -> Self {
         assert_eq!(stamps.len(), data.len(), "lane layout: one stamp per cell");
         assert!(!data.is_empty(), "lane layout: at least one cell");
         Lane {
@@ -325,6 +333,7 @@ impl<'a> Lane<'a> {
             stamps,
             data,
             n: data.len() as u64,
+            head_seen,
         }
     }
 
@@ -377,7 +386,23 @@ impl<'a> Lane<'a> {
                 continue;
             }
             // SYNC POINT: space freed (Acquire side): the receiver's reads of these cells are done.
-            let h = self.ctl.consumer.head.load(Ordering::Acquire);
+            // The process-local `head_seen` is used first; only when it shows too little room
+            // is the shared `head` read (and `head_seen` refreshed, Release, so that a thread
+            // that later uses the cached value also happens after the receiver's reads).
+            let mut h = self.head_seen.load(Ordering::Acquire);
+            let room = |h: u64| {
+                let off = t % self.n;
+                let need_here = if off + need > self.n {
+                    self.n - off
+                } else {
+                    need
+                };
+                h <= t && t - h + need_here <= self.n
+            };
+            if !room(h) {
+                h = self.ctl.consumer.head.load(Ordering::Acquire);
+                self.head_seen.fetch_max(h, Ordering::AcqRel);
+            }
             if h > t {
                 crate::sync::spin_hint();
                 continue; // our tail is stale; a helper will move it
@@ -607,17 +632,20 @@ impl<'a> Lane<'a> {
     ///
     /// [`Corrupt`] as [`Lane::advance_head`].
     pub fn release<W: Waiter>(&self, record: RecordRef, waiter: &W) -> Result<(), Corrupt> {
-        self.ack(&record)?;
-        self.advance_head(waiter).map(|_| ())
+        let at_head = self.ack(&record)?;
+        self.advance_head_over(at_head.then_some(&record), waiter)
+            .map(|_| ())
     }
 
     /// Marks a delivered record acknowledged. Only the owner calls this; nobody else writes a
-    /// committed record's stamp.
+    /// committed record's stamp. A record at the head is not marked: the head move that
+    /// follows ([`Lane::advance_head_over`] with it) frees it directly, which saves writing a
+    /// cache line that the next sender is about to claim. Returns whether it was at the head.
     ///
     /// # Errors
     ///
     /// [`Corrupt`] if the stamp no longer shows the committed record.
-    pub fn ack(&self, record: &RecordRef) -> Result<(), Corrupt> {
+    pub fn ack(&self, record: &RecordRef) -> Result<bool, Corrupt> {
         let slot = &self.stamps[self.index(record.pos)];
         let s = slot.load(Ordering::Relaxed);
         if !stamp::is_at(s, record.pos) || stamp::state(s) != stamp::COMMITTED {
@@ -626,8 +654,11 @@ impl<'a> Lane<'a> {
                 record.pos
             )));
         }
+        if record.pos == self.ctl.consumer.head.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
         slot.store(stamp::with_state(s, stamp::ACKED), Ordering::Release);
-        Ok(())
+        Ok(false)
     }
 
     /// Moves `head` over the padding, acknowledged and abandoned records at the head of the
@@ -638,9 +669,33 @@ impl<'a> Lane<'a> {
     ///
     /// [`Corrupt`] if a stamp on the way is out of bounds.
     pub fn advance_head<W: Waiter>(&self, waiter: &W) -> Result<u64, Corrupt> {
+        self.advance_head_over(None, waiter)
+    }
+
+    /// As [`Lane::advance_head`], with `acked_at_head`: a record at the head that was just
+    /// acknowledged without marking its stamp (see [`Lane::ack`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Lane::advance_head`].
+    pub fn advance_head_over<W: Waiter>(
+        &self,
+        acked_at_head: Option<&RecordRef>,
+        waiter: &W,
+    ) -> Result<u64, Corrupt> {
         let start = self.ctl.consumer.head.load(Ordering::Relaxed);
         let mut h = start;
         let (mut acked, mut abandoned) = (0, 0);
+        if let Some(r) = acked_at_head {
+            if r.pos != start {
+                return Err(Corrupt(format!(
+                    "record at position {} acknowledged at the head, but the head is {start}",
+                    r.pos
+                )));
+            }
+            h += r.cells;
+            acked += 1;
+        }
         while h - start < self.n {
             let s = self.stamps[self.index(h)].load(Ordering::Acquire);
             if !stamp::is_at(s, h) {
@@ -903,6 +958,7 @@ pub struct HeapLane {
     ctl: LaneControl,
     stamps: Box<[AtomicU64]>,
     data: Box<[DataCell]>,
+    head_seen: AtomicU64,
 }
 
 impl HeapLane {
@@ -912,12 +968,13 @@ impl HeapLane {
             ctl: LaneControl::default(),
             stamps: (0..cells).map(|_| AtomicU64::new(0)).collect(),
             data: (0..cells).map(|_| DataCell::new()).collect(),
+            head_seen: AtomicU64::new(0),
         }
     }
 
     /// The lane view.
     pub fn lane(&self) -> Lane<'_> {
-        Lane::new(&self.ctl, &self.stamps, &self.data)
+        Lane::new(&self.ctl, &self.stamps, &self.data, &self.head_seen)
     }
 }
 
@@ -1135,11 +1192,17 @@ mod tests {
         lane.ack(&records[1]).unwrap();
         assert_eq!(lane.advance_head(&Futex).unwrap(), 0);
         assert_eq!(lane.census(64).delivered, 1);
-        lane.ack(&records[0]).unwrap();
-        assert_eq!(lane.advance_head(&Futex).unwrap(), 3);
+        assert!(
+            lane.ack(&records[0]).unwrap(),
+            "at the head: freed by the head move"
+        );
+        assert_eq!(
+            lane.advance_head_over(Some(&records[0]), &Futex).unwrap(),
+            3
+        );
         assert_eq!(lane.census(64), Census::default());
         assert!(
-            lane.ack(&records[0]).is_err(),
+            lane.ack(&records[1]).is_err(),
             "a record is acknowledged once"
         );
     }

@@ -963,9 +963,9 @@ impl Owned {
         }
         let lane = self.seg.lane(p);
         if ack {
-            lane.ack(&record).map_err(|c| AckError::Corrupt(c.0))?;
+            let at_head = lane.ack(&record).map_err(|c| AckError::Corrupt(c.0))?;
             failpoint("ack.marked");
-            lane.advance_head(&Futex)
+            lane.advance_head_over(at_head.then_some(&record), &Futex)
                 .map_err(|c| AckError::Corrupt(c.0))?;
             failpoint("ack.advanced");
         } else {

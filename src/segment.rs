@@ -387,6 +387,8 @@ pub(crate) struct Segment {
     created_unix_ns: u64,
     /// This process's slot in the sender table, taken at the first send.
     pub(crate) sender_slot: std::sync::OnceLock<u8>,
+    /// Per lane, this process's last view of the lane's `head` (see `Lane::try_claim`).
+    head_seen: [AtomicU64; 4],
 }
 
 impl Drop for Segment {
@@ -473,6 +475,7 @@ impl Segment {
                         name: name.to_string(),
                         created_unix_ns: identity.created_unix_ns,
                         sender_slot: std::sync::OnceLock::new(),
+                        head_seen: Default::default(),
                     });
                 }
                 Err(Errno::EEXIST) => continue,
@@ -647,6 +650,7 @@ impl Segment {
             name,
             created_unix_ns: id.created_unix_ns,
             sender_slot: std::sync::OnceLock::new(),
+            head_seen: Default::default(),
         })
     }
 
@@ -736,6 +740,7 @@ impl Segment {
                     base.add(l.data as usize) as *const DataCell,
                     l.cells as usize,
                 ),
+                &self.head_seen[p],
             )
         }
     }

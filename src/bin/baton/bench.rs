@@ -24,12 +24,7 @@ struct Row {
 
 const BUDGET: Duration = Duration::from_secs(55);
 
-pub fn run(
-    case: Duration,
-    transports: &[String],
-    sizes: &[u64],
-    json: bool,
-) -> io::Result<()> {
+pub fn run(case: Duration, transports: &[String], sizes: &[u64], json: bool) -> io::Result<()> {
     let exe = std::env::current_exe()?;
     let chosen: Vec<Transport> = if transports.is_empty() {
         Transport::all()
@@ -63,7 +58,15 @@ pub fn run(
         );
         println!(
             "{:<16} {:>6} {:<10} {:>9} {:>9} {:>12} {:>9} {:>12} {:>8}",
-            "transport", "size", "mode", "p50 µs", "p99 µs", "msg/s 1->1", "MB/s", "msg/s 4->1", "p50/baton"
+            "transport",
+            "size",
+            "mode",
+            "p50 µs",
+            "p99 µs",
+            "msg/s 1->1",
+            "MB/s",
+            "msg/s 4->1",
+            "p50/baton"
         );
     }
     for &size in &sizes {
