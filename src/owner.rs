@@ -178,8 +178,8 @@ fn begin(seg: &Segment, previous_owner_died: bool) -> Ownership {
         recovery::failpoint("recover.epoch");
     }
     owner
-        .progress_ns
-        .store(crate::queue::coarse_monotonic_ns(), Ordering::Relaxed);
+        .owned_since_ns
+        .store(monotonic_ns(), Ordering::Relaxed);
     owner.pid.store(std::process::id(), Ordering::Release);
     Ownership {
         epoch,

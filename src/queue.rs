@@ -256,6 +256,7 @@ impl Queue {
         let mut lanes = [LaneStatus::default(); PRIORITIES];
         let (mut sent, mut received, mut abandoned) = (0, 0, 0);
         let mut oldest: Option<u64> = None;
+        let mut next_in_line: Option<u64> = None;
         for (p, l) in lanes.iter_mut().enumerate() {
             let lane = seg.lane(p);
             let census = lane.census(attrs.max_message);
@@ -265,6 +266,7 @@ impl Queue {
             abandoned += a;
             if let Some(t) = census.oldest_waiting_sent_ns {
                 oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                next_in_line = next_in_line.or(Some(t));
             }
             *l = LaneStatus {
                 capacity: attrs.capacity[p],
@@ -279,8 +281,6 @@ impl Queue {
         let pid = shared.owner.pid.load(Ordering::Acquire);
         let owner_pid = (pid != 0 && owner::process_alive(pid)).then_some(pid);
         let now = monotonic_ns();
-        let progress = shared.owner.progress_ns.load(Ordering::Relaxed);
-        let coarse_now = coarse_monotonic_ns();
         let (name, domain) = seg.names();
         let (size, file_size) = seg.sizes();
         Status {
@@ -294,7 +294,7 @@ impl Queue {
             redelivered: shared.stats.redelivered.load(Ordering::Relaxed),
             rejected_full: shared.stats.rejected_full.load(Ordering::Relaxed),
             owner_pid,
-            owner_idle_ns: owner_pid.map(|_| coarse_now.saturating_sub(progress)),
+            owner_stalled_ns: owner_pid.and(next_in_line).map(|t| now.saturating_sub(t)),
             oldest_waiting_ns: oldest.map(|t| now.saturating_sub(t)),
             epoch: shared.owner.epoch.load(Ordering::Relaxed),
             takeovers: shared.owner.takeovers.load(Ordering::Relaxed),
@@ -374,8 +374,11 @@ pub struct Status {
     pub rejected_full: u64,
     /// The owning process, if there is a live one.
     pub owner_pid: Option<u32>,
-    /// How long the owner has delivered nothing, if owned.
-    pub owner_idle_ns: Option<u64>,
+    /// If the queue is owned and a message waits: how long the message the owner takes next
+    /// (the oldest undelivered one of the highest-priority lane that has one) has waited. An
+    /// owner that receives takes it within microseconds; a stopped or overloaded one lets it
+    /// age. Measured from the messages themselves, so the receive path pays nothing for it.
+    pub owner_stalled_ns: Option<u64>,
     /// How long the oldest undelivered message has waited, if any waits.
     pub oldest_waiting_ns: Option<u64>,
     /// Ownership epoch: how many times the queue has been taken.
@@ -399,13 +402,12 @@ pub struct Status {
 }
 
 impl Status {
-    /// Whether the queue has an owner that has delivered nothing for
-    /// `after` while a message has waited at least that long: a hung owner (e.g. stopped), or
-    /// one too busy to receive. Such an owner is not replaced automatically.
+    /// Whether the queue has an owner that has let the message it would take next wait at
+    /// least `after`: a hung owner (e.g. stopped), or one too busy to receive. Such an owner is
+    /// not replaced automatically.
     pub fn owner_stalled(&self, after: Duration) -> bool {
-        let after = after.as_nanos() as u64;
-        self.owner_idle_ns.is_some_and(|idle| idle >= after)
-            && self.oldest_waiting_ns.is_some_and(|age| age >= after)
+        self.owner_stalled_ns
+            .is_some_and(|ns| ns >= after.as_nanos() as u64)
     }
 }
 
@@ -425,18 +427,6 @@ fn expire_if_due(seg: &Segment) -> bool {
         && monotonic_ns().saturating_sub(since) >= retention.as_nanos() as u64
         && !(retention.is_zero() && recovery::standby_waiting(seg));
     due && seg.remove().is_ok()
-}
-
-/// `CLOCK_MONOTONIC_COARSE` nanoseconds: the same clock at tick resolution (a few ms), several
-/// times cheaper to read. For the owner's progress mark, which is read at second scale.
-pub(crate) fn coarse_monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC_COARSE exists on Linux >= 2.6.32.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Nanoseconds of `CLOCK_MONOTONIC`, the clock every process on the machine shares.
@@ -1009,14 +999,6 @@ impl Owned {
     fn lost(&self) -> bool {
         self.seg.shared().owner.epoch.load(Ordering::Relaxed) != self.epoch
     }
-
-    fn progress(&self) {
-        self.seg
-            .shared()
-            .owner
-            .progress_ns
-            .store(coarse_monotonic_ns(), Ordering::Relaxed);
-    }
 }
 
 /// The owner of a queue: the one process (and thread) that receives. Dropping it releases
@@ -1245,6 +1227,10 @@ impl Receiver {
         }
         for p in 0..PRIORITIES {
             let lane = seg.lane(p);
+            // The head may have moved past the cursor over padding or cancelled claims that the
+            // cursor had not reached (they need no delivery): follow it, since their stamps may
+            // already belong to the next lap.
+            local.cursor[p] = local.cursor[p].max(lane.head());
             let mut skipped = false;
             loop {
                 let at = local.cursor[p];
@@ -1301,7 +1287,7 @@ impl Receiver {
         }
     }
 
-    /// Counts a delivery: a redelivery in the queue's counter, and the owner's progress.
+    /// Counts a redelivery in the queue's counter.
     fn count_delivery(&self, redelivered: bool) {
         if redelivered {
             self.owned
@@ -1311,7 +1297,6 @@ impl Receiver {
                 .redelivered
                 .fetch_add(1, Ordering::Relaxed);
         }
-        self.owned.progress();
     }
 
     fn deliver_in_place(&mut self, Found(p, r, redelivered): Found) -> InPlace<'_> {

@@ -227,8 +227,4 @@ pub(crate) fn recover(seg: &Segment) {
         }
     }
     failpoint("recover.senders");
-    seg.shared()
-        .owner
-        .progress_ns
-        .store(crate::queue::coarse_monotonic_ns(), Ordering::Relaxed);
 }

@@ -283,8 +283,8 @@ pub(crate) struct OwnerBlock {
     /// How many times the lock was acquired from a dead holder (an owner, or a recovering
     /// standby that died during recovery).
     pub(crate) takeovers: AtomicU64,
-    /// `CLOCK_MONOTONIC` ns of the owner's last step forward (a delivery).
-    pub(crate) progress_ns: AtomicU64,
+    /// `CLOCK_MONOTONIC` ns of when the current owner took the queue.
+    pub(crate) owned_since_ns: AtomicU64,
     /// `CLOCK_MONOTONIC` ns since when the queue has had no owner (its last owner's close, or
     /// the moment its death was found); 0 while it has never had one.
     pub(crate) unowned_since_ns: AtomicU64,
@@ -1030,7 +1030,7 @@ mod layout_doc {
         assert_eq!(std::mem::offset_of!(Identity, domain), 416);
         assert_eq!(std::mem::size_of::<Shared>(), 1536);
         assert_eq!(std::mem::offset_of!(OwnerBlock, pid), 40);
-        assert_eq!(std::mem::offset_of!(OwnerBlock, progress_ns), 64);
+        assert_eq!(std::mem::offset_of!(OwnerBlock, owned_since_ns), 64);
         assert_eq!(std::mem::offset_of!(OwnerBlock, unowned_since_ns), 72);
         assert_eq!(std::mem::offset_of!(Shared, data_event), 128);
         assert_eq!(std::mem::offset_of!(Shared, stats), 256);

@@ -403,3 +403,60 @@ fn every_drop_order_leaves_the_queue_usable() {
     drop(rx);
     assert_eq!(q.status().owner_pid, None);
 }
+
+#[test]
+fn the_receiver_follows_the_head_over_padding_that_a_sender_has_since_reused() {
+    let t = TestDomain::new("wrap");
+    // Five 64-byte cells per lane, two-cell messages: A B | pad | C D ...
+    let attrs = Attributes {
+        capacity: [320; 4],
+        max_message: 96,
+        ..Default::default()
+    };
+    let q = queue(&t, attrs);
+    let tx = q.sender();
+    let msg = |c: char| c.to_string().repeat(90);
+    let mut rx = q.receiver().unwrap();
+    tx.send(msg('A').as_bytes()).unwrap(); // cells 0-1
+    let a = rx.try_recv().unwrap();
+    tx.send(msg('B').as_bytes()).unwrap(); // cells 2-3
+    let b = rx.try_recv().unwrap();
+    assert_eq!(rx.try_recv(), Err(RecvError::Empty)); // the receiver looks at cell 4: nothing
+    a.ack().unwrap();
+    tx.send(msg('C').as_bytes()).unwrap(); // padding at cell 4, C at cells 5-6 (0-1)
+    b.ack().unwrap(); // the head moves over B and the padding, to C
+    tx.send(msg('D').as_bytes()).unwrap(); // cells 7-8 (2-3)
+                                           // Padding again at cell 9, the same cell as the first padding: that stamp is gone.
+    assert!(tx.try_send(msg('E')).is_err());
+    assert_eq!(rx.try_recv().unwrap().payload(), msg('C').as_bytes());
+    assert_eq!(rx.try_recv().unwrap().payload(), msg('D').as_bytes());
+}
+
+#[test]
+fn records_that_wrap_behind_padding_keep_flowing_whatever_the_acknowledgement_order() {
+    let t = TestDomain::new("wrap");
+    // Five cells per lane and two-cell messages: every other lap ends in a padding record,
+    // which the head passes as soon as the record before it is acknowledged.
+    let attrs = Attributes {
+        capacity: [320; 4],
+        max_message: 96,
+        ..Default::default()
+    };
+    let q = queue(&t, attrs);
+    let tx = q.sender();
+    let mut rx = q.receiver().unwrap();
+    for round in 0..200u32 {
+        let a = format!("{round:>90}");
+        tx.send_timeout(a.as_bytes(), Duration::from_secs(5))
+            .unwrap();
+        let m = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(m.payload(), a.as_bytes(), "round {round}");
+        // The sender fills the lane while the receiver still holds its message.
+        tx.send_timeout(a.as_bytes(), Duration::from_secs(5))
+            .unwrap();
+        drop(m);
+        let m = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(m.payload(), a.as_bytes(), "round {round}");
+    }
+    assert_eq!(q.status().received, 400);
+}

@@ -24,7 +24,13 @@ struct Row {
 
 const BUDGET: Duration = Duration::from_secs(55);
 
-pub fn run(case: Duration, transports: &[String], sizes: &[u64], json: bool) -> io::Result<()> {
+pub fn run(
+    case: Duration,
+    rounds: usize,
+    transports: &[String],
+    sizes: &[u64],
+    json: bool,
+) -> io::Result<()> {
     let exe = std::env::current_exe()?;
     let chosen: Vec<Transport> = if transports.is_empty() {
         Transport::all()
@@ -54,7 +60,7 @@ pub fn run(case: Duration, transports: &[String], sizes: &[u64], json: bool) -> 
     if !json {
         println!(
             "baton bench: round trips and one-way throughput across two processes (CPU 0 and 1), \
-             payload copied in and out, sequence numbers checked"
+             payload copied in and out, sequence numbers checked; {rounds} interleaved rounds"
         );
         println!(
             "{:<16} {:>6} {:<10} {:>9} {:>9} {:>12} {:>9} {:>12} {:>8}",
@@ -69,15 +75,29 @@ pub fn run(case: Duration, transports: &[String], sizes: &[u64], json: bool) -> 
             "p50/baton"
         );
     }
-    for &size in &sizes {
-        let mut rows = Vec::new();
-        for &t in &chosen {
-            if started.elapsed() > BUDGET {
-                eprintln!("baton bench: stopping early to stay within 60 s");
-                break;
+    // Rounds interleave every case, so that a slow moment of this shared machine falls on all
+    // transports alike; round trips are pooled and throughputs take the median.
+    let mut acc: Vec<Vec<Acc>> = sizes
+        .iter()
+        .map(|_| chosen.iter().map(|_| Acc::default()).collect())
+        .collect();
+    'rounds: for _ in 0..rounds.max(1) {
+        for (si, &size) in sizes.iter().enumerate() {
+            for (ti, &t) in chosen.iter().enumerate() {
+                if started.elapsed() > BUDGET {
+                    eprintln!("baton bench: stopping early to stay within 60 s");
+                    break 'rounds;
+                }
+                acc[si][ti].add(measure(&exe, t, size, case));
             }
-            rows.push(measure(&exe, t, size, case));
         }
+    }
+    for (si, &size) in sizes.iter().enumerate() {
+        let mut rows: Vec<Row> = chosen
+            .iter()
+            .zip(acc[si].drain(..))
+            .map(|(&t, a)| a.row(t, size))
+            .collect();
         let base = |mode: &str| {
             let name = if mode == "polled" {
                 "baton-polled"
@@ -104,49 +124,85 @@ pub fn run(case: Duration, transports: &[String], sizes: &[u64], json: bool) -> 
     Ok(())
 }
 
-fn measure(exe: &std::path::Path, t: Transport, size: usize, case: Duration) -> Row {
-    let mut row = Row {
-        transport: t.name(),
-        size,
-        mode: t.mode(),
-        rtt_p50_us: None,
-        rtt_p99_us: None,
-        round_trips: 0,
-        msgs_per_sec: None,
-        payload_mb_per_sec: None,
-        msgs_per_sec_4_senders: None,
-        p50_ratio_to_baton: None,
+/// One case's results over the rounds.
+#[derive(Default)]
+struct Acc {
+    rtts: Vec<Duration>,
+    rates: Vec<f64>,
+    rates4: Vec<f64>,
+    error: Option<String>,
+}
+
+struct Measured {
+    rtts: Vec<Duration>,
+    rate: Option<f64>,
+    rate4: Option<f64>,
+    error: Option<String>,
+}
+
+impl Acc {
+    fn add(&mut self, m: Measured) {
+        self.rtts.extend(m.rtts);
+        self.rates.extend(m.rate);
+        self.rates4.extend(m.rate4);
+        if m.error.is_some() {
+            self.error = m.error;
+        }
+    }
+
+    fn row(mut self, t: Transport, size: usize) -> Row {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied()
+        };
+        self.rtts.sort_unstable();
+        let has = !self.rtts.is_empty();
+        let rate = median(&mut self.rates);
+        Row {
+            transport: t.name(),
+            size,
+            mode: t.mode(),
+            rtt_p50_us: has.then(|| us(percentile(&self.rtts, 0.5))),
+            rtt_p99_us: has.then(|| us(percentile(&self.rtts, 0.99))),
+            round_trips: self.rtts.len(),
+            msgs_per_sec: rate,
+            payload_mb_per_sec: rate.map(|r| r * size as f64 / 1e6),
+            msgs_per_sec_4_senders: median(&mut self.rates4),
+            p50_ratio_to_baton: None,
+            error: self.error,
+        }
+    }
+}
+
+fn measure(exe: &std::path::Path, t: Transport, size: usize, case: Duration) -> Measured {
+    let mut m = Measured {
+        rtts: Vec::new(),
+        rate: None,
+        rate4: None,
         error: None,
     };
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
     match round_trips(exe, t, size, 200, 1_000_000, case) {
-        Ok(v) => {
-            row.round_trips = v.len();
-            row.rtt_p50_us = Some(us(percentile(&v, 0.5)));
-            row.rtt_p99_us = Some(us(percentile(&v, 0.99)));
-        }
+        Ok(v) => m.rtts = v,
         Err(e) => {
-            row.error = Some(e.to_string());
-            return row;
+            m.error = Some(e.to_string());
+            return m;
         }
     }
     // Enough messages for about `case` at a rate well above one per round trip.
-    let per_rtt = row.rtt_p50_us.unwrap_or(10.0) * 1e-6;
+    let per_rtt = percentile(&m.rtts, 0.5).as_secs_f64().max(1e-7);
     let count = ((case.as_secs_f64() / per_rtt) * 4.0).clamp(2_000.0, 2_000_000.0) as u64;
     match throughput(exe, t, size, 1, count) {
-        Ok(rate) => {
-            row.msgs_per_sec = Some(rate);
-            row.payload_mb_per_sec = Some(rate * size as f64 / 1e6);
-        }
-        Err(e) => row.error = Some(format!("throughput: {e}")),
+        Ok(rate) => m.rate = Some(rate),
+        Err(e) => m.error = Some(format!("throughput: {e}")),
     }
     if t.many_senders() && size <= 4096 {
         match throughput(exe, t, size, 4, count / 4) {
-            Ok(rate) => row.msgs_per_sec_4_senders = Some(rate),
-            Err(e) => row.error = Some(format!("4 senders: {e}")),
+            Ok(rate) => m.rate4 = Some(rate),
+            Err(e) => m.error = Some(format!("4 senders: {e}")),
         }
     }
-    row
+    m
 }
 
 fn print_row(r: &Row) {

@@ -98,8 +98,8 @@ enum Command {
     /// Show a queue's status.
     Stat {
         name: String,
-        /// Report the owner as stalled when it has made no progress for this long while a
-        /// message has waited as long (seconds).
+        /// Report the owner as stalled when the message it would take next has waited this
+        /// long (seconds).
         #[arg(long, value_parser = parse_seconds, default_value = "5")]
         stall_after: Duration,
     },
@@ -112,9 +112,13 @@ enum Command {
     /// shared memory (and iceoryx2, if built with the `iceoryx2` feature), across two
     /// processes on two CPUs: round-trip latency and one-way throughput.
     Bench {
-        /// Run each case for about this long (seconds); the whole run stays under 60 s.
-        #[arg(long, value_parser = parse_seconds, default_value = "0.25")]
+        /// Run each case for about this long per round (seconds); the whole run stays under
+        /// 60 s.
+        #[arg(long, value_parser = parse_seconds, default_value = "0.1")]
         case_seconds: Duration,
+        /// Interleaved rounds over all cases.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// Only these transports (comma-separated names, as printed).
         #[arg(long, value_delimiter = ',')]
         transports: Vec<String>,
@@ -362,9 +366,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Bench {
             case_seconds,
+            rounds,
             transports,
             sizes,
-        } => bench::run(case_seconds, &transports, &sizes, json)?,
+        } => bench::run(case_seconds, rounds, &transports, &sizes, json)?,
         Command::BenchServe {
             transport,
             id,
@@ -450,9 +455,8 @@ fn print_status(st: &Status, stalled: Option<Duration>) {
         (None, _) => "none".to_string(),
         (Some(p), None) => format!("pid {p}"),
         (Some(p), Some(after)) => format!(
-            "pid {p} STALLED: no progress for {:.1} s while a message has waited {:.1} s (threshold {} s)",
-            secs(st.owner_idle_ns.unwrap_or(0)),
-            secs(st.oldest_waiting_ns.unwrap_or(0)),
+            "pid {p} STALLED: the message it would take next has waited {:.1} s (threshold {} s)",
+            secs(st.owner_stalled_ns.unwrap_or(0)),
             after.as_secs_f64()
         ),
     };
