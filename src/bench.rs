@@ -377,9 +377,10 @@ impl Link for BatonRx {
             Transport::BatonZeroCopy => {
                 let m = self.rx.recv_in_place().map_err(err)?;
                 // Read every byte in place, as a consumer would (the others copy them out).
-                let folded = m.payload().chunks(8).fold(0u64, |acc, c| {
-                    acc ^ c.iter().fold(0u64, |w, &b| w << 8 | b as u64)
-                });
+                let mut folded = 0u64;
+                for c in m.payload().chunks_exact(8) {
+                    folded ^= u64::from_ne_bytes(c.try_into().expect("8 bytes"));
+                }
                 std::hint::black_box(folded);
                 Ok(seq_of(m.payload()))
             }
@@ -802,7 +803,11 @@ pub fn serve(t: Transport, n: &Names, size: usize, role: Role) -> io::Result<()>
                 let seq = rx.recv(&mut buf)?;
                 let (s, i) = ((seq >> 48) as usize, seq & ((1 << 48) - 1));
                 if next.get(s) != Some(&i) {
-                    return Err(err(format!("{}: sender {s} #{i} out of order", t.name())));
+                    return Err(err(format!(
+                        "{}: sender {s} #{i} out of order (expected #{:?}; all: {next:?})",
+                        t.name(),
+                        next.get(s)
+                    )));
                 }
                 next[s] += 1;
             }

@@ -20,11 +20,14 @@
 //! The `tail` word is only a hint that anyone may advance: a sender that finds the stamp at `tail`
 //! already claimed for position `tail` moves `tail` past that record (helping) and tries again.
 //! So no sender ever waits for another sender. The budget is checked against `head`: a claim of
-//! `k` cells at `t` needs `t + k - head <= n`. This is also what makes the claim safe from ABA: a
-//! stamp at `t % n` can only change through a claim at a position congruent to `t`, and `tail`
-//! cannot move past `t` without a claim at `t`; so a compare-and-swap that still finds the old
-//! stamp proves that `t` is still the tail. (The tag is 32 bits: a thread would have to stall for
-//! 2^32 cells of traffic, 256 GiB, and then find a bit-identical stamp.)
+//! `k` cells at `t` needs `t + k - head <= n`. The claim is safe from ABA: a stamp at `t % n`
+//! can only change through a claim at a position congruent to `t`, and `tail` cannot move past
+//! `t` without a claim at `t`; so a compare-and-swap that still finds a stamp of an *earlier* lap
+//! proves that `t` is still the tail. A sender held up between reading `tail` and reading the
+//! stamp may find a stamp of a *later* lap instead: its tag is ahead of `t`, and the sender
+//! starts again ([`stamp::is_after`]; senders read a process-local copy of `head`, so the budget
+//! check alone does not catch a stale `t`). (The tag is 32 bits: a thread would have to stall
+//! for 2^31 cells of traffic, 128 GiB, to be misled.)
 //!
 //! A record that would cross the end of the ring is preceded by a *padding* record that fills
 //! the lane to its end, claimed directly in the `PAD` state; the sender then claims again at the
@@ -100,6 +103,12 @@ pub mod stamp {
     #[inline]
     pub fn is_at(stamp: u64, pos: u64) -> bool {
         (stamp >> 32) as u32 == pos as u32 && state(stamp) != 0
+    }
+    /// Whether the stamp marks a record claimed at a position after `pos` (a later lap): its
+    /// tag is ahead of `pos`'s in 32-bit modular order.
+    #[inline]
+    pub fn is_after(stamp: u64, pos: u64) -> bool {
+        state(stamp) != 0 && ((stamp >> 32) as u32).wrapping_sub(pos as u32) as i32 > 0
     }
     /// The record's length in cells.
     #[inline]
@@ -280,6 +289,8 @@ pub struct Census {
     pub delivered: u64,
     /// Records claimed and not yet committed.
     pub in_flight: u64,
+    /// Records abandoned by dead senders and not yet freed.
+    pub abandoned: u64,
     /// Send time of the first record waiting to be delivered.
     pub oldest_waiting_sent_ns: Option<u64>,
 }
@@ -383,6 +394,13 @@ impl<'a> Lane<'a> {
                     return Err(corrupt(format!("stamp at position {t} spans {k} cells")));
                 }
                 let _ = tail.compare_exchange(t, t + k, Ordering::Relaxed, Ordering::Relaxed);
+                continue;
+            }
+            if stamp::is_after(s, t) {
+                // A later lap has claimed this cell: `t` is stale (this thread was held up
+                // between reading `tail` and the stamp). Claiming on top of it would destroy a
+                // live record, so read `tail` again.
+                crate::sync::spin_hint();
                 continue;
             }
             // SYNC POINT: space freed (Acquire side): the receiver's reads of these cells are done.
@@ -683,6 +701,22 @@ impl<'a> Lane<'a> {
         acked_at_head: Option<&RecordRef>,
         waiter: &W,
     ) -> Result<u64, Corrupt> {
+        self.advance_head_until(acked_at_head, u64::MAX, waiter)
+    }
+
+    /// As [`Lane::advance_head_over`], looking no further than `limit`: the owner passes its
+    /// cursor, since nothing it has not reached yet can be finished, and so it does not read
+    /// the stamp a sender is about to claim.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lane::advance_head`].
+    pub fn advance_head_until<W: Waiter>(
+        &self,
+        acked_at_head: Option<&RecordRef>,
+        limit: u64,
+        waiter: &W,
+    ) -> Result<u64, Corrupt> {
         let start = self.ctl.consumer.head.load(Ordering::Relaxed);
         let mut h = start;
         let (mut acked, mut abandoned) = (0, 0);
@@ -696,7 +730,7 @@ impl<'a> Lane<'a> {
             h += r.cells;
             acked += 1;
         }
-        while h - start < self.n {
+        while h - start < self.n && h < limit {
             let s = self.stamps[self.index(h)].load(Ordering::Acquire);
             if !stamp::is_at(s, h) {
                 break;
@@ -862,7 +896,11 @@ impl<'a> Lane<'a> {
                     // A reserved stamp's cells are valid (checked by `at`).
                     stamp::cells(self.stamps[self.index(p)].load(Ordering::Relaxed)).max(1)
                 }
-                Slot::Skip { cells } => cells,
+                Slot::Skip { cells } => {
+                    let s = self.stamps[self.index(p)].load(Ordering::Relaxed);
+                    c.abandoned += u64::from(stamp::state(s) == stamp::ABANDONED);
+                    cells
+                }
                 Slot::Record(r) => {
                     if r.pos < read {
                         c.delivered += 1;
@@ -1205,5 +1243,51 @@ mod tests {
             lane.ack(&records[1]).is_err(),
             "a record is acknowledged once"
         );
+    }
+
+    #[test]
+    fn a_stamp_of_a_later_lap_is_recognised_even_across_the_tag_wrap() {
+        let later = stamp::pack(5, 1, 1, stamp::COMMITTED);
+        assert!(stamp::is_after(later, 1));
+        assert!(!stamp::is_after(later, 5), "at, not after");
+        assert!(!stamp::is_after(stamp::pack(1, 1, 1, stamp::ACKED), 5));
+        assert!(!stamp::is_after(0, 5), "never claimed");
+        let wrapped = stamp::pack((1u64 << 32) + 2, 1, 1, stamp::RESERVED);
+        assert!(stamp::is_after(wrapped, (1u64 << 32) - 2));
+    }
+
+    #[test]
+    fn a_sender_with_a_stale_tail_does_not_claim_over_a_later_lap() {
+        let heap = HeapLane::new(4);
+        let lane = heap.lane();
+        for round in 0..2u8 {
+            for i in 0..4u8 {
+                send(&lane, &[round * 4 + i]).unwrap();
+            }
+            if round == 0 {
+                for i in 0..4u8 {
+                    assert_eq!(recv(&lane).unwrap(), vec![i]);
+                }
+            }
+        }
+        // A sender that read `tail` = 1 long ago, and a stale view of `head`: the cell of
+        // position 1 now holds position 5, a live record.
+        heap.ctl.producer.tail.store(1, Ordering::Relaxed);
+        heap.head_seen.store(0, Ordering::Relaxed);
+        let helper = std::thread::scope(|s| {
+            let h = s.spawn(|| lane.try_claim(1, 2));
+            // Another sender moves the tail on, as live senders do.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            heap.ctl.producer.tail.store(8, Ordering::Relaxed);
+            h.join().unwrap()
+        });
+        assert_eq!(
+            helper,
+            Err(ClaimError::Full),
+            "the lane is full, not overwritable"
+        );
+        for i in 4..8u8 {
+            assert_eq!(recv(&lane).unwrap(), vec![i], "live records intact");
+        }
     }
 }

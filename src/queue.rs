@@ -261,9 +261,9 @@ impl Queue {
             let lane = seg.lane(p);
             let census = lane.census(attrs.max_message);
             let (r, a) = lane.counters();
-            sent += r + a + census.waiting + census.delivered + census.in_flight;
+            abandoned += a + census.abandoned;
+            sent += r + a + census.waiting + census.delivered + census.in_flight + census.abandoned;
             received += r;
-            abandoned += a;
             if let Some(t) = census.oldest_waiting_sent_ns {
                 oldest = Some(oldest.map_or(t, |o| o.min(t)));
                 next_in_line = next_in_line.or(Some(t));
@@ -955,7 +955,7 @@ impl Owned {
         if ack {
             let at_head = lane.ack(&record).map_err(|c| AckError::Corrupt(c.0))?;
             failpoint("ack.marked");
-            lane.advance_head_over(at_head.then_some(&record), &Futex)
+            lane.advance_head_until(at_head.then_some(&record), local.cursor[p], &Futex)
                 .map_err(|c| AckError::Corrupt(c.0))?;
             failpoint("ack.advanced");
         } else {

@@ -1,0 +1,84 @@
+//! baton against the transports people would otherwise use, across two processes on two CPUs:
+//! round-trip latency (ping-pong over two channels) and one-way throughput, 1 and 4 senders.
+//! The same code as `baton bench` (`baton::bench`); each message's sequence number is checked.
+//!
+//! `cargo bench --bench transports` (add `--features iceoryx2` to include iceoryx2). A
+//! transport that cannot carry a size (POSIX and System V queues above their kernel limits) is
+//! reported and skipped.
+
+use baton::bench::{throughput, Role, Session, Transport};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn baton_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_baton"))
+}
+
+fn round_trip(c: &mut Criterion) {
+    let exe = baton_exe();
+    for size in [64usize, 4096, 65536] {
+        let mut group = c.benchmark_group(format!("round_trip/{size}B"));
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        for t in Transport::all() {
+            let mut session = match Session::start(&exe, t, size, Role::Echo) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("round_trip/{size}B/{}: skipped: {e}", t.name());
+                    continue;
+                }
+            };
+            if let Err(e) = session.round_trip() {
+                eprintln!("round_trip/{size}B/{}: skipped: {e}", t.name());
+                continue;
+            }
+            group.bench_function(BenchmarkId::from_parameter(t.name()), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| session.round_trip().expect("round trip"))
+                        .sum()
+                })
+            });
+            session.finish().expect("peer ends cleanly");
+        }
+        group.finish();
+    }
+}
+
+fn one_way(c: &mut Criterion) {
+    let exe = baton_exe();
+    const PER_RUN: u64 = 20_000;
+    for (size, senders) in [(64usize, 1u32), (4096, 1), (64, 4)] {
+        let mut group = c.benchmark_group(format!("throughput_{senders}to1/{size}B"));
+        group.sample_size(10);
+        group.warm_up_time(Duration::from_millis(200));
+        group.measurement_time(Duration::from_secs(2));
+        group.throughput(Throughput::Elements(PER_RUN));
+        for t in Transport::all() {
+            if senders > 1 && !t.many_senders() {
+                continue;
+            }
+            let per_sender = PER_RUN / senders as u64;
+            if let Err(e) = throughput(&exe, t, size, senders, per_sender) {
+                eprintln!("throughput/{size}B/{}: skipped: {e}", t.name());
+                continue;
+            }
+            group.bench_function(BenchmarkId::from_parameter(t.name()), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| {
+                            let rate =
+                                throughput(&exe, t, size, senders, per_sender).expect("a run");
+                            Duration::from_secs_f64(PER_RUN as f64 / rate)
+                        })
+                        .sum()
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, round_trip, one_way);
+criterion_main!(benches);
