@@ -100,6 +100,17 @@ impl Transport {
         }
     }
 
+    /// Whether the one-way throughput run applies. iceoryx2's event path lost messages in
+    /// the sequence check of this harness under backpressure (not resolved; its polled path
+    /// passes), so its throughput is not reported rather than reported wrong.
+    pub fn measures_throughput(self) -> bool {
+        #[cfg(feature = "iceoryx2")]
+        if self == Transport::Iceoryx2Event {
+            return false;
+        }
+        true
+    }
+
     /// Whether several senders may share one receiving end.
     pub fn many_senders(self) -> bool {
         !matches!(self, Transport::ShmSpin | Transport::ShmFutex) && !self.is_iceoryx2()
@@ -441,7 +452,17 @@ impl Link for Dgram {
 }
 
 struct PosixMq {
-    mq: nix::mqueue::MqdT,
+    mq: Option<nix::mqueue::MqdT>,
+}
+
+impl Drop for PosixMq {
+    fn drop(&mut self) {
+        // nix's `MqdT` does not close itself; an unclosed queue outlives its unlink and counts
+        // against the user's RLIMIT_MSGQUEUE.
+        if let Some(mq) = self.mq.take() {
+            let _ = nix::mqueue::mq_close(mq);
+        }
+    }
 }
 
 impl PosixMq {
@@ -456,17 +477,21 @@ impl PosixMq {
             Some(&attr),
         )
         .map_err(|e| err(format!("mq_open {name} for {size}-byte messages: {e}")))?;
-        Ok(PosixMq { mq })
+        Ok(PosixMq { mq: Some(mq) })
+    }
+
+    fn mq(&self) -> &nix::mqueue::MqdT {
+        self.mq.as_ref().expect("open until dropped")
     }
 }
 
 impl Link for PosixMq {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        nix::mqueue::mq_send(&self.mq, msg, 0).map_err(err)
+        nix::mqueue::mq_send(self.mq(), msg, 0).map_err(err)
     }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<u64> {
         let mut prio = 0;
-        nix::mqueue::mq_receive(&self.mq, buf, &mut prio).map_err(err)?;
+        nix::mqueue::mq_receive(self.mq(), buf, &mut prio).map_err(err)?;
         Ok(seq_of(buf))
     }
 }
@@ -659,9 +684,12 @@ mod ice {
                 .map_err(err)
         };
         let pubsub = |node: &Node<ipc::Service>, d: &str| {
+            // Lossless like the others: no overflow; a full subscriber holds the publisher back.
             node.service_builder(&name(d)?)
                 .publish_subscribe::<[u8]>()
                 .subscriber_max_buffer_size(16)
+                .enable_safe_overflow(false)
+                .max_publishers(4)
                 .open_or_create()
                 .map_err(err)
         };
@@ -675,6 +703,7 @@ mod ice {
         let publisher = pubsub(&tx_node, out)?
             .publisher_builder()
             .initial_max_slice_len(size)
+            .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
             .create()
             .map_err(err)?;
         let notifier = if event {
@@ -743,7 +772,7 @@ mod ice {
                 }
                 match &self.listener {
                     Some(l) => {
-                        l.blocking_wait_all(|_| {}).map_err(err)?;
+                        l.blocking_wait(|_| {}).map_err(err)?;
                     }
                     None => std::hint::spin_loop(),
                 }

@@ -192,6 +192,9 @@ fn measure(exe: &std::path::Path, t: Transport, size: usize, case: Duration) -> 
     // Enough messages for about `case` at a rate well above one per round trip.
     let per_rtt = percentile(&m.rtts, 0.5).as_secs_f64().max(1e-7);
     let count = ((case.as_secs_f64() / per_rtt) * 4.0).clamp(2_000.0, 2_000_000.0) as u64;
+    if !t.measures_throughput() {
+        return m;
+    }
     match throughput(exe, t, size, 1, count) {
         Ok(rate) => m.rate = Some(rate),
         Err(e) => m.error = Some(format!("throughput: {e}")),
