@@ -30,6 +30,7 @@ pub fn run(
     transports: &[String],
     sizes: &[u64],
     json: bool,
+    svg: Option<&std::path::Path>,
 ) -> io::Result<()> {
     let exe = std::env::current_exe()?;
     let chosen: Vec<Transport> = if transports.is_empty() {
@@ -92,6 +93,7 @@ pub fn run(
             }
         }
     }
+    let mut all_rows = Vec::new();
     for (si, &size) in sizes.iter().enumerate() {
         let mut rows: Vec<Row> = chosen
             .iter()
@@ -120,8 +122,69 @@ pub fn run(
                 print_row(r);
             }
         }
+        all_rows.extend(rows);
+    }
+    if let Some(path) = svg {
+        std::fs::write(path, chart(&all_rows))?;
     }
     Ok(())
+}
+
+/// A bar chart of the p50 round trips, log scale, one group per size.
+fn chart(rows: &[Row]) -> String {
+    let (left, width, bar, gap) = (170.0, 560.0, 14.0, 22.0);
+    let measured: Vec<&Row> = rows.iter().filter(|r| r.rtt_p50_us.is_some()).collect();
+    let (lo, hi) = (0.1f64.log10(), 1000f64.log10());
+    let x = |us: f64| left + (us.max(0.1).log10() - lo) / (hi - lo) * width;
+    let mut y = 40.0;
+    let mut body = String::new();
+    let mut last_size = 0;
+    for r in &measured {
+        if r.size != last_size {
+            y += gap;
+            body += &format!(
+                "<text x='10' y='{y}' font-weight='bold'>{} B</text>\n",
+                r.size
+            );
+            y += 6.0;
+            last_size = r.size;
+        }
+        let p50 = r.rtt_p50_us.unwrap_or(0.0);
+        let color = if r.transport.starts_with("baton") {
+            "#2a6f97"
+        } else {
+            "#aaaaaa"
+        };
+        body += &format!(
+            "<text x='{}' y='{}' text-anchor='end' font-size='11'>{}</text>\
+             <rect x='{left}' y='{}' width='{:.1}' height='{bar}' fill='{color}'/>\
+             <text x='{:.1}' y='{}' font-size='11'>{p50:.2} µs</text>\n",
+            left - 6.0,
+            y + 11.0,
+            r.transport,
+            y,
+            x(p50) - left,
+            x(p50) + 4.0,
+            y + 11.0
+        );
+        y += bar + 3.0;
+    }
+    let mut axis = String::new();
+    for us in [0.1, 1.0, 10.0, 100.0, 1000.0] {
+        axis += &format!(
+            "<line x1='{0:.1}' y1='30' x2='{0:.1}' y2='{1}' stroke='#ddd'/>\
+             <text x='{0:.1}' y='24' font-size='10' text-anchor='middle'>{us} µs</text>\n",
+            x(us),
+            y + 5.0
+        );
+    }
+    format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-family='sans-serif'>\n\
+         <text x='10' y='14' font-size='12'>round trip p50, two processes on two CPUs (log scale)</text>\n\
+         {axis}{body}</svg>\n",
+        left + width + 90.0,
+        y + 10.0
+    )
 }
 
 /// One case's results over the rounds.

@@ -119,6 +119,9 @@ enum Command {
         /// Interleaved rounds over all cases.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Also write a bar chart of the round trips to this SVG file.
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
         /// Only these transports (comma-separated names, as printed).
         #[arg(long, value_delimiter = ',')]
         transports: Vec<String>,
@@ -369,7 +372,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
             rounds,
             transports,
             sizes,
-        } => bench::run(case_seconds, rounds, &transports, &sizes, json)?,
+            svg,
+        } => bench::run(
+            case_seconds,
+            rounds,
+            &transports,
+            &sizes,
+            json,
+            svg.as_deref(),
+        )?,
         Command::BenchServe {
             transport,
             id,
