@@ -271,3 +271,58 @@ fn a_standby_that_times_out_exits_3_with_a_clear_message() {
     );
     assert_user_error(&run(&t, &["recv", "q"]), 1, "busy");
 }
+
+#[test]
+fn bench_measures_every_transport_and_checks_every_sequence_number() {
+    let t = TestDomain::new("cli-bench");
+    let o = run(
+        &t,
+        &[
+            "--json",
+            "bench",
+            "--sizes",
+            "64",
+            "--rounds",
+            "1",
+            "--case-seconds",
+            "0.01",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["transport"].as_str().unwrap())
+        .collect();
+    for want in [
+        "baton-polled",
+        "baton-blocking",
+        "baton-zero-copy",
+        "shm-spin",
+        "shm-futex",
+        "pipe",
+        "unix-socket",
+        "posix-mq",
+        "sysv-mq",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    for r in &rows {
+        assert!(r["error"].is_null(), "{r}");
+        assert!(r["round_trips"].as_u64().unwrap() >= 100, "{r}");
+        assert!(r["msgs_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let baton = rows
+        .iter()
+        .find(|r| r["transport"] == "baton-blocking")
+        .unwrap();
+    assert_eq!(baton["p50_ratio_to_baton"], serde_json::json!(1.0));
+    assert_user_error(
+        &run(&t, &["bench", "--transports", "carrier-pigeon"]),
+        1,
+        "unknown transport",
+    );
+}
