@@ -11,6 +11,19 @@ fn queue(t: &TestDomain, attrs: Attributes) -> Queue {
     Queue::create(&t.domain, "q", &attrs).unwrap()
 }
 
+/// Five 64-byte cells per lane, for messages of two cells (up to 96 bytes): records wrap
+/// behind padding every other lap.
+fn five_cell_queue(t: &TestDomain) -> Queue {
+    queue(
+        t,
+        Attributes {
+            capacity: [320; 4],
+            max_message: 96,
+            ..Default::default()
+        },
+    )
+}
+
 fn payloads(rx: &mut baton::Receiver) -> Vec<(String, bool)> {
     let mut out = Vec::new();
     while let Ok(m) = rx.try_recv() {
@@ -407,13 +420,8 @@ fn every_drop_order_leaves_the_queue_usable() {
 #[test]
 fn the_receiver_follows_the_head_over_padding_that_a_sender_has_since_reused() {
     let t = TestDomain::new("wrap");
-    // Five 64-byte cells per lane, two-cell messages: A B | pad | C D ...
-    let attrs = Attributes {
-        capacity: [320; 4],
-        max_message: 96,
-        ..Default::default()
-    };
-    let q = queue(&t, attrs);
+    // A B | pad | C D ...
+    let q = five_cell_queue(&t);
     let tx = q.sender();
     let msg = |c: char| c.to_string().repeat(90);
     let mut rx = q.receiver().unwrap();
@@ -435,14 +443,9 @@ fn the_receiver_follows_the_head_over_padding_that_a_sender_has_since_reused() {
 #[test]
 fn records_that_wrap_behind_padding_keep_flowing_whatever_the_acknowledgement_order() {
     let t = TestDomain::new("wrap");
-    // Five cells per lane and two-cell messages: every other lap ends in a padding record,
-    // which the head passes as soon as the record before it is acknowledged.
-    let attrs = Attributes {
-        capacity: [320; 4],
-        max_message: 96,
-        ..Default::default()
-    };
-    let q = queue(&t, attrs);
+    // Every other lap ends in a padding record, which the head passes as soon as the record
+    // before it is acknowledged.
+    let q = five_cell_queue(&t);
     let tx = q.sender();
     let mut rx = q.receiver().unwrap();
     for round in 0..200u32 {
