@@ -57,7 +57,7 @@
 //! Everything read from a stamp or a record header is checked before use: a peer that scribbles
 //! on the lane produces a [`Corrupt`] error, never an out-of-bounds access.
 
-use crate::sync::{AtomicU64, DataCell, Ordering};
+use crate::sync::{mutant, AtomicU64, DataCell, Ordering};
 use crate::wait::{Event, Waiter};
 use crossbeam_utils::CachePadded;
 
@@ -551,7 +551,17 @@ impl<'a> Lane<'a> {
         let reserved = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::RESERVED);
         let committed = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::COMMITTED);
         // SYNC POINT: record published (Release side).
-        slot.compare_exchange(reserved, committed, Ordering::Release, Ordering::Relaxed)
+        if mutant("commit_store") {
+            // MUTANT: publish without checking that the claim is still ours.
+            slot.store(committed, Ordering::Release);
+            return Ok(());
+        }
+        let publish = if mutant("commit_relaxed") {
+            Ordering::Relaxed // MUTANT: no Release
+        } else {
+            Ordering::Release
+        };
+        slot.compare_exchange(reserved, committed, publish, Ordering::Relaxed)
             .map(|_| ())
             .map_err(|now| {
                 if now == stamp::with_state(reserved, stamp::ABANDONED) {
@@ -624,14 +634,15 @@ impl<'a> Lane<'a> {
     ///
     /// [`Corrupt`] if the head stamp or record header is out of bounds.
     pub fn peek<W: Waiter>(&self, max_message: u32, waiter: &W) -> Result<Peek, Corrupt> {
-        self.advance_head(waiter)?;
-        match self.at(self.head(), max_message)? {
-            Slot::End => Ok(Peek::Empty),
-            Slot::InFlight { .. } => Ok(Peek::InFlight),
-            Slot::Skip { .. } => Err(Corrupt(
-                "head did not advance over a finished record".into(),
-            )),
-            Slot::Record(r) => Ok(Peek::Record(r)),
+        loop {
+            self.advance_head(waiter)?;
+            match self.at(self.head(), max_message)? {
+                Slot::End => return Ok(Peek::Empty),
+                Slot::InFlight { .. } => return Ok(Peek::InFlight),
+                // Padding claimed, or a claim abandoned, since the head moved: move again.
+                Slot::Skip { .. } => continue,
+                Slot::Record(r) => return Ok(Peek::Record(r)),
+            }
         }
     }
 
@@ -772,7 +783,12 @@ impl<'a> Lane<'a> {
             c.read.store(h, Ordering::Release);
         }
         // SYNC POINT: space freed (Release side).
-        c.head.store(h, Ordering::Release);
+        let release = if mutant("head_relaxed") {
+            Ordering::Relaxed // MUTANT: no Release
+        } else {
+            Ordering::Release
+        };
+        c.head.store(h, release);
     }
 
     /// Recovery: finishes a head move that a dead owner journaled but did not complete.
@@ -814,6 +830,9 @@ impl<'a> Lane<'a> {
     /// before it hands the record out, so that a successor knows to flag it redelivered.
     #[inline]
     pub fn set_read_cursor(&self, pos: u64) {
+        if mutant("no_read_mark") {
+            return; // MUTANT: hand messages out without marking them delivered
+        }
         if self.ctl.consumer.read.load(Ordering::Relaxed) < pos {
             self.ctl.consumer.read.store(pos, Ordering::Release);
         }

@@ -53,6 +53,25 @@ impl DataCell {
     }
 }
 
+/// Whether the deliberate bug `name` is switched on. Only loom builds have mutants: there the
+/// `BATON_MUTANT` environment variable names one, and `loom-tests/mutants.sh` checks that a
+/// model catches it. In every other build this is `false` and compiles away.
+#[cfg(loom)]
+pub(crate) fn mutant(name: &str) -> bool {
+    static CHOSEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    CHOSEN
+        .get_or_init(|| std::env::var("BATON_MUTANT").ok())
+        .as_deref()
+        == Some(name)
+}
+
+/// Whether the deliberate bug `name` is switched on: never, outside loom builds.
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) const fn mutant(_name: &str) -> bool {
+    false
+}
+
 /// Tells the CPU (or loom's scheduler) that this thread is spinning.
 #[inline]
 pub(crate) fn spin_hint() {

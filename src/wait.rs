@@ -24,7 +24,7 @@
 //! A sleeper that dies leaves `waiters` too high: notifiers then make a needless syscall, never
 //! miss one. The queue's recovery resets the receiver's event.
 
-use crate::sync::{fence, AtomicU32, Ordering};
+use crate::sync::{fence, mutant, AtomicU32, Ordering};
 use std::time::Instant;
 
 /// Waits on a 32-bit word in memory that other processes can see.
@@ -60,7 +60,9 @@ impl Event {
     #[inline]
     pub fn notify<W: Waiter>(&self, waiter: &W) {
         // SYNC POINT: sleep/wake Dekker pair (notifier side), partner in `wait_until`.
-        fence(Ordering::SeqCst);
+        if !mutant("notify_no_fence") {
+            fence(Ordering::SeqCst);
+        }
         if self.waiters.load(Ordering::Relaxed) != 0 {
             self.notify_slow(waiter);
         }
@@ -83,12 +85,16 @@ impl Event {
         mut ready: impl FnMut() -> bool,
     ) -> bool {
         loop {
+            if mutant("wait_no_recheck") && ready() {
+                // MUTANT: look before announcing, and not again after.
+                return true;
+            }
             self.waiters.fetch_add(1, Ordering::Relaxed);
             // SYNC POINT: sleep/wake Dekker pair (waiter side), partner in `notify`.
             fence(Ordering::SeqCst);
             // SYNC POINT: event bumped (Acquire side).
             let seen = self.seq.load(Ordering::Acquire);
-            if ready() {
+            if !mutant("wait_no_recheck") && ready() {
                 self.waiters.fetch_sub(1, Ordering::Relaxed);
                 return true;
             }

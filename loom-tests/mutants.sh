@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs each loom model against the deliberate bug it exists to catch, and fails unless loom
+# reports every one. (The models themselves pass without a mutant: that is the loom suite, run
+# by the README's test command before this.) The bugs are compiled into loom builds only and switched on at run time
+# by BATON_MUTANT (see `mutant` in src/sync.rs), so one build serves them all.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export RUSTFLAGS="--cfg loom"
+export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
+TARGET=target/loom
+
+# mutant | test file | model | the bug
+cases=(
+  "commit_relaxed|lane|two_senders_and_a_receiver_across_the_wrap_around|commit without Release"
+  "head_relaxed|lane|a_sender_reuses_cells_only_after_the_receiver_has_read_them|freeing without Release"
+  "commit_store|lane|a_claim_is_either_committed_and_delivered_or_abandoned_and_skipped|commit by store, not compare-and-swap"
+  "no_read_mark|lane|a_successor_redelivers_what_a_stopped_owner_handed_out_and_nothing_else|hand out without marking delivered"
+  "notify_no_fence|wake|a_receiver_going_to_sleep_while_a_sender_commits_is_woken|notifier without its SeqCst fence"
+  "wait_no_recheck|wake|a_sender_going_to_sleep_while_the_receiver_frees_space_is_woken|waiter checks before announcing, not after"
+)
+
+cargo test -p baton-loom-tests --release --target-dir "$TARGET" --no-run -q || exit 1
+failed=0
+for c in "${cases[@]}"; do
+  IFS='|' read -r mutant file model what <<<"$c"
+  start=$(date +%s)
+  out=$(BATON_MUTANT="$mutant" timeout 600 cargo test -q -p baton-loom-tests --release \
+      --target-dir "$TARGET" --test "$file" -- --exact "$model" 2>&1)
+  rc=$?
+  # What loom (or the model's assertion) said: the line after "panicked at".
+  why=$(grep -A1 "panicked at" <<<"$out" | sed -n 2p | cut -c1-90)
+  if [ $rc -eq 0 ]; then
+    echo "NOT CAUGHT  $mutant ($what): $file::$model passed"
+    failed=1
+  elif [ $rc -eq 124 ] || [ -z "$why" ]; then
+    echo "NO VERDICT  $mutant ($what): $file::$model failed without a model failure (rc $rc)"
+    failed=1
+  else
+    echo "caught      $mutant ($what) by $file::$model in $(( $(date +%s) - start )) s: $why"
+  fi
+done
+exit $failed
