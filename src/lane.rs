@@ -278,6 +278,18 @@ pub enum Slot {
     Record(RecordRef),
 }
 
+/// Where [`Lane::advance_head_stopping`] stops (the loom model of an owner dying there).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveStop {
+    /// Do the whole move.
+    Never,
+    /// After writing the journal, before anything else.
+    AfterJournal,
+    /// After the counters, before `read` and `head`.
+    AfterCounters,
+}
+
 /// What a walk over a lane's records found (see [`Lane::census`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Census {
@@ -728,6 +740,19 @@ impl<'a> Lane<'a> {
         limit: u64,
         waiter: &W,
     ) -> Result<u64, Corrupt> {
+        self.advance_head_stopping(acked_at_head, limit, waiter, MoveStop::Never)
+    }
+
+    /// [`Lane::advance_head_until`] that stops half way, as an owner that dies there would:
+    /// for the loom model of recovery. Not for use otherwise.
+    #[doc(hidden)]
+    pub fn advance_head_stopping<W: Waiter>(
+        &self,
+        acked_at_head: Option<&RecordRef>,
+        limit: u64,
+        waiter: &W,
+        stop: MoveStop,
+    ) -> Result<u64, Corrupt> {
         let start = self.ctl.consumer.head.load(Ordering::Relaxed);
         let mut h = start;
         let (mut acked, mut abandoned) = (0, 0);
@@ -767,16 +792,22 @@ impl<'a> Lane<'a> {
         c.journal_received.store(received, Ordering::Relaxed);
         c.journal_abandoned.store(abandoned, Ordering::Relaxed);
         c.journal_head.store(h, Ordering::Release);
-        self.finish_move(h, received, abandoned);
+        if stop == MoveStop::AfterJournal {
+            return Ok(0);
+        }
+        self.finish_move(h, received, abandoned, stop);
         self.ctl.space.notify(waiter);
         Ok(h - start)
     }
 
     /// Makes a journaled head move: absolute stores, so doing it twice is doing it once.
-    fn finish_move(&self, h: u64, received: u64, abandoned: u64) {
+    fn finish_move(&self, h: u64, received: u64, abandoned: u64, stop: MoveStop) {
         let c = &self.ctl.consumer;
         c.received.store(received, Ordering::Relaxed);
         c.abandoned.store(abandoned, Ordering::Relaxed);
+        if stop == MoveStop::AfterCounters {
+            return;
+        }
         #[cfg(all(feature = "failpoints", not(loom)))]
         crate::recovery::failpoint("ack.counted");
         if c.read.load(Ordering::Relaxed) < h {
@@ -798,13 +829,14 @@ impl<'a> Lane<'a> {
         let c = &self.ctl.consumer;
         let h = c.journal_head.load(Ordering::Acquire);
         let head = c.head.load(Ordering::Relaxed);
-        if h <= head || h - head > self.n {
+        if h <= head || h - head > self.n || mutant("no_journal_replay") {
             return false;
         }
         self.finish_move(
             h,
             c.journal_received.load(Ordering::Relaxed),
             c.journal_abandoned.load(Ordering::Relaxed),
+            MoveStop::Never,
         );
         self.ctl.space.notify(waiter);
         true
@@ -836,6 +868,28 @@ impl<'a> Lane<'a> {
         if self.ctl.consumer.read.load(Ordering::Relaxed) < pos {
             self.ctl.consumer.read.store(pos, Ordering::Release);
         }
+    }
+
+    /// Recovery: checks that `read` lies on a record boundary in `head..=end of records`, and
+    /// sets it back to `head` if a peer left it anywhere else (everything unacknowledged is then
+    /// redelivered, never skipped). Returns whether it had to.
+    pub fn repair_read_cursor(&self, max_message: u32) -> bool {
+        let read = self.read_cursor();
+        let mut pos = self.head();
+        let mut on_boundary = pos == read;
+        while pos < read {
+            let step = match self.at(pos, max_message) {
+                Ok(Slot::Skip { cells }) => cells,
+                Ok(Slot::Record(r)) => r.cells,
+                _ => break,
+            };
+            pos += step;
+            on_boundary = pos == read;
+        }
+        if !on_boundary {
+            self.set_read_cursor_back(self.head());
+        }
+        !on_boundary
     }
 
     /// Sets the delivered-up-to cursor back (recovery only, when a peer left it off a record

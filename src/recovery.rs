@@ -203,21 +203,7 @@ pub(crate) fn recover(seg: &Segment) {
     for p in 0..PRIORITIES {
         let lane = seg.lane(p);
         lane.replay_journal(&crate::wait::Futex);
-        let read = lane.read_cursor();
-        let mut pos = lane.head();
-        let mut on_boundary = pos == read;
-        while pos < read {
-            let step = match lane.at(pos, max) {
-                Ok(crate::lane::Slot::Skip { cells }) => cells,
-                Ok(crate::lane::Slot::Record(r)) => r.cells,
-                _ => break,
-            };
-            pos += step;
-            on_boundary = pos == read;
-        }
-        if !on_boundary {
-            lane.set_read_cursor_back(lane.head());
-        }
+        lane.repair_read_cursor(max);
     }
     failpoint("recover.lanes");
     for slot in 1..SENDER_SLOTS {

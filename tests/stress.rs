@@ -1,5 +1,5 @@
-//! Many threads through one queue, with messages that wrap the ring behind padding, checked by
-//! sequence numbers (issue 5 adds processes and a bounded duration).
+//! Many threads and processes through one queue, checked by sequence numbers: messages that
+//! wrap the ring behind padding, and a bounded-time run of sender processes and threads.
 
 mod common;
 use baton::{Attributes, Queue};
@@ -55,4 +55,93 @@ fn four_threads_with_wrapping_4k_messages_read_in_place() {
 #[test]
 fn four_threads_with_odd_sized_messages() {
     hammer(1000, 4, 50_000, false);
+}
+
+/// Three sender processes (the `baton` CLI, fed without pause) and two sender threads of this
+/// process hammer one queue for two seconds; every message arrives once, in order per sender.
+#[test]
+fn processes_and_threads_for_two_seconds() {
+    use std::io::Write;
+    use std::process::Stdio;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let t = TestDomain::new("stress-procs");
+    let attrs = Attributes {
+        capacity: [16 * 1024; 4],
+        max_message: 64,
+        ..Default::default()
+    };
+    let q = Queue::create(&t.domain, "q", &attrs).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let mut children = Vec::new();
+    let mut feeders = Vec::new();
+    for s in 0..3u64 {
+        let mut child = common::Child::spawn(t.baton().args(["send", "q"]).stdin(Stdio::piped()));
+        let mut stdin = child.0.stdin.take().unwrap();
+        let stop = stop.clone();
+        feeders.push(std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let batch: String = (n..n + 100).map(|i| format!("{s} {i}\n")).collect();
+                if stdin.write_all(batch.as_bytes()).is_err() {
+                    break;
+                }
+                n += 100;
+            }
+            n
+        }));
+        children.push(child);
+    }
+    for s in 3..5u64 {
+        let tx = q.sender();
+        let stop = stop.clone();
+        feeders.push(std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                tx.send_timeout(format!("{s} {n}").as_bytes(), Duration::from_secs(20))
+                    .unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut rx = q.receiver().unwrap();
+    let mut next = [0u64; 5];
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut stopped = false;
+    let mut sent: Option<Vec<u64>> = None;
+    loop {
+        if !stopped && std::time::Instant::now() > deadline {
+            stop.store(true, Ordering::Relaxed);
+            stopped = true;
+        }
+        // Once the feeders have stopped and every sender process has sent all it was given
+        // and exited, what is left in the queue is the last of it.
+        let exited: Vec<_> = children
+            .iter_mut()
+            .map(|c| c.0.try_wait().unwrap())
+            .collect();
+        if let Some(st) = exited.iter().flatten().find(|st| !st.success()) {
+            panic!("a sender process failed: {st}");
+        }
+        if stopped
+            && sent.is_none()
+            && feeders.iter().all(|f| f.is_finished())
+            && exited.iter().all(Option::is_some)
+        {
+            sent = Some(feeders.drain(..).map(|f| f.join().unwrap()).collect());
+        }
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(m) => {
+                let text = std::str::from_utf8(m.payload()).unwrap().to_string();
+                let (s, i) = text.split_once(' ').unwrap();
+                let (s, i): (usize, u64) = (s.parse().unwrap(), i.parse().unwrap());
+                assert_eq!(i, next[s], "sender {s}: loss, duplicate or reorder");
+                next[s] += 1;
+            }
+            Err(baton::RecvError::Timeout) if sent.is_some() => break,
+            Err(baton::RecvError::Timeout) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(next.to_vec(), sent.unwrap(), "everything sent arrived");
 }
