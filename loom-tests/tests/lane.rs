@@ -6,48 +6,10 @@
 //! Each model has a mutant that it must catch (`loom-tests/mutants.sh`).
 #![cfg(loom)]
 
-use baton::lane::{HeapLane, Lane, Peek, RecordHeader, Slot};
+use baton::lane::{HeapLane, Lane, Slot};
 use baton::wait::LoomWaiter;
+use baton_loom_tests::{header, send, successor_view, take, try_send};
 use loom::sync::Arc;
-
-fn header(len: usize) -> RecordHeader {
-    RecordHeader {
-        len: len as u32,
-        ..Default::default()
-    }
-}
-
-/// Sends `payload` from sender slot `slot` if there is room now.
-fn try_send(lane: &Lane<'_>, slot: u8, payload: &[u8]) -> bool {
-    match lane.try_claim(payload.len(), slot) {
-        Ok(claim) => {
-            lane.write(&claim, &header(payload.len()), payload);
-            lane.commit(claim).unwrap();
-            true
-        }
-        Err(_) => false,
-    }
-}
-
-/// Sends, yielding until there is room.
-fn send(lane: &Lane<'_>, slot: u8, payload: &[u8]) {
-    while !try_send(lane, slot, payload) {
-        loom::thread::yield_now();
-    }
-}
-
-/// Takes the message at the head, if one is committed, and frees it.
-fn take(lane: &Lane<'_>, waiter: &LoomWaiter) -> Option<Vec<u8>> {
-    match lane.peek(64, waiter).unwrap() {
-        Peek::Record(r) => {
-            let mut out = Vec::new();
-            lane.copy_payload(&r, &mut out);
-            lane.release(r, waiter).unwrap();
-            Some(out)
-        }
-        Peek::Empty | Peek::InFlight => None,
-    }
-}
 
 /// Moves an empty lane's head and tail to `pos` by sending and taking one-cell messages.
 fn advance_to(lane: &Lane<'_>, waiter: &LoomWaiter, pos: u64) {
@@ -181,20 +143,7 @@ fn a_successor_redelivers_what_a_stopped_owner_handed_out_and_nothing_else() {
         sender.join().unwrap();
         assert_eq!(handed_out, vec![1]);
         // The successor's view.
-        let lane = heap.lane();
-        let read = lane.read_cursor();
-        let mut pos = lane.head();
-        let (mut again, mut fresh) = (Vec::new(), Vec::new());
-        while let Slot::Record(r) = lane.at(pos, 64).unwrap() {
-            let mut out = Vec::new();
-            lane.copy_payload(&r, &mut out);
-            if r.pos < read {
-                again.push(out);
-            } else {
-                fresh.push(out);
-            }
-            pos += r.cells;
-        }
+        let (again, fresh) = successor_view(&heap.lane());
         assert_eq!(
             again,
             vec![vec![1]],

@@ -7,8 +7,9 @@
 //! Catches the `no_journal_replay` mutant (`loom-tests/mutants.sh`).
 #![cfg(loom)]
 
-use baton::lane::{HeapLane, Lane, MoveStop, RecordHeader, Slot};
+use baton::lane::{HeapLane, MoveStop, Slot};
 use baton::wait::LoomWaiter;
+use baton_loom_tests::{send, successor_view};
 use loom::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,29 +24,11 @@ enum Death {
     Never,
 }
 
-fn send(lane: &Lane<'_>, byte: u8) {
-    loop {
-        if let Ok(claim) = lane.try_claim(1, 1) {
-            lane.write(
-                &claim,
-                &RecordHeader {
-                    len: 1,
-                    ..Default::default()
-                },
-                &[byte],
-            );
-            lane.commit(claim).unwrap();
-            return;
-        }
-        loom::thread::yield_now();
-    }
-}
-
 fn handover(death: Death, recover_twice: bool) {
     loom::model(move || {
         let heap = Arc::new(HeapLane::new(4));
-        send(&heap.lane(), 1);
-        send(&heap.lane(), 2);
+        send(&heap.lane(), 1, &[1]);
+        send(&heap.lane(), 1, &[2]);
         // The robust mutex: `true` inside means its last holder died holding it.
         let lock = Arc::new(Mutex::new(false));
         let (h, l) = (heap.clone(), lock.clone());
@@ -81,7 +64,7 @@ fn handover(death: Death, recover_twice: bool) {
             acked
         });
         let h = heap.clone();
-        let sender = loom::thread::spawn(move || send(&h.lane(), 3));
+        let sender = loom::thread::spawn(move || send(&h.lane(), 1, &[3]));
         while !guard_taken.load(loom::sync::atomic::Ordering::SeqCst) {
             loom::thread::yield_now();
         }
@@ -101,19 +84,9 @@ fn handover(death: Death, recover_twice: bool) {
         let acked_by_owner = owner.join().unwrap();
         sender.join().unwrap();
         // What the new owner delivers: `head..read` again (flagged), then fresh ones.
-        let read = lane.read_cursor();
-        let mut pos = lane.head();
-        let (mut again, mut fresh) = (Vec::new(), Vec::new());
-        while let Slot::Record(r) = lane.at(pos, 64).unwrap() {
-            let mut out = Vec::new();
-            lane.copy_payload(&r, &mut out);
-            if r.pos < read {
-                again.push(out[0]);
-            } else {
-                fresh.push(out[0]);
-            }
-            pos += r.cells;
-        }
+        let (again, fresh) = successor_view(&lane);
+        let again: Vec<u8> = again.iter().map(|m| m[0]).collect();
+        let fresh: Vec<u8> = fresh.iter().map(|m| m[0]).collect();
         let (received, _) = lane.counters();
         // Message 1: acknowledged durably (counted once, gone) once its journal was written;
         // otherwise handed out but unacknowledged, so delivered again, flagged.
