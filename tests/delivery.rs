@@ -307,7 +307,7 @@ fn retention_zero_deletes_the_queue_when_its_owner_closes_unless_a_standby_waits
 fn a_queue_with_retention_expires_after_that_long_without_an_owner() {
     let t = TestDomain::new("ret");
     let attrs = Attributes {
-        retention: Some(Duration::from_millis(200)),
+        retention: Some(Duration::from_secs(1)),
         ..Default::default()
     };
     let q = queue(&t, attrs);
@@ -321,7 +321,7 @@ fn a_queue_with_retention_expires_after_that_long_without_an_owner() {
             .collect::<Vec<_>>()
     };
     assert_eq!(names(&t), vec!["q".to_string()], "not yet expired");
-    std::thread::sleep(Duration::from_millis(250));
+    std::thread::sleep(Duration::from_millis(1100));
     assert!(names(&t).is_empty(), "ls removed the expired queue");
     assert!(t.leftovers().is_empty());
     assert_eq!(q.sender().send(b"x"), Err(SendError::Removed));
@@ -366,9 +366,10 @@ fn status_reports_an_owner_that_makes_no_progress_while_messages_wait() {
     let t = TestDomain::new("stall");
     let q = queue(&t, Attributes::default());
     let mut rx = q.receiver().unwrap();
-    let after = Duration::from_millis(100);
+    // Generous margins: on a loaded machine this thread may pause between steps.
+    let after = Duration::from_millis(500);
     assert!(!q.status().owner_stalled(after), "idle, nothing waiting");
-    std::thread::sleep(Duration::from_millis(120));
+    std::thread::sleep(Duration::from_millis(550));
     assert!(
         !q.status().owner_stalled(after),
         "idle owner, but nothing waits"
@@ -378,7 +379,7 @@ fn status_reports_an_owner_that_makes_no_progress_while_messages_wait() {
         !q.status().owner_stalled(after),
         "the message has not waited long yet"
     );
-    std::thread::sleep(Duration::from_millis(120));
+    std::thread::sleep(Duration::from_millis(550));
     let st = q.status();
     assert!(st.owner_stalled(after), "{st:?}");
     rx.recv().unwrap().ack().unwrap();
