@@ -434,7 +434,7 @@ impl Segment {
                 Err(OpenError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
-            let temp = Temporary::create(domain, &path)?;
+            let temp = Temporary::create(domain, &path, total)?;
             let fd = temp.file.as_raw_fd();
             fchmod(fd, Mode::from_bits_truncate(attrs.mode)).map_err(|e| io("fchmod", e))?;
             match nix::fcntl::posix_fallocate(fd, 0, total as i64) {
@@ -850,7 +850,7 @@ struct Temporary {
 }
 
 impl Temporary {
-    fn create(domain: &Domain, final_path: &Path) -> Result<Temporary, OpenError> {
+    fn create(domain: &Domain, final_path: &Path, size: u64) -> Result<Temporary, OpenError> {
         // Process-local, never shared: not part of any protocol loom checks.
         use std::sync::atomic::{AtomicU64 as LocalCounter, Ordering as Local}; // facade-exempt
         static COUNTER: LocalCounter = LocalCounter::new(0);
@@ -865,10 +865,11 @@ impl Temporary {
             OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = match open(&path, flags, Mode::from_bits_truncate(0o600)) {
             Ok(fd) => fd,
+            // No inode left (or no byte): the same for the caller.
             Err(Errno::ENOSPC) => {
                 return Err(OpenError::NoSpace {
                     path: final_path.to_path_buf(),
-                    needed: 0,
+                    needed: size,
                 })
             }
             Err(e) => return Err(io(format!("create {}", path.display()), e)),
@@ -933,7 +934,11 @@ pub(crate) fn remove_dead_temporaries(domain: &Domain) -> Result<Vec<PathBuf>, O
             continue;
         };
         let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|p| !crate::owner::process_alive(p))
+        // Only our own files: root could unlink anyone's, and must not.
+        let ours = nix::sys::stat::lstat(&entry.path())
+            .is_ok_and(|st| st.st_uid == nix::unistd::geteuid().as_raw());
+        if ours
+            && pid.is_some_and(|p| !crate::owner::process_alive(p))
             && nix::unistd::unlink(&entry.path()).is_ok()
         {
             removed.push(entry.path());
