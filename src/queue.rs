@@ -253,6 +253,39 @@ impl Queue {
     pub fn status(&self) -> Status {
         let seg = &self.seg;
         let attrs = seg.attributes();
+        let (name, domain) = seg.names();
+        let (size, file_size) = seg.sizes();
+        if file_size.is_some_and(|f| f < size) {
+            // Shrunk by a peer: touching the mapping past the file's end is a SIGBUS. Report
+            // what is known without touching it; `file_size` says what happened.
+            return Status {
+                name: name.to_string(),
+                domain: domain.to_string(),
+                attributes: attrs,
+                lanes: attrs.capacity.map(|capacity| LaneStatus {
+                    capacity,
+                    ..LaneStatus::default()
+                }),
+                sent: 0,
+                received: 0,
+                abandoned: 0,
+                redelivered: 0,
+                rejected_full: 0,
+                owner_pid: None,
+                owner_stalled_ns: None,
+                oldest_waiting_ns: None,
+                epoch: 0,
+                takeovers: 0,
+                removed: false,
+                standbys: 0,
+                owner_sleeping: false,
+                sender_slots: 0,
+                created_unix_ns: seg.created_unix_ns(),
+                size,
+                file_size,
+                files: vec![seg.path().to_path_buf()],
+            };
+        }
         let mut lanes = [LaneStatus::default(); PRIORITIES];
         let (mut sent, mut received, mut abandoned) = (0, 0, 0);
         let mut oldest: Option<u64> = None;
@@ -281,8 +314,6 @@ impl Queue {
         let pid = shared.owner.pid.load(Ordering::Acquire);
         let owner_pid = (pid != 0 && owner::process_alive(pid)).then_some(pid);
         let now = monotonic_ns();
-        let (name, domain) = seg.names();
-        let (size, file_size) = seg.sizes();
         Status {
             name: name.to_string(),
             domain: domain.to_string(),
@@ -300,6 +331,7 @@ impl Queue {
             takeovers: shared.owner.takeovers.load(Ordering::Relaxed),
             removed: seg.is_removed(),
             standbys: recovery::standbys(seg),
+            owner_sleeping: shared.data_event.waiters() > 0,
             sender_slots: shared
                 .senders
                 .iter()
@@ -389,13 +421,17 @@ pub struct Status {
     pub removed: bool,
     /// Live processes waiting as standbys to own the queue.
     pub standbys: u32,
+    /// The owner is asleep waiting for a message (or about to be).
+    pub owner_sleeping: bool,
     /// Slots of the sender table held (by live processes, or by dead ones not yet reclaimed).
     pub sender_slots: u32,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_ns: u64,
     /// Size of the segment.
     pub size: u64,
-    /// Size of its file now, if it could be read (differs from `size` if a peer truncated it).
+    /// Size of its file now, if it could be read. Smaller than `size` if a peer truncated it:
+    /// then nothing else here was read from the segment (that would be a SIGBUS), and the
+    /// counters are zero.
     pub file_size: Option<u64>,
     /// The shared-memory files backing the queue.
     pub files: Vec<PathBuf>,
@@ -684,12 +720,16 @@ impl Sender {
         if outcome.is_none() {
             // Bounded sleeps: a removed queue never frees space, so look again now and then.
             loop {
+                self.seg.check_size().map_err(SendError::Corrupt)?;
                 let until = Instant::now() + IDLE_TICK;
                 lane.space_event().wait_until(
                     &Futex,
                     Some(deadline.map_or(until, |d| d.min(until))),
                     || {
-                        outcome = attempt();
+                        outcome = match self.seg.check_size() {
+                            Err(e) => Some(Err(SendError::Corrupt(e))),
+                            Ok(()) => attempt(),
+                        };
                         outcome.is_some()
                     },
                 );
@@ -1167,6 +1207,7 @@ impl Receiver {
         }
         let seg = self.owned.seg.clone();
         loop {
+            seg.check_size().map_err(RecvError::Corrupt)?;
             // Sleep in bounded steps: a claim whose sender may have died is looked at again
             // soon, and a wake-up lost with a dead sender costs at most one tick.
             let stuck = self.owned.lock().stuck.iter().any(Option::is_some);
@@ -1174,7 +1215,12 @@ impl Receiver {
             let until = deadline.map_or(tick, |d| d.min(tick));
             let mut outcome = None;
             seg.shared().data_event.wait_until(&Futex, Some(until), || {
-                outcome = self.take_record().transpose();
+                // Woken (or about to sleep): the segment may have been shrunk meanwhile; look
+                // before touching the lanes.
+                outcome = match seg.check_size() {
+                    Err(e) => Some(Err(RecvError::Corrupt(e))),
+                    Ok(()) => self.take_record().transpose(),
+                };
                 outcome.is_some()
             });
             if let Some(o) = outcome {

@@ -192,3 +192,45 @@ fn random_bytes_over_a_live_segment_never_crash_or_hang_a_command() {
         kinds.len()
     );
 }
+
+/// A peer shrinks a live segment: a receiver asleep on it reports the truncation and exits
+/// instead of dying of SIGBUS, `stat` warns, and opening it again is refused. (A process busy
+/// in a fast path can still die of SIGBUS: docs/security.md.)
+#[test]
+fn a_segment_truncated_under_a_sleeping_receiver_is_reported_not_a_crash() {
+    let t = TestDomain::new("truncate");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let size = q.status().size;
+    let rx = Child::spawn(
+        t.baton()
+            .args(["recv", "q", "--timeout", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let pid = rx.pid();
+    // Asleep: a receiver that is polling has no chance to look before it touches the lanes.
+    assert!(common::eventually(Duration::from_secs(10), || {
+        let st = q.status();
+        st.owner_pid == Some(pid) && st.owner_sleeping
+    }));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.file("q"))
+        .unwrap()
+        .set_len(size / 2)
+        .unwrap();
+    let out = rx.wait_output(Duration::from_secs(10));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?} {err}",
+        out.status.signal()
+    );
+    assert!(err.contains("truncated to"), "{err}");
+    let st = q.status();
+    assert_eq!(st.file_size, Some(size / 2));
+    let stat = run(&t, &["stat", "q"]);
+    assert!(!stat.status.success(), "open refuses a truncated segment");
+    assert!(String::from_utf8_lossy(&stat.stderr).contains("truncated"));
+}
