@@ -115,6 +115,16 @@ impl Queue {
             .collect())
     }
 
+    /// Temporary files of the domain left by processes that died while creating a queue, with
+    /// their pids: what `gc` would remove.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::Io`] if `/dev/shm` cannot be read.
+    pub fn stale_files(domain: &Domain) -> Result<Vec<(PathBuf, u32)>, OpenError> {
+        segment::dead_temporaries(domain)
+    }
+
     /// Removes the domain's queues whose retention has run out, and temporary files left by
     /// processes that died while creating a queue. Returns the removed files.
     ///
@@ -272,6 +282,7 @@ impl Queue {
                 redelivered: 0,
                 rejected_full: 0,
                 owner_pid: None,
+                dead_owner_pid: None,
                 owner_stalled_ns: None,
                 oldest_waiting_ns: None,
                 epoch: 0,
@@ -325,6 +336,7 @@ impl Queue {
             redelivered: shared.stats.redelivered.load(Ordering::Relaxed),
             rejected_full: shared.stats.rejected_full.load(Ordering::Relaxed),
             owner_pid,
+            dead_owner_pid: (pid != 0 && owner_pid.is_none()).then_some(pid),
             owner_stalled_ns: owner_pid.and(next_in_line).map(|t| now.saturating_sub(t)),
             oldest_waiting_ns: oldest.map(|t| now.saturating_sub(t)),
             epoch: shared.owner.epoch.load(Ordering::Relaxed),
@@ -406,6 +418,9 @@ pub struct Status {
     pub rejected_full: u64,
     /// The owning process, if there is a live one.
     pub owner_pid: Option<u32>,
+    /// An owner that died holding the queue, not yet taken over (the next owner, standby, or a
+    /// `create`/`open`/`ls`/`gc` of a queue with a retention recovers it).
+    pub dead_owner_pid: Option<u32>,
     /// If the queue is owned and a message waits: how long the message the owner takes next
     /// (the oldest undelivered one of the highest-priority lane that has one) has waited. An
     /// owner that receives takes it within microseconds; a stopped or overloaded one lets it

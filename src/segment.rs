@@ -937,27 +937,37 @@ fn unlink(path: &Path, domain: &Domain, name: &str) -> Result<(), OpenError> {
 
 /// Removes temporary files of `domain` whose creating process is dead; returns them.
 pub(crate) fn remove_dead_temporaries(domain: &Domain) -> Result<Vec<PathBuf>, OpenError> {
+    Ok(dead_temporaries(domain)?
+        .into_iter()
+        .filter(|(path, _)| nix::unistd::unlink(path).is_ok())
+        .map(|(path, _)| path)
+        .collect())
+}
+
+/// Temporary files of `domain` that are ours and whose creating process is dead (a creator
+/// killed half way through `create`), with that pid.
+pub(crate) fn dead_temporaries(domain: &Domain) -> Result<Vec<(PathBuf, u32)>, OpenError> {
     let prefix = format!("{}.tmp.", domain_prefix(domain));
     let dir = std::fs::read_dir(SHM_DIR).map_err(|e| io(format!("read {SHM_DIR}"), e))?;
-    let mut removed = Vec::new();
+    let mut dead = Vec::new();
     for entry in dir.filter_map(|e| e.ok()) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let Some(rest) = name.strip_prefix(&prefix) else {
             continue;
         };
-        let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
         // Only our own files: root could unlink anyone's, and must not.
         let ours = nix::sys::stat::lstat(&entry.path())
             .is_ok_and(|st| st.st_uid == nix::unistd::geteuid().as_raw());
-        if ours
-            && pid.is_some_and(|p| !crate::owner::process_alive(p))
-            && nix::unistd::unlink(&entry.path()).is_ok()
-        {
-            removed.push(entry.path());
+        if ours && !crate::owner::process_alive(pid) {
+            dead.push((entry.path(), pid));
         }
     }
-    Ok(removed)
+    dead.sort();
+    Ok(dead)
 }
 
 /// The backing files of the queues in `domain` (temporaries excluded), sorted.

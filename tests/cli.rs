@@ -326,3 +326,39 @@ fn bench_measures_every_transport_and_checks_every_sequence_number() {
         "unknown transport",
     );
 }
+
+#[test]
+fn ls_shows_a_dead_owner_and_stale_files_and_gc_removes_only_the_stale_file() {
+    let t = TestDomain::new("cli-stale");
+    assert!(run(&t, &["create", "q"]).status.success());
+    let owner = common::Child::spawn(
+        t.baton()
+            .args(["recv", "q", "--timeout", "30"])
+            .stdout(std::process::Stdio::null()),
+    );
+    let pid = owner.pid();
+    let q = baton::Queue::open(&t.domain, "q").unwrap();
+    assert!(common::eventually(
+        std::time::Duration::from_secs(10),
+        || q.status().owner_pid == Some(pid)
+    ));
+    drop(owner); // SIGKILL
+    let dead = {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        c.wait().unwrap();
+        c.id()
+    };
+    let temp =
+        std::path::Path::new(baton::SHM_DIR).join(format!("baton.{}~.tmp.{dead}.0", t.name()));
+    std::fs::write(&temp, b"half made").unwrap();
+    let ls = String::from_utf8_lossy(&run(&t, &["ls"]).stdout).into_owned();
+    assert!(ls.contains(&format!("dead:{pid}")), "{ls}");
+    assert!(
+        ls.contains(&format!("stale: left by dead pid {dead}")),
+        "{ls}"
+    );
+    let gc = String::from_utf8_lossy(&run(&t, &["gc"]).stdout).into_owned();
+    assert!(gc.contains(".tmp.") && !gc.contains("~q\n"), "{gc}");
+    assert!(!temp.exists());
+    assert!(t.file("q").exists(), "a queue without retention stays");
+}

@@ -322,14 +322,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Ls => {
             let rows = Queue::list(&domain)?;
+            let stale = Queue::stale_files(&domain)?;
             if json {
-                let items: Vec<_> = rows
+                let mut items: Vec<_> = rows
                     .iter()
                     .map(|e| match &e.status {
                         Ok(st) => serde_json::to_value(st).unwrap_or_default(),
                         Err(err) => serde_json::json!({ "file": e.file, "error": err.to_string() }),
                     })
                     .collect();
+                items.extend(stale.iter().map(|(file, pid)| {
+                    serde_json::json!({ "file": file, "stale": format!("left by dead pid {pid} while creating a queue") })
+                }));
                 print_json(&items)?;
             } else {
                 println!(
@@ -348,11 +352,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
                                 st.lanes[2].messages,
                                 st.lanes[3].messages,
                                 used,
-                                st.owner_pid.map_or("-".to_string(), |p| p.to_string())
+                                match (st.owner_pid, st.dead_owner_pid) {
+                                    (Some(p), _) => p.to_string(),
+                                    (None, Some(p)) => format!("dead:{p}"),
+                                    (None, None) => "-".to_string(),
+                                }
                             );
                         }
                         Err(err) => println!("{:<24} unusable: {err}", e.file.display()),
                     }
+                }
+                for (file, pid) in &stale {
+                    println!(
+                        "{:<24} stale: left by dead pid {pid} while creating a queue (baton gc removes it)",
+                        file.display()
+                    );
                 }
             }
         }
