@@ -435,7 +435,7 @@ impl Segment {
                 Err(e) => return Err(e),
             }
             let temp = Temporary::create(domain, &path, total)?;
-            let fd = temp.file.as_raw_fd();
+            let fd = temp.file().as_raw_fd();
             fchmod(fd, Mode::from_bits_truncate(attrs.mode)).map_err(|e| io("fchmod", e))?;
             match nix::fcntl::posix_fallocate(fd, 0, total as i64) {
                 Ok(()) => {}
@@ -449,7 +449,7 @@ impl Segment {
             }
             let map = MmapOptions::new()
                 .len(total as usize)
-                .map_raw(&temp.file)
+                .map_raw(temp.file())
                 .map_err(|e| io("mmap", e))?;
             let identity = Identity::new(domain, name, &attrs, lanes, total);
             // SAFETY: the mapping is `total >= HEADER_SIZE` bytes, page aligned, and private to us
@@ -858,7 +858,8 @@ unsafe fn init_owner_mutex(shared: *mut Shared) -> Result<(), OpenError> {
 
 /// A file under a temporary name that is unlinked when dropped.
 struct Temporary {
-    file: File,
+    /// `None` once kept.
+    file: Option<File>,
     path: PathBuf,
 }
 
@@ -889,21 +890,33 @@ impl Temporary {
         };
         // SAFETY: `open` just returned this descriptor and nothing else owns it.
         let file = unsafe { File::from_raw_fd(fd) };
-        Ok(Temporary { file, path })
+        Ok(Temporary {
+            file: Some(file),
+            path,
+        })
     }
 
-    /// Unlinks the temporary name and keeps the open file.
-    fn keep(self) -> File {
+    fn file(&self) -> &File {
+        self.file
+            .as_ref()
+            .expect("a temporary holds its file until kept")
+    }
+
+    /// Unlinks the temporary name and keeps the open file. (It used to move the file out of a
+    /// `ManuallyDrop` and leaked the path: cargo-fuzz's leak sanitizer found it.)
+    fn keep(mut self) -> File {
         let _ = nix::unistd::unlink(&self.path);
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never dropped, so the file is moved out exactly once.
-        unsafe { std::ptr::read(&this.file) }
+        self.file
+            .take()
+            .expect("a temporary holds its file until kept")
     }
 }
 
 impl Drop for Temporary {
     fn drop(&mut self) {
-        let _ = nix::unistd::unlink(&self.path);
+        if self.file.is_some() {
+            let _ = nix::unistd::unlink(&self.path);
+        }
     }
 }
 
