@@ -82,6 +82,19 @@ impl Queue {
         Ok(Queue { seg: Arc::new(seg) })
     }
 
+    /// Opens an existing queue whose file mode differs from the one it was created with (its
+    /// owner, or root, changed it; for instance to let a group in). [`Queue::open`] refuses
+    /// such a queue; this is the explicit opt-in. Every other check still applies.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::open`], without the mode check.
+    pub fn open_accepting_mode(domain: &Domain, name: &str) -> Result<Queue, OpenError> {
+        Ok(Queue {
+            seg: Arc::new(Segment::open_checked(domain, name, true)?),
+        })
+    }
+
     /// Removes a queue, with its messages. The name is free at once: a queue of the same name
     /// can be created right after. Processes that still have the old queue open get
     /// [`SendError::Removed`] / [`RecvError::Removed`] on their next send or receive.

@@ -496,9 +496,19 @@ impl Segment {
 
     /// Opens an existing queue, checking everything about the file before using it.
     pub(crate) fn open(domain: &Domain, name: &str) -> Result<Segment, OpenError> {
+        Segment::open_checked(domain, name, false)
+    }
+
+    /// As [`Segment::open`]; with `accept_mode`, a file mode other than the one recorded at
+    /// creation (say, group or other write bits added by `chmod`) is accepted.
+    pub(crate) fn open_checked(
+        domain: &Domain,
+        name: &str,
+        accept_mode: bool,
+    ) -> Result<Segment, OpenError> {
         check_queue_name(name)?;
         let path = Path::new(SHM_DIR).join(file_name(domain, name));
-        let seg = Segment::open_path(&path).map_err(|e| match e {
+        let seg = Segment::open_path_checked(&path, accept_mode).map_err(|e| match e {
             OpenError::NotFound { .. } => OpenError::NotFound {
                 domain: domain.to_string(),
                 name: name.to_string(),
@@ -516,6 +526,10 @@ impl Segment {
 
     /// Opens and validates the segment at `path`.
     pub(crate) fn open_path(path: &Path) -> Result<Segment, OpenError> {
+        Segment::open_path_checked(path, false)
+    }
+
+    fn open_path_checked(path: &Path, accept_mode: bool) -> Result<Segment, OpenError> {
         let denied = |reason: String| OpenError::PermissionDenied {
             path: path.to_path_buf(),
             reason,
@@ -620,7 +634,7 @@ impl Segment {
                 "it is {size} bytes but its layout needs {total} (truncated?)"
             )));
         }
-        if st.st_mode & 0o777 != attrs.mode {
+        if st.st_mode & 0o777 != attrs.mode && !accept_mode {
             return Err(denied(format!(
                 "its mode is {:03o}, but it was created with {:03o}",
                 st.st_mode & 0o777,

@@ -46,13 +46,17 @@ fn the_default_mode_is_0600() {
 }
 
 #[test]
-fn a_segment_whose_mode_was_changed_is_refused() {
+fn a_segment_whose_mode_was_changed_is_refused_unless_the_caller_opts_in() {
     let t = TestDomain::new("chmod");
     Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
     std::fs::set_permissions(t.file("q"), std::fs::Permissions::from_mode(0o666)).unwrap();
     let e = Queue::open(&t.domain, "q").unwrap_err();
     assert!(matches!(e, OpenError::PermissionDenied { .. }), "{e}");
     assert!(e.to_string().contains("666"), "{e}");
+    // Only on explicit request.
+    let q = Queue::open_accepting_mode(&t.domain, "q").unwrap();
+    q.sender().send(b"in").unwrap();
+    assert_eq!(q.status().lanes[3].messages, 1);
 }
 
 #[test]
