@@ -207,3 +207,15 @@ pub enum AckError {
     #[error("queue is corrupt: {0}")]
     Corrupt(String),
 }
+
+/// A lane's inconsistent shared state, as each operation reports it.
+macro_rules! from_corrupt {
+    ($($t:ty),*) => {$(
+        impl From<crate::lane::Corrupt> for $t {
+            fn from(c: crate::lane::Corrupt) -> Self {
+                <$t>::Corrupt(c.0)
+            }
+        }
+    )*};
+}
+from_corrupt!(SendError, RecvError, AckError);

@@ -289,25 +289,11 @@ impl Queue {
                     capacity,
                     ..LaneStatus::default()
                 }),
-                sent: 0,
-                received: 0,
-                abandoned: 0,
-                redelivered: 0,
-                rejected_full: 0,
-                owner_pid: None,
-                dead_owner_pid: None,
-                owner_stalled_ns: None,
-                oldest_waiting_ns: None,
-                epoch: 0,
-                takeovers: 0,
-                removed: false,
-                standbys: 0,
-                owner_sleeping: false,
-                sender_slots: 0,
                 created_unix_ns: seg.created_unix_ns(),
                 size,
                 file_size,
                 files: vec![seg.path().to_path_buf()],
+                ..Status::default()
             };
         }
         let mut lanes = [LaneStatus::default(); PRIORITIES];
@@ -408,7 +394,7 @@ pub struct LaneStatus {
 }
 
 /// A snapshot of a queue (SA-Forum `StatusGet` plus counters).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Status {
     /// Queue name.
     pub name: String,
@@ -595,7 +581,7 @@ impl Sender {
                 self.count_rejected();
                 Err(TrySendError::Full(message))
             }
-            Err(ClaimError::Corrupt(c)) => Err(TrySendError::Failed(SendError::Corrupt(c.0))),
+            Err(ClaimError::Corrupt(c)) => Err(TrySendError::Failed(c.into())),
         }
     }
 
@@ -660,7 +646,7 @@ impl Sender {
                 self.count_rejected();
                 Err(TrySendError::Full(len))
             }
-            Err(ClaimError::Corrupt(c)) => Err(TrySendError::Failed(SendError::Corrupt(c.0))),
+            Err(ClaimError::Corrupt(c)) => Err(TrySendError::Failed(c.into())),
         }
     }
 
@@ -719,7 +705,7 @@ impl Sender {
         match lane.try_claim(len, slot) {
             Ok(claim) => Ok(claim),
             Err(ClaimError::Full) => self.claim_slow(lane, slot, len, deadline),
-            Err(ClaimError::Corrupt(c)) => Err(SendError::Corrupt(c.0)),
+            Err(ClaimError::Corrupt(c)) => Err(c.into()),
         }
     }
 
@@ -735,7 +721,7 @@ impl Sender {
         let attempt = || match lane.try_claim(len, slot) {
             Ok(claim) => Some(Ok(claim)),
             Err(ClaimError::Full) => None,
-            Err(ClaimError::Corrupt(c)) => Some(Err(SendError::Corrupt(c.0))),
+            Err(ClaimError::Corrupt(c)) => Some(Err(c.into())),
         };
         let spin_until = Instant::now() + self.spin;
         while Instant::now() < spin_until && deadline.is_none_or(|d| Instant::now() < d) {
@@ -799,7 +785,7 @@ impl Sender {
         failpoint("send.written");
         lane.commit(claim).map_err(|e| match e {
             CommitError::Abandoned => SendError::Abandoned,
-            CommitError::Corrupt(c) => SendError::Corrupt(c.0),
+            CommitError::Corrupt(c) => c.into(),
         })?;
         failpoint("send.committed");
         // `notify` ends with a SeqCst fence: a removal that this load does not see came after
@@ -1021,10 +1007,9 @@ impl Owned {
         }
         let lane = self.seg.lane(p);
         if ack {
-            let at_head = lane.ack(&record).map_err(|c| AckError::Corrupt(c.0))?;
+            let at_head = lane.ack(&record)?;
             failpoint("ack.marked");
-            lane.advance_head_until(at_head.then_some(&record), local.cursor[p], &Futex)
-                .map_err(|c| AckError::Corrupt(c.0))?;
+            lane.advance_head_until(at_head.then_some(&record), local.cursor[p], &Futex)?;
             failpoint("ack.advanced");
         } else {
             let queue = &mut local.released[p];
@@ -1288,7 +1273,7 @@ impl Receiver {
         for p in 0..PRIORITIES {
             let lane = seg.lane(p);
             while local.cursor[p] < local.redeliver_end[p] {
-                match lane.at(local.cursor[p], max).map_err(corrupt)? {
+                match lane.at(local.cursor[p], max)? {
                     Slot::Skip { cells } => local.cursor[p] += cells,
                     Slot::Record(r) => {
                         local.cursor[p] += r.cells;
@@ -1308,7 +1293,7 @@ impl Receiver {
             let mut skipped = false;
             loop {
                 let at = local.cursor[p];
-                match lane.at(at, max).map_err(corrupt)? {
+                match lane.at(at, max)? {
                     Slot::End => {
                         local.stuck[p] = None;
                         break;
@@ -1329,7 +1314,7 @@ impl Receiver {
                         lane.set_read_cursor(local.cursor[p]);
                         failpoint("recv.marked");
                         if skipped {
-                            lane.advance_head(&Futex).map_err(corrupt)?;
+                            lane.advance_head(&Futex)?;
                         }
                         return Ok(Some(Found(p, r, false)));
                     }
@@ -1337,7 +1322,7 @@ impl Receiver {
             }
             if skipped {
                 lane.set_read_cursor(local.cursor[p]);
-                lane.advance_head(&Futex).map_err(corrupt)?;
+                lane.advance_head(&Futex)?;
             }
         }
         Ok(None)
@@ -1496,8 +1481,4 @@ impl Drop for InPlace<'_> {
                 .finish(self.priority, self.record, !std::thread::panicking());
         }
     }
-}
-
-fn corrupt(c: crate::lane::Corrupt) -> RecvError {
-    RecvError::Corrupt(c.0)
 }

@@ -708,11 +708,7 @@ impl Segment {
         let mine = fstat(self.file.as_raw_fd()).map_err(|e| io("fstat", e))?;
         match nix::sys::stat::stat(&self.path) {
             Ok(st) if st.st_ino == mine.st_ino && st.st_dev == mine.st_dev => {
-                let domain = Domain::new(&self.domain).map_err(|_| OpenError::Corrupt {
-                    path: self.path.clone(),
-                    reason: "stored domain is not valid".into(),
-                })?;
-                unlink(&self.path, &domain, &self.name)
+                unlink(&self.path, &self.domain, &self.name)
             }
             // Gone already, or a new queue under the name: nothing of ours to unlink.
             _ => Ok(()),
@@ -943,10 +939,11 @@ pub(crate) fn remove(domain: &Domain, name: &str) -> Result<(), OpenError> {
     if let Ok(seg) = Segment::open_path(&path) {
         return seg.remove();
     }
-    unlink(&path, domain, name)
+    unlink(&path, domain.as_str(), name)
 }
 
-fn unlink(path: &Path, domain: &Domain, name: &str) -> Result<(), OpenError> {
+/// Unlinks a queue's file; `domain` and `name` only name it in the error.
+fn unlink(path: &Path, domain: &str, name: &str) -> Result<(), OpenError> {
     let path = path.to_path_buf();
     match nix::unistd::unlink(&path) {
         Ok(()) => Ok(()),
