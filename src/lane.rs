@@ -11,7 +11,7 @@
 //! # The algorithm
 //!
 //! The stamp of a record's first cell says, in one word, who holds which cells:
-//! `{tag: low 32 bits of pos, cells: k, sender: slot, state}` (see [`stamp`]). A sender *claims*
+//! `{tag: low bits of pos, cells: k, sender: slot, state}` (see [`stamp`]). A sender *claims*
 //! the record at the current tail `t` by a compare-and-swap of the stamp at `t % n` from whatever
 //! it held (a record of an earlier lap) to `{t, k, RESERVED}`. Because the claim and the record's
 //! length are one atomic write, a sender that dies before committing still leaves the length
@@ -20,14 +20,34 @@
 //! The `tail` word is only a hint that anyone may advance: a sender that finds the stamp at `tail`
 //! already claimed for position `tail` moves `tail` past that record (helping) and tries again.
 //! So no sender ever waits for another sender. The budget is checked against `head`: a claim of
-//! `k` cells at `t` needs `t + k - head <= n`. The claim is safe from ABA: a stamp at `t % n`
-//! can only change through a claim at a position congruent to `t`, and `tail` cannot move past
-//! `t` without a claim at `t`; so a compare-and-swap that still finds a stamp of an *earlier* lap
-//! proves that `t` is still the tail. A sender held up between reading `tail` and reading the
-//! stamp may find a stamp of a *later* lap instead: its tag is ahead of `t`, and the sender
-//! starts again ([`stamp::is_after`]; senders read a process-local copy of `head`, so the budget
-//! check alone does not catch a stale `t`). (The tag is 32 bits: a thread would have to stall
-//! for 2^31 cells of traffic, 128 GiB, to be misled.)
+//! `k` cells at `t` needs `t + k - head <= n`.
+//!
+//! # Why a tag of 32 bits is enough for 2^64 positions
+//!
+//! Positions are 64-bit and never wrap; a stamp holds only the low [`TAG_BITS`] bits of one. Two
+//! rules keep that exact for the whole life of a lane, whatever the mix of record sizes:
+//!
+//! 1. *No comparison by age.* A sender loads `tail` (`t`), then the stamp at `t % n` (Acquire),
+//!    then `tail` again. If `tail` still reads `t`, the stamp cannot belong to a position after
+//!    `t`: whoever claimed such a position read `tail` at that position before its
+//!    compare-and-swap, and our Acquire load of the stamp makes that read happen before our
+//!    second load of `tail`, which therefore could not have returned `t`.
+//! 2. *Every stamp is fresh.* A stamp is written for every cell every lap, not only for the
+//!    first cell of a record: a sender writes `{pos, MIDDLE}` into the stamps of the other cells
+//!    it claimed, before it commits or cancels; the owner does the same for padding and
+//!    abandoned records (whose writer cannot) before it frees them. So a stamp that a sender or
+//!    the receiver compares with a position `p` of the same cell is from `p` itself or from one
+//!    of the last few laps (a lane has at most 2^(TAG_BITS - 2) cells), never 2^TAG_BITS
+//!    positions old: equal tags mean equal positions. (Before this rule, the middle cells of
+//!    fixed-size records kept a stamp of lap 0 forever, and after 2^31 positions it aliased.)
+//!
+//! A claim is safe from ABA for the same reasons: between the second load of `tail` and the
+//! compare-and-swap, the stamp can only change through a claim at `t` (which the
+//! compare-and-swap then sees) or at later positions. A sender stalled there for 2^TAG_BITS
+//! positions could find an equal stamp again; it finds out right after, because `tail` is then
+//! more than a lap past its `t`, and it puts the stamp back before anyone can have acted on it
+//! except by reporting a changed stamp ([`Lane::try_claim`]). The tag width is a parameter of the
+//! lane (stored in the segment) so that tests reach the wrap in seconds with a narrow tag.
 //!
 //! A record that would cross the end of the ring is preceded by a *padding* record that fills
 //! the lane to its end, claimed directly in the `PAD` state; the sender then claims again at the
@@ -67,17 +87,31 @@ pub const CELL: usize = 64;
 pub const RECORD_HEADER: usize = 32;
 /// The most cells one record may span (the stamp's cell field is 20 bits).
 pub const MAX_RECORD_CELLS: u64 = (1 << 20) - 1;
-/// The most cells a lane may have (1 GiB of data); keeps positions of two laps apart in the tag.
+/// The most cells a lane may have (1 GiB of data).
 pub const MAX_LANE_CELLS: u64 = 1 << 24;
+/// Bits of a position kept in a stamp's tag ([`Lane::with_tag_bits`] narrows it for tests).
+pub const TAG_BITS: u32 = 32;
+/// The narrowest tag a lane may use.
+pub const MIN_TAG_BITS: u32 = 8;
 
-/// The packed stamp word of a record's first cell.
+/// The most cells a lane with `tag_bits`-bit tags may have: stamps compared with a position are
+/// at most a few laps old (see the module documentation), so four laps must fit in a tag.
+#[inline]
+pub fn max_cells_for_tag(tag_bits: u32) -> u64 {
+    (1u64 << tag_bits.saturating_sub(2)).min(MAX_LANE_CELLS)
+}
+
+/// The packed stamp word of a cell.
 ///
 /// | bits   | field  | meaning                                                  |
 /// |--------|--------|----------------------------------------------------------|
-/// | 63..32 | tag    | low 32 bits of the record's position                     |
+/// | 63..32 | tag    | low 32 bits of the position (compared on the lane's [`TAG_BITS`]) |
 /// | 31..12 | cells  | how many cells the record spans, 1 ..= 2^20 - 1          |
 /// | 11..4  | sender | the sender's slot in the queue's sender table            |
-/// | 3..0   | state  | 0 never claimed, 1 RESERVED, 2 COMMITTED, 3 PAD, 4 ACKED, 5 ABANDONED, 6 CANCELLED |
+/// | 3..0   | state  | 0 never claimed, 1 RESERVED, 2 COMMITTED, 3 PAD, 4 ACKED, 5 ABANDONED, 6 CANCELLED, 7 MIDDLE |
+///
+/// The first cell of a record carries the record's stamp; every other cell of it carries
+/// `{its own position, 1, 0, MIDDLE}`, so that no cell keeps a stamp of a lap long gone.
 pub mod stamp {
     /// Claimed by a sender that is still writing.
     pub const RESERVED: u64 = 1;
@@ -91,6 +125,8 @@ pub mod stamp {
     pub const ABANDONED: u64 = 5;
     /// Claimed and given back uncommitted by its sender (a dropped loan): skipped.
     pub const CANCELLED: u64 = 6;
+    /// Not the first cell of a record: written into the other cells a record or padding covers.
+    pub const MIDDLE: u64 = 7;
 
     /// Packs a stamp.
     #[inline]
@@ -99,16 +135,16 @@ pub mod stamp {
         debug_assert!(state <= 0xf);
         ((pos as u32 as u64) << 32) | (cells << 12) | ((sender as u64) << 4) | state
     }
-    /// Whether the stamp marks a record claimed at exactly `pos`.
+    /// Whether the stamp was written for exactly `pos`, comparing the tag's low bits that
+    /// `mask` keeps (see [`super::Lane::is_at`]).
     #[inline]
-    pub fn is_at(stamp: u64, pos: u64) -> bool {
-        (stamp >> 32) as u32 == pos as u32 && state(stamp) != 0
+    pub fn is_at(stamp: u64, pos: u64, mask: u32) -> bool {
+        ((stamp >> 32) as u32 ^ pos as u32) & mask == 0 && state(stamp) != 0
     }
-    /// Whether the stamp marks a record claimed at a position after `pos` (a later lap): its
-    /// tag is ahead of `pos`'s in 32-bit modular order.
+    /// The stamp of a cell at `pos` inside a record or padding, not its first.
     #[inline]
-    pub fn is_after(stamp: u64, pos: u64) -> bool {
-        state(stamp) != 0 && ((stamp >> 32) as u32).wrapping_sub(pos as u32) as i32 > 0
+    pub fn middle(pos: u64) -> u64 {
+        pack(pos, 1, 0, MIDDLE)
     }
     /// The record's length in cells.
     #[inline]
@@ -335,28 +371,58 @@ pub struct Lane<'a> {
     /// This process's last view of `head` (see [`Lane::try_claim`]): a process-local word, so
     /// that senders do not pull the receiver's cache line across CPUs on every claim.
     head_seen: &'a AtomicU64,
+    /// The low [`TAG_BITS`] (or fewer, in tests) bits set: the part of a stamp's tag compared.
+    tag_mask: u32,
 }
 
 impl<'a> Lane<'a> {
-    /// A lane over memory the caller provides.
+    /// A lane over memory the caller provides, with stamps compared on `tag_bits` bits.
     ///
     /// # Panics
     ///
-    /// If `stamps` and `data` differ in length or are empty (a layout bug, not input).
+    /// If `stamps` and `data` differ in length or are empty, or the lane has more cells than
+    /// [`max_cells_for_tag`] allows (layout bugs, not input: the segment checks its header).
     pub(crate) fn new(
         ctl: &'a LaneControl,
         stamps: &'a [AtomicU64],
         data: &'a [DataCell],
         head_seen: &'a AtomicU64,
+        tag_bits: u32,
     ) -> Self {
         assert_eq!(stamps.len(), data.len(), "lane layout: one stamp per cell");
         assert!(!data.is_empty(), "lane layout: at least one cell");
+        assert!(
+            (MIN_TAG_BITS..=TAG_BITS).contains(&tag_bits)
+                && data.len() as u64 <= max_cells_for_tag(tag_bits),
+            "lane layout: {} cells with {tag_bits}-bit tags",
+            data.len()
+        );
         Lane {
             ctl,
             stamps,
             data,
             n: data.len() as u64,
             head_seen,
+            tag_mask: (u64::MAX >> (64 - tag_bits)) as u32,
+        }
+    }
+
+    /// Whether stamp `s` was written for exactly position `pos` (of its cell). Exact because
+    /// every stamp compared is at most a few laps old (see the module documentation).
+    #[inline]
+    fn is_at(&self, s: u64, pos: u64) -> bool {
+        stamp::is_at(s, pos, self.tag_mask)
+    }
+
+    /// Writes the MIDDLE stamps of the cells after the first of a record or padding of `cells`
+    /// cells at `pos`. Only whoever holds those cells calls this: the claimer before it
+    /// commits or cancels, or the owner before it frees them.
+    #[inline]
+    fn cover(&self, pos: u64, cells: u64) {
+        for p in pos + 1..pos + cells {
+            // SYNC POINT: fresh stamps (Release side): a sender whose later Acquire load of
+            // `tail` follows this claim's never sees the cell's stamp of an earlier lap.
+            self.stamps[self.index(p)].store(stamp::middle(p), Ordering::Release);
         }
     }
 
@@ -396,23 +462,28 @@ impl<'a> Lane<'a> {
             if rounds > 50_000_000 {
                 return Err(corrupt("the lane's tail makes no progress"));
             }
-            let t = tail.load(Ordering::Relaxed);
+            // SYNC POINT: fresh stamps (Acquire side), partner of `cover` and of the claims.
+            let t = tail.load(Ordering::Acquire);
+            #[cfg(all(test, not(loom)))]
+            self.stall("after reading the tail");
             let slot = &self.stamps[self.index(t)];
             let s = slot.load(Ordering::Acquire);
-            if stamp::is_at(s, t) {
+            if tail.load(Ordering::Acquire) != t {
+                // `t` was stale (this thread was held up, or another sender moved on): the
+                // stamp may belong to a later lap. Never compare tags by age: read again.
+                crate::sync::spin_hint();
+                continue;
+            }
+            if self.is_at(s, t) {
+                if stamp::state(s) == stamp::MIDDLE {
+                    return Err(corrupt(format!("the tail {t} points inside a record")));
+                }
                 // Claimed already: help move the tail past it, then retry.
                 let k = stamp::cells(s);
                 if k == 0 || k > self.n - t % self.n {
                     return Err(corrupt(format!("stamp at position {t} spans {k} cells")));
                 }
-                let _ = tail.compare_exchange(t, t + k, Ordering::Relaxed, Ordering::Relaxed);
-                continue;
-            }
-            if stamp::is_after(s, t) {
-                // A later lap has claimed this cell: `t` is stale (this thread was held up
-                // between reading `tail` and the stamp). Claiming on top of it would destroy a
-                // live record, so read `tail` again.
-                crate::sync::spin_hint();
+                let _ = tail.compare_exchange(t, t + k, Ordering::AcqRel, Ordering::Relaxed);
                 continue;
             }
             // SYNC POINT: space freed (Acquire side): the receiver's reads of these cells are done.
@@ -444,35 +515,49 @@ impl<'a> Lane<'a> {
                 )));
             }
             let off = t % self.n;
-            if off + need > self.n {
+            let (cells, state) = if off + need > self.n {
                 let pad = self.n - off;
                 if used + pad > self.n {
                     return Err(ClaimError::Full);
                 }
-                let pad_stamp = stamp::pack(t, pad, sender, stamp::PAD);
-                if slot
-                    .compare_exchange(s, pad_stamp, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    let _ = tail.compare_exchange(t, t + pad, Ordering::Relaxed, Ordering::Relaxed);
+                (pad, stamp::PAD)
+            } else {
+                if used + need > self.n {
+                    return Err(ClaimError::Full);
                 }
+                (need, stamp::RESERVED)
+            };
+            let claimed = stamp::pack(t, cells, sender, state);
+            #[cfg(all(test, not(loom)))]
+            self.stall("before the claim");
+            if slot
+                .compare_exchange(s, claimed, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
                 continue;
             }
-            if used + need > self.n {
-                return Err(ClaimError::Full);
-            }
-            let reserved = stamp::pack(t, need, sender, stamp::RESERVED);
-            if slot
-                .compare_exchange(s, reserved, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+            if let Err(now) =
+                tail.compare_exchange(t, t + cells, Ordering::AcqRel, Ordering::Acquire)
             {
-                let _ = tail.compare_exchange(t, t + need, Ordering::Relaxed, Ordering::Relaxed);
-                return Ok(Claim {
-                    pos: t,
-                    cells: need,
-                    sender,
-                });
+                if now < t || now - t > self.n {
+                    // Only a sender stalled for 2^TAG_BITS positions between its second load
+                    // of `tail` and the compare-and-swap gets here: the stamp it replaced was
+                    // a live record's with the same tag. Put it back and start again.
+                    let _ = slot.compare_exchange(claimed, s, Ordering::AcqRel, Ordering::Relaxed);
+                    continue;
+                }
             }
+            if state == stamp::PAD {
+                // Padding's other cells are covered by the owner when it frees them: the
+                // padding is free to go at once, so its claimer no longer holds them.
+                continue;
+            }
+            self.cover(t, cells);
+            return Ok(Claim {
+                pos: t,
+                cells,
+                sender,
+            });
         }
     }
 
@@ -595,7 +680,7 @@ impl<'a> Lane<'a> {
     pub fn at(&self, pos: u64, max_message: u32) -> Result<Slot, Corrupt> {
         // SYNC POINT: record published (Acquire side).
         let s = self.stamps[self.index(pos)].load(Ordering::Acquire);
-        if !stamp::is_at(s, pos) {
+        if !self.is_at(s, pos) {
             return Ok(Slot::End);
         }
         let k = stamp::cells(s);
@@ -613,6 +698,9 @@ impl<'a> Lane<'a> {
             stamp::PAD | stamp::ACKED | stamp::ABANDONED | stamp::CANCELLED => {
                 Ok(Slot::Skip { cells: k })
             }
+            stamp::MIDDLE => Err(Corrupt(format!(
+                "position {pos} is inside a record, not at the start of one"
+            ))),
             stamp::COMMITTED => {
                 let header = self.read_header(off as usize);
                 if header.len > max_message {
@@ -689,7 +777,7 @@ impl<'a> Lane<'a> {
     pub fn ack(&self, record: &RecordRef) -> Result<bool, Corrupt> {
         let slot = &self.stamps[self.index(record.pos)];
         let s = slot.load(Ordering::Relaxed);
-        if !stamp::is_at(s, record.pos) || stamp::state(s) != stamp::COMMITTED {
+        if !self.is_at(s, record.pos) || stamp::state(s) != stamp::COMMITTED {
             return Err(Corrupt(format!(
                 "record at position {} changed under its owner (stamp {s:#x})",
                 record.pos
@@ -768,7 +856,7 @@ impl<'a> Lane<'a> {
         }
         while h - start < self.n && h < limit {
             let s = self.stamps[self.index(h)].load(Ordering::Acquire);
-            if !stamp::is_at(s, h) {
+            if !self.is_at(s, h) {
                 break;
             }
             let k = stamp::cells(s);
@@ -776,9 +864,16 @@ impl<'a> Lane<'a> {
                 return Err(Corrupt(format!("stamp at position {h} spans {k} cells")));
             }
             match stamp::state(s) {
-                stamp::PAD | stamp::CANCELLED => {}
+                stamp::CANCELLED => {}
+                // Their claimers wrote no MIDDLE stamps (padding is freed at once; an
+                // abandoned claimer died): the owner, who holds the cells until `head` moves,
+                // writes them, so that no cell keeps a stamp of an old lap.
+                stamp::PAD => self.cover(h, k),
+                stamp::ABANDONED => {
+                    self.cover(h, k);
+                    abandoned += 1;
+                }
                 stamp::ACKED => acked += 1,
-                stamp::ABANDONED => abandoned += 1,
                 _ => break,
             }
             h += k;
@@ -911,7 +1006,7 @@ impl<'a> Lane<'a> {
             let first = p;
             loop {
                 let s = self.stamps[self.index(p)].load(Ordering::Acquire);
-                if !stamp::is_at(s, p) {
+                if !self.is_at(s, p) {
                     // The end of the claimed records, or cells already reused because `head`
                     // passed `p` meanwhile: then walk again from the new head.
                     if self.head() > p && restarts < 1000 {
@@ -1059,6 +1154,27 @@ impl<'a> Lane<'a> {
     }
 }
 
+#[cfg(all(test, not(loom)))]
+thread_local! {
+    /// A unit test's stalled sender: at the named step of `try_claim`, the function runs once
+    /// (and plays what the rest of the world did meanwhile).
+    static STALL: std::cell::Cell<Option<(&'static str, fn(&Lane<'_>))>> =
+        const { std::cell::Cell::new(None) };
+}
+
+#[cfg(all(test, not(loom)))]
+impl Lane<'_> {
+    fn stall(&self, step: &str) {
+        if let Some((at, world)) = STALL.with(|h| h.take()) {
+            if at == step {
+                world(self);
+            } else {
+                STALL.with(|h| h.set(Some((at, world))));
+            }
+        }
+    }
+}
+
 fn corrupt(msg: impl Into<String>) -> ClaimError {
     ClaimError::Corrupt(Corrupt(msg.into()))
 }
@@ -1070,22 +1186,36 @@ pub struct HeapLane {
     stamps: Box<[AtomicU64]>,
     data: Box<[DataCell]>,
     head_seen: AtomicU64,
+    tag_bits: u32,
 }
 
 impl HeapLane {
     /// A lane of `cells` cells, as a freshly created segment holds it (all zero).
     pub fn new(cells: usize) -> Self {
+        Self::with_tag_bits(cells, TAG_BITS)
+    }
+
+    /// A lane whose stamps keep only `tag_bits` bits of a position, so that a test reaches
+    /// the tag's wrap after 2^tag_bits positions instead of 2^32.
+    pub fn with_tag_bits(cells: usize, tag_bits: u32) -> Self {
         HeapLane {
             ctl: LaneControl::default(),
             stamps: (0..cells).map(|_| AtomicU64::new(0)).collect(),
             data: (0..cells).map(|_| DataCell::new()).collect(),
             head_seen: AtomicU64::new(0),
+            tag_bits,
         }
     }
 
     /// The lane view.
     pub fn lane(&self) -> Lane<'_> {
-        Lane::new(&self.ctl, &self.stamps, &self.data, &self.head_seen)
+        Lane::new(
+            &self.ctl,
+            &self.stamps,
+            &self.data,
+            &self.head_seen,
+            self.tag_bits,
+        )
     }
 }
 
@@ -1319,43 +1449,136 @@ mod tests {
     }
 
     #[test]
-    fn a_stamp_of_a_later_lap_is_recognised_even_across_the_tag_wrap() {
-        let later = stamp::pack(5, 1, 1, stamp::COMMITTED);
-        assert!(stamp::is_after(later, 1));
-        assert!(!stamp::is_after(later, 5), "at, not after");
-        assert!(!stamp::is_after(stamp::pack(1, 1, 1, stamp::ACKED), 5));
-        assert!(!stamp::is_after(0, 5), "never claimed");
-        let wrapped = stamp::pack((1u64 << 32) + 2, 1, 1, stamp::RESERVED);
-        assert!(stamp::is_after(wrapped, (1u64 << 32) - 2));
+    fn a_stamp_compares_equal_only_for_its_own_position_on_the_lanes_tag_bits() {
+        let s = stamp::pack(5, 1, 1, stamp::COMMITTED);
+        assert!(stamp::is_at(s, 5, u32::MAX));
+        assert!(!stamp::is_at(s, 6, u32::MAX));
+        assert!(!stamp::is_at(0, 0, u32::MAX), "never claimed");
+        assert!(
+            stamp::is_at(s, 5 + (1 << 32), u32::MAX),
+            "32-bit tags alias at 2^32"
+        );
+        assert!(
+            stamp::is_at(s, 5 + (1 << 10), 0x3ff),
+            "10-bit tags alias at 2^10"
+        );
+        assert!(!stamp::is_at(s, 5 + (1 << 10), u32::MAX));
+    }
+
+    /// Fixed-size traffic leaves the cells in the middle of records uncovered by record
+    /// starts. Their stamps must still be fresh when the tag wraps. The sequence (one
+    /// 1-cell record, `k` 2-cell records, one 1-cell record, then 2-cell records again), for
+    /// every `k` that takes an 8- or 10-bit tag past its wrap: with 32 bits it is 2^30 + 4.
+    #[test]
+    fn fixed_size_traffic_after_a_tag_wrap_delivers_exactly_what_was_sent() {
+        for bits in [8u32, 10] {
+            for k in 0..(1u32 << (bits - 1)) + 8 {
+                let heap = HeapLane::with_tag_bits(4, bits);
+                let lane = heap.lane();
+                let mut check = |msg: Vec<u8>, what: &str| {
+                    send(&lane, &msg)
+                        .unwrap_or_else(|e| panic!("{bits} bits, k {k}, {what}: {e:?}"));
+                    assert_eq!(recv(&lane), Some(msg), "{bits} bits, k {k}, {what}");
+                    assert_eq!(recv(&lane), None, "{bits} bits, k {k}, after {what}");
+                };
+                check(vec![0xee; 8], "first short");
+                for i in 0..k {
+                    check((0..64).map(|j| (i as u8) ^ j).collect(), "long");
+                }
+                check(vec![0xdd; 8], "second short");
+                for i in 0..8u8 {
+                    check(vec![i; 64], "long after the shift");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_claim_writes_middle_stamps_and_the_owner_covers_padding() {
+        let heap = HeapLane::new(5);
+        let lane = heap.lane();
+        send(&lane, &[1; 100]).unwrap(); // 3 cells at 0
+        for p in 1..3 {
+            assert_eq!(
+                heap.stamps[p].load(Ordering::Relaxed),
+                stamp::middle(p as u64)
+            );
+        }
+        assert_eq!(recv(&lane).unwrap(), vec![1; 100]);
+        send(&lane, &[2; 100]).unwrap(); // padding 3..5, then 3 cells at 5
+        assert_eq!(recv(&lane).unwrap(), vec![2; 100]);
+        assert_eq!(
+            heap.stamps[4].load(Ordering::Relaxed),
+            stamp::middle(4),
+            "the padding's second cell"
+        );
+        assert!(
+            lane.at(6, 4096).unwrap_err().0.contains("inside a record"),
+            "a cursor that lands inside a record is told so"
+        );
+    }
+
+    /// A sender that stalls for exactly 2^32 positions between its checks and its
+    /// compare-and-swap finds a live record's stamp equal, bit for bit, to the one it read: it
+    /// must notice and put it back instead of claiming over that record.
+    #[test]
+    fn a_sender_stalled_for_a_whole_tag_wrap_puts_back_the_stamp_it_took() {
+        let heap = HeapLane::new(4);
+        let lane = heap.lane();
+        for i in 0..4u8 {
+            send(&lane, &[i]).unwrap();
+            assert_eq!(recv(&lane).unwrap(), vec![i]);
+        }
+        let old = heap.stamps[0].load(Ordering::Relaxed);
+        assert!(lane.is_at(old, 0));
+        fn the_world_moves_on(lane: &Lane<'_>) {
+            // 2^32 positions later: the other cells hold the last lap's records, cell 0 a live
+            // record at 2^32 by the same sender, whose stamp is bit for bit the one the stalled
+            // sender read for position 0 (as is its header); the tail is past it.
+            for c in 1..4u64 {
+                let p = (1 << 32) - 4 + c;
+                lane.stamps[c as usize]
+                    .store(stamp::pack(p, 1, 0, stamp::ACKED), Ordering::Relaxed);
+            }
+            let c = &lane.ctl.consumer;
+            c.head.store(1 << 32, Ordering::Relaxed);
+            c.read.store(1 << 32, Ordering::Relaxed);
+            lane.ctl
+                .producer
+                .tail
+                .store((1 << 32) + 1, Ordering::Relaxed);
+        }
+        STALL.with(|h| h.set(Some(("before the claim", the_world_moves_on))));
+        let claim = lane.try_claim(1, 0).unwrap();
+        assert_eq!(claim.pos, (1 << 32) + 1, "claimed at the real tail");
+        assert_eq!(
+            heap.stamps[0].load(Ordering::Relaxed),
+            old,
+            "the live record's stamp is back"
+        );
+        assert!(matches!(lane.at(1 << 32, 64), Ok(Slot::Record(_))));
     }
 
     #[test]
     fn a_sender_with_a_stale_tail_does_not_claim_over_a_later_lap() {
         let heap = HeapLane::new(4);
         let lane = heap.lane();
-        for round in 0..2u8 {
-            for i in 0..4u8 {
-                send(&lane, &[round * 4 + i]).unwrap();
-            }
-            if round == 0 {
-                for i in 0..4u8 {
-                    assert_eq!(recv(&lane).unwrap(), vec![i]);
+        send(&lane, &[0]).unwrap();
+        assert_eq!(recv(&lane).unwrap(), vec![0]);
+        fn others_fill_the_next_lap(lane: &Lane<'_>) {
+            // Held up after reading tail = 1: meanwhile others send 1..8 and the receiver
+            // takes 1..4, so the cell of position 1 holds position 5, a live record.
+            for i in 1..8u8 {
+                send(lane, &[i]).unwrap();
+                if i < 4 {
+                    assert_eq!(recv(lane).unwrap(), vec![i]);
                 }
             }
         }
-        // A sender that read `tail` = 1 long ago, and a stale view of `head`: the cell of
-        // position 1 now holds position 5, a live record.
-        heap.ctl.producer.tail.store(1, Ordering::Relaxed);
-        heap.head_seen.store(0, Ordering::Relaxed);
-        let helper = std::thread::scope(|s| {
-            let h = s.spawn(|| lane.try_claim(1, 2));
-            // Another sender moves the tail on, as live senders do.
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            heap.ctl.producer.tail.store(8, Ordering::Relaxed);
-            h.join().unwrap()
-        });
+        STALL.with(|h| h.set(Some(("after reading the tail", others_fill_the_next_lap))));
+        heap.head_seen.store(0, Ordering::Relaxed); // and its view of head is old too
         assert_eq!(
-            helper,
+            lane.try_claim(1, 2),
             Err(ClaimError::Full),
             "the lane is full, not overwritable"
         );

@@ -42,7 +42,7 @@ pub const FILE_PREFIX: &str = "baton.";
 /// `"BATONQ\0\x01"`: the first word of every segment; byte-swapped it reveals an endian mismatch.
 pub const MAGIC: u64 = 0x4241_544F_4E51_0001;
 /// Version of the layout described here.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 /// Bytes before the first lane.
 pub const HEADER_SIZE: usize = 4096;
 const SHARED_OFFSET: usize = 1024;
@@ -65,6 +65,12 @@ pub struct Attributes {
     /// owner closes or dies with no standby waiting (SA-Forum's non-persistent queue).
     #[serde(serialize_with = "seconds")]
     pub retention: Option<std::time::Duration>,
+    /// Bits of a position kept in the lanes' stamps: 32 (the default) in production. Tests set
+    /// fewer so that a lane passes the tag's wrap after 2^bits positions, in seconds instead
+    /// of hours; then each lane may hold at most 2^(bits - 2) cells.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub tag_bits: u32,
 }
 
 fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
@@ -88,6 +94,7 @@ impl Default for Attributes {
             max_message: 4096,
             mode: 0o600,
             retention: None,
+            tag_bits: lane::TAG_BITS,
         }
     }
 }
@@ -119,6 +126,14 @@ impl Attributes {
                 self.mode
             ));
         }
+        if !(lane::MIN_TAG_BITS..=lane::TAG_BITS).contains(&self.tag_bits) {
+            return bad(format!(
+                "tag bits {} are out of range {}..={}",
+                self.tag_bits,
+                lane::MIN_TAG_BITS,
+                lane::TAG_BITS
+            ));
+        }
         let min = lane::record_cells(self.max_message as usize) * CELL as u64;
         let mut capacity = self.capacity;
         for (p, c) in capacity.iter_mut().enumerate() {
@@ -135,6 +150,12 @@ impl Attributes {
                     "capacity {c} of priority {p} is over the 1 GiB limit"
                 ));
             }
+            if rounded / CELL as u64 > lane::max_cells_for_tag(self.tag_bits) {
+                return bad(format!(
+                    "capacity {c} of priority {p} is over what {}-bit tags allow",
+                    self.tag_bits
+                ));
+            }
             *c = rounded;
         }
         if self
@@ -143,12 +164,7 @@ impl Attributes {
         {
             return bad("retention is over 584 years".into());
         }
-        Ok(Attributes {
-            capacity,
-            max_message: self.max_message,
-            mode: self.mode,
-            retention: self.retention,
-        })
+        Ok(Attributes { capacity, ..*self })
     }
 
     /// Says how `self` differs from `other`, or `None` when they are equal.
@@ -172,6 +188,12 @@ impl Attributes {
             diffs.push(format!(
                 "mode is {:03o} (asked {:03o})",
                 self.mode, asked.mode
+            ));
+        }
+        if self.tag_bits != asked.tag_bits {
+            diffs.push(format!(
+                "tag bits are {} (asked {})",
+                self.tag_bits, asked.tag_bits
             ));
         }
         if self.retention != asked.retention {
@@ -243,7 +265,8 @@ struct Identity {
     creator_pid: u32,
     name_len: u32,
     domain_len: u32,
-    reserved: u32,
+    /// Bits of a position the lanes' stamps keep ([`Attributes::tag_bits`]).
+    tag_bits: u32,
     name: [u8; NAME_FIELD],
     domain: [u8; NAME_FIELD],
 }
@@ -611,6 +634,7 @@ impl Segment {
             mode: id.mode,
             retention: (id.retention_ns != NO_RETENTION)
                 .then(|| std::time::Duration::from_nanos(id.retention_ns)),
+            tag_bits: id.tag_bits,
         };
         let attrs = match stored.normalized() {
             Ok(a) if a == stored => a,
@@ -764,6 +788,7 @@ impl Segment {
                     l.cells as usize,
                 ),
                 &self.head_seen[p],
+                self.attrs.tag_bits,
             )
         }
     }
@@ -801,7 +826,7 @@ impl Identity {
             creator_pid: std::process::id(),
             name_len: name.len() as u32,
             domain_len: domain.as_str().len() as u32,
-            reserved: 0,
+            tag_bits: attrs.tag_bits,
             name: field(name),
             domain: field(domain.as_str()),
         }

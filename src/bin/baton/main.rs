@@ -194,6 +194,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 max_message,
                 mode: mode.unwrap_or(defaults.mode),
                 retention,
+                ..defaults
             };
             let q = Queue::create(&domain, &name, &attrs)?;
             let st = q.status();
