@@ -1475,7 +1475,7 @@ mod tests {
             for k in 0..(1u32 << (bits - 1)) + 8 {
                 let heap = HeapLane::with_tag_bits(4, bits);
                 let lane = heap.lane();
-                let mut check = |msg: Vec<u8>, what: &str| {
+                let check = |msg: Vec<u8>, what: &str| {
                     send(&lane, &msg)
                         .unwrap_or_else(|e| panic!("{bits} bits, k {k}, {what}: {e:?}"));
                     assert_eq!(recv(&lane), Some(msg), "{bits} bits, k {k}, {what}");

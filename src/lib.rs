@@ -44,6 +44,8 @@ mod queue;
 #[cfg(not(loom))]
 mod recovery;
 #[cfg(not(loom))]
+mod robust;
+#[cfg(not(loom))]
 mod segment;
 
 #[cfg(not(loom))]

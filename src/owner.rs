@@ -11,6 +11,7 @@
 use crate::error::OwnError;
 use crate::queue::monotonic_ns;
 use crate::recovery;
+use crate::robust::{Holder, TryLock};
 use crate::segment::Segment;
 use crate::sync::Ordering;
 use std::sync::{mpsc, Arc};
@@ -33,6 +34,10 @@ pub(crate) struct OwnerGuard {
     keeper: Option<JoinHandle<()>>,
 }
 
+/// How long `receiver()` waits for the owner lock held by a process that does not own the queue
+/// (one that checks whether it expired, or recovers it) before it answers `Busy`.
+const PROBE_WAIT: Duration = Duration::from_millis(200);
+
 /// How long to wait for the owner lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wait {
@@ -48,7 +53,7 @@ pub(crate) fn acquire(seg: Arc<Segment>, wait: Wait) -> Result<(OwnerGuard, Owne
     let (result_tx, result_rx) = mpsc::channel::<Result<Ownership, OwnError>>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let keeper = std::thread::Builder::new().name("baton-owner".into()).spawn(move || {
-        let mutex = seg.shared().owner.mutex.get();
+        let mutex = seg.shared().owner.mutex.raw();
         let standby = match wait {
             Wait::No => None,
             Wait::Until(_) => recovery::register_standby(&seg),
@@ -61,7 +66,19 @@ pub(crate) fn acquire(seg: Arc<Segment>, wait: Wait) -> Result<(OwnerGuard, Owne
         // mapping that `seg` keeps alive for this whole thread; `abs` outlives the call.
         let rc = unsafe {
             match (wait, &abs) {
-                (Wait::No, _) => libc::pthread_mutex_trylock(mutex),
+                (Wait::No, _) => match libc::pthread_mutex_trylock(mutex) {
+                    // Held, but by nobody who owns the queue: a process looking whether the
+                    // queue expired, or recovering it. That takes microseconds: wait a little
+                    // rather than answer Busy with no owner.
+                    libc::EBUSY if seg.shared().owner.pid.load(Ordering::Acquire) == 0 => {
+                        let abs = realtime_deadline(Instant::now() + PROBE_WAIT);
+                        match libc::pthread_mutex_timedlock(mutex, &abs) {
+                            libc::ETIMEDOUT => libc::EBUSY,
+                            rc => rc,
+                        }
+                    }
+                    rc => rc,
+                },
                 (_, Some(abs)) => libc::pthread_mutex_timedlock(mutex, abs),
                 (_, None) => libc::pthread_mutex_lock(mutex),
             }
@@ -133,7 +150,7 @@ pub(crate) fn acquire(seg: Arc<Segment>, wait: Wait) -> Result<(OwnerGuard, Owne
 }
 
 /// Aborts the process if dropped during a panic (see its use in [`acquire`]).
-struct AbortOnUnwind;
+pub(crate) struct AbortOnUnwind;
 
 impl Drop for AbortOnUnwind {
     fn drop(&mut self) {
@@ -198,8 +215,8 @@ fn release(seg: &Segment) {
     if seg.attributes().retention == Some(Duration::ZERO) && !recovery::standby_waiting(seg) {
         let _ = seg.remove();
     }
-    // SAFETY: this thread locked the mutex and still holds it.
-    let rc = unsafe { libc::pthread_mutex_unlock(owner.mutex.get()) };
+    // This thread locked the mutex and still holds it.
+    let rc = owner.mutex.unlock();
     debug_assert_eq!(rc, 0, "unlock of the owner mutex by its keeper thread");
 }
 
@@ -208,25 +225,40 @@ fn release(seg: &Segment) {
 /// the next holder) and the queue counts as unowned from now.
 pub(crate) fn unowned_since(seg: &Segment) -> Option<u64> {
     let owner = &seg.shared().owner;
-    let mutex = owner.mutex.get();
-    // SAFETY: as in `acquire`; the lock is released below on this same thread.
-    let rc = unsafe { libc::pthread_mutex_trylock(mutex) };
-    let since = match rc {
-        0 => owner.unowned_since_ns.load(Ordering::Relaxed),
-        libc::EOWNERDEAD => {
+    if owner.mutex.holder() == Holder::Alive {
+        // Owned (or being taken): no need to touch the lock, and no reason to make a
+        // concurrent `receiver()` wait for us.
+        return None;
+    }
+    let since = match owner.mutex.try_lock() {
+        TryLock::Acquired => owner.unowned_since_ns.load(Ordering::Relaxed),
+        TryLock::OwnerDied => {
             begin(seg, true);
             owner.pid.store(0, Ordering::Release);
             let now = monotonic_ns();
             owner.unowned_since_ns.store(now, Ordering::Relaxed);
-            // SAFETY: we hold the lock.
-            unsafe { libc::pthread_mutex_consistent(mutex) };
+            owner.mutex.consistent();
             now
         }
         _ => return None,
     };
-    // SAFETY: this thread holds the lock (trylock succeeded above).
-    unsafe { libc::pthread_mutex_unlock(mutex) };
+    owner.mutex.unlock();
     Some(since)
+}
+
+/// The owner as the owner lock tells it, without taking it: `(live owner, dead owner)` pids.
+pub(crate) fn owner_pids(seg: &Segment) -> (Option<u32>, Option<u32>) {
+    let owner = &seg.shared().owner;
+    let pid = owner.pid.load(Ordering::Acquire);
+    if pid == 0 {
+        return (None, None);
+    }
+    match owner.mutex.holder() {
+        Holder::Alive => (Some(pid), None),
+        Holder::Died => (None, Some(pid)),
+        // Released without clearing the pid: only a peer's scribble does that.
+        Holder::Free => (None, None),
+    }
 }
 
 impl Drop for OwnerGuard {
@@ -237,17 +269,5 @@ impl Drop for OwnerGuard {
         if let Some(k) = self.keeper.take() {
             let _ = k.join();
         }
-    }
-}
-
-/// Whether a process exists (a zombie counts as gone only once reaped).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    if pid == 0 || pid > i32::MAX as u32 {
-        return false;
-    }
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
-        Ok(()) => true,
-        Err(nix::errno::Errno::EPERM) => true,
-        Err(_) => false,
     }
 }

@@ -321,8 +321,7 @@ impl Queue {
             };
         }
         let shared = seg.shared();
-        let pid = shared.owner.pid.load(Ordering::Acquire);
-        let owner_pid = (pid != 0 && owner::process_alive(pid)).then_some(pid);
+        let (owner_pid, dead_owner_pid) = owner::owner_pids(seg);
         let now = monotonic_ns();
         Status {
             name: name.to_string(),
@@ -335,7 +334,7 @@ impl Queue {
             redelivered: shared.stats.redelivered.load(Ordering::Relaxed),
             rejected_full: shared.stats.rejected_full.load(Ordering::Relaxed),
             owner_pid,
-            dead_owner_pid: (pid != 0 && owner_pid.is_none()).then_some(pid),
+            dead_owner_pid,
             owner_stalled_ns: owner_pid.and(next_in_line).map(|t| now.saturating_sub(t)),
             oldest_waiting_ns: oldest.map(|t| now.saturating_sub(t)),
             epoch: shared.owner.epoch.load(Ordering::Relaxed),
@@ -343,11 +342,7 @@ impl Queue {
             removed: seg.is_removed(),
             standbys: recovery::standbys(seg),
             owner_sleeping: shared.data_event.waiters() > 0,
-            sender_slots: shared
-                .senders
-                .iter()
-                .filter(|w| w.load(Ordering::Relaxed) != 0)
-                .count() as u32,
+            sender_slots: recovery::live_senders(seg),
             created_unix_ns: seg.created_unix_ns(),
             size,
             file_size,
@@ -437,7 +432,8 @@ pub struct Status {
     pub standbys: u32,
     /// The owner is asleep waiting for a message (or about to be).
     pub owner_sleeping: bool,
-    /// Slots of the sender table held (by live processes, or by dead ones not yet reclaimed).
+    /// Slots of the sender table held by live processes (each process that sends to the
+    /// queue, or waits to own it, holds one).
     pub sender_slots: u32,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_ns: u64,
@@ -1337,7 +1333,7 @@ impl Receiver {
                     return false;
                 }
                 local.stuck[p] = Some((at, Instant::now()));
-                recovery::reclaim_if_dead(seg, sender, false).is_some_and(|n| n > 0)
+                recovery::reclaim_if_dead(seg, sender).is_some_and(|n| n > 0)
             }
             _ => {
                 local.stuck[p] = Some((at, Instant::now()));

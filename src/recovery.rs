@@ -1,31 +1,41 @@
-//! What survives a dead process: the sender table, the standby table, and the one recovery
-//! procedure a new owner runs when it acquires the owner lock from a dead holder.
+//! What survives a dead process: the sender table, standbys, and the one recovery procedure a
+//! new owner runs when it acquires the owner lock from a dead holder.
 //!
 //! # Sender slots
 //!
-//! A process takes a slot in the queue's sender table at its first send (compare-and-swap of a
-//! free word, 0, to its pid) and frees it when it unmaps the queue. Every claim it makes names
-//! the slot in its stamp. A claim that stays `RESERVED` is resolved by looking at the slot:
+//! A process takes a slot in the queue's sender table at its first send (or when it starts to
+//! wait as a standby) and keeps it until it unmaps the queue. Every claim it makes names the
+//! slot in its stamp. A slot is *held* by a keeper thread of the process that locks the slot's
+//! robust mutex and sleeps until the process lets the queue go ([`SlotHolder`]); the kernel
+//! releases the lock, marked owner-died, when that process dies or execs, in whatever pid
+//! namespace (see `robust`). Three rules keep every claim resolved:
 //!
-//! 1. the word holds the pid of a live process: it is still writing; wait;
-//! 2. the word holds a dead pid (or 0, which no claim may name): *lock* the slot by
-//!    compare-and-swap to `RECLAIMING | my pid`, so nobody can take it while we work;
-//! 3. [`Lane::abandon_sender`] on every lane turns the slot's `RESERVED` stamps to `ABANDONED`;
-//! 4. free the slot (0), or keep it for ourselves (a sender that found no free slot).
+//! 1. *Whoever takes a slot's lock owns what the slot left behind.* Taking a slot (free, or from
+//!    a dead holder) abandons every claim still `RESERVED` under its number before the new
+//!    holder makes claims of its own: those can only be a previous holder's.
+//! 2. *A slot is freed only once no claim of it can remain.* A process that lets a queue go
+//!    abandons its own leftover claims (loans leaked with `mem::forget`: nothing can write
+//!    through them any more) before its keeper unlocks.
+//! 3. *A claim naming a slot whose lock nobody holds is abandoned like a dead sender's.* The
+//!    receiver, finding a claim that stays uncommitted, tries the slot's lock: if it gets it
+//!    (free, or owner-died), the claim's writer is gone, and [`Lane::abandon_sender`] turns the
+//!    slot's `RESERVED` stamps to `ABANDONED` while the lock keeps anyone from taking the slot.
 //!
-//! If the reclaimer dies between 2 and 4, the word holds `RECLAIMING | dead pid`, which is a
-//! dead pid like any other: the next one to look starts again at 2. Every step is idempotent.
+//! So a claim is abandoned only when the lock of its slot could be taken: never while the
+//! process that made it lives and maps the queue, so an abandoned claim's writer can never
+//! write into cells that were freed and reused. A `fork`ed child does not inherit the keeper
+//! thread, so it does not hold its parent's slot: it notices (a fork generation bumped by a
+//! `pthread_atfork` handler) and takes its own. Every step is idempotent: a process that dies
+//! half way leaves the lock owner-died, and the next taker does it all again.
 //!
 //! [`Lane::abandon_sender`]: crate::lane::Lane::abandon_sender
 
-use crate::owner::process_alive;
 use crate::queue::PRIORITIES;
+use crate::robust::{fork_generation, Holder, TryLock};
 use crate::segment::{Segment, SENDER_SLOTS};
-use crate::sync::Ordering;
-
-/// The top bit of a sender word: its claims are being abandoned by the pid in the low bits.
-pub(crate) const RECLAIMING: u32 = 1 << 31;
-const PID_MASK: u32 = RECLAIMING - 1;
+use crate::sync::{AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::thread::JoinHandle;
 
 /// Failpoints: with the `failpoints` feature, `BATON_FAILPOINT=<name>[@<hit>][:<action>]` makes
 /// the process abort (default), pause forever (`pause`, to be killed), or panic (`panic`) when
@@ -67,119 +77,212 @@ pub(crate) fn failpoint(name: &str) {
 #[inline(always)]
 pub(crate) fn failpoint(_name: &str) {}
 
+/// This process's slot in a queue's sender table: a cached `fork generation << 8 | slot` for
+/// the send path, and the keeper thread that holds the slot's lock.
+pub(crate) struct SlotHolder {
+    /// `generation << 8 | slot` while this process holds a slot, [`NO_SLOT`] otherwise.
+    cached: AtomicU64,
+    keeper: Mutex<Option<SlotKeeper>>,
+}
+
+const NO_SLOT: u64 = u64::MAX;
+
+struct SlotKeeper {
+    slot: u8,
+    /// The fork generation that took the slot: in a forked child the keeper is not there.
+    generation: u64,
+    release: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Default for SlotHolder {
+    fn default() -> Self {
+        SlotHolder {
+            cached: AtomicU64::new(NO_SLOT),
+            keeper: Mutex::new(None),
+        }
+    }
+}
+
+/// A raw pointer to a lock in the segment, for the keeper thread: valid because the segment
+/// stays mapped until [`release_sender_slot`] has joined the keeper.
+struct LockPtr(*const crate::robust::RobustMutex);
+// SAFETY: the pointee is a process-shared mutex in a mapping that outlives the keeper thread
+// (see `LockPtr`); pthread mutexes may be used from any thread.
+unsafe impl Send for LockPtr {}
+
 /// This process's slot in the sender table, taken on first use.
 ///
 /// # Errors
 ///
 /// A message naming the problem when all slots are held by live processes.
+#[inline]
 pub(crate) fn sender_slot(seg: &Segment) -> Result<u8, String> {
-    if let Some(&slot) = seg.sender_slot.get() {
-        return Ok(slot);
+    let c = seg.slot.cached.load(Ordering::Acquire);
+    if c != NO_SLOT && c >> 8 == fork_generation() {
+        return Ok(c as u8);
     }
-    let me = std::process::id();
-    let table = &seg.shared().senders;
-    let taken = (1..SENDER_SLOTS)
-        .find(|&i| {
-            table[i]
-                .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        })
-        .or_else(|| {
-            // No free slot: take over one whose holder died, after abandoning its claims.
-            (1..SENDER_SLOTS).find(|&i| reclaim_if_dead(seg, i as u8, true).is_some())
-        });
-    match taken {
-        Some(i) => {
-            let slot = i as u8;
-            if seg.sender_slot.set(slot).is_err() {
-                // Another thread of ours won the race: give ours back.
-                let _ = table[i].compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
-            }
-            Ok(*seg.sender_slot.get().unwrap_or(&slot))
+    take_sender_slot(seg)
+}
+
+#[cold]
+fn take_sender_slot(seg: &Segment) -> Result<u8, String> {
+    let mut keeper = seg.slot.keeper.lock().unwrap_or_else(|e| e.into_inner());
+    let generation = fork_generation();
+    if let Some(k) = keeper.as_ref() {
+        if k.generation == generation {
+            return Ok(k.slot);
         }
-        None => Err(format!(
+    }
+    if let Some(parents) = keeper.take() {
+        // A forked child: the keeper thread and its lock are the parent's. Touch neither.
+        std::mem::forget(parents);
+    }
+    let (answer_tx, answer_rx) = mpsc::channel::<Option<u8>>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let locks: Vec<LockPtr> = seg.shared().slots[1..]
+        .iter()
+        .map(|s| LockPtr(&s.lock))
+        .collect();
+    let thread = std::thread::Builder::new()
+        .name("baton-slot".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            // SAFETY: see `LockPtr`: the segment stays mapped until this thread is joined.
+            let lock = |i: usize| unsafe { &*locks[i].0 };
+            let taken = (0..locks.len()).find(|&i| match lock(i).try_lock() {
+                TryLock::Acquired => true,
+                TryLock::OwnerDied => {
+                    lock(i).consistent() == 0 || {
+                        lock(i).unlock();
+                        false
+                    }
+                }
+                _ => false,
+            });
+            let _ = answer_tx.send(taken.map(|i| i as u8 + 1));
+            let Some(i) = taken else { return };
+            // From here the lock must be released only on purpose: a panic would end this
+            // thread, the kernel would release the lock, and the process's live claims would
+            // be taken for a dead one's. So a panic here ends the process.
+            let _abort = crate::owner::AbortOnUnwind;
+            let _ = release_rx.recv();
+            lock(i).unlock();
+        })
+        .map_err(|e| format!("cannot start the thread that holds a sender slot: {e}"))?;
+    let Ok(Some(slot)) = answer_rx.recv() else {
+        let _ = thread.join();
+        return Err(format!(
             "all {} sender slots of the queue are held by live processes",
             SENDER_SLOTS - 1
-        )),
-    }
-}
-
-/// Frees this process's sender slot (when the segment is unmapped).
-pub(crate) fn release_sender_slot(seg: &Segment) {
-    if let Some(&slot) = seg.sender_slot.get() {
-        // Compare with the current pid: a forked child holds a copy of its parent's slot
-        // number and must not free the parent's slot.
-        let _ = seg.shared().senders[slot as usize].compare_exchange(
-            std::process::id(),
-            0,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
-    }
-}
-
-/// If the holder of sender slot `slot` is dead, abandons its unfinished claims and frees the
-/// slot (or, with `keep`, takes it for this process). Returns how many claims were abandoned,
-/// or `None` when the holder is alive or someone else changed the slot first.
-pub(crate) fn reclaim_if_dead(seg: &Segment, slot: u8, keep: bool) -> Option<u64> {
-    let word = &seg.shared().senders[slot as usize];
-    let w = word.load(Ordering::Acquire);
-    let pid = w & PID_MASK;
-    if (w == 0 && !keep) || (pid != 0 && process_alive(pid)) {
-        return None;
-    }
-    let me = std::process::id();
-    word.compare_exchange(w, RECLAIMING | me, Ordering::AcqRel, Ordering::Relaxed)
-        .ok()?;
+        ));
+    };
     failpoint("slot.locked");
-    let abandoned = (0..PRIORITIES)
+    // Rule 1: what the slot's earlier holders left is ours to resolve before we claim.
+    abandon_claims(seg, slot);
+    let s = &seg.shared().slots[slot as usize];
+    s.standbys.store(0, Ordering::Relaxed);
+    s.pid.store(std::process::id(), Ordering::Release);
+    *keeper = Some(SlotKeeper {
+        slot,
+        generation,
+        release: release_tx,
+        thread,
+    });
+    seg.slot
+        .cached
+        .store(generation << 8 | slot as u64, Ordering::Release);
+    Ok(slot)
+}
+
+/// Turns every claim still `RESERVED` under `slot` into an abandoned one, in every lane; the
+/// caller holds the slot's lock, so none of them can be a live writer's. Returns how many.
+fn abandon_claims(seg: &Segment, slot: u8) -> u64 {
+    (0..PRIORITIES)
         .map(|p| seg.lane(p).abandon_sender(slot))
-        .sum();
-    word.store(if keep { me } else { 0 }, Ordering::Release);
+        .sum()
+}
+
+/// Lets this process's sender slot go (when the segment is unmapped): abandons what loans
+/// leaked with `mem::forget` left (rule 2), then the keeper unlocks and ends.
+pub(crate) fn release_sender_slot(seg: &Segment) {
+    let mut keeper = seg.slot.keeper.lock().unwrap_or_else(|e| e.into_inner());
+    seg.slot.cached.store(NO_SLOT, Ordering::Release);
+    let Some(k) = keeper.take() else { return };
+    if k.generation != fork_generation() {
+        std::mem::forget(k); // a forked child's copy of its parent's keeper: not ours
+        return;
+    }
+    abandon_claims(seg, k.slot);
+    let s = &seg.shared().slots[k.slot as usize];
+    s.pid.store(0, Ordering::Release);
+    s.standbys.store(0, Ordering::Relaxed);
+    drop(k.release);
+    let _ = k.thread.join();
+}
+
+/// If nobody holds the lock of sender slot `slot` (its holder died, or let the queue go while
+/// a claim of it remained), abandons the slot's unfinished claims (rule 3) and leaves the slot
+/// free. Returns how many claims were abandoned, or `None` when a live process holds the slot.
+pub(crate) fn reclaim_if_dead(seg: &Segment, slot: u8) -> Option<u64> {
+    let s = seg.shared().slots.get(slot as usize)?;
+    match s.lock.try_lock() {
+        TryLock::Acquired => {}
+        TryLock::OwnerDied => {
+            failpoint("slot.locked");
+            s.lock.consistent();
+        }
+        _ => return None,
+    }
+    let abandoned = abandon_claims(seg, slot);
+    s.pid.store(0, Ordering::Release);
+    s.standbys.store(0, Ordering::Relaxed);
+    s.lock.unlock();
     Some(abandoned)
 }
 
-/// Registers this process as waiting to own the queue; returns the slot to clear, if any was
-/// free (a full table only means a retention-0 close may not see this standby).
-pub(crate) fn register_standby(seg: &Segment) -> Option<usize> {
-    let me = std::process::id();
-    let table = &seg.shared().standbys;
-    (0..table.len()).find(|&i| {
-        let w = table[i].load(Ordering::Relaxed);
-        (w == 0 || !process_alive(w))
-            && table[i]
-                .compare_exchange(w, me, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-    })
+/// Registers a thread of this process as waiting to own the queue; returns the slot to clear,
+/// if one could be had (a full table only means a retention-0 close may not see this standby).
+pub(crate) fn register_standby(seg: &Segment) -> Option<u8> {
+    let slot = sender_slot(seg).ok()?;
+    seg.shared().slots[slot as usize]
+        .standbys
+        .fetch_add(1, Ordering::AcqRel);
+    Some(slot)
 }
 
 /// Clears a standby registration.
-pub(crate) fn unregister_standby(seg: &Segment, slot: Option<usize>) {
+pub(crate) fn unregister_standby(seg: &Segment, slot: Option<u8>) {
     if let Some(i) = slot {
-        let _ = seg.shared().standbys[i].compare_exchange(
-            std::process::id(),
-            0,
+        let _ = seg.shared().slots[i as usize].standbys.fetch_update(
             Ordering::AcqRel,
             Ordering::Relaxed,
+            |n| n.checked_sub(1),
         );
     }
 }
 
-/// How many live processes are registered as standbys.
+/// How many threads of live processes wait to own the queue.
 pub(crate) fn standbys(seg: &Segment) -> u32 {
     seg.shared()
-        .standbys
+        .slots
         .iter()
-        .filter(|w| {
-            let pid = w.load(Ordering::Acquire);
-            pid != 0 && process_alive(pid)
-        })
-        .count() as u32
+        .filter(|s| s.lock.holder() == Holder::Alive)
+        .map(|s| s.standbys.load(Ordering::Acquire))
+        .sum()
 }
 
 /// Whether a live process (this one included: another of its threads) waits to own the queue.
 pub(crate) fn standby_waiting(seg: &Segment) -> bool {
     standbys(seg) > 0
+}
+
+/// How many sender slots live processes hold.
+pub(crate) fn live_senders(seg: &Segment) -> u32 {
+    seg.shared().slots[1..]
+        .iter()
+        .filter(|s| s.lock.holder() == Holder::Alive)
+        .count() as u32
 }
 
 /// The one recovery procedure, run by whoever acquires the owner lock from a dead holder, with
@@ -192,7 +295,7 @@ pub(crate) fn standby_waiting(seg: &Segment) -> bool {
 /// 3. Each lane's `read` cursor must lie on a record boundary in `head..=end of records`; if
 ///    not (a peer scribbled on it), it is set back to `head`, so that everything unacknowledged
 ///    is redelivered rather than skipped.
-/// 4. Every sender slot whose holder is dead is reclaimed: its unfinished claims are abandoned.
+/// 4. Every sender slot whose holder died is reclaimed: its unfinished claims are abandoned.
 ///
 /// Unacknowledged messages need no repair: they are still in place, between `head` and `read`,
 /// and the new owner delivers them first, flagged redelivered.
@@ -206,10 +309,11 @@ pub(crate) fn recover(seg: &Segment) {
         lane.repair_read_cursor(max);
     }
     failpoint("recover.lanes");
-    for slot in 1..SENDER_SLOTS {
-        let w = seg.shared().senders[slot].load(Ordering::Relaxed);
-        if w != 0 {
-            reclaim_if_dead(seg, slot as u8, false);
+    for (slot, s) in seg.shared().slots.iter().enumerate().skip(1) {
+        // A look at the lock word first: live holders are the rule, and taking their locks
+        // one by one would slow the takeover down.
+        if s.lock.holder() == Holder::Died {
+            reclaim_if_dead(seg, slot as u8);
         }
     }
     failpoint("recover.senders");

@@ -24,6 +24,8 @@
 use crate::error::OpenError;
 use crate::lane::{self, Lane, LaneControl, CELL, MAX_LANE_CELLS, MAX_RECORD_CELLS, RECORD_HEADER};
 use crate::name::{check_queue_name, Domain};
+use crate::recovery::SlotHolder;
+use crate::robust::RobustMutex;
 use crate::sync::{AtomicU32, AtomicU64, DataCell};
 use crate::wait::Event;
 use crossbeam_utils::CachePadded;
@@ -44,7 +46,7 @@ pub const MAGIC: u64 = 0x4241_544F_4E51_0001;
 /// Version of the layout described here.
 pub const FORMAT: u32 = 3;
 /// Bytes before the first lane.
-pub const HEADER_SIZE: usize = 4096;
+pub const HEADER_SIZE: usize = 16384;
 const SHARED_OFFSET: usize = 1024;
 const PAGE: u64 = 4096;
 const NAME_FIELD: usize = 256;
@@ -273,8 +275,6 @@ struct Identity {
 
 /// Slots in the sender table; slot 0 is never handed out.
 pub(crate) const SENDER_SLOTS: usize = 256;
-/// Slots in the standby table.
-pub(crate) const STANDBY_SLOTS: usize = 32;
 
 /// The shared, mutable part of the header.
 #[repr(C)]
@@ -283,22 +283,29 @@ pub(crate) struct Shared {
     /// The receiver sleeps here; senders notify after committing.
     pub(crate) data_event: CachePadded<Event>,
     pub(crate) stats: CachePadded<Stats>,
-    /// Pids of processes waiting to own the queue (0: free), so that closing a retention-0 queue
-    /// can tell whether a standby will take it. A dead entry is ignored and reused.
-    pub(crate) standbys: [AtomicU32; STANDBY_SLOTS],
-    /// The sender table: the stamp of every claim names its sender's slot here. A word is 0
-    /// (free), the pid of the process holding it, or `RECLAIMING | pid` while that process
-    /// abandons the claims of the slot's dead holder (see `recovery`).
-    pub(crate) senders: [AtomicU32; SENDER_SLOTS],
+    /// The sender table: a slot per process that sends to the queue or waits to own it. The
+    /// stamp of every claim names its sender's slot; a slot's lock says whether its holder
+    /// lives (see `recovery`).
+    pub(crate) slots: [ProcessSlot; SENDER_SLOTS],
+}
+
+/// One slot of the sender table.
+#[repr(C)]
+pub(crate) struct ProcessSlot {
+    /// Held by a keeper thread of the process that has the slot, for as long as it maps the
+    /// queue: the kernel releases it, marked owner-died, when that process dies or execs.
+    pub(crate) lock: RobustMutex,
+    /// Pid of the holder in its own pid namespace (0 when free): for display only.
+    pub(crate) pid: AtomicU32,
+    /// How many of the holder's threads wait to own the queue (standbys).
+    pub(crate) standbys: AtomicU32,
 }
 
 /// The owner lock and what the owner publishes about itself.
 #[repr(C)]
 pub(crate) struct OwnerBlock {
     /// Robust, process-shared, NORMAL, non-PI. Only the keeper thread locks and unlocks it.
-    // The mutex must be written through a pointer by pthread calls; it is not an atomic, so it
-    // cannot come from the loom facade.
-    pub(crate) mutex: std::cell::UnsafeCell<libc::pthread_mutex_t>, // facade-exempt: pthread mutex
+    pub(crate) mutex: RobustMutex,
     /// Pid of the owner while it owns the queue, 0 otherwise.
     pub(crate) pid: AtomicU32,
     /// Bumped each time a process takes ownership.
@@ -409,7 +416,7 @@ pub(crate) struct Segment {
     name: String,
     created_unix_ns: u64,
     /// This process's slot in the sender table, taken at the first send.
-    pub(crate) sender_slot: std::sync::OnceLock<u8>,
+    pub(crate) slot: SlotHolder,
     /// Per lane, this process's last view of the lane's `head` (see `Lane::try_claim`).
     head_seen: [AtomicU64; 4],
 }
@@ -479,7 +486,7 @@ impl Segment {
             // until it is linked under its name below; `Identity` is plain data.
             unsafe { std::ptr::write_volatile(map.as_mut_ptr() as *mut Identity, identity) };
             // SAFETY: as above; `Shared` lies inside the header page (const-asserted).
-            unsafe { init_owner_mutex(map.as_mut_ptr().add(SHARED_OFFSET) as *mut Shared)? };
+            unsafe { init_locks(map.as_mut_ptr().add(SHARED_OFFSET) as *mut Shared)? };
 
             // link(2), not rename: it fails with EEXIST instead of replacing a queue.
             match std::fs::hard_link(&temp.path, &path)
@@ -497,7 +504,7 @@ impl Segment {
                         domain: domain.to_string(),
                         name: name.to_string(),
                         created_unix_ns: identity.created_unix_ns,
-                        sender_slot: std::sync::OnceLock::new(),
+                        slot: SlotHolder::default(),
                         head_seen: Default::default(),
                     });
                 }
@@ -687,7 +694,7 @@ impl Segment {
             domain,
             name,
             created_unix_ns: id.created_unix_ns,
-            sender_slot: std::sync::OnceLock::new(),
+            slot: SlotHolder::default(),
             head_seen: Default::default(),
         })
     }
@@ -833,62 +840,26 @@ impl Identity {
     }
 }
 
-/// Initialises the owner mutex: robust, process-shared, NORMAL, no priority inheritance.
+/// Initialises the owner lock and every slot lock of a new segment.
 ///
 /// # Safety
 ///
 /// `shared` must point to zero-filled, writable memory for a `Shared` that no other process can
 /// see yet.
-unsafe fn init_owner_mutex(shared: *mut Shared) -> Result<(), OpenError> {
-    let check = |rc: i32, what: &str| {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io(what.to_string(), std::io::Error::from_raw_os_error(rc)))
-        }
-    };
-    let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-    // SAFETY: standard pthread attribute life cycle on a local; `shared` is valid per the
-    // contract, and its mutex is initialised exactly once, before anyone else can see it.
+unsafe fn init_locks(shared: *mut Shared) -> Result<(), OpenError> {
+    let fail = |e: std::io::Error| io("pthread_mutex_init", e);
+    // SAFETY: per the contract the memory is valid, unseen, and (zero-filled) a valid `Shared`:
+    // atomics, and mutexes not yet initialised, whose bytes sit in `UnsafeCell`s, so writing
+    // them through these pointers is allowed. Each mutex is initialised once.
     unsafe {
-        check(
-            libc::pthread_mutexattr_init(attr.as_mut_ptr()),
-            "pthread_mutexattr_init",
-        )?;
-        let a = attr.as_mut_ptr();
-        let result = check(
-            libc::pthread_mutexattr_setpshared(a, libc::PTHREAD_PROCESS_SHARED),
-            "setpshared",
-        )
-        .and_then(|_| {
-            check(
-                libc::pthread_mutexattr_setrobust(a, libc::PTHREAD_MUTEX_ROBUST),
-                "setrobust",
-            )
-        })
-        .and_then(|_| {
-            check(
-                libc::pthread_mutexattr_settype(a, libc::PTHREAD_MUTEX_NORMAL),
-                "settype",
-            )
-        })
-        .and_then(|_| {
-            check(
-                libc::pthread_mutexattr_setprotocol(a, libc::PTHREAD_PRIO_NONE),
-                "setprotocol",
-            )
-        })
-        .and_then(|_| {
-            // Zero-filled memory is a valid `Shared` (atomics and a not-yet-initialised mutex).
-            let shared: &Shared = &*shared;
-            check(
-                libc::pthread_mutex_init(shared.owner.mutex.get(), a),
-                "pthread_mutex_init",
-            )
-        });
-        libc::pthread_mutexattr_destroy(a);
-        result
+        let shared: &Shared = &*shared;
+        let locks =
+            std::iter::once(&shared.owner.mutex).chain(shared.slots.iter().map(|s| &s.lock));
+        for lock in locks {
+            RobustMutex::init(lock as *const RobustMutex as *mut RobustMutex).map_err(fail)?;
+        }
     }
+    Ok(())
 }
 
 /// A file under a temporary name that is unlinked when dropped.
@@ -925,6 +896,11 @@ impl Temporary {
         };
         // SAFETY: `open` just returned this descriptor and nothing else owns it.
         let file = unsafe { File::from_raw_fd(fd) };
+        // The creator's liveness, for `gc`: a lock the kernel drops when this process dies,
+        // whatever pid namespace `gc` runs in (the pid in the name is only for display). A new
+        // file (O_EXCL) that nobody else has opened: this cannot block.
+        // SAFETY: flock on a descriptor we own.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         Ok(Temporary {
             file: Some(file),
             path,
@@ -941,9 +917,13 @@ impl Temporary {
     /// `ManuallyDrop` and leaked the path: cargo-fuzz's leak sanitizer found it.)
     fn keep(mut self) -> File {
         let _ = nix::unistd::unlink(&self.path);
-        self.file
+        let file = self
+            .file
             .take()
-            .expect("a temporary holds its file until kept")
+            .expect("a temporary holds its file until kept");
+        // SAFETY: flock on a descriptor we own.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        file
     }
 }
 
@@ -1011,12 +991,26 @@ pub(crate) fn dead_temporaries(domain: &Domain) -> Result<Vec<(PathBuf, u32)>, O
         // Only our own files: root could unlink anyone's, and must not.
         let ours = nix::sys::stat::lstat(&entry.path())
             .is_ok_and(|st| st.st_uid == nix::unistd::geteuid().as_raw());
-        if ours && !crate::owner::process_alive(pid) {
+        if ours && !creator_alive(&entry.path()) {
             dead.push((entry.path(), pid));
         }
     }
     dead.sort();
     Ok(dead)
+}
+
+/// Whether the process creating a temporary file still holds its lock (see
+/// `Temporary::create`). A file that cannot be opened is left alone.
+fn creator_alive(path: &Path) -> bool {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let Ok(fd) = open(path, flags, Mode::empty()) else {
+        return true;
+    };
+    // SAFETY: `open` just returned this descriptor and nothing else owns it.
+    let file = unsafe { File::from_raw_fd(fd) };
+    // SAFETY: flock on a descriptor we own; closing `file` drops the lock if we got it.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    rc != 0
 }
 
 /// The backing files of the queues in `domain` (temporaries excluded), sorted.
@@ -1105,22 +1099,23 @@ mod layout_doc {
         assert_eq!(std::mem::offset_of!(Identity, max_message), 136);
         assert_eq!(std::mem::offset_of!(Identity, name), 160);
         assert_eq!(std::mem::offset_of!(Identity, domain), 416);
-        assert_eq!(std::mem::size_of::<Shared>(), 1536);
+        assert_eq!(std::mem::size_of::<Shared>(), 12672);
         assert_eq!(std::mem::offset_of!(OwnerBlock, pid), 40);
         assert_eq!(std::mem::offset_of!(OwnerBlock, owned_since_ns), 64);
         assert_eq!(std::mem::offset_of!(OwnerBlock, unowned_since_ns), 72);
         assert_eq!(std::mem::offset_of!(Shared, data_event), 128);
         assert_eq!(std::mem::offset_of!(Shared, stats), 256);
         assert_eq!(std::mem::offset_of!(Stats, removed), 16);
-        assert_eq!(std::mem::offset_of!(Shared, standbys), 384);
-        assert_eq!(std::mem::offset_of!(Shared, senders), 512);
+        assert_eq!(std::mem::offset_of!(Shared, slots), 384);
+        assert_eq!(std::mem::size_of::<ProcessSlot>(), 48);
+        assert_eq!(std::mem::offset_of!(ProcessSlot, pid), 40);
         assert_eq!(std::mem::size_of::<LaneControl>(), 384);
         let (lanes, total) = layout(&[65536; 4]).unwrap();
         assert_eq!(
             (lanes[0].control, lanes[0].stamps, lanes[0].data),
-            (4096, 4480, 12672)
+            (16384, 16768, 24960)
         );
-        assert_eq!(lanes[1].control, 81920);
-        assert_eq!(total, 315392);
+        assert_eq!(lanes[1].control, 94208);
+        assert_eq!(total, 327680);
     }
 }

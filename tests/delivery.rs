@@ -352,10 +352,17 @@ fn gc_removes_expired_queues_and_dead_temporaries_but_nothing_else() {
         std::process::id()
     ));
     std::fs::write(&live_temp, b"being made").unwrap();
+    // A creator at work holds a lock on its temporary; the pid in the name is for display.
+    let creating = nix::fcntl::Flock::lock(
+        std::fs::File::open(&live_temp).unwrap(),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .unwrap();
     let removed = Queue::gc(&t.domain).unwrap();
     assert_eq!(removed, vec![t.file("gone"), temp.clone()]);
     assert!(gone.status().removed);
     assert!(live_temp.exists());
+    drop(creating);
     std::fs::remove_file(&live_temp).unwrap();
     assert_eq!(keep.status().name, "keep");
     assert!(Queue::open(&t.domain, "keep").is_ok());

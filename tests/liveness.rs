@@ -1,0 +1,199 @@
+//! Whether a peer is alive comes from locks the kernel releases when the peer dies, never from
+//! its pid: claims of leaked loans and of forked children, and peers in other pid namespaces.
+//! The namespace tests need root (`unshare --pid`); CI runs as root; elsewhere each says it
+//! cannot run and returns.
+
+mod common;
+use baton::{Attributes, Queue, Status};
+use common::{eventually, Child, TestDomain};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_loan_leaked_with_forget_is_abandoned_when_its_queue_handle_goes_not_left_to_wedge_the_lane() {
+    let t = TestDomain::new("forget");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let mut rx = q.receiver().unwrap();
+    let other = Queue::open(&t.domain, "q").unwrap();
+    let tx = other.sender();
+    std::mem::forget(tx.loan(10, 3).unwrap());
+    drop(tx);
+    drop(other);
+    q.sender().send(b"after").unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap().payload(), b"after");
+    let st = q.status();
+    assert_eq!((st.abandoned, st.lanes[3].in_flight), (1, 0));
+}
+
+#[test]
+fn a_forked_child_sends_under_its_own_slot_so_its_death_does_not_wedge_the_lane() {
+    let t = TestDomain::new("fork");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let mut rx = q.receiver().unwrap();
+    let tx = q.sender();
+    tx.send(b"parent").unwrap();
+    assert_eq!(q.status().sender_slots, 1);
+    // SAFETY: the child only uses the queue through baton's API and then ends with _exit; the
+    // test harness's other threads are parked in channel waits, holding no lock the child needs.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            // Dies half way through a send, as a crash would leave it.
+            let mut loan = tx.loan(5, 3).unwrap();
+            loan.copy_from_slice(b"child");
+            std::mem::forget(loan);
+            // SAFETY: ends the child at once, without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let status = nix::sys::wait::waitpid(child, None).unwrap();
+            assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+        }
+    }
+    tx.send(b"after").unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap().payload(), b"parent");
+    assert_eq!(rx.recv_timeout(LONG).unwrap().payload(), b"after");
+    let st = q.status();
+    assert_eq!(
+        (st.abandoned, st.sender_slots),
+        (1, 1),
+        "the child's claim was abandoned; the parent still holds its own slot"
+    );
+}
+
+fn root() -> bool {
+    let is_root = nix::unistd::geteuid().is_root();
+    if !is_root {
+        eprintln!("not root: cannot make pid namespaces; test not run");
+    }
+    is_root
+}
+
+/// `baton ARGS` as pid 1 of a new pid namespace; killing the returned child (the `unshare`
+/// process, by pid) kills it too (`--kill-child`).
+fn in_pid_namespace(t: &TestDomain, args: &[&str], failpoint: Option<&str>) -> Command {
+    let mut c = Command::new("unshare");
+    c.args([
+        "--pid",
+        "--fork",
+        "--kill-child",
+        env!("CARGO_BIN_EXE_baton"),
+    ])
+    .args(args)
+    .env("BATON_DOMAIN", t.name())
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    if let Some(f) = failpoint {
+        c.env("BATON_FAILPOINT", f);
+    }
+    c
+}
+
+fn status(q: &Queue) -> Status {
+    q.status()
+}
+
+#[test]
+fn a_sender_killed_in_another_pid_namespace_has_its_claim_abandoned() {
+    if !root() {
+        return;
+    }
+    let t = TestDomain::new("ns-send");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    // Pid 1 in its namespace: here, pid 1 is init, alive, so `kill(1, 0)` said "alive" forever
+    // and the claim wedged the lane.
+    let sender = Child::spawn(&mut in_pid_namespace(
+        &t,
+        &["send", "q", "stuck"],
+        Some("send.claimed:pause"),
+    ));
+    assert!(eventually(LONG, || status(&q).lanes[3].in_flight == 1));
+    drop(sender); // SIGKILL, by pid
+    q.sender().send(b"after").unwrap();
+    let mut rx = q.receiver().unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap().payload(), b"after");
+    assert_eq!(status(&q).abandoned, 1);
+}
+
+#[test]
+fn a_live_sender_in_another_pid_namespace_is_never_taken_for_dead() {
+    if !root() {
+        return;
+    }
+    let t = TestDomain::new("ns-live");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    // A pid that no process has here: `kill(pid, 0)` said "dead" and the claim of a live
+    // sender was abandoned under it.
+    let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let free = (pid_max / 2..pid_max - 1)
+        .rev()
+        .find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        .unwrap();
+    let script = format!(
+        "echo {} > /proc/sys/kernel/ns_last_pid && {} send q live; true",
+        free - 1,
+        env!("CARGO_BIN_EXE_baton")
+    );
+    let sender = Child::spawn(
+        Command::new("unshare")
+            .args([
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+                "sh",
+                "-c",
+            ])
+            .arg(&script)
+            .env("BATON_DOMAIN", t.name())
+            .env("BATON_FAILPOINT", "send.claimed:pause")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    assert!(eventually(LONG, || status(&q).lanes[3].in_flight == 1));
+    // An owner looks at the claim for a second (it checks a stuck claim every 2 ms).
+    let mut rx = q.receiver().unwrap();
+    assert!(rx.recv_timeout(Duration::from_secs(1)).is_err());
+    let st = status(&q);
+    assert_eq!(
+        (st.lanes[3].in_flight, st.abandoned, st.sender_slots),
+        (1, 0, 1),
+        "a live sender's claim is left alone"
+    );
+    drop(sender);
+    q.sender().send(b"after").unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap().payload(), b"after");
+    assert_eq!(status(&q).abandoned, 1);
+}
+
+#[test]
+fn an_owner_in_another_pid_namespace_is_seen_alive_then_dead_and_taken_over() {
+    if !root() {
+        return;
+    }
+    let t = TestDomain::new("ns-owner");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    q.sender().send(b"m0").unwrap();
+    // The owner takes m0 and stops before acknowledging it.
+    let owner = Child::spawn(&mut in_pid_namespace(
+        &t,
+        &["recv", "q", "--count", "2"],
+        Some("recv.marked:pause"),
+    ));
+    assert!(eventually(LONG, || status(&q).owner_pid == Some(1)));
+    assert_eq!(status(&q).dead_owner_pid, None);
+    drop(owner);
+    // Here pid 1 is alive: only the lock says the owner died.
+    assert!(eventually(LONG, || status(&q).dead_owner_pid == Some(1)));
+    assert_eq!(status(&q).owner_pid, None);
+    let mut rx = q.standby(Some(LONG)).unwrap();
+    assert!(rx.took_over());
+    let m = rx.recv_timeout(LONG).unwrap();
+    assert_eq!((m.payload(), m.redelivered), (&b"m0"[..], true));
+}
