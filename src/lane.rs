@@ -344,6 +344,7 @@ pub struct Census {
 }
 
 /// What is at the head of the lane.
+#[cfg_attr(not(any(test, loom)), allow(dead_code))] // for unit tests and loom models
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peek {
     /// Nothing has been claimed there.
@@ -426,12 +427,6 @@ impl<'a> Lane<'a> {
         }
     }
 
-    /// Capacity in cells.
-    #[inline]
-    pub fn cells(&self) -> u64 {
-        self.n
-    }
-
     #[inline]
     fn index(&self, pos: u64) -> usize {
         let i = pos % self.n;
@@ -440,8 +435,6 @@ impl<'a> Lane<'a> {
     }
 
     /// Claims cells for a record of `len` payload bytes at the tail.
-    ///
-    /// The caller must have checked `record_cells(len) <= self.cells()`.
     ///
     /// # Errors
     ///
@@ -562,6 +555,7 @@ impl<'a> Lane<'a> {
     }
 
     /// Writes the header and payload of a claimed record in place.
+    #[cfg_attr(not(any(test, loom)), allow(dead_code))] // for unit tests and loom models
     pub fn write(&self, claim: &Claim, header: &RecordHeader, payload: &[u8]) {
         debug_assert_eq!(header.len as usize, payload.len());
         self.write_payload(claim, payload);
@@ -733,6 +727,7 @@ impl<'a> Lane<'a> {
     /// # Errors
     ///
     /// [`Corrupt`] if the head stamp or record header is out of bounds.
+    #[cfg_attr(not(any(test, loom)), allow(dead_code))] // for unit tests and loom models
     pub fn peek<W: Waiter>(&self, max_message: u32, waiter: &W) -> Result<Peek, Corrupt> {
         loop {
             self.advance_head(waiter)?;
@@ -760,6 +755,7 @@ impl<'a> Lane<'a> {
     /// # Errors
     ///
     /// [`Corrupt`] as [`Lane::advance_head`].
+    #[cfg_attr(not(any(test, loom)), allow(dead_code))] // for unit tests and loom models
     pub fn release<W: Waiter>(&self, record: RecordRef, waiter: &W) -> Result<(), Corrupt> {
         let at_head = self.ack(&record)?;
         self.advance_head_over(at_head.then_some(&record), waiter)
@@ -1180,6 +1176,7 @@ fn corrupt(msg: impl Into<String>) -> ClaimError {
 }
 
 /// A lane that owns its memory on the heap: for unit tests and loom models.
+#[cfg_attr(not(any(test, loom)), allow(dead_code))] // for unit tests and loom models
 #[derive(Debug)]
 pub struct HeapLane {
     ctl: LaneControl,
@@ -1189,6 +1186,7 @@ pub struct HeapLane {
     tag_bits: u32,
 }
 
+#[cfg_attr(not(any(test, loom)), allow(dead_code))]
 impl HeapLane {
     /// A lane of `cells` cells, as a freshly created segment holds it (all zero).
     pub fn new(cells: usize) -> Self {

@@ -23,12 +23,28 @@
 //! ```
 //!
 //! See `docs/design.md` for the memory layout, the lane algorithm and the wake protocol.
+//!
+//! The lock-free lane and the wake protocol underneath are not part of the API: used wrongly
+//! they would let safe code race on shared memory.
+//!
+//! ```compile_fail
+//! use baton::lane::Lane; // crate-private outside loom model builds
+//! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+// The lane and the wake protocol are the crate's own: used wrongly (two writers through one
+// claim, a made-up record reference) they race. Only loom builds, which exist for the models in
+// `loom-tests/`, export them.
+#[cfg(loom)]
 pub mod lane;
+#[cfg(not(loom))]
+pub(crate) mod lane;
 mod sync;
+#[cfg(loom)]
 pub mod wait;
+#[cfg(not(loom))]
+pub(crate) mod wait;
 
 #[cfg(not(loom))]
 #[doc(hidden)]
