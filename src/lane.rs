@@ -961,13 +961,13 @@ impl<'a> Lane<'a> {
         }
     }
 
-    /// Recovery: checks that `read` lies on a record boundary in `head..=end of records`, and
-    /// sets it back to `head` if a peer left it anywhere else (everything unacknowledged is then
-    /// redelivered, never skipped). Returns whether it had to.
+    /// Recovery: checks that `read` lies on a record boundary in `head..=end of records`. If a
+    /// peer left it anywhere else, moves it forward to the next boundary (or back to the end of
+    /// the records, if it pointed past them): nothing is skipped, and everything that may have
+    /// been delivered is flagged when it is delivered again. Returns whether it had to.
     pub fn repair_read_cursor(&self, max_message: u32) -> bool {
-        let read = self.read_cursor();
+        let read = self.ctl.consumer.read.load(Ordering::Acquire);
         let mut pos = self.head();
-        let mut on_boundary = pos == read;
         while pos < read {
             let step = match self.at(pos, max_message) {
                 Ok(Slot::Skip { cells }) => cells,
@@ -975,16 +975,16 @@ impl<'a> Lane<'a> {
                 _ => break,
             };
             pos += step;
-            on_boundary = pos == read;
         }
-        if !on_boundary {
-            self.set_read_cursor_back(self.head());
+        if pos == read {
+            return false;
         }
-        !on_boundary
+        self.set_read_cursor_back(pos);
+        true
     }
 
-    /// Sets the delivered-up-to cursor back (recovery only, when a peer left it off a record
-    /// boundary).
+    /// Sets the delivered-up-to cursor, forward or back (recovery only, when a peer left it off
+    /// a record boundary).
     pub fn set_read_cursor_back(&self, pos: u64) {
         self.ctl.consumer.read.store(pos, Ordering::Release);
     }
@@ -1411,6 +1411,28 @@ mod tests {
         assert_eq!(recv(&lane).unwrap(), vec![1; 10]);
         assert_eq!(recv(&lane).unwrap(), b"after");
         assert_eq!(lane.counters(), (3, 1));
+    }
+
+    /// A peer scribbled `read` off a record boundary: the records it may have covered are
+    /// redelivered flagged (the cursor moves to the next boundary), never handed out as new.
+    #[test]
+    fn a_read_cursor_off_a_boundary_moves_forward_to_the_next_one() {
+        let heap = HeapLane::new(16);
+        let lane = heap.lane();
+        for m in [&[1u8; 40][..], &[2; 100], &[3; 10]] {
+            send(&lane, m).unwrap(); // cells 0..2, 2..5, 5..6
+        }
+        lane.set_read_cursor_back(3); // inside the second record
+        assert!(lane.repair_read_cursor(4096));
+        assert_eq!(
+            lane.read_cursor(),
+            5,
+            "both records it may have covered count as delivered"
+        );
+        assert!(!lane.repair_read_cursor(4096), "a boundary is left alone");
+        lane.set_read_cursor_back(1000); // past the records
+        assert!(lane.repair_read_cursor(4096));
+        assert_eq!(lane.read_cursor(), 6, "the end of the committed records");
     }
 
     #[test]

@@ -471,3 +471,27 @@ fn records_that_wrap_behind_padding_keep_flowing_whatever_the_acknowledgement_or
     }
     assert_eq!(q.status().received, 400);
 }
+
+/// `open`, `ls` and `gc` look whether a queue with a retention expired by taking its owner lock
+/// for an instant; a `receiver()` at that instant waits for them instead of answering `Busy`.
+#[test]
+fn looking_whether_a_queue_expired_never_makes_receiver_answer_busy() {
+    let t = TestDomain::new("probe-busy");
+    let attrs = Attributes {
+        retention: Some(Duration::from_secs(3600)),
+        ..Default::default()
+    };
+    let q = Queue::create(&t.domain, "q", &attrs).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let busy = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                Queue::open(&t.domain, "q").unwrap();
+            }
+        });
+        let busy = (0..2000).find_map(|i| q.receiver().err().map(|e| format!("attempt {i}: {e}")));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        busy
+    });
+    assert_eq!(busy, None);
+}
