@@ -17,6 +17,7 @@ cases=(
   "no_read_mark|lane|a_successor_redelivers_what_a_stopped_owner_handed_out_and_nothing_else|hand out without marking delivered"
   "notify_no_fence|wake|a_receiver_going_to_sleep_while_a_sender_commits_is_woken|notifier without its SeqCst fence"
   "wait_no_recheck|wake|a_sender_going_to_sleep_while_the_receiver_frees_space_is_woken|waiter checks before announcing, not after"
+  "space_not_owed|wake|a_sender_left_waiting_by_a_head_move_is_woken_when_the_owner_goes_idle|a skipped wake-up of senders is not owed"
   "no_journal_replay|recovery|an_owner_dying_between_counters_and_head_counts_the_message_once|recovery skips the journal replay"
 )
 

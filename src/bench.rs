@@ -1100,3 +1100,91 @@ pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
     }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
+
+/// The sending processes of [`fan_in`]: `baton bench-send` runs this. Opens a sending link,
+/// says `ready`, waits for a line on standard input, then sends `count` messages numbered
+/// `sender << 48 | i`.
+pub fn send_fan_in(
+    t: Transport,
+    n: &Names,
+    size: usize,
+    sender: u32,
+    count: u64,
+) -> io::Result<()> {
+    let (mut tx, ()) = open_sender(t, n, size)?;
+    let stdout = io::stdout();
+    writeln!(stdout.lock(), "ready")?;
+    let mut go = String::new();
+    io::stdin().read_line(&mut go)?;
+    let mut buf = vec![0u8; size];
+    for i in 0..count {
+        let seq = ((sender as u64) << 48) | i;
+        buf[..8].copy_from_slice(&seq.to_le_bytes());
+        tx.send(&buf)?;
+    }
+    Ok(())
+}
+
+/// Fan-in throughput: `procs` sender *processes* (not pinned: more of them than CPUs is the
+/// point) each send `count` messages into one receiver (on CPU 1), which checks every sender's
+/// order. They are all started and ready before the clock starts. Returns messages per second.
+pub fn fan_in(
+    baton_exe: &std::path::Path,
+    t: Transport,
+    size: usize,
+    procs: u32,
+    count: u64,
+) -> io::Result<f64> {
+    let mut s = Session::start(
+        baton_exe,
+        t,
+        size,
+        Role::Sink {
+            senders: procs,
+            count,
+        },
+    )?;
+    struct Senders(Vec<Child>);
+    impl Drop for Senders {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut senders = Senders(Vec::new());
+    for id in 0..procs {
+        senders.0.push(
+            Command::new(baton_exe)
+                .args(["bench-send", t.name(), &s.names.id, &size.to_string()])
+                .args(["--sender", &id.to_string(), "--count", &count.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()?,
+        );
+    }
+    for c in &mut senders.0 {
+        let mut line = String::new();
+        BufReader::new(c.stdout.as_mut().ok_or_else(|| err("no stdout"))?).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            return Err(err(format!("{} sender said {:?}", t.name(), line.trim())));
+        }
+    }
+    let start = Instant::now();
+    for c in &mut senders.0 {
+        let mut stdin = c.stdin.take().ok_or_else(|| err("no stdin"))?;
+        stdin.write_all(b"go\n")?;
+    }
+    s.read_line("done")?;
+    let secs = start.elapsed().as_secs_f64();
+    for c in &mut senders.0 {
+        let status = wait_or_kill(c, Duration::from_secs(5))?;
+        if !status.success() {
+            return Err(err(format!("{} sender failed: {status}", t.name())));
+        }
+    }
+    s.seq = STOP; // the sink ends by itself
+    s.finish()?;
+    Ok((count * procs as u64) as f64 / secs)
+}

@@ -77,7 +77,7 @@
 //! Everything read from a stamp or a record header is checked before use: a peer that scribbles
 //! on the lane produces a [`Corrupt`] error, never an out-of-bounds access.
 
-use crate::sync::{mutant, AtomicU64, DataCell, Ordering};
+use crate::sync::{mutant, AtomicU32, AtomicU64, DataCell, Ordering};
 use crate::wait::{Event, Waiter};
 use crossbeam_utils::CachePadded;
 
@@ -204,6 +204,10 @@ struct Consumer {
     journal_head: AtomicU64,
     journal_received: AtomicU64,
     journal_abandoned: AtomicU64,
+    /// 1 when a head move freed cells while senders waited for space, but did not wake them
+    /// (the lane was still more than half full): the owner wakes them when it runs out of work
+    /// ([`Lane::wake_owed`]). Written only by the owner.
+    space_owed: AtomicU32,
 }
 
 /// The fixed 32-byte header at the start of a record, before the payload.
@@ -887,8 +891,38 @@ impl<'a> Lane<'a> {
             return Ok(0);
         }
         self.finish_move(h, received, abandoned, stop);
-        self.ctl.space.notify(waiter);
+        self.notify_space(h, waiter);
         Ok(h - start)
+    }
+
+    /// After a head move to `head`: wakes the senders waiting for space once the lane has
+    /// drained to half, and otherwise notes that a wake-up is owed. Waking every waiter for
+    /// every freed cell made throughput collapse with many sender processes on few CPUs (each
+    /// freed cell set them all running to find room for one); now they sleep while the owner
+    /// drains half the lane, and then fill it in one burst.
+    #[inline]
+    fn notify_space<W: Waiter>(&self, head: u64, waiter: &W) {
+        let space = &self.ctl.space;
+        if !space.notify_if(waiter, || {
+            let tail = self.ctl.producer.tail.load(Ordering::Relaxed);
+            tail.saturating_sub(head) <= self.n / 2
+        }) && space.waiters() != 0
+            && !mutant("space_not_owed")
+        {
+            self.ctl.consumer.space_owed.store(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Wakes the senders a head move left waiting (see `notify_space`): the owner calls this
+    /// when it finds nothing more to receive, so a sender never waits on an owner that frees
+    /// no more cells. No syscall, and no fence, when nothing is owed.
+    #[inline]
+    pub fn wake_owed<W: Waiter>(&self, waiter: &W) {
+        let owed = &self.ctl.consumer.space_owed;
+        if owed.load(Ordering::Relaxed) != 0 {
+            owed.store(0, Ordering::Relaxed);
+            self.ctl.space.notify(waiter);
+        }
     }
 
     /// Makes a journaled head move: absolute stores, so doing it twice is doing it once.

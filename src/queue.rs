@@ -384,7 +384,9 @@ pub struct LaneStatus {
     pub unacknowledged: u64,
     /// Sends claimed and not yet committed (a sender is writing, or died writing).
     pub in_flight: u64,
-    /// Senders announced as waiting for space (a dead one may linger until the next takeover).
+    /// Senders announced as waiting for space. A sender that died while waiting stays counted
+    /// (nothing can tell its count from a live one's): it costs the owner a needless wake-up
+    /// call now and then, and makes other senders sleep at once instead of spinning first.
     pub waiting_senders: u32,
 }
 
@@ -719,7 +721,14 @@ impl Sender {
             Err(ClaimError::Full) => None,
             Err(ClaimError::Corrupt(c)) => Some(Err(c.into())),
         };
-        let spin_until = Instant::now() + self.spin;
+        // Spin only when no other sender already waits on this lane: they are ahead in line,
+        // and senders that spin while the owner drains take its CPU (with more sender
+        // processes than CPUs, throughput collapsed).
+        let spin_until = if lane.space_event().waiters() == 0 {
+            Instant::now() + self.spin
+        } else {
+            Instant::now()
+        };
         while Instant::now() < spin_until && deadline.is_none_or(|d| Instant::now() < d) {
             if let Some(o) = attempt() {
                 outcome = Some(o);
@@ -1007,6 +1016,11 @@ impl Owned {
             failpoint("ack.marked");
             lane.advance_head_until(at_head.then_some(&record), local.cursor[p], &Futex)?;
             failpoint("ack.advanced");
+            if self.seg.shared().data_event.waiters() != 0 {
+                // Acknowledged on another thread while the receiving one sleeps: it will not
+                // pay the senders the wake-up this head move may owe them, so pay it now.
+                lane.wake_owed(&Futex);
+            }
         } else {
             let queue = &mut local.released[p];
             let at = queue.partition_point(|r| r.pos < record.pos);
@@ -1320,6 +1334,10 @@ impl Receiver {
                 lane.set_read_cursor(local.cursor[p]);
                 lane.advance_head(&Futex)?;
             }
+        }
+        // Nothing to receive: wake the senders that head moves left waiting for space.
+        for p in 0..PRIORITIES {
+            seg.lane(p).wake_owed(&Futex);
         }
         Ok(None)
     }

@@ -69,6 +69,23 @@ impl Event {
         }
     }
 
+    /// As [`Event::notify`], but wakes the sleepers only if `worth_it()` (called only when
+    /// someone sleeps) says so; returns whether it woke them. A notifier that skips a wake-up
+    /// this way must make it up later (the lane owes its senders one: `Lane::wake_owed`);
+    /// sleepers also wake on their own at their deadline.
+    #[inline]
+    pub fn notify_if<W: Waiter>(&self, waiter: &W, worth_it: impl FnOnce() -> bool) -> bool {
+        // SYNC POINT: sleep/wake Dekker pair (notifier side), partner in `wait_until`.
+        if !mutant("notify_no_fence") {
+            fence(Ordering::SeqCst);
+        }
+        if self.waiters.load(Ordering::Relaxed) != 0 && worth_it() {
+            self.notify_slow(waiter);
+            return true;
+        }
+        false
+    }
+
     #[cold]
     fn notify_slow<W: Waiter>(&self, waiter: &W) {
         // SYNC POINT: event bumped; partner is the Acquire load of `seq` in `wait_until`.

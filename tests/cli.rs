@@ -327,6 +327,53 @@ fn bench_measures_every_transport_and_checks_every_sequence_number() {
     );
 }
 
+/// `bench --fan-in`: sender processes, more of them than CPUs, into one receiver that checks
+/// every sender's sequence; baton and POSIX queues side by side.
+#[test]
+fn bench_fan_in_runs_many_sender_processes_and_checks_every_sequence() {
+    let t = TestDomain::new("cli-fanin");
+    let o = run(
+        &t,
+        &[
+            "--json",
+            "bench",
+            "--fan-in",
+            "1,7",
+            "--rounds",
+            "1",
+            "--fan-in-messages",
+            "7000",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cases: Vec<(u64, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["senders"].as_u64().unwrap(),
+                r["transport"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cases,
+        vec![
+            (1, "baton-blocking"),
+            (1, "posix-mq"),
+            (7, "baton-blocking"),
+            (7, "posix-mq")
+        ]
+    );
+    for r in &rows {
+        assert!(r["error"].is_null(), "{r}");
+        assert!(r["msgs_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
+
 #[test]
 fn ls_shows_a_dead_owner_and_stale_files_and_gc_removes_only_the_stale_file() {
     let t = TestDomain::new("cli-stale");

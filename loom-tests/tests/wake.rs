@@ -88,3 +88,30 @@ fn a_sender_going_to_sleep_while_the_receiver_frees_space_is_woken() {
         assert_eq!(take(&s), Some(2));
     });
 }
+
+/// Senders are woken once the lane drains to half, not for every freed cell; a head move that
+/// frees room without waking them owes them a wake-up, which the owner pays when it runs out
+/// of work. Here a full three-cell lane has one cell freed (still more than half full): the
+/// sleeping sender is woken all the same, by the owner going idle.
+#[test]
+fn a_sender_left_waiting_by_a_head_move_is_woken_when_the_owner_goes_idle() {
+    loom::model(|| {
+        let s = shared(3);
+        for b in 0..3 {
+            assert!(send(&s, b));
+        }
+        let s2 = s.clone();
+        let receiver = loom::thread::spawn(move || {
+            assert_eq!(take(&s2), Some(0));
+            // Nothing more it wants to take: it goes idle.
+            s2.lane.lane().wake_owed(&s2.waiter);
+        });
+        let lane = s.lane.lane();
+        lane.space_event()
+            .wait_until(&s.waiter, None, || send(&s, 3));
+        receiver.join().unwrap();
+        for b in 1..4 {
+            assert_eq!(take(&s), Some(b));
+        }
+    });
+}

@@ -289,3 +289,100 @@ fn print_row(r: &Row) {
             .map_or(String::new(), |e| format!("  ({e})"))
     );
 }
+
+/// One fan-in case, as printed or as a JSON line.
+#[derive(Debug, serde::Serialize)]
+struct FanInRow {
+    senders: u32,
+    transport: &'static str,
+    msgs_per_sec: Option<f64>,
+    /// Over the first transport's rate at the same fan-in (baton's, by default).
+    ratio_to_first: Option<f64>,
+    /// Over this transport's own rate with the fewest senders measured.
+    ratio_to_own_fewest: Option<f64>,
+    error: Option<String>,
+}
+
+/// `baton bench --fan-in N,...`: fan-in throughput, 64-byte messages, median of `rounds`
+/// interleaved rounds per case.
+pub fn fan_in(
+    procs: &[u32],
+    messages: u64,
+    rounds: usize,
+    transports: &[String],
+    json: bool,
+) -> io::Result<()> {
+    let exe = std::env::current_exe()?;
+    let names: Vec<String> = if transports.is_empty() {
+        vec!["baton-blocking".into(), "posix-mq".into()]
+    } else {
+        transports.to_vec()
+    };
+    let chosen: Vec<Transport> = names
+        .iter()
+        .map(|n| {
+            Transport::from_name(n)
+                .filter(|t| t.many_senders())
+                .ok_or_else(|| io::Error::other(format!("{n:?} is no transport with many senders")))
+        })
+        .collect::<io::Result<_>>()?;
+    let mut rates = vec![vec![Vec::new(); chosen.len()]; procs.len()];
+    let mut errors = vec![vec![None; chosen.len()]; procs.len()];
+    for _ in 0..rounds.max(1) {
+        for (pi, &n) in procs.iter().enumerate() {
+            for (ti, &t) in chosen.iter().enumerate() {
+                let count = (messages / n.max(1) as u64).max(1);
+                match baton::bench::fan_in(&exe, t, 64, n.max(1), count) {
+                    Ok(r) => rates[pi][ti].push(r),
+                    Err(e) => errors[pi][ti] = Some(e.to_string()),
+                }
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let table: Vec<Vec<Option<f64>>> = rates
+        .iter_mut()
+        .map(|row| row.iter_mut().map(median).collect())
+        .collect();
+    if !json {
+        println!(
+            "baton bench --fan-in: N sender processes -> 1 receiver (CPU 1), 64-byte messages, \
+             {messages} messages a case, median of {rounds} rounds"
+        );
+        println!(
+            "{:>8} {:<16} {:>12} {:>10} {:>12}",
+            "senders", "transport", "msg/s", "/first", "/own fewest"
+        );
+    }
+    for (pi, &n) in procs.iter().enumerate() {
+        for (ti, &t) in chosen.iter().enumerate() {
+            let rate = table[pi][ti];
+            let row = FanInRow {
+                senders: n,
+                transport: t.name(),
+                msgs_per_sec: rate,
+                ratio_to_first: rate.zip(table[pi][0]).map(|(r, f)| r / f),
+                ratio_to_own_fewest: rate.zip(table[0][ti]).map(|(r, f)| r / f),
+                error: errors[pi][ti].take(),
+            };
+            if json {
+                println!("{}", serde_json::to_string(&row).map_err(io::Error::other)?);
+            } else {
+                let f = |v: Option<f64>, d: usize| v.map_or("-".into(), |v| format!("{v:.d$}"));
+                println!(
+                    "{:>8} {:<16} {:>12} {:>10} {:>12}{}",
+                    n,
+                    row.transport,
+                    f(row.msgs_per_sec, 0),
+                    f(row.ratio_to_first, 2),
+                    f(row.ratio_to_own_fewest, 2),
+                    row.error.map_or(String::new(), |e| format!("  error: {e}"))
+                );
+            }
+        }
+    }
+    Ok(())
+}

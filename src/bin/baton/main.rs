@@ -128,6 +128,25 @@ enum Command {
         /// Only these payload sizes in bytes (comma-separated; default 64,4096,65536).
         #[arg(long, value_delimiter = ',', value_parser = parse_size)]
         sizes: Vec<u64>,
+        /// Instead, measure fan-in: this many sender processes each (comma-separated, e.g.
+        /// 1,4,16,64,256) sending 64-byte messages into one receiver, baton against POSIX
+        /// message queues (or --transports), with the ratio of each.
+        #[arg(long, value_delimiter = ',')]
+        fan_in: Vec<u32>,
+        /// Messages in each fan-in case, split among its senders.
+        #[arg(long, default_value_t = 400_000)]
+        fan_in_messages: u64,
+    },
+    /// A sender process of `baton bench --fan-in` (internal).
+    #[command(hide = true)]
+    BenchSend {
+        transport: String,
+        id: String,
+        size: usize,
+        #[arg(long)]
+        sender: u32,
+        #[arg(long)]
+        count: u64,
     },
     /// The peer process of `baton bench` (internal).
     #[command(hide = true)]
@@ -383,11 +402,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Bench {
+            rounds,
+            transports,
+            fan_in,
+            fan_in_messages,
+            ..
+        } if !fan_in.is_empty() => {
+            bench::fan_in(&fan_in, fan_in_messages, rounds, &transports, json)?
+        }
+        Command::Bench {
             case_seconds,
             rounds,
             transports,
             sizes,
             svg,
+            ..
         } => bench::run(
             case_seconds,
             rounds,
@@ -396,6 +425,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
             json,
             svg.as_deref(),
         )?,
+        Command::BenchSend {
+            transport,
+            id,
+            size,
+            sender,
+            count,
+        } => {
+            let t = baton::bench::Transport::from_name(&transport).ok_or_else(|| Failure {
+                message: format!("unknown transport {transport:?}"),
+                code: 2,
+            })?;
+            baton::bench::send_fan_in(t, &baton::bench::Names { id }, size, sender, count)?;
+        }
         Command::BenchServe {
             transport,
             id,
