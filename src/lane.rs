@@ -77,7 +77,7 @@
 //! Everything read from a stamp or a record header is checked before use: a peer that scribbles
 //! on the lane produces a [`Corrupt`] error, never an out-of-bounds access.
 
-use crate::sync::{mutant, AtomicU32, AtomicU64, DataCell, Ordering};
+use crate::sync::{mutant, ord, AtomicU32, AtomicU64, DataCell, Ordering};
 use crate::wait::{Event, Waiter};
 use crossbeam_utils::CachePadded;
 
@@ -427,7 +427,9 @@ impl<'a> Lane<'a> {
         for p in pos + 1..pos + cells {
             // SYNC POINT: fresh stamps (Release side): a sender whose later Acquire load of
             // `tail` follows this claim's never sees the cell's stamp of an earlier lap.
-            self.stamps[self.index(p)].store(stamp::middle(p), Ordering::Release);
+            // Relaxed: published by what the holder does next, a Release of its own: the claimer's
+            // commit or cancel, the owner's store of `head`.
+            self.stamps[self.index(p)].store(stamp::middle(p), Ordering::Relaxed);
         }
     }
 
@@ -459,13 +461,17 @@ impl<'a> Lane<'a> {
             if rounds > 50_000_000 {
                 return Err(corrupt("the lane's tail makes no progress"));
             }
-            // SYNC POINT: fresh stamps (Acquire side), partner of `cover` and of the claims.
-            let t = tail.load(Ordering::Acquire);
+            // SYNC POINT: fresh stamps (Acquire side): bounds the age of the stamp loaded next.
+            let t = tail.load(ord!(Acquire));
             #[cfg(all(test, not(loom)))]
             self.stall("after reading the tail");
             let slot = &self.stamps[self.index(t)];
-            let s = slot.load(Ordering::Acquire);
-            if tail.load(Ordering::Acquire) != t {
+            // not swept: rule 1. A sender that claims over a later lap without it is also caught by the
+            // check of `tail` after its claim, which puts the stamp back: a model sees no wrong result.
+            let s = slot.load(ord!(Acquire));
+            // Relaxed: what orders this load after the claims that a later-lap stamp implies is the
+            // Acquire of the stamp load above (read-read coherence), not this load's own ordering.
+            if tail.load(Ordering::Relaxed) != t {
                 // `t` was stale (this thread was held up, or another sender moved on): the
                 // stamp may belong to a later lap. Never compare tags by age: read again.
                 crate::sync::spin_hint();
@@ -480,14 +486,16 @@ impl<'a> Lane<'a> {
                 if k == 0 || k > self.n - t % self.n {
                     return Err(corrupt(format!("stamp at position {t} spans {k} cells")));
                 }
-                let _ = tail.compare_exchange(t, t + k, Ordering::AcqRel, Ordering::Relaxed);
+                // not swept: carries the claim it helps past to the next reader of `tail` (rule 2), as the
+                // claimer's own compare-and-swap of `tail` does (which a model catches); no model helps.
+                let _ = tail.compare_exchange(t, t + k, ord!(AcqRel), Ordering::Relaxed);
                 continue;
             }
             // SYNC POINT: space freed (Acquire side): the receiver's reads of these cells are done.
             // The process-local `head_seen` is used first; only when it shows too little room
             // is the shared `head` read (and `head_seen` refreshed, Release, so that a thread
             // that later uses the cached value also happens after the receiver's reads).
-            let mut h = self.head_seen.load(Ordering::Acquire);
+            let mut h = self.head_seen.load(ord!(Acquire));
             let room = |h: u64| {
                 let off = t % self.n;
                 let need_here = if off + need > self.n {
@@ -498,8 +506,8 @@ impl<'a> Lane<'a> {
                 h <= t && t - h + need_here <= self.n
             };
             if !room(h) {
-                h = self.ctl.consumer.head.load(Ordering::Acquire);
-                self.head_seen.fetch_max(h, Ordering::AcqRel);
+                h = self.ctl.consumer.head.load(ord!(Acquire));
+                self.head_seen.fetch_max(h, ord!(AcqRel));
             }
             if h > t {
                 crate::sync::spin_hint();
@@ -528,19 +536,20 @@ impl<'a> Lane<'a> {
             #[cfg(all(test, not(loom)))]
             self.stall("before the claim");
             if slot
-                .compare_exchange(s, claimed, Ordering::AcqRel, Ordering::Relaxed)
+                // not swept: its Release is the other half of rule 1 (see the stamp load above).
+                .compare_exchange(s, claimed, ord!(AcqRel), Ordering::Relaxed)
                 .is_err()
             {
                 continue;
             }
-            if let Err(now) =
-                tail.compare_exchange(t, t + cells, Ordering::AcqRel, Ordering::Acquire)
-            {
+            if let Err(now) = tail.compare_exchange(t, t + cells, ord!(AcqRel), Ordering::Relaxed) {
                 if now < t || now - t > self.n {
                     // Only a sender stalled for 2^TAG_BITS positions between its second load
                     // of `tail` and the compare-and-swap gets here: the stamp it replaced was
                     // a live record's with the same tag. Put it back and start again.
-                    let _ = slot.compare_exchange(claimed, s, Ordering::AcqRel, Ordering::Relaxed);
+                    // Relaxed: a read-modify-write continues the release sequence of the commit whose value it
+                    // puts back, so a reader of the restored stamp still synchronises with that commit.
+                    let _ = slot.compare_exchange(claimed, s, Ordering::Relaxed, Ordering::Relaxed);
                     continue;
                 }
             }
@@ -630,7 +639,7 @@ impl<'a> Lane<'a> {
         let _ = slot.compare_exchange(
             reserved,
             stamp::with_state(reserved, stamp::CANCELLED),
-            Ordering::Release,
+            ord!(Release),
             Ordering::Relaxed,
         );
     }
@@ -654,7 +663,7 @@ impl<'a> Lane<'a> {
         let publish = if mutant("commit_relaxed") {
             Ordering::Relaxed // MUTANT: no Release
         } else {
-            Ordering::Release
+            ord!(Release)
         };
         slot.compare_exchange(reserved, committed, publish, Ordering::Relaxed)
             .map(|_| ())
@@ -677,7 +686,7 @@ impl<'a> Lane<'a> {
     /// [`Corrupt`] if the stamp or record header there is out of bounds.
     pub fn at(&self, pos: u64, max_message: u32) -> Result<Slot, Corrupt> {
         // SYNC POINT: record published (Acquire side).
-        let s = self.stamps[self.index(pos)].load(Ordering::Acquire);
+        let s = self.stamps[self.index(pos)].load(ord!(Acquire));
         if !self.is_at(s, pos) {
             return Ok(Slot::End);
         }
@@ -786,7 +795,10 @@ impl<'a> Lane<'a> {
         if record.pos == self.ctl.consumer.head.load(Ordering::Relaxed) {
             return Ok(true);
         }
-        slot.store(stamp::with_state(s, stamp::ACKED), Ordering::Release);
+        // Relaxed: only owners read an ACKED stamp (to free it), and acknowledgements from other
+        //  threads of the owning process go through the receiver's process-local mutex; cells are
+        //  handed to senders by the Release store of `head`.
+        slot.store(stamp::with_state(s, stamp::ACKED), Ordering::Relaxed);
         Ok(false)
     }
 
@@ -855,7 +867,7 @@ impl<'a> Lane<'a> {
             acked += 1;
         }
         while h - start < self.n && h < limit {
-            let s = self.stamps[self.index(h)].load(Ordering::Acquire);
+            let s = self.stamps[self.index(h)].load(ord!(Acquire));
             if !self.is_at(s, h) {
                 break;
             }
@@ -886,7 +898,8 @@ impl<'a> Lane<'a> {
         let abandoned = c.abandoned.load(Ordering::Relaxed) + abandoned;
         c.journal_received.store(received, Ordering::Relaxed);
         c.journal_abandoned.store(abandoned, Ordering::Relaxed);
-        c.journal_head.store(h, Ordering::Release);
+        // Relaxed: only the next owner reads the journal, after the owner lock's hand-over.
+        c.journal_head.store(h, Ordering::Relaxed);
         if stop == MoveStop::AfterJournal {
             return Ok(0);
         }
@@ -936,13 +949,14 @@ impl<'a> Lane<'a> {
         #[cfg(all(feature = "failpoints", not(loom)))]
         crate::recovery::failpoint("ack.counted");
         if c.read.load(Ordering::Relaxed) < h {
-            c.read.store(h, Ordering::Release);
+            // Relaxed: as in `set_read_cursor`, only owners read `read`, after the owner lock's hand-over.
+            c.read.store(h, Ordering::Relaxed);
         }
         // SYNC POINT: space freed (Release side).
         let release = if mutant("head_relaxed") {
             Ordering::Relaxed // MUTANT: no Release
         } else {
-            Ordering::Release
+            ord!(Release)
         };
         c.head.store(h, release);
     }
@@ -952,7 +966,8 @@ impl<'a> Lane<'a> {
     /// is ignored.
     pub fn replay_journal<W: Waiter>(&self, waiter: &W) -> bool {
         let c = &self.ctl.consumer;
-        let h = c.journal_head.load(Ordering::Acquire);
+        // Relaxed: the journal is replayed by the next owner, after the owner lock's hand-over.
+        let h = c.journal_head.load(Ordering::Relaxed);
         let head = c.head.load(Ordering::Relaxed);
         if h <= head || h - head > self.n || mutant("no_journal_replay") {
             return false;
@@ -970,7 +985,9 @@ impl<'a> Lane<'a> {
     /// The first position not yet freed.
     #[inline]
     pub fn head(&self) -> u64 {
-        self.ctl.consumer.head.load(Ordering::Acquire)
+        // Relaxed: the owner reads its own word; a walk that starts from an old `head` finds stamps of
+        //  a later lap and starts again; senders load `head` with Acquire in `try_claim`.
+        self.ctl.consumer.head.load(Ordering::Relaxed)
     }
 
     /// The delivered-up-to cursor (see [`Consumer`]), clamped to `head` if a peer left it behind.
@@ -979,7 +996,7 @@ impl<'a> Lane<'a> {
         self.ctl
             .consumer
             .read
-            .load(Ordering::Acquire)
+            .load(Ordering::Relaxed)
             .max(self.head())
     }
 
@@ -991,7 +1008,9 @@ impl<'a> Lane<'a> {
             return; // MUTANT: hand messages out without marking them delivered
         }
         if self.ctl.consumer.read.load(Ordering::Relaxed) < pos {
-            self.ctl.consumer.read.store(pos, Ordering::Release);
+            // Relaxed: the next owner reads `read` after taking the owner lock, which orders this store
+            //  before it (unlock or death, then lock); status reports read a snapshot.
+            self.ctl.consumer.read.store(pos, Ordering::Relaxed);
         }
     }
 
@@ -1000,7 +1019,8 @@ impl<'a> Lane<'a> {
     /// the records, if it pointed past them): nothing is skipped, and everything that may have
     /// been delivered is flagged when it is delivered again. Returns whether it had to.
     pub fn repair_read_cursor(&self, max_message: u32) -> bool {
-        let read = self.ctl.consumer.read.load(Ordering::Acquire);
+        // Relaxed: `read` is the owners' word, and owners follow one another through the owner lock.
+        let read = self.ctl.consumer.read.load(Ordering::Relaxed);
         let mut pos = self.head();
         while pos < read {
             let step = match self.at(pos, max_message) {
@@ -1020,7 +1040,8 @@ impl<'a> Lane<'a> {
     /// Sets the delivered-up-to cursor, forward or back (recovery only, when a peer left it off
     /// a record boundary).
     pub fn set_read_cursor_back(&self, pos: u64) {
-        self.ctl.consumer.read.store(pos, Ordering::Release);
+        // Relaxed: recovery runs under the owner lock, whose hand-over orders it for the next owner.
+        self.ctl.consumer.read.store(pos, Ordering::Relaxed);
     }
 
     /// Turns every record that sender slot `sender` has claimed and not committed into an
@@ -1035,7 +1056,8 @@ impl<'a> Lane<'a> {
             let mut p = self.head();
             let first = p;
             loop {
-                let s = self.stamps[self.index(p)].load(Ordering::Acquire);
+                // Relaxed: the walk only steps over records; the compare-and-swap below is what decides.
+                let s = self.stamps[self.index(p)].load(Ordering::Relaxed);
                 if !self.is_at(s, p) {
                     // The end of the claimed records, or cells already reused because `head`
                     // passed `p` meanwhile: then walk again from the new head.
@@ -1055,7 +1077,7 @@ impl<'a> Lane<'a> {
                         .compare_exchange(
                             s,
                             stamp::with_state(s, stamp::ABANDONED),
-                            Ordering::AcqRel,
+                            ord!(AcqRel),
                             Ordering::Relaxed,
                         )
                         .is_ok()
@@ -1237,6 +1259,22 @@ impl HeapLane {
             head_seen: AtomicU64::new(0),
             tag_bits,
         }
+    }
+
+    /// A lane as it would be after `pos` positions of traffic, empty (head, tail, read and
+    /// this process's view of head all at `pos`), with the given stamps: for loom models that
+    /// start right before the tag wraps, since loom cannot run 2^tag_bits positions.
+    #[cfg(loom)]
+    pub fn after(tag_bits: u32, pos: u64, stamps: &[u64]) -> Self {
+        let heap = Self::with_tag_bits(stamps.len(), tag_bits);
+        for (cell, &s) in heap.stamps.iter().zip(stamps) {
+            cell.store(s, Ordering::Relaxed);
+        }
+        let c = &heap.ctl.consumer;
+        for word in [&c.head, &c.read, &heap.ctl.producer.tail, &heap.head_seen] {
+            word.store(pos, Ordering::Relaxed);
+        }
+        heap
     }
 
     /// The lane view.

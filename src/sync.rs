@@ -6,10 +6,60 @@
 //! `disallowed-types` cannot, since it sees through the re-exports).
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// A memory fence; `Relaxed` is no fence at all (what the ordering sweep makes of a weakened
+/// one: see [`ord!`]).
+#[inline(always)]
+pub(crate) fn fence(order: Ordering) {
+    if order != Ordering::Relaxed {
+        #[cfg(loom)]
+        loom::sync::atomic::fence(order);
+        #[cfg(not(loom))]
+        std::sync::atomic::fence(order);
+    }
+}
+
+/// The ordering `Ordering::$o`, at a site the ordering sweep can weaken. Every synchronising
+/// ordering of the lane and the wake protocol is written this way. In loom builds,
+/// `BATON_WEAKEN=<file>:<line>:<column>` (the site of one `ord!`) turns that one into
+/// `Relaxed`, and `loom-tests/orderings.sh` runs the models against each site in turn: every
+/// weakening must be caught by a model. In every other build this is the constant ordering.
+macro_rules! ord {
+    ($o:ident) => {
+        $crate::sync::site_ordering(
+            $crate::sync::Ordering::$o,
+            concat!(file!(), ":", line!(), ":", column!()),
+        )
+    };
+}
+pub(crate) use ord;
+
+/// See [`ord!`]: the ordering of `site`, weakened to `Relaxed` if it is the one the sweep
+/// names.
+#[cfg(loom)]
+pub(crate) fn site_ordering(order: Ordering, site: &'static str) -> Ordering {
+    static WEAKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    static REACHED: std::sync::Once = std::sync::Once::new();
+    match WEAKEN.get_or_init(|| std::env::var("BATON_WEAKEN").ok()) {
+        Some(w) if w == site => {
+            // Tells the sweep that a model ran this site (a misspelt one would weaken nothing).
+            REACHED.call_once(|| eprintln!("baton: weakened the ordering at {site}"));
+            Ordering::Relaxed
+        }
+        _ => order,
+    }
+}
+
+/// See [`ord!`]: outside loom builds, the ordering itself.
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) const fn site_ordering(order: Ordering, _site: &'static str) -> Ordering {
+    order
+}
 
 /// A cell of payload bytes that senders write and the receiver reads.
 ///

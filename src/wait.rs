@@ -24,7 +24,7 @@
 //! A sleeper that dies leaves `waiters` too high: notifiers then make a needless syscall, never
 //! miss one. The queue's recovery resets the receiver's event.
 
-use crate::sync::{fence, mutant, AtomicU32, Ordering};
+use crate::sync::{fence, mutant, ord, AtomicU32, Ordering};
 use std::time::Instant;
 
 /// Waits on a 32-bit word in memory that other processes can see.
@@ -62,7 +62,7 @@ impl Event {
     pub fn notify<W: Waiter>(&self, waiter: &W) {
         // SYNC POINT: sleep/wake Dekker pair (notifier side), partner in `wait_until`.
         if !mutant("notify_no_fence") {
-            fence(Ordering::SeqCst);
+            fence(ord!(SeqCst));
         }
         if self.waiters.load(Ordering::Relaxed) != 0 {
             self.notify_slow(waiter);
@@ -77,7 +77,7 @@ impl Event {
     pub fn notify_if<W: Waiter>(&self, waiter: &W, worth_it: impl FnOnce() -> bool) -> bool {
         // SYNC POINT: sleep/wake Dekker pair (notifier side), partner in `wait_until`.
         if !mutant("notify_no_fence") {
-            fence(Ordering::SeqCst);
+            fence(ord!(SeqCst));
         }
         if self.waiters.load(Ordering::Relaxed) != 0 && worth_it() {
             self.notify_slow(waiter);
@@ -88,8 +88,9 @@ impl Event {
 
     #[cold]
     fn notify_slow<W: Waiter>(&self, waiter: &W) {
-        // SYNC POINT: event bumped; partner is the Acquire load of `seq` in `wait_until`.
-        self.seq.fetch_add(1, Ordering::Release);
+        // SYNC POINT: event bumped; partner is the Acquire load of `seq` in `wait_until`. Relaxed
+        // is enough: the SeqCst fence the notifier passed just before makes this a release.
+        self.seq.fetch_add(1, Ordering::Relaxed);
         waiter.wake_all(&self.seq);
     }
 
@@ -109,9 +110,9 @@ impl Event {
             }
             self.waiters.fetch_add(1, Ordering::Relaxed);
             // SYNC POINT: sleep/wake Dekker pair (waiter side), partner in `notify`.
-            fence(Ordering::SeqCst);
+            fence(ord!(SeqCst));
             // SYNC POINT: event bumped (Acquire side).
-            let seen = self.seq.load(Ordering::Acquire);
+            let seen = self.seq.load(ord!(Acquire));
             if !mutant("wait_no_recheck") && ready() {
                 self.waiters.fetch_sub(1, Ordering::Relaxed);
                 return true;

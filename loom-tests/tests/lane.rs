@@ -6,7 +6,7 @@
 //! Each model has a mutant that it must catch (`loom-tests/mutants.sh`).
 #![cfg(loom)]
 
-use baton::lane::{HeapLane, Lane, Slot};
+use baton::lane::{Claim, HeapLane, Lane, Slot};
 use baton::wait::LoomWaiter;
 use baton_loom_tests::{header, send, successor_view, take, try_send};
 use loom::sync::Arc;
@@ -150,5 +150,189 @@ fn a_successor_redelivers_what_a_stopped_owner_handed_out_and_nothing_else() {
             "what was handed out comes again, flagged"
         );
         assert_eq!(fresh, vec![vec![2]]);
+    });
+}
+
+/// Stamps are compared on their tag's bits only, which is exact because a sender never sees a
+/// stamp older than a few laps (module documentation of `baton::lane`, rule 2). Here the tag
+/// has 8 bits and the lane starts two positions before the tag wraps, its cell 0 holding a
+/// stamp of position 0 (the tag of 256). One sender writes a two-cell record at 254 while
+/// another sends one cell and the receiver takes what comes: a sender that sees tail 256 must
+/// see the first sender's stamp in cell 0, not the ancient one (which would look like a claim
+/// at 256), and each message comes out exactly once. Catches a weakened ordering on the chain
+/// that keeps stamps fresh: the first sender's claim, its commit, the receiver's free, the
+/// second sender's loads of head and tail.
+#[test]
+fn a_sender_never_sees_a_stamp_from_a_lap_long_gone() {
+    loom::model(|| {
+        let ancient = |pos: u64| (pos << 32) | (1 << 12) | (1 << 4) | 2; // committed, one cell
+        let heap = Arc::new(HeapLane::after(8, 254, &[ancient(0), ancient(1)]));
+        let waiter = Arc::new(LoomWaiter::default());
+        // Each thread tries once: every outcome is allowed except a wrong one.
+        let first = {
+            let heap = heap.clone();
+            loom::thread::spawn(move || try_send(&heap.lane(), 2, &[0xAA; 40]))
+        };
+        let receiver = {
+            let (heap, waiter) = (heap.clone(), waiter.clone());
+            loom::thread::spawn(move || take(&heap.lane(), &waiter))
+        };
+        let second = {
+            let heap = heap.clone();
+            loom::thread::spawn(move || try_send(&heap.lane(), 3, &[0xBB]))
+        };
+        let lane = heap.lane();
+        let second = second.join().unwrap();
+        let first = first.join().unwrap();
+        let mut got: Vec<Vec<u8>> = receiver.join().unwrap().into_iter().collect();
+        while let Some(m) = take(&lane, &waiter) {
+            got.push(m);
+        }
+        got.sort();
+        let mut sent = Vec::new();
+        if first {
+            sent.push(vec![0xAA; 40]);
+        }
+        if second {
+            sent.push(vec![0xBB]);
+        }
+        assert_eq!(got, sent, "each message once, and no ancient record");
+        // And the lane is whole: an empty lane takes a message and gives it back.
+        assert!(try_send(&lane, 3, &[0xCC]), "the empty lane has room");
+        assert_eq!(take(&lane, &waiter), Some(vec![0xCC]));
+    });
+}
+
+/// Sender threads of one process share its cached view of `head`. One of them refreshes the
+/// cache (and finds no room for its own, bigger, message); another then claims on the strength
+/// of the cached value alone, in the cell the receiver just read: its writes must come after
+/// the receiver's reads, through the cache. Catches a weakened load or refresh of the cache.
+#[test]
+fn a_sender_trusting_the_process_head_cache_reuses_cells_only_after_they_were_read() {
+    loom::model(|| {
+        let heap = Arc::new(HeapLane::new(2));
+        let waiter = Arc::new(LoomWaiter::default());
+        let lane = heap.lane();
+        assert!(try_send(&lane, 1, &[0]));
+        assert!(try_send(&lane, 1, &[1]));
+        let receiver = {
+            let (heap, waiter) = (heap.clone(), waiter.clone());
+            loom::thread::spawn(move || take(&heap.lane(), &waiter))
+        };
+        let refresher = {
+            let heap = heap.clone();
+            // Two cells: never fits while message 1 is in the lane; it only refreshes the cache.
+            loom::thread::spawn(move || try_send(&heap.lane(), 2, &[2; 40]))
+        };
+        let trusting = {
+            let heap = heap.clone();
+            loom::thread::spawn(move || try_send(&heap.lane(), 3, &[3]))
+        };
+        assert!(!refresher.join().unwrap());
+        let sent = trusting.join().unwrap();
+        let mut got: Vec<Vec<u8>> = receiver.join().unwrap().into_iter().collect();
+        while let Some(m) = take(&lane, &waiter) {
+            got.push(m);
+        }
+        let mut want = vec![vec![0], vec![1]];
+        if sent {
+            want.push(vec![3]);
+        }
+        assert_eq!(got, want);
+    });
+}
+
+/// A record given up without being committed (a dropped loan: cancelled; or a claim its own
+/// process abandons as it lets the queue go) after its payload was written: the owner frees
+/// it, and the next sender writes into its cells. Its writes must come after the given-up ones.
+/// The given-up record spans cells 1 and 2 of a three-cell lane, and the next sender's record
+/// cells 0 and 1: that sender's compare-and-swap is on cell 0's stamp, not on the given-up one,
+/// so the order can only come through the owner (its look at the given-up stamp, its store of
+/// `head`). Catches a weakened cancel or abandonment, or a weakened look by the owner.
+fn given_up_cells_are_reused_only_after_the_writes_into_them(give_up: fn(&Lane<'_>, u8, Claim)) {
+    loom::model(move || {
+        let heap = Arc::new(HeapLane::new(3));
+        let waiter = Arc::new(LoomWaiter::default());
+        advance_to(&heap.lane(), &waiter, 1);
+        let writer = {
+            let heap = heap.clone();
+            loom::thread::spawn(move || {
+                let lane = heap.lane();
+                if let Ok(claim) = lane.try_claim(40, 1) {
+                    lane.write(&claim, &header(40), &[0xEE; 40]);
+                    give_up(&lane, 1, claim);
+                }
+            })
+        };
+        let owner = {
+            let (heap, waiter) = (heap.clone(), waiter.clone());
+            loom::thread::spawn(move || take(&heap.lane(), &waiter))
+        };
+        let lane = heap.lane();
+        let sent = try_send(&lane, 2, &[0x11; 40]);
+        writer.join().unwrap();
+        let mut got: Vec<Vec<u8>> = owner.join().unwrap().into_iter().collect();
+        while let Some(m) = take(&lane, &waiter) {
+            got.push(m);
+        }
+        assert_eq!(got, if sent { vec![vec![0x11; 40]] } else { vec![] });
+    });
+}
+
+#[test]
+fn a_cancelled_records_cells_are_reused_only_after_the_writes_into_them() {
+    given_up_cells_are_reused_only_after_the_writes_into_them(|lane, _, claim| lane.cancel(claim));
+}
+
+#[test]
+fn an_abandoned_records_cells_are_reused_only_after_the_writes_into_them() {
+    given_up_cells_are_reused_only_after_the_writes_into_them(|lane, slot, claim| {
+        std::mem::forget(claim); // as a leaked loan: its process lets the queue go
+        lane.abandon_sender(slot);
+    });
+}
+
+/// The receiving thread reads a message and hands it to another thread, which acknowledges
+/// it; a sender then reuses its cell. The sender's writes come after the receiving thread's
+/// reads, through the hand-over and the acknowledging thread's store of `head`.
+#[test]
+fn an_acknowledgement_from_another_thread_frees_cells_only_after_they_were_read() {
+    loom::model(|| {
+        let heap = Arc::new(HeapLane::new(1));
+        let waiter = Arc::new(LoomWaiter::default());
+        let lane = heap.lane();
+        assert!(try_send(&lane, 1, &[7]));
+        let (tx, rx) = loom::sync::mpsc::channel::<Option<baton::lane::RecordRef>>();
+        let receiving = {
+            let (heap, waiter) = (heap.clone(), waiter.clone());
+            loom::thread::spawn(move || {
+                let lane = heap.lane();
+                let found = match lane.peek(64, &*waiter).unwrap() {
+                    baton::lane::Peek::Record(r) => {
+                        let mut out = Vec::new();
+                        lane.copy_payload(&r, &mut out);
+                        assert_eq!(out, vec![7]);
+                        Some(r)
+                    }
+                    _ => None,
+                };
+                tx.send(found).unwrap();
+            })
+        };
+        let acking = {
+            let (heap, waiter) = (heap.clone(), waiter.clone());
+            loom::thread::spawn(move || {
+                if let Some(r) = rx.recv().unwrap() {
+                    heap.lane().release(r, &*waiter).unwrap();
+                }
+            })
+        };
+        let sent = try_send(&lane, 2, &[8]);
+        receiving.join().unwrap();
+        acking.join().unwrap();
+        if sent {
+            assert_eq!(take(&lane, &waiter), Some(vec![8]));
+        }
+        assert_eq!(take(&lane, &waiter), None);
     });
 }
