@@ -11,6 +11,9 @@ use baton::{Attributes, Domain, Queue};
 use libfuzzer_sys::fuzz_target;
 use std::os::unix::fs::FileExt;
 
+/// Bytes before the first lane (`segment::HEADER_SIZE`).
+const HEADER: u64 = 16384;
+
 fn domain() -> Domain {
     Domain::new(&format!("fuzz-{}", std::process::id())).unwrap()
 }
@@ -67,8 +70,8 @@ fuzz_target!(|data: &[u8]| {
     while rest.len() >= 5 {
         let at = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as u64;
         let at = match rest[0] % 3 {
-            0 => at % 4096,                 // header page
-            1 => 4096 + at % (size - 4096), // lanes
+            0 => at % HEADER,                   // header
+            1 => HEADER + at % (size - HEADER), // lanes
             _ => at % size,
         };
         let len = 1 + (rest[4] as usize % 8).min(rest.len() - 5);
