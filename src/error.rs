@@ -190,6 +190,13 @@ pub enum RecvError {
         /// The queue's epoch now.
         now: u64,
     },
+    /// This receiver is a copy that a `fork`ed child inherited: only the process that opened
+    /// it owns the queue (the child does not hold the owner lock), so the child cannot receive
+    /// through it. Open a receiver (or standby) in the child instead.
+    #[error(
+        "this receiver was inherited through fork: only the process that opened it owns the queue"
+    )]
+    ForkedCopy,
     /// A lane's shared state is inconsistent.
     #[error("queue is corrupt: {0}")]
     Corrupt(String),

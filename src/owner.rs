@@ -32,6 +32,9 @@ pub(crate) struct Ownership {
 pub(crate) struct OwnerGuard {
     release: Option<mpsc::Sender<()>>,
     keeper: Option<JoinHandle<()>>,
+    /// The fork generation that took the lock: a forked child's copy of the guard has no
+    /// keeper thread to wake or join (joining it would wait for ever), and holds nothing.
+    generation: u64,
 }
 
 /// How long `receiver()` waits for the owner lock held by a process that does not own the queue
@@ -50,6 +53,7 @@ pub(crate) enum Wait {
 /// Takes the owner lock of `seg` on a keeper thread, which then holds it until the guard is
 /// dropped.
 pub(crate) fn acquire(seg: Arc<Segment>, wait: Wait) -> Result<(OwnerGuard, Ownership), OwnError> {
+    let generation = crate::robust::fork_generation();
     let (result_tx, result_rx) = mpsc::channel::<Result<Ownership, OwnError>>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let keeper = std::thread::Builder::new().name("baton-owner".into()).spawn(move || {
@@ -133,6 +137,7 @@ pub(crate) fn acquire(seg: Arc<Segment>, wait: Wait) -> Result<(OwnerGuard, Owne
             OwnerGuard {
                 release: Some(release_tx),
                 keeper: Some(keeper),
+                generation,
             },
             ownership,
         )),
@@ -263,6 +268,12 @@ pub(crate) fn owner_pids(seg: &Segment) -> (Option<u32>, Option<u32>) {
 
 impl Drop for OwnerGuard {
     fn drop(&mut self) {
+        if self.generation != crate::robust::fork_generation() {
+            // A forked child's copy: the keeper thread and the lock are the parent's.
+            std::mem::forget(self.keeper.take());
+            std::mem::forget(self.release.take());
+            return;
+        }
         // Closing the channel wakes the keeper, which unlocks; joining it means the lock is
         // released before the caller can unmap anything.
         drop(self.release.take());

@@ -256,6 +256,7 @@ impl Queue {
             owned: Arc::new(Owned {
                 seg: self.seg.clone(),
                 epoch: ownership.epoch,
+                generation: crate::robust::fork_generation(),
                 local: Mutex::new(local),
             }),
             guard: Some(guard),
@@ -1034,6 +1035,9 @@ impl Owned {
 struct Owned {
     seg: Arc<Segment>,
     epoch: u64,
+    /// The fork generation of the process that owns the queue: a forked child's copy of this
+    /// state owns nothing (it does not hold the owner lock) and must not touch the lanes.
+    generation: u64,
     local: Mutex<Local>,
 }
 
@@ -1058,9 +1062,15 @@ impl Owned {
         self.local.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether another process has taken the queue since this receiver got it.
+    /// Whether another process has taken the queue since this receiver got it, or this is a
+    /// forked child's copy of the receiver.
     fn lost(&self) -> bool {
-        self.seg.shared().owner.epoch.load(Ordering::Relaxed) != self.epoch
+        self.seg.shared().owner.epoch.load(Ordering::Relaxed) != self.epoch || self.forked_copy()
+    }
+
+    /// Whether this is a copy a `fork`ed child inherited.
+    fn forked_copy(&self) -> bool {
+        self.generation != crate::robust::fork_generation()
     }
 }
 
@@ -1088,7 +1098,16 @@ impl std::fmt::Debug for Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         // Close first, so that no message handle touches the lanes once the lock is released.
-        self.owned.lock().closed = true;
+        let mut local = self.owned.lock();
+        local.closed = true;
+        if !self.owned.lost() && self.owned.seg.check_size().is_ok() {
+            // Senders left waiting by this owner's last head moves are not kept waiting for
+            // the next one. (Not on a segment a peer has shrunk: that would be a SIGBUS.)
+            for p in 0..PRIORITIES {
+                self.owned.seg.lane(p).wake_owed(&Futex);
+            }
+        }
+        drop(local);
         drop(self.guard.take());
     }
 }
@@ -1265,6 +1284,9 @@ impl Receiver {
         let seg = &owned.seg;
         if seg.is_removed() {
             return Err(RecvError::Removed);
+        }
+        if owned.forked_copy() {
+            return Err(RecvError::ForkedCopy);
         }
         if owned.lost() {
             return Err(RecvError::OwnershipLost {

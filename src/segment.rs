@@ -464,7 +464,7 @@ impl Segment {
                 Err(OpenError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
-            let temp = Temporary::create(domain, &path, total)?;
+            let temp = Temporary::create(&path, total)?;
             let fd = temp.file().as_raw_fd();
             fchmod(fd, Mode::from_bits_truncate(attrs.mode)).map_err(|e| io("fchmod", e))?;
             match nix::fcntl::posix_fallocate(fd, 0, total as i64) {
@@ -489,9 +489,7 @@ impl Segment {
             unsafe { init_locks(map.as_mut_ptr().add(SHARED_OFFSET) as *mut Shared)? };
 
             // link(2), not rename: it fails with EEXIST instead of replacing a queue.
-            match std::fs::hard_link(&temp.path, &path)
-                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))
-            {
+            match temp.link_as(&path) {
                 Ok(()) => {
                     let file = temp.keep();
                     return Ok(Segment {
@@ -862,28 +860,17 @@ unsafe fn init_locks(shared: *mut Shared) -> Result<(), OpenError> {
     Ok(())
 }
 
-/// A file under a temporary name that is unlinked when dropped.
+/// A new segment's file before it has a name: opened with `O_TMPFILE`, so nobody can see it
+/// (nor `gc` take it for a dead creator's) until it is linked under the queue's name, and a
+/// creator that dies before that leaves nothing behind.
 struct Temporary {
-    /// `None` once kept.
-    file: Option<File>,
-    path: PathBuf,
+    file: File,
 }
 
 impl Temporary {
-    fn create(domain: &Domain, final_path: &Path, size: u64) -> Result<Temporary, OpenError> {
-        // Process-local, never shared: not part of any protocol loom checks.
-        use std::sync::atomic::{AtomicU64 as LocalCounter, Ordering as Local}; // facade-exempt
-        static COUNTER: LocalCounter = LocalCounter::new(0);
-        let n = COUNTER.fetch_add(1, Local::Relaxed);
-        // A queue name never starts with '.', so this can never be mistaken for a queue.
-        let path = Path::new(SHM_DIR).join(format!(
-            "{}.tmp.{}.{n}",
-            domain_prefix(domain),
-            std::process::id()
-        ));
-        let flags =
-            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = match open(&path, flags, Mode::from_bits_truncate(0o600)) {
+    fn create(final_path: &Path, size: u64) -> Result<Temporary, OpenError> {
+        let flags = OFlag::O_RDWR | OFlag::O_TMPFILE | OFlag::O_CLOEXEC;
+        let fd = match open(Path::new(SHM_DIR), flags, Mode::from_bits_truncate(0o600)) {
             Ok(fd) => fd,
             // No inode left (or no byte): the same for the caller.
             Err(Errno::ENOSPC) => {
@@ -892,46 +879,32 @@ impl Temporary {
                     needed: size,
                 })
             }
-            Err(e) => return Err(io(format!("create {}", path.display()), e)),
+            Err(e) => return Err(io(format!("create an unnamed file in {SHM_DIR}"), e)),
         };
         // SAFETY: `open` just returned this descriptor and nothing else owns it.
         let file = unsafe { File::from_raw_fd(fd) };
-        // The creator's liveness, for `gc`: a lock the kernel drops when this process dies,
-        // whatever pid namespace `gc` runs in (the pid in the name is only for display). A new
-        // file (O_EXCL) that nobody else has opened: this cannot block.
-        // SAFETY: flock on a descriptor we own.
-        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        Ok(Temporary {
-            file: Some(file),
-            path,
-        })
+        Ok(Temporary { file })
     }
 
     fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Gives the file its name: `link(2)` semantics, `EEXIST` if the name is taken. (Through
+    /// `/proc/self/fd`, which needs no privilege, unlike `linkat` with `AT_EMPTY_PATH`.)
+    fn link_as(&self, path: &Path) -> Result<(), Errno> {
+        let me = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+        nix::unistd::linkat(
+            None,
+            Path::new(&me),
+            None,
+            path,
+            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        )
+    }
+
+    fn keep(self) -> File {
         self.file
-            .as_ref()
-            .expect("a temporary holds its file until kept")
-    }
-
-    /// Unlinks the temporary name and keeps the open file. (It used to move the file out of a
-    /// `ManuallyDrop` and leaked the path: cargo-fuzz's leak sanitizer found it.)
-    fn keep(mut self) -> File {
-        let _ = nix::unistd::unlink(&self.path);
-        let file = self
-            .file
-            .take()
-            .expect("a temporary holds its file until kept");
-        // SAFETY: flock on a descriptor we own.
-        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
-        file
-    }
-}
-
-impl Drop for Temporary {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            let _ = nix::unistd::unlink(&self.path);
-        }
     }
 }
 
@@ -973,8 +946,10 @@ pub(crate) fn remove_dead_temporaries(domain: &Domain) -> Result<Vec<PathBuf>, O
         .collect())
 }
 
-/// Temporary files of `domain` that are ours and whose creating process is dead (a creator
-/// killed half way through `create`), with that pid.
+/// Temporary files of `domain` that are ours and whose creating process is gone, with the pid
+/// in their name. baton itself no longer names a segment before it is made (see `Temporary`);
+/// these are left by earlier versions, whose creators died half way through `create`, or made
+/// by another tool, which may hold an `flock` on the file while it works on it.
 pub(crate) fn dead_temporaries(domain: &Domain) -> Result<Vec<(PathBuf, u32)>, OpenError> {
     let prefix = format!("{}.tmp.", domain_prefix(domain));
     let dir = std::fs::read_dir(SHM_DIR).map_err(|e| io(format!("read {SHM_DIR}"), e))?;
@@ -999,8 +974,9 @@ pub(crate) fn dead_temporaries(domain: &Domain) -> Result<Vec<(PathBuf, u32)>, O
     Ok(dead)
 }
 
-/// Whether the process creating a temporary file still holds its lock (see
-/// `Temporary::create`). A file that cannot be opened is left alone.
+/// Whether a process holds a lock on a temporary file (its creator, at work). A file that
+/// cannot be opened is left alone. The pid in the name is never asked: it may belong to
+/// another pid namespace, or to another process by now.
 fn creator_alive(path: &Path) -> bool {
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
     let Ok(fd) = open(path, flags, Mode::empty()) else {

@@ -495,3 +495,35 @@ fn looking_whether_a_queue_expired_never_makes_receiver_answer_busy() {
     });
     assert_eq!(busy, None);
 }
+
+/// `gc` running in a loop beside `create` never takes a segment being made for a dead
+/// creator's (found in review: a named temporary locked just after it was created could be
+/// unlinked in between, and `create` then failed with "No such file or directory").
+#[test]
+fn gc_running_beside_creates_never_breaks_one() {
+    let t = TestDomain::new("gc-race");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (failures, removed) = std::thread::scope(|s| {
+        let gc = s.spawn(|| {
+            let mut removed = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                removed.extend(Queue::gc(&t.domain).unwrap_or_default());
+            }
+            removed
+        });
+        let mut failures = Vec::new();
+        for i in 0..3000 {
+            let name = format!("q{i}");
+            match Queue::create(&t.domain, &name, &Attributes::default()) {
+                Ok(q) => {
+                    drop(q);
+                    Queue::remove(&t.domain, &name).unwrap();
+                }
+                Err(e) => failures.push(format!("create #{i}: {e}")),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (failures, gc.join().unwrap())
+    });
+    assert_eq!((failures, removed), (vec![], vec![]));
+}

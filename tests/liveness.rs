@@ -197,3 +197,67 @@ fn an_owner_in_another_pid_namespace_is_seen_alive_then_dead_and_taken_over() {
     let m = rx.recv_timeout(LONG).unwrap();
     assert_eq!((m.payload(), m.redelivered), (&b"m0"[..], true));
 }
+
+#[test]
+fn a_forked_child_dropping_its_copy_of_a_receiver_neither_hangs_nor_ends_the_parents_ownership() {
+    let t = TestDomain::new("fork-owner");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let mut rx = q.receiver().unwrap();
+    // SAFETY: the child only drops baton handles and ends with _exit.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            // Its copy of the receiver has no keeper thread: dropping it must not wait for one.
+            drop(rx);
+            drop(q);
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(0) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let exited = eventually(LONG, || {
+                !matches!(
+                    nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+                    Ok(nix::sys::wait::WaitStatus::StillAlive)
+                )
+            });
+            if !exited {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
+            }
+            assert!(exited, "the child hung dropping its copy of the receiver");
+        }
+    }
+    assert_eq!(q.status().owner_pid, Some(std::process::id()));
+    q.sender().send(b"still mine").unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap().payload(), b"still mine");
+}
+
+/// Found in review: a forked child could receive through its copy of the owner's receiver
+/// (without holding the owner lock), and the owner then got the same message again, unflagged.
+#[test]
+fn a_forked_child_cannot_receive_through_its_parents_receiver() {
+    let t = TestDomain::new("fork-recv");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let mut rx = q.receiver().unwrap();
+    q.sender().send(b"one").unwrap();
+    // SAFETY: the child only calls baton's API and ends with _exit.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let code = match rx.try_recv() {
+                Err(baton::RecvError::ForkedCopy) => 0,
+                Ok(m) => {
+                    std::mem::forget(m);
+                    1
+                }
+                Err(_) => 2,
+            };
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let status = nix::sys::wait::waitpid(child, None).unwrap();
+            assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+        }
+    }
+    let m = rx.try_recv().unwrap();
+    assert_eq!((m.payload(), m.redelivered), (&b"one"[..], false));
+}
