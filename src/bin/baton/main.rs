@@ -161,6 +161,14 @@ enum Command {
     },
 }
 
+/// The transport of a name given to an internal bench command (a usage error otherwise).
+fn transport_named(name: &str) -> Result<baton::bench::Transport, Failure> {
+    baton::bench::Transport::from_name(name).ok_or_else(|| Failure {
+        message: format!("unknown transport {name:?}"),
+        code: 2,
+    })
+}
+
 struct Failure {
     message: String,
     code: u8,
@@ -432,10 +440,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             sender,
             count,
         } => {
-            let t = baton::bench::Transport::from_name(&transport).ok_or_else(|| Failure {
-                message: format!("unknown transport {transport:?}"),
-                code: 2,
-            })?;
+            let t = transport_named(&transport)?;
             baton::bench::send_fan_in(t, &baton::bench::Names { id }, size, sender, count)?;
         }
         Command::BenchServe {
@@ -445,10 +450,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             senders,
             count,
         } => {
-            let t = baton::bench::Transport::from_name(&transport).ok_or_else(|| Failure {
-                message: format!("unknown transport {transport:?}"),
-                code: 2,
-            })?;
+            let t = transport_named(&transport)?;
             let role = match (senders, count) {
                 (Some(senders), Some(count)) => baton::bench::Role::Sink { senders, count },
                 _ => baton::bench::Role::Echo,
