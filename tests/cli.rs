@@ -409,3 +409,125 @@ fn ls_shows_a_dead_owner_and_stale_files_and_gc_removes_only_the_stale_file() {
     assert!(!temp.exists());
     assert!(t.file("q").exists(), "a queue without retention stays");
 }
+
+/// What `recv --json` printed, as (payload, redelivered) pairs.
+fn received(o: &Output) -> Vec<(String, bool)> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["payload"].as_str().unwrap().to_string(),
+                v["redelivered"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A message `recv` could not write (here: the disk is full) stays in the queue and comes
+/// again, flagged; it used to be acknowledged and lost.
+#[test]
+fn recv_gives_back_a_message_it_cannot_write() {
+    let t = TestDomain::new("cli-full");
+    assert!(run(&t, &["create", "q"]).status.success());
+    assert!(run(&t, &["send", "q", "a", "b", "c"]).status.success());
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = t.baton().args(["recv", "q"]).stdout(full).output().unwrap();
+    assert_user_error(&o, 1, "it stays in the queue");
+    let o = run(&t, &["--json", "recv", "q", "--count", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        received(&o),
+        vec![("a".into(), true), ("b".into(), false), ("c".into(), false)]
+    );
+}
+
+/// With standard output closed, `recv` would write into nothing (the runtime puts /dev/null
+/// there) and acknowledge: it refuses to start instead, and the messages stay.
+#[test]
+fn recv_refuses_to_run_with_standard_output_closed() {
+    let t = TestDomain::new("cli-closed");
+    assert!(run(&t, &["create", "q"]).status.success());
+    assert!(run(&t, &["send", "q", "a", "b"]).status.success());
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec {} recv q --count 2 >&-",
+            env!("CARGO_BIN_EXE_baton")
+        ))
+        .env("BATON_DOMAIN", t.name())
+        .output()
+        .unwrap();
+    assert_user_error(&o, 1, "standard output is closed");
+    let o = run(&t, &["--json", "recv", "q", "--count", "2"]);
+    assert_eq!(received(&o), vec![("a".into(), false), ("b".into(), false)]);
+}
+
+/// SIGINT, SIGTERM and SIGHUP end `recv` as a close, not as a crash: exit 128 + signal, no
+/// takeover for the next owner, and a retention-0 queue goes with its owner.
+#[test]
+fn recv_ends_cleanly_on_sigint_sigterm_and_sighup() {
+    for (sig, code) in [
+        (nix::sys::signal::Signal::SIGINT, 130),
+        (nix::sys::signal::Signal::SIGTERM, 143),
+        (nix::sys::signal::Signal::SIGHUP, 129),
+    ] {
+        let t = TestDomain::new("cli-signal");
+        assert!(run(&t, &["create", "q"]).status.success());
+        assert!(run(&t, &["create", "gone", "--retention", "0"])
+            .status
+            .success());
+        for q in ["q", "gone"] {
+            let rx = common::Child::spawn(
+                t.baton()
+                    .args(["recv", q, "--timeout", "30"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped()),
+            );
+            let queue = baton::Queue::open(&t.domain, q).unwrap();
+            assert!(common::eventually(
+                std::time::Duration::from_secs(10),
+                || { queue.status().owner_pid == Some(rx.pid()) }
+            ));
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(rx.pid() as i32), sig).unwrap();
+            let out = rx.wait_output(std::time::Duration::from_secs(10));
+            assert_eq!(out.status.code(), Some(code), "{sig}: {}", stderr(&out));
+            let st = queue.status();
+            assert_eq!(
+                (st.takeovers, st.owner_pid, st.dead_owner_pid),
+                (0, None, None)
+            );
+            assert_eq!(st.removed, q == "gone", "{sig}: {q}");
+        }
+    }
+}
+
+/// A standby waiting for the owner lock stops on a signal too, promptly and cleanly.
+#[test]
+fn a_standby_recv_ends_cleanly_on_sigterm() {
+    let t = TestDomain::new("cli-standby-signal");
+    assert!(run(&t, &["create", "q"]).status.success());
+    let queue = baton::Queue::open(&t.domain, "q").unwrap();
+    let _owner = queue.receiver().unwrap();
+    let standby = common::Child::spawn(
+        t.baton()
+            .args(["recv", "q", "--standby"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    );
+    assert!(common::eventually(
+        std::time::Duration::from_secs(10),
+        || { queue.status().standbys == 1 }
+    ));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(standby.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = standby.wait_output(std::time::Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert_eq!(queue.status().owner_pid, Some(std::process::id()));
+}

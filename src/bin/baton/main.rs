@@ -8,6 +8,7 @@ use baton::{
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering as Local}; // facade-exempt: process-local flags
 use std::time::Duration;
 
 mod bench;
@@ -161,6 +162,68 @@ enum Command {
     },
 }
 
+/// Which of the standard descriptors 0, 1 and 2 were closed when the process started (bits),
+/// read before Rust's runtime quietly reopens closed ones onto `/dev/null`.
+static CLOSED_AT_START: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn look_at_standard_descriptors() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only asks whether the descriptor is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            CLOSED_AT_START.fetch_or(1 << fd, Local::Relaxed);
+        }
+    }
+}
+
+/// Runs `look_at_standard_descriptors` before `main`, and so before the runtime's own start-up.
+#[used]
+#[link_section = ".init_array"]
+static LOOK_BEFORE_MAIN: extern "C" fn() = look_at_standard_descriptors;
+
+/// Refuses to run with standard output closed: output would go nowhere (the runtime puts
+/// `/dev/null` there), and `recv` would acknowledge messages written nowhere.
+fn standard_descriptors() -> Result<(), Failure> {
+    let closed = CLOSED_AT_START.load(Local::Relaxed);
+    if closed & 0b010 != 0 {
+        return Err(Failure {
+            message: "standard output is closed; refusing to run (give it a file or /dev/null)"
+                .into(),
+            code: 1,
+        });
+    }
+    Ok(())
+}
+
+/// The signal that asked `recv` to stop (0: none yet): SIGINT, SIGTERM or SIGHUP end it
+/// cleanly between messages, as a close, not as a crash (see `catch_stop_signals`).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    STOP_SIGNAL.store(sig, Local::Relaxed);
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP set `STOP_SIGNAL` instead of killing the process,
+/// and a broken pipe is an error from `write` instead of a SIGPIPE.
+fn catch_stop_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a handler that only stores to an atomic (async-signal-safe); no SA_RESTART,
+        // so a blocking call returns early and the loop looks at the flag.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_stop_signal as *const () as usize;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+    // SAFETY: ignoring SIGPIPE: writes to a closed pipe then fail with EPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// How long `recv` waits at a time, so that it notices a stop signal promptly.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+/// How long `recv --standby` waits for the owner lock at a time, for the same reason.
+const STANDBY_SLICE: Duration = Duration::from_millis(200);
+
 /// The transport of a name given to an internal bench command (a usage error otherwise).
 fn transport_named(name: &str) -> Result<baton::bench::Transport, Failure> {
     baton::bench::Transport::from_name(name).ok_or_else(|| Failure {
@@ -185,8 +248,13 @@ impl<E: std::error::Error> From<E> for Failure {
 
 fn main() -> ExitCode {
     // Like other Unix tools, end quietly when the reader of our output goes away (`| head`).
+    // (`recv` handles the broken pipe itself: see `Stop`.)
     // SAFETY: resetting a signal's disposition to its default before any other thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    if let Err(f) = standard_descriptors() {
+        eprintln!("baton: error: {}", f.message);
+        return ExitCode::from(f.code);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -298,19 +366,48 @@ fn run(cli: Cli) -> Result<(), Failure> {
             empty,
         } => {
             let q = Queue::open(&domain, &name)?;
-            let mut rx = q
-                .receiver_with(ReceiverOptions {
-                    standby,
-                    timeout: standby_timeout,
-                    empty,
+            // Signals end `recv` cleanly from here on, standby wait included: it waits in
+            // short slices so that it sees them.
+            catch_stop_signals();
+            let stopped = |received: u64| {
+                let stop = STOP_SIGNAL.load(Local::Relaxed);
+                (stop != 0).then(|| Failure {
+                    message: format!("stopped by signal {stop} after {received} messages"),
+                    code: 128 + stop as u8,
                 })
-                .map_err(|e| match e {
-                    OwnError::Timeout { .. } => Failure {
-                        message: e.to_string(),
-                        code: 3,
-                    },
-                    e => e.into(),
-                })?;
+            };
+            let standby_deadline = standby_timeout.map(|t| std::time::Instant::now() + t);
+            let rx = loop {
+                if let Some(f) = stopped(0) {
+                    return Err(f);
+                }
+                let slice = standby.then(|| {
+                    standby_deadline.map_or(STANDBY_SLICE, |d| {
+                        d.saturating_duration_since(std::time::Instant::now())
+                            .min(STANDBY_SLICE)
+                    })
+                });
+                match q.receiver_with(ReceiverOptions {
+                    standby,
+                    timeout: slice,
+                    empty,
+                }) {
+                    Ok(rx) => break rx,
+                    Err(OwnError::Timeout { .. })
+                        if standby_deadline.is_none_or(|d| std::time::Instant::now() < d) =>
+                    {
+                        continue
+                    }
+                    Err(e @ OwnError::Timeout { .. }) => {
+                        return Err(Failure {
+                            message: e.to_string(),
+                            code: 3,
+                        })
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let mut rx = rx;
             if rx.took_over() {
                 eprintln!(
                     "baton: took queue {name} over from a dead owner (epoch {})",
@@ -320,10 +417,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             let mut received = 0u64;
+            let deadline = timeout.map(|t| std::time::Instant::now() + t);
             while count.is_none_or(|c| received < c) {
-                let msg = match timeout {
-                    Some(t) => rx.recv_timeout(t),
-                    None => rx.recv(),
+                if let Some(f) = stopped(received) {
+                    // Closing the receiver is a clean hand-over: nothing is in flight, the next
+                    // owner takes no dead owner's queue, a retention-0 queue goes.
+                    drop(rx);
+                    return Err(f);
+                }
+                let slice = match deadline {
+                    Some(d) => d
+                        .saturating_duration_since(std::time::Instant::now())
+                        .min(STOP_CHECK),
+                    None => STOP_CHECK,
+                };
+                let msg = match rx.recv_timeout(slice) {
+                    Err(RecvError::Timeout)
+                        if deadline.is_none_or(|d| std::time::Instant::now() < d) =>
+                    {
+                        continue
+                    }
+                    other => other,
                 };
                 let msg = msg.map_err(|e| match e {
                     RecvError::Timeout => Failure {
@@ -336,13 +450,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     },
                     e => e.into(),
                 })?;
-                write_message(&mut out, &msg, json).map_err(|e| Failure {
-                    message: format!(
-                        "cannot write message {} to standard output: {e}",
-                        received + 1
-                    ),
-                    code: 1,
-                })?;
+                if let Err(e) = write_message(&mut out, &msg, json) {
+                    // Not written: the message stays in the queue, delivered again (flagged)
+                    // to the next owner.
+                    let _ = msg.release();
+                    return Err(Failure {
+                        message: format!(
+                            "cannot write message {} to standard output: {e}; it stays in the queue",
+                            received + 1
+                        ),
+                        code: 1,
+                    });
+                }
                 // Only now, with the line written and flushed, does the message leave the queue.
                 msg.ack()?;
                 received += 1;
