@@ -11,6 +11,38 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(10);
 
+/// Runs `child` in a forked child process and returns its exit code, or `None` if it had not
+/// exited within `LONG` (it is then killed, by pid). The child only uses baton's API and ends
+/// with `_exit`.
+fn in_fork_child(child: impl FnOnce() -> i32) -> Option<i32> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    // SAFETY: the child runs only `child` (baton calls) and `_exit`; the test harness's other
+    // threads are parked in channel waits, holding no lock the child needs.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let code = child();
+            // SAFETY: ends the child at once, without running the parent's destructors.
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let mut code = None;
+            let exited = eventually(LONG, || match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, c)) => {
+                    code = Some(c);
+                    true
+                }
+                Ok(WaitStatus::StillAlive) => false,
+                _ => true,
+            });
+            if !exited {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = waitpid(child, None);
+            }
+            code
+        }
+    }
+}
+
 #[test]
 fn a_loan_leaked_with_forget_is_abandoned_when_its_queue_handle_goes_not_left_to_wedge_the_lane() {
     let t = TestDomain::new("forget");
@@ -35,22 +67,14 @@ fn a_forked_child_sends_under_its_own_slot_so_its_death_does_not_wedge_the_lane(
     let tx = q.sender();
     tx.send(b"parent").unwrap();
     assert_eq!(q.status().sender_slots, 1);
-    // SAFETY: the child only uses the queue through baton's API and then ends with _exit; the
-    // test harness's other threads are parked in channel waits, holding no lock the child needs.
-    match unsafe { nix::unistd::fork() }.unwrap() {
-        nix::unistd::ForkResult::Child => {
-            // Dies half way through a send, as a crash would leave it.
-            let mut loan = tx.loan(5, 3).unwrap();
-            loan.copy_from_slice(b"child");
-            std::mem::forget(loan);
-            // SAFETY: ends the child at once, without running the parent's destructors.
-            unsafe { libc::_exit(0) };
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            let status = nix::sys::wait::waitpid(child, None).unwrap();
-            assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
-        }
-    }
+    let code = in_fork_child(|| {
+        // Dies half way through a send, as a crash would leave it.
+        let mut loan = tx.loan(5, 3).unwrap();
+        loan.copy_from_slice(b"child");
+        std::mem::forget(loan);
+        0
+    });
+    assert_eq!(code, Some(0));
     tx.send(b"after").unwrap();
     assert_eq!(rx.recv_timeout(LONG).unwrap().payload(), b"parent");
     assert_eq!(rx.recv_timeout(LONG).unwrap().payload(), b"after");
@@ -203,29 +227,19 @@ fn a_forked_child_dropping_its_copy_of_a_receiver_neither_hangs_nor_ends_the_par
     let t = TestDomain::new("fork-owner");
     let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
     let mut rx = q.receiver().unwrap();
-    // SAFETY: the child only drops baton handles and ends with _exit.
-    match unsafe { nix::unistd::fork() }.unwrap() {
-        nix::unistd::ForkResult::Child => {
-            // Its copy of the receiver has no keeper thread: dropping it must not wait for one.
-            drop(rx);
-            drop(q);
-            // SAFETY: ends the child at once.
-            unsafe { libc::_exit(0) };
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            let exited = eventually(LONG, || {
-                !matches!(
-                    nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
-                    Ok(nix::sys::wait::WaitStatus::StillAlive)
-                )
-            });
-            if !exited {
-                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(child, None);
-            }
-            assert!(exited, "the child hung dropping its copy of the receiver");
-        }
-    }
+    // Its copy of the receiver has no keeper thread: dropping it must not wait for one.
+    let code = in_fork_child(|| {
+        // SAFETY: in the child, these are its own copies (fork copied the memory); the child
+        // never uses the originals again: it ends with _exit right after.
+        drop(unsafe { std::ptr::read(&rx) });
+        drop(unsafe { std::ptr::read(&q) });
+        0
+    });
+    assert_eq!(
+        code,
+        Some(0),
+        "the child hung dropping its copy of the receiver"
+    );
     assert_eq!(q.status().owner_pid, Some(std::process::id()));
     q.sender().send(b"still mine").unwrap();
     assert_eq!(rx.recv_timeout(LONG).unwrap().payload(), b"still mine");
@@ -239,25 +253,19 @@ fn a_forked_child_cannot_receive_through_its_parents_receiver() {
     let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
     let mut rx = q.receiver().unwrap();
     q.sender().send(b"one").unwrap();
-    // SAFETY: the child only calls baton's API and ends with _exit.
-    match unsafe { nix::unistd::fork() }.unwrap() {
-        nix::unistd::ForkResult::Child => {
-            let code = match rx.try_recv() {
-                Err(baton::RecvError::ForkedCopy) => 0,
-                Ok(m) => {
-                    std::mem::forget(m);
-                    1
-                }
-                Err(_) => 2,
-            };
-            // SAFETY: ends the child at once.
-            unsafe { libc::_exit(code) };
+    let code = in_fork_child(|| match rx.try_recv() {
+        Err(baton::RecvError::ForkedCopy) => 0,
+        Ok(m) => {
+            std::mem::forget(m);
+            1
         }
-        nix::unistd::ForkResult::Parent { child } => {
-            let status = nix::sys::wait::waitpid(child, None).unwrap();
-            assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
-        }
-    }
+        Err(_) => 2,
+    });
+    assert_eq!(
+        code,
+        Some(0),
+        "the child received through its parent's receiver"
+    );
     let m = rx.try_recv().unwrap();
     assert_eq!((m.payload(), m.redelivered), (&b"one"[..], false));
 }
