@@ -251,6 +251,14 @@ pub(crate) fn unowned_since(seg: &Segment) -> Option<u64> {
     Some(since)
 }
 
+/// Since when the queue has had no owner (`CLOCK_MONOTONIC` ns; 0: never owned yet), read
+/// without taking the lock or changing anything: `None` while a live or a dead owner holds it
+/// (a dead owner's queue counts as unowned from its recovery, see [`unowned_since`]).
+pub(crate) fn unowned_since_unchanged(seg: &Segment) -> Option<u64> {
+    let owner = &seg.shared().owner;
+    (owner.mutex.holder() == Holder::Free).then(|| owner.unowned_since_ns.load(Ordering::Relaxed))
+}
+
 /// The owner as the owner lock tells it, without taking it: `(live owner, dead owner)` pids.
 pub(crate) fn owner_pids(seg: &Segment) -> (Option<u32>, Option<u32>) {
     let owner = &seg.shared().owner;

@@ -106,26 +106,36 @@ impl Queue {
         segment::remove(domain, name)
     }
 
-    /// The queues of a domain, each with its status or the error met opening it.
+    /// The queues of a domain, each with its status or the error met opening it. Changes
+    /// nothing: a queue whose retention has run out is listed with [`Status::expired`] set
+    /// ([`Queue::gc`] removes it).
     ///
     /// # Errors
     ///
     /// [`OpenError::Io`] if `/dev/shm` cannot be read.
     pub fn list(domain: &Domain) -> Result<Vec<ListEntry>, OpenError> {
-        Ok(segment::list_paths(domain)?
-            .into_iter()
-            .filter_map(|file| match Segment::open_path(&file) {
-                Ok(seg) if expire_if_due(&seg) => None,
-                Ok(seg) => Some(ListEntry {
-                    file,
-                    status: Ok(Queue { seg: Arc::new(seg) }.status()),
-                }),
-                Err(e) => Some(ListEntry {
-                    file,
-                    status: Err(e),
-                }),
-            })
-            .collect())
+        Ok(list_entries(segment::list_paths(Some(domain))?))
+    }
+
+    /// The queues of every domain (as `ipcs -q` lists every message queue), as [`Queue::list`].
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::Io`] if `/dev/shm` cannot be read.
+    pub fn list_all_domains() -> Result<Vec<ListEntry>, OpenError> {
+        Ok(list_entries(segment::list_paths(None)?))
+    }
+
+    /// A queue's status, read without changing anything: unlike [`Queue::open`], it neither
+    /// removes a queue whose retention has run out (it reports it [`Status::expired`]) nor
+    /// recovers a dead owner's queue (it reports [`Status::dead_owner_pid`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::open`].
+    pub fn inspect(domain: &Domain, name: &str) -> Result<Status, OpenError> {
+        let seg = Segment::open(domain, name)?;
+        Ok(Queue { seg: Arc::new(seg) }.status())
     }
 
     /// Temporary files of the domain left by processes that died while creating a queue, with
@@ -146,7 +156,7 @@ impl Queue {
     /// [`OpenError::Io`] if `/dev/shm` cannot be read.
     pub fn gc(domain: &Domain) -> Result<Vec<PathBuf>, OpenError> {
         let mut removed = Vec::new();
-        for file in segment::list_paths(domain)? {
+        for file in segment::list_paths(Some(domain))? {
             if let Ok(seg) = Segment::open_path(&file) {
                 if expire_if_due(&seg) {
                     removed.push(file);
@@ -155,6 +165,12 @@ impl Queue {
         }
         removed.extend(segment::remove_dead_temporaries(domain)?);
         Ok(removed)
+    }
+
+    /// Whether this handle's [`Queue::create`] made the queue (`false`: it found the queue
+    /// already there, or the handle comes from [`Queue::open`]).
+    pub fn was_created(&self) -> bool {
+        self.seg.made_here
     }
 
     /// The queue's attributes.
@@ -344,12 +360,24 @@ impl Queue {
             standbys: recovery::standbys(seg),
             owner_sleeping: shared.data_event.waiters() > 0,
             sender_slots: recovery::live_senders(seg),
+            attached: recovery::attached(seg),
+            expired: retention_ran_out(seg),
             created_unix_ns: seg.created_unix_ns(),
             size,
             file_size,
             files: vec![seg.path().to_path_buf()],
         }
     }
+}
+
+fn list_entries(files: Vec<PathBuf>) -> Vec<ListEntry> {
+    files
+        .into_iter()
+        .map(|file| {
+            let status = Segment::open_path(&file).map(|seg| Queue { seg: Arc::new(seg) }.status());
+            ListEntry { file, status }
+        })
+        .collect()
 }
 
 /// One queue found by [`Queue::list`].
@@ -438,6 +466,12 @@ pub struct Status {
     /// Slots of the sender table held by live processes (each process that sends to the
     /// queue, or waits to own it, holds one).
     pub sender_slots: u32,
+    /// The live processes that hold a slot of the sender table (they have sent to the queue,
+    /// or wait to own it), by slot.
+    pub attached: Vec<Attached>,
+    /// The queue's retention has run out: it has had no owner for longer than its retention.
+    /// [`Queue::gc`], or the next [`Queue::open`] or [`Queue::create`], removes it.
+    pub expired: bool,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_ns: u64,
     /// Size of the segment.
@@ -450,6 +484,15 @@ pub struct Status {
     pub files: Vec<PathBuf>,
 }
 
+/// A live process attached to a queue (see [`Status::attached`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Attached {
+    /// Its pid, in its own pid namespace (which may not be the reader's).
+    pub pid: u32,
+    /// How many of its threads wait to own the queue (0: it only sends).
+    pub standbys: u32,
+}
+
 impl Status {
     /// Whether the queue has an owner that has let the message it would take next wait at
     /// least `after`: a hung owner (e.g. stopped), or one too busy to receive. Such an owner is
@@ -458,6 +501,26 @@ impl Status {
         self.owner_stalled_ns
             .is_some_and(|ns| ns >= after.as_nanos() as u64)
     }
+}
+
+/// Whether `seg`'s retention has run out, found without changing anything (see
+/// [`expire_if_due`], which removes it).
+fn retention_ran_out(seg: &Segment) -> bool {
+    let Some(retention) = seg.attributes().retention else {
+        return false;
+    };
+    let Some(since) = owner::unowned_since_unchanged(seg) else {
+        return false; // owned, or its dead owner is not recovered yet
+    };
+    retention_due(seg, since, retention)
+}
+
+/// Whether a queue unowned since `since` (0: never owned) is past `retention`.
+fn retention_due(seg: &Segment, since: u64, retention: Duration) -> bool {
+    // 0: never owned yet; the retention clock starts when a first owner goes.
+    since != 0
+        && monotonic_ns().saturating_sub(since) >= retention.as_nanos() as u64
+        && !(retention.is_zero() && recovery::standby_waiting(seg))
 }
 
 /// Removes `seg`'s queue if its retention has run out; returns whether it is gone.
@@ -471,11 +534,14 @@ fn expire_if_due(seg: &Segment) -> bool {
     let Some(since) = owner::unowned_since(seg) else {
         return false; // owned
     };
-    // 0: never owned yet; the retention clock starts when a first owner goes.
-    let due = since != 0
-        && monotonic_ns().saturating_sub(since) >= retention.as_nanos() as u64
-        && !(retention.is_zero() && recovery::standby_waiting(seg));
-    due && seg.remove().is_ok()
+    retention_due(seg, since, retention) && seg.remove().is_ok()
+}
+
+/// The id of the message at `position` of lane `priority`: the priority in the low two bits,
+/// the position above them. Positions only grow (64-bit, counted in 64-byte cells: 2^62
+/// of them take millennia at memory speed), so no two messages of one queue share an id.
+pub(crate) fn message_id(priority: usize, position: u64) -> u64 {
+    (position << 2) | priority as u64
 }
 
 /// Nanoseconds of `CLOCK_MONOTONIC`, the clock every process on the machine shares.
@@ -895,6 +961,13 @@ pub struct Message {
     /// This message was delivered before and not acknowledged: its receiver died, closed, or
     /// released it. It may have been processed already.
     pub redelivered: bool,
+    /// Names this message within the queue's life: the same on every redelivery, never given
+    /// to another message of the queue. Use it to drop duplicates of at-least-once delivery.
+    /// The low two bits are the priority, the rest the message's position in its lane, which
+    /// only grows (so ids stay small: exact in JSON readers that use doubles for a long
+    /// time); a queue removed and created again starts over (its creation time tells the two
+    /// apart).
+    pub id: u64,
     payload: Vec<u8>,
     ticket: Option<Ticket>,
 }
@@ -1422,6 +1495,7 @@ impl Receiver {
             sender_pid: r.header.sender_pid,
             sent_ns: r.header.sent_ns,
             redelivered,
+            id: message_id(p, r.pos),
             payload,
             ticket: Some(Ticket {
                 owned: self.owned.clone(),
@@ -1485,6 +1559,10 @@ impl InPlace<'_> {
     /// Delivered before and not acknowledged (see [`Message::redelivered`]).
     pub fn redelivered(&self) -> bool {
         self.redelivered
+    }
+    /// The message's id within the queue (see [`Message::id`]).
+    pub fn id(&self) -> u64 {
+        message_id(self.priority, self.record.pos)
     }
 
     /// Acknowledges the message: it leaves the queue and its bytes are freed.

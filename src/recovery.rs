@@ -285,6 +285,18 @@ pub(crate) fn live_senders(seg: &Segment) -> u32 {
         .count() as u32
 }
 
+/// The live processes holding sender slots, with their standby counts.
+pub(crate) fn attached(seg: &Segment) -> Vec<crate::queue::Attached> {
+    seg.shared().slots[1..]
+        .iter()
+        .filter(|s| s.lock.holder() == Holder::Alive)
+        .map(|s| crate::queue::Attached {
+            pid: s.pid.load(Ordering::Acquire),
+            standbys: s.standbys.load(Ordering::Acquire),
+        })
+        .collect()
+}
+
 /// The one recovery procedure, run by whoever acquires the owner lock from a dead holder, with
 /// the lock held and before `pthread_mutex_consistent`. Every step is idempotent, so a recoverer
 /// that dies half way leaves the lock owner-dead and the next one simply runs it again.

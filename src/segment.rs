@@ -419,6 +419,8 @@ pub(crate) struct Segment {
     pub(crate) slot: SlotHolder,
     /// Per lane, this process's last view of the lane's `head` (see `Lane::try_claim`).
     head_seen: [AtomicU64; 4],
+    /// This mapping's `create` made the queue (rather than finding it).
+    pub(crate) made_here: bool,
 }
 
 impl Drop for Segment {
@@ -504,6 +506,7 @@ impl Segment {
                         created_unix_ns: identity.created_unix_ns,
                         slot: SlotHolder::default(),
                         head_seen: Default::default(),
+                        made_here: true,
                     });
                 }
                 Err(Errno::EEXIST) => continue,
@@ -694,6 +697,7 @@ impl Segment {
             created_unix_ns: id.created_unix_ns,
             slot: SlotHolder::default(),
             head_seen: Default::default(),
+            made_here: false,
         })
     }
 
@@ -989,17 +993,20 @@ fn creator_alive(path: &Path) -> bool {
     rc != 0
 }
 
-/// The backing files of the queues in `domain` (temporaries excluded), sorted.
-pub(crate) fn list_paths(domain: &Domain) -> Result<Vec<PathBuf>, OpenError> {
-    let prefix = domain_prefix(domain);
+/// The backing files of the queues in `domain`, or in every domain (temporaries excluded),
+/// sorted.
+pub(crate) fn list_paths(domain: Option<&Domain>) -> Result<Vec<PathBuf>, OpenError> {
+    let prefix = domain.map_or(FILE_PREFIX.to_string(), domain_prefix);
     let dir = std::fs::read_dir(SHM_DIR).map_err(|e| io(format!("read {SHM_DIR}"), e))?;
     let mut paths: Vec<PathBuf> = dir
         .filter_map(|e| e.ok())
         .filter(|e| {
             let n = e.file_name();
             let n = n.to_string_lossy();
-            n.strip_prefix(&prefix)
-                .is_some_and(|rest| !rest.starts_with('.'))
+            n.strip_prefix(&prefix).is_some_and(|rest| {
+                // A domain's temporaries are `<prefix><domain>~.<...>`.
+                !rest.starts_with('.') && !rest.contains("~.")
+            })
         })
         .map(|e| e.path())
         .collect();

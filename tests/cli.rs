@@ -120,7 +120,12 @@ fn ls_lists_queues_with_depth_per_priority() {
     assert_eq!(beta.split_whitespace().nth(1), Some("2"), "{text}");
     let json: serde_json::Value =
         serde_json::from_slice(&run(&t, &["ls", "--json"]).stdout).unwrap();
-    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert_eq!(json["schema"], serde_json::json!(1));
+    assert_eq!(json["queues"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(
+        json["queues"][1]["status"]["lanes"][0]["messages"],
+        serde_json::json!(2)
+    );
 }
 
 #[test]
@@ -128,13 +133,17 @@ fn recv_timeout_exits_3_with_a_clear_message() {
     let t = TestDomain::new("cli-timeout");
     run(&t, &["create", "q"]);
     run(&t, &["send", "q", "only"]);
+    // Something arrived: the idle timeout ends the run, successfully, and says so.
     let out = run(&t, &["recv", "q", "-n", "2", "--timeout", "0.1"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "only\n");
-    assert_user_error(
-        &out,
-        3,
-        "timed out after 100ms waiting for a message on queue q (1 received of 2)",
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stderr(&out),
+        "baton: no message for 0.1 s; 1 received of 2\n"
     );
+    // Nothing arrived: exit 3.
+    let out = run(&t, &["recv", "q", "--timeout", "100ms"]);
+    assert_user_error(&out, 3, "timed out after 0.1 s with no message on queue q");
 }
 
 #[test]
@@ -145,27 +154,35 @@ fn send_timeout_on_a_full_queue_exits_3() {
         &["create", "q", "--capacity", "128", "--max-message", "32"],
     );
     let out = run(&t, &["send", "q", "--timeout", "0.05", "a", "b", "c"]);
-    assert_user_error(&out, 3, "timed out waiting for space in queue q");
+    assert_user_error(
+        &out,
+        3,
+        "timed out after 0.05 s waiting for space in queue q (priority 3); 2 sent, argument 3 not",
+    );
 }
 
 #[test]
 fn user_errors_are_one_line_with_a_non_zero_exit() {
     let t = TestDomain::new("cli-errors");
-    assert_user_error(&run(&t, &["create", "../evil"]), 1, "invalid queue name");
-    assert_user_error(&run(&t, &["recv", "missing"]), 1, "does not exist");
-    assert_user_error(&run(&t, &["stat", "missing"]), 1, "does not exist");
-    assert_user_error(&run(&t, &["rm", "missing"]), 1, "does not exist");
+    assert_user_error(&run(&t, &["create", "../evil"]), 2, "invalid queue name");
+    assert_user_error(
+        &run(&t, &["send", "bad name", "x"]),
+        2,
+        "invalid queue name",
+    );
+    assert_user_error(&run(&t, &["recv", "missing"]), 4, "does not exist");
+    assert_user_error(&run(&t, &["stat", "missing"]), 4, "does not exist");
+    assert_user_error(&run(&t, &["rm", "missing"]), 4, "does not exist");
+    assert_user_error(&run(&t, &["send", "missing", "x"]), 4, "does not exist");
     run(&t, &["create", "q", "--max-message", "16"]);
     assert_user_error(
         &run(&t, &["send", "q", "this is longer than sixteen"]),
         1,
         "too big",
     );
-    assert_user_error(
-        &run(&t, &["send", "q", "-p", "4", "x"]),
-        1,
-        "invalid priority 4",
-    );
+    let o = run(&t, &["send", "q", "-p", "4", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("4 is not in 0..=3"), "{}", stderr(&o));
     assert_user_error(
         &run(&t, &["create", "q", "--max-message", "32"]),
         1,
@@ -173,22 +190,22 @@ fn user_errors_are_one_line_with_a_non_zero_exit() {
     );
     assert_user_error(
         &run(&t, &["create", "r", "--max-message", "99999999999"]),
-        1,
+        2,
         "max message",
     );
     assert_user_error(
         &run(&t, &["create", "r", "--capacity", "64"]),
-        1,
+        2,
         "cannot hold one message",
     );
-    assert_user_error(&run(&t, &["--domain", "a/b", "ls"]), 1, "invalid domain");
+    assert_user_error(&run(&t, &["--domain", "a/b", "ls"]), 2, "invalid domain");
     let out = t
         .baton()
         .args(["ls"])
         .env("BATON_DOMAIN", ".hidden")
         .output()
         .unwrap();
-    assert_user_error(&out, 1, "invalid domain");
+    assert_user_error(&out, 2, "invalid domain");
 }
 
 #[test]
@@ -255,7 +272,7 @@ fn retention_standby_and_gc_from_the_command_line() {
     let o = run(&t, &["--json", "gc"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["removed"].as_array().unwrap().len(), 1, "{v}");
-    assert_user_error(&run(&t, &["stat", "q"]), 1, "does not exist");
+    assert_user_error(&run(&t, &["stat", "q"]), 4, "does not exist");
 }
 
 #[test]
@@ -269,7 +286,7 @@ fn a_standby_that_times_out_exits_3_with_a_clear_message() {
         3,
         "timed out waiting to own queue",
     );
-    assert_user_error(&run(&t, &["recv", "q"]), 1, "busy");
+    assert_user_error(&run(&t, &["recv", "q"]), 5, "busy");
 }
 
 #[test]

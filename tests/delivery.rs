@@ -313,16 +313,29 @@ fn a_queue_with_retention_expires_after_that_long_without_an_owner() {
     let q = queue(&t, attrs);
     q.sender().send(b"m").unwrap();
     drop(q.receiver().unwrap());
-    let names = |t: &TestDomain| {
+    let listed = |t: &TestDomain| {
         Queue::list(&t.domain)
             .unwrap()
             .into_iter()
-            .map(|e| e.status.unwrap().name)
+            .map(|e| {
+                let st = e.status.unwrap();
+                (st.name, st.expired)
+            })
             .collect::<Vec<_>>()
     };
-    assert_eq!(names(&t), vec!["q".to_string()], "not yet expired");
+    assert_eq!(
+        listed(&t),
+        vec![("q".to_string(), false)],
+        "not yet expired"
+    );
     std::thread::sleep(Duration::from_millis(1100));
-    assert!(names(&t).is_empty(), "ls removed the expired queue");
+    assert_eq!(
+        listed(&t),
+        vec![("q".to_string(), true)],
+        "listed as expired, and not removed by listing"
+    );
+    assert!(Queue::inspect(&t.domain, "q").unwrap().expired);
+    assert_eq!(Queue::gc(&t.domain).unwrap().len(), 1, "gc removes it");
     assert!(t.leftovers().is_empty());
     assert_eq!(q.sender().send(b"x"), Err(SendError::Removed));
 }

@@ -1,0 +1,458 @@
+//! `baton recv`: own a queue and hand its messages to standard output or to a command.
+
+use crate::format::{
+    human_duration, parse_duration, unix_ns_of_monotonic, write_message, MessageFormat,
+};
+use crate::stdio::{self, STOP_CHECK};
+use crate::{exit, Failure};
+use baton::{Domain, Message, OwnError, Queue, Receiver, ReceiverOptions, RecvError};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const AFTER_HELP: &str = "\
+What each way of taking messages guarantees:
+  to a file        each message is acknowledged once written and flushed; if it cannot be
+                   written (disk full, I/O error) it is given back, delivered again later.
+  to a pipe        each message is written, then acknowledged once the reader has read it out
+                   of the pipe (recv waits for that before the next): a reader that stops
+                   early (`| head -n 3`) loses nothing; the message it left is given back and
+                   recv ends quietly with status 141, as if killed by SIGPIPE. What the reader
+                   did with what it read, recv cannot know: for that, use --exec.
+                   --no-pipe-wait acknowledges on write, for speed: then what sits in the pipe
+                   when the reader stops is lost.
+  --count N        takes exactly N messages: nothing after the N-th is taken or acknowledged.
+  --exec CMD ARGS  runs CMD once per message, payload on its standard input, metadata in
+                   BATON_* environment variables; the message is acknowledged only when CMD
+                   exits 0, else given back and tried again (--max-attempts, --dead-letter).
+  a signal         SIGINT, SIGTERM and SIGHUP end recv cleanly between messages (exit 130,
+                   143, 129): the queue is closed, not abandoned, and no takeover is counted.
+
+The environment of an --exec command: BATON_QUEUE, BATON_DOMAIN, BATON_MESSAGE_ID,
+BATON_PRIORITY, BATON_TYPE, BATON_VERSION, BATON_SENDER_PID, BATON_SENT_UNIX_NS (wall clock),
+BATON_SENT_MONOTONIC_NS (CLOCK_MONOTONIC), BATON_LENGTH, BATON_REDELIVERED (0 or 1) and
+BATON_ATTEMPT (1 for the first run of this recv on the message).
+
+Examples:
+  baton recv jobs                                  # one message per line, until stopped
+  baton recv jobs --count 10 --timeout 5s
+  baton recv jobs --drain --json                   # what waits now, with metadata
+  baton recv jobs --standby --exec ./handle-job    # take over if the owner dies
+  baton recv jobs --exec sh -c 'process < /dev/stdin' --max-attempts 5 --dead-letter jobs.dead
+
+Exit status: 0 done (--count reached, --drain emptied the queue, or --timeout after some
+messages), 1 error, 2 bad usage, 3 --timeout with no message at all or --standby-timeout,
+4 no such queue, 5 owned by another process (without --standby), 130/143/129 stopped by a
+signal.";
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(help = crate::NAME_HELP)]
+    name: String,
+    /// Take this many messages, then exit 0; nothing after them is taken.
+    #[arg(long, short = 'n')]
+    count: Option<u64>,
+    /// Take what waits now, then exit 0 when the queue is empty (0 messages included).
+    #[arg(long, conflicts_with = "timeout")]
+    drain: bool,
+    /// Stop when no message arrives for this long (`5s`, `250ms`, or seconds): exit 3 if none
+    /// arrived at all, else 0.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// If the queue is owned, wait to own it (until its owner closes or dies).
+    #[arg(long)]
+    standby: bool,
+    /// With --standby: give up (exit 3) if the queue is not ours within this long.
+    #[arg(long, value_parser = parse_duration, requires = "standby")]
+    standby_timeout: Option<Duration>,
+    /// Discard the messages waiting when ownership is taken.
+    #[arg(long)]
+    empty: bool,
+    /// End each payload with a NUL byte instead of a newline.
+    #[arg(long, short = '0', conflicts_with = "exec")]
+    null: bool,
+    /// Into a pipe, acknowledge each message once written, without waiting for the reader to
+    /// read it: faster, but a reader that stops early loses what sat in the pipe.
+    #[arg(long, conflicts_with = "exec")]
+    no_pipe_wait: bool,
+    /// Start each output record with `redelivered<TAB>` or `new<TAB>`.
+    #[arg(long, conflicts_with = "exec")]
+    mark_redelivered: bool,
+    /// Run CMD [ARGS...] per message (everything after --exec belongs to it) and acknowledge
+    /// the message only if it exits 0.
+    #[arg(long, value_name = "CMD", num_args = 1.., allow_hyphen_values = true)]
+    exec: Option<Vec<OsString>>,
+    /// With --exec: how many times this recv runs CMD on one message before giving up on it
+    /// (then it goes to --dead-letter, or recv stops with the message left in the queue).
+    #[arg(long, default_value_t = 3, requires = "exec",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: u32,
+    /// With --exec: the queue (same domain) that receives a message CMD failed on
+    /// --max-attempts times, with the same priority, type and version.
+    #[arg(long, value_name = "QUEUE", requires = "exec")]
+    dead_letter: Option<String>,
+}
+
+/// Why the receive loop ended, when it ended well.
+enum End {
+    /// `--count` reached, or `--drain` found the queue empty.
+    Done,
+    /// `--timeout` with no message for that long.
+    Idle,
+}
+
+pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
+    let q = Queue::open(domain, &args.name)?;
+    let dead_letter = match &args.dead_letter {
+        Some(name) => Some(Queue::open(domain, name).map_err(|e| {
+            let f = Failure::from(e);
+            Failure::new(f.code, format!("dead-letter queue: {}", f.message))
+        })?),
+        None => None,
+    };
+    // Signals end `recv` cleanly from here on, standby wait included: it waits in short
+    // slices so that it sees them.
+    stdio::catch_stop_signals();
+    let mut rx = own(&q, &args)?;
+    if rx.took_over() {
+        eprintln!(
+            "baton: took queue {} over from a dead owner (epoch {})",
+            args.name,
+            rx.epoch()
+        );
+    }
+    let format = if json {
+        MessageFormat::Json
+    } else if args.null {
+        MessageFormat::Nul
+    } else {
+        MessageFormat::Lines
+    };
+    let mut handler: Box<dyn FnMut(Message) -> Result<(), Failure>> = match &args.exec {
+        Some(command) => {
+            let mut exec = Exec {
+                command,
+                queue: &args.name,
+                domain: domain.to_string(),
+                max_attempts: args.max_attempts,
+                dead_letter: dead_letter.as_ref(),
+                attempts: HashMap::new(),
+            };
+            Box::new(move |msg| exec.handle(msg))
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let name = args.name.clone();
+            let mark = args.mark_redelivered;
+            let pipe = !args.no_pipe_wait && stdio::stdout_is_pipe();
+            Box::new(move |msg| {
+                let written = write_message(&mut out, &name, &msg, format, mark).and_then(|()| {
+                    if pipe {
+                        stdio::wait_until_pipe_read()
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(e) = written {
+                    // Not written, or not read: the message stays in the queue, delivered
+                    // again (flagged) to the next owner.
+                    let _ = msg.release();
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        // The reader is gone (`| head -n 3`): end as quietly as a tool killed
+                        // by SIGPIPE, with its status.
+                        return Err(Failure::new(stdio::signal_status(libc::SIGPIPE), ""));
+                    }
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        return Err(stopped().err().unwrap_or_else(|| Failure::from(e)));
+                    }
+                    return Err(Failure::new(
+                        exit::ERROR,
+                        format!(
+                            "cannot write a message to standard output: {e}; it stays in the queue"
+                        ),
+                    ));
+                }
+                // Only now, with the message written and flushed (and, into a pipe, read by
+                // the reader), does it leave the queue.
+                Ok(msg.ack()?)
+            })
+        }
+    };
+    let mut received = 0u64;
+    let end = receive(&mut rx, &args, &mut received, &mut handler);
+    // Closing the receiver is a clean hand-over: nothing is in flight, the next owner takes no
+    // dead owner's queue, a retention-0 queue goes.
+    drop(handler);
+    drop(rx);
+    match end {
+        Ok(End::Done) => Ok(()),
+        Ok(End::Idle) if received > 0 => {
+            eprintln!(
+                "baton: no message for {}; {received} received{}",
+                human_duration(args.timeout.unwrap_or_default()),
+                args.count.map_or(String::new(), |c| format!(" of {c}"))
+            );
+            Ok(())
+        }
+        Ok(End::Idle) => Err(Failure::new(
+            exit::TIMEOUT,
+            format!(
+                "timed out after {} with no message on queue {}",
+                human_duration(args.timeout.unwrap_or_default()),
+                args.name
+            ),
+        )),
+        Err(f) if f.code > 128 && !f.message.is_empty() => Err(Failure::new(
+            f.code,
+            format!("{} after {received} messages", f.message),
+        )),
+        Err(f) => Err(f),
+    }
+}
+
+/// Takes ownership, waiting as a standby if asked, in slices so that a stop signal is seen.
+fn own(q: &Queue, args: &Args) -> Result<Receiver, Failure> {
+    let standby_deadline = args.standby_timeout.map(|t| Instant::now() + t);
+    loop {
+        stopped()?;
+        let slice = args.standby.then(|| {
+            standby_deadline.map_or(STANDBY_SLICE, |d| {
+                d.saturating_duration_since(Instant::now())
+                    .min(STANDBY_SLICE)
+            })
+        });
+        match q.receiver_with(ReceiverOptions {
+            standby: args.standby,
+            timeout: slice,
+            empty: args.empty,
+        }) {
+            Ok(rx) => return Ok(rx),
+            Err(OwnError::Timeout { .. })
+                if standby_deadline.is_none_or(|d| Instant::now() < d) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// How long `recv --standby` waits for the owner lock at a time.
+const STANDBY_SLICE: Duration = Duration::from_millis(200);
+
+/// An error if a stop signal came.
+fn stopped() -> Result<(), Failure> {
+    match stdio::stop_signal() {
+        Some(sig) => Err(Failure::new(
+            stdio::signal_status(sig),
+            format!("stopped by signal {sig}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Takes messages one at a time and hands each to `handler` until the count, the queue's end
+/// (`--drain`), the idle timeout, an error or a stop signal.
+fn receive(
+    rx: &mut Receiver,
+    args: &Args,
+    received: &mut u64,
+    handler: &mut dyn FnMut(Message) -> Result<(), Failure>,
+) -> Result<End, Failure> {
+    let mut idle_since = Instant::now();
+    while args.count.is_none_or(|c| *received < c) {
+        stopped()?;
+        let msg = if args.drain {
+            match rx.try_recv() {
+                Err(RecvError::Empty) => return Ok(End::Done),
+                other => other?,
+            }
+        } else {
+            let slice = match args.timeout {
+                Some(t) => (idle_since + t)
+                    .saturating_duration_since(Instant::now())
+                    .min(STOP_CHECK),
+                None => STOP_CHECK,
+            };
+            match rx.recv_timeout(slice) {
+                Err(RecvError::Timeout) => {
+                    if args.timeout.is_some_and(|t| idle_since.elapsed() >= t) {
+                        return Ok(End::Idle);
+                    }
+                    continue;
+                }
+                other => other?,
+            }
+        };
+        handler(msg)?;
+        *received += 1;
+        idle_since = Instant::now();
+    }
+    Ok(End::Done)
+}
+
+/// `--exec`: runs a command per message.
+struct Exec<'a> {
+    command: &'a [OsString],
+    queue: &'a str,
+    domain: String,
+    max_attempts: u32,
+    dead_letter: Option<&'a Queue>,
+    /// Runs of the command per message id, for the messages it failed on.
+    attempts: HashMap<u64, u32>,
+}
+
+impl Exec<'_> {
+    fn handle(&mut self, msg: Message) -> Result<(), Failure> {
+        let attempt = self.attempts.get(&msg.id).copied().unwrap_or(0) + 1;
+        let status = match self.run_command(&msg, attempt) {
+            Ok(status) => status,
+            Err(f) => {
+                let _ = msg.release();
+                return Err(f);
+            }
+        };
+        if status.success() {
+            self.attempts.remove(&msg.id);
+            return Ok(msg.ack()?);
+        }
+        let how = describe_status(status);
+        if attempt < self.max_attempts {
+            eprintln!(
+                "baton: {} {how} on message {} (attempt {attempt} of {}); it will be tried again",
+                self.command[0].to_string_lossy(),
+                msg.id,
+                self.max_attempts
+            );
+            self.attempts.insert(msg.id, attempt);
+            msg.release()?;
+            // A released message comes back first: stop here if a signal came meanwhile.
+            return stopped();
+        }
+        self.attempts.remove(&msg.id);
+        match self.dead_letter {
+            Some(dlq) => {
+                let tx = dlq
+                    .sender()
+                    .with_priority(msg.priority)?
+                    .with_type(msg.msg_type)
+                    .with_version(msg.version);
+                if let Err(e) = tx.send(msg.payload()) {
+                    let id = msg.id;
+                    let _ = msg.release();
+                    return Err(Failure::new(
+                        exit::ERROR,
+                        format!(
+                            "cannot move message {id} to the dead-letter queue: {e}; it stays in the queue"
+                        ),
+                    ));
+                }
+                eprintln!(
+                    "baton: {} {how} on message {} {} times; moved it to queue {}",
+                    self.command[0].to_string_lossy(),
+                    msg.id,
+                    self.max_attempts,
+                    dlq.name()
+                );
+                Ok(msg.ack()?)
+            }
+            None => {
+                let id = msg.id;
+                msg.release()?;
+                Err(Failure::new(
+                    exit::ERROR,
+                    format!(
+                        "{} {how} on message {id} {} times; it stays in the queue (give --dead-letter to move such messages aside)",
+                        self.command[0].to_string_lossy(),
+                        self.max_attempts
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Runs the command on one message and waits for it. A stop signal is passed on to the
+    /// command, which decides: the message is acknowledged if it still exits 0.
+    fn run_command(
+        &self,
+        msg: &Message,
+        attempt: u32,
+    ) -> Result<std::process::ExitStatus, Failure> {
+        let mut child = Command::new(&self.command[0])
+            .args(&self.command[1..])
+            .stdin(Stdio::piped())
+            .env("BATON_QUEUE", self.queue)
+            .env("BATON_DOMAIN", &self.domain)
+            .env("BATON_MESSAGE_ID", msg.id.to_string())
+            .env("BATON_PRIORITY", msg.priority.to_string())
+            .env("BATON_TYPE", msg.msg_type.to_string())
+            .env("BATON_VERSION", msg.version.to_string())
+            .env("BATON_SENDER_PID", msg.sender_pid.to_string())
+            .env(
+                "BATON_SENT_UNIX_NS",
+                unix_ns_of_monotonic(msg.sent_ns).to_string(),
+            )
+            .env("BATON_SENT_MONOTONIC_NS", msg.sent_ns.to_string())
+            .env("BATON_LENGTH", msg.len().to_string())
+            .env("BATON_REDELIVERED", u8::from(msg.redelivered).to_string())
+            .env("BATON_ATTEMPT", attempt.to_string())
+            .spawn()
+            .map_err(|e| {
+                Failure::new(
+                    exit::ERROR,
+                    format!(
+                        "cannot run {}: {e}; the message stays in the queue",
+                        self.command[0].to_string_lossy()
+                    ),
+                )
+            })?;
+        let stdin = child.stdin.take();
+        std::thread::scope(|s| {
+            // The payload goes in from another thread, so that a command that writes a lot
+            // before it reads cannot deadlock with us. A command that does not read its input
+            // (EPIPE) is its own business: its exit status decides.
+            s.spawn(move || {
+                if let Some(mut stdin) = stdin {
+                    let _ = stdin.write_all(msg.payload());
+                }
+            });
+            wait_passing_on_stop(child.id() as libc::pid_t)
+        })
+    }
+}
+
+/// Waits for child `pid` to end. A stop signal interrupts the wait (our handlers have no
+/// `SA_RESTART`); it is passed on to the child once, whose exit status still decides.
+fn wait_passing_on_stop(pid: libc::pid_t) -> Result<std::process::ExitStatus, Failure> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut passed_on = false;
+    loop {
+        if let (Some(sig), false) = (stdio::stop_signal(), passed_on) {
+            // SAFETY: signalling our own child, which has not been reaped yet.
+            unsafe { libc::kill(pid, sig) };
+            passed_on = true;
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child; `status` is a valid out-pointer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            return Ok(std::process::ExitStatus::from_raw(status));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Failure::new(
+                exit::ERROR,
+                format!("cannot wait for the command: {e}"),
+            ));
+        }
+    }
+}
+
+fn describe_status(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => "failed".into(),
+    }
+}

@@ -1,0 +1,160 @@
+//! `baton send`.
+
+use crate::format::{parse_duration, print_json, SCHEMA};
+use crate::stdio::{self, RawStdin, STOP_CHECK};
+use crate::{exit, os_bytes, Failure};
+use baton::{Domain, Queue, SendError};
+use std::ffi::OsString;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(help = crate::NAME_HELP)]
+    name: String,
+    /// The messages, one per argument (default: read standard input).
+    messages: Vec<OsString>,
+    /// 0 (highest) to 3.
+    #[arg(long, short, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
+    priority: u8,
+    /// User message type.
+    #[arg(
+        long = "type",
+        short = 't',
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    msg_type: i64,
+    /// User message version.
+    #[arg(long, default_value_t = 0)]
+    version: u32,
+    /// Give up (exit 3) if a message waits longer than this for space (`5s`, `250ms`, or
+    /// seconds). Default: wait as long as it takes.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Send all of standard input as one message.
+    #[arg(long, conflicts_with_all = ["null", "messages"])]
+    whole: bool,
+    /// Split standard input on NUL bytes instead of newlines.
+    #[arg(long, short = '0', conflicts_with = "messages")]
+    null: bool,
+}
+
+/// Where a message came from, to say which one failed.
+enum Source {
+    Argument,
+    Record(&'static str),
+    Whole,
+}
+
+pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
+    let q = Queue::open(domain, &args.name)?;
+    let tx = q
+        .sender()
+        .with_priority(args.priority)?
+        .with_type(args.msg_type)
+        .with_version(args.version);
+    // From here a signal ends `send` between messages: none is ever half sent.
+    stdio::catch_stop_signals();
+    let send_one = |payload: &[u8]| -> Result<(), Failure> {
+        let deadline = args.timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(sig) = stdio::stop_signal() {
+                return Err(Failure::new(
+                    stdio::signal_status(sig),
+                    format!("stopped by signal {sig}"),
+                ));
+            }
+            let slice = deadline.map_or(STOP_CHECK, |d| {
+                d.saturating_duration_since(Instant::now()).min(STOP_CHECK)
+            });
+            match tx.send_timeout(payload, slice) {
+                Err(SendError::Timeout) if deadline.is_none_or(|d| Instant::now() < d) => continue,
+                Err(SendError::Timeout) => {
+                    return Err(Failure::new(
+                        exit::TIMEOUT,
+                        format!(
+                            "timed out after {} waiting for space in queue {} (priority {})",
+                            crate::format::human_duration(args.timeout.unwrap_or_default()),
+                            args.name,
+                            args.priority
+                        ),
+                    ))
+                }
+                other => return Ok(other?),
+            }
+        }
+    };
+    let mut sent = 0u64;
+    let mut input = RawStdin::new();
+    let (source, result) = if !args.messages.is_empty() {
+        let r = args
+            .messages
+            .iter()
+            .try_for_each(|m| send_one(os_bytes(m)).map(|()| sent += 1));
+        (Source::Argument, r)
+    } else if args.whole {
+        let r = input
+            .rest()
+            .map_err(|e| read_failure(e))
+            .and_then(|all| send_one(&all).map(|()| sent += 1));
+        (Source::Whole, r)
+    } else {
+        let (delimiter, what) = if args.null {
+            (b'\0', "NUL-separated record")
+        } else {
+            (b'\n', "line")
+        };
+        let r = (|| loop {
+            match input.next_record(delimiter).map_err(|e| read_failure(e))? {
+                None => return Ok(()),
+                Some(record) => {
+                    send_one(&record)?;
+                    sent += 1;
+                }
+            }
+        })();
+        (Source::Record(what), r)
+    };
+    let failure = result.err().map(|f| {
+        let which = match source {
+            Source::Argument => format!("argument {}", sent + 1),
+            Source::Record(what) => format!("{what} {} of standard input", sent + 1),
+            Source::Whole => "standard input".to_string(),
+        };
+        let message = if stdio::stop_signal().is_some() || f.code == exit::TIMEOUT {
+            format!("{}; {sent} sent, {which} not", f.message)
+        } else {
+            format!("{which} not sent ({sent} sent before it): {}", f.message)
+        };
+        (which, Failure::new(f.code, message))
+    });
+    if json {
+        let v = serde_json::json!({
+            "schema": SCHEMA,
+            "queue": args.name,
+            "sent": sent,
+            "failed": failure.as_ref().map(|(which, f)| serde_json::json!({
+                "message": which,
+                "index": sent + 1,
+                "error": f.message,
+                "exit_status": f.code,
+            })),
+        });
+        print_json(&v, false)?;
+    }
+    match failure {
+        Some((_, f)) => Err(f),
+        None => Ok(()),
+    }
+}
+
+/// Reading standard input failed, or a stop signal interrupted the read.
+fn read_failure(e: std::io::Error) -> Failure {
+    match stdio::stop_signal() {
+        Some(sig) => Failure::new(
+            stdio::signal_status(sig),
+            format!("stopped by signal {sig}"),
+        ),
+        None => Failure::new(exit::ERROR, format!("cannot read standard input: {e}")),
+    }
+}

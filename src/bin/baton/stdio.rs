@@ -1,0 +1,209 @@
+//! The process's edges: standard descriptors closed at start, stop signals, and reading
+//! standard input in a way a stop signal can interrupt.
+
+use std::io;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering as Local}; // facade-exempt: process-local flags
+use std::time::Duration;
+
+/// Which of the standard descriptors 0, 1 and 2 were closed when the process started (bits),
+/// read before Rust's runtime quietly reopens closed ones onto `/dev/null`.
+static CLOSED_AT_START: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn look_at_standard_descriptors() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only asks whether the descriptor is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            CLOSED_AT_START.fetch_or(1 << fd, Local::Relaxed);
+        }
+    }
+}
+
+/// Runs `look_at_standard_descriptors` before `main`, and so before the runtime's own start-up.
+#[used]
+#[link_section = ".init_array"]
+static LOOK_BEFORE_MAIN: extern "C" fn() = look_at_standard_descriptors;
+
+/// Whether standard output was closed when the process started: then output would go nowhere
+/// (the runtime puts `/dev/null` there), and `recv` would acknowledge messages written nowhere.
+pub fn stdout_closed_at_start() -> bool {
+    CLOSED_AT_START.load(Local::Relaxed) & 0b010 != 0
+}
+
+/// The signal that asked the command to stop (0: none yet): SIGINT, SIGTERM or SIGHUP end a
+/// command cleanly between steps, as a close, not as a crash (see [`catch_stop_signals`]).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    STOP_SIGNAL.store(sig, Local::Relaxed);
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP set the stop flag instead of killing the process,
+/// and a broken pipe is an error from `write` instead of a SIGPIPE.
+pub fn catch_stop_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a handler that only stores to an atomic (async-signal-safe); no SA_RESTART,
+        // so a blocking call returns early (EINTR) and the caller looks at the flag.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_stop_signal as *const () as usize;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+    // SAFETY: ignoring SIGPIPE: writes to a closed pipe then fail with EPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// The stop signal received so far, if any.
+pub fn stop_signal() -> Option<i32> {
+    match STOP_SIGNAL.load(Local::Relaxed) {
+        0 => None,
+        sig => Some(sig),
+    }
+}
+
+/// The conventional exit status of a command ended by `sig`: 128 + its number (130 for
+/// SIGINT, 143 for SIGTERM, 129 for SIGHUP).
+pub fn signal_status(sig: i32) -> u8 {
+    128u8.saturating_add(sig as u8)
+}
+
+/// How long a blocking step waits at a time, so that a stop signal is seen promptly even if it
+/// arrived just before the step began to wait.
+pub const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// Standard input, read with `read(2)` directly: unlike `std::io::Stdin`, which retries a read
+/// interrupted by a signal, it returns [`io::ErrorKind::Interrupted`] when a stop signal came,
+/// so that `send` ends promptly while waiting for input.
+pub struct RawStdin {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+impl RawStdin {
+    pub fn new() -> RawStdin {
+        RawStdin {
+            buf: vec![0; 64 * 1024],
+            start: 0,
+            end: 0,
+            eof: false,
+        }
+    }
+
+    /// Fills the buffer if empty; false at end of input.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.start < self.end {
+            return Ok(true);
+        }
+        if self.eof {
+            return Ok(false);
+        }
+        loop {
+            if stop_signal().is_some() {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            // SAFETY: reading into our own buffer, within its length.
+            let n = unsafe { libc::read(0, self.buf.as_mut_ptr().cast(), self.buf.len()) };
+            match n {
+                0 => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                n if n > 0 => {
+                    (self.start, self.end) = (0, n as usize);
+                    return Ok(true);
+                }
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next record up to `delimiter` (which is consumed, not returned), or `None` at end of
+    /// input. A last record without a delimiter is returned too; an input that ends with the
+    /// delimiter has no empty record after it.
+    pub fn next_record(&mut self, delimiter: u8) -> io::Result<Option<Vec<u8>>> {
+        let mut record = Vec::new();
+        let mut any = false;
+        while self.fill()? {
+            any = true;
+            let chunk = &self.buf[self.start..self.end];
+            if let Some(i) = chunk.iter().position(|&b| b == delimiter) {
+                record.extend_from_slice(&chunk[..i]);
+                self.start += i + 1;
+                return Ok(Some(record));
+            }
+            record.extend_from_slice(chunk);
+            self.start = self.end;
+        }
+        Ok(any.then_some(record))
+    }
+
+    /// All of the rest of the input.
+    pub fn rest(&mut self) -> io::Result<Vec<u8>> {
+        let mut all = Vec::new();
+        while self.fill()? {
+            all.extend_from_slice(&self.buf[self.start..self.end]);
+            self.start = self.end;
+        }
+        Ok(all)
+    }
+}
+
+/// Whether standard output is a pipe (or FIFO).
+pub fn stdout_is_pipe() -> bool {
+    nix::sys::stat::fstat(1).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+}
+
+/// Waits until the reader of the pipe on standard output has read everything in it. Errors:
+/// [`io::ErrorKind::BrokenPipe`] when the reader closed its end first (what it left unread
+/// was not read), [`io::ErrorKind::Interrupted`] on a stop signal.
+///
+/// Nothing signals "the pipe is empty", so this looks with `FIONREAD`: at once, then after
+/// yielding, then in `poll` waits that grow to a millisecond (`poll` returns at once when the
+/// reader closes its end).
+pub fn wait_until_pipe_read() -> io::Result<()> {
+    let mut wait_us = 0u64;
+    loop {
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int, the bytes in the pipe, to a valid pointer.
+        if unsafe { libc::ioctl(1, libc::FIONREAD, &mut unread) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut pfd = libc::pollfd {
+            fd: 1,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; a zero timeout only looks.
+        unsafe { libc::poll(&mut pfd, 1, 0) };
+        if pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        if unread == 0 {
+            return Ok(());
+        }
+        if stop_signal().is_some() {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        if wait_us < 50 {
+            std::thread::yield_now();
+            wait_us += 1;
+        } else {
+            // SAFETY: as above; `ppoll` with a timeout in place of a sleep, woken early when
+            // the reader goes away.
+            let ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: (wait_us.min(1000) * 1000) as i64,
+            };
+            unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+            wait_us = (wait_us * 2).min(1000);
+        }
+    }
+}
