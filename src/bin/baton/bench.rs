@@ -117,7 +117,7 @@ pub fn run(
         for (r, ratio) in rows.iter_mut().zip(ratios) {
             r.p50_ratio_to_baton = ratio;
             if json {
-                println!("{}", serde_json::to_string(r).map_err(io::Error::other)?);
+                println!("{}", crate::format::with_schema(r)?);
             } else {
                 print_row(r);
             }
@@ -369,7 +369,7 @@ pub fn fan_in(
                 error: errors[pi][ti].take(),
             };
             if json {
-                println!("{}", serde_json::to_string(&row).map_err(io::Error::other)?);
+                println!("{}", crate::format::with_schema(&row)?);
             } else {
                 let f = |v: Option<f64>, d: usize| v.map_or("-".into(), |v| format!("{v:.d$}"));
                 println!(

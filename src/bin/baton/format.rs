@@ -181,6 +181,18 @@ pub fn message_json(queue: &str, msg: &Message) -> serde_json::Value {
     })
 }
 
+/// An object as one line of JSON, with the `schema` field added.
+pub fn with_schema(v: &impl serde::Serialize) -> io::Result<String> {
+    let mut out = serde_json::json!({ "schema": SCHEMA });
+    if let (Some(o), serde_json::Value::Object(fields)) = (
+        out.as_object_mut(),
+        serde_json::to_value(v).map_err(io::Error::other)?,
+    ) {
+        o.extend(fields);
+    }
+    serde_json::to_string(&out).map_err(io::Error::other)
+}
+
 /// Prints a JSON value: pretty for one answer, one line per object for a stream.
 pub fn print_json(v: &serde_json::Value, one_line: bool) -> io::Result<()> {
     let text = if one_line {

@@ -19,38 +19,26 @@ pub fn create(
     retention: Option<Duration>,
     json: bool,
 ) -> Result<(), Failure> {
-    let asked =
-        capacity.is_some() || max_message.is_some() || mode.is_some() || retention.is_some();
-    // No attributes asked for: an existing queue is found whatever its attributes.
-    let found = if asked {
-        None
-    } else {
-        match Queue::open(domain, name) {
-            Ok(q) => Some(q),
-            Err(baton::OpenError::NotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
-        }
+    // Attributes not given are taken from the existing queue (so only the given ones are
+    // compared), or from the defaults for a new one.
+    let base = match Queue::open(domain, name) {
+        Ok(q) => q.attributes(),
+        Err(baton::OpenError::NotFound { .. }) => Attributes::default(),
+        Err(e) => return Err(e.into()),
     };
-    let q = match found {
-        Some(q) => q,
-        None => {
-            let defaults = Attributes::default();
-            let max_message = match max_message {
-                None => defaults.max_message,
-                Some(m) => u32::try_from(m).map_err(|_| {
-                    Failure::new(exit::USAGE, format!("max message {m} is out of range"))
-                })?,
-            };
-            let attrs = Attributes {
-                capacity: capacity.unwrap_or(defaults.capacity),
-                max_message,
-                mode: mode.unwrap_or(defaults.mode),
-                retention,
-                ..defaults
-            };
-            Queue::create(domain, name, &attrs)?
-        }
+    let max_message = match max_message {
+        None => base.max_message,
+        Some(m) => u32::try_from(m)
+            .map_err(|_| Failure::new(exit::USAGE, format!("max message {m} is out of range")))?,
     };
+    let attrs = Attributes {
+        capacity: capacity.unwrap_or(base.capacity),
+        max_message,
+        mode: mode.unwrap_or(base.mode),
+        retention: retention.or(base.retention),
+        ..base
+    };
+    let q = Queue::create(domain, name, &attrs)?;
     let created = q.was_created();
     let attributes = q.attributes();
     if json {
@@ -82,10 +70,10 @@ pub fn rm(domain: &Domain, name: &str, force: bool, json: bool) -> Result<(), Fa
         in_use.push(format!("an owner (pid {pid})"));
     }
     if st.standbys > 0 {
-        in_use.push(format!("{} standby(s)", st.standbys));
+        in_use.push(plural(st.standbys as u64, "standby"));
     }
     if messages > 0 {
-        in_use.push(format!("{messages} message(s)"));
+        in_use.push(plural(messages, "message"));
     }
     if !in_use.is_empty() && !force {
         return Err(Failure::new(
@@ -113,12 +101,23 @@ pub fn rm(domain: &Domain, name: &str, force: bool, json: bool) -> Result<(), Fa
     } else if in_use.is_empty() {
         println!("removed queue {name}");
     } else {
+        let attached = st.owner_pid.is_some() || st.standbys > 0;
         println!(
-            "removed queue {name} with {} (they get \"removed\" errors)",
-            in_use.join(", ")
+            "removed queue {name} with {}{}",
+            in_use.join(", "),
+            if attached {
+                " (its owner and standbys get \"removed\" errors)"
+            } else {
+                ""
+            }
         );
     }
     Ok(())
+}
+
+/// `1 message`, `2 messages`.
+pub fn plural(n: u64, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 pub fn gc(domain: &Domain, json: bool) -> Result<(), Failure> {
@@ -145,27 +144,38 @@ pub fn watching(
         return Ok(());
     };
     stdio::catch_stop_signals();
+    // At least this long between refreshes, so that `--watch 0` does not spin a CPU.
+    let every = every.max(Duration::from_millis(10));
     let terminal = std::io::stdout().is_terminal() && format == Format::Text;
     loop {
+        if stdio::stop_signal().is_some() {
+            // Watching ends cleanly: there is nothing to give back.
+            return Ok(());
+        }
         let text = show(true)?;
         let mut out = std::io::stdout().lock();
         let written = if terminal {
-            // Home, the new text, then clear what the previous (longer) text left below.
+            // Home, clear, then the new text.
             write!(out, "\x1b[H\x1b[2J{text}")
         } else {
             write!(out, "{text}")
         }
         .and_then(|()| out.flush());
-        if let Err(e) = written {
-            return Err(Failure::new(exit::ERROR, format!("cannot write: {e}")));
-        }
-        let until = std::time::Instant::now() + every;
-        while std::time::Instant::now() < until {
-            if stdio::stop_signal().is_some() {
-                // Watching ends cleanly: there is nothing to give back.
-                return Ok(());
+        match written {
+            Ok(()) => {}
+            // The reader left (`| head`): end as quietly as a tool killed by SIGPIPE.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                return Err(Failure::new(stdio::signal_status(libc::SIGPIPE), ""))
             }
-            std::thread::sleep(stdio::STOP_CHECK.min(until - std::time::Instant::now()));
+            Err(e) => return Err(Failure::new(exit::ERROR, format!("cannot write: {e}"))),
+        }
+        drop(out);
+        let until = std::time::Instant::now() + every;
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            if stdio::stop_signal().is_some() || left.is_zero() {
+                break;
+            }
+            std::thread::sleep(stdio::STOP_CHECK.min(left));
         }
     }
 }
@@ -257,9 +267,16 @@ fn ls_text(rows: &[ListEntry], stale: &[(std::path::PathBuf, u32)], all: bool) -
             st.name.clone()
         }
     };
+    let width = rows
+        .iter()
+        .filter_map(|e| e.status.as_ref().ok())
+        .map(|st| name_of(st).len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
     let _ = writeln!(
         s,
-        "{:<28} {:>6} {:>6} {:>6} {:>6} {:>10} {:>10} {:>9} {:>8}",
+        "{:<width$} {:>6} {:>6} {:>6} {:>6} {:>10} {:>10} {:>9} {:>10}",
         if all { "DOMAIN/NAME" } else { "NAME" },
         "P0",
         "P1",
@@ -277,7 +294,7 @@ fn ls_text(rows: &[ListEntry], stale: &[(std::path::PathBuf, u32)], all: bool) -
                 let capacity: u64 = st.lanes.iter().map(|l| l.capacity).sum();
                 let _ = writeln!(
                     s,
-                    "{:<28} {:>6} {:>6} {:>6} {:>6} {:>10} {:>10} {:>9} {:>8}",
+                    "{:<width$} {:>6} {:>6} {:>6} {:>6} {:>10} {:>10} {:>9} {:>10}",
                     name_of(st),
                     st.lanes[0].messages,
                     st.lanes[1].messages,
@@ -290,14 +307,14 @@ fn ls_text(rows: &[ListEntry], stale: &[(std::path::PathBuf, u32)], all: bool) -
                 );
             }
             Err(err) => {
-                let _ = writeln!(s, "{:<28} unusable: {err}", e.file.display());
+                let _ = writeln!(s, "{:<width$} unusable: {err}", e.file.display());
             }
         }
     }
     for (file, pid) in stale {
         let _ = writeln!(
             s,
-            "{:<28} stale: left by dead pid {pid} while creating a queue (baton gc removes it)",
+            "{:<width$} stale: left by dead pid {pid} while creating a queue (baton gc removes it)",
             file.display()
         );
     }

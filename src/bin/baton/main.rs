@@ -42,7 +42,11 @@ Exit status:
   3    timed out (recv: no message at all; send: no space; --standby-timeout)
   4    the queue does not exist
   5    the queue is in use (owned by another process; rm without --force)
-  129  ended by SIGHUP, 130 by SIGINT, 143 by SIGTERM (cleanly: nothing in flight is lost)";
+  141  recv, --watch: the reader of the output pipe left (as if killed by SIGPIPE; recv
+       gives back the message the reader did not read)
+  129  ended by SIGHUP   } cleanly, between messages: the queue is closed, not abandoned,
+  130  ended by SIGINT   } and nothing in flight is lost
+  143  ended by SIGTERM  }";
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +57,7 @@ Exit status:
                   number of senders, one owner that receives, and a standby that takes the \
                   queue over with every message in place when the owner dies.",
     after_help = EXIT_STATUS,
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     /// Namespace of the queues.
@@ -86,12 +91,12 @@ const NAME_HELP: &str =
 pub enum Command {
     /// Create a queue, or find it if it exists (and say which).
     #[command(after_help = "\
-With no attribute options, an existing queue is found whatever its attributes. With some, an \
-existing queue must have the same ones (the error names the difference).
+An existing queue is found if it has the attributes given (those not given are not compared); \
+otherwise the error names the difference.
 
 Examples:
   baton create jobs
-  baton create jobs --capacity 1M,256K,256K,64K --max-message 64K --retention 30s
+  baton create jobs --capacity 1M,256K,256K,128K --max-message 64K --retention 30s
 
 Exit status: 0 created or found, 1 exists with other attributes, 2 bad usage.")]
     Create {
@@ -175,7 +180,12 @@ Exit status: 0, 1 error, 2 bad usage, 4 no such queue.")]
 A queue with an owner, standbys or messages is removed only with --force; the output says what \
 went with it.
 
-Exit status: 0 removed, 2 bad usage, 4 no such queue, 5 in use (without --force).")]
+Examples:
+  baton rm jobs
+  baton rm jobs --force
+
+Exit status: 0 removed, 1 error (e.g. permission denied), 2 bad usage, 4 no such queue, 5 in \
+use (without --force).")]
     Rm {
         #[arg(help = NAME_HELP)]
         name: String,
@@ -185,6 +195,12 @@ Exit status: 0 removed, 2 bad usage, 4 no such queue, 5 in use (without --force)
     },
     /// Remove the domain's queues whose retention has run out, and temporary files of dead
     /// processes.
+    #[command(after_help = "\
+Examples:
+  baton gc
+  baton --json gc
+  for d in $(baton ls --all-domains --json | jq -r '.queues[].status.domain' | sort -u); do
+    baton --domain \"$d\" gc; done")]
     Gc,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "\
@@ -231,7 +247,7 @@ Examples:
         /// Instead, measure fan-in: this many sender processes each (comma-separated, e.g.
         /// 1,4,16,64,256) sending 64-byte messages into one receiver, baton against POSIX
         /// message queues (or --transports), with the ratio of each.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["sizes", "svg", "case_seconds"])]
         fan_in: Vec<u32>,
         /// Messages in each fan-in case, split among its senders.
         #[arg(long, default_value_t = 400_000)]
@@ -374,7 +390,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Rm { name, force } => inspect::rm(&domain, &name, force, json),
         Command::Gc => inspect::gc(&domain, json),
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut cmd = manual::visible_command();
             clap_complete::generate(shell, &mut cmd, "baton", &mut std::io::stdout());
             Ok(())
         }

@@ -40,12 +40,14 @@ Examples:
   baton recv jobs --count 10 --timeout 5s
   baton recv jobs --drain --json                   # what waits now, with metadata
   baton recv jobs --standby --exec ./handle-job    # take over if the owner dies
-  baton recv jobs --exec sh -c 'process < /dev/stdin' --max-attempts 5 --dead-letter jobs.dead
+  baton recv jobs --max-attempts 5 --dead-letter jobs.dead --exec sh -c 'process < /dev/stdin'
+
+Everything after --exec belongs to the command: give recv's own options before it.
 
 Exit status: 0 done (--count reached, --drain emptied the queue, or --timeout after some
 messages), 1 error, 2 bad usage, 3 --timeout with no message at all or --standby-timeout,
-4 no such queue, 5 owned by another process (without --standby), 130/143/129 stopped by a
-signal.";
+4 no such queue, 5 owned by another process (without --standby), 141 the pipe's reader left
+(the message it did not read stays), 130/143/129 stopped by a signal.";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -115,7 +117,20 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
     // Signals end `recv` cleanly from here on, standby wait included: it waits in short
     // slices so that it sees them.
     stdio::catch_stop_signals();
+    if json && (args.null || args.mark_redelivered || args.exec.is_some()) {
+        return Err(Failure::new(
+            exit::USAGE,
+            "--json writes messages as JSON lines: it does not go with -0, --mark-redelivered or --exec",
+        ));
+    }
     let mut rx = own(&q, &args)?;
+    if rx.discarded() > 0 {
+        eprintln!(
+            "baton: discarded {} waiting in queue {} (--empty)",
+            crate::inspect::plural(rx.discarded(), "message"),
+            args.name
+        );
+    }
     if rx.took_over() {
         eprintln!(
             "baton: took queue {} over from a dead owner (epoch {})",
@@ -207,7 +222,11 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
         )),
         Err(f) if f.code > 128 && !f.message.is_empty() => Err(Failure::new(
             f.code,
-            format!("{} after {received} messages", f.message),
+            format!(
+                "{} after {}",
+                f.message,
+                crate::inspect::plural(received, "message")
+            ),
         )),
         Err(f) => Err(f),
     }

@@ -176,6 +176,10 @@ pub fn wait_until_pipe_read() -> io::Result<()> {
         if unsafe { libc::ioctl(1, libc::FIONREAD, &mut unread) } == -1 {
             return Err(io::Error::last_os_error());
         }
+        // Empty: the reader read it all, whether or not it is still there.
+        if unread == 0 {
+            return Ok(());
+        }
         let mut pfd = libc::pollfd {
             fd: 1,
             events: 0,
@@ -186,9 +190,6 @@ pub fn wait_until_pipe_read() -> io::Result<()> {
         if pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
-        if unread == 0 {
-            return Ok(());
-        }
         if stop_signal().is_some() {
             return Err(io::ErrorKind::Interrupted.into());
         }
@@ -196,12 +197,12 @@ pub fn wait_until_pipe_read() -> io::Result<()> {
             std::thread::yield_now();
             wait_us += 1;
         } else {
-            // SAFETY: as above; `ppoll` with a timeout in place of a sleep, woken early when
-            // the reader goes away.
             let ts = libc::timespec {
                 tv_sec: 0,
                 tv_nsec: (wait_us.min(1000) * 1000) as i64,
             };
+            // SAFETY: as above; `ppoll` with a timeout in place of a sleep, woken early when
+            // the reader goes away.
             unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
             wait_us = (wait_us * 2).min(1000);
         }
