@@ -48,14 +48,6 @@ fn numbers(from: u32, to: u32) -> Vec<String> {
     (from..=to).map(|i| i.to_string()).collect()
 }
 
-fn wait_for_owner(t: &TestDomain, q: &str, pid: u32) {
-    let queue = baton::Queue::open(&t.domain, q).unwrap();
-    assert!(common::eventually(Duration::from_secs(10), || queue
-        .status()
-        .owner_pid
-        == Some(pid)));
-}
-
 fn signal(pid: u32, sig: Signal) {
     kill(Pid::from_raw(pid as i32), sig).unwrap();
 }

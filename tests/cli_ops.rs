@@ -260,6 +260,11 @@ fn stat_lists_the_owner_standbys_and_senders_with_pids() {
             .args(["recv", "q", "--timeout", "60"])
             .stdout(Stdio::null()),
     );
+    // The standby starts only once the owner owns (else it would own first).
+    assert!(common::eventually(Duration::from_secs(10), || queue
+        .status()
+        .owner_pid
+        == Some(owner.pid())));
     let standby = common::Child::spawn(
         t.baton()
             .args(["recv", "q", "--standby"])

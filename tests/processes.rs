@@ -97,7 +97,7 @@ fn a_second_process_trying_to_own_an_owned_queue_gets_busy() {
         .args(["recv", "q", "--timeout", "1"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(5));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("busy") && err.contains(&owner.pid().to_string()),

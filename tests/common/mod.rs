@@ -68,8 +68,31 @@ impl Child {
         self.0.id()
     }
 
-    /// Waits for the child to exit, at most `limit`; kills it if it does not.
+    /// Waits for the child to exit, at most `limit`; kills it if it does not. Its piped output
+    /// is read while it runs (a `baton recv` into a pipe waits for its reader).
     pub fn wait_output(mut self, limit: Duration) -> std::process::Output {
+        use std::io::Read;
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = drain(
+            self.0
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let err = drain(
+            self.0
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
         let deadline = Instant::now() + limit;
         while self.0.try_wait().unwrap().is_none() {
             if Instant::now() > deadline {
@@ -78,8 +101,13 @@ impl Child {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let child = unsafe_take(&mut self);
-        child.wait_with_output().unwrap()
+        let mut child = unsafe_take(&mut self);
+        let status = child.wait().unwrap();
+        std::process::Output {
+            status,
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        }
     }
 }
 
