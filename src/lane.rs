@@ -1206,12 +1206,16 @@ impl<'a> Lane<'a> {
     }
 }
 
+/// What a stalled sender's world does meanwhile: the step of `try_claim` it stalls at, and
+/// the function that plays the rest of the world.
+#[cfg(all(test, not(loom)))]
+type Stall = Option<(&'static str, fn(&Lane<'_>))>;
+
 #[cfg(all(test, not(loom)))]
 thread_local! {
     /// A unit test's stalled sender: at the named step of `try_claim`, the function runs once
     /// (and plays what the rest of the world did meanwhile).
-    static STALL: std::cell::Cell<Option<(&'static str, fn(&Lane<'_>))>> =
-        const { std::cell::Cell::new(None) };
+    static STALL: std::cell::Cell<Stall> = const { std::cell::Cell::new(None) };
 }
 
 #[cfg(all(test, not(loom)))]

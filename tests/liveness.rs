@@ -232,6 +232,7 @@ fn a_forked_child_dropping_its_copy_of_a_receiver_neither_hangs_nor_ends_the_par
         // SAFETY: in the child, these are its own copies (fork copied the memory); the child
         // never uses the originals again: it ends with _exit right after.
         drop(unsafe { std::ptr::read(&rx) });
+        // SAFETY: as above, for the queue handle.
         drop(unsafe { std::ptr::read(&q) });
         0
     });

@@ -95,7 +95,7 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
     } else if args.whole {
         let r = input
             .rest()
-            .map_err(|e| read_failure(e))
+            .map_err(read_failure)
             .and_then(|all| send_one(&all).map(|()| sent += 1));
         (Source::Whole, r)
     } else {
@@ -105,7 +105,7 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
             (b'\n', "line")
         };
         let r = (|| loop {
-            match input.next_record(delimiter).map_err(|e| read_failure(e))? {
+            match input.next_record(delimiter).map_err(read_failure)? {
                 None => return Ok(()),
                 Some(record) => {
                     send_one(&record)?;
