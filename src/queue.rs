@@ -444,7 +444,8 @@ pub struct Status {
     /// The owning process, if there is a live one.
     pub owner_pid: Option<u32>,
     /// An owner that died holding the queue, not yet taken over (the next owner, standby, or a
-    /// `create`/`open`/`ls`/`gc` of a queue with a retention recovers it).
+    /// `create`/`open`/`gc` of a queue with a retention recovers it; [`Queue::list`] and
+    /// [`Queue::inspect`] only report it).
     pub dead_owner_pid: Option<u32>,
     /// If the queue is owned and a message waits: how long the message the owner takes next
     /// (the oldest undelivered one of the highest-priority lane that has one) has waited. An
