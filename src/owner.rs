@@ -60,6 +60,8 @@ pub(crate) fn acquire(seg: Arc<Segment>, wait: Wait) -> Result<(OwnerGuard, Owne
         let mutex = seg.shared().owner.mutex.raw();
         let standby = match wait {
             Wait::No => None,
+            // A mark already counts this process as a standby (see `Queue::standby_mark`).
+            Wait::Until(_) if seg.standby_marks.load(std::sync::atomic::Ordering::Relaxed) > 0 => None, // facade-exempt: process-local count
             Wait::Until(_) => recovery::register_standby(&seg),
         };
         let abs = match wait {

@@ -167,6 +167,22 @@ impl Queue {
         Ok(removed)
     }
 
+    /// Counts this process as a standby (waiting to own the queue) until the mark is dropped,
+    /// also between standby waits. A process that waits to own the queue in timed slices, to
+    /// look at something else in between (a stop signal, say), holds one for the whole wait:
+    /// otherwise, if the owner of a retention-0 queue closed in a gap between two slices, it
+    /// would see no standby and remove the queue with its messages. While a mark lives, the
+    /// process's standby waits do not register again ([`Status::standbys`] counts it once).
+    pub fn standby_mark(&self) -> StandbyMark {
+        self.seg
+            .standby_marks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed); // facade-exempt: process-local count
+        StandbyMark {
+            slot: recovery::register_standby(&self.seg),
+            seg: self.seg.clone(),
+        }
+    }
+
     /// Whether this handle's [`Queue::create`] made the queue (`false`: it found the queue
     /// already there, or the handle comes from [`Queue::open`]).
     pub fn was_created(&self) -> bool {
@@ -483,6 +499,22 @@ pub struct Status {
     pub file_size: Option<u64>,
     /// The shared-memory files backing the queue.
     pub files: Vec<PathBuf>,
+}
+
+/// Counts this process as a standby until dropped (see [`Queue::standby_mark`]).
+#[derive(Debug)]
+pub struct StandbyMark {
+    seg: Arc<Segment>,
+    slot: Option<u8>,
+}
+
+impl Drop for StandbyMark {
+    fn drop(&mut self) {
+        recovery::unregister_standby(&self.seg, self.slot);
+        self.seg
+            .standby_marks
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed); // facade-exempt: process-local count
+    }
 }
 
 /// A live process attached to a queue (see [`Status::attached`]).

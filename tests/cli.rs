@@ -217,6 +217,9 @@ fn malformed_arguments_are_usage_errors_not_panics() {
         &["create", "q", "--mode", "999"],
         &["recv", "q", "--timeout", "-1"],
         &["send", "q", "--priority", "300"],
+        &["recv", "q", "--timeout", "1.5e19"],
+        &["send", "q", "--timeout", "1000years", "x"],
+        &["recv", "q", "--standby", "--standby-timeout", "1e300"],
     ] {
         let out = run(&t, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));

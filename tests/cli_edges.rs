@@ -239,9 +239,11 @@ fn a_signal_during_exec_is_passed_on_and_the_message_stays() {
     assert!(run(&t, &["create", "q"]).status.success());
     assert!(run(&t, &["send", "q", "slow"]).status.success());
     let marker = std::env::temp_dir().join(format!("baton-exec-started-{}", t.name()));
+    assert!(run(&t, &["create", "dead"]).status.success());
     let rx = common::Child::spawn(
         t.baton()
-            .args(["recv", "q", "--exec", "sh", "-c"])
+            .args(["recv", "q", "--max-attempts", "1", "--dead-letter", "dead"])
+            .args(["--exec", "sh", "-c"])
             .arg(format!("touch {}; exec sleep 30", marker.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
@@ -251,7 +253,12 @@ fn a_signal_during_exec_is_passed_on_and_the_message_stays() {
     signal(rx.pid(), Signal::SIGTERM);
     let out = rx.wait_output(Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
-    assert_eq!(drain(&t, "q"), vec![("slow".into(), true)]);
+    assert_eq!(
+        drain(&t, "q"),
+        vec![("slow".into(), true)],
+        "the stop used up no attempt: not dead-lettered"
+    );
+    assert_eq!(drain(&t, "dead"), vec![]);
     let st = baton::Queue::inspect(&t.domain, "q").unwrap();
     assert_eq!(st.takeovers, 0, "a clean close, not a crash");
 }
@@ -401,4 +408,238 @@ fn watch_refreshes_json_lines_until_a_signal() {
         (Some(&0), Some(&1)),
         "{seen:?}"
     );
+}
+
+/// The same protection as a pipe when standard output is a Unix socket (a supervisor's
+/// socketpair, inetd, systemd): a peer that reads one message and closes loses nothing.
+#[test]
+fn a_unix_socket_reader_that_stops_early_loses_nothing() {
+    use std::io::Read;
+    let t = TestDomain::new("edge-socket");
+    assert!(run(&t, &["create", "q"]).status.success());
+    assert!(run(&t, &["send", "q", "m1", "m2", "m3"]).status.success());
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let rx = common::Child::spawn(
+        t.baton()
+            .args(["recv", "q"])
+            .stdout(std::os::fd::OwnedFd::from(theirs))
+            .stderr(Stdio::piped()),
+    );
+    let mut first = [0u8; 3];
+    ours.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"m1\n");
+    // Once recv has seen m1 read (and acknowledged it), the peer goes with m2 unread. (A
+    // peer that reads and closes at once may get its last message again: a socket drops
+    // what its peer left, so recv cannot tell "read" from "dropped" then.)
+    let queue = baton::Queue::open(&t.domain, "q").unwrap();
+    assert!(common::eventually(Duration::from_secs(10), || queue
+        .status()
+        .received
+        == 1));
+    drop(ours);
+    let out = rx.wait_output(Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(141), "{}", stderr(&out));
+    assert_eq!(
+        drain(&t, "q"),
+        vec![("m2".into(), true), ("m3".into(), false)]
+    );
+}
+
+/// A signal ends recv even in the middle of writing a message bigger than the pipe to a
+/// reader that does not read: the message is given back, recv exits 143 at once.
+#[test]
+fn a_signal_ends_a_write_blocked_on_a_reader_that_does_not_read() {
+    let t = TestDomain::new("edge-bigwrite");
+    assert!(run(
+        &t,
+        &["create", "q", "--max-message", "1M", "--capacity", "4M"]
+    )
+    .status
+    .success());
+    let queue = baton::Queue::open(&t.domain, "q").unwrap();
+    queue.sender().send(&vec![b'x'; 1 << 20]).unwrap();
+    let mut reader = common::Child::spawn(
+        std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::piped()),
+    );
+    let pipe = reader.0.stdin.take().unwrap();
+    let rx = common::Child::spawn(
+        t.baton()
+            .args(["recv", "q"])
+            .stdout(pipe)
+            .stderr(Stdio::piped()),
+    );
+    assert!(common::eventually(Duration::from_secs(10), || queue
+        .status()
+        .lanes[3]
+        .unacknowledged
+        == 1));
+    std::thread::sleep(Duration::from_millis(50));
+    let asked = std::time::Instant::now();
+    signal(rx.pid(), Signal::SIGTERM);
+    let out = rx.wait_output(Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "ended at once, not when the reader left"
+    );
+    drop(reader);
+    let o = run(&t, &["--json", "recv", "q", "--drain"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["len"].as_u64(), &v["redelivered"]),
+        (Some(1 << 20), &serde_json::json!(true))
+    );
+}
+
+/// A dead-letter queue that is full does not trap recv: a signal ends the wait for space,
+/// and the message stays where it was.
+#[test]
+fn a_signal_ends_a_wait_for_space_in_a_full_dead_letter_queue() {
+    let t = TestDomain::new("edge-dlq-full");
+    assert!(run(&t, &["create", "q"]).status.success());
+    assert!(run(
+        &t,
+        &["create", "dead", "--capacity", "128", "--max-message", "32"]
+    )
+    .status
+    .success());
+    assert!(run(&t, &["send", "dead", "a", "b"]).status.success());
+    assert!(run(&t, &["send", "q", "job"]).status.success());
+    let rx = common::Child::spawn(
+        t.baton()
+            .args([
+                "recv",
+                "q",
+                "--max-attempts",
+                "1",
+                "--dead-letter",
+                "dead",
+                "--exec",
+                "false",
+            ])
+            .stderr(Stdio::piped()),
+    );
+    let dead = baton::Queue::open(&t.domain, "dead").unwrap();
+    assert!(common::eventually(Duration::from_secs(10), || dead
+        .status()
+        .lanes[3]
+        .waiting_senders
+        > 0));
+    signal(rx.pid(), Signal::SIGTERM);
+    let out = rx.wait_output(Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert_eq!(drain(&t, "q"), vec![("job".into(), true)]);
+    assert_eq!(drain(&t, "dead").len(), 2);
+    let o = run(&t, &["recv", "q", "--dead-letter", "q", "--exec", "true"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a queue is not its own dead-letter queue"
+    );
+}
+
+/// Once the command has exited, recv stops feeding it, even if a child it left behind keeps
+/// its input open without reading; the message is acknowledged by the exit status.
+#[test]
+fn exec_does_not_wait_for_a_leftover_child_holding_the_input() {
+    let t = TestDomain::new("edge-exec-bg");
+    assert!(run(
+        &t,
+        &["create", "q", "--max-message", "1M", "--capacity", "4M"]
+    )
+    .status
+    .success());
+    baton::Queue::open(&t.domain, "q")
+        .unwrap()
+        .sender()
+        .send(&vec![b'y'; 300_000])
+        .unwrap();
+    let pidfile = std::env::temp_dir().join(format!("baton-exec-bg-{}", t.name()));
+    let script = format!(
+        "exec 3<&0; sleep 30 <&3 >/dev/null 2>&1 & echo $! > {}; exit 0",
+        pidfile.display()
+    );
+    let started = std::time::Instant::now();
+    let o = run(&t, &["recv", "q", "--drain", "--exec", "sh", "-c", &script]);
+    let elapsed = started.elapsed();
+    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    let _ = std::fs::remove_file(&pidfile);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "waited for the leftover child"
+    );
+    assert_eq!(drain(&t, "q"), vec![]);
+}
+
+/// `--count` counts messages taken, not runs of a failing command: a message tried twice and
+/// dead-lettered is one.
+#[test]
+fn count_with_exec_counts_messages_not_failed_runs() {
+    let t = TestDomain::new("edge-exec-count");
+    for q in ["q", "dead"] {
+        assert!(run(&t, &["create", q]).status.success());
+    }
+    assert!(run(&t, &["send", "q", "job1", "job2"]).status.success());
+    let o = run(
+        &t,
+        &[
+            "recv",
+            "q",
+            "--count",
+            "1",
+            "--max-attempts",
+            "2",
+            "--dead-letter",
+            "dead",
+            "--exec",
+            "false",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(drain(&t, "dead"), vec![("job1".into(), false)]);
+    assert_eq!(drain(&t, "q"), vec![("job2".into(), false)]);
+}
+
+/// An idle recv into a pipe whose reader has gone ends (141) instead of holding the queue.
+#[test]
+fn an_idle_recv_ends_when_its_reader_goes() {
+    let t = TestDomain::new("edge-idle-reader");
+    assert!(run(&t, &["create", "q"]).status.success());
+    assert!(run(&t, &["send", "q", "only"]).status.success());
+    let o = shell(&t, "$B recv q | head -n 1; exit 0");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "only\n");
+    let st = baton::Queue::inspect(&t.domain, "q").unwrap();
+    assert_eq!((st.owner_pid, st.takeovers, st.received), (None, 0, 1));
+}
+
+/// `send` with standard input closed and no messages refuses instead of sending nothing (or,
+/// with `--whole`, one empty message); a report it cannot write still says what was sent.
+#[test]
+fn send_refuses_a_closed_stdin_and_reports_what_went_when_its_report_fails() {
+    let t = TestDomain::new("edge-send-closed");
+    assert!(run(&t, &["create", "q"]).status.success());
+    for extra in ["", "--whole"] {
+        let o = shell(&t, &format!("exec $B send q {extra} <&-"));
+        assert_eq!(o.status.code(), Some(1), "{extra}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("standard input is closed"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = shell(&t, "exec $B --json send q a b c > /dev/full");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("3 sent, but the report cannot be written"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(drain(&t, "q").len(), 3);
 }

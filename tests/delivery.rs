@@ -540,3 +540,40 @@ fn gc_running_beside_creates_never_breaks_one() {
     });
     assert_eq!((failures, removed), (vec![], vec![]));
 }
+
+/// A standby mark keeps a retention-0 queue when its owner closes while no standby thread
+/// happens to be waiting (a standby between two timed waits), and counts the process once.
+#[test]
+fn a_standby_mark_keeps_a_retention_zero_queue_between_timed_waits() {
+    let t = TestDomain::new("ret0-mark");
+    let attrs = Attributes {
+        retention: Some(Duration::ZERO),
+        ..Default::default()
+    };
+    let q = queue(&t, attrs);
+    q.sender().send(b"kept for the standby").unwrap();
+    let owner_handle = Queue::open(&t.domain, "q").unwrap();
+    let rx = owner_handle.receiver().unwrap();
+    let mark = q.standby_mark();
+    assert_eq!(q.status().standbys, 1);
+    // A timed wait under the mark does not count twice.
+    assert!(matches!(
+        q.standby(Some(Duration::from_millis(20))),
+        Err(OwnError::Timeout { .. })
+    ));
+    assert_eq!(q.status().standbys, 1);
+    drop(rx); // closes with no thread waiting: only the mark says a standby is coming
+    assert!(
+        !q.status().removed,
+        "the queue was kept for the marked standby"
+    );
+    let mut rx = q.standby(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(rx.try_recv().unwrap().payload(), b"kept for the standby");
+    drop(mark);
+    assert_eq!(q.status().standbys, 0);
+    drop(rx);
+    assert!(
+        q.status().removed,
+        "without a mark, retention 0 removes it at close"
+    );
+}

@@ -9,15 +9,28 @@ use std::time::Duration;
 /// changes when a field is removed or changes meaning; new fields may appear without a change.
 pub const SCHEMA: u32 = 1;
 
-/// A duration as a user types it: `5s`, `250ms`, `1m30s`, or a bare number of seconds (`0.5`).
+/// The longest duration accepted: 100 years, far beyond any wait, and far from overflowing
+/// a deadline (`Instant + duration`).
+pub const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A duration as a user types it: `5s`, `250ms`, `1m30s`, or a bare number of seconds (`0.5`);
+/// at most [`LONGEST`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    if let Ok(x) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(x)
-            .map_err(|_| format!("{s:?} is not a duration (a negative or huge number)"));
+    let d = if let Ok(x) = s.parse::<f64>() {
+        Duration::try_from_secs_f64(x)
+            .map_err(|_| format!("{s:?} is not a duration (a negative or huge number)"))?
+    } else {
+        humantime::parse_duration(s).map_err(|e| {
+            format!("{s:?} is not a duration ({e}); write e.g. 5s, 250ms, 1m30s or 0.5")
+        })?
+    };
+    if d > LONGEST {
+        return Err(format!(
+            "{s:?} is longer than 100 years; leave the option out to wait without limit"
+        ));
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 5s, 250ms, 1m30s or 0.5"))
+    Ok(d)
 }
 
 /// A duration for people: `0.5 s`, `12 s`, `250 µs`, `0 s`.
@@ -123,35 +136,37 @@ pub enum MessageFormat {
     Json,
 }
 
-/// Writes one message and flushes: the caller acknowledges it only if this succeeds.
-pub fn write_message(
-    out: &mut impl Write,
+/// One message as `recv` writes it: the caller writes it in one go, and acknowledges the
+/// message only once it is written (and, into a pipe, read).
+pub fn render_message(
     queue: &str,
     msg: &Message,
     format: MessageFormat,
     mark_redelivered: bool,
-) -> io::Result<()> {
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 16);
     match format {
         MessageFormat::Json => {
-            writeln!(out, "{}", message_json(queue, msg))?;
+            out.extend_from_slice(message_json(queue, msg).to_string().as_bytes());
+            out.push(b'\n');
         }
         MessageFormat::Lines | MessageFormat::Nul => {
             if mark_redelivered {
-                out.write_all(if msg.redelivered {
+                out.extend_from_slice(if msg.redelivered {
                     b"redelivered\t"
                 } else {
                     b"new\t"
-                })?;
+                });
             }
-            out.write_all(msg.payload())?;
-            out.write_all(if format == MessageFormat::Nul {
-                b"\0"
+            out.extend_from_slice(msg.payload());
+            out.push(if format == MessageFormat::Nul {
+                0
             } else {
-                b"\n"
-            })?;
+                b'\n'
+            });
         }
     }
-    out.flush()
+    out
 }
 
 /// A message as JSON: the payload as text when it is UTF-8 (`payload`), else in base64
@@ -217,6 +232,14 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("1.5e19").unwrap_err().contains("100 years"));
+        assert!(parse_duration("200years")
+            .unwrap_err()
+            .contains("100 years"));
+        assert!(parse_duration("1.5e19").unwrap_err().contains("100 years"));
+        assert!(parse_duration("200years")
+            .unwrap_err()
+            .contains("100 years"));
         assert!(parse_duration("soon").unwrap_err().contains("soon"));
     }
 

@@ -1,14 +1,13 @@
 //! `baton recv`: own a queue and hand its messages to standard output or to a command.
 
 use crate::format::{
-    human_duration, parse_duration, unix_ns_of_monotonic, write_message, MessageFormat,
+    human_duration, parse_duration, render_message, unix_ns_of_monotonic, MessageFormat,
 };
 use crate::stdio::{self, STOP_CHECK};
 use crate::{exit, Failure};
 use baton::{Domain, Message, OwnError, Queue, Receiver, ReceiverOptions, RecvError};
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -106,6 +105,12 @@ enum End {
 }
 
 pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
+    if args.dead_letter.as_deref() == Some(args.name.as_str()) {
+        return Err(Failure::new(
+            exit::USAGE,
+            "the dead-letter queue must be another queue (a failing message would go round forever)",
+        ));
+    }
     let q = Queue::open(domain, &args.name)?;
     let dead_letter = match &args.dead_letter {
         Some(name) => Some(Queue::open(domain, name).map_err(|e| {
@@ -145,7 +150,8 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
     } else {
         MessageFormat::Lines
     };
-    let mut handler: Box<dyn FnMut(Message) -> Result<(), Failure>> = match &args.exec {
+    let sink = stdio::stdout_sink();
+    let mut handler: Box<dyn FnMut(Message) -> Result<Taken, Failure>> = match &args.exec {
         Some(command) => {
             let mut exec = Exec {
                 command,
@@ -158,15 +164,15 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
             Box::new(move |msg| exec.handle(msg))
         }
         None => {
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
             let name = args.name.clone();
             let mark = args.mark_redelivered;
-            let pipe = !args.no_pipe_wait && stdio::stdout_is_pipe();
+            let wait_for_reader =
+                !args.no_pipe_wait && matches!(sink, stdio::Sink::Pipe | stdio::Sink::UnixSocket);
             Box::new(move |msg| {
-                let written = write_message(&mut out, &name, &msg, format, mark).and_then(|()| {
-                    if pipe {
-                        stdio::wait_until_pipe_read()
+                let record = render_message(&name, &msg, format, mark);
+                let written = stdio::write_stdout(&record).and_then(|()| {
+                    if wait_for_reader {
+                        stdio::wait_until_read(sink)
                     } else {
                         Ok(())
                     }
@@ -175,29 +181,20 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
                     // Not written, or not read: the message stays in the queue, delivered
                     // again (flagged) to the next owner.
                     let _ = msg.release();
-                    if e.kind() == std::io::ErrorKind::BrokenPipe {
-                        // The reader is gone (`| head -n 3`): end as quietly as a tool killed
-                        // by SIGPIPE, with its status.
-                        return Err(Failure::new(stdio::signal_status(libc::SIGPIPE), ""));
-                    }
-                    if e.kind() == std::io::ErrorKind::Interrupted {
-                        return Err(stopped().err().unwrap_or_else(|| Failure::from(e)));
-                    }
-                    return Err(Failure::new(
-                        exit::ERROR,
-                        format!(
-                            "cannot write a message to standard output: {e}; it stays in the queue"
-                        ),
-                    ));
+                    return Err(output_failure(e));
                 }
-                // Only now, with the message written and flushed (and, into a pipe, read by
-                // the reader), does it leave the queue.
-                Ok(msg.ack()?)
+                // Only now, with the message written (and, into a pipe or a Unix socket, read
+                // by the reader), does it leave the queue.
+                msg.ack()?;
+                Ok(Taken::Acknowledged)
             })
         }
     };
     let mut received = 0u64;
-    let end = receive(&mut rx, &args, &mut received, &mut handler);
+    // Into a pipe or socket, an idle recv looks now and then whether its reader is still
+    // there, and ends (141) rather than hold the queue for nobody.
+    let watch_reader = args.exec.is_none() && sink != stdio::Sink::File;
+    let end = receive(&mut rx, &args, watch_reader, &mut received, &mut handler);
     // Closing the receiver is a clean hand-over: nothing is in flight, the next owner takes no
     // dead owner's queue, a retention-0 queue goes.
     drop(handler);
@@ -235,6 +232,9 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
 /// Takes ownership, waiting as a standby if asked, in slices so that a stop signal is seen.
 fn own(q: &Queue, args: &Args) -> Result<Receiver, Failure> {
     let standby_deadline = args.standby_timeout.map(|t| Instant::now() + t);
+    // Counted as a standby across the slices too, so that a retention-0 queue whose owner
+    // closes between two slices is kept for us.
+    let _mark = args.standby.then(|| q.standby_mark());
     loop {
         stopped()?;
         let slice = args.standby.then(|| {
@@ -275,8 +275,9 @@ fn stopped() -> Result<(), Failure> {
 fn receive(
     rx: &mut Receiver,
     args: &Args,
+    watch_reader: bool,
     received: &mut u64,
-    handler: &mut dyn FnMut(Message) -> Result<(), Failure>,
+    handler: &mut dyn FnMut(Message) -> Result<Taken, Failure>,
 ) -> Result<End, Failure> {
     let mut idle_since = Instant::now();
     while args.count.is_none_or(|c| *received < c) {
@@ -298,16 +299,47 @@ fn receive(
                     if args.timeout.is_some_and(|t| idle_since.elapsed() >= t) {
                         return Ok(End::Idle);
                     }
+                    if watch_reader && stdio::reader_gone() {
+                        return Err(reader_left());
+                    }
                     continue;
                 }
                 other => other?,
             }
         };
-        handler(msg)?;
-        *received += 1;
+        if handler(msg)? == Taken::Acknowledged {
+            *received += 1;
+        }
         idle_since = Instant::now();
     }
     Ok(End::Done)
+}
+
+/// What became of a message handed to the handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// Delivered and acknowledged (or moved to the dead-letter queue): it counts.
+    Acknowledged,
+    /// Given back to be tried again.
+    Released,
+}
+
+/// The end of a recv whose reader left: quiet, with the status of a tool killed by SIGPIPE.
+fn reader_left() -> Failure {
+    Failure::new(stdio::signal_status(libc::SIGPIPE), "")
+}
+
+/// Why writing a message (or waiting for its reader) failed, as recv's failure.
+fn output_failure(e: std::io::Error) -> Failure {
+    match e.kind() {
+        // The reader is gone (`| head -n 3`).
+        std::io::ErrorKind::BrokenPipe => reader_left(),
+        std::io::ErrorKind::Interrupted => stopped().err().unwrap_or_else(|| Failure::from(e)),
+        _ => Failure::new(
+            exit::ERROR,
+            format!("cannot write a message to standard output: {e}; it stays in the queue"),
+        ),
+    }
 }
 
 /// `--exec`: runs a command per message.
@@ -322,7 +354,7 @@ struct Exec<'a> {
 }
 
 impl Exec<'_> {
-    fn handle(&mut self, msg: Message) -> Result<(), Failure> {
+    fn handle(&mut self, msg: Message) -> Result<Taken, Failure> {
         let attempt = self.attempts.get(&msg.id).copied().unwrap_or(0) + 1;
         let status = match self.run_command(&msg, attempt) {
             Ok(status) => status,
@@ -333,61 +365,55 @@ impl Exec<'_> {
         };
         if status.success() {
             self.attempts.remove(&msg.id);
-            return Ok(msg.ack()?);
+            msg.ack()?;
+            return Ok(Taken::Acknowledged);
+        }
+        if stopped().is_err() {
+            // The command failed while we were being stopped (most likely of the signal we
+            // passed on): not the message's fault, so no attempt is used up.
+            msg.release()?;
+            return stopped().map(|()| Taken::Released);
         }
         let how = describe_status(status);
+        let command = self.command[0].to_string_lossy();
         if attempt < self.max_attempts {
             eprintln!(
-                "baton: {} {how} on message {} (attempt {attempt} of {}); it will be tried again",
-                self.command[0].to_string_lossy(),
-                msg.id,
-                self.max_attempts
+                "baton: {command} {how} on message {} (attempt {attempt} of {}); it will be tried again",
+                msg.id, self.max_attempts
             );
             self.attempts.insert(msg.id, attempt);
             msg.release()?;
-            // A released message comes back first: stop here if a signal came meanwhile.
-            return stopped();
+            return Ok(Taken::Released);
         }
         self.attempts.remove(&msg.id);
-        match self.dead_letter {
-            Some(dlq) => {
-                let tx = dlq
-                    .sender()
-                    .with_priority(msg.priority)?
-                    .with_type(msg.msg_type)
-                    .with_version(msg.version);
-                if let Err(e) = tx.send(msg.payload()) {
-                    let id = msg.id;
-                    let _ = msg.release();
-                    return Err(Failure::new(
-                        exit::ERROR,
-                        format!(
-                            "cannot move message {id} to the dead-letter queue: {e}; it stays in the queue"
-                        ),
-                    ));
-                }
-                eprintln!(
-                    "baton: {} {how} on message {} {} times; moved it to queue {}",
-                    self.command[0].to_string_lossy(),
-                    msg.id,
-                    self.max_attempts,
-                    dlq.name()
-                );
-                Ok(msg.ack()?)
-            }
-            None => {
-                let id = msg.id;
-                msg.release()?;
-                Err(Failure::new(
-                    exit::ERROR,
-                    format!(
-                        "{} {how} on message {id} {} times; it stays in the queue (give --dead-letter to move such messages aside)",
-                        self.command[0].to_string_lossy(),
-                        self.max_attempts
-                    ),
-                ))
-            }
+        let id = msg.id;
+        let Some(dlq) = self.dead_letter else {
+            msg.release()?;
+            return Err(Failure::new(
+                exit::ERROR,
+                format!(
+                    "{command} {how} on message {id} {} times; it stays in the queue (give --dead-letter to move such messages aside)",
+                    self.max_attempts
+                ),
+            ));
+        };
+        if let Err(f) = move_to(dlq, &msg) {
+            let _ = msg.release();
+            return Err(Failure::new(
+                f.code,
+                format!(
+                    "cannot move message {id} to the dead-letter queue: {}; it stays in the queue",
+                    f.message
+                ),
+            ));
         }
+        eprintln!(
+            "baton: {command} {how} on message {id} {} times; moved it to queue {}",
+            self.max_attempts,
+            dlq.name()
+        );
+        msg.ack()?;
+        Ok(Taken::Acknowledged)
     }
 
     /// Runs the command on one message and waits for it. A stop signal is passed on to the
@@ -426,18 +452,85 @@ impl Exec<'_> {
                 )
             })?;
         let stdin = child.stdin.take();
-        std::thread::scope(|s| {
-            // The payload goes in from another thread, so that a command that writes a lot
-            // before it reads cannot deadlock with us. A command that does not read its input
-            // (EPIPE) is its own business: its exit status decides.
-            s.spawn(move || {
-                if let Some(mut stdin) = stdin {
-                    let _ = stdin.write_all(msg.payload());
-                }
-            });
-            wait_passing_on_stop(child.id() as libc::pid_t)
-        })
+        feed_and_wait(child.id() as libc::pid_t, stdin, msg.payload())
     }
+}
+
+/// Sends `msg` (payload, priority, type and version) to the dead-letter queue, waiting for
+/// space in slices so that a stop signal ends the wait.
+fn move_to(dlq: &Queue, msg: &Message) -> Result<(), Failure> {
+    let tx = dlq
+        .sender()
+        .with_priority(msg.priority)?
+        .with_type(msg.msg_type)
+        .with_version(msg.version);
+    loop {
+        stopped()?;
+        match tx.send_timeout(msg.payload(), STOP_CHECK) {
+            Err(baton::SendError::Timeout) => continue,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Writes `payload` to the command's standard input, then closes it, and waits for the
+/// command to end. The pipe is non-blocking and the command is watched while it is fed: once
+/// the command has ended, what it did not read does not matter (even if a child it left
+/// behind keeps the pipe open), and a stop signal is passed on to it.
+fn feed_and_wait(
+    pid: libc::pid_t,
+    stdin: Option<std::process::ChildStdin>,
+    payload: &[u8],
+) -> Result<std::process::ExitStatus, Failure> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(stdin) = stdin {
+        let fd = stdin.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            libc::fcntl(
+                fd,
+                libc::F_SETFL,
+                libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+            )
+        };
+        let mut done = 0;
+        let mut passed_on = false;
+        while done < payload.len() {
+            let rest = &payload[done..];
+            // SAFETY: writing from a valid slice.
+            let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+            if n > 0 {
+                done += n as usize;
+                continue;
+            }
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => {}
+                // EPIPE: the command does not read (all of) its input; its status decides.
+                _ => break,
+            }
+            let mut status = 0;
+            // SAFETY: looking whether our own child has ended, without waiting.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                return Ok(std::process::ExitStatus::from_raw(status));
+            }
+            if let (Some(sig), false) = (stdio::stop_signal(), passed_on) {
+                // SAFETY: signalling our own child, which has not been reaped yet.
+                unsafe { libc::kill(pid, sig) };
+                passed_on = true;
+            }
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, 10) };
+        }
+        drop(stdin);
+    }
+    wait_passing_on_stop(pid)
 }
 
 /// Waits for child `pid` to end. A stop signal interrupts the wait (our handlers have no

@@ -47,6 +47,12 @@ enum Source {
 }
 
 pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
+    if args.messages.is_empty() && stdio::stdin_closed_at_start() {
+        return Err(Failure::new(
+            exit::ERROR,
+            "standard input is closed and no messages were given; refusing to send nothing (give messages, a file or /dev/null)",
+        ));
+    }
     let q = Queue::open(domain, &args.name)?;
     let tx = q
         .sender()
@@ -140,7 +146,12 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
                 "exit_status": f.code,
             })),
         });
-        print_json(&v, false)?;
+        if let Err(e) = print_json(&v, false) {
+            return Err(Failure::new(
+                exit::ERROR,
+                format!("{sent} sent, but the report cannot be written: {e}"),
+            ));
+        }
     }
     match failure {
         Some((_, f)) => Err(f),

@@ -156,38 +156,120 @@ impl RawStdin {
     }
 }
 
-/// Whether standard output is a pipe (or FIFO).
-pub fn stdout_is_pipe() -> bool {
-    nix::sys::stat::fstat(1).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+/// What standard output is, for `recv`: where a message counts as delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// A file, terminal or device: a message is delivered once written.
+    File,
+    /// A pipe or FIFO: once its reader has read it out of the pipe.
+    Pipe,
+    /// A Unix stream socket: once the peer has read it out of its receive queue.
+    UnixSocket,
+    /// Another socket (TCP, ...): once written (the kernel cannot say what the peer read).
+    OtherSocket,
 }
 
-/// Waits until the reader of the pipe on standard output has read everything in it. Errors:
-/// [`io::ErrorKind::BrokenPipe`] when the reader closed its end first (what it left unread
-/// was not read), [`io::ErrorKind::Interrupted`] on a stop signal.
+/// What standard output is.
+pub fn stdout_sink() -> Sink {
+    let Ok(st) = nix::sys::stat::fstat(1) else {
+        return Sink::File;
+    };
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFIFO => Sink::Pipe,
+        libc::S_IFSOCK => {
+            let unix = nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(1).is_ok();
+            let stream =
+                nix::sys::socket::getsockopt(&stdout_fd(), nix::sys::socket::sockopt::SockType)
+                    .is_ok_and(|t| t == nix::sys::socket::SockType::Stream);
+            if unix && stream {
+                Sink::UnixSocket
+            } else {
+                Sink::OtherSocket
+            }
+        }
+        _ => Sink::File,
+    }
+}
+
+/// Standard output as a borrowed descriptor (for nix calls that want one).
+fn stdout_fd() -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: descriptor 1 is open for the life of the process (checked at start).
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(1) }
+}
+
+/// Writes all of `bytes` to standard output with `write(2)` itself: unlike `std::io::Stdout`,
+/// which retries a write interrupted by a signal, it gives up with
+/// [`io::ErrorKind::Interrupted`] when a stop signal came, even in the middle of a write that
+/// blocks on a reader that does not read. A broken pipe is [`io::ErrorKind::BrokenPipe`].
+pub fn write_stdout(bytes: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < bytes.len() {
+        if stop_signal().is_some() {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        let rest = &bytes[done..];
+        // SAFETY: writing from a valid slice of `rest.len()` bytes.
+        let n = unsafe { libc::write(1, rest.as_ptr().cast(), rest.len()) };
+        if n >= 0 {
+            done += n as usize;
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the reader at the other end of standard output (a pipe or socket) has gone away.
+pub fn reader_gone() -> bool {
+    let mut pfd = libc::pollfd {
+        fd: 1,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; a zero timeout only looks.
+    unsafe { libc::poll(&mut pfd, 1, 0) };
+    pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// Bytes written to standard output that its reader has not read yet: in the pipe
+/// (`FIONREAD`), or, for a Unix socket, still charged to our side because the peer has not
+/// taken them from its receive queue (`SIOCOUTQ`).
+fn unread(sink: Sink) -> io::Result<libc::c_int> {
+    let request = match sink {
+        Sink::Pipe => libc::FIONREAD,
+        _ => libc::TIOCOUTQ, // SIOCOUTQ
+    };
+    let mut n: libc::c_int = 0;
+    // SAFETY: both requests write one int to a valid pointer.
+    if unsafe { libc::ioctl(1, request, &mut n) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n)
+}
+
+/// Waits until the reader of standard output (a pipe, or a Unix socket) has read everything
+/// written to it. Errors: [`io::ErrorKind::BrokenPipe`] when the reader went away first (what
+/// it left unread was not read), [`io::ErrorKind::Interrupted`] on a stop signal.
 ///
-/// Nothing signals "the pipe is empty", so this looks with `FIONREAD`: at once, then after
-/// yielding, then in `poll` waits that grow to a millisecond (`poll` returns at once when the
-/// reader closes its end).
-pub fn wait_until_pipe_read() -> io::Result<()> {
+/// Nothing signals "all read", so this looks: at once, then after yielding, then in `poll`
+/// waits that grow to a millisecond (`poll` returns at once when the reader goes away). A
+/// pipe keeps what its reader left when it closed (we still hold the other end), so an empty
+/// pipe means all was read, even if the reader is gone by now. A socket drops what its peer
+/// left when the peer closes, so there a gone peer is looked for first: a peer that read all
+/// and closed at once may get its last message again (a duplicate, never a loss).
+pub fn wait_until_read(sink: Sink) -> io::Result<()> {
     let mut wait_us = 0u64;
     loop {
-        let mut unread: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one int, the bytes in the pipe, to a valid pointer.
-        if unsafe { libc::ioctl(1, libc::FIONREAD, &mut unread) } == -1 {
-            return Err(io::Error::last_os_error());
+        if sink == Sink::UnixSocket && reader_gone() {
+            return Err(io::ErrorKind::BrokenPipe.into());
         }
-        // Empty: the reader read it all, whether or not it is still there.
-        if unread == 0 {
+        if unread(sink)? == 0 {
             return Ok(());
         }
-        let mut pfd = libc::pollfd {
-            fd: 1,
-            events: 0,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; a zero timeout only looks.
-        unsafe { libc::poll(&mut pfd, 1, 0) };
-        if pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+        if reader_gone() {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         if stop_signal().is_some() {
@@ -197,14 +279,24 @@ pub fn wait_until_pipe_read() -> io::Result<()> {
             std::thread::yield_now();
             wait_us += 1;
         } else {
+            let mut pfd = libc::pollfd {
+                fd: 1,
+                events: 0,
+                revents: 0,
+            };
             let ts = libc::timespec {
                 tv_sec: 0,
                 tv_nsec: (wait_us.min(1000) * 1000) as i64,
             };
-            // SAFETY: as above; `ppoll` with a timeout in place of a sleep, woken early when
-            // the reader goes away.
+            // SAFETY: one valid pollfd; `ppoll` with a timeout in place of a sleep, woken
+            // early when the reader goes away.
             unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
             wait_us = (wait_us * 2).min(1000);
         }
     }
+}
+
+/// Whether standard input was closed when the process started.
+pub fn stdin_closed_at_start() -> bool {
+    CLOSED_AT_START.load(Local::Relaxed) & 0b001 != 0
 }
