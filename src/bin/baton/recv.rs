@@ -18,16 +18,21 @@ What each way of taking messages guarantees:
   to a pipe        each message is written, then acknowledged once the reader has read it out
                    of the pipe (recv waits for that before the next): a reader that stops
                    early (`| head -n 3`) loses nothing; the message it left is given back and
-                   recv ends quietly with status 141, as if killed by SIGPIPE. What the reader
-                   did with what it read, recv cannot know: for that, use --exec.
+                   recv ends quietly with status 141, as if killed by SIGPIPE (also when idle).
+                   What the reader did with what it read, recv cannot know: use --exec.
                    --no-pipe-wait acknowledges on write, for speed: then what sits in the pipe
-                   when the reader stops is lost.
-  --count N        takes exactly N messages: nothing after the N-th is taken or acknowledged.
+                   when the reader stops is lost. A Unix stream socket is treated the same way.
+  to a TCP socket  acknowledged once written (the kernel cannot say what the peer read).
+  --count N        takes exactly N messages: nothing after the N-th is taken or acknowledged
+                   (with --exec, a message counts once acknowledged or dead-lettered).
   --exec CMD ARGS  runs CMD once per message, payload on its standard input, metadata in
                    BATON_* environment variables; the message is acknowledged only when CMD
                    exits 0, else given back and tried again (--max-attempts, --dead-letter).
-  a signal         SIGINT, SIGTERM and SIGHUP end recv cleanly between messages (exit 130,
-                   143, 129): the queue is closed, not abandoned, and no takeover is counted.
+  a signal         SIGINT, SIGTERM and SIGHUP end recv cleanly (exit 130, 143, 129), also in
+                   the middle of a write blocked on a reader: the message is given back, the
+                   queue is closed, not abandoned, and no takeover is counted. During --exec
+                   the signal is passed on to CMD; its exit status decides, and a failure then
+                   uses up no attempt.
 
 The environment of an --exec command: BATON_QUEUE, BATON_DOMAIN, BATON_MESSAGE_ID,
 BATON_PRIORITY, BATON_TYPE, BATON_VERSION, BATON_SENDER_PID, BATON_SENT_UNIX_NS (wall clock),
