@@ -109,6 +109,15 @@ pub enum OwnError {
         /// The queue name.
         name: String,
     },
+    /// A standby could not be counted as one ([`crate::Queue::standby_mark`]): every slot of
+    /// the sender table is held by a live process.
+    #[error("cannot wait to own queue {name:?} as a standby: {reason}")]
+    NoStandbySlot {
+        /// The queue name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The keeper thread could not be started.
     #[error("cannot start the owner thread: {0}")]
     Io(#[from] std::io::Error),
@@ -132,8 +141,9 @@ pub enum SendError {
     /// The lane stayed full until the deadline.
     #[error("timed out waiting for space in the queue")]
     Timeout,
-    /// The queue was removed (by `rm`, or because its retention ran out). A message sent while
-    /// it was being removed went with it.
+    /// The queue was removed (by `rm`, or because its retention ran out). A message whose send
+    /// raced with the removal either went with the queue or was received just before it went
+    /// (a retention-0 queue's owner can take it and close): which, nobody can tell.
     #[error("queue has been removed")]
     Removed,
     /// Every slot of the queue's sender table is held by a live process.

@@ -173,14 +173,27 @@ impl Queue {
     /// otherwise, if the owner of a retention-0 queue closed in a gap between two slices, it
     /// would see no standby and remove the queue with its messages. While a mark lives, the
     /// process's standby waits do not register again ([`Status::standbys`] counts it once).
-    pub fn standby_mark(&self) -> StandbyMark {
+    ///
+    /// # Errors
+    ///
+    /// [`OwnError::NoStandbySlot`] when every slot of the sender table is held by a live
+    /// process: the standby could not be seen, so a retention-0 queue could go without it.
+    pub fn standby_mark(&self) -> Result<StandbyMark, OwnError> {
+        let slot =
+            recovery::register_standby(&self.seg).ok_or_else(|| OwnError::NoStandbySlot {
+                name: self.name().to_string(),
+                reason: format!(
+                    "all {} sender slots are held by live processes",
+                    crate::segment::SENDER_SLOTS - 1
+                ),
+            })?;
         self.seg
             .standby_marks
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed); // facade-exempt: process-local count
-        StandbyMark {
-            slot: recovery::register_standby(&self.seg),
+        Ok(StandbyMark {
+            slot: Some(slot),
             seg: self.seg.clone(),
-        }
+        })
     }
 
     /// Whether this handle's [`Queue::create`] made the queue (`false`: it found the queue

@@ -377,7 +377,7 @@ fn a_partial_send_says_what_went_and_what_failed() {
     assert_eq!(drain(&t, "q").len(), 2);
 }
 
-/// `--watch` refreshes until a signal, which ends it with status 0 (nothing to give back).
+/// `--watch` refreshes until a signal, which ends it as any command stopped by one (130).
 #[test]
 fn watch_refreshes_json_lines_until_a_signal() {
     let t = TestDomain::new("edge-watch");
@@ -393,7 +393,7 @@ fn watch_refreshes_json_lines_until_a_signal() {
     std::thread::sleep(Duration::from_millis(300));
     signal(w.pid(), Signal::SIGINT);
     let out = w.wait_output(Duration::from_secs(10));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     let seen: Vec<u64> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
@@ -642,4 +642,200 @@ fn send_refuses_a_closed_stdin_and_reports_what_went_when_its_report_fails() {
         stderr(&o)
     );
     assert_eq!(drain(&t, "q").len(), 3);
+}
+
+/// A stop in the middle of a record that the reader is reading lets the record finish: the
+/// reader never sees half a record (it gets the whole message, which also comes back later,
+/// flagged, since recv stopped before it could see it read).
+#[test]
+fn a_stop_mid_record_lets_a_reading_reader_get_the_whole_record() {
+    use std::io::Read;
+    let t = TestDomain::new("edge-mid-record");
+    assert!(run(
+        &t,
+        &["create", "q", "--max-message", "1M", "--capacity", "4M"]
+    )
+    .status
+    .success());
+    let queue = baton::Queue::open(&t.domain, "q").unwrap();
+    queue.sender().send(&vec![b'z'; 1 << 20]).unwrap();
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let rx = common::Child::spawn(
+        t.baton()
+            .args(["recv", "q"])
+            .stdout(write_end)
+            .stderr(Stdio::piped()),
+    );
+    let mut reader = std::fs::File::from(read_end);
+    let mut got = vec![0u8; 1000];
+    reader.read_exact(&mut got).unwrap();
+    signal(rx.pid(), Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(100));
+    reader.read_to_end(&mut got).unwrap();
+    let out = rx.wait_output(Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert_eq!(got.len(), (1 << 20) + 1, "one whole record");
+    assert_eq!(got.last(), Some(&b'\n'));
+    let o = run(&t, &["--json", "recv", "q", "--drain"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["redelivered"], serde_json::json!(true));
+}
+
+/// A write past the file size limit (SIGXFSZ, EFBIG) gives the message back instead of killing
+/// recv mid-write (which would leave a dead owner and a takeover).
+#[test]
+fn a_file_size_limit_gives_the_message_back() {
+    let t = TestDomain::new("edge-fsize");
+    assert!(run(&t, &["create", "q"]).status.success());
+    assert!(run(&t, &["send", "q", &"w".repeat(3000)]).status.success());
+    let file = std::env::temp_dir().join(format!("baton-fsize-{}", t.name()));
+    let o = shell(
+        &t,
+        &format!("ulimit -f 1; exec $B recv q > {}", file.display()),
+    );
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("it stays in the queue"),
+        "{}",
+        stderr(&o)
+    );
+    let st = baton::Queue::inspect(&t.domain, "q").unwrap();
+    assert_eq!((st.takeovers, st.lanes[3].messages), (0, 1));
+}
+
+/// `--watch` into a pipe nobody reads ends promptly on SIGTERM, and `--watch` ends soon after
+/// its reader goes, not at its next refresh.
+#[test]
+fn watch_ends_promptly_on_a_signal_and_when_its_reader_goes() {
+    let t = TestDomain::new("edge-watch-blocked");
+    assert!(run(&t, &["create", "q"]).status.success());
+    let mut reader = common::Child::spawn(
+        std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::piped()),
+    );
+    let pipe = reader.0.stdin.take().unwrap();
+    let w = common::Child::spawn(
+        t.baton()
+            .args(["stat", "q", "--watch", "10ms"])
+            .stdout(pipe)
+            .stderr(Stdio::piped()),
+    );
+    // Long enough to fill the pipe (about 1 KiB a refresh, 64 KiB of pipe).
+    std::thread::sleep(Duration::from_millis(1500));
+    let asked = std::time::Instant::now();
+    signal(w.pid(), Signal::SIGTERM);
+    let out = w.wait_output(Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    drop(reader);
+    let started = std::time::Instant::now();
+    let o = shell(&t, "$B stat q --watch 30 | head -n 1 >/dev/null; exit 0");
+    assert!(o.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited for the next refresh"
+    );
+}
+
+/// A retention-0 queue goes when its owner closes, with what it still holds: recv says so,
+/// rather than let "it stays in the queue" stand.
+#[test]
+fn recv_says_when_a_retention_zero_queue_went_with_its_messages() {
+    let t = TestDomain::new("edge-ret0");
+    assert!(run(&t, &["create", "q", "--retention", "0"])
+        .status
+        .success());
+    assert!(run(&t, &["send", "q", "a", "b", "c"]).status.success());
+    let o = shell(&t, "$B recv q | head -n 1");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "a\n");
+    assert!(
+        stderr(&o)
+            .contains("queue q has retention 0: it was removed as recv closed it, with 2 messages"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A stop that comes while the last message of `--count` is being handled still ends recv
+/// with the signal's status (the message is taken: its command exited 0).
+#[test]
+fn a_stop_during_the_last_counted_message_still_says_so() {
+    let t = TestDomain::new("edge-count-stop");
+    assert!(run(&t, &["create", "q"]).status.success());
+    assert!(run(&t, &["send", "q", "one"]).status.success());
+    let marker = std::env::temp_dir().join(format!("baton-count-stop-{}", t.name()));
+    let rx = common::Child::spawn(
+        t.baton()
+            .args(["recv", "q", "--count", "1", "--exec", "sh", "-c"])
+            .arg(format!(
+                "trap '' TERM; touch {}; sleep 0.5; exit 0",
+                marker.display()
+            ))
+            .stderr(Stdio::piped()),
+    );
+    assert!(common::eventually(Duration::from_secs(10), || marker.exists()));
+    let _ = std::fs::remove_file(&marker);
+    signal(rx.pid(), Signal::SIGTERM);
+    let out = rx.wait_output(Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert_eq!(
+        drain(&t, "q"),
+        vec![],
+        "the command succeeded: acknowledged"
+    );
+}
+
+/// With `--exec`, a command that fails because the reader of the output left (SIGPIPE) uses up
+/// no attempt and sends nothing to the dead-letter queue: recv ends (141) with the message kept.
+#[test]
+fn exec_whose_output_reader_left_keeps_the_message() {
+    let t = TestDomain::new("edge-exec-pipe");
+    for q in ["q", "dead"] {
+        assert!(run(&t, &["create", q]).status.success());
+    }
+    assert!(run(&t, &["send", "q", "a"]).status.success());
+    let o = shell(
+        &t,
+        "$B recv q --max-attempts 1 --dead-letter dead --exec sh -c 'sleep 0.2; cat' | true; exit 0",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(drain(&t, "dead"), vec![]);
+    assert_eq!(drain(&t, "q").len(), 1);
+}
+
+/// A standby that cannot be counted (every sender slot is held) refuses to wait rather than
+/// let a retention-0 queue go without it.
+#[test]
+fn a_standby_that_cannot_be_counted_refuses_to_wait() {
+    let t = TestDomain::new("edge-slots-full");
+    assert!(run(&t, &["create", "q", "--retention", "0"])
+        .status
+        .success());
+    let mut senders = Vec::new();
+    for _ in 0..255 {
+        let mut child = common::Child::spawn(
+            t.baton()
+                .args(["send", "q"])
+                .stdin(Stdio::piped())
+                .stderr(Stdio::null()),
+        );
+        let mut input = child.0.stdin.take().unwrap();
+        std::io::Write::write_all(&mut input, b"x\n").unwrap();
+        senders.push((child, input));
+    }
+    let queue = baton::Queue::open(&t.domain, "q").unwrap();
+    assert!(common::eventually(Duration::from_secs(60), || queue
+        .status()
+        .sender_slots
+        == 255));
+    let o = run(&t, &["recv", "q", "--standby", "--standby-timeout", "1s"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot wait to own queue \"q\" as a standby: all 255 sender slots"),
+        "{}",
+        stderr(&o)
+    );
+    drop(senders);
 }

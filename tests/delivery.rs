@@ -554,7 +554,7 @@ fn a_standby_mark_keeps_a_retention_zero_queue_between_timed_waits() {
     q.sender().send(b"kept for the standby").unwrap();
     let owner_handle = Queue::open(&t.domain, "q").unwrap();
     let rx = owner_handle.receiver().unwrap();
-    let mark = q.standby_mark();
+    let mark = q.standby_mark().unwrap();
     assert_eq!(q.status().standbys, 1);
     // A timed wait under the mark does not count twice.
     assert!(matches!(

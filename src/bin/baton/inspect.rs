@@ -7,7 +7,7 @@ use crate::{exit, Failure, Format};
 use baton::{Attributes, Domain, ListEntry, Queue, Status};
 use serde_json::json;
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 pub fn create(
@@ -147,32 +147,39 @@ pub fn watching(
     // At least this long between refreshes, so that `--watch 0` does not spin a CPU.
     let every = every.max(Duration::from_millis(10));
     let terminal = std::io::stdout().is_terminal() && format == Format::Text;
+    let watch_reader = stdio::stdout_sink() != stdio::Sink::File;
+    // A stop ends watching like any command stopped by a signal (quietly: it is what the user
+    // asked for), and so does a reader that went away.
+    let stopped = |sig: i32| Failure::new(stdio::signal_status(sig), "");
+    let reader_left = || Failure::new(stdio::signal_status(libc::SIGPIPE), "");
     loop {
-        if stdio::stop_signal().is_some() {
-            // Watching ends cleanly: there is nothing to give back.
-            return Ok(());
+        if let Some(sig) = stdio::stop_signal() {
+            return Err(stopped(sig));
         }
         let text = show(true)?;
-        let mut out = std::io::stdout().lock();
-        let written = if terminal {
+        let text = if terminal {
             // Home, clear, then the new text.
-            write!(out, "\x1b[H\x1b[2J{text}")
+            format!("\x1b[H\x1b[2J{text}")
         } else {
-            write!(out, "{text}")
-        }
-        .and_then(|()| out.flush());
-        match written {
+            text
+        };
+        match stdio::write_stdout(text.as_bytes()) {
             Ok(()) => {}
-            // The reader left (`| head`): end as quietly as a tool killed by SIGPIPE.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                return Err(Failure::new(stdio::signal_status(libc::SIGPIPE), ""))
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Err(reader_left()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                return Err(stopped(stdio::stop_signal().unwrap_or(libc::SIGINT)))
             }
             Err(e) => return Err(Failure::new(exit::ERROR, format!("cannot write: {e}"))),
         }
-        drop(out);
         let until = std::time::Instant::now() + every;
         while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
-            if stdio::stop_signal().is_some() || left.is_zero() {
+            if let Some(sig) = stdio::stop_signal() {
+                return Err(stopped(sig));
+            }
+            if watch_reader && stdio::reader_gone() {
+                return Err(reader_left());
+            }
+            if left.is_zero() {
                 break;
             }
             std::thread::sleep(stdio::STOP_CHECK.min(left));

@@ -165,14 +165,14 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
                 max_attempts: args.max_attempts,
                 dead_letter: dead_letter.as_ref(),
                 attempts: HashMap::new(),
+                watch_reader: sink.waits_for_reader(),
             };
             Box::new(move |msg| exec.handle(msg))
         }
         None => {
             let name = args.name.clone();
             let mark = args.mark_redelivered;
-            let wait_for_reader =
-                !args.no_pipe_wait && matches!(sink, stdio::Sink::Pipe | stdio::Sink::UnixSocket);
+            let wait_for_reader = !args.no_pipe_wait && sink.waits_for_reader();
             Box::new(move |msg| {
                 let record = render_message(&name, &msg, format, mark);
                 let written = stdio::write_stdout(&record).and_then(|()| {
@@ -198,12 +198,25 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
     let mut received = 0u64;
     // Into a pipe or socket, an idle recv looks now and then whether its reader is still
     // there, and ends (141) rather than hold the queue for nobody.
-    let watch_reader = args.exec.is_none() && sink != stdio::Sink::File;
+    let watch_reader = sink.waits_for_reader();
     let end = receive(&mut rx, &args, watch_reader, &mut received, &mut handler);
     // Closing the receiver is a clean hand-over: nothing is in flight, the next owner takes no
     // dead owner's queue, a retention-0 queue goes.
     drop(handler);
     drop(rx);
+    if q.attributes().retention == Some(Duration::ZERO) {
+        let st = q.status();
+        let left: u64 = st.lanes.iter().map(|l| l.messages).sum();
+        if st.removed && left > 0 {
+            // What was "given back" went with the queue: say so rather than let the message
+            // above ("it stays in the queue") stand.
+            eprintln!(
+                "baton: queue {} has retention 0: it was removed as recv closed it, with {}",
+                args.name,
+                crate::inspect::plural(left, "message")
+            );
+        }
+    }
     match end {
         Ok(End::Done) => Ok(()),
         Ok(End::Idle) if received > 0 => {
@@ -239,7 +252,11 @@ fn own(q: &Queue, args: &Args) -> Result<Receiver, Failure> {
     let standby_deadline = args.standby_timeout.map(|t| Instant::now() + t);
     // Counted as a standby across the slices too, so that a retention-0 queue whose owner
     // closes between two slices is kept for us.
-    let _mark = args.standby.then(|| q.standby_mark());
+    let _mark = if args.standby {
+        Some(q.standby_mark()?)
+    } else {
+        None
+    };
     loop {
         stopped()?;
         let slice = args.standby.then(|| {
@@ -317,6 +334,8 @@ fn receive(
         }
         idle_since = Instant::now();
     }
+    // A stop that came during the last message still says so.
+    stopped()?;
     Ok(End::Done)
 }
 
@@ -356,6 +375,8 @@ struct Exec<'a> {
     dead_letter: Option<&'a Queue>,
     /// Runs of the command per message id, for the messages it failed on.
     attempts: HashMap<u64, u32>,
+    /// Standard output (which the command inherits) is a pipe or socket whose reader may go.
+    watch_reader: bool,
 }
 
 impl Exec<'_> {
@@ -378,6 +399,12 @@ impl Exec<'_> {
             // passed on): not the message's fault, so no attempt is used up.
             msg.release()?;
             return stopped().map(|()| Taken::Released);
+        }
+        if self.watch_reader && stdio::reader_gone() {
+            // The reader of the output the command writes to went away (it likely died of
+            // SIGPIPE): not the message's fault either.
+            msg.release()?;
+            return Err(reader_left());
         }
         let how = describe_status(status);
         let command = self.command[0].to_string_lossy();

@@ -127,7 +127,11 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
             Source::Record(what) => format!("{what} {} of standard input", sent + 1),
             Source::Whole => "standard input".to_string(),
         };
-        let message = if stdio::stop_signal().is_some() || f.code == exit::TIMEOUT {
+        let message = if f.message == SendError::Removed.to_string() {
+            format!(
+                "the queue was removed while {which} was sent: it may or may not have been received ({sent} sent before it)"
+            )
+        } else if stdio::stop_signal().is_some() || f.code == exit::TIMEOUT {
             format!("{}; {sent} sent, {which} not", f.message)
         } else {
             format!("{which} not sent ({sent} sent before it): {}", f.message)

@@ -50,9 +50,31 @@ pub fn catch_stop_signals() {
             libc::sigaction(sig, &act, std::ptr::null_mut());
         }
     }
-    // SAFETY: ignoring SIGPIPE: writes to a closed pipe then fail with EPIPE.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // SAFETY: ignoring SIGPIPE and SIGXFSZ: writes to a closed pipe then fail with EPIPE, and
+    // writes past the file size limit with EFBIG, so that the message is given back.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    // SAFETY: as above: SIGALRM only sets a flag and interrupts (see `write_stdout`).
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = on_alarm as *const () as usize;
+        libc::sigemptyset(&mut act.sa_mask);
+        libc::sigaction(libc::SIGALRM, &act, std::ptr::null_mut());
+    }
 }
+
+/// Set when the grace period of a record being finished after a stop signal ran out.
+static ALARM: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_alarm(_: libc::c_int) {
+    ALARM.store(1, Local::Relaxed);
+}
+
+/// How long a record already begun may take to finish after a stop signal (see
+/// [`write_stdout`]).
+pub const FINISH_GRACE_SECS: u32 = 1;
 
 /// The stop signal received so far, if any.
 pub fn stop_signal() -> Option<i32> {
@@ -159,13 +181,15 @@ impl RawStdin {
 /// What standard output is, for `recv`: where a message counts as delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sink {
-    /// A file, terminal or device: a message is delivered once written.
+    /// A file, terminal or device: a message is delivered once written. (A pseudo-terminal
+    /// cannot say what its other side read: `TIOCOUTQ` is always 0 on its slave end.)
     File,
     /// A pipe or FIFO: once its reader has read it out of the pipe.
     Pipe,
     /// A Unix stream socket: once the peer has read it out of its receive queue.
     UnixSocket,
-    /// Another socket (TCP, ...): once written (the kernel cannot say what the peer read).
+    /// Another stream socket (TCP): once the peer's kernel has acknowledged it (what the peer
+    /// application read, the kernel cannot say).
     OtherSocket,
 }
 
@@ -177,17 +201,26 @@ pub fn stdout_sink() -> Sink {
     match st.st_mode & libc::S_IFMT {
         libc::S_IFIFO => Sink::Pipe,
         libc::S_IFSOCK => {
-            let unix = nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(1).is_ok();
             let stream =
                 nix::sys::socket::getsockopt(&stdout_fd(), nix::sys::socket::sockopt::SockType)
                     .is_ok_and(|t| t == nix::sys::socket::SockType::Stream);
-            if unix && stream {
-                Sink::UnixSocket
-            } else {
-                Sink::OtherSocket
+            let unix = nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(1).is_ok();
+            match (stream, unix) {
+                (true, true) => Sink::UnixSocket,
+                (true, false) => Sink::OtherSocket,
+                // Datagrams: each write is one datagram, delivered whole or not at all.
+                (false, _) => Sink::File,
             }
         }
         _ => Sink::File,
+    }
+}
+
+impl Sink {
+    /// Whether a message counts as delivered only once the other side has read it (or at least,
+    /// for TCP, received it), so that `recv` waits for that.
+    pub fn waits_for_reader(self) -> bool {
+        self != Sink::File
     }
 }
 
@@ -197,15 +230,31 @@ fn stdout_fd() -> std::os::fd::BorrowedFd<'static> {
     unsafe { std::os::fd::BorrowedFd::borrow_raw(1) }
 }
 
-/// Writes all of `bytes` to standard output with `write(2)` itself: unlike `std::io::Stdout`,
-/// which retries a write interrupted by a signal, it gives up with
-/// [`io::ErrorKind::Interrupted`] when a stop signal came, even in the middle of a write that
-/// blocks on a reader that does not read. A broken pipe is [`io::ErrorKind::BrokenPipe`].
+/// Writes all of `bytes` (one record) to standard output with `write(2)` itself: unlike
+/// `std::io::Stdout`, which retries a write interrupted by a signal, it sees a stop signal
+/// even while a write blocks on a reader that does not read. A stop before the first byte
+/// gives up at once; a stop in the middle of the record gives the record
+/// [`FINISH_GRACE_SECS`] to finish (an alarm interrupts the write after that), so that a
+/// reader that reads never sees half a record, and one that does not read cannot hold us.
+/// Errors: [`io::ErrorKind::Interrupted`] on a stop, [`io::ErrorKind::BrokenPipe`] when the
+/// reader is gone, any other write error.
 pub fn write_stdout(bytes: &[u8]) -> io::Result<()> {
     let mut done = 0;
-    while done < bytes.len() {
+    let mut grace = false;
+    let result = loop {
+        if done == bytes.len() {
+            break Ok(());
+        }
         if stop_signal().is_some() {
-            return Err(io::ErrorKind::Interrupted.into());
+            if done == 0 || ALARM.load(Local::Relaxed) != 0 {
+                break Err(io::ErrorKind::Interrupted.into());
+            }
+            if !grace {
+                grace = true;
+                ALARM.store(0, Local::Relaxed);
+                // SAFETY: alarm(2) has no memory effects; SIGALRM's handler only sets a flag.
+                unsafe { libc::alarm(FINISH_GRACE_SECS) };
+            }
         }
         let rest = &bytes[done..];
         // SAFETY: writing from a valid slice of `rest.len()` bytes.
@@ -216,10 +265,14 @@ pub fn write_stdout(bytes: &[u8]) -> io::Result<()> {
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+            break Err(e);
         }
+    };
+    if grace {
+        // SAFETY: cancels the alarm, if still pending.
+        unsafe { libc::alarm(0) };
     }
-    Ok(())
+    result
 }
 
 /// Whether the reader at the other end of standard output (a pipe or socket) has gone away.
@@ -263,7 +316,7 @@ fn unread(sink: Sink) -> io::Result<libc::c_int> {
 pub fn wait_until_read(sink: Sink) -> io::Result<()> {
     let mut wait_us = 0u64;
     loop {
-        if sink == Sink::UnixSocket && reader_gone() {
+        if sink != Sink::Pipe && reader_gone() {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         if unread(sink)? == 0 {
