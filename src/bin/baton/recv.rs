@@ -22,7 +22,9 @@ What each way of taking messages guarantees:
                    What the reader did with what it read, recv cannot know: use --exec.
                    --no-pipe-wait acknowledges on write, for speed: then what sits in the pipe
                    when the reader stops is lost. A Unix stream socket is treated the same way.
-  to a TCP socket  acknowledged once written (the kernel cannot say what the peer read).
+  to a TCP socket  acknowledged once the peer's kernel acknowledged it; what the peer program
+                   read, no kernel says: its unread receive buffer is lost if it closes.
+  to a terminal    acknowledged once written (a pseudo-terminal cannot say what was read).
   --count N        takes exactly N messages: nothing after the N-th is taken or acknowledged
                    (with --exec, a message counts once acknowledged or dead-lettered).
   --exec CMD ARGS  runs CMD once per message, payload on its standard input, metadata in
