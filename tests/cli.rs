@@ -430,20 +430,6 @@ fn ls_shows_a_dead_owner_and_stale_files_and_gc_removes_only_the_stale_file() {
     assert!(t.file("q").exists(), "a queue without retention stays");
 }
 
-/// What `recv --json` printed, as (payload, redelivered) pairs.
-fn received(o: &Output) -> Vec<(String, bool)> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["payload"].as_str().unwrap().to_string(),
-                v["redelivered"].as_bool().unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// A message `recv` could not write (here: the disk is full) stays in the queue and comes
 /// again, flagged; it used to be acknowledged and lost.
 #[test]
@@ -460,7 +446,7 @@ fn recv_gives_back_a_message_it_cannot_write() {
     let o = run(&t, &["--json", "recv", "q", "--count", "3"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
-        received(&o),
+        common::received(&o),
         vec![("a".into(), true), ("b".into(), false), ("c".into(), false)]
     );
 }
@@ -483,7 +469,10 @@ fn recv_refuses_to_run_with_standard_output_closed() {
         .unwrap();
     assert_user_error(&o, 1, "standard output is closed");
     let o = run(&t, &["--json", "recv", "q", "--count", "2"]);
-    assert_eq!(received(&o), vec![("a".into(), false), ("b".into(), false)]);
+    assert_eq!(
+        common::received(&o),
+        vec![("a".into(), false), ("b".into(), false)]
+    );
 }
 
 /// SIGINT, SIGTERM and SIGHUP end `recv` as a close, not as a crash: exit 128 + signal, no

@@ -12,6 +12,18 @@ fn run(t: &TestDomain, args: &[&str]) -> Output {
     t.baton().args(args).output().unwrap()
 }
 
+/// Runs a baton command that must succeed.
+fn ok(t: &TestDomain, args: &[&str]) -> Output {
+    let o = run(t, args);
+    assert!(
+        o.status.success(),
+        "baton {}: {}",
+        args.join(" "),
+        stderr(&o)
+    );
+    o
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -32,16 +44,7 @@ fn shell(t: &TestDomain, script: &str) -> Output {
 fn drain(t: &TestDomain, q: &str) -> Vec<(String, bool)> {
     let o = run(t, &["--json", "recv", q, "--drain"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["payload"].as_str().unwrap().to_string(),
-                v["redelivered"].as_bool().unwrap(),
-            )
-        })
-        .collect()
+    common::received(&o)
 }
 
 fn numbers(from: u32, to: u32) -> Vec<String> {
@@ -52,6 +55,29 @@ fn signal(pid: u32, sig: Signal) {
     kill(Pid::from_raw(pid as i32), sig).unwrap();
 }
 
+/// A queue `q` for messages up to 1 MiB, holding `payload`.
+fn big_queue(t: &TestDomain, payload: &[u8]) -> baton::Queue {
+    let o = run(
+        t,
+        &["create", "q", "--max-message", "1M", "--capacity", "4M"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let queue = baton::Queue::open(&t.domain, "q").unwrap();
+    queue.sender().send(payload).unwrap();
+    queue
+}
+
+/// Sends `sig` to `child` and waits for it to end (at most 10 s).
+fn stop(child: common::Child, sig: Signal) -> Output {
+    signal(child.pid(), sig);
+    child.wait_output(Duration::from_secs(10))
+}
+
+/// Waits (at most 10 s) for another process to bring about `cond`, and fails if it does not.
+fn until(cond: impl FnMut() -> bool) {
+    assert!(common::eventually(Duration::from_secs(10), cond));
+}
+
 /// `recv | head -n 3` used to lose the ~40 messages written into the pipe after the three
 /// `head` printed. recv now acknowledges a message only once its reader has read it: nothing
 /// is lost, the one message left in the pipe is given back, and recv ends as quietly as a tool
@@ -59,7 +85,7 @@ fn signal(pid: u32, sig: Signal) {
 #[test]
 fn a_reader_that_stops_early_loses_nothing() {
     let t = TestDomain::new("edge-head");
-    assert!(run(&t, &["create", "q"]).status.success());
+    ok(&t, &["create", "q"]);
     let o = shell(&t, "seq 1000 | $B send q");
     assert!(o.status.success(), "{}", stderr(&o));
     let o = shell(&t, "$B recv q | head -n 3; exit 0");
@@ -83,8 +109,8 @@ fn a_reader_that_stops_early_loses_nothing() {
 #[test]
 fn recv_whose_reader_left_exits_141() {
     let t = TestDomain::new("edge-141");
-    assert!(run(&t, &["create", "q"]).status.success());
-    assert!(run(&t, &["send", "q", "a", "b", "c"]).status.success());
+    ok(&t, &["create", "q"]);
+    ok(&t, &["send", "q", "a", "b", "c"]);
     let o = shell(&t, "$B recv q | (read first; echo \"$first\"); exit 0");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "a\n");
     let o = shell(&t, "$B recv q --timeout 10s | head -c 0; exit 0");
@@ -105,10 +131,8 @@ fn recv_whose_reader_left_exits_141() {
 #[test]
 fn count_takes_exactly_n_and_acknowledges_nothing_beyond() {
     let t = TestDomain::new("edge-count");
-    assert!(run(&t, &["create", "q"]).status.success());
-    assert!(run(&t, &["send", "q", "1", "2", "3", "4", "5"])
-        .status
-        .success());
+    ok(&t, &["create", "q"]);
+    ok(&t, &["send", "q", "1", "2", "3", "4", "5"]);
     let o = shell(&t, "$B recv q --count 2 | cat");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "1\n2\n");
     assert_eq!(
@@ -125,7 +149,7 @@ fn count_takes_exactly_n_and_acknowledges_nothing_beyond() {
 #[test]
 fn drain_takes_what_waits_and_exits_0_on_an_empty_queue() {
     let t = TestDomain::new("edge-drain");
-    assert!(run(&t, &["create", "q"]).status.success());
+    ok(&t, &["create", "q"]);
     let o = run(&t, &["recv", "q", "--drain"]);
     assert_eq!(
         (o.status.code(), o.stdout.len()),
@@ -133,7 +157,7 @@ fn drain_takes_what_waits_and_exits_0_on_an_empty_queue() {
         "{}",
         stderr(&o)
     );
-    assert!(run(&t, &["send", "q", "a", "b"]).status.success());
+    ok(&t, &["send", "q", "a", "b"]);
     let o = run(&t, &["recv", "q", "--drain"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "a\nb\n");
     assert_eq!(o.status.code(), Some(0));
@@ -146,7 +170,7 @@ fn drain_takes_what_waits_and_exits_0_on_an_empty_queue() {
 fn exec_acknowledges_on_success_retries_then_dead_letters() {
     let t = TestDomain::new("edge-exec");
     for q in ["q", "dead"] {
-        assert!(run(&t, &["create", q]).status.success());
+        ok(&t, &["create", q]);
     }
     assert!(run(
         &t,
@@ -206,8 +230,8 @@ fn exec_acknowledges_on_success_retries_then_dead_letters() {
 #[test]
 fn exec_without_dead_letter_leaves_a_failing_message_in_place() {
     let t = TestDomain::new("edge-exec-stay");
-    assert!(run(&t, &["create", "q"]).status.success());
-    assert!(run(&t, &["send", "q", "x", "y"]).status.success());
+    ok(&t, &["create", "q"]);
+    ok(&t, &["send", "q", "x", "y"]);
     let o = run(&t, &["recv", "q", "--max-attempts", "3", "--exec", "false"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -224,7 +248,7 @@ fn exec_without_dead_letter_leaves_a_failing_message_in_place() {
         drain(&t, "q"),
         vec![("x".into(), true), ("y".into(), false)]
     );
-    assert!(run(&t, &["send", "q", "z"]).status.success());
+    ok(&t, &["send", "q", "z"]);
     let o = run(&t, &["recv", "q", "--drain", "--exec", "/no/such/command"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot run /no/such/command"));
@@ -236,10 +260,10 @@ fn exec_without_dead_letter_leaves_a_failing_message_in_place() {
 #[test]
 fn a_signal_during_exec_is_passed_on_and_the_message_stays() {
     let t = TestDomain::new("edge-exec-sig");
-    assert!(run(&t, &["create", "q"]).status.success());
-    assert!(run(&t, &["send", "q", "slow"]).status.success());
+    ok(&t, &["create", "q"]);
+    ok(&t, &["send", "q", "slow"]);
     let marker = std::env::temp_dir().join(format!("baton-exec-started-{}", t.name()));
-    assert!(run(&t, &["create", "dead"]).status.success());
+    ok(&t, &["create", "dead"]);
     let rx = common::Child::spawn(
         t.baton()
             .args(["recv", "q", "--max-attempts", "1", "--dead-letter", "dead"])
@@ -250,8 +274,7 @@ fn a_signal_during_exec_is_passed_on_and_the_message_stays() {
     );
     assert!(common::eventually(Duration::from_secs(10), || marker.exists()));
     let _ = std::fs::remove_file(&marker);
-    signal(rx.pid(), Signal::SIGTERM);
-    let out = rx.wait_output(Duration::from_secs(10));
+    let out = stop(rx, Signal::SIGTERM);
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     assert_eq!(
         drain(&t, "q"),
@@ -267,15 +290,10 @@ fn a_signal_during_exec_is_passed_on_and_the_message_stays() {
 #[test]
 fn a_signal_while_the_pipe_reader_is_slow_gives_the_message_back() {
     let t = TestDomain::new("edge-slow");
-    assert!(run(&t, &["create", "q"]).status.success());
-    assert!(run(&t, &["send", "q", "one"]).status.success());
+    ok(&t, &["create", "q"]);
+    ok(&t, &["send", "q", "one"]);
     // A reader that never reads: the message sits in the pipe.
-    let mut reader = common::Child::spawn(
-        std::process::Command::new("sleep")
-            .arg("30")
-            .stdin(Stdio::piped()),
-    );
-    let pipe = reader.0.stdin.take().unwrap();
+    let (reader, pipe) = common::reader_that_never_reads();
     let rx = common::Child::spawn(
         t.baton()
             .args(["recv", "q"])
@@ -283,13 +301,8 @@ fn a_signal_while_the_pipe_reader_is_slow_gives_the_message_back() {
             .stderr(Stdio::piped()),
     );
     let queue = baton::Queue::open(&t.domain, "q").unwrap();
-    assert!(common::eventually(Duration::from_secs(10), || queue
-        .status()
-        .lanes[3]
-        .unacknowledged
-        == 1));
-    signal(rx.pid(), Signal::SIGINT);
-    let out = rx.wait_output(Duration::from_secs(10));
+    until(|| queue.status().lanes[3].unacknowledged == 1);
+    let out = stop(rx, Signal::SIGINT);
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     drop(reader);
     assert_eq!(drain(&t, "q"), vec![("one".into(), true)]);
@@ -313,13 +326,8 @@ fn send_ends_cleanly_on_a_signal_and_says_how_many_went() {
             .stderr(Stdio::piped()),
     );
     let queue = baton::Queue::open(&t.domain, "q").unwrap();
-    assert!(common::eventually(Duration::from_secs(10), || queue
-        .status()
-        .lanes[3]
-        .waiting_senders
-        > 0));
-    signal(tx.pid(), Signal::SIGTERM);
-    let out = tx.wait_output(Duration::from_secs(10));
+    until(|| queue.status().lanes[3].waiting_senders > 0);
+    let out = stop(tx, Signal::SIGTERM);
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("stopped by signal 15; 2 sent, argument 3 not"),
@@ -340,8 +348,7 @@ fn send_ends_cleanly_on_a_signal_and_says_how_many_went() {
         .status()
         .sent
         == 3));
-    signal(tx.pid(), Signal::SIGINT);
-    let out = tx.wait_output(Duration::from_secs(10));
+    let out = stop(tx, Signal::SIGINT);
     drop(input);
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(stderr(&out).contains("1 sent"), "{}", stderr(&out));
@@ -352,9 +359,7 @@ fn send_ends_cleanly_on_a_signal_and_says_how_many_went() {
 #[test]
 fn a_partial_send_says_what_went_and_what_failed() {
     let t = TestDomain::new("edge-partial");
-    assert!(run(&t, &["create", "q", "--max-message", "8"])
-        .status
-        .success());
+    ok(&t, &["create", "q", "--max-message", "8"]);
     let o = shell(
         &t,
         "printf 'ok\\nfine\\nmuch too long\\nlost\\n' | $B --json send q",
@@ -381,7 +386,7 @@ fn a_partial_send_says_what_went_and_what_failed() {
 #[test]
 fn watch_refreshes_json_lines_until_a_signal() {
     let t = TestDomain::new("edge-watch");
-    assert!(run(&t, &["create", "q"]).status.success());
+    ok(&t, &["create", "q"]);
     let w = common::Child::spawn(
         t.baton()
             .args(["--json", "stat", "q", "--watch", "50ms"])
@@ -389,10 +394,9 @@ fn watch_refreshes_json_lines_until_a_signal() {
             .stderr(Stdio::piped()),
     );
     std::thread::sleep(Duration::from_millis(300));
-    assert!(run(&t, &["send", "q", "x"]).status.success());
+    ok(&t, &["send", "q", "x"]);
     std::thread::sleep(Duration::from_millis(300));
-    signal(w.pid(), Signal::SIGINT);
-    let out = w.wait_output(Duration::from_secs(10));
+    let out = stop(w, Signal::SIGINT);
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     let seen: Vec<u64> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -416,8 +420,8 @@ fn watch_refreshes_json_lines_until_a_signal() {
 fn a_unix_socket_reader_that_stops_early_loses_nothing() {
     use std::io::Read;
     let t = TestDomain::new("edge-socket");
-    assert!(run(&t, &["create", "q"]).status.success());
-    assert!(run(&t, &["send", "q", "m1", "m2", "m3"]).status.success());
+    ok(&t, &["create", "q"]);
+    ok(&t, &["send", "q", "m1", "m2", "m3"]);
     let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
     let rx = common::Child::spawn(
         t.baton()
@@ -450,35 +454,18 @@ fn a_unix_socket_reader_that_stops_early_loses_nothing() {
 #[test]
 fn a_signal_ends_a_write_blocked_on_a_reader_that_does_not_read() {
     let t = TestDomain::new("edge-bigwrite");
-    assert!(run(
-        &t,
-        &["create", "q", "--max-message", "1M", "--capacity", "4M"]
-    )
-    .status
-    .success());
-    let queue = baton::Queue::open(&t.domain, "q").unwrap();
-    queue.sender().send(&vec![b'x'; 1 << 20]).unwrap();
-    let mut reader = common::Child::spawn(
-        std::process::Command::new("sleep")
-            .arg("30")
-            .stdin(Stdio::piped()),
-    );
-    let pipe = reader.0.stdin.take().unwrap();
+    let queue = big_queue(&t, &vec![b'x'; 1 << 20]);
+    let (reader, pipe) = common::reader_that_never_reads();
     let rx = common::Child::spawn(
         t.baton()
             .args(["recv", "q"])
             .stdout(pipe)
             .stderr(Stdio::piped()),
     );
-    assert!(common::eventually(Duration::from_secs(10), || queue
-        .status()
-        .lanes[3]
-        .unacknowledged
-        == 1));
+    until(|| queue.status().lanes[3].unacknowledged == 1);
     std::thread::sleep(Duration::from_millis(50));
     let asked = std::time::Instant::now();
-    signal(rx.pid(), Signal::SIGTERM);
-    let out = rx.wait_output(Duration::from_secs(10));
+    let out = stop(rx, Signal::SIGTERM);
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     assert!(
         asked.elapsed() < Duration::from_secs(5),
@@ -498,15 +485,15 @@ fn a_signal_ends_a_write_blocked_on_a_reader_that_does_not_read() {
 #[test]
 fn a_signal_ends_a_wait_for_space_in_a_full_dead_letter_queue() {
     let t = TestDomain::new("edge-dlq-full");
-    assert!(run(&t, &["create", "q"]).status.success());
+    ok(&t, &["create", "q"]);
     assert!(run(
         &t,
         &["create", "dead", "--capacity", "128", "--max-message", "32"]
     )
     .status
     .success());
-    assert!(run(&t, &["send", "dead", "a", "b"]).status.success());
-    assert!(run(&t, &["send", "q", "job"]).status.success());
+    ok(&t, &["send", "dead", "a", "b"]);
+    ok(&t, &["send", "q", "job"]);
     let rx = common::Child::spawn(
         t.baton()
             .args([
@@ -522,13 +509,8 @@ fn a_signal_ends_a_wait_for_space_in_a_full_dead_letter_queue() {
             .stderr(Stdio::piped()),
     );
     let dead = baton::Queue::open(&t.domain, "dead").unwrap();
-    assert!(common::eventually(Duration::from_secs(10), || dead
-        .status()
-        .lanes[3]
-        .waiting_senders
-        > 0));
-    signal(rx.pid(), Signal::SIGTERM);
-    let out = rx.wait_output(Duration::from_secs(10));
+    until(|| dead.status().lanes[3].waiting_senders > 0);
+    let out = stop(rx, Signal::SIGTERM);
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     assert_eq!(drain(&t, "q"), vec![("job".into(), true)]);
     assert_eq!(drain(&t, "dead").len(), 2);
@@ -545,17 +527,7 @@ fn a_signal_ends_a_wait_for_space_in_a_full_dead_letter_queue() {
 #[test]
 fn exec_does_not_wait_for_a_leftover_child_holding_the_input() {
     let t = TestDomain::new("edge-exec-bg");
-    assert!(run(
-        &t,
-        &["create", "q", "--max-message", "1M", "--capacity", "4M"]
-    )
-    .status
-    .success());
-    baton::Queue::open(&t.domain, "q")
-        .unwrap()
-        .sender()
-        .send(&vec![b'y'; 300_000])
-        .unwrap();
+    big_queue(&t, &vec![b'y'; 300_000]);
     let pidfile = std::env::temp_dir().join(format!("baton-exec-bg-{}", t.name()));
     let script = format!(
         "exec 3<&0; sleep 30 <&3 >/dev/null 2>&1 & echo $! > {}; exit 0",
@@ -584,9 +556,9 @@ fn exec_does_not_wait_for_a_leftover_child_holding_the_input() {
 fn count_with_exec_counts_messages_not_failed_runs() {
     let t = TestDomain::new("edge-exec-count");
     for q in ["q", "dead"] {
-        assert!(run(&t, &["create", q]).status.success());
+        ok(&t, &["create", q]);
     }
-    assert!(run(&t, &["send", "q", "job1", "job2"]).status.success());
+    ok(&t, &["send", "q", "job1", "job2"]);
     let o = run(
         &t,
         &[
@@ -611,8 +583,8 @@ fn count_with_exec_counts_messages_not_failed_runs() {
 #[test]
 fn an_idle_recv_ends_when_its_reader_goes() {
     let t = TestDomain::new("edge-idle-reader");
-    assert!(run(&t, &["create", "q"]).status.success());
-    assert!(run(&t, &["send", "q", "only"]).status.success());
+    ok(&t, &["create", "q"]);
+    ok(&t, &["send", "q", "only"]);
     let o = shell(&t, "$B recv q | head -n 1; exit 0");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "only\n");
     let st = baton::Queue::inspect(&t.domain, "q").unwrap();
@@ -624,7 +596,7 @@ fn an_idle_recv_ends_when_its_reader_goes() {
 #[test]
 fn send_refuses_a_closed_stdin_and_reports_what_went_when_its_report_fails() {
     let t = TestDomain::new("edge-send-closed");
-    assert!(run(&t, &["create", "q"]).status.success());
+    ok(&t, &["create", "q"]);
     for extra in ["", "--whole"] {
         let o = shell(&t, &format!("exec $B send q {extra} <&-"));
         assert_eq!(o.status.code(), Some(1), "{extra}: {}", stderr(&o));
@@ -651,14 +623,7 @@ fn send_refuses_a_closed_stdin_and_reports_what_went_when_its_report_fails() {
 fn a_stop_mid_record_lets_a_reading_reader_get_the_whole_record() {
     use std::io::Read;
     let t = TestDomain::new("edge-mid-record");
-    assert!(run(
-        &t,
-        &["create", "q", "--max-message", "1M", "--capacity", "4M"]
-    )
-    .status
-    .success());
-    let queue = baton::Queue::open(&t.domain, "q").unwrap();
-    queue.sender().send(&vec![b'z'; 1 << 20]).unwrap();
+    big_queue(&t, &vec![b'z'; 1 << 20]);
     let (read_end, write_end) = nix::unistd::pipe().unwrap();
     let rx = common::Child::spawn(
         t.baton()
@@ -686,8 +651,8 @@ fn a_stop_mid_record_lets_a_reading_reader_get_the_whole_record() {
 #[test]
 fn a_file_size_limit_gives_the_message_back() {
     let t = TestDomain::new("edge-fsize");
-    assert!(run(&t, &["create", "q"]).status.success());
-    assert!(run(&t, &["send", "q", &"w".repeat(3000)]).status.success());
+    ok(&t, &["create", "q"]);
+    ok(&t, &["send", "q", &"w".repeat(3000)]);
     let file = std::env::temp_dir().join(format!("baton-fsize-{}", t.name()));
     let o = shell(
         &t,
@@ -709,13 +674,8 @@ fn a_file_size_limit_gives_the_message_back() {
 #[test]
 fn watch_ends_promptly_on_a_signal_and_when_its_reader_goes() {
     let t = TestDomain::new("edge-watch-blocked");
-    assert!(run(&t, &["create", "q"]).status.success());
-    let mut reader = common::Child::spawn(
-        std::process::Command::new("sleep")
-            .arg("30")
-            .stdin(Stdio::piped()),
-    );
-    let pipe = reader.0.stdin.take().unwrap();
+    ok(&t, &["create", "q"]);
+    let (reader, pipe) = common::reader_that_never_reads();
     let w = common::Child::spawn(
         t.baton()
             .args(["stat", "q", "--watch", "10ms"])
@@ -725,8 +685,7 @@ fn watch_ends_promptly_on_a_signal_and_when_its_reader_goes() {
     // Long enough to fill the pipe (about 1 KiB a refresh, 64 KiB of pipe).
     std::thread::sleep(Duration::from_millis(1500));
     let asked = std::time::Instant::now();
-    signal(w.pid(), Signal::SIGTERM);
-    let out = w.wait_output(Duration::from_secs(10));
+    let out = stop(w, Signal::SIGTERM);
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     assert!(asked.elapsed() < Duration::from_secs(5));
     drop(reader);
@@ -744,10 +703,8 @@ fn watch_ends_promptly_on_a_signal_and_when_its_reader_goes() {
 #[test]
 fn recv_says_when_a_retention_zero_queue_went_with_its_messages() {
     let t = TestDomain::new("edge-ret0");
-    assert!(run(&t, &["create", "q", "--retention", "0"])
-        .status
-        .success());
-    assert!(run(&t, &["send", "q", "a", "b", "c"]).status.success());
+    ok(&t, &["create", "q", "--retention", "0"]);
+    ok(&t, &["send", "q", "a", "b", "c"]);
     let o = shell(&t, "$B recv q | head -n 1");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "a\n");
     assert!(
@@ -763,8 +720,8 @@ fn recv_says_when_a_retention_zero_queue_went_with_its_messages() {
 #[test]
 fn a_stop_during_the_last_counted_message_still_says_so() {
     let t = TestDomain::new("edge-count-stop");
-    assert!(run(&t, &["create", "q"]).status.success());
-    assert!(run(&t, &["send", "q", "one"]).status.success());
+    ok(&t, &["create", "q"]);
+    ok(&t, &["send", "q", "one"]);
     let marker = std::env::temp_dir().join(format!("baton-count-stop-{}", t.name()));
     let rx = common::Child::spawn(
         t.baton()
@@ -777,8 +734,7 @@ fn a_stop_during_the_last_counted_message_still_says_so() {
     );
     assert!(common::eventually(Duration::from_secs(10), || marker.exists()));
     let _ = std::fs::remove_file(&marker);
-    signal(rx.pid(), Signal::SIGTERM);
-    let out = rx.wait_output(Duration::from_secs(10));
+    let out = stop(rx, Signal::SIGTERM);
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     assert_eq!(
         drain(&t, "q"),
@@ -793,9 +749,9 @@ fn a_stop_during_the_last_counted_message_still_says_so() {
 fn exec_whose_output_reader_left_keeps_the_message() {
     let t = TestDomain::new("edge-exec-pipe");
     for q in ["q", "dead"] {
-        assert!(run(&t, &["create", q]).status.success());
+        ok(&t, &["create", q]);
     }
-    assert!(run(&t, &["send", "q", "a"]).status.success());
+    ok(&t, &["send", "q", "a"]);
     let o = shell(
         &t,
         "$B recv q --max-attempts 1 --dead-letter dead --exec sh -c 'sleep 0.2; cat' | true; exit 0",
@@ -810,9 +766,7 @@ fn exec_whose_output_reader_left_keeps_the_message() {
 #[test]
 fn a_standby_that_cannot_be_counted_refuses_to_wait() {
     let t = TestDomain::new("edge-slots-full");
-    assert!(run(&t, &["create", "q", "--retention", "0"])
-        .status
-        .success());
+    ok(&t, &["create", "q", "--retention", "0"]);
     let mut senders = Vec::new();
     for _ in 0..255 {
         let mut child = common::Child::spawn(

@@ -138,3 +138,25 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// What `baton recv --json` printed, as (payload, redelivered) pairs.
+pub fn received(o: &std::process::Output) -> Vec<(String, bool)> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["payload"].as_str().unwrap().to_string(),
+                v["redelivered"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A process that holds the read end of a pipe and never reads it, and the write end to give
+/// a writer as its standard output (what it writes stays in the pipe).
+pub fn reader_that_never_reads() -> (Child, std::process::ChildStdin) {
+    let mut reader = Child::spawn(Command::new("sleep").arg("30").stdin(Stdio::piped()));
+    let pipe = reader.0.stdin.take().expect("piped stdin");
+    (reader, pipe)
+}
