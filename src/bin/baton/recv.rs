@@ -112,6 +112,12 @@ enum End {
 }
 
 pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
+    if json && (args.null || args.mark_redelivered || args.exec.is_some()) {
+        return Err(Failure::new(
+            exit::USAGE,
+            "--json writes messages as JSON lines: it does not go with -0, --mark-redelivered or --exec",
+        ));
+    }
     if args.dead_letter.as_deref() == Some(args.name.as_str()) {
         return Err(Failure::new(
             exit::USAGE,
@@ -129,12 +135,6 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
     // Signals end `recv` cleanly from here on, standby wait included: it waits in short
     // slices so that it sees them.
     stdio::catch_stop_signals();
-    if json && (args.null || args.mark_redelivered || args.exec.is_some()) {
-        return Err(Failure::new(
-            exit::USAGE,
-            "--json writes messages as JSON lines: it does not go with -0, --mark-redelivered or --exec",
-        ));
-    }
     let mut rx = own(&q, &args)?;
     if rx.discarded() > 0 {
         eprintln!(
