@@ -58,12 +58,12 @@ pub(crate) fn acquire(seg: Arc<Segment>, wait: Wait) -> Result<(OwnerGuard, Owne
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let keeper = std::thread::Builder::new().name("baton-owner".into()).spawn(move || {
         let mutex = seg.shared().owner.mutex.raw();
-        let standby = match wait {
-            Wait::No => None,
-            // A mark already counts this process as a standby (see `Queue::standby_mark`).
-            Wait::Until(_) if seg.standby_marks.load(std::sync::atomic::Ordering::Relaxed) > 0 => None, // facade-exempt: process-local count
-            Wait::Until(_) => recovery::register_standby(&seg),
-        };
+        // A standby counts as one while it waits (a full sender table only means a
+        // retention-0 close may not see it).
+        let standby = matches!(wait, Wait::Until(_));
+        if standby {
+            recovery::standby_begin(&seg, recovery::StandbyKind::Wait);
+        }
         let abs = match wait {
             Wait::Until(Some(deadline)) => Some(realtime_deadline(deadline)),
             _ => None,
@@ -89,7 +89,9 @@ pub(crate) fn acquire(seg: Arc<Segment>, wait: Wait) -> Result<(OwnerGuard, Owne
                 (_, None) => libc::pthread_mutex_lock(mutex),
             }
         };
-        recovery::unregister_standby(&seg, standby);
+        if standby {
+            recovery::standby_end(&seg, recovery::StandbyKind::Wait);
+        }
         let (name, _) = seg.names();
         let outcome = match rc {
             0 => Ok(begin(&seg, false)),
@@ -219,7 +221,9 @@ fn release(seg: &Segment) {
     owner
         .unowned_since_ns
         .store(monotonic_ns(), Ordering::Relaxed);
-    if seg.attributes().retention == Some(Duration::ZERO) && !recovery::standby_waiting(seg) {
+    if seg.attributes().retention == Some(Duration::ZERO)
+        && !recovery::standby_waiting_besides_own_marks(seg)
+    {
         let _ = seg.remove();
     }
     // This thread locked the mutex and still holds it.

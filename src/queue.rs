@@ -172,28 +172,30 @@ impl Queue {
     /// look at something else in between (a stop signal, say), holds one for the whole wait:
     /// otherwise, if the owner of a retention-0 queue closed in a gap between two slices, it
     /// would see no standby and remove the queue with its messages. While a mark lives, the
-    /// process's standby waits do not register again ([`Status::standbys`] counts it once).
+    /// process's standby waits do not register again ([`Status::standbys`] counts it once per
+    /// handle). A mark of the owner's own process, with no standby wait of it under way, does
+    /// not keep a retention-0 queue at that owner's close: it is not a standby coming to take
+    /// over. A forked child's copy of a mark counts for nothing.
     ///
     /// # Errors
     ///
     /// [`OwnError::NoStandbySlot`] when every slot of the sender table is held by a live
     /// process: the standby could not be seen, so a retention-0 queue could go without it.
     pub fn standby_mark(&self) -> Result<StandbyMark, OwnError> {
-        let slot =
-            recovery::register_standby(&self.seg).ok_or_else(|| OwnError::NoStandbySlot {
+        let mark = StandbyMark {
+            seg: self.seg.clone(),
+        };
+        if recovery::standby_begin(&self.seg, recovery::StandbyKind::Mark) {
+            Ok(mark)
+        } else {
+            Err(OwnError::NoStandbySlot {
                 name: self.name().to_string(),
                 reason: format!(
                     "all {} sender slots are held by live processes",
                     crate::segment::SENDER_SLOTS - 1
                 ),
-            })?;
-        self.seg
-            .standby_marks
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed); // facade-exempt: process-local count
-        Ok(StandbyMark {
-            slot: Some(slot),
-            seg: self.seg.clone(),
-        })
+            })
+        }
     }
 
     /// Whether this handle's [`Queue::create`] made the queue (`false`: it found the queue
@@ -518,15 +520,11 @@ pub struct Status {
 #[derive(Debug)]
 pub struct StandbyMark {
     seg: Arc<Segment>,
-    slot: Option<u8>,
 }
 
 impl Drop for StandbyMark {
     fn drop(&mut self) {
-        recovery::unregister_standby(&self.seg, self.slot);
-        self.seg
-            .standby_marks
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed); // facade-exempt: process-local count
+        recovery::standby_end(&self.seg, recovery::StandbyKind::Mark);
     }
 }
 

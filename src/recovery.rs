@@ -241,25 +241,92 @@ pub(crate) fn reclaim_if_dead(seg: &Segment, slot: u8) -> Option<u64> {
     Some(abandoned)
 }
 
-/// Registers a thread of this process as waiting to own the queue; returns the slot to clear,
-/// if one could be had (a full table only means a retention-0 close may not see this standby).
-pub(crate) fn register_standby(seg: &Segment) -> Option<u8> {
-    let slot = sender_slot(seg).ok()?;
-    seg.shared().slots[slot as usize]
-        .standbys
-        .fetch_add(1, Ordering::AcqRel);
-    Some(slot)
+/// This process's standbys on one mapping of a queue: the marks it holds
+/// ([`crate::Queue::standby_mark`]) and the standby waits under way. Together they count as one
+/// standby in the shared table, registered when the first of them begins and cleared when the
+/// last ends, so that no wait is ever uncounted while another one or a mark is dropped, and
+/// the process counts once.
+#[derive(Default)]
+pub(crate) struct StandbyState {
+    inner: Mutex<Standbys>,
 }
 
-/// Clears a standby registration.
-pub(crate) fn unregister_standby(seg: &Segment, slot: Option<u8>) {
-    if let Some(i) = slot {
-        let _ = seg.shared().slots[i as usize].standbys.fetch_update(
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-            |n| n.checked_sub(1),
-        );
+#[derive(Default)]
+struct Standbys {
+    /// The fork generation these counts belong to: a forked child's copy is not its own.
+    generation: u64,
+    /// The slot whose `standbys` counter holds our registration, if registered.
+    slot: Option<u8>,
+    marks: u32,
+    waits: u32,
+}
+
+/// A mark or a wait, for [`standby_begin`] and [`standby_end`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StandbyKind {
+    Mark,
+    Wait,
+}
+
+/// Begins a mark or a wait. Returns whether this process is counted as a standby in the shared
+/// table (it is not only when every sender slot is held by a live process).
+pub(crate) fn standby_begin(seg: &Segment, kind: StandbyKind) -> bool {
+    let mut st = seg.standby.inner.lock().unwrap_or_else(|e| e.into_inner());
+    let generation = fork_generation();
+    if st.generation != generation {
+        // A forked child: the counts and the registration are the parent's. Start afresh.
+        *st = Standbys {
+            generation,
+            ..Standbys::default()
+        };
     }
+    if st.slot.is_none() {
+        st.slot = sender_slot(seg).ok();
+        if let Some(slot) = st.slot {
+            seg.shared().slots[slot as usize]
+                .standbys
+                .fetch_add(1, Ordering::AcqRel);
+        }
+    }
+    match kind {
+        StandbyKind::Mark => st.marks += 1,
+        StandbyKind::Wait => st.waits += 1,
+    }
+    st.slot.is_some()
+}
+
+/// Ends a mark or a wait begun by [`standby_begin`] (in this fork generation: a forked child's
+/// copy of its parent's mark ends nothing).
+pub(crate) fn standby_end(seg: &Segment, kind: StandbyKind) {
+    let mut st = seg.standby.inner.lock().unwrap_or_else(|e| e.into_inner());
+    if st.generation != fork_generation() {
+        return;
+    }
+    match kind {
+        StandbyKind::Mark => st.marks = st.marks.saturating_sub(1),
+        StandbyKind::Wait => st.waits = st.waits.saturating_sub(1),
+    }
+    if st.marks == 0 && st.waits == 0 {
+        if let Some(slot) = st.slot.take() {
+            let _ = seg.shared().slots[slot as usize].standbys.fetch_update(
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+                |n| n.checked_sub(1),
+            );
+        }
+    }
+}
+
+/// Whether a live process other than this one's marks waits to own the queue: what an
+/// owner's close asks before removing a retention-0 queue. A mark of the closing owner's own
+/// process with no wait under way is not a standby coming to take over (its holder is the
+/// owner, or about to stop waiting), so it does not keep the queue.
+pub(crate) fn standby_waiting_besides_own_marks(seg: &Segment) -> bool {
+    let own_marks_only = {
+        let st = seg.standby.inner.lock().unwrap_or_else(|e| e.into_inner());
+        st.generation == fork_generation() && st.slot.is_some() && st.waits == 0
+    };
+    standbys(seg) > u32::from(own_marks_only)
 }
 
 /// How many threads of live processes wait to own the queue.

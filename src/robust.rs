@@ -151,7 +151,7 @@ impl RobustMutex {
         // change it atomically, so an atomic load of it is a valid snapshot.
         let word = unsafe {
             (*(self.raw().cast::<u8>().add(LOCK_WORD_OFFSET) as *const AtomicU32))
-                .load(Ordering::Relaxed)
+                .load(Ordering::Acquire) // SYNC POINT: what the last holder wrote before unlocking
         };
         if word & FUTEX_TID_MASK != 0 {
             Holder::Alive

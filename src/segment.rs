@@ -421,9 +421,8 @@ pub(crate) struct Segment {
     head_seen: [AtomicU64; 4],
     /// This mapping's `create` made the queue (rather than finding it).
     pub(crate) made_here: bool,
-    /// Live [`crate::queue::StandbyMark`]s of this process on this mapping: while there is
-    /// one, the process counts as a standby and its standby waits do not register again.
-    pub(crate) standby_marks: std::sync::atomic::AtomicU32, // facade-exempt: process-local count
+    /// This process's standby marks and waits on this mapping (see `recovery::StandbyState`).
+    pub(crate) standby: crate::recovery::StandbyState,
 }
 
 impl Drop for Segment {
@@ -510,7 +509,7 @@ impl Segment {
                         slot: SlotHolder::default(),
                         head_seen: Default::default(),
                         made_here: true,
-                        standby_marks: Default::default(),
+                        standby: Default::default(),
                     });
                 }
                 Err(Errno::EEXIST) => continue,
@@ -702,7 +701,7 @@ impl Segment {
             slot: SlotHolder::default(),
             head_seen: Default::default(),
             made_here: false,
-            standby_marks: Default::default(),
+            standby: Default::default(),
         })
     }
 
