@@ -71,6 +71,19 @@ impl Queue {
     /// symbolic link, or a mode other than the one the queue was created with;
     /// [`OpenError::Incompatible`] for a segment of another format, ABI or byte order;
     /// [`OpenError::Corrupt`] for a segment whose header or size make no sense.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, OpenError, Queue};
+    /// let domain = Domain::new(&format!("doc-open-{}", std::process::id()))?;
+    /// assert!(matches!(Queue::open(&domain, "jobs"), Err(OpenError::NotFound { .. })));
+    /// Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// let q = Queue::open(&domain, "jobs")?; // another process would do this
+    /// assert_eq!(q.name(), "jobs");
+    /// Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), OpenError>(())
+    /// ```
     pub fn open(domain: &Domain, name: &str) -> Result<Queue, OpenError> {
         let seg = Segment::open(domain, name)?;
         if expire_if_due(&seg) {
@@ -102,6 +115,17 @@ impl Queue {
     /// # Errors
     ///
     /// [`OpenError::NotFound`], [`OpenError::PermissionDenied`], [`OpenError::InvalidName`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, SendError};
+    /// let domain = Domain::new(&format!("doc-remove-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// Queue::remove(&domain, "jobs")?;
+    /// assert_eq!(q.sender().send(b"late"), Err(SendError::Removed));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn remove(domain: &Domain, name: &str) -> Result<(), OpenError> {
         segment::remove(domain, name)
     }
@@ -113,6 +137,23 @@ impl Queue {
     /// # Errors
     ///
     /// [`OpenError::Io`] if `/dev/shm` cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-list-{}", std::process::id()))?;
+    /// Queue::create(&domain, "a", &Attributes::default())?.sender().send(b"x")?;
+    /// Queue::create(&domain, "b", &Attributes::default())?;
+    /// let depths: Vec<(String, u64)> = Queue::list(&domain)?
+    ///     .into_iter()
+    ///     .filter_map(|e| e.status.ok())
+    ///     .map(|st| (st.name, st.lanes.iter().map(|l| l.messages).sum()))
+    ///     .collect();
+    /// assert_eq!(depths, [("a".to_string(), 1), ("b".to_string(), 0)]);
+    /// # Queue::remove(&domain, "a")?; Queue::remove(&domain, "b")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn list(domain: &Domain) -> Result<Vec<ListEntry>, OpenError> {
         Ok(list_entries(segment::list_paths(Some(domain))?))
     }
@@ -133,6 +174,18 @@ impl Queue {
     /// # Errors
     ///
     /// As [`Queue::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-inspect-{}", std::process::id()))?;
+    /// Queue::create(&domain, "jobs", &Attributes::default())?.sender().send(b"x")?;
+    /// let st = Queue::inspect(&domain, "jobs")?;
+    /// assert_eq!((st.sent, st.owner_pid, st.expired), (1, None, false));
+    /// # Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn inspect(domain: &Domain, name: &str) -> Result<Status, OpenError> {
         let seg = Segment::open(domain, name)?;
         Ok(Queue { seg: Arc::new(seg) }.status())
@@ -154,6 +207,22 @@ impl Queue {
     /// # Errors
     ///
     /// [`OpenError::Io`] if `/dev/shm` cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// use std::time::Duration;
+    /// let domain = Domain::new(&format!("doc-gc-{}", std::process::id()))?;
+    /// let attrs = Attributes { retention: Some(Duration::from_millis(10)), ..Default::default() };
+    /// let q = Queue::create(&domain, "short", &attrs)?;
+    /// drop(q.receiver()?); // owned once, then closed: the retention clock starts
+    /// std::thread::sleep(Duration::from_millis(20));
+    /// assert!(Queue::inspect(&domain, "short")?.expired);
+    /// assert_eq!(Queue::gc(&domain)?.len(), 1);
+    /// assert!(Queue::list(&domain)?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn gc(domain: &Domain) -> Result<Vec<PathBuf>, OpenError> {
         let mut removed = Vec::new();
         for file in segment::list_paths(Some(domain))? {
@@ -181,6 +250,30 @@ impl Queue {
     ///
     /// [`OwnError::NoStandbySlot`] when every slot of the sender table is held by a live
     /// process: the standby could not be seen, so a retention-0 queue could go without it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, OwnError, Queue};
+    /// use std::time::Duration;
+    /// let domain = Domain::new(&format!("doc-mark-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// let mut owner = Some(Queue::open(&domain, "jobs")?.receiver()?);
+    /// let mark = q.standby_mark()?; // counted from here, between the waits too
+    /// assert_eq!(q.status().standbys, 1);
+    /// let rx = loop {
+    ///     match q.standby(Some(Duration::from_millis(10))) {
+    ///         Ok(rx) => break rx,
+    ///         // Look at something else here (a stop flag, say); then wait again. Here: the
+    ///         // owner closes, and the next wait takes the queue.
+    ///         Err(OwnError::Timeout { .. }) => drop(owner.take()),
+    ///         Err(e) => return Err(e.into()),
+    ///     }
+    /// };
+    /// drop(mark);
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn standby_mark(&self) -> Result<StandbyMark, OwnError> {
         let mark = StandbyMark {
             seg: self.seg.clone(),
@@ -257,6 +350,27 @@ impl Queue {
     /// # Errors
     ///
     /// [`OwnError::Timeout`] when `timeout` passes first; as [`Queue::receiver`] otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// use std::time::Duration;
+    /// let domain = Domain::new(&format!("doc-standby-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// q.sender().send(b"pending")?;
+    /// let active = q.receiver()?;
+    /// let q2 = q.clone();
+    /// let standby = std::thread::spawn(move || q2.standby(Some(Duration::from_secs(10))));
+    /// while q.status().standbys == 0 {
+    ///     std::thread::yield_now();
+    /// }
+    /// drop(active); // the owner closes (or dies): the standby owns the queue, messages in place
+    /// let mut rx = standby.join().unwrap()?;
+    /// assert_eq!(rx.try_recv()?.payload(), b"pending");
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn standby(&self, timeout: Option<Duration>) -> Result<Receiver, OwnError> {
         self.receiver_with(ReceiverOptions {
             standby: true,
@@ -321,6 +435,20 @@ impl Queue {
     }
 
     /// A snapshot of the queue's counters and owner (SA-Forum `StatusGet`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-status-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// q.sender().with_priority(1)?.send(b"x")?;
+    /// let rx = q.receiver()?;
+    /// let st = q.status();
+    /// assert_eq!((st.sent, st.lanes[1].messages, st.owner_pid), (1, 1, Some(std::process::id())));
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn status(&self) -> Status {
         let seg = &self.seg;
         let attrs = seg.attributes();
@@ -641,6 +769,20 @@ impl Sender {
     /// # Errors
     ///
     /// [`SendError::TooBig`] (nothing written), [`SendError::Corrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-send-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// let tx = q.sender().with_priority(0)?.with_type(7);
+    /// tx.send(b"urgent")?;
+    /// let m = q.receiver()?.recv()?;
+    /// assert_eq!((m.payload(), m.priority, m.msg_type), (&b"urgent"[..], 0, 7));
+    /// # drop(m); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send(&self, payload: &[u8]) -> Result<(), SendError> {
         self.send_until(payload, None)
     }
@@ -650,6 +792,21 @@ impl Sender {
     /// # Errors
     ///
     /// As [`Sender::send`], and [`SendError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, SendError};
+    /// use std::time::Duration;
+    /// let domain = Domain::new(&format!("doc-send-timeout-{}", std::process::id()))?;
+    /// let attrs = Attributes { capacity: [128; 4], max_message: 64, ..Default::default() };
+    /// let q = Queue::create(&domain, "small", &attrs)?;
+    /// let tx = q.sender();
+    /// tx.send(&[0u8; 64])?; // 96 bytes with its header, in two 64-byte cells: the lane is full
+    /// assert_eq!(tx.send_timeout(&[1u8; 64], Duration::from_millis(10)), Err(SendError::Timeout));
+    /// # Queue::remove(&domain, "small")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_timeout(&self, payload: &[u8], timeout: Duration) -> Result<(), SendError> {
         self.send_until(payload, Some(Instant::now() + timeout))
     }
@@ -1084,6 +1241,22 @@ impl Message {
     ///
     /// [`AckError::Closed`] if the receiver is gone: the message stays in the queue and the
     /// next owner delivers it again. [`AckError::Corrupt`] if its record was tampered with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-ack-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// q.sender().send(b"job")?;
+    /// let mut rx = q.receiver()?;
+    /// let m = rx.recv()?;
+    /// // ... process it, then:
+    /// m.ack()?;
+    /// assert_eq!(q.status().received, 1);
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ack(mut self) -> Result<(), AckError> {
         match self.ticket.take() {
             Some(t) => t.finish(true),
@@ -1097,6 +1270,23 @@ impl Message {
     /// # Errors
     ///
     /// As [`Message::ack`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-release-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// q.sender().send(b"job")?;
+    /// let mut rx = q.receiver()?;
+    /// let m = rx.recv()?;
+    /// let id = m.id;
+    /// m.release()?; // cannot process it now
+    /// let again = rx.recv()?;
+    /// assert_eq!((again.id, again.redelivered), (id, true));
+    /// # drop(again); drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn release(mut self) -> Result<(), AckError> {
         match self.ticket.take() {
             Some(t) => t.finish(false),
@@ -1244,6 +1434,21 @@ impl Receiver {
     /// # Errors
     ///
     /// [`RecvError::Removed`], [`RecvError::OwnershipLost`], [`RecvError::Corrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-recv-order-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// q.sender().send(b"low")?; // priority 3, the default
+    /// q.sender().with_priority(0)?.send(b"high")?;
+    /// let mut rx = q.receiver()?;
+    /// assert_eq!(rx.recv()?.payload(), b"high"); // highest priority first
+    /// assert_eq!(rx.recv()?.payload(), b"low"); // (each acknowledged as it is dropped)
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv(&mut self) -> Result<Message, RecvError> {
         self.recv_until(None)
     }
@@ -1253,6 +1458,19 @@ impl Receiver {
     /// # Errors
     ///
     /// [`RecvError::Timeout`], and as [`Receiver::recv`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, RecvError};
+    /// use std::time::Duration;
+    /// let domain = Domain::new(&format!("doc-recv-timeout-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// let mut rx = q.receiver()?;
+    /// assert!(matches!(rx.recv_timeout(Duration::from_millis(5)), Err(RecvError::Timeout)));
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
         self.recv_until(Some(Instant::now() + timeout))
     }
@@ -1262,6 +1480,20 @@ impl Receiver {
     /// # Errors
     ///
     /// [`RecvError::Empty`], and as [`Receiver::recv`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, RecvError};
+    /// let domain = Domain::new(&format!("doc-try-recv-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// let mut rx = q.receiver()?;
+    /// assert!(matches!(rx.try_recv(), Err(RecvError::Empty)));
+    /// q.sender().send(b"now")?;
+    /// assert_eq!(rx.try_recv()?.payload(), b"now");
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_recv(&mut self) -> Result<Message, RecvError> {
         self.take()?.ok_or(RecvError::Empty)
     }
@@ -1314,6 +1546,22 @@ impl Receiver {
     /// # Errors
     ///
     /// As [`Receiver::recv`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-in-place-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "frames", &Attributes::default())?;
+    /// q.sender().send(&[7u8; 1000])?;
+    /// let mut rx = q.receiver()?;
+    /// let frame = rx.recv_in_place()?; // no copy: the payload is in shared memory
+    /// let sum: u32 = frame.payload().iter().map(|&b| b as u32).sum();
+    /// assert_eq!((sum, frame.priority(), frame.redelivered()), (7000, 3, false));
+    /// frame.ack()?; // its cells are free again
+    /// # drop(rx); Queue::remove(&domain, "frames")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
         let found = self.next_record(None)?;
         Ok(self.deliver_in_place(found))
