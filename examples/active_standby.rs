@@ -69,7 +69,7 @@ fn component(domain: &str, name: &str) -> Result<(), Box<dyn std::error::Error>>
         let text = String::from_utf8_lossy(m.payload()).into_owned();
         println!(
             "{name}: received {text}{}",
-            if m.redelivered { "  REDELIVERED" } else { "" }
+            if m.redelivered() { "  REDELIVERED" } else { "" }
         );
         // "Process" the message before acknowledging it: a kill that lands here leaves it
         // unacknowledged, and the next owner delivers it again, marked.
@@ -127,7 +127,7 @@ fn scenario(domain: &Domain, queue: &Queue) -> Result<(), Box<dyn std::error::Er
         let line = format!(
             "parent: received {}{}",
             String::from_utf8_lossy(m.payload()),
-            if m.redelivered { "  REDELIVERED" } else { "" }
+            if m.redelivered() { "  REDELIVERED" } else { "" }
         );
         println!("  {line}");
         lines.push(line);

@@ -109,8 +109,8 @@ fn receive(domain: &str, label: &str, count: u32) -> Result<(), Box<dyn std::err
         let m = rx.recv_timeout(Duration::from_secs(10))?;
         println!(
             "receiver {label}: priority {} from pid {}: {}",
-            m.priority,
-            m.sender_pid,
+            m.priority(),
+            m.sender_pid(),
             String::from_utf8_lossy(m.payload())
         );
     }

@@ -70,8 +70,8 @@ pub use error::{AckError, OpenError, OwnError, RecvError, SendError, TrySendErro
 pub use name::{check_queue_name, Domain, DEFAULT_DOMAIN, DOMAIN_ENV, MAX_NAME};
 #[cfg(not(loom))]
 pub use queue::{
-    monotonic_ns, Attached, InPlace, LaneStatus, ListEntry, Loan, Message, Queue, Receiver,
-    ReceiverOptions, Sender, StandbyMark, Status, DEFAULT_SPIN, PRIORITIES,
+    monotonic_ns, Attached, InPlace, LaneStatus, ListEntry, Loan, Message, Metadata, Queue,
+    Receiver, ReceiverOptions, Sender, StandbyMark, Status, DEFAULT_SPIN, PRIORITIES,
 };
 #[cfg(not(loom))]
 pub use segment::{Attributes, SHM_DIR};

@@ -779,7 +779,7 @@ impl Sender {
     /// let tx = q.sender().with_priority(0)?.with_type(7);
     /// tx.send(b"urgent")?;
     /// let m = q.receiver()?.recv()?;
-    /// assert_eq!((m.payload(), m.priority, m.msg_type), (&b"urgent"[..], 0, 7));
+    /// assert_eq!((m.payload(), m.priority(), m.msg_type()), (&b"urgent"[..], 0, 7));
     /// # drop(m); Queue::remove(&domain, "jobs")?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -1141,21 +1141,18 @@ impl Drop for Loan<'_> {
     }
 }
 
-/// A received message: its payload, what the sender stamped on it, and its acknowledgement.
-///
-/// A message stays in the queue until it is acknowledged: by [`Message::ack`], or by dropping
-/// it. If the receiving process dies first, or the thread holding the message panics, the
-/// message is not acknowledged: it is delivered again, flagged `redelivered` (to the next owner,
-/// or to this receiver). [`Message::release`] gives it back for redelivery on purpose. Holding
-/// messages holds their bytes in the lane: senders wait when it fills up.
-pub struct Message {
+/// What a message says about itself besides its payload: what the sender stamped on it, and
+/// what delivery adds. The same for a copied [`Message`] and one read in place ([`InPlace`]);
+/// both have an accessor per field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Metadata {
     /// 0 (highest) to 3.
     pub priority: u8,
     /// The sender's message type.
     pub msg_type: i64,
     /// The sender's message version.
     pub version: u32,
-    /// The sending process.
+    /// The sending process, in its own pid namespace.
     pub sender_pid: u32,
     /// When it was sent, `CLOCK_MONOTONIC` nanoseconds (see [`monotonic_ns`]).
     pub sent_ns: u64,
@@ -1169,6 +1166,71 @@ pub struct Message {
     /// time); a queue removed and created again starts over (its creation time tells the two
     /// apart).
     pub id: u64,
+}
+
+impl Metadata {
+    /// The metadata of the record `r` of lane `lane`.
+    fn of(lane: usize, r: &RecordRef, redelivered: bool) -> Metadata {
+        Metadata {
+            priority: lane as u8,
+            msg_type: r.header.msg_type,
+            version: r.header.version,
+            sender_pid: r.header.sender_pid,
+            sent_ns: r.header.sent_ns,
+            redelivered,
+            id: message_id(lane, r.pos),
+        }
+    }
+}
+
+/// The accessors of [`Metadata`]'s fields, for a type with a `meta` field.
+macro_rules! metadata_accessors {
+    () => {
+        /// All of the message's metadata.
+        pub fn meta(&self) -> &Metadata {
+            &self.meta
+        }
+        /// 0 (highest) to 3.
+        pub fn priority(&self) -> u8 {
+            self.meta.priority
+        }
+        /// The sender's message type.
+        pub fn msg_type(&self) -> i64 {
+            self.meta.msg_type
+        }
+        /// The sender's message version.
+        pub fn version(&self) -> u32 {
+            self.meta.version
+        }
+        /// The sending process, in its own pid namespace.
+        pub fn sender_pid(&self) -> u32 {
+            self.meta.sender_pid
+        }
+        /// When it was sent, `CLOCK_MONOTONIC` nanoseconds (see [`monotonic_ns`]).
+        pub fn sent_ns(&self) -> u64 {
+            self.meta.sent_ns
+        }
+        /// Delivered before and not acknowledged: it may have been processed already.
+        pub fn redelivered(&self) -> bool {
+            self.meta.redelivered
+        }
+        /// The message's id within the queue: the same on every redelivery (see
+        /// [`Metadata::id`]).
+        pub fn id(&self) -> u64 {
+            self.meta.id
+        }
+    };
+}
+
+/// A received message: its payload, what the sender stamped on it, and its acknowledgement.
+///
+/// A message stays in the queue until it is acknowledged: by [`Message::ack`], or by dropping
+/// it. If the receiving process dies first, or the thread holding the message panics, the
+/// message is not acknowledged: it is delivered again, flagged `redelivered` (to the next owner,
+/// or to this receiver). [`Message::release`] gives it back for redelivery on purpose. Holding
+/// messages holds their bytes in the lane: senders wait when it fills up.
+pub struct Message {
+    meta: Metadata,
     payload: Vec<u8>,
     ticket: Option<Ticket>,
 }
@@ -1183,11 +1245,7 @@ struct Ticket {
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Message")
-            .field("priority", &self.priority)
-            .field("msg_type", &self.msg_type)
-            .field("version", &self.version)
-            .field("sender_pid", &self.sender_pid)
-            .field("redelivered", &self.redelivered)
+            .field("meta", &self.meta)
             .field("len", &self.payload.len())
             .field("acknowledged", &self.ticket.is_none())
             .finish()
@@ -1197,27 +1255,13 @@ impl std::fmt::Debug for Message {
 /// Messages compare by content and metadata, not by acknowledgement state.
 impl PartialEq for Message {
     fn eq(&self, other: &Self) -> bool {
-        (
-            self.priority,
-            self.msg_type,
-            self.version,
-            self.sender_pid,
-            self.sent_ns,
-            self.redelivered,
-            &self.payload,
-        ) == (
-            other.priority,
-            other.msg_type,
-            other.version,
-            other.sender_pid,
-            other.sent_ns,
-            other.redelivered,
-            &other.payload,
-        )
+        (self.meta, &self.payload) == (other.meta, &other.payload)
     }
 }
 
 impl Message {
+    metadata_accessors!();
+
     /// The payload.
     pub fn payload(&self) -> &[u8] {
         &self.payload
@@ -1280,10 +1324,10 @@ impl Message {
     /// q.sender().send(b"job")?;
     /// let mut rx = q.receiver()?;
     /// let m = rx.recv()?;
-    /// let id = m.id;
+    /// let id = m.id();
     /// m.release()?; // cannot process it now
     /// let again = rx.recv()?;
-    /// assert_eq!((again.id, again.redelivered), (id, true));
+    /// assert_eq!((again.id(), again.redelivered()), (id, true));
     /// # drop(again); drop(rx); Queue::remove(&domain, "jobs")?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -1664,7 +1708,11 @@ impl Receiver {
         let local = &mut *local;
         for p in 0..PRIORITIES {
             if let Some(r) = local.released[p].pop_front() {
-                return Ok(Some(Found(p, r, true)));
+                return Ok(Some(Found {
+                    lane: p,
+                    record: r,
+                    redelivered: true,
+                }));
             }
         }
         for p in 0..PRIORITIES {
@@ -1674,7 +1722,11 @@ impl Receiver {
                     Slot::Skip { cells } => local.cursor[p] += cells,
                     Slot::Record(r) => {
                         local.cursor[p] += r.cells;
-                        return Ok(Some(Found(p, r, true)));
+                        return Ok(Some(Found {
+                            lane: p,
+                            record: r,
+                            redelivered: true,
+                        }));
                     }
                     // Recovery left `read` on a record boundary; anything else ends the range.
                     Slot::End | Slot::InFlight { .. } => local.redeliver_end[p] = local.cursor[p],
@@ -1713,7 +1765,11 @@ impl Receiver {
                         if skipped {
                             lane.advance_head(&Futex)?;
                         }
-                        return Ok(Some(Found(p, r, false)));
+                        return Ok(Some(Found {
+                            lane: p,
+                            record: r,
+                            redelivered: false,
+                        }));
                     }
                 }
             }
@@ -1759,102 +1815,89 @@ impl Receiver {
         }
     }
 
-    fn deliver_in_place(&mut self, Found(p, r, redelivered): Found) -> InPlace<'_> {
+    fn deliver_in_place(&mut self, found: Found) -> InPlace<'_> {
+        let Found {
+            lane,
+            record,
+            redelivered,
+        } = found;
         self.count_delivery(redelivered);
         let owned = &*self.owned;
         // SAFETY: the record stays unacknowledged, so its cells stay untouched by senders,
         // for as long as the `InPlace` (which acknowledges or releases it when it ends) lives.
-        let payload = unsafe { owned.seg.lane(p).record_payload(&r) };
+        let payload = unsafe { owned.seg.lane(lane).record_payload(&record) };
         InPlace {
             owned,
-            priority: p,
-            record: r,
+            lane,
+            meta: Metadata::of(lane, &record, redelivered),
+            record,
             payload,
-            redelivered,
             done: false,
         }
     }
 
-    fn deliver(&self, Found(p, r, redelivered): Found) -> Message {
-        let seg = &self.owned.seg;
-        let mut payload = Vec::with_capacity(r.header.len as usize);
-        seg.lane(p).copy_payload(&r, &mut payload);
+    fn deliver(&self, found: Found) -> Message {
+        let Found {
+            lane,
+            record,
+            redelivered,
+        } = found;
+        let mut payload = Vec::with_capacity(record.header.len as usize);
+        self.owned
+            .seg
+            .lane(lane)
+            .copy_payload(&record, &mut payload);
         self.count_delivery(redelivered);
         Message {
-            priority: p as u8,
-            msg_type: r.header.msg_type,
-            version: r.header.version,
-            sender_pid: r.header.sender_pid,
-            sent_ns: r.header.sent_ns,
-            redelivered,
-            id: message_id(p, r.pos),
+            meta: Metadata::of(lane, &record, redelivered),
             payload,
             ticket: Some(Ticket {
                 owned: self.owned.clone(),
-                priority: p,
-                record: r,
+                priority: lane,
+                record,
             }),
         }
     }
 }
 
-/// A record found for delivery: its lane, where it is, and whether it was delivered before.
-struct Found(usize, RecordRef, bool);
+/// A record found for delivery.
+struct Found {
+    /// Its lane (priority).
+    lane: usize,
+    /// Where it is.
+    record: RecordRef,
+    /// It was delivered before and not acknowledged.
+    redelivered: bool,
+}
 
 /// A message read in place from shared memory (see [`Receiver::recv_in_place`]). It borrows its
 /// receiver; acknowledging it ([`InPlace::ack`], or dropping it unless the thread is panicking)
 /// frees its bytes.
 pub struct InPlace<'a> {
     owned: &'a Owned,
-    priority: usize,
+    /// Its lane.
+    lane: usize,
+    meta: Metadata,
     record: RecordRef,
     payload: &'a [u8],
-    redelivered: bool,
     done: bool,
 }
 
 impl std::fmt::Debug for InPlace<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InPlace")
-            .field("priority", &self.priority)
+            .field("meta", &self.meta)
             .field("len", &self.payload.len())
-            .field("redelivered", &self.redelivered)
             .finish()
     }
 }
 
 impl InPlace<'_> {
+    metadata_accessors!();
+
     /// The payload, in shared memory.
     pub fn payload(&self) -> &[u8] {
         self.payload
-    }
-    /// 0 (highest) to 3.
-    pub fn priority(&self) -> u8 {
-        self.priority as u8
-    }
-    /// The sender's message type.
-    pub fn msg_type(&self) -> i64 {
-        self.record.header.msg_type
-    }
-    /// The sender's message version.
-    pub fn version(&self) -> u32 {
-        self.record.header.version
-    }
-    /// The sending process.
-    pub fn sender_pid(&self) -> u32 {
-        self.record.header.sender_pid
-    }
-    /// When it was sent, `CLOCK_MONOTONIC` nanoseconds.
-    pub fn sent_ns(&self) -> u64 {
-        self.record.header.sent_ns
-    }
-    /// Delivered before and not acknowledged (see [`Message::redelivered`]).
-    pub fn redelivered(&self) -> bool {
-        self.redelivered
-    }
-    /// The message's id within the queue (see [`Message::id`]).
-    pub fn id(&self) -> u64 {
-        message_id(self.priority, self.record.pos)
     }
 
     /// Acknowledges the message: it leaves the queue and its bytes are freed.
@@ -1864,7 +1907,7 @@ impl InPlace<'_> {
     /// As [`Message::ack`].
     pub fn ack(mut self) -> Result<(), AckError> {
         self.done = true;
-        self.owned.finish(self.priority, self.record, true)
+        self.owned.finish(self.lane, self.record, true)
     }
 
     /// Gives the message back for redelivery (see [`Message::release`]).
@@ -1874,7 +1917,7 @@ impl InPlace<'_> {
     /// As [`Message::ack`].
     pub fn release(mut self) -> Result<(), AckError> {
         self.done = true;
-        self.owned.finish(self.priority, self.record, false)
+        self.owned.finish(self.lane, self.record, false)
     }
 }
 
@@ -1884,7 +1927,7 @@ impl Drop for InPlace<'_> {
         if !self.done {
             let _ = self
                 .owned
-                .finish(self.priority, self.record, !std::thread::panicking());
+                .finish(self.lane, self.record, !std::thread::panicking());
         }
     }
 }

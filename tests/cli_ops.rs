@@ -144,10 +144,10 @@ fn json_metadata_identifies_each_message_across_redelivery() {
     q.sender().with_priority(0).unwrap().send(b"c").unwrap();
     let mut rx = q.receiver().unwrap();
     let c = rx.try_recv().unwrap();
-    let first_id = c.id;
+    let first_id = c.id();
     c.release().unwrap();
     let again = rx.try_recv().unwrap();
-    assert_eq!((again.id, again.redelivered), (first_id, true));
+    assert_eq!((again.id(), again.redelivered()), (first_id, true));
     assert_ne!(
         serde_json::json!(first_id),
         v[0]["id"],

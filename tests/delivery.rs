@@ -29,7 +29,7 @@ fn payloads(rx: &mut baton::Receiver) -> Vec<(String, bool)> {
     while let Ok(m) = rx.try_recv() {
         out.push((
             String::from_utf8_lossy(m.payload()).into_owned(),
-            m.redelivered,
+            m.redelivered(),
         ));
     }
     out

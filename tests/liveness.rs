@@ -219,7 +219,7 @@ fn an_owner_in_another_pid_namespace_is_seen_alive_then_dead_and_taken_over() {
     let mut rx = q.standby(Some(LONG)).unwrap();
     assert!(rx.took_over());
     let m = rx.recv_timeout(LONG).unwrap();
-    assert_eq!((m.payload(), m.redelivered), (&b"m0"[..], true));
+    assert_eq!((m.payload(), m.redelivered()), (&b"m0"[..], true));
 }
 
 #[test]
@@ -268,5 +268,5 @@ fn a_forked_child_cannot_receive_through_its_parents_receiver() {
         "the child received through its parent's receiver"
     );
     let m = rx.try_recv().unwrap();
-    assert_eq!((m.payload(), m.redelivered), (&b"one"[..], false));
+    assert_eq!((m.payload(), m.redelivered()), (&b"one"[..], false));
 }

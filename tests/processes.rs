@@ -53,7 +53,7 @@ fn four_sender_processes_times_10000_messages_arrive_once_each_in_per_sender_ord
             next[s]
         );
         next[s] += 1;
-        pids[s].insert(m.sender_pid);
+        pids[s].insert(m.sender_pid());
     }
     assert_eq!(next, [PER_SENDER; SENDERS]);
     for (s, child) in senders.into_iter().enumerate() {

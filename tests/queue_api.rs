@@ -21,7 +21,7 @@ fn higher_priority_is_received_first() {
         q.sender().with_priority(p).unwrap().send(&[p]).unwrap();
     }
     let mut rx = q.receiver().unwrap();
-    let got: Vec<u8> = (0..6).map(|_| rx.try_recv().unwrap().priority).collect();
+    let got: Vec<u8> = (0..6).map(|_| rx.try_recv().unwrap().priority()).collect();
     assert_eq!(got, vec![0, 0, 1, 2, 3, 3]);
     assert_eq!(rx.try_recv(), Err(RecvError::Empty));
 }
@@ -40,11 +40,11 @@ fn metadata_travels_with_the_message() {
         .unwrap();
     let m = q.receiver().unwrap().recv().unwrap();
     assert_eq!(
-        (m.priority, m.msg_type, m.version, m.payload()),
+        (m.priority(), m.msg_type(), m.version(), m.payload()),
         (1, -42, 7, &b"payload"[..])
     );
-    assert_eq!(m.sender_pid, std::process::id());
-    assert!(m.sent_ns >= before && m.sent_ns <= baton::monotonic_ns());
+    assert_eq!(m.sender_pid(), std::process::id());
+    assert!(m.sent_ns() >= before && m.sent_ns() <= baton::monotonic_ns());
 }
 
 #[test]

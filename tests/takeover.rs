@@ -128,7 +128,7 @@ fn drain(q: &Queue) -> Vec<Line> {
     while let Ok(m) = rx.recv_timeout(Duration::from_millis(300)) {
         out.push(line(
             std::str::from_utf8(m.payload()).unwrap(),
-            m.redelivered,
+            m.redelivered(),
         ));
     }
     out

@@ -81,7 +81,7 @@ fn an_in_place_message_released_or_dropped_in_a_panic_comes_again() {
     let mut rx = q.receiver().unwrap();
     rx.recv_in_place().unwrap().release().unwrap();
     let again = rx.recv().unwrap();
-    assert!(again.redelivered);
+    assert!(again.redelivered());
     again.release().unwrap();
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _m = rx.recv_in_place().unwrap();

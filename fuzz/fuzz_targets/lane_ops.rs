@@ -64,8 +64,8 @@ fuzz_target!(|data: &[u8]| {
                 match rx.try_recv() {
                     Ok(m) => {
                         let (wp, wm) = want.expect("a message came out that the model lacks");
-                        assert_eq!((m.priority as usize, m.payload()), (wp, &wm[..]));
-                        assert!(!m.redelivered);
+                        assert_eq!((m.priority() as usize, m.payload()), (wp, &wm[..]));
+                        assert!(!m.redelivered());
                         lanes[wp].pop_front();
                         if op[0] % 8 == 4 {
                             m.ack().unwrap();
@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
                             // Given back: it comes again, flagged, before anything else.
                             m.release().unwrap();
                             let again = rx.try_recv().unwrap();
-                            assert!(again.redelivered);
+                            assert!(again.redelivered());
                             assert_eq!(again.payload(), &wm[..]);
                             again.ack().unwrap();
                         }
@@ -101,7 +101,7 @@ fuzz_target!(|data: &[u8]| {
                 // Drain what can come out now.
                 while let Some((wp, wm)) = deliverable(&lanes) {
                     let m = rx.try_recv().unwrap();
-                    assert_eq!((m.priority as usize, m.payload()), (wp, &wm[..]));
+                    assert_eq!((m.priority() as usize, m.payload()), (wp, &wm[..]));
                     lanes[wp].pop_front();
                 }
                 assert_eq!(rx.try_recv(), Err(RecvError::Empty));

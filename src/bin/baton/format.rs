@@ -152,7 +152,7 @@ pub fn render_message(
         }
         MessageFormat::Lines | MessageFormat::Nul => {
             if mark_redelivered {
-                out.extend_from_slice(if msg.redelivered {
+                out.extend_from_slice(if msg.redelivered() {
                     b"redelivered\t"
                 } else {
                     b"new\t"
@@ -182,14 +182,14 @@ pub fn message_json(queue: &str, msg: &Message) -> serde_json::Value {
     serde_json::json!({
         "schema": SCHEMA,
         "queue": queue,
-        "id": msg.id,
-        "priority": msg.priority,
-        "type": msg.msg_type,
-        "version": msg.version,
-        "sender_pid": msg.sender_pid,
-        "sent_unix_ns": unix_ns_of_monotonic(msg.sent_ns),
-        "sent_monotonic_ns": msg.sent_ns,
-        "redelivered": msg.redelivered,
+        "id": msg.id(),
+        "priority": msg.priority(),
+        "type": msg.msg_type(),
+        "version": msg.version(),
+        "sender_pid": msg.sender_pid(),
+        "sent_unix_ns": unix_ns_of_monotonic(msg.sent_ns()),
+        "sent_monotonic_ns": msg.sent_ns(),
+        "redelivered": msg.redelivered(),
         "len": msg.len(),
         "payload": text,
         "payload_base64": base64,

@@ -383,7 +383,7 @@ struct Exec<'a> {
 
 impl Exec<'_> {
     fn handle(&mut self, msg: Message) -> Result<Taken, Failure> {
-        let attempt = self.attempts.get(&msg.id).copied().unwrap_or(0) + 1;
+        let attempt = self.attempts.get(&msg.id()).copied().unwrap_or(0) + 1;
         let status = match self.run_command(&msg, attempt) {
             Ok(status) => status,
             Err(f) => {
@@ -392,7 +392,7 @@ impl Exec<'_> {
             }
         };
         if status.success() {
-            self.attempts.remove(&msg.id);
+            self.attempts.remove(&msg.id());
             msg.ack()?;
             return Ok(Taken::Acknowledged);
         }
@@ -413,14 +413,14 @@ impl Exec<'_> {
         if attempt < self.max_attempts {
             eprintln!(
                 "baton: {command} {how} on message {} (attempt {attempt} of {}); it will be tried again",
-                msg.id, self.max_attempts
+                msg.id(), self.max_attempts
             );
-            self.attempts.insert(msg.id, attempt);
+            self.attempts.insert(msg.id(), attempt);
             msg.release()?;
             return Ok(Taken::Released);
         }
-        self.attempts.remove(&msg.id);
-        let id = msg.id;
+        self.attempts.remove(&msg.id());
+        let id = msg.id();
         let Some(dlq) = self.dead_letter else {
             msg.release()?;
             return Err(Failure::new(
@@ -462,18 +462,18 @@ impl Exec<'_> {
             .stdin(Stdio::piped())
             .env("BATON_QUEUE", self.queue)
             .env("BATON_DOMAIN", &self.domain)
-            .env("BATON_MESSAGE_ID", msg.id.to_string())
-            .env("BATON_PRIORITY", msg.priority.to_string())
-            .env("BATON_TYPE", msg.msg_type.to_string())
-            .env("BATON_VERSION", msg.version.to_string())
-            .env("BATON_SENDER_PID", msg.sender_pid.to_string())
+            .env("BATON_MESSAGE_ID", msg.id().to_string())
+            .env("BATON_PRIORITY", msg.priority().to_string())
+            .env("BATON_TYPE", msg.msg_type().to_string())
+            .env("BATON_VERSION", msg.version().to_string())
+            .env("BATON_SENDER_PID", msg.sender_pid().to_string())
             .env(
                 "BATON_SENT_UNIX_NS",
-                unix_ns_of_monotonic(msg.sent_ns).to_string(),
+                unix_ns_of_monotonic(msg.sent_ns()).to_string(),
             )
-            .env("BATON_SENT_MONOTONIC_NS", msg.sent_ns.to_string())
+            .env("BATON_SENT_MONOTONIC_NS", msg.sent_ns().to_string())
             .env("BATON_LENGTH", msg.len().to_string())
-            .env("BATON_REDELIVERED", u8::from(msg.redelivered).to_string())
+            .env("BATON_REDELIVERED", u8::from(msg.redelivered()).to_string())
             .env("BATON_ATTEMPT", attempt.to_string())
             .spawn()
             .map_err(|e| {
@@ -495,9 +495,9 @@ impl Exec<'_> {
 fn move_to(dlq: &Queue, msg: &Message) -> Result<(), Failure> {
     let tx = dlq
         .sender()
-        .with_priority(msg.priority)?
-        .with_type(msg.msg_type)
-        .with_version(msg.version);
+        .with_priority(msg.priority())?
+        .with_type(msg.msg_type())
+        .with_version(msg.version());
     loop {
         stopped()?;
         match tx.send_timeout(msg.payload(), STOP_CHECK) {
