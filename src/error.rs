@@ -109,18 +109,30 @@ pub enum OwnError {
         /// The queue name.
         name: String,
     },
-    /// A standby could not be counted as one ([`crate::Queue::standby_mark`]): every slot of
-    /// the sender table is held by a live process.
+    /// A standby could not be counted as one ([`crate::Queue::standby_mark`]): it could not
+    /// have a slot of the sender table.
     #[error("cannot wait to own queue {name:?} as a standby: {reason}")]
     NoStandbySlot {
         /// The queue name.
         name: String,
         /// Why.
-        reason: String,
+        reason: SlotError,
     },
     /// The keeper thread could not be started.
     #[error("cannot start the owner thread: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why a process could not have a slot of a queue's sender table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SlotError {
+    /// Every slot is held by a live process.
+    #[error("all {0} sender slots of the queue are held by live processes")]
+    AllHeld(usize),
+    /// The thread that holds a slot's lock could not be started.
+    #[error("cannot start the thread that holds a sender slot: {0}")]
+    NoThread(std::io::ErrorKind),
 }
 
 /// Errors from sending.
@@ -148,14 +160,14 @@ pub enum SendError {
     Removed,
     /// Every slot of the queue's sender table is held by a live process.
     #[error("cannot send: {0}")]
-    NoSenderSlot(String),
+    NoSenderSlot(SlotError),
     /// The message was abandoned while being written: the receiver found this sender's process
     /// dead (only possible after `fork`, when a child sends through its parent's handle).
     #[error("message was abandoned before it was committed")]
     Abandoned,
-    /// The lane's shared state is inconsistent.
+    /// The queue's shared state is damaged.
     #[error("queue is corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(Damage),
 }
 
 /// Errors from [`crate::Sender::try_send`]: the message comes back when the lane is full.
@@ -207,9 +219,9 @@ pub enum RecvError {
         "this receiver was inherited through fork: only the process that opened it owns the queue"
     )]
     ForkedCopy,
-    /// A lane's shared state is inconsistent.
+    /// The queue's shared state is damaged.
     #[error("queue is corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(Damage),
 }
 
 /// Errors from acknowledging a message.
@@ -220,19 +232,42 @@ pub enum AckError {
     /// message stays in the queue and the next owner delivers it again, flagged redelivered.
     #[error("the receiver is closed: the message will be redelivered to the next owner")]
     Closed,
-    /// The record's shared state is inconsistent.
+    /// The record's shared state is damaged.
     #[error("queue is corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(Damage),
+}
+
+/// What is damaged in a queue's shared memory, as sends, receives and acknowledgements report
+/// it (the SA-Forum C API maps each to an error code).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Damage {
+    /// A lane's words contradict each other: what, and where.
+    #[error(transparent)]
+    Lane(#[from] crate::lane::Corrupt),
+    /// Another process shrank the segment's file: touching the lost part would be a SIGBUS.
+    #[error("the segment was truncated to {file_size} bytes by another process (it needs {size})")]
+    Truncated {
+        /// The file's size now.
+        file_size: u64,
+        /// The segment's size.
+        size: u64,
+    },
 }
 
 /// A lane's inconsistent shared state, as each operation reports it.
-macro_rules! from_corrupt {
+macro_rules! from_damage {
     ($($t:ty),*) => {$(
         impl From<crate::lane::Corrupt> for $t {
             fn from(c: crate::lane::Corrupt) -> Self {
-                <$t>::Corrupt(c.0)
+                <$t>::Corrupt(Damage::Lane(c))
+            }
+        }
+        impl From<Damage> for $t {
+            fn from(d: Damage) -> Self {
+                <$t>::Corrupt(d)
             }
         }
     )*};
 }
-from_corrupt!(SendError, RecvError, AckError);
+from_damage!(SendError, RecvError, AckError);

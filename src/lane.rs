@@ -257,9 +257,105 @@ impl RecordHeader {
     }
 }
 
-/// What a peer left in the lane makes no sense; the message names what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Corrupt(pub String);
+/// What a peer left in a lane that makes no sense: what is damaged, and where (positions are
+/// the lane's 64-bit cell positions).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Corrupt {
+    /// A claim larger than the whole lane (the lane's size words were changed).
+    #[error("a record of {len} bytes cannot fit a lane of {cells} cells")]
+    TooBigForLane {
+        /// The payload length asked for.
+        len: usize,
+        /// The lane's cells.
+        cells: u64,
+    },
+    /// The tail did not move in 50 million tries: no sender can make progress.
+    #[error("the lane's tail makes no progress")]
+    TailStuck,
+    /// The tail points into the middle of a record.
+    #[error("the tail {0} points inside a record")]
+    TailInsideRecord(u64),
+    /// The tail is more than a lap ahead of the head.
+    #[error("tail {tail} is more than a lap ahead of head {head}")]
+    TailPastHead {
+        /// The tail.
+        tail: u64,
+        /// The head.
+        head: u64,
+    },
+    /// A stamp's cell count is 0 or runs past the end of the lane.
+    #[error("stamp at position {pos} spans {cells} cells")]
+    BadSpan {
+        /// Where.
+        pos: u64,
+        /// The cells it claims.
+        cells: u64,
+    },
+    /// A reserved stamp was changed by someone other than its claimer.
+    #[error("stamp at position {pos} changed from {from:#x} to {to:#x} while reserved")]
+    ReservedStampChanged {
+        /// Where.
+        pos: u64,
+        /// The stamp the claimer wrote.
+        from: u64,
+        /// The stamp found.
+        to: u64,
+    },
+    /// Padding that does not reach the end of the lane.
+    #[error("padding at position {0} stops short of the end")]
+    ShortPadding(u64),
+    /// A position that should start a record is inside one.
+    #[error("position {0} is inside a record, not at the start of one")]
+    InsideRecord(u64),
+    /// A record's header claims a length over the queue's maximum.
+    #[error("record at position {pos} claims {len} bytes, over the maximum {max}")]
+    LengthOverMaximum {
+        /// Where.
+        pos: u64,
+        /// The length in its header.
+        len: u32,
+        /// The queue's maximum.
+        max: u32,
+    },
+    /// A record's header length does not match the cells its stamp spans.
+    #[error("record at position {pos}: {len} bytes do not fill {cells} cells")]
+    LengthMismatch {
+        /// Where.
+        pos: u64,
+        /// The length in its header.
+        len: u32,
+        /// The cells its stamp spans.
+        cells: u64,
+    },
+    /// A stamp with a state no version of baton writes.
+    #[error("stamp at position {pos} has state {state}")]
+    UnknownState {
+        /// Where.
+        pos: u64,
+        /// The state bits.
+        state: u64,
+    },
+    /// A delivered record was changed while its owner held it.
+    #[error("record at position {pos} changed under its owner (stamp {stamp:#x})")]
+    ChangedUnderOwner {
+        /// Where.
+        pos: u64,
+        /// The stamp found.
+        stamp: u64,
+    },
+    /// A record acknowledged at the head is not where the head is.
+    #[error("record at position {pos} acknowledged at the head, but the head is {head}")]
+    NotAtHead {
+        /// Where the record is.
+        pos: u64,
+        /// The head.
+        head: u64,
+    },
+    /// A claim was abandoned while its claimer still wrote it (a test lane's view).
+    #[error("abandoned")]
+    Abandoned,
+}
 
 /// Why a claim did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -449,17 +545,17 @@ impl<'a> Lane<'a> {
     pub fn try_claim(&self, len: usize, sender: u8) -> Result<Claim, ClaimError> {
         let need = record_cells(len);
         if need > self.n || need > MAX_RECORD_CELLS {
-            return Err(ClaimError::Corrupt(Corrupt(format!(
-                "a record of {len} bytes cannot fit a lane of {} cells",
-                self.n
-            ))));
+            return Err(ClaimError::Corrupt(Corrupt::TooBigForLane {
+                len,
+                cells: self.n,
+            }));
         }
         let tail = &self.ctl.producer.tail;
         let mut rounds: u64 = 0;
         loop {
             rounds += 1;
             if rounds > 50_000_000 {
-                return Err(corrupt("the lane's tail makes no progress"));
+                return Err(ClaimError::Corrupt(Corrupt::TailStuck));
             }
             // SYNC POINT: fresh stamps (Acquire side): bounds the age of the stamp loaded next.
             let t = tail.load(ord!(Acquire));
@@ -479,12 +575,12 @@ impl<'a> Lane<'a> {
             }
             if self.is_at(s, t) {
                 if stamp::state(s) == stamp::MIDDLE {
-                    return Err(corrupt(format!("the tail {t} points inside a record")));
+                    return Err(ClaimError::Corrupt(Corrupt::TailInsideRecord(t)));
                 }
                 // Claimed already: help move the tail past it, then retry.
                 let k = stamp::cells(s);
                 if k == 0 || k > self.n - t % self.n {
-                    return Err(corrupt(format!("stamp at position {t} spans {k} cells")));
+                    return Err(ClaimError::Corrupt(Corrupt::BadSpan { pos: t, cells: k }));
                 }
                 // not swept: carries the claim it helps past to the next reader of `tail` (rule 2), as the
                 // claimer's own compare-and-swap of `tail` does (which a model catches); no model helps.
@@ -515,9 +611,10 @@ impl<'a> Lane<'a> {
             }
             let used = t - h;
             if used > self.n {
-                return Err(corrupt(format!(
-                    "tail {t} is more than a lap ahead of head {h}"
-                )));
+                return Err(ClaimError::Corrupt(Corrupt::TailPastHead {
+                    tail: t,
+                    head: h,
+                }));
             }
             let off = t % self.n;
             let (cells, state) = if off + need > self.n {
@@ -671,10 +768,11 @@ impl<'a> Lane<'a> {
                 if now == stamp::with_state(reserved, stamp::ABANDONED) {
                     CommitError::Abandoned
                 } else {
-                    CommitError::Corrupt(Corrupt(format!(
-                        "stamp at position {} changed from {reserved:#x} to {now:#x} while reserved",
-                        claim.pos
-                    )))
+                    CommitError::Corrupt(Corrupt::ReservedStampChanged {
+                        pos: claim.pos,
+                        from: reserved,
+                        to: now,
+                    })
                 }
             })
     }
@@ -693,34 +791,32 @@ impl<'a> Lane<'a> {
         let k = stamp::cells(s);
         let off = pos % self.n;
         if k == 0 || k > self.n - off {
-            return Err(Corrupt(format!("stamp at position {pos} spans {k} cells")));
+            return Err(Corrupt::BadSpan { pos, cells: k });
         }
         match stamp::state(s) {
             stamp::RESERVED => Ok(Slot::InFlight {
                 sender: stamp::sender(s),
             }),
-            stamp::PAD if off + k != self.n => Err(Corrupt(format!(
-                "padding at position {pos} stops short of the end"
-            ))),
+            stamp::PAD if off + k != self.n => Err(Corrupt::ShortPadding(pos)),
             stamp::PAD | stamp::ACKED | stamp::ABANDONED | stamp::CANCELLED => {
                 Ok(Slot::Skip { cells: k })
             }
-            stamp::MIDDLE => Err(Corrupt(format!(
-                "position {pos} is inside a record, not at the start of one"
-            ))),
+            stamp::MIDDLE => Err(Corrupt::InsideRecord(pos)),
             stamp::COMMITTED => {
                 let header = self.read_header(off as usize);
                 if header.len > max_message {
-                    return Err(Corrupt(format!(
-                        "record at position {pos} claims {} bytes, over the maximum {max_message}",
-                        header.len
-                    )));
+                    return Err(Corrupt::LengthOverMaximum {
+                        pos,
+                        len: header.len,
+                        max: max_message,
+                    });
                 }
                 if record_cells(header.len as usize) != k {
-                    return Err(Corrupt(format!(
-                        "record at position {pos}: {} bytes do not fill {k} cells",
-                        header.len
-                    )));
+                    return Err(Corrupt::LengthMismatch {
+                        pos,
+                        len: header.len,
+                        cells: k,
+                    });
                 }
                 Ok(Slot::Record(RecordRef {
                     pos,
@@ -728,9 +824,10 @@ impl<'a> Lane<'a> {
                     header,
                 }))
             }
-            other => Err(Corrupt(format!(
-                "stamp at position {pos} has state {other}"
-            ))),
+            other => Err(Corrupt::UnknownState {
+                pos,
+                state: other,
+            }),
         }
     }
 
@@ -787,10 +884,10 @@ impl<'a> Lane<'a> {
         let slot = &self.stamps[self.index(record.pos)];
         let s = slot.load(Ordering::Relaxed);
         if !self.is_at(s, record.pos) || stamp::state(s) != stamp::COMMITTED {
-            return Err(Corrupt(format!(
-                "record at position {} changed under its owner (stamp {s:#x})",
-                record.pos
-            )));
+            return Err(Corrupt::ChangedUnderOwner {
+                pos: record.pos,
+                stamp: s,
+            });
         }
         if record.pos == self.ctl.consumer.head.load(Ordering::Relaxed) {
             return Ok(true);
@@ -858,10 +955,10 @@ impl<'a> Lane<'a> {
         let (mut acked, mut abandoned) = (0, 0);
         if let Some(r) = acked_at_head {
             if r.pos != start {
-                return Err(Corrupt(format!(
-                    "record at position {} acknowledged at the head, but the head is {start}",
-                    r.pos
-                )));
+                return Err(Corrupt::NotAtHead {
+                    pos: r.pos,
+                    head: start,
+                });
             }
             h += r.cells;
             acked += 1;
@@ -873,7 +970,7 @@ impl<'a> Lane<'a> {
             }
             let k = stamp::cells(s);
             if k == 0 || k > self.n - h % self.n {
-                return Err(Corrupt(format!("stamp at position {h} spans {k} cells")));
+                return Err(Corrupt::BadSpan { pos: h, cells: k });
             }
             match stamp::state(s) {
                 stamp::CANCELLED => {}
@@ -1231,10 +1328,6 @@ impl Lane<'_> {
     }
 }
 
-fn corrupt(msg: impl Into<String>) -> ClaimError {
-    ClaimError::Corrupt(Corrupt(msg.into()))
-}
-
 /// A lane that owns its memory on the heap: for unit tests and loom models.
 #[cfg_attr(not(any(test, loom)), allow(dead_code))] // for unit tests and loom models
 #[derive(Debug)]
@@ -1308,7 +1401,7 @@ mod tests {
         lane.write(&claim, &header, payload);
         lane.commit(claim).map_err(|e| match e {
             CommitError::Corrupt(c) => ClaimError::Corrupt(c),
-            CommitError::Abandoned => ClaimError::Corrupt(Corrupt("abandoned".into())),
+            CommitError::Abandoned => ClaimError::Corrupt(Corrupt::Abandoned),
         })
     }
 
@@ -1389,7 +1482,8 @@ mod tests {
         let heap = HeapLane::new(4);
         heap.stamps[0].store(stamp::pack(0, 9, 0, stamp::COMMITTED), Ordering::Relaxed);
         let err = heap.lane().peek(64, &Futex).unwrap_err();
-        assert!(err.0.contains("spans 9 cells"), "{err:?}");
+        assert_eq!(err, Corrupt::BadSpan { pos: 0, cells: 9 });
+        assert_eq!(err.to_string(), "stamp at position 0 spans 9 cells");
         assert!(matches!(
             heap.lane().try_claim(1, 0),
             Err(ClaimError::Corrupt(_))
@@ -1403,24 +1497,32 @@ mod tests {
         send(&lane, b"abc").unwrap();
         lane.copy_in(0, 0, &1000u32.to_ne_bytes());
         let err = lane.peek(4096, &Futex).unwrap_err();
-        assert!(err.0.contains("1000 bytes"), "{err:?}");
-        assert!(lane
-            .peek(100, &Futex)
-            .unwrap_err()
-            .0
-            .contains("over the maximum"));
+        assert_eq!(
+            err,
+            Corrupt::LengthMismatch {
+                pos: 0,
+                len: 1000,
+                cells: 1
+            }
+        );
+        assert_eq!(
+            lane.peek(100, &Futex).unwrap_err(),
+            Corrupt::LengthOverMaximum {
+                pos: 0,
+                len: 1000,
+                max: 100
+            }
+        );
     }
 
     #[test]
     fn an_unknown_state_is_corrupt() {
         let heap = HeapLane::new(4);
         heap.stamps[0].store(stamp::pack(0, 1, 0, 9), Ordering::Relaxed);
-        assert!(heap
-            .lane()
-            .peek(64, &Futex)
-            .unwrap_err()
-            .0
-            .contains("state 9"));
+        assert_eq!(
+            heap.lane().peek(64, &Futex).unwrap_err(),
+            Corrupt::UnknownState { pos: 0, state: 9 }
+        );
     }
 
     #[test]
@@ -1609,7 +1711,7 @@ mod tests {
             "the padding's second cell"
         );
         assert!(
-            lane.at(6, 4096).unwrap_err().0.contains("inside a record"),
+            lane.at(6, 4096).unwrap_err() == Corrupt::InsideRecord(6),
             "a cursor that lands inside a record is told so"
         );
     }

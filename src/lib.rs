@@ -65,7 +65,11 @@ mod robust;
 mod segment;
 
 #[cfg(not(loom))]
-pub use error::{AckError, OpenError, OwnError, RecvError, SendError, TrySendError};
+pub use error::{
+    AckError, Damage, OpenError, OwnError, RecvError, SendError, SlotError, TrySendError,
+};
+#[cfg(not(loom))]
+pub use lane::Corrupt as LaneDamage;
 #[cfg(not(loom))]
 pub use name::{check_queue_name, Domain, DEFAULT_DOMAIN, DOMAIN_ENV, MAX_NAME};
 #[cfg(not(loom))]

@@ -62,7 +62,7 @@ pub(crate) fn acquire(seg: Arc<Segment>, wait: Wait) -> Result<(OwnerGuard, Owne
         // retention-0 close may not see it).
         let standby = matches!(wait, Wait::Until(_));
         if standby {
-            recovery::standby_begin(&seg, recovery::StandbyKind::Wait);
+            let _ = recovery::standby_begin(&seg, recovery::StandbyKind::Wait);
         }
         let abs = match wait {
             Wait::Until(Some(deadline)) => Some(realtime_deadline(deadline)),

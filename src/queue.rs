@@ -275,20 +275,18 @@ impl Queue {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn standby_mark(&self) -> Result<StandbyMark, OwnError> {
+        // Made first: the mark counts as begun even when it cannot be registered, and its
+        // drop ends it.
         let mark = StandbyMark {
             seg: self.seg.clone(),
         };
-        if recovery::standby_begin(&self.seg, recovery::StandbyKind::Mark) {
-            Ok(mark)
-        } else {
-            Err(OwnError::NoStandbySlot {
+        recovery::standby_begin(&self.seg, recovery::StandbyKind::Mark).map_err(|reason| {
+            OwnError::NoStandbySlot {
                 name: self.name().to_string(),
-                reason: format!(
-                    "all {} sender slots are held by live processes",
-                    crate::segment::SENDER_SLOTS - 1
-                ),
-            })
-        }
+                reason,
+            }
+        })?;
+        Ok(mark)
     }
 
     /// Whether this handle's [`Queue::create`] made the queue (`false`: it found the queue
@@ -1566,7 +1564,13 @@ impl Receiver {
     fn discard_all(&mut self) -> Result<u64, RecvError> {
         let mut n = 0;
         while let Some(m) = self.take()? {
-            m.ack().map_err(|e| RecvError::Corrupt(e.to_string()))?;
+            match m.ack() {
+                Ok(()) => {}
+                Err(AckError::Corrupt(d)) => return Err(RecvError::Corrupt(d)),
+                // Ownership lost meanwhile: what is left stays for the next owner, and this
+                // receiver reports the loss on its next call.
+                Err(AckError::Closed) => break,
+            }
             n += 1;
         }
         Ok(n)

@@ -30,6 +30,7 @@
 //!
 //! [`Lane::abandon_sender`]: crate::lane::Lane::abandon_sender
 
+use crate::error::SlotError;
 use crate::queue::PRIORITIES;
 use crate::robust::{fork_generation, Holder, TryLock};
 use crate::segment::{Segment, SENDER_SLOTS};
@@ -117,7 +118,7 @@ unsafe impl Send for LockPtr {}
 ///
 /// A message naming the problem when all slots are held by live processes.
 #[inline]
-pub(crate) fn sender_slot(seg: &Segment) -> Result<u8, String> {
+pub(crate) fn sender_slot(seg: &Segment) -> Result<u8, SlotError> {
     let c = seg.slot.cached.load(Ordering::Acquire);
     if c != NO_SLOT && c >> 8 == fork_generation() {
         return Ok(c as u8);
@@ -126,7 +127,7 @@ pub(crate) fn sender_slot(seg: &Segment) -> Result<u8, String> {
 }
 
 #[cold]
-fn take_sender_slot(seg: &Segment) -> Result<u8, String> {
+fn take_sender_slot(seg: &Segment) -> Result<u8, SlotError> {
     let mut keeper = seg.slot.keeper.lock().unwrap_or_else(|e| e.into_inner());
     let generation = fork_generation();
     if let Some(k) = keeper.as_ref() {
@@ -169,13 +170,10 @@ fn take_sender_slot(seg: &Segment) -> Result<u8, String> {
             let _ = release_rx.recv();
             lock(i).unlock();
         })
-        .map_err(|e| format!("cannot start the thread that holds a sender slot: {e}"))?;
+        .map_err(|e| SlotError::NoThread(e.kind()))?;
     let Ok(Some(slot)) = answer_rx.recv() else {
         let _ = thread.join();
-        return Err(format!(
-            "all {} sender slots of the queue are held by live processes",
-            SENDER_SLOTS - 1
-        ));
+        return Err(SlotError::AllHeld(SENDER_SLOTS - 1));
     };
     failpoint("slot.locked");
     // Rule 1: what the slot's earlier holders left is ours to resolve before we claim.
@@ -269,8 +267,8 @@ pub(crate) enum StandbyKind {
 }
 
 /// Begins a mark or a wait. Returns whether this process is counted as a standby in the shared
-/// table (it is not only when every sender slot is held by a live process).
-pub(crate) fn standby_begin(seg: &Segment, kind: StandbyKind) -> bool {
+/// table, or why not (it could not have a sender slot).
+pub(crate) fn standby_begin(seg: &Segment, kind: StandbyKind) -> Result<(), SlotError> {
     let mut st = seg.standby.inner.lock().unwrap_or_else(|e| e.into_inner());
     let generation = fork_generation();
     if st.generation != generation {
@@ -280,19 +278,23 @@ pub(crate) fn standby_begin(seg: &Segment, kind: StandbyKind) -> bool {
             ..Standbys::default()
         };
     }
+    let mut registered = Ok(());
     if st.slot.is_none() {
-        st.slot = sender_slot(seg).ok();
-        if let Some(slot) = st.slot {
-            seg.shared().slots[slot as usize]
-                .standbys
-                .fetch_add(1, Ordering::AcqRel);
+        match sender_slot(seg) {
+            Ok(slot) => {
+                seg.shared().slots[slot as usize]
+                    .standbys
+                    .fetch_add(1, Ordering::AcqRel);
+                st.slot = Some(slot);
+            }
+            Err(e) => registered = Err(e),
         }
     }
     match kind {
         StandbyKind::Mark => st.marks += 1,
         StandbyKind::Wait => st.waits += 1,
     }
-    st.slot.is_some()
+    registered
 }
 
 /// Ends a mark or a wait begun by [`standby_begin`] (in this fork generation: a forked child's

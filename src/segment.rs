@@ -755,12 +755,12 @@ impl Segment {
     /// Checks that the file still has the segment's size. A peer that shrinks it makes every
     /// access past the new end a SIGBUS; blocking calls check this before they sleep and each
     /// time they wake, so a waiting process reports the damage instead of dying of it.
-    pub(crate) fn check_size(&self) -> Result<(), String> {
+    pub(crate) fn check_size(&self) -> Result<(), crate::error::Damage> {
         match fstat(self.file.as_raw_fd()) {
-            Ok(st) if (st.st_size as u64) < self.total => Err(format!(
-                "the segment was truncated to {} bytes by another process (it needs {})",
-                st.st_size, self.total
-            )),
+            Ok(st) if (st.st_size as u64) < self.total => Err(crate::error::Damage::Truncated {
+                file_size: st.st_size as u64,
+                size: self.total,
+            }),
             _ => Ok(()),
         }
     }
