@@ -824,10 +824,7 @@ impl<'a> Lane<'a> {
                     header,
                 }))
             }
-            other => Err(Corrupt::UnknownState {
-                pos,
-                state: other,
-            }),
+            other => Err(Corrupt::UnknownState { pos, state: other }),
         }
     }
 

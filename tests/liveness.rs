@@ -15,7 +15,6 @@ const LONG: Duration = Duration::from_secs(10);
 /// exited within `LONG` (it is then killed, by pid). The child only uses baton's API and ends
 /// with `_exit`.
 fn in_fork_child(child: impl FnOnce() -> i32) -> Option<i32> {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     // SAFETY: the child runs only `child` (baton calls) and `_exit`; the test harness's other
     // threads are parked in channel waits, holding no lock the child needs.
     match unsafe { nix::unistd::fork() }.unwrap() {
@@ -24,22 +23,7 @@ fn in_fork_child(child: impl FnOnce() -> i32) -> Option<i32> {
             // SAFETY: ends the child at once, without running the parent's destructors.
             unsafe { libc::_exit(code) };
         }
-        nix::unistd::ForkResult::Parent { child } => {
-            let mut code = None;
-            let exited = eventually(LONG, || match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, c)) => {
-                    code = Some(c);
-                    true
-                }
-                Ok(WaitStatus::StillAlive) => false,
-                _ => true,
-            });
-            if !exited {
-                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                let _ = waitpid(child, None);
-            }
-            code
-        }
+        nix::unistd::ForkResult::Parent { child } => common::reap(child, LONG),
     }
 }
 

@@ -5,7 +5,6 @@
 mod common;
 use baton::{Attributes, Queue};
 use common::{eventually, TestDomain};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use std::time::Duration;
 
@@ -21,20 +20,7 @@ fn retention0(t: &TestDomain) -> Queue {
 
 /// Waits for a forked child, at most `LONG` (then kills it by pid); its exit code.
 fn reap(child: Pid) -> Option<i32> {
-    let mut code = None;
-    let exited = eventually(LONG, || match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::Exited(_, c)) => {
-            code = Some(c);
-            true
-        }
-        Ok(WaitStatus::StillAlive) => false,
-        _ => true,
-    });
-    if !exited {
-        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-        let _ = waitpid(child, None);
-    }
-    code
+    common::reap(child, LONG)
 }
 
 /// A forked child inherits a copy of its parent's `StandbyMark`. Dropping that copy runs

@@ -160,3 +160,23 @@ pub fn reader_that_never_reads() -> (Child, std::process::ChildStdin) {
     let pipe = reader.0.stdin.take().expect("piped stdin");
     (reader, pipe)
 }
+
+/// Waits for the forked child `child` to exit, at most `limit` (then kills it, by pid, and
+/// reaps it); its exit code, or `None` if it did not exit by itself.
+pub fn reap(child: nix::unistd::Pid, limit: Duration) -> Option<i32> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut code = None;
+    let exited = eventually(limit, || match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, c)) => {
+            code = Some(c);
+            true
+        }
+        Ok(WaitStatus::StillAlive) => false,
+        _ => true,
+    });
+    if !exited {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(child, None);
+    }
+    code
+}
