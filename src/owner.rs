@@ -64,30 +64,25 @@ pub(crate) fn acquire(seg: Arc<Segment>, wait: Wait) -> Result<(OwnerGuard, Owne
         if standby {
             let _ = recovery::standby_begin(&seg, recovery::StandbyKind::Wait);
         }
-        let abs = match wait {
-            Wait::Until(Some(deadline)) => Some(realtime_deadline(deadline)),
-            _ => None,
-        };
-        // SAFETY: the mutex was initialised robust + process-shared at creation and lives in the
-        // mapping that `seg` keeps alive for this whole thread; `abs` outlives the call.
-        let rc = unsafe {
-            match (wait, &abs) {
-                (Wait::No, _) => match libc::pthread_mutex_trylock(mutex) {
-                    // Held, but by nobody who owns the queue: a process looking whether the
-                    // queue expired, or recovering it. That takes microseconds: wait a little
-                    // rather than answer Busy with no owner.
-                    libc::EBUSY if seg.shared().owner.pid.load(Ordering::Acquire) == 0 => {
-                        let abs = realtime_deadline(Instant::now() + PROBE_WAIT);
-                        match libc::pthread_mutex_timedlock(mutex, &abs) {
-                            libc::ETIMEDOUT => libc::EBUSY,
-                            rc => rc,
-                        }
+        // SAFETY (all calls below): the mutex was initialised robust + process-shared at
+        // creation and lives in the mapping that `seg` keeps alive for this whole thread.
+        let rc = match wait {
+            // SAFETY: see above.
+            Wait::No => match unsafe { libc::pthread_mutex_trylock(mutex) } {
+                // Held, but by nobody who owns the queue: a process looking whether the queue
+                // expired, or recovering it. That takes microseconds: wait a little rather
+                // than answer Busy with no owner.
+                libc::EBUSY if seg.shared().owner.pid.load(Ordering::Acquire) == 0 => {
+                    match timed_lock(mutex, Instant::now() + PROBE_WAIT) {
+                        libc::ETIMEDOUT => libc::EBUSY,
+                        rc => rc,
                     }
-                    rc => rc,
-                },
-                (_, Some(abs)) => libc::pthread_mutex_timedlock(mutex, abs),
-                (_, None) => libc::pthread_mutex_lock(mutex),
-            }
+                }
+                rc => rc,
+            },
+            Wait::Until(Some(deadline)) => timed_lock(mutex, deadline),
+            // SAFETY: see above.
+            Wait::Until(None) => unsafe { libc::pthread_mutex_lock(mutex) },
         };
         if standby {
             recovery::standby_end(&seg, recovery::StandbyKind::Wait);
@@ -169,6 +164,30 @@ impl Drop for AbortOnUnwind {
         }
     }
 }
+
+/// Locks `mutex`, giving up (`ETIMEDOUT`) at `deadline` on the monotonic clock.
+/// `pthread_mutex_timedlock` takes a `CLOCK_REALTIME` deadline, and the wall clock may be
+/// slewed or stepped meanwhile (seen here: 0.5% fast), which would end the wait early or late:
+/// so it waits in slices of at most `TIMED_LOCK_SLICE`, and gives up only once the monotonic
+/// deadline has passed.
+fn timed_lock(mutex: *mut libc::pthread_mutex_t, deadline: Instant) -> libc::c_int {
+    loop {
+        let slice_end = deadline.min(Instant::now() + TIMED_LOCK_SLICE);
+        let abs = realtime_deadline(slice_end);
+        // SAFETY: `mutex` is a robust process-shared mutex in a live mapping (see `acquire`);
+        // `abs` outlives the call.
+        let rc = unsafe { libc::pthread_mutex_timedlock(mutex, &abs) };
+        if rc != libc::ETIMEDOUT || Instant::now() >= deadline {
+            return rc;
+        }
+    }
+}
+
+/// The longest a single `pthread_mutex_timedlock` waits (see [`timed_lock`]), so that a wall
+/// clock running slow makes a wait end at most this late. (A step back of the wall clock
+/// during a slice still delays it by the step: `pthread_mutex_clocklock` would not, but musl
+/// has none.)
+const TIMED_LOCK_SLICE: Duration = Duration::from_millis(100);
 
 /// `pthread_mutex_timedlock` takes a `CLOCK_REALTIME` deadline.
 fn realtime_deadline(deadline: Instant) -> libc::timespec {
