@@ -241,10 +241,11 @@ impl Queue {
     /// look at something else in between (a stop signal, say), holds one for the whole wait:
     /// otherwise, if the owner of a retention-0 queue closed in a gap between two slices, it
     /// would see no standby and remove the queue with its messages. While a mark lives, the
-    /// process's standby waits do not register again ([`Status::standbys`] counts it once per
-    /// handle). A mark of the owner's own process, with no standby wait of it under way, does
-    /// not keep a retention-0 queue at that owner's close: it is not a standby coming to take
-    /// over. A forked child's copy of a mark counts for nothing.
+    /// process's standby waits through this handle do not register again
+    /// ([`Status::standbys`] counts the handle once). A mark on the owner's own handle, with no
+    /// standby wait through it under way, does not keep a retention-0 queue at that owner's
+    /// close: it is not a standby coming to take over. A forked child's copy of a mark counts
+    /// for nothing and ends nothing.
     ///
     /// # Errors
     ///
@@ -279,6 +280,7 @@ impl Queue {
         // drop ends it.
         let mark = StandbyMark {
             seg: self.seg.clone(),
+            generation: crate::robust::fork_generation(),
         };
         recovery::standby_begin(&self.seg, recovery::StandbyKind::Mark).map_err(|reason| {
             OwnError::NoStandbySlot {
@@ -391,7 +393,8 @@ impl Queue {
             return Err(removed());
         }
         let wait = if options.standby {
-            Wait::Until(options.timeout.map(|t| Instant::now() + t))
+            // A timeout too long to be a deadline is no deadline.
+            Wait::Until(options.timeout.and_then(|t| Instant::now().checked_add(t)))
         } else {
             Wait::No
         };
@@ -646,11 +649,15 @@ pub struct Status {
 #[derive(Debug)]
 pub struct StandbyMark {
     seg: Arc<Segment>,
+    /// The fork generation that made it: a forked child's copy ends nothing.
+    generation: u64,
 }
 
 impl Drop for StandbyMark {
     fn drop(&mut self) {
-        recovery::standby_end(&self.seg, recovery::StandbyKind::Mark);
+        if self.generation == crate::robust::fork_generation() {
+            recovery::standby_end(&self.seg, recovery::StandbyKind::Mark);
+        }
     }
 }
 

@@ -269,6 +269,10 @@ pub(crate) enum StandbyKind {
 /// Begins a mark or a wait. Returns whether this process is counted as a standby in the shared
 /// table, or why not (it could not have a sender slot).
 pub(crate) fn standby_begin(seg: &Segment, kind: StandbyKind) -> Result<(), SlotError> {
+    // The slot first, without the state's lock: taking one can take a while (a keeper thread,
+    // every lane walked), and a fork meanwhile must not leave the child a locked mutex. (A
+    // process that already has its slot gets it from the cache.)
+    let slot = sender_slot(seg);
     let mut st = seg.standby.inner.lock().unwrap_or_else(|e| e.into_inner());
     let generation = fork_generation();
     if st.generation != generation {
@@ -280,7 +284,7 @@ pub(crate) fn standby_begin(seg: &Segment, kind: StandbyKind) -> Result<(), Slot
     }
     let mut registered = Ok(());
     if st.slot.is_none() {
-        match sender_slot(seg) {
+        match slot {
             Ok(slot) => {
                 seg.shared().slots[slot as usize]
                     .standbys
@@ -319,16 +323,18 @@ pub(crate) fn standby_end(seg: &Segment, kind: StandbyKind) {
     }
 }
 
-/// Whether a live process other than this one's marks waits to own the queue: what an
-/// owner's close asks before removing a retention-0 queue. A mark of the closing owner's own
-/// process with no wait under way is not a standby coming to take over (its holder is the
-/// owner, or about to stop waiting), so it does not keep the queue.
+/// Whether a standby other than this handle's marks waits to own the queue: what an owner's
+/// close asks before removing a retention-0 queue. A mark on the closing owner's own handle
+/// with no wait under way is not a standby coming to take over (its holder is the owner, or
+/// about to stop waiting), so it does not keep the queue.
 pub(crate) fn standby_waiting_besides_own_marks(seg: &Segment) -> bool {
-    let own_marks_only = {
-        let st = seg.standby.inner.lock().unwrap_or_else(|e| e.into_inner());
-        st.generation == fork_generation() && st.slot.is_some() && st.waits == 0
-    };
-    standbys(seg) > u32::from(own_marks_only)
+    // The state's lock is held across the count, so that a mark ending meanwhile cannot make
+    // us subtract a registration that is gone (the count itself reads only atomics).
+    let st = seg.standby.inner.lock().unwrap_or_else(|e| e.into_inner());
+    let own_marks_only = st.generation == fork_generation() && st.slot.is_some() && st.waits == 0;
+    let waiting = standbys(seg) > u32::from(own_marks_only);
+    drop(st);
+    waiting
 }
 
 /// How many threads of live processes wait to own the queue.

@@ -197,3 +197,65 @@ fn marks_and_waits_through_one_handle_count_once() {
     let _m2 = other.standby_mark().unwrap();
     assert_eq!(r.status().standbys, 2, "two handles, two mappings");
 }
+
+/// A forked child that makes its own mark and then drops its copy of the parent's keeps its
+/// own counted, and the queue is kept for it.
+#[test]
+fn a_forked_childs_own_mark_survives_dropping_the_inherited_copy() {
+    let t = TestDomain::new("r12-forkmark2");
+    let attrs = Attributes {
+        retention: Some(Duration::ZERO),
+        ..Default::default()
+    };
+    let q = Queue::create(&t.domain, "q", &attrs).unwrap();
+    q.sender().send(b"for the child").unwrap();
+    let owner_handle = Queue::open(&t.domain, "q").unwrap();
+    let rx = owner_handle.receiver().unwrap();
+    let inherited = q.standby_mark().unwrap();
+    let (mut ready, mut go) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: plain pipe(2) calls on valid arrays.
+    unsafe {
+        assert_eq!(libc::pipe(ready.as_mut_ptr()), 0);
+        assert_eq!(libc::pipe(go.as_mut_ptr()), 0);
+    }
+    // SAFETY: the child uses baton's API, pipes, and `_exit`s.
+    let child = match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let own = q.standby_mark().unwrap(); // the child's own mark: registers its slot
+            drop(inherited); // the parent's copy: must end nothing
+            let me = std::process::id();
+            let counted = q
+                .status()
+                .attached
+                .iter()
+                .any(|a| a.pid == me && a.standbys == 1);
+            // SAFETY: valid fds and buffers.
+            unsafe {
+                libc::write(ready[1], [counted as u8].as_ptr().cast(), 1);
+                let mut b = 0u8;
+                libc::read(go[0], (&mut b as *mut u8).cast(), 1); // hold `own` until told
+            }
+            drop(own);
+            // SAFETY: ends the child without the parent's other destructors.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    let mut counted = 0u8;
+    // SAFETY: valid fd and buffer.
+    assert_eq!(
+        unsafe { libc::read(ready[0], (&mut counted as *mut u8).cast(), 1) },
+        1
+    );
+    drop(inherited); // the parent's own mark goes: only the child's mark keeps the queue now
+    drop(rx); // clean close of a retention-0 queue while the child's mark lives
+    let removed = q.status().removed;
+    // SAFETY: valid fd and buffer.
+    unsafe { libc::write(go[1], [1u8].as_ptr().cast(), 1) };
+    assert_eq!(common::reap(child, LONG), Some(0));
+    assert_eq!(
+        counted, 1,
+        "the child's own mark must stay counted after it drops the inherited copy"
+    );
+    assert!(!removed, "the queue must be kept for the child's live mark");
+}
