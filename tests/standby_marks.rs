@@ -243,10 +243,8 @@ fn a_forked_childs_own_mark_survives_dropping_the_inherited_copy() {
     };
     let mut counted = 0u8;
     // SAFETY: valid fd and buffer.
-    assert_eq!(
-        unsafe { libc::read(ready[0], (&mut counted as *mut u8).cast(), 1) },
-        1
-    );
+    let n = unsafe { libc::read(ready[0], (&mut counted as *mut u8).cast(), 1) };
+    assert_eq!(n, 1);
     drop(inherited); // the parent's own mark goes: only the child's mark keeps the queue now
     drop(rx); // clean close of a retention-0 queue while the child's mark lives
     let removed = q.status().removed;
