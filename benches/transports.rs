@@ -1,18 +1,22 @@
 //! baton against the transports people would otherwise use, across two processes on two CPUs:
 //! round-trip latency (ping-pong over two channels) and one-way throughput, 1 and 4 senders.
-//! The same code as `baton bench` (`baton::bench`); each message's sequence number is checked.
+//! The same code as `baton bench` (`baton_cli::transports`); each message's sequence number is
+//! checked. This executable is its own peer process: started with the peer's arguments, it
+//! runs the peer instead of the benchmarks.
 //!
-//! `cargo bench --bench transports` (add `--features iceoryx2` to include iceoryx2). A
+//! `cargo bench --bench transports` (`cargo bench -p baton-benches --bench transports --features
+//! iceoryx2` to include iceoryx2). A
 //! transport that cannot carry a size (POSIX and System V queues above their kernel limits) is
 //! reported and skipped.
 
-use baton::bench::{throughput, Role, Session, Transport};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use baton_cli::transports::{throughput, Peer, Role, Session, Transport};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The peer's executable: this one (see [`main`]).
 fn baton_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_baton"))
+    std::env::current_exe().expect("the benchmark's own path")
 }
 
 fn round_trip(c: &mut Criterion) {
@@ -81,4 +85,9 @@ fn one_way(c: &mut Criterion) {
 }
 
 criterion_group!(benches, round_trip, one_way);
-criterion_main!(benches);
+
+fn main() {
+    Peer::run_if_asked();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

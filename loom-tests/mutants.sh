@@ -2,7 +2,7 @@
 # Runs each loom model against the deliberate bug it exists to catch, and fails unless loom
 # reports every one. (The models themselves pass without a mutant: that is the loom suite, run
 # by the README's test command before this.) The bugs are compiled into loom builds only and switched on at run time
-# by BATON_MUTANT (see `mutant` in src/sync.rs), so one build serves them all.
+# by BATON_MUTANT (see `mutant` in crates/baton-ring/src/sync), so one build serves them all.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export RUSTFLAGS="--cfg loom"

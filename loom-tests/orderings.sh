@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The ordering sweep: weakens every synchronising atomic ordering of the lane and the wake
-# protocol (each `ord!(...)` site in src/lane.rs and src/wait.rs), one at a time, to Relaxed (a
+# protocol (each `ord!(...)` site in crates/baton-ring/src/lane.rs and wake.rs), one at a time, to Relaxed (a
 # fence: to none), and runs the loom models against it. Every weakening must be caught by a
 # model; one that is not either needs a model or is not needed, and then the code must say why
 # and use the weaker ordering. The sites are switched at run time in loom builds only
-# (BATON_WEAKEN, see `ord!` in src/sync.rs), so one build serves them all.
+# (BATON_WEAKEN, see `ord!` in crates/baton-ring/src/sync), so one build serves them all.
 #
 #   bash loom-tests/orderings.sh            every site
 #   bash loom-tests/orderings.sh lane.rs:4  only sites whose name contains this
@@ -58,7 +58,7 @@ listing=$(awk '{
     line = substr(line, i + 5); col += 5
   }
   if (found) pending = 0
-}' src/lane.rs src/wait.rs | grep -F -- "$filter")
+}' crates/baton-ring/src/lane.rs crates/baton-ring/src/wake.rs | grep -F -- "$filter")
 sites=$(sed -n 's/^S //p' <<<"$listing")
 for site in $(sed -n 's/^K //p' <<<"$listing"); do
   echo "kept        $site (not swept: the reason is in the code)   [$(sed -n "$(cut -d: -f2 <<<"$site")p" "$(cut -d: -f1 <<<"$site")" | sed 's/^ *//' | cut -c1-70)]"

@@ -2,8 +2,47 @@
 //! heap lane, and what a successor owner would deliver.
 #![cfg(loom)]
 
-use baton::lane::{Lane, Peek, RecordHeader, Slot};
-use baton::wait::LoomWaiter;
+use baton_ring::lane::{Lane, LaneOwner, LaneSender, Peek, RecordHeader, Slot};
+use baton_ring::wake::Waiter;
+use baton_ring::AtomicU32;
+use std::time::Instant;
+
+/// A [`Waiter`] for loom models: a loom mutex and condition variable stand in for the kernel's
+/// futex hash bucket, so "check the word, then sleep" is atomic with respect to a wake-up, as it
+/// is for a futex. Deadlines are ignored: a lost wake-up shows up as a deadlock.
+#[derive(Debug, Default)]
+pub struct LoomWaiter {
+    lock: loom::sync::Mutex<()>,
+    cond: loom::sync::Condvar,
+}
+
+impl Waiter for LoomWaiter {
+    fn wait(&self, word: &AtomicU32, expected: u32, _deadline: Option<Instant>) {
+        let guard = self.lock.lock().unwrap();
+        if word.load(baton_ring::Ordering::Relaxed) == expected {
+            drop(self.cond.wait(guard).unwrap());
+        }
+    }
+
+    fn wake_all(&self, _word: &AtomicU32) {
+        let _guard = self.lock.lock().unwrap();
+        self.cond.notify_all();
+    }
+}
+
+/// The sender's view of a model's lane, for slot `slot`.
+pub fn sender_view<'a>(lane: &Lane<'a>, slot: u8) -> LaneSender<'a> {
+    // SAFETY: in a model, each sender slot is played by one thread, whose claims nobody
+    // abandons unless the model plays that sender's death.
+    unsafe { lane.sender(slot) }
+}
+
+/// The owner's view of a model's lane.
+pub fn owner_view<'a>(lane: &Lane<'a>) -> LaneOwner<'a> {
+    // SAFETY: in a model, one thread at a time plays the owner (a successor starts after its
+    // predecessor stopped, as the owner lock makes them).
+    unsafe { lane.owner() }
+}
 
 /// A record header for a payload of `len` bytes.
 pub fn header(len: usize) -> RecordHeader {
@@ -15,7 +54,8 @@ pub fn header(len: usize) -> RecordHeader {
 
 /// Sends `payload` from sender slot `slot` if there is room now.
 pub fn try_send(lane: &Lane<'_>, slot: u8, payload: &[u8]) -> bool {
-    match lane.try_claim(payload.len(), slot) {
+    let lane = sender_view(lane, slot);
+    match lane.try_claim(payload.len()) {
         Ok(claim) => {
             lane.write(&claim, &header(payload.len()), payload);
             lane.commit(claim).unwrap();
@@ -34,6 +74,7 @@ pub fn send(lane: &Lane<'_>, slot: u8, payload: &[u8]) {
 
 /// Takes the message at the head, if one is committed, and frees it.
 pub fn take(lane: &Lane<'_>, waiter: &LoomWaiter) -> Option<Vec<u8>> {
+    let lane = owner_view(lane);
     match lane.peek(64, waiter).unwrap() {
         Peek::Record(r) => {
             let mut out = Vec::new();
@@ -48,6 +89,7 @@ pub fn take(lane: &Lane<'_>, waiter: &LoomWaiter) -> Option<Vec<u8>> {
 /// What a new owner would deliver: the committed records of `head..read` again (flagged
 /// redelivered), then the rest fresh.
 pub fn successor_view(lane: &Lane<'_>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let lane = owner_view(lane);
     let read = lane.read_cursor();
     let mut pos = lane.head();
     let (mut again, mut fresh) = (Vec::new(), Vec::new());

@@ -1,4 +1,4 @@
-//! Loom models of baton's lane (`baton::lane::Lane`) over heap memory: publication across the
+//! Loom models of baton's lane (`baton_ring::lane::Lane`) over heap memory: publication across the
 //! ring's wrap-around, reuse of freed cells, abandoned claims, and what a successor sees after
 //! an owner stops between receiving and acknowledging. Payload bytes live in loom's tracked
 //! cells, so a missing happens-before edge shows up as a data race.
@@ -6,9 +6,9 @@
 //! Each model has a mutant that it must catch (`loom-tests/mutants.sh`).
 #![cfg(loom)]
 
-use baton::lane::{Claim, HeapLane, Lane, Slot};
-use baton::wait::LoomWaiter;
-use baton_loom_tests::{header, send, successor_view, take, try_send};
+use baton_loom_tests::LoomWaiter;
+use baton_loom_tests::{header, owner_view, send, sender_view, successor_view, take, try_send};
+use baton_ring::lane::{Claim, HeapLane, Lane, LaneSender, Slot};
 use loom::sync::Arc;
 
 /// Moves an empty lane's head and tail to `pos` by sending and taking one-cell messages.
@@ -85,15 +85,17 @@ fn a_claim_is_either_committed_and_delivered_or_abandoned_and_skipped() {
     loom::model(|| {
         let heap = Arc::new(HeapLane::new(2));
         let waiter = LoomWaiter::default();
-        let claim = heap.lane().try_claim(1, 7).unwrap();
+        let claim = sender_view(&heap.lane(), 7).try_claim(1).unwrap();
         let h = heap.clone();
         let sender = loom::thread::spawn(move || {
-            let lane = h.lane();
+            let lane = sender_view(&h.lane(), 7);
             lane.write(&claim, &header(1), &[7]);
             lane.commit(claim).is_ok()
         });
         let h = heap.clone();
-        let reclaimer = loom::thread::spawn(move || h.lane().abandon_sender(7));
+        // SAFETY: the model plays slot 7's death: its writer is the thread above, whose commit must
+        // then fail, and the reclaimer holds the slot (nobody takes it meanwhile).
+        let reclaimer = loom::thread::spawn(move || unsafe { h.lane().abandon_sender(7) });
         let abandoned = reclaimer.join().unwrap();
         // The claim is settled now: committed, or abandoned. The receiver looks once, while the
         // sender may still be finishing.
@@ -129,7 +131,7 @@ fn a_successor_redelivers_what_a_stopped_owner_handed_out_and_nothing_else() {
         let sender = loom::thread::spawn(move || send(&h.lane(), 2, &[2]));
         let h = heap.clone();
         let owner = loom::thread::spawn(move || {
-            let lane = h.lane();
+            let lane = owner_view(&h.lane());
             // Receive: find the record, mark it delivered, hand it out ... and stop.
             let Slot::Record(r) = lane.at(lane.head(), 64).unwrap() else {
                 panic!("the first message is committed");
@@ -249,7 +251,9 @@ fn a_sender_trusting_the_process_head_cache_reuses_cells_only_after_they_were_re
 /// cells 0 and 1: that sender's compare-and-swap is on cell 0's stamp, not on the given-up one,
 /// so the order can only come through the owner (its look at the given-up stamp, its store of
 /// `head`). Catches a weakened cancel or abandonment, or a weakened look by the owner.
-fn given_up_cells_are_reused_only_after_the_writes_into_them(give_up: fn(&Lane<'_>, u8, Claim)) {
+fn given_up_cells_are_reused_only_after_the_writes_into_them(
+    give_up: fn(&LaneSender<'_>, u8, Claim),
+) {
     loom::model(move || {
         let heap = Arc::new(HeapLane::new(3));
         let waiter = Arc::new(LoomWaiter::default());
@@ -257,8 +261,8 @@ fn given_up_cells_are_reused_only_after_the_writes_into_them(give_up: fn(&Lane<'
         let writer = {
             let heap = heap.clone();
             loom::thread::spawn(move || {
-                let lane = heap.lane();
-                if let Ok(claim) = lane.try_claim(40, 1) {
+                let lane = sender_view(&heap.lane(), 1);
+                if let Ok(claim) = lane.try_claim(40) {
                     lane.write(&claim, &header(40), &[0xEE; 40]);
                     give_up(&lane, 1, claim);
                 }
@@ -287,8 +291,11 @@ fn a_cancelled_records_cells_are_reused_only_after_the_writes_into_them() {
 #[test]
 fn an_abandoned_records_cells_are_reused_only_after_the_writes_into_them() {
     given_up_cells_are_reused_only_after_the_writes_into_them(|lane, slot, claim| {
-        std::mem::forget(claim); // as a leaked loan: its process lets the queue go
-        lane.abandon_sender(slot);
+        let _leaked = claim; // as a leaked loan: never committed nor cancelled, and its process
+        // lets the queue go
+                                 // SAFETY: the claim was leaked and its process let the queue go: nothing writes
+                                 // through it any more.
+        unsafe { lane.abandon_sender(slot) };
     });
 }
 
@@ -302,13 +309,13 @@ fn an_acknowledgement_from_another_thread_frees_cells_only_after_they_were_read(
         let waiter = Arc::new(LoomWaiter::default());
         let lane = heap.lane();
         assert!(try_send(&lane, 1, &[7]));
-        let (tx, rx) = loom::sync::mpsc::channel::<Option<baton::lane::RecordRef>>();
+        let (tx, rx) = loom::sync::mpsc::channel::<Option<baton_ring::lane::RecordRef>>();
         let receiving = {
             let (heap, waiter) = (heap.clone(), waiter.clone());
             loom::thread::spawn(move || {
-                let lane = heap.lane();
+                let lane = owner_view(&heap.lane());
                 let found = match lane.peek(64, &*waiter).unwrap() {
-                    baton::lane::Peek::Record(r) => {
+                    baton_ring::lane::Peek::Record(r) => {
                         let mut out = Vec::new();
                         lane.copy_payload(&r, &mut out);
                         assert_eq!(out, vec![7]);
@@ -323,7 +330,7 @@ fn an_acknowledgement_from_another_thread_frees_cells_only_after_they_were_read(
             let (heap, waiter) = (heap.clone(), waiter.clone());
             loom::thread::spawn(move || {
                 if let Some(r) = rx.recv().unwrap() {
-                    heap.lane().release(r, &*waiter).unwrap();
+                    owner_view(&heap.lane()).release(r, &*waiter).unwrap();
                 }
             })
         };

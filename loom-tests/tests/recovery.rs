@@ -7,9 +7,9 @@
 //! Catches the `no_journal_replay` mutant (`loom-tests/mutants.sh`).
 #![cfg(loom)]
 
-use baton::lane::{HeapLane, MoveStop, Slot};
-use baton::wait::LoomWaiter;
-use baton_loom_tests::{send, successor_view};
+use baton_loom_tests::LoomWaiter;
+use baton_loom_tests::{owner_view, send, successor_view};
+use baton_ring::lane::{HeapLane, MoveStop, Slot};
 use loom::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,7 @@ fn handover(death: Death, recover_twice: bool) {
         let owner = loom::thread::spawn(move || {
             let mut guard = l.lock().unwrap();
             taken.store(true, loom::sync::atomic::Ordering::SeqCst);
-            let lane = h.lane();
+            let lane = owner_view(&h.lane());
             let waiter = LoomWaiter::default();
             let Slot::Record(r) = lane.at(lane.head(), 64).unwrap() else {
                 panic!("message 1 is committed");
@@ -70,7 +70,7 @@ fn handover(death: Death, recover_twice: bool) {
         }
         // The standby.
         let mut guard = lock.lock().unwrap();
-        let lane = heap.lane();
+        let lane = owner_view(&heap.lane());
         let waiter = LoomWaiter::default();
         if *guard {
             // EOWNERDEAD: the one recovery procedure (its lane part), then consistent.

@@ -1,10 +1,11 @@
-//! Loom models of the sleep/wake protocol (`baton::wait::Event`) driving baton's own lane code
+//! Loom models of the sleep/wake protocol (`baton_ring::wake::Event`) driving baton's own lane code
 //! over heap memory. A lost wake-up leaves a thread asleep forever, which loom reports as a
 //! deadlock.
 #![cfg(loom)]
 
-use baton::lane::{HeapLane, Peek, RecordHeader};
-use baton::wait::{Event, LoomWaiter};
+use baton_loom_tests::{owner_view, sender_view, LoomWaiter};
+use baton_ring::lane::{HeapLane, Peek, RecordHeader};
+use baton_ring::wake::Event;
 use loom::sync::Arc;
 
 struct Shared {
@@ -22,8 +23,8 @@ fn shared(cells: usize) -> Arc<Shared> {
 }
 
 fn send(s: &Shared, byte: u8) -> bool {
-    let lane = s.lane.lane();
-    match lane.try_claim(1, 0) {
+    let lane = sender_view(&s.lane.lane(), 0);
+    match lane.try_claim(1) {
         Ok(claim) => {
             lane.write(
                 &claim,
@@ -42,7 +43,7 @@ fn send(s: &Shared, byte: u8) -> bool {
 }
 
 fn take(s: &Shared) -> Option<u8> {
-    let lane = s.lane.lane();
+    let lane = owner_view(&s.lane.lane());
     match lane.peek(64, &s.waiter).unwrap() {
         Peek::Record(r) => {
             let mut out = Vec::new();
@@ -104,7 +105,7 @@ fn a_sender_left_waiting_by_a_head_move_is_woken_when_the_owner_goes_idle() {
         let receiver = loom::thread::spawn(move || {
             assert_eq!(take(&s2), Some(0));
             // Nothing more it wants to take: it goes idle.
-            s2.lane.lane().wake_owed(&s2.waiter);
+            owner_view(&s2.lane.lane()).wake_owed(&s2.waiter);
         });
         let lane = s.lane.lane();
         lane.space_event()

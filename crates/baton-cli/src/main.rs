@@ -1,0 +1,419 @@
+//! `baton`: create, inspect and use baton queues from the shell.
+//!
+//! Exit status: see [`exit`] (and `baton --help`).
+
+use baton::{Domain, OpenError, OwnError, SendError};
+use baton_cli::transports;
+use clap::{Parser, Subcommand, ValueEnum};
+use format::{parse_capacity, parse_duration, parse_mode, parse_size};
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::Duration;
+
+mod bench;
+mod format;
+mod inspect;
+mod manual;
+mod recv;
+mod send;
+mod stdio;
+
+/// The exit statuses, the same for every command.
+pub mod exit {
+    /// Something failed: the message says what (an I/O error, a corrupt queue, ...).
+    pub const ERROR: u8 = 1;
+    /// Bad usage: an unknown option, a missing argument, an invalid name or priority.
+    pub const USAGE: u8 = 2;
+    /// Timed out: `recv --timeout` with no message at all, `send --timeout` with no space,
+    /// `recv --standby-timeout` without ownership.
+    pub const TIMEOUT: u8 = 3;
+    /// The queue does not exist.
+    pub const NOT_FOUND: u8 = 4;
+    /// The queue is in use: owned by another process (`recv` without `--standby`), or `rm` of
+    /// a queue with an owner or messages without `--force`.
+    pub const IN_USE: u8 = 5;
+}
+
+/// The exit statuses, for `--help`.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0    success
+  1    error (the message says what)
+  2    bad usage: unknown option, missing argument, invalid name or priority
+  3    timed out (recv: no message at all; send: no space; --standby-timeout)
+  4    the queue does not exist
+  5    the queue is in use (owned by another process; rm without --force)
+  141  recv, --watch: the reader of the output pipe left (as if killed by SIGPIPE; recv
+       gives back the message the reader did not read)
+  129  ended by SIGHUP   } cleanly, between messages: the queue is closed, not abandoned,
+  130  ended by SIGINT   } and nothing in flight is lost
+  143  ended by SIGTERM  }";
+
+#[derive(Parser)]
+#[command(
+    name = "baton",
+    version,
+    about = "Crash-safe shared-memory message queues",
+    long_about = "Crash-safe shared-memory message queues: four priority lanes per queue, any \
+                  number of senders, one owner that receives, and a standby that takes the \
+                  queue over with every message in place when the owner dies.",
+    after_help = EXIT_STATUS,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// Namespace of the queues.
+    #[arg(long, global = true, env = "BATON_DOMAIN", default_value = "default")]
+    domain: String,
+    /// Print JSON (the same as --format json).
+    #[arg(long, global = true, conflicts_with = "format")]
+    json: bool,
+    /// Output format: text, json, or (ls and stat) prometheus.
+    #[arg(long, global = true, value_enum)]
+    format: Option<Format>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// JSON: one object per answer (one per line for streams), each with a `schema` version.
+    Json,
+    /// The Prometheus text exposition format (ls and stat).
+    Prometheus,
+}
+
+/// Help text of every queue-name argument.
+const NAME_HELP: &str =
+    "The queue's name: up to 200 letters, digits, '.', '_' and '-', not starting with '.'";
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a queue, or find it if it exists (and say which).
+    #[command(after_help = "\
+An existing queue is found if it has the attributes given (those not given are not compared); \
+otherwise the error names the difference.
+
+Examples:
+  baton create jobs
+  baton create jobs --capacity 1M,256K,256K,128K --max-message 64K --retention 30s
+
+Exit status: 0 created or found, 1 exists with other attributes, 2 bad usage.")]
+    Create {
+        #[arg(help = NAME_HELP)]
+        name: String,
+        /// Byte budget per priority: one size for all four, or four sizes `P0,P1,P2,P3`
+        /// (suffixes K, M, G are powers of 1024).
+        #[arg(long, value_parser = parse_capacity)]
+        capacity: Option<[u64; 4]>,
+        /// Largest payload in bytes (suffixes K, M, G).
+        #[arg(long, value_parser = parse_size)]
+        max_message: Option<u64>,
+        /// File mode, octal (default 600), applied exactly whatever the umask.
+        #[arg(long, value_parser = parse_mode)]
+        mode: Option<u32>,
+        /// Delete the queue, with its messages, once it has had no owner for this long
+        /// (`30s`, `500ms`, or seconds; 0: as soon as its owner closes or dies with no standby
+        /// waiting). Default: keep it until `baton rm`.
+        #[arg(long, value_parser = parse_duration)]
+        retention: Option<Duration>,
+    },
+    /// Send each MESSAGE argument, or each line of standard input, as one message.
+    #[command(after_help = "\
+Arguments and standard input carry the same bytes: any byte but the separator is allowed.
+
+Examples:
+  baton send jobs 'first job' 'second job'
+  seq 1000 | baton send jobs --priority 1
+  baton send jobs --whole < image.png
+  find . -print0 | baton send files -0
+
+If a message cannot be sent, those before it stay sent: the error says how many went and \
+which argument or input record failed (with --json, also as an object on standard output).
+
+Exit status: 0 all sent, 1 error, 2 bad usage, 3 --timeout waiting for space, 4 no such queue, \
+130/143/129 stopped by a signal (between messages: none half sent).")]
+    Send(send::Args),
+    /// Own the queue and write each message to standard output; or run a command per message.
+    #[command(after_help = recv::AFTER_HELP)]
+    Recv(recv::Args),
+    /// List the queues of the domain (or of every domain), changing nothing.
+    #[command(after_help = "\
+A queue whose retention has run out is listed as expired; `baton gc` removes it.
+
+Examples:
+  baton ls
+  baton ls --all-domains --json
+  baton ls --watch 1
+  baton ls --format prometheus > /var/lib/node_exporter/baton.prom")]
+    Ls {
+        /// Every domain's queues, like `ipcs -q`.
+        #[arg(long)]
+        all_domains: bool,
+        /// Refresh every SECS (default 2) until stopped; with --json, one object per line.
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2",
+              value_parser = parse_duration)]
+        watch: Option<Duration>,
+    },
+    /// Show a queue's status and who is attached to it, changing nothing.
+    #[command(after_help = "\
+Examples:
+  baton stat jobs
+  baton stat jobs --watch 0.5
+  baton stat jobs --format prometheus
+
+Exit status: 0, 1 error, 2 bad usage, 4 no such queue.")]
+    Stat {
+        #[arg(help = NAME_HELP)]
+        name: String,
+        /// Report the owner as stalled when the message it would take next has waited this
+        /// long.
+        #[arg(long, value_parser = parse_duration, default_value = "5s")]
+        stall_after: Duration,
+        /// Refresh every SECS (default 2) until stopped; with --json, one object per line.
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2",
+              value_parser = parse_duration)]
+        watch: Option<Duration>,
+    },
+    /// Remove a queue, with its messages; processes that have it open get "removed" errors.
+    #[command(after_help = "\
+A queue with an owner, standbys or messages is removed only with --force; the output says what \
+went with it.
+
+Examples:
+  baton rm jobs
+  baton rm jobs --force
+
+Exit status: 0 removed, 1 error (e.g. permission denied), 2 bad usage, 4 no such queue, 5 in \
+use (without --force).")]
+    Rm {
+        #[arg(help = NAME_HELP)]
+        name: String,
+        /// Remove it even if it has an owner, standbys or messages.
+        #[arg(long, short)]
+        force: bool,
+    },
+    /// Remove the domain's queues whose retention has run out, and temporary files of dead
+    /// processes.
+    #[command(after_help = "\
+Examples:
+  baton gc
+  baton --json gc
+  for d in $(baton ls --all-domains --json | jq -r '.queues[].status.domain' | sort -u); do
+    baton --domain \"$d\" gc; done")]
+    Gc,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "\
+Examples:
+  baton completions bash > ~/.local/share/bash-completion/completions/baton
+  baton completions zsh > \"${fpath[1]}/_baton\"
+  baton completions fish > ~/.config/fish/completions/baton.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page of baton or of one command (roff), or write them all to a folder.
+    #[command(after_help = "\
+Examples:
+  baton man | man -l -
+  baton man recv | man -l -
+  baton man --dir /usr/local/share/man/man1")]
+    Man {
+        /// The command whose page to print (default: baton itself).
+        command: Option<String>,
+        /// Write every page (baton.1, baton-create.1, ...) into this folder instead.
+        #[arg(long, conflicts_with = "command")]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Compare baton with pipes, Unix sockets, POSIX and System V message queues and bare
+    /// shared memory (and iceoryx2, if built with the `iceoryx2` feature), across two
+    /// processes on two CPUs: round-trip latency and one-way throughput.
+    Bench {
+        /// Run each case for about this long per round; the whole run stays under 60 s.
+        #[arg(long, value_parser = parse_duration, default_value = "0.1")]
+        case_seconds: Duration,
+        /// Interleaved rounds over all cases.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Also write a bar chart of the round trips to this SVG file.
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
+        /// Only these transports (comma-separated names, as printed).
+        #[arg(long, value_delimiter = ',')]
+        transports: Vec<String>,
+        /// Only these payload sizes in bytes (comma-separated; default 64,4096,65536).
+        #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+        sizes: Vec<u64>,
+        /// Instead, measure fan-in: this many sender processes each (comma-separated, e.g.
+        /// 1,4,16,64,256) sending 64-byte messages into one receiver, baton against POSIX
+        /// message queues (or --transports), with the ratio of each.
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["sizes", "svg", "case_seconds"])]
+        fan_in: Vec<u32>,
+        /// Messages in each fan-in case, split among its senders.
+        #[arg(long, default_value_t = 400_000)]
+        fan_in_messages: u64,
+    },
+    /// The peer processes of `baton bench` (internal, hidden).
+    #[command(flatten)]
+    Peer(transports::Peer),
+}
+
+/// Why a command failed, and its exit status.
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code,
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: status_of(&e),
+        }
+    }
+}
+
+/// The exit status of a library error: usage for bad names and priorities, its own status
+/// for a missing queue, an owned queue and a timeout.
+fn status_of(e: &(dyn std::error::Error + 'static)) -> u8 {
+    if let Some(e) = e.downcast_ref::<OpenError>() {
+        return match e {
+            OpenError::InvalidName { .. } | OpenError::InvalidAttributes(_) => exit::USAGE,
+            OpenError::NotFound { .. } => exit::NOT_FOUND,
+            _ => exit::ERROR,
+        };
+    }
+    if let Some(e) = e.downcast_ref::<OwnError>() {
+        return match e {
+            OwnError::Busy { .. } => exit::IN_USE,
+            OwnError::Timeout { .. } => exit::TIMEOUT,
+            _ => exit::ERROR,
+        };
+    }
+    if let Some(e) = e.downcast_ref::<SendError>() {
+        return match e {
+            SendError::InvalidPriority(_) => exit::USAGE,
+            SendError::Timeout => exit::TIMEOUT,
+            _ => exit::ERROR,
+        };
+    }
+    exit::ERROR
+}
+
+fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when the reader of our output goes away (`| head`).
+    // (`recv` and `send` handle the broken pipe themselves: see `stdio::catch_stop_signals`.)
+    // SAFETY: resetting a signal's disposition to its default before any other thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    if stdio::stdout_closed_at_start() {
+        eprintln!(
+            "baton: error: standard output is closed; refusing to run (give it a file or /dev/null)"
+        );
+        return ExitCode::from(exit::ERROR);
+    }
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            // An empty message: an end that speaks for itself (the reader of the output left).
+            if !f.message.is_empty() {
+                eprintln!("baton: error: {}", f.message);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let format = match (cli.json, cli.format) {
+        (true, _) => Format::Json,
+        (false, f) => f.unwrap_or(Format::Text),
+    };
+    let domain = Domain::new(&cli.domain)?;
+    let json = format == Format::Json;
+    if format == Format::Prometheus
+        && !matches!(cli.command, Command::Ls { .. } | Command::Stat { .. })
+    {
+        return Err(Failure::new(
+            exit::USAGE,
+            "--format prometheus is for `ls` and `stat` only",
+        ));
+    }
+    match cli.command {
+        Command::Create {
+            name,
+            capacity,
+            max_message,
+            mode,
+            retention,
+        } => inspect::create(&domain, &name, capacity, max_message, mode, retention, json),
+        Command::Send(args) => send::run(&domain, args, json),
+        Command::Recv(args) => recv::run(&domain, args, json),
+        Command::Ls { all_domains, watch } => inspect::watching(watch, format, |one_line| {
+            inspect::ls(&domain, all_domains, format, one_line)
+        }),
+        Command::Stat {
+            name,
+            stall_after,
+            watch,
+        } => inspect::watching(watch, format, |one_line| {
+            inspect::stat(&domain, &name, stall_after, format, one_line)
+        }),
+        Command::Rm { name, force } => inspect::rm(&domain, &name, force, json),
+        Command::Gc => inspect::gc(&domain, json),
+        Command::Completions { shell } => {
+            let mut cmd = manual::visible_command();
+            clap_complete::generate(shell, &mut cmd, "baton", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { command, dir } => manual::run(command.as_deref(), dir.as_deref()),
+        Command::Bench {
+            rounds,
+            transports,
+            fan_in,
+            fan_in_messages,
+            ..
+        } if !fan_in.is_empty() => Ok(bench::fan_in(
+            &fan_in,
+            fan_in_messages,
+            rounds,
+            &transports,
+            json,
+        )?),
+        Command::Bench {
+            case_seconds,
+            rounds,
+            transports,
+            sizes,
+            svg,
+            ..
+        } => Ok(bench::run(
+            case_seconds,
+            rounds,
+            &transports,
+            &sizes,
+            json,
+            svg.as_deref(),
+        )?),
+        Command::Peer(peer) => peer.run().map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => Failure::new(exit::USAGE, e.to_string()),
+            _ => Failure::from(e),
+        }),
+    }
+}
+
+/// Command-line words as the bytes the user gave (any byte but NUL can be in an argument).
+pub fn os_bytes(s: &OsString) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    s.as_bytes()
+}

@@ -1,0 +1,28 @@
+//! # baton-ring
+//!
+//! The OS-free core of [baton](https://docs.rs/baton): the lock-free priority lane and the
+//! sleep/wake protocol, written over a plain memory region and model-checked with loom.
+//!
+//! - [`lane`]: one lane, a bounded multi-producer ring of variable-length records, and the
+//!   views of its roles: [`lane::LaneSender`] (claim, write, commit, cancel) and
+//!   [`lane::LaneOwner`] (take, acknowledge, move the head, recover). A view of a role is made
+//!   only by an `unsafe` call whose contract is the proof of that role (a held sender slot,
+//!   ownership of the queue); the `baton` crate makes them from its lock guards, so "only the
+//!   owner calls this" is checked by the compiler there.
+//! - [`wake`]: the event count that sleepers wait on, behind the [`wake::Waiter`] trait (the
+//!   `baton` crate's waiter is a shared futex; the models' a loom condition variable).
+//! - [`failpoint`]: named steps where kill tests stop a process.
+//!
+//! Everything atomic comes from one facade module, swapped whole for loom's in loom builds;
+//! nothing else here depends on loom. This crate knows nothing of processes, files or
+//! syscalls: shared memory is one region provider ([`lane::Lane::new`]), the heap
+//! ([`lane::HeapLane`]) another.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+pub mod failpoint;
+pub mod lane;
+mod sync;
+pub mod wake;
+
+pub use sync::{spin_hint, AtomicU32, AtomicU64, DataCell, Ordering};

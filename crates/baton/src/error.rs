@@ -1,0 +1,273 @@
+//! Error types, one per family of operations. Each names the problem in its `Display` text.
+
+use std::path::PathBuf;
+
+/// Errors from creating, opening, listing or removing queues.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// A queue or domain name breaks the naming rules.
+    #[error("invalid {what} {name:?}: {reason}")]
+    InvalidName {
+        /// `"queue name"` or `"domain"`.
+        what: &'static str,
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// Attributes out of range.
+    #[error("invalid attributes: {0}")]
+    InvalidAttributes(String),
+    /// No queue by that name in that domain.
+    #[error("queue {name:?} does not exist in domain {domain:?}")]
+    NotFound {
+        /// The domain looked in.
+        domain: String,
+        /// The queue name.
+        name: String,
+    },
+    /// The queue exists with other attributes.
+    #[error("queue {name:?} already exists with different attributes: {difference}")]
+    Exists {
+        /// The queue name.
+        name: String,
+        /// What differs, e.g. `max message 4096 (asked 8192)`.
+        difference: String,
+    },
+    /// The segment is not ours to use: another owner, a link, wrong mode, no access.
+    #[error("permission denied for {}: {reason}", path.display())]
+    PermissionDenied {
+        /// The backing file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The segment was made by an incompatible baton (format, byte order, libc, word size).
+    #[error("incompatible queue segment {}: {reason}", path.display())]
+    Incompatible {
+        /// The backing file.
+        path: PathBuf,
+        /// What does not match.
+        reason: String,
+    },
+    /// The segment's contents make no sense.
+    #[error("corrupt queue segment {}: {reason}", path.display())]
+    Corrupt {
+        /// The backing file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Not enough shared memory for the queue.
+    #[error("no space in shared memory for {} ({needed} bytes)", path.display())]
+    NoSpace {
+        /// The file that could not be sized.
+        path: PathBuf,
+        /// Bytes asked for.
+        needed: u64,
+    },
+    /// Any other system error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Errors from taking ownership of a queue (opening a [`crate::Receiver`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OwnError {
+    /// Another live process owns the queue.
+    #[error("queue {name:?} is busy: owned by {}", pid.map_or("another process".to_string(), |p| format!("pid {p}")))]
+    Busy {
+        /// The queue name.
+        name: String,
+        /// The owner's pid, if known.
+        pid: Option<u32>,
+    },
+    /// The owner lock is unusable.
+    #[error("owner lock of queue {name:?} is unusable: {reason}")]
+    Corrupt {
+        /// The queue name.
+        name: String,
+        /// What the lock said.
+        reason: String,
+    },
+    /// A standby's deadline passed before the queue became free.
+    #[error("timed out waiting to own queue {name:?}")]
+    Timeout {
+        /// The queue name.
+        name: String,
+    },
+    /// The queue was removed.
+    #[error("queue {name:?} has been removed")]
+    Removed {
+        /// The queue name.
+        name: String,
+    },
+    /// A standby could not be counted as one ([`crate::Queue::standby_mark`]): it could not
+    /// have a slot of the sender table.
+    #[error("cannot wait to own queue {name:?} as a standby: {reason}")]
+    NoStandbySlot {
+        /// The queue name.
+        name: String,
+        /// Why.
+        reason: SlotError,
+    },
+    /// The keeper thread could not be started.
+    #[error("cannot start the owner thread: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why a process could not have a slot of a queue's sender table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SlotError {
+    /// Every slot is held by a live process.
+    #[error("all {0} sender slots of the queue are held by live processes")]
+    AllHeld(usize),
+    /// The thread that holds a slot's lock could not be started.
+    #[error("cannot start the thread that holds a sender slot: {0}")]
+    NoThread(std::io::ErrorKind),
+}
+
+/// Errors from sending.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The payload is larger than the queue's maximum message size. Nothing was written.
+    #[error("message of {len} bytes is too big: the queue's maximum is {max}")]
+    TooBig {
+        /// Payload length.
+        len: usize,
+        /// The queue's maximum.
+        max: u32,
+    },
+    /// Priorities are 0 (highest) to 3.
+    #[error("invalid priority {0}: priorities are 0 (highest) to 3")]
+    InvalidPriority(u8),
+    /// The lane stayed full until the deadline.
+    #[error("timed out waiting for space in the queue")]
+    Timeout,
+    /// The queue was removed (by `rm`, or because its retention ran out). A message whose send
+    /// raced with the removal either went with the queue or was received just before it went
+    /// (a retention-0 queue's owner can take it and close): which, nobody can tell.
+    #[error("queue has been removed")]
+    Removed,
+    /// Every slot of the queue's sender table is held by a live process.
+    #[error("cannot send: {0}")]
+    NoSenderSlot(SlotError),
+    /// The message was abandoned while being written: the receiver found this sender's process
+    /// dead (only possible after `fork`, when a child sends through its parent's handle).
+    #[error("message was abandoned before it was committed")]
+    Abandoned,
+    /// The queue's shared state is damaged.
+    #[error("queue is corrupt: {0}")]
+    Corrupt(Damage),
+}
+
+/// Errors from [`crate::Sender::try_send`]: the message comes back when the lane is full.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TrySendError<M> {
+    /// The lane has no room now; here is the message back.
+    #[error("queue is full")]
+    Full(M),
+    /// Any other failure (too big, corrupt).
+    #[error(transparent)]
+    Failed(SendError),
+}
+
+impl<M> TrySendError<M> {
+    /// The message, if the lane was full.
+    pub fn into_message(self) -> Option<M> {
+        match self {
+            TrySendError::Full(m) => Some(m),
+            TrySendError::Failed(_) => None,
+        }
+    }
+}
+
+/// Errors from receiving.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// `try_recv`: nothing is waiting.
+    #[error("queue is empty")]
+    Empty,
+    /// `recv_timeout`: nothing arrived before the deadline.
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// The queue was removed; waiting messages went with it.
+    #[error("queue has been removed")]
+    Removed,
+    /// Another process took the queue over: this receiver no longer owns it.
+    #[error("ownership lost: the queue is now owned at epoch {now} (this receiver held {held})")]
+    OwnershipLost {
+        /// The epoch this receiver held.
+        held: u64,
+        /// The queue's epoch now.
+        now: u64,
+    },
+    /// This receiver is a copy that a `fork`ed child inherited: only the process that opened
+    /// it owns the queue (the child does not hold the owner lock), so the child cannot receive
+    /// through it. Open a receiver (or standby) in the child instead.
+    #[error(
+        "this receiver was inherited through fork: only the process that opened it owns the queue"
+    )]
+    ForkedCopy,
+    /// The queue's shared state is damaged.
+    #[error("queue is corrupt: {0}")]
+    Corrupt(Damage),
+}
+
+/// Errors from acknowledging a message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AckError {
+    /// The receiver that delivered the message is gone (dropped, or its ownership lost): the
+    /// message stays in the queue and the next owner delivers it again, flagged redelivered.
+    #[error("the receiver is closed: the message will be redelivered to the next owner")]
+    Closed,
+    /// The record's shared state is damaged.
+    #[error("queue is corrupt: {0}")]
+    Corrupt(Damage),
+}
+
+/// What is damaged in a queue's shared memory, as sends, receives and acknowledgements report
+/// it (the SA-Forum C API maps each to an error code).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Damage {
+    /// A lane's words contradict each other: what, and where.
+    #[error(transparent)]
+    Lane(#[from] baton_ring::lane::Corrupt),
+    /// Another process shrank the segment's file: touching the lost part would be a SIGBUS.
+    #[error("the segment was truncated to {file_size} bytes by another process (it needs {size})")]
+    Truncated {
+        /// The file's size now.
+        file_size: u64,
+        /// The segment's size.
+        size: u64,
+    },
+}
+
+/// A lane's inconsistent shared state, as each operation reports it.
+macro_rules! from_damage {
+    ($($t:ty),*) => {$(
+        impl From<baton_ring::lane::Corrupt> for $t {
+            fn from(c: baton_ring::lane::Corrupt) -> Self {
+                <$t>::Corrupt(Damage::Lane(c))
+            }
+        }
+        impl From<Damage> for $t {
+            fn from(d: Damage) -> Self {
+                <$t>::Corrupt(d)
+            }
+        }
+    )*};
+}
+from_damage!(SendError, RecvError, AckError);

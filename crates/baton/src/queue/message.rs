@@ -1,0 +1,284 @@
+//! What a receiver hands out: [`Message`] (copied out), [`InPlace`] (read in place), and the
+//! [`Metadata`] both carry.
+
+use super::message_id;
+use super::receiver::Owned;
+use crate::error::AckError;
+use baton_ring::lane::RecordRef;
+use std::sync::Arc;
+
+/// What a message says about itself besides its payload: what the sender stamped on it, and
+/// what delivery adds. The same for a copied [`Message`] and one read in place ([`InPlace`]);
+/// both have an accessor per field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Metadata {
+    /// 0 (highest) to 3.
+    pub priority: u8,
+    /// The sender's message type.
+    pub msg_type: i64,
+    /// The sender's message version.
+    pub version: u32,
+    /// The sending process, in its own pid namespace.
+    pub sender_pid: u32,
+    /// When it was sent, `CLOCK_MONOTONIC` nanoseconds (see [`monotonic_ns`]).
+    pub sent_ns: u64,
+    /// This message was delivered before and not acknowledged: its receiver died, closed, or
+    /// released it. It may have been processed already.
+    pub redelivered: bool,
+    /// Names this message within the queue's life: the same on every redelivery, never given
+    /// to another message of the queue. Use it to drop duplicates of at-least-once delivery.
+    /// The low two bits are the priority, the rest the message's position in its lane, which
+    /// only grows (so ids stay small: exact in JSON readers that use doubles for a long
+    /// time); a queue removed and created again starts over (its creation time tells the two
+    /// apart).
+    pub id: u64,
+}
+
+impl Metadata {
+    /// The metadata of the record `r` of lane `lane`.
+    pub(super) fn of(lane: usize, r: &RecordRef, redelivered: bool) -> Metadata {
+        Metadata {
+            priority: lane as u8,
+            msg_type: r.header.msg_type,
+            version: r.header.version,
+            sender_pid: r.header.sender_pid,
+            sent_ns: r.header.sent_ns,
+            redelivered,
+            id: message_id(lane, r.pos),
+        }
+    }
+}
+
+/// The accessors of [`Metadata`]'s fields, for a type with a `meta` field.
+macro_rules! metadata_accessors {
+    () => {
+        /// All of the message's metadata.
+        pub fn meta(&self) -> &Metadata {
+            &self.meta
+        }
+        /// 0 (highest) to 3.
+        pub fn priority(&self) -> u8 {
+            self.meta.priority
+        }
+        /// The sender's message type.
+        pub fn msg_type(&self) -> i64 {
+            self.meta.msg_type
+        }
+        /// The sender's message version.
+        pub fn version(&self) -> u32 {
+            self.meta.version
+        }
+        /// The sending process, in its own pid namespace.
+        pub fn sender_pid(&self) -> u32 {
+            self.meta.sender_pid
+        }
+        /// When it was sent, `CLOCK_MONOTONIC` nanoseconds (see [`monotonic_ns`]).
+        pub fn sent_ns(&self) -> u64 {
+            self.meta.sent_ns
+        }
+        /// Delivered before and not acknowledged: it may have been processed already.
+        pub fn redelivered(&self) -> bool {
+            self.meta.redelivered
+        }
+        /// The message's id within the queue: the same on every redelivery (see
+        /// [`Metadata::id`]).
+        pub fn id(&self) -> u64 {
+            self.meta.id
+        }
+    };
+}
+
+/// A received message: its payload, what the sender stamped on it, and its acknowledgement.
+///
+/// A message stays in the queue until it is acknowledged: by [`Message::ack`], or by dropping
+/// it. If the receiving process dies first, or the thread holding the message panics, the
+/// message is not acknowledged: it is delivered again, flagged `redelivered` (to the next owner,
+/// or to this receiver). [`Message::release`] gives it back for redelivery on purpose. Holding
+/// messages holds their bytes in the lane: senders wait when it fills up.
+pub struct Message {
+    pub(super) meta: Metadata,
+    pub(super) payload: Vec<u8>,
+    pub(super) ticket: Option<Ticket>,
+}
+
+/// What acknowledging a message needs: its receiver's state and its place in the lane.
+pub(super) struct Ticket {
+    pub(super) owned: Arc<Owned>,
+    pub(super) priority: usize,
+    pub(super) record: RecordRef,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("meta", &self.meta)
+            .field("len", &self.payload.len())
+            .field("acknowledged", &self.ticket.is_none())
+            .finish()
+    }
+}
+
+/// Messages compare by content and metadata, not by acknowledgement state.
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        (self.meta, &self.payload) == (other.meta, &other.payload)
+    }
+}
+
+impl Message {
+    metadata_accessors!();
+
+    /// The payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+    /// The payload, owned; acknowledges the message.
+    pub fn into_payload(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.payload)
+    }
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.payload.len()
+    }
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.payload.is_empty()
+    }
+
+    /// Acknowledges the message: it leaves the queue and its bytes are freed.
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::Closed`] if the receiver is gone: the message stays in the queue and the
+    /// next owner delivers it again. [`AckError::Corrupt`] if its record was tampered with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-ack-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// q.sender().send(b"job")?;
+    /// let mut rx = q.receiver()?;
+    /// let m = rx.recv()?;
+    /// // ... process it, then:
+    /// m.ack()?;
+    /// assert_eq!(q.status().received, 1);
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ack(mut self) -> Result<(), AckError> {
+        match self.ticket.take() {
+            Some(t) => t.finish(true),
+            None => Ok(()),
+        }
+    }
+
+    /// Gives the message back unacknowledged: this receiver delivers it again, flagged
+    /// redelivered, before newer messages.
+    ///
+    /// # Errors
+    ///
+    /// As [`Message::ack`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-release-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// q.sender().send(b"job")?;
+    /// let mut rx = q.receiver()?;
+    /// let m = rx.recv()?;
+    /// let id = m.id();
+    /// m.release()?; // cannot process it now
+    /// let again = rx.recv()?;
+    /// assert_eq!((again.id(), again.redelivered()), (id, true));
+    /// # drop(again); drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn release(mut self) -> Result<(), AckError> {
+        match self.ticket.take() {
+            Some(t) => t.finish(false),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Message {
+    /// Acknowledges, unless the thread is panicking: then the message is released for
+    /// redelivery. Errors are ignored here: an unacknowledged message is redelivered.
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            let _ = t.finish(!std::thread::panicking());
+        }
+    }
+}
+
+impl Ticket {
+    pub(super) fn finish(self, ack: bool) -> Result<(), AckError> {
+        self.owned.finish(self.priority, self.record, ack)
+    }
+}
+
+/// A message read in place from shared memory (see [`Receiver::recv_in_place`]). It borrows its
+/// receiver; acknowledging it ([`InPlace::ack`], or dropping it unless the thread is panicking)
+/// frees its bytes.
+pub struct InPlace<'a> {
+    pub(super) owned: &'a Owned,
+    /// Its lane.
+    pub(super) lane: usize,
+    pub(super) meta: Metadata,
+    pub(super) record: RecordRef,
+    pub(super) payload: &'a [u8],
+    pub(super) done: bool,
+}
+
+impl std::fmt::Debug for InPlace<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InPlace")
+            .field("meta", &self.meta)
+            .field("len", &self.payload.len())
+            .finish()
+    }
+}
+
+impl InPlace<'_> {
+    metadata_accessors!();
+
+    /// The payload, in shared memory.
+    pub fn payload(&self) -> &[u8] {
+        self.payload
+    }
+
+    /// Acknowledges the message: it leaves the queue and its bytes are freed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Message::ack`].
+    pub fn ack(mut self) -> Result<(), AckError> {
+        self.done = true;
+        self.owned.finish(self.lane, self.record, true)
+    }
+
+    /// Gives the message back for redelivery (see [`Message::release`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Message::ack`].
+    pub fn release(mut self) -> Result<(), AckError> {
+        self.done = true;
+        self.owned.finish(self.lane, self.record, false)
+    }
+}
+
+impl Drop for InPlace<'_> {
+    /// Acknowledges, unless the thread is panicking: then the message is released.
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self
+                .owned
+                .finish(self.lane, self.record, !std::thread::panicking());
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Named queues: [`Queue`], [`Sender`], [`Receiver`], [`Message`], [`Status`].
+//!
+//! A queue is a shared-memory segment with four priority lanes, a receiver event and an owner
+//! lock. Any number of [`Sender`]s in any number of processes send; one [`Receiver`] at a time
+//! owns the queue and receives, highest priority first and, within a priority, in the order the
+//! sends were claimed (so FIFO per sender).
+
+mod message;
+mod receiver;
+mod sender;
+mod status;
+
+pub use message::{InPlace, Message, Metadata};
+pub use receiver::{Receiver, ReceiverOptions};
+pub use sender::{Loan, Sender};
+pub use status::{Attached, LaneStatus, ListEntry, Status};
+
+use crate::error::{OpenError, OwnError};
+use crate::name::Domain;
+use crate::owner::{self, Wait};
+use crate::recovery::{self, Attachment};
+use crate::segment::{Attributes, Segment, PRIORITIES};
+use crate::sys::liveness::fork_generation;
+use receiver::{Local, Owned};
+use status::expire_if_due;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a blocked receiver or sender polls before it sleeps on the futex, by default.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+/// A claim at the head of a lane that stays uncommitted this long gets its sender checked: if
+/// the sender's process is dead, the claim is abandoned and skipped.
+const STUCK_CHECK: Duration = Duration::from_millis(2);
+/// A sleeping receiver wakes at least this often, to notice a sender that died between its
+/// commit and its wake-up call, or a claim whose sender died.
+const IDLE_TICK: Duration = Duration::from_millis(100);
+
+/// A handle on a named queue. Cheap to clone; the mapping lives as long as any handle.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    seg: Arc<Attachment>,
+}
+
+impl Queue {
+    /// Creates a queue, or opens it if it already exists with the same attributes.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::InvalidName`], [`OpenError::InvalidAttributes`], [`OpenError::Exists`] when
+    /// it exists with other attributes (the message names the difference), [`OpenError::NoSpace`]
+    /// when shared memory is full, and the errors of [`Queue::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-create-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// assert_eq!(q.attributes().max_message, 4096);
+    /// Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), baton::OpenError>(())
+    /// ```
+    pub fn create(domain: &Domain, name: &str, attrs: &Attributes) -> Result<Queue, OpenError> {
+        if let Ok(old) = Segment::open(domain, name) {
+            expire_if_due(&old);
+        }
+        Ok(Queue {
+            seg: Arc::new(Attachment::new(Segment::create(domain, name, attrs)?)),
+        })
+    }
+
+    /// Opens an existing queue.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`]; [`OpenError::PermissionDenied`] for a file of another user, a
+    /// symbolic link, or a mode other than the one the queue was created with;
+    /// [`OpenError::Incompatible`] for a segment of another format, ABI or byte order;
+    /// [`OpenError::Corrupt`] for a segment whose header or size make no sense.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, OpenError, Queue};
+    /// let domain = Domain::new(&format!("doc-open-{}", std::process::id()))?;
+    /// assert!(matches!(Queue::open(&domain, "jobs"), Err(OpenError::NotFound { .. })));
+    /// Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// let q = Queue::open(&domain, "jobs")?; // another process would do this
+    /// assert_eq!(q.name(), "jobs");
+    /// Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), OpenError>(())
+    /// ```
+    pub fn open(domain: &Domain, name: &str) -> Result<Queue, OpenError> {
+        let seg = Segment::open(domain, name)?;
+        if expire_if_due(&seg) {
+            return Err(OpenError::NotFound {
+                domain: domain.to_string(),
+                name: name.to_string(),
+            });
+        }
+        Ok(Queue {
+            seg: Arc::new(Attachment::new(seg)),
+        })
+    }
+
+    /// Opens an existing queue whose file mode differs from the one it was created with (its
+    /// owner, or root, changed it; for instance to let a group in). [`Queue::open`] refuses
+    /// such a queue; this is the explicit opt-in. Every other check still applies.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::open`], without the mode check.
+    pub fn open_accepting_mode(domain: &Domain, name: &str) -> Result<Queue, OpenError> {
+        Ok(Queue {
+            seg: Arc::new(Attachment::new(Segment::open_checked(domain, name, true)?)),
+        })
+    }
+
+    /// Removes a queue, with its messages. The name is free at once: a queue of the same name
+    /// can be created right after. Processes that still have the old queue open get
+    /// [`SendError::Removed`] / [`RecvError::Removed`] on their next send or receive.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`], [`OpenError::PermissionDenied`], [`OpenError::InvalidName`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, SendError};
+    /// let domain = Domain::new(&format!("doc-remove-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// Queue::remove(&domain, "jobs")?;
+    /// assert_eq!(q.sender().send(b"late"), Err(SendError::Removed));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove(domain: &Domain, name: &str) -> Result<(), OpenError> {
+        crate::segment::remove(domain, name)
+    }
+
+    /// Counts this process as a standby (waiting to own the queue) until the mark is dropped,
+    /// also between standby waits. A process that waits to own the queue in timed slices, to
+    /// look at something else in between (a stop signal, say), holds one for the whole wait:
+    /// otherwise, if the owner of a retention-0 queue closed in a gap between two slices, it
+    /// would see no standby and remove the queue with its messages. While a mark lives, the
+    /// process's standby waits through this handle do not register again
+    /// ([`Status::standbys`] counts the handle once). A mark on the owner's own handle, with no
+    /// standby wait through it under way, does not keep a retention-0 queue at that owner's
+    /// close: it is not a standby coming to take over. A forked child's copy of a mark counts
+    /// for nothing and ends nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnError::NoStandbySlot`] when every slot of the sender table is held by a live
+    /// process: the standby could not be seen, so a retention-0 queue could go without it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, OwnError, Queue};
+    /// use std::time::Duration;
+    /// let domain = Domain::new(&format!("doc-mark-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// let mut owner = Some(Queue::open(&domain, "jobs")?.receiver()?);
+    /// let mark = q.standby_mark()?; // counted from here, between the waits too
+    /// assert_eq!(q.status().standbys, 1);
+    /// let rx = loop {
+    ///     match q.standby(Some(Duration::from_millis(10))) {
+    ///         Ok(rx) => break rx,
+    ///         // Look at something else here (a stop flag, say); then wait again. Here: the
+    ///         // owner closes, and the next wait takes the queue.
+    ///         Err(OwnError::Timeout { .. }) => drop(owner.take()),
+    ///         Err(e) => return Err(e.into()),
+    ///     }
+    /// };
+    /// drop(mark);
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn standby_mark(&self) -> Result<StandbyMark, OwnError> {
+        // Made first: the mark counts as begun even when it cannot be registered, and its
+        // drop ends it.
+        let mark = StandbyMark {
+            seg: self.seg.clone(),
+            generation: fork_generation(),
+        };
+        recovery::standby_begin(&self.seg, recovery::StandbyKind::Mark).map_err(|reason| {
+            OwnError::NoStandbySlot {
+                name: self.name().to_string(),
+                reason,
+            }
+        })?;
+        Ok(mark)
+    }
+
+    /// Whether this handle's [`Queue::create`] made the queue (`false`: it found the queue
+    /// already there, or the handle comes from [`Queue::open`]).
+    pub fn was_created(&self) -> bool {
+        self.seg.made_here
+    }
+
+    /// The queue's attributes.
+    pub fn attributes(&self) -> Attributes {
+        self.seg.attributes()
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        self.seg.names().0
+    }
+
+    /// A sender at the lowest priority (3), message type 0, version 0.
+    pub fn sender(&self) -> Sender {
+        Sender {
+            seg: self.seg.clone(),
+            priority: 3,
+            msg_type: 0,
+            version: 0,
+            pid: std::process::id(),
+            spin: DEFAULT_SPIN,
+        }
+    }
+
+    /// Takes ownership of the queue and returns its receiver.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnError::Busy`] while another live process owns it; [`OwnError::Corrupt`] if the
+    /// owner lock is unusable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-recv-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// q.sender().send(b"hello")?;
+    /// let mut rx = q.receiver()?;
+    /// assert_eq!(rx.recv()?.payload(), b"hello");
+    /// assert!(q.receiver().is_err(), "a second receiver finds the queue busy");
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn receiver(&self) -> Result<Receiver, OwnError> {
+        self.receiver_with(ReceiverOptions::default())
+    }
+
+    /// Waits to own the queue, as a standby: returns when the owner closes or dies (then
+    /// with every message still in place, the dead owner's unacknowledged ones delivered first,
+    /// flagged redelivered), or at once if the queue has no owner.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnError::Timeout`] when `timeout` passes first; as [`Queue::receiver`] otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// use std::time::Duration;
+    /// let domain = Domain::new(&format!("doc-standby-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// q.sender().send(b"pending")?;
+    /// let active = q.receiver()?;
+    /// let q2 = q.clone();
+    /// let standby = std::thread::spawn(move || q2.standby(Some(Duration::from_secs(10))));
+    /// while q.status().standbys == 0 {
+    ///     std::thread::yield_now();
+    /// }
+    /// drop(active); // the owner closes (or dies): the standby owns the queue, messages in place
+    /// let mut rx = standby.join().unwrap()?;
+    /// assert_eq!(rx.try_recv()?.payload(), b"pending");
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn standby(&self, timeout: Option<Duration>) -> Result<Receiver, OwnError> {
+        self.receiver_with(ReceiverOptions {
+            standby: true,
+            timeout,
+            ..ReceiverOptions::default()
+        })
+    }
+
+    /// Takes ownership of the queue as `options` say.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::receiver`] and [`Queue::standby`]; [`OwnError::Removed`] if the queue was
+    /// removed.
+    pub fn receiver_with(&self, options: ReceiverOptions) -> Result<Receiver, OwnError> {
+        let removed = || OwnError::Removed {
+            name: self.name().to_string(),
+        };
+        if self.seg.is_removed() {
+            return Err(removed());
+        }
+        let wait = if options.standby {
+            // A timeout too long to be a deadline is no deadline.
+            Wait::Until(options.timeout.and_then(|t| Instant::now().checked_add(t)))
+        } else {
+            Wait::No
+        };
+        let (guard, ownership) = owner::acquire(self.seg.clone(), wait)?;
+        if self.seg.is_removed() {
+            return Err(removed());
+        }
+        let guard = Arc::new(guard);
+        let mut local = Local {
+            guard: Some(guard.clone()),
+            cursor: [0; PRIORITIES],
+            redeliver_end: [0; PRIORITIES],
+            released: Default::default(),
+            stuck: [None; PRIORITIES],
+        };
+        for p in 0..PRIORITIES {
+            let lane = self.seg.lane(p);
+            local.cursor[p] = lane.head();
+            local.redeliver_end[p] = lane.read_cursor();
+        }
+        let mut rx = Receiver {
+            owned: Arc::new(Owned {
+                seg: self.seg.clone(),
+                epoch: ownership.epoch,
+                generation: fork_generation(),
+                local: Mutex::new(local),
+            }),
+            guard,
+            ownership,
+            spin: DEFAULT_SPIN,
+            discarded: 0,
+        };
+        if options.empty {
+            rx.discarded = rx.discard_all().map_err(|e| OwnError::Corrupt {
+                name: self.name().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(rx)
+    }
+}
+
+/// Counts this process as a standby until dropped (see [`Queue::standby_mark`]).
+#[derive(Debug)]
+pub struct StandbyMark {
+    seg: Arc<Attachment>,
+    /// The fork generation that made it: a forked child's copy ends nothing.
+    generation: u64,
+}
+
+impl Drop for StandbyMark {
+    fn drop(&mut self) {
+        if self.generation == fork_generation() {
+            recovery::standby_end(&self.seg, recovery::StandbyKind::Mark);
+        }
+    }
+}
+
+/// The id of the message at `position` of lane `priority`: the priority in the low two bits,
+/// the position above them. Positions only grow (64-bit, counted in 64-byte cells: 2^62
+/// of them take millennia at memory speed), so no two messages of one queue share an id.
+pub(crate) fn message_id(priority: usize, position: u64) -> u64 {
+    (position << 2) | priority as u64
+}

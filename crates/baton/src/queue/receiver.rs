@@ -1,0 +1,583 @@
+//! Receiving: the [`Receiver`] (the owner of a queue), its walk over the lanes, and
+//! acknowledgement.
+
+use super::message::{InPlace, Message, Metadata, Ticket};
+use super::{Queue, IDLE_TICK, STUCK_CHECK};
+use crate::error::{AckError, OwnError, RecvError};
+use crate::owner::{OwnerGuard, Ownership};
+use crate::recovery::{self, failpoint, Attachment};
+use crate::segment::{Segment, PRIORITIES};
+use crate::sys::futex::Futex;
+use crate::sys::liveness::fork_generation;
+use baton_ring::lane::{LaneOwner, RecordRef, Slot};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How [`Queue::receiver_with`] takes ownership.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiverOptions {
+    /// Wait for the queue to become free instead of failing with `Busy`.
+    pub standby: bool,
+    /// With `standby`: wait at most this long (`None`: as long as it takes).
+    pub timeout: Option<Duration>,
+    /// Discard every message waiting when ownership is taken (SA-Forum's `EMPTY` open flag).
+    pub empty: bool,
+}
+
+impl Owned {
+    /// Acknowledges a delivered record, or (`ack == false`) releases it for redelivery.
+    pub(super) fn finish(&self, p: usize, record: RecordRef, ack: bool) -> Result<(), AckError> {
+        let mut local = self.lock();
+        let local = &mut *local;
+        if self.lost() {
+            return Err(AckError::Closed);
+        }
+        let Some(lane) = local.lane(p) else {
+            return Err(AckError::Closed);
+        };
+        if ack {
+            let at_head = lane.ack(&record)?;
+            failpoint("ack.marked");
+            lane.advance_head_until(at_head.then_some(&record), local.cursor[p], &Futex)?;
+            failpoint("ack.advanced");
+            if self.seg.shared().data_event.waiters() != 0 {
+                // Acknowledged on another thread while the receiving one sleeps: it will not
+                // pay the senders the wake-up this head move may owe them, so pay it now.
+                lane.wake_owed(&Futex);
+            }
+        } else {
+            let queue = &mut local.released[p];
+            let at = queue.partition_point(|r| r.pos < record.pos);
+            queue.insert(at, record);
+        }
+        Ok(())
+    }
+}
+
+/// The state a receiver shares with the messages it has handed out.
+pub(super) struct Owned {
+    pub(super) seg: Arc<Attachment>,
+    pub(super) epoch: u64,
+    /// The fork generation of the process that owns the queue: a forked child's copy of this
+    /// state owns nothing (it does not hold the owner lock) and must not touch the lanes.
+    pub(super) generation: u64,
+    pub(super) local: Mutex<Local>,
+}
+
+/// Process-local receiving state, behind one mutex (uncontended unless messages are
+/// acknowledged on other threads).
+pub(super) struct Local {
+    /// The owner lock, shared with the receiver while it lives: the proof of ownership every
+    /// owner operation on a lane needs. Taken out when the receiver is dropped (closed): from
+    /// then on message handles get [`AckError::Closed`] and nothing touches the lanes. Only
+    /// the receiver's own reference can be the last, so the lock is released by its drop.
+    pub(super) guard: Option<Arc<OwnerGuard>>,
+    /// Per lane, the next position to look at.
+    pub(super) cursor: [u64; PRIORITIES],
+    /// Per lane, positions before this were delivered by an earlier owner (or an earlier
+    /// receiver of this one) and are redelivered first.
+    pub(super) redeliver_end: [u64; PRIORITIES],
+    /// Per lane, messages given back by [`Message::release`] (or a panic), by position.
+    pub(super) released: [VecDeque<RecordRef>; PRIORITIES],
+    /// Per lane, an uncommitted claim at the cursor and since when it has been seen there.
+    pub(super) stuck: [Option<(u64, Instant)>; PRIORITIES],
+}
+
+impl Local {
+    /// The owner's view of lane `p`: `None` once closed, or in a forked child's copy.
+    #[inline]
+    pub(super) fn lane(&self, p: usize) -> Option<LaneOwner<'_>> {
+        self.guard.as_ref()?.lane(p)
+    }
+}
+
+impl Owned {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether another process has taken the queue since this receiver got it, or this is a
+    /// forked child's copy of the receiver.
+    pub(super) fn lost(&self) -> bool {
+        self.seg.shared().owner.epoch.load(Ordering::Relaxed) != self.epoch || self.forked_copy()
+    }
+
+    /// Whether this is a copy a `fork`ed child inherited.
+    pub(super) fn forked_copy(&self) -> bool {
+        self.generation != fork_generation()
+    }
+}
+
+/// The owner of a queue: the one process (and thread) that receives. Dropping it releases
+/// ownership; messages it delivered and that are not yet acknowledged stay in the queue and are
+/// redelivered to the next owner.
+pub struct Receiver {
+    pub(super) owned: Arc<Owned>,
+    /// The owner lock (see `Local::guard`); declared after `owned`, so it is dropped last.
+    pub(super) guard: Arc<OwnerGuard>,
+    pub(super) ownership: Ownership,
+    pub(super) spin: Duration,
+    pub(super) discarded: u64,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("queue", &self.owned.seg.names().0)
+            .field("epoch", &self.ownership.epoch)
+            .field("took_over", &self.ownership.took_over)
+            .finish()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        // Close first, so that no message handle touches the lanes once the lock is released.
+        let mut local = self.owned.lock();
+        if !self.owned.lost() && self.owned.seg.check_size().is_ok() {
+            // Senders left waiting by this owner's last head moves are not kept waiting for
+            // the next one. (Not on a segment a peer has shrunk: that would be a SIGBUS.)
+            for p in 0..PRIORITIES {
+                if let Some(lane) = local.lane(p) {
+                    lane.wake_owed(&Futex);
+                }
+            }
+        }
+        local.guard = None;
+        // `self.guard`, dropped after this, releases the lock.
+    }
+}
+
+impl Receiver {
+    /// Waits to own `queue`, as a standby; see [`Queue::standby`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::standby`].
+    pub fn standby(queue: &Queue, timeout: Option<Duration>) -> Result<Receiver, OwnError> {
+        queue.standby(timeout)
+    }
+
+    /// Receives the next message, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Removed`], [`RecvError::OwnershipLost`], [`RecvError::Corrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-recv-order-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// q.sender().send(b"low")?; // priority 3, the default
+    /// q.sender().with_priority(0)?.send(b"high")?;
+    /// let mut rx = q.receiver()?;
+    /// assert_eq!(rx.recv()?.payload(), b"high"); // highest priority first
+    /// assert_eq!(rx.recv()?.payload(), b"low"); // (each acknowledged as it is dropped)
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv(&mut self) -> Result<Message, RecvError> {
+        self.recv_until(None)
+    }
+
+    /// Receives the next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Timeout`], and as [`Receiver::recv`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, RecvError};
+    /// use std::time::Duration;
+    /// let domain = Domain::new(&format!("doc-recv-timeout-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// let mut rx = q.receiver()?;
+    /// assert!(matches!(rx.recv_timeout(Duration::from_millis(5)), Err(RecvError::Timeout)));
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// Receives a message if one is waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Empty`], and as [`Receiver::recv`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, RecvError};
+    /// let domain = Domain::new(&format!("doc-try-recv-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// let mut rx = q.receiver()?;
+    /// assert!(matches!(rx.try_recv(), Err(RecvError::Empty)));
+    /// q.sender().send(b"now")?;
+    /// assert_eq!(rx.try_recv()?.payload(), b"now");
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_recv(&mut self) -> Result<Message, RecvError> {
+        self.take()?.ok_or(RecvError::Empty)
+    }
+
+    /// Sets how long a blocking receive polls before sleeping (default 50 µs; zero sleeps at once).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    /// The ownership epoch this receiver holds.
+    pub fn epoch(&self) -> u64 {
+        self.ownership.epoch
+    }
+
+    /// Whether this receiver took the queue over from an owner that had died.
+    pub fn took_over(&self) -> bool {
+        self.ownership.took_over
+    }
+
+    /// How many waiting messages [`ReceiverOptions::empty`] discarded.
+    pub fn discarded(&self) -> u64 {
+        self.discarded
+    }
+
+    /// Acknowledges every message in the queue without delivering it; returns how many.
+    pub(super) fn discard_all(&mut self) -> Result<u64, RecvError> {
+        let mut n = 0;
+        while let Some(m) = self.take()? {
+            match m.ack() {
+                Ok(()) => {}
+                Err(AckError::Corrupt(d)) => return Err(RecvError::Corrupt(d)),
+                // Ownership lost meanwhile: what is left stays for the next owner, and this
+                // receiver reports the loss on its next call.
+                Err(AckError::Closed) => break,
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Receives the next message in place: its payload is read straight from shared memory,
+    /// no copy. The message borrows this receiver, so it cannot outlive it, and this receiver
+    /// cannot receive again until the message is acknowledged (by [`InPlace::ack`], or by
+    /// dropping it) or released.
+    ///
+    /// ```compile_fail
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new("doc-inplace").unwrap();
+    /// # let q = Queue::create(&domain, "q", &Attributes::default()).unwrap();
+    /// let message = {
+    ///     let mut rx = q.receiver().unwrap();
+    ///     rx.recv_in_place().unwrap()
+    /// }; // error: `rx` dropped here while still borrowed
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::recv`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-in-place-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "frames", &Attributes::default())?;
+    /// q.sender().send(&[7u8; 1000])?;
+    /// let mut rx = q.receiver()?;
+    /// let frame = rx.recv_in_place()?; // no copy: the payload is in shared memory
+    /// let sum: u32 = frame.payload().iter().map(|&b| b as u32).sum();
+    /// assert_eq!((sum, frame.priority(), frame.redelivered()), (7000, 3, false));
+    /// frame.ack()?; // its cells are free again
+    /// # drop(rx); Queue::remove(&domain, "frames")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
+        let found = self.next_record(None)?;
+        Ok(self.deliver_in_place(found))
+    }
+
+    /// As [`Receiver::recv_in_place`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::recv_timeout`].
+    pub fn recv_in_place_timeout(&mut self, timeout: Duration) -> Result<InPlace<'_>, RecvError> {
+        let found = self.next_record(Some(Instant::now() + timeout))?;
+        Ok(self.deliver_in_place(found))
+    }
+
+    /// As [`Receiver::recv_in_place`] if a message is waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::try_recv`].
+    pub fn try_recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
+        let found = self.take_record()?.ok_or(RecvError::Empty)?;
+        Ok(self.deliver_in_place(found))
+    }
+
+    pub(super) fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Message, RecvError> {
+        let found = self.next_record(deadline)?;
+        Ok(self.deliver(found))
+    }
+
+    pub(super) fn take(&mut self) -> Result<Option<Message>, RecvError> {
+        Ok(self.take_record()?.map(|found| self.deliver(found)))
+    }
+
+    /// Waits for the next record: polls for the spin window, then sleeps on the receiver event.
+    pub(super) fn next_record(&mut self, deadline: Option<Instant>) -> Result<Found, RecvError> {
+        if let Some(f) = self.take_record()? {
+            return Ok(f);
+        }
+        let spin_until = Instant::now() + self.spin;
+        loop {
+            let now = Instant::now();
+            if now >= spin_until || deadline.is_some_and(|d| now >= d) {
+                break;
+            }
+            if let Some(f) = self.take_record()? {
+                return Ok(f);
+            }
+            baton_ring::spin_hint();
+        }
+        let seg = self.owned.seg.clone();
+        loop {
+            seg.check_size().map_err(RecvError::Corrupt)?;
+            // Sleep in bounded steps: a claim whose sender may have died is looked at again
+            // soon, and a wake-up lost with a dead sender costs at most one tick.
+            let stuck = self.owned.lock().stuck.iter().any(Option::is_some);
+            let tick = Instant::now() + if stuck { STUCK_CHECK } else { IDLE_TICK };
+            let until = deadline.map_or(tick, |d| d.min(tick));
+            let mut outcome = None;
+            seg.shared().data_event.wait_until(&Futex, Some(until), || {
+                // Woken (or about to sleep): the segment may have been shrunk meanwhile; look
+                // before touching the lanes.
+                outcome = match seg.check_size() {
+                    Err(e) => Some(Err(RecvError::Corrupt(e))),
+                    Ok(()) => self.take_record().transpose(),
+                };
+                outcome.is_some()
+            });
+            if let Some(o) = outcome {
+                return o;
+            }
+            if let Some(f) = self.take_record()? {
+                return Ok(f);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvError::Timeout);
+            }
+        }
+    }
+
+    /// Takes the next record: first those to deliver again (released here, or left
+    /// unacknowledged by an earlier owner), then the highest priority first.
+    pub(super) fn take_record(&mut self) -> Result<Option<Found>, RecvError> {
+        let owned = &*self.owned;
+        let seg = &owned.seg;
+        if seg.is_removed() {
+            return Err(RecvError::Removed);
+        }
+        if owned.forked_copy() {
+            return Err(RecvError::ForkedCopy);
+        }
+        if owned.lost() {
+            return Err(RecvError::OwnershipLost {
+                held: owned.epoch,
+                now: seg.shared().owner.epoch.load(Ordering::Relaxed),
+            });
+        }
+        let max = seg.attributes().max_message;
+        let mut local = owned.lock();
+        let local = &mut *local;
+        for p in 0..PRIORITIES {
+            if let Some(r) = local.released[p].pop_front() {
+                return Ok(Some(Found {
+                    lane: p,
+                    record: r,
+                    redelivered: true,
+                }));
+            }
+        }
+        let guard = &self.guard;
+        let lanes: [LaneOwner<'_>; PRIORITIES] = {
+            let mut lanes = [None; PRIORITIES];
+            for (p, lane) in lanes.iter_mut().enumerate() {
+                *lane = guard.lane(p);
+            }
+            match lanes {
+                [Some(a), Some(b), Some(c), Some(d)] => [a, b, c, d],
+                _ => return Err(RecvError::ForkedCopy),
+            }
+        };
+        for (p, lane) in lanes.iter().enumerate() {
+            while local.cursor[p] < local.redeliver_end[p] {
+                match lane.at(local.cursor[p], max)? {
+                    Slot::Skip { cells } => local.cursor[p] += cells,
+                    Slot::Record(r) => {
+                        local.cursor[p] += r.cells;
+                        return Ok(Some(Found {
+                            lane: p,
+                            record: r,
+                            redelivered: true,
+                        }));
+                    }
+                    // Recovery left `read` on a record boundary; anything else ends the range.
+                    Slot::End | Slot::InFlight { .. } => local.redeliver_end[p] = local.cursor[p],
+                }
+            }
+        }
+        for (p, lane) in lanes.iter().enumerate() {
+            // The head may have moved past the cursor over padding or cancelled claims that the
+            // cursor had not reached (they need no delivery): follow it, since their stamps may
+            // already belong to the next lap.
+            local.cursor[p] = local.cursor[p].max(lane.head());
+            let mut skipped = false;
+            loop {
+                let at = local.cursor[p];
+                match lane.at(at, max)? {
+                    Slot::End => {
+                        local.stuck[p] = None;
+                        break;
+                    }
+                    Slot::Skip { cells } => {
+                        local.cursor[p] += cells;
+                        skipped = true;
+                    }
+                    Slot::InFlight { sender } => {
+                        if !Self::check_stuck(seg, &mut local.stuck[p], at, sender) {
+                            break;
+                        }
+                    }
+                    Slot::Record(r) => {
+                        local.stuck[p] = None;
+                        failpoint("recv.found");
+                        local.cursor[p] += r.cells;
+                        lane.set_read_cursor(local.cursor[p]);
+                        failpoint("recv.marked");
+                        if skipped {
+                            lane.advance_head(&Futex)?;
+                        }
+                        return Ok(Some(Found {
+                            lane: p,
+                            record: r,
+                            redelivered: false,
+                        }));
+                    }
+                }
+            }
+            if skipped {
+                lane.set_read_cursor(local.cursor[p]);
+                lane.advance_head(&Futex)?;
+            }
+        }
+        // Nothing to receive: wake the senders that head moves left waiting for space.
+        for lane in &lanes {
+            lane.wake_owed(&Futex);
+        }
+        Ok(None)
+    }
+
+    /// An uncommitted claim sits at the cursor of lane `p`. If it has sat there a while, check
+    /// its sender: a dead sender's claims are abandoned. Returns whether to look again now.
+    pub(super) fn check_stuck(
+        seg: &Segment,
+        stuck: &mut Option<(u64, Instant)>,
+        at: u64,
+        sender: u8,
+    ) -> bool {
+        match *stuck {
+            Some((pos, since)) if pos == at => {
+                if since.elapsed() < STUCK_CHECK {
+                    return false;
+                }
+                *stuck = Some((at, Instant::now()));
+                recovery::reclaim_if_dead(seg, sender).is_some_and(|n| n > 0)
+            }
+            _ => {
+                *stuck = Some((at, Instant::now()));
+                false
+            }
+        }
+    }
+
+    /// Counts a redelivery in the queue's counter.
+    pub(super) fn count_delivery(&self, redelivered: bool) {
+        if redelivered {
+            self.owned
+                .seg
+                .shared()
+                .stats
+                .redelivered
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn deliver_in_place(&mut self, found: Found) -> InPlace<'_> {
+        let Found {
+            lane,
+            record,
+            redelivered,
+        } = found;
+        self.count_delivery(redelivered);
+        let owned = &*self.owned;
+        let payload: &[u8] = match self.guard.lane(lane) {
+            // SAFETY: the record stays unacknowledged, so its cells stay untouched by senders,
+            // for as long as the `InPlace` (which acknowledges or releases it when it ends)
+            // lives; it borrows this receiver, so the owner lock stays held as long.
+            Some(view) => unsafe { view.record_payload(&record) },
+            // Only `take_record`, which just had the views, finds records: not reached, but a
+            // forked copy delivers nothing rather than panic.
+            None => &[],
+        };
+        InPlace {
+            owned,
+            lane,
+            meta: Metadata::of(lane, &record, redelivered),
+            record,
+            payload,
+            done: false,
+        }
+    }
+
+    pub(super) fn deliver(&self, found: Found) -> Message {
+        let Found {
+            lane,
+            record,
+            redelivered,
+        } = found;
+        let mut payload = Vec::with_capacity(record.header.len as usize);
+        if let Some(view) = self.guard.lane(lane) {
+            view.copy_payload(&record, &mut payload);
+        }
+        self.count_delivery(redelivered);
+        Message {
+            meta: Metadata::of(lane, &record, redelivered),
+            payload,
+            ticket: Some(Ticket {
+                owned: self.owned.clone(),
+                priority: lane,
+                record,
+            }),
+        }
+    }
+}
+
+/// A record found for delivery.
+pub(super) struct Found {
+    /// Its lane (priority).
+    pub(super) lane: usize,
+    /// Where it is.
+    pub(super) record: RecordRef,
+    /// It was delivered before and not acknowledged.
+    pub(super) redelivered: bool,
+}

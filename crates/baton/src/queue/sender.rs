@@ -1,0 +1,443 @@
+//! Sending: [`Sender`] and the zero-copy [`Loan`].
+
+use super::IDLE_TICK;
+use crate::error::{SendError, TrySendError};
+use crate::recovery::{self, failpoint, Attachment};
+use crate::segment::PRIORITIES;
+use crate::sys::clock::monotonic_ns;
+use crate::sys::futex::Futex;
+use baton_ring::lane::{Claim, ClaimError, CommitError, LaneSender, RecordHeader};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sends messages to a queue. `Clone`, `Send` and `Sync`; any number may send at once.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub(super) seg: Arc<Attachment>,
+    pub(super) priority: u8,
+    pub(super) msg_type: i64,
+    pub(super) version: u32,
+    pub(super) pid: u32,
+    pub(super) spin: Duration,
+}
+
+impl Sender {
+    /// This sender, sending at priority `p` (0 highest, 3 lowest).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::InvalidPriority`] above 3.
+    pub fn with_priority(mut self, p: u8) -> Result<Sender, SendError> {
+        if p as usize >= PRIORITIES {
+            return Err(SendError::InvalidPriority(p));
+        }
+        self.priority = p;
+        Ok(self)
+    }
+
+    /// This sender, stamping messages with a user type.
+    pub fn with_type(mut self, msg_type: i64) -> Sender {
+        self.msg_type = msg_type;
+        self
+    }
+
+    /// This sender, stamping messages with a user version.
+    pub fn with_version(mut self, version: u32) -> Sender {
+        self.version = version;
+        self
+    }
+
+    /// Sends, waiting while the lane is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TooBig`] (nothing written), [`SendError::Corrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-send-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// let tx = q.sender().with_priority(0)?.with_type(7);
+    /// tx.send(b"urgent")?;
+    /// let m = q.receiver()?.recv()?;
+    /// assert_eq!((m.payload(), m.priority(), m.msg_type()), (&b"urgent"[..], 0, 7));
+    /// # drop(m); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send(&self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_until(payload, None)
+    }
+
+    /// Sends, waiting at most `timeout` for space.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::send`], and [`SendError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, SendError};
+    /// use std::time::Duration;
+    /// let domain = Domain::new(&format!("doc-send-timeout-{}", std::process::id()))?;
+    /// let attrs = Attributes { capacity: [128; 4], max_message: 64, ..Default::default() };
+    /// let q = Queue::create(&domain, "small", &attrs)?;
+    /// let tx = q.sender();
+    /// tx.send(&[0u8; 64])?; // 96 bytes with its header, in two 64-byte cells: the lane is full
+    /// assert_eq!(tx.send_timeout(&[1u8; 64], Duration::from_millis(10)), Err(SendError::Timeout));
+    /// # Queue::remove(&domain, "small")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_timeout(&self, payload: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.send_until(payload, Some(Instant::now() + timeout))
+    }
+
+    /// Sends if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] hands the message back; other failures are
+    /// [`TrySendError::Failed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, TrySendError};
+    /// let domain = Domain::new(&format!("doc-try-{}", std::process::id()))?;
+    /// let attrs = Attributes { capacity: [128; 4], max_message: 64, ..Default::default() };
+    /// let q = Queue::create(&domain, "small", &attrs)?;
+    /// let tx = q.sender();
+    /// tx.try_send(vec![1u8; 64]).unwrap();
+    /// match tx.try_send(vec![2u8; 64]) {
+    ///     Err(TrySendError::Full(back)) => assert_eq!(back, vec![2u8; 64]),
+    ///     other => panic!("expected Full, got {other:?}"),
+    /// }
+    /// # Queue::remove(&domain, "small")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_send<M: AsRef<[u8]>>(&self, message: M) -> Result<(), TrySendError<M>> {
+        let payload = message.as_ref();
+        let lane = self
+            .lane_for(payload.len(), self.priority)
+            .map_err(TrySendError::Failed)?;
+        match lane.try_claim(payload.len()) {
+            Ok(claim) => self
+                .finish(&lane, claim, payload)
+                .map_err(TrySendError::Failed),
+            Err(ClaimError::Full) => {
+                self.count_rejected();
+                Err(TrySendError::Full(message))
+            }
+            Err(ClaimError::Corrupt(c)) => Err(TrySendError::Failed(c.into())),
+        }
+    }
+
+    /// Lends `len` bytes of the lane of `priority` to write a message in place, waiting while
+    /// the lane is full: no copy. Write the payload into the [`Loan`] (it derefs to `[u8]`),
+    /// then [`Loan::commit`]; dropping it uncommitted cancels it and frees the space. The
+    /// message type and version are this sender's.
+    ///
+    /// A loan holds back the messages claimed after it in its lane until it is committed or
+    /// dropped: write, and commit, promptly.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TooBig`], [`SendError::InvalidPriority`], and as [`Sender::send`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-loan-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "frames", &Attributes::default())?;
+    /// let tx = q.sender();
+    /// let mut slot = tx.loan(8, 0)?;
+    /// slot.copy_from_slice(&42u64.to_le_bytes()); // written straight into shared memory
+    /// slot.commit()?;
+    /// let mut rx = q.receiver()?;
+    /// let m = rx.recv_in_place()?;                // read straight from shared memory
+    /// assert_eq!(m.payload(), &42u64.to_le_bytes());
+    /// m.ack()?;
+    /// # drop(rx); Queue::remove(&domain, "frames")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn loan(&self, len: usize, priority: u8) -> Result<Loan<'_>, SendError> {
+        self.loan_until(len, priority, None)
+    }
+
+    /// As [`Sender::loan`], waiting at most `timeout` for space.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::loan`], and [`SendError::Timeout`].
+    pub fn loan_timeout(
+        &self,
+        len: usize,
+        priority: u8,
+        timeout: Duration,
+    ) -> Result<Loan<'_>, SendError> {
+        self.loan_until(len, priority, Some(Instant::now() + timeout))
+    }
+
+    /// As [`Sender::loan`] if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] with the length asked for; other failures are
+    /// [`TrySendError::Failed`].
+    pub fn try_loan(&self, len: usize, priority: u8) -> Result<Loan<'_>, TrySendError<usize>> {
+        let lane = self.lane_for(len, priority).map_err(TrySendError::Failed)?;
+        match lane.try_claim(len) {
+            Ok(claim) => Ok(Loan::new(self, lane, claim, len)),
+            Err(ClaimError::Full) => {
+                self.count_rejected();
+                Err(TrySendError::Full(len))
+            }
+            Err(ClaimError::Corrupt(c)) => Err(TrySendError::Failed(c.into())),
+        }
+    }
+
+    pub(super) fn loan_until(
+        &self,
+        len: usize,
+        priority: u8,
+        deadline: Option<Instant>,
+    ) -> Result<Loan<'_>, SendError> {
+        let lane = self.lane_for(len, priority)?;
+        let claim = self.claim_until(&lane, len, deadline)?;
+        Ok(Loan::new(self, lane, claim, len))
+    }
+
+    pub(super) fn count_rejected(&self) {
+        self.seg
+            .shared()
+            .stats
+            .rejected_full
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The sender's view of the lane of `priority` for a payload of `len` bytes, under this
+    /// process's sender slot.
+    #[inline]
+    pub(super) fn lane_for(&self, len: usize, priority: u8) -> Result<LaneSender<'_>, SendError> {
+        let max = self.seg.attributes().max_message;
+        if len > max as usize {
+            return Err(SendError::TooBig { len, max });
+        }
+        if priority as usize >= PRIORITIES {
+            return Err(SendError::InvalidPriority(priority));
+        }
+        if self.seg.is_removed() {
+            return Err(SendError::Removed);
+        }
+        recovery::sender_lane(&self.seg, priority as usize).map_err(SendError::NoSenderSlot)
+    }
+
+    #[inline]
+    pub(super) fn send_until(
+        &self,
+        payload: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
+        let lane = self.lane_for(payload.len(), self.priority)?;
+        let claim = self.claim_until(&lane, payload.len(), deadline)?;
+        self.finish(&lane, claim, payload)
+    }
+
+    /// Claims `len` bytes, waiting for space until `deadline`.
+    #[inline]
+    pub(super) fn claim_until(
+        &self,
+        lane: &LaneSender<'_>,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Claim, SendError> {
+        match lane.try_claim(len) {
+            Ok(claim) => Ok(claim),
+            Err(ClaimError::Full) => self.claim_slow(lane, len, deadline),
+            Err(ClaimError::Corrupt(c)) => Err(c.into()),
+        }
+    }
+
+    #[cold]
+    pub(super) fn claim_slow(
+        &self,
+        lane: &LaneSender<'_>,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Claim, SendError> {
+        let mut outcome = None;
+        let attempt = || match lane.try_claim(len) {
+            Ok(claim) => Some(Ok(claim)),
+            Err(ClaimError::Full) => None,
+            Err(ClaimError::Corrupt(c)) => Some(Err(c.into())),
+        };
+        // Spin only when no other sender already waits on this lane: they are ahead in line,
+        // and senders that spin while the owner drains take its CPU (with more sender
+        // processes than CPUs, throughput collapsed).
+        let spin_until = if lane.space_event().waiters() == 0 {
+            Instant::now() + self.spin
+        } else {
+            Instant::now()
+        };
+        while Instant::now() < spin_until && deadline.is_none_or(|d| Instant::now() < d) {
+            if let Some(o) = attempt() {
+                outcome = Some(o);
+                break;
+            }
+            std::thread::yield_now();
+        }
+        if outcome.is_none() {
+            // Bounded sleeps: a removed queue never frees space, so look again now and then.
+            loop {
+                self.seg.check_size().map_err(SendError::Corrupt)?;
+                let until = Instant::now() + IDLE_TICK;
+                lane.space_event().wait_until(
+                    &Futex,
+                    Some(deadline.map_or(until, |d| d.min(until))),
+                    || {
+                        outcome = match self.seg.check_size() {
+                            Err(e) => Some(Err(SendError::Corrupt(e))),
+                            Ok(()) => attempt(),
+                        };
+                        outcome.is_some()
+                    },
+                );
+                if outcome.is_some() || deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                if self.seg.is_removed() {
+                    return Err(SendError::Removed);
+                }
+            }
+        }
+        outcome.unwrap_or_else(|| {
+            self.count_rejected();
+            Err(SendError::Timeout)
+        })
+    }
+
+    /// Copies `payload` into a claimed record and publishes it.
+    #[inline]
+    pub(super) fn finish(
+        &self,
+        lane: &LaneSender<'_>,
+        claim: Claim,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        failpoint("send.claimed");
+        lane.write_payload(&claim, payload);
+        self.publish(lane, claim, payload.len())
+    }
+
+    /// Writes the header of a claimed record whose payload is in place, commits it and wakes
+    /// the receiver if it sleeps.
+    #[inline]
+    pub(super) fn publish(
+        &self,
+        lane: &LaneSender<'_>,
+        claim: Claim,
+        len: usize,
+    ) -> Result<(), SendError> {
+        let header = RecordHeader {
+            len: len as u32,
+            flags: 0,
+            msg_type: self.msg_type,
+            version: self.version,
+            sender_pid: self.pid,
+            sent_ns: monotonic_ns(),
+        };
+        lane.write_header(&claim, &header);
+        failpoint("send.written");
+        lane.commit(claim).map_err(|e| match e {
+            CommitError::Abandoned => SendError::Abandoned,
+            CommitError::Corrupt(c) => c.into(),
+        })?;
+        failpoint("send.committed");
+        // `notify` ends with a SeqCst fence: a removal that this load does not see came after
+        // the commit, and then removed the message along with the queue, as `rm` says.
+        self.seg.shared().data_event.notify(&Futex);
+        if self.seg.is_removed() {
+            return Err(SendError::Removed);
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of a lane lent to a sender to write a message in place (see [`Sender::loan`]).
+/// Derefs to the payload, `len` bytes, zero-filled or left over from earlier messages: write
+/// all of it. [`Loan::commit`] publishes it; dropping it uncommitted cancels it.
+pub struct Loan<'a> {
+    pub(super) sender: &'a Sender,
+    pub(super) lane: LaneSender<'a>,
+    pub(super) claim: Option<Claim>,
+    pub(super) payload: &'a mut [u8],
+}
+
+impl std::fmt::Debug for Loan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loan")
+            .field("len", &self.payload.len())
+            .finish()
+    }
+}
+
+impl<'a> Loan<'a> {
+    pub(super) fn new(
+        sender: &'a Sender,
+        lane: LaneSender<'a>,
+        claim: Claim,
+        len: usize,
+    ) -> Loan<'a> {
+        // SAFETY: the claim gives this sender the only access to the record's cells until it
+        // commits or cancels, which consumes the claim held next to this borrow.
+        let payload = unsafe { lane.claimed_payload(&claim, len) };
+        Loan {
+            sender,
+            lane,
+            claim: Some(claim),
+            payload,
+        }
+    }
+
+    /// Publishes the message.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::send`] after its space is claimed: [`SendError::Removed`],
+    /// [`SendError::Abandoned`], [`SendError::Corrupt`].
+    pub fn commit(mut self) -> Result<(), SendError> {
+        let claim = self
+            .claim
+            .take()
+            .expect("a loan holds its claim until it ends");
+        let len = self.payload.len();
+        self.sender.publish(&self.lane, claim, len)
+    }
+}
+
+impl std::ops::Deref for Loan<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.payload
+    }
+}
+
+impl std::ops::DerefMut for Loan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.payload
+    }
+}
+
+impl Drop for Loan<'_> {
+    /// Cancels an uncommitted loan: the receiver steps over it.
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.lane.cancel(claim);
+            self.sender.seg.shared().data_event.notify(&Futex);
+        }
+    }
+}

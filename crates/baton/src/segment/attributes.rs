@@ -1,0 +1,197 @@
+//! A queue's attributes, fixed at creation, and their checks.
+
+use crate::error::OpenError;
+use baton_ring::lane::{self, CELL, MAX_LANE_CELLS, MAX_RECORD_CELLS, RECORD_HEADER};
+
+/// A queue's attributes, fixed at creation (SA-Forum MSG style).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Attributes {
+    /// Byte budget of each priority lane, 0 (highest) to 3. Rounded up to a multiple of 64; each
+    /// message uses `32 + len` bytes rounded up to 64.
+    pub capacity: [u64; 4],
+    /// The largest payload a message may have, in bytes.
+    pub max_message: u32,
+    /// File mode of the segment (`0o600` by default), applied exactly, whatever the umask.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "octal"))]
+    pub mode: u32,
+    /// `None` (the default): the queue lives until it is removed. `Some(d)`: it is deleted, with
+    /// its messages, once it has had no owner for `d`; `Some(ZERO)` deletes it as soon as its
+    /// owner closes or dies with no standby waiting (SA-Forum's non-persistent queue).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "seconds"))]
+    pub retention: Option<std::time::Duration>,
+    /// Bits of a position kept in the lanes' stamps: 32 (the default) in production. Tests set
+    /// fewer so that a lane passes the tag's wrap after 2^bits positions, in seconds instead
+    /// of hours; then each lane may hold at most 2^(bits - 2) cells.
+    #[doc(hidden)]
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub tag_bits: u32,
+}
+
+#[cfg(feature = "serde")]
+fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
+}
+
+#[cfg(feature = "serde")]
+fn seconds<S: serde::Serializer>(d: &Option<std::time::Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+/// How a retention is stored: nanoseconds, `u64::MAX` for none.
+pub(crate) const NO_RETENTION: u64 = u64::MAX;
+
+impl Default for Attributes {
+    fn default() -> Self {
+        Attributes {
+            capacity: [64 * 1024; 4],
+            max_message: 4096,
+            mode: 0o600,
+            retention: None,
+            tag_bits: lane::TAG_BITS,
+        }
+    }
+}
+
+impl Attributes {
+    /// The most a payload may be: what 2^20 - 1 cells hold.
+    pub const MAX_MESSAGE_LIMIT: u32 = (MAX_RECORD_CELLS as usize * CELL - RECORD_HEADER) as u32;
+
+    /// Checks ranges and returns the attributes as stored (capacities rounded up to 64 bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::InvalidAttributes`] naming the first attribute out of range.
+    pub fn normalized(&self) -> Result<Attributes, OpenError> {
+        let bad = |m: String| Err(OpenError::InvalidAttributes(m));
+        if self.max_message == 0 || self.max_message > Self::MAX_MESSAGE_LIMIT {
+            return bad(format!(
+                "max message {} is out of range 1..={}",
+                self.max_message,
+                Self::MAX_MESSAGE_LIMIT
+            ));
+        }
+        if self.mode & !0o777 != 0 {
+            return bad(format!("mode {:o} has bits outside 0777", self.mode));
+        }
+        if self.mode & 0o600 != 0o600 {
+            return bad(format!(
+                "mode {:03o} must let the owner read and write (0600)",
+                self.mode
+            ));
+        }
+        if !(lane::MIN_TAG_BITS..=lane::TAG_BITS).contains(&self.tag_bits) {
+            return bad(format!(
+                "tag bits {} are out of range {}..={}",
+                self.tag_bits,
+                lane::MIN_TAG_BITS,
+                lane::TAG_BITS
+            ));
+        }
+        let min = lane::record_cells(self.max_message as usize) * CELL as u64;
+        let mut capacity = self.capacity;
+        for (p, c) in capacity.iter_mut().enumerate() {
+            let rounded = c.div_ceil(CELL as u64).saturating_mul(CELL as u64);
+            if rounded < min {
+                return bad(format!(
+                    "capacity {c} of priority {p} cannot hold one message of the maximum size \
+                     {} (needs at least {min} bytes)",
+                    self.max_message
+                ));
+            }
+            if rounded > MAX_LANE_CELLS * CELL as u64 {
+                return bad(format!(
+                    "capacity {c} of priority {p} is over the 1 GiB limit"
+                ));
+            }
+            if rounded / CELL as u64 > lane::max_cells_for_tag(self.tag_bits) {
+                return bad(format!(
+                    "capacity {c} of priority {p} is over what {}-bit tags allow",
+                    self.tag_bits
+                ));
+            }
+            *c = rounded;
+        }
+        if self
+            .retention
+            .is_some_and(|d| d.as_nanos() >= NO_RETENTION as u128)
+        {
+            return bad("retention is over 584 years".into());
+        }
+        Ok(Attributes { capacity, ..*self })
+    }
+
+    /// Says how `self` differs from `other`, or `None` when they are equal.
+    pub(crate) fn difference(&self, asked: &Attributes) -> Option<String> {
+        let mut diffs = Vec::new();
+        for p in 0..4 {
+            if self.capacity[p] != asked.capacity[p] {
+                diffs.push(format!(
+                    "capacity of priority {p} is {} (asked {})",
+                    self.capacity[p], asked.capacity[p]
+                ));
+            }
+        }
+        if self.max_message != asked.max_message {
+            diffs.push(format!(
+                "max message is {} (asked {})",
+                self.max_message, asked.max_message
+            ));
+        }
+        if self.mode != asked.mode {
+            diffs.push(format!(
+                "mode is {:03o} (asked {:03o})",
+                self.mode, asked.mode
+            ));
+        }
+        if self.tag_bits != asked.tag_bits {
+            diffs.push(format!(
+                "tag bits are {} (asked {})",
+                self.tag_bits, asked.tag_bits
+            ));
+        }
+        if self.retention != asked.retention {
+            let show = |r: Option<std::time::Duration>| match r {
+                None => "none".to_string(),
+                Some(d) => format!("{} s", d.as_secs_f64()),
+            };
+            diffs.push(format!(
+                "retention is {} (asked {})",
+                show(self.retention),
+                show(asked.retention)
+            ));
+        }
+        (!diffs.is_empty()).then(|| diffs.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_are_rounded_and_checked() {
+        let a = Attributes {
+            capacity: [100_000, 4160, 65536, 65536],
+            ..Default::default()
+        };
+        assert_eq!(a.normalized().unwrap().capacity[0], 100_032);
+        let small = Attributes {
+            capacity: [4096, 65536, 65536, 65536],
+            ..Default::default()
+        };
+        assert!(small
+            .normalized()
+            .unwrap_err()
+            .to_string()
+            .contains("priority 0"));
+        let mode = Attributes {
+            mode: 0o400,
+            ..Default::default()
+        };
+        assert!(mode.normalized().is_err());
+    }
+}

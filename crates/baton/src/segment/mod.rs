@@ -1,0 +1,449 @@
+//! A queue's POSIX shared-memory segment: naming, creation, validation, layout.
+//!
+//! # Memory layout
+//!
+//! | offset            | what                                                            |
+//! |-------------------|-----------------------------------------------------------------|
+//! | 0                 | [`Identity`]: magic, format, ABI tag, attributes, lane offsets, name, domain; written once, before the segment gets its name |
+//! | 1024              | [`Shared`]: owner lock block, receiver event, counters (atomics) |
+//! | 4096              | lane 0: [`LaneControl`], stamps (`8 * cells`), data (`64 * cells`) |
+//! | next page         | lanes 1, 2, 3 likewise, each starting on a page boundary         |
+//!
+//! # Creation and opening
+//!
+//! A segment is built under a temporary name (`O_CREAT | O_EXCL`, `fchmod` to the exact mode,
+//! `posix_fallocate` so that a full `/dev/shm` fails now rather than SIGBUS later), initialised,
+//! and only then `link`ed to its real name: nobody can ever open a half-made queue. If the link
+//! finds the name taken, someone else created the queue at the same moment and we open theirs.
+//!
+//! Opening never trusts the file: `O_NOFOLLOW`, then `fstat` (regular file, our uid, big enough),
+//! then the identity is copied out of shared memory once and checked (magic and byte order,
+//! format, ABI tag, attributes in range, layout recomputed and compared, size, mode). Only that
+//! private copy is used afterwards.
+
+mod attributes;
+mod layout;
+
+pub use attributes::Attributes;
+pub use layout::PRIORITIES;
+pub(crate) use layout::{Shared, SENDER_SLOTS};
+
+use crate::error::OpenError;
+use crate::name::{check_queue_name, Domain};
+use crate::sys::shm::{self, Temporary, SHM_DIR};
+use attributes::NO_RETENTION;
+use baton_ring::lane::{Lane, LaneControl};
+use baton_ring::DataCell;
+use layout::{
+    init_locks, layout, AbiTag, Identity, LaneLayout, FORMAT, HEADER_SIZE, MAGIC, NAME_FIELD,
+    SHARED_OFFSET,
+};
+use memmap2::{MmapOptions, MmapRaw};
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::{fchmod, fstat, Mode};
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+
+/// A mapped, validated queue segment.
+pub(crate) struct Segment {
+    map: MmapRaw,
+    file: File,
+    path: PathBuf,
+    attrs: Attributes,
+    lanes: [LaneLayout; 4],
+    total: u64,
+    domain: String,
+    name: String,
+    created_unix_ns: u64,
+    /// Per lane, this process's last view of the lane's `head` (see `Lane::try_claim`).
+    head_seen: [AtomicU64; 4],
+    /// This mapping's `create` made the queue (rather than finding it).
+    pub(crate) made_here: bool,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("path", &self.path)
+            .field("attrs", &self.attrs)
+            .finish()
+    }
+}
+
+impl Segment {
+    /// Creates the queue, or opens it if it exists with the same attributes.
+    pub(crate) fn create(
+        domain: &Domain,
+        name: &str,
+        attrs: &Attributes,
+    ) -> Result<Segment, OpenError> {
+        check_queue_name(name)?;
+        let attrs = attrs.normalized()?;
+        let (lanes, total) = layout(&attrs.capacity).ok_or_else(|| {
+            OpenError::InvalidAttributes("capacities give no valid layout".into())
+        })?;
+        let path = Path::new(SHM_DIR).join(shm::file_name(domain, name));
+        // Two rounds: if someone else links the name between our look and our link, open theirs.
+        for _ in 0..2 {
+            match Segment::open(domain, name) {
+                Ok(seg) => {
+                    return match seg.attrs.difference(&attrs) {
+                        None => Ok(seg),
+                        Some(difference) => Err(OpenError::Exists {
+                            name: name.to_string(),
+                            difference,
+                        }),
+                    };
+                }
+                Err(OpenError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let temp = Temporary::create(&path, total)?;
+            let fd = temp.file().as_raw_fd();
+            fchmod(fd, Mode::from_bits_truncate(attrs.mode)).map_err(|e| shm::io("fchmod", e))?;
+            match nix::fcntl::posix_fallocate(fd, 0, total as i64) {
+                Ok(()) => {}
+                Err(Errno::ENOSPC | Errno::EFBIG) => {
+                    return Err(OpenError::NoSpace {
+                        path: path.clone(),
+                        needed: total,
+                    })
+                }
+                Err(e) => return Err(shm::io(format!("posix_fallocate {total} bytes"), e)),
+            }
+            let map = MmapOptions::new()
+                .len(total as usize)
+                .map_raw(temp.file())
+                .map_err(|e| shm::io("mmap", e))?;
+            let identity = Identity::new(domain, name, &attrs, lanes, total);
+            // SAFETY: the mapping is `total >= HEADER_SIZE` bytes, page aligned, and private to us
+            // until it is linked under its name below; `Identity` is plain data.
+            unsafe { std::ptr::write_volatile(map.as_mut_ptr() as *mut Identity, identity) };
+            // SAFETY: as above; `Shared` lies inside the header page (const-asserted).
+            unsafe { init_locks(map.as_mut_ptr().add(SHARED_OFFSET) as *mut Shared)? };
+
+            // link(2), not rename: it fails with EEXIST instead of replacing a queue.
+            match temp.link_as(&path) {
+                Ok(()) => {
+                    let file = temp.keep();
+                    return Ok(Segment {
+                        map,
+                        file,
+                        path,
+                        attrs,
+                        lanes,
+                        total,
+                        domain: domain.to_string(),
+                        name: name.to_string(),
+                        created_unix_ns: identity.created_unix_ns,
+                        head_seen: Default::default(),
+                        made_here: true,
+                    });
+                }
+                Err(Errno::EEXIST) => continue,
+                Err(Errno::ENOSPC) => {
+                    return Err(OpenError::NoSpace {
+                        path,
+                        needed: total,
+                    })
+                }
+                Err(e) => return Err(shm::io(format!("link {}", path.display()), e)),
+            }
+        }
+        Err(shm::io(
+            format!("create {}", path.display()),
+            std::io::Error::other("name keeps changing"),
+        ))
+    }
+
+    /// Opens an existing queue, checking everything about the file before using it.
+    pub(crate) fn open(domain: &Domain, name: &str) -> Result<Segment, OpenError> {
+        Segment::open_checked(domain, name, false)
+    }
+
+    /// As [`Segment::open`]; with `accept_mode`, a file mode other than the one recorded at
+    /// creation (say, group or other write bits added by `chmod`) is accepted.
+    pub(crate) fn open_checked(
+        domain: &Domain,
+        name: &str,
+        accept_mode: bool,
+    ) -> Result<Segment, OpenError> {
+        check_queue_name(name)?;
+        let path = Path::new(SHM_DIR).join(shm::file_name(domain, name));
+        let seg = Segment::open_path_checked(&path, accept_mode).map_err(|e| match e {
+            OpenError::NotFound { .. } => OpenError::NotFound {
+                domain: domain.to_string(),
+                name: name.to_string(),
+            },
+            e => e,
+        })?;
+        if seg.name != name || seg.domain != domain.as_str() {
+            return Err(OpenError::Corrupt {
+                path,
+                reason: format!("it holds queue {:?} of domain {:?}", seg.name, seg.domain),
+            });
+        }
+        Ok(seg)
+    }
+
+    /// Opens and validates the segment at `path`.
+    pub(crate) fn open_path(path: &Path) -> Result<Segment, OpenError> {
+        Segment::open_path_checked(path, false)
+    }
+
+    fn open_path_checked(path: &Path, accept_mode: bool) -> Result<Segment, OpenError> {
+        let denied = |reason: String| OpenError::PermissionDenied {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let corrupt = |reason: String| OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let incompatible = |reason: String| OpenError::Incompatible {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let fd = match open(path, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                return Err(OpenError::NotFound {
+                    domain: String::new(),
+                    name: path.display().to_string(),
+                })
+            }
+            Err(Errno::ELOOP) => return Err(denied("it is a symbolic link".into())),
+            Err(Errno::EACCES | Errno::EPERM) => return Err(denied("no read/write access".into())),
+            Err(e) => return Err(shm::io(format!("open {}", path.display()), e)),
+        };
+        // SAFETY: `open` just returned this descriptor and nothing else owns it.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let st = fstat(file.as_raw_fd()).map_err(|e| shm::io("fstat", e))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(denied("it is not a regular file".into()));
+        }
+        let me = nix::unistd::geteuid().as_raw();
+        if st.st_uid != me {
+            return Err(denied(format!(
+                "it belongs to uid {}, not to this user (uid {me})",
+                st.st_uid
+            )));
+        }
+        let size = st.st_size as u64;
+        if size < HEADER_SIZE as u64 {
+            return Err(corrupt(format!(
+                "it is {size} bytes, smaller than a header ({HEADER_SIZE})"
+            )));
+        }
+        let map = MmapOptions::new()
+            .len(HEADER_SIZE)
+            .map_raw(&file)
+            .map_err(|e| shm::io("mmap", e))?;
+        // SAFETY: the mapping holds HEADER_SIZE bytes; `Identity` is plain data valid for any
+        // bits; a volatile copy takes one snapshot that a peer cannot change under us.
+        let id = unsafe { std::ptr::read_volatile(map.as_ptr() as *const Identity) };
+        drop(map);
+        if id.magic != MAGIC {
+            return Err(if id.magic.swap_bytes() == MAGIC {
+                incompatible("it was made on a machine of the other byte order".into())
+            } else {
+                corrupt(format!("bad magic {:#018x}", id.magic))
+            });
+        }
+        if id.format != FORMAT {
+            return Err(incompatible(format!(
+                "format version {} (this baton reads {FORMAT})",
+                id.format
+            )));
+        }
+        if id.abi != AbiTag::current() {
+            return Err(incompatible(format!(
+                "ABI tag {:?} does not match this build's {:?}",
+                id.abi,
+                AbiTag::current()
+            )));
+        }
+        if id.header_size as usize != HEADER_SIZE {
+            return Err(corrupt(format!("header size {}", id.header_size)));
+        }
+        let stored = Attributes {
+            capacity: id.capacity,
+            max_message: id.max_message,
+            mode: id.mode,
+            retention: (id.retention_ns != NO_RETENTION)
+                .then(|| std::time::Duration::from_nanos(id.retention_ns)),
+            tag_bits: id.tag_bits,
+        };
+        let attrs = match stored.normalized() {
+            Ok(a) if a == stored => a,
+            Ok(_) => return Err(corrupt("capacities are not multiples of 64".into())),
+            Err(e) => return Err(corrupt(format!("attributes out of range: {e}"))),
+        };
+        let (lanes, total) =
+            layout(&attrs.capacity).ok_or_else(|| corrupt("no valid layout".into()))?;
+        if id.total_size != total
+            || lanes
+                .iter()
+                .zip(id.lane_offset)
+                .any(|(l, o)| l.control != o)
+        {
+            return Err(corrupt(
+                "stored layout does not match its attributes".into(),
+            ));
+        }
+        if size != total {
+            return Err(corrupt(format!(
+                "it is {size} bytes but its layout needs {total} (truncated?)"
+            )));
+        }
+        if st.st_mode & 0o777 != attrs.mode && !accept_mode {
+            return Err(denied(format!(
+                "its mode is {:03o}, but it was created with {:03o}",
+                st.st_mode & 0o777,
+                attrs.mode
+            )));
+        }
+        let text = |bytes: &[u8; NAME_FIELD], len: u32| -> Result<String, OpenError> {
+            let len = len as usize;
+            let s = bytes.get(..len).and_then(|b| std::str::from_utf8(b).ok());
+            s.map(str::to_string)
+                .ok_or_else(|| corrupt("stored name is not valid".into()))
+        };
+        let name = text(&id.name, id.name_len)?;
+        let domain = text(&id.domain, id.domain_len)?;
+        let map = MmapOptions::new()
+            .len(total as usize)
+            .map_raw(&file)
+            .map_err(|e| shm::io("mmap", e))?;
+        Ok(Segment {
+            map,
+            file,
+            path: path.to_path_buf(),
+            attrs,
+            lanes,
+            total,
+            domain,
+            name,
+            created_unix_ns: id.created_unix_ns,
+            head_seen: Default::default(),
+            made_here: false,
+        })
+    }
+
+    /// The queue's attributes.
+    pub(crate) fn attributes(&self) -> Attributes {
+        self.attrs
+    }
+
+    /// The backing file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The queue's name and domain, as stored in the segment.
+    pub(crate) fn names(&self) -> (&str, &str) {
+        (&self.name, &self.domain)
+    }
+
+    /// When the queue was created, in nanoseconds since the Unix epoch.
+    pub(crate) fn created_unix_ns(&self) -> u64 {
+        self.created_unix_ns
+    }
+
+    /// The segment's size and the size of its file now (they differ if a peer truncated it).
+    pub(crate) fn sizes(&self) -> (u64, Option<u64>) {
+        (
+            self.total,
+            fstat(self.file.as_raw_fd())
+                .ok()
+                .map(|st| st.st_size as u64),
+        )
+    }
+
+    /// Marks the segment removed, then unlinks its name if the name still refers to this segment
+    /// (someone may have removed it and created a new queue under the same name meanwhile).
+    pub(crate) fn remove(&self) -> Result<(), OpenError> {
+        self.shared()
+            .stats
+            .removed
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        let mine = fstat(self.file.as_raw_fd()).map_err(|e| shm::io("fstat", e))?;
+        match nix::sys::stat::stat(&self.path) {
+            Ok(st) if st.st_ino == mine.st_ino && st.st_dev == mine.st_dev => {
+                shm::unlink(&self.path, &self.domain, &self.name)
+            }
+            // Gone already, or a new queue under the name: nothing of ours to unlink.
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that the file still has the segment's size. A peer that shrinks it makes every
+    /// access past the new end a SIGBUS; blocking calls check this before they sleep and each
+    /// time they wake, so a waiting process reports the damage instead of dying of it.
+    pub(crate) fn check_size(&self) -> Result<(), crate::error::Damage> {
+        match fstat(self.file.as_raw_fd()) {
+            Ok(st) if (st.st_size as u64) < self.total => Err(crate::error::Damage::Truncated {
+                file_size: st.st_size as u64,
+                size: self.total,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the segment has been marked removed.
+    pub(crate) fn is_removed(&self) -> bool {
+        self.shared()
+            .stats
+            .removed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != 0
+    }
+
+    /// The shared header words.
+    pub(crate) fn shared(&self) -> &Shared {
+        // SAFETY: the mapping is `total > HEADER_SIZE` bytes long and page aligned; `Shared` is
+        // at an offset aligned for it (const-asserted) and consists of atomics and a mutex that
+        // are valid for any bit pattern; it lives as long as `self.map`.
+        unsafe { &*(self.map.as_ptr().add(SHARED_OFFSET) as *const Shared) }
+    }
+
+    /// The lane of priority `p` (0..4).
+    pub(crate) fn lane(&self, p: usize) -> Lane<'_> {
+        let l = &self.lanes[p];
+        let base = self.map.as_ptr();
+        // SAFETY: `layout` placed every part inside `total` bytes (checked against the file size
+        // at open), aligned for its type: control on a page, stamps on 64 bytes, data on 128.
+        // Atomics and data cells are valid for any bit pattern, and live as long as the mapping.
+        unsafe {
+            Lane::new(
+                &*(base.add(l.control as usize) as *const LaneControl),
+                std::slice::from_raw_parts(
+                    base.add(l.stamps as usize) as *const AtomicU64,
+                    l.cells as usize,
+                ),
+                std::slice::from_raw_parts(
+                    base.add(l.data as usize) as *const DataCell,
+                    l.cells as usize,
+                ),
+                &self.head_seen[p],
+                self.attrs.tag_bits,
+            )
+        }
+    }
+}
+
+/// Removes a queue's name. Processes that have it open find it marked removed: their next send
+/// or receive fails with `Removed`. A segment that cannot be opened (corrupt, foreign) is
+/// unlinked all the same.
+pub(crate) fn remove(domain: &Domain, name: &str) -> Result<(), OpenError> {
+    check_queue_name(name)?;
+    let path = Path::new(SHM_DIR).join(shm::file_name(domain, name));
+    if let Ok(seg) = Segment::open_path(&path) {
+        return seg.remove();
+    }
+    shm::unlink(&path, domain.as_str(), name)
+}
