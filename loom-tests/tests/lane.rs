@@ -292,9 +292,9 @@ fn a_cancelled_records_cells_are_reused_only_after_the_writes_into_them() {
 fn an_abandoned_records_cells_are_reused_only_after_the_writes_into_them() {
     given_up_cells_are_reused_only_after_the_writes_into_them(|lane, slot, claim| {
         let _leaked = claim; // as a leaked loan: never committed nor cancelled, and its process
-        // lets the queue go
-                                 // SAFETY: the claim was leaked and its process let the queue go: nothing writes
-                                 // through it any more.
+                             // lets the queue go
+                             // SAFETY: the claim was leaked and its process let the queue go: nothing writes
+                             // through it any more.
         unsafe { lane.abandon_sender(slot) };
     });
 }

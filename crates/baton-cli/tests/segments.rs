@@ -75,7 +75,13 @@ fn a_file_that_is_not_a_queue_is_corrupt() {
     std::fs::set_permissions(t.file("junk"), std::fs::Permissions::from_mode(0o600)).unwrap();
     let e = Queue::open(&t.domain, "junk").unwrap_err();
     assert!(
-        matches!(e, OpenError::Corrupt { .. }) && e.to_string().contains("magic"),
+        matches!(
+            e,
+            OpenError::Corrupt {
+                reason: baton::SegmentDamage::BadMagic(_),
+                ..
+            }
+        ) && e.to_string().contains("magic"),
         "{e}"
     );
     let e = Queue::create(&t.domain, "junk", &Attributes::default()).unwrap_err();
@@ -111,7 +117,13 @@ fn a_header_with_a_byte_swapped_magic_is_incompatible() {
     overwrite(&t, "q", 0, &swapped);
     let e = Queue::open(&t.domain, "q").unwrap_err();
     assert!(
-        matches!(e, OpenError::Incompatible { .. }) && e.to_string().contains("byte order"),
+        matches!(
+            e,
+            OpenError::Incompatible {
+                reason: baton::Incompatibility::ByteOrder,
+                ..
+            }
+        ) && e.to_string().contains("byte order"),
         "{e}"
     );
 }
@@ -164,7 +176,13 @@ fn a_truncated_segment_is_rejected() {
     f.set_len(size / 2).unwrap();
     let e = Queue::open(&t.domain, "q").unwrap_err();
     assert!(
-        matches!(e, OpenError::Corrupt { .. }) && e.to_string().contains("truncated"),
+        matches!(
+            e,
+            OpenError::Corrupt {
+                reason: baton::SegmentDamage::Truncated { .. },
+                ..
+            }
+        ) && e.to_string().contains("truncated"),
         "{e}"
     );
     f.set_len(100).unwrap();

@@ -18,7 +18,7 @@ pub enum OpenError {
     },
     /// Attributes out of range.
     #[error("invalid attributes: {0}")]
-    InvalidAttributes(String),
+    InvalidAttributes(AttributeError),
     /// No queue by that name in that domain.
     #[error("queue {name:?} does not exist in domain {domain:?}")]
     NotFound {
@@ -41,7 +41,7 @@ pub enum OpenError {
         /// The backing file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        reason: Denial,
     },
     /// The segment was made by an incompatible baton (format, byte order, libc, word size).
     #[error("incompatible queue segment {}: {reason}", path.display())]
@@ -49,7 +49,7 @@ pub enum OpenError {
         /// The backing file.
         path: PathBuf,
         /// What does not match.
-        reason: String,
+        reason: Incompatibility,
     },
     /// The segment's contents make no sense.
     #[error("corrupt queue segment {}: {reason}", path.display())]
@@ -57,7 +57,7 @@ pub enum OpenError {
         /// The backing file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        reason: SegmentDamage,
     },
     /// Not enough shared memory for the queue.
     #[error("no space in shared memory for {} ({needed} bytes)", path.display())]
@@ -75,6 +75,197 @@ pub enum OpenError {
         /// The underlying error.
         source: std::io::Error,
     },
+}
+
+/// Which attribute is out of range ([`OpenError::InvalidAttributes`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttributeError {
+    /// The maximum message size.
+    #[error("max message {value} is out of range 1..={max}")]
+    MaxMessage {
+        /// As given.
+        value: u32,
+        /// The largest allowed.
+        max: u32,
+    },
+    /// The mode has bits beyond the permission bits.
+    #[error("mode {0:o} has bits outside 0777")]
+    ModeBits(u32),
+    /// The mode does not let the owner read and write.
+    #[error("mode {0:03o} must let the owner read and write (0600)")]
+    ModeOwner(u32),
+    /// The width of the lane's tags.
+    #[error("tag bits {value} are out of range {min}..={max}")]
+    TagBits {
+        /// As given.
+        value: u32,
+        /// The fewest allowed.
+        min: u32,
+        /// The most allowed.
+        max: u32,
+    },
+    /// A lane too small for one message of the maximum size.
+    #[error("capacity {capacity} of priority {priority} cannot hold one message of the maximum size {max_message} (needs at least {needed} bytes)")]
+    CapacityTooSmall {
+        /// The lane's priority.
+        priority: usize,
+        /// Its capacity as given.
+        capacity: u64,
+        /// The maximum message size.
+        max_message: u32,
+        /// The least capacity that holds one.
+        needed: u64,
+    },
+    /// A lane over 1 GiB.
+    #[error("capacity {capacity} of priority {priority} is over the 1 GiB limit")]
+    CapacityOverLimit {
+        /// The lane's priority.
+        priority: usize,
+        /// Its capacity as given.
+        capacity: u64,
+    },
+    /// A lane with more cells than its tag width can tell apart.
+    #[error("capacity {capacity} of priority {priority} is over what {tag_bits}-bit tags allow")]
+    CapacityOverTags {
+        /// The lane's priority.
+        priority: usize,
+        /// Its capacity as given.
+        capacity: u64,
+        /// The tag width.
+        tag_bits: u32,
+    },
+    /// A retention too long to store.
+    #[error("retention is over 584 years")]
+    Retention,
+    /// Capacities that give no layout of the segment.
+    #[error("capacities give no valid layout")]
+    NoLayout,
+}
+
+/// Why a segment may not be used ([`OpenError::PermissionDenied`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denial {
+    /// The name is a symbolic link (never followed).
+    #[error("it is a symbolic link")]
+    SymbolicLink,
+    /// The file cannot be opened for reading and writing.
+    #[error("no read/write access")]
+    NoAccess,
+    /// The name is not a regular file.
+    #[error("it is not a regular file")]
+    NotRegularFile,
+    /// The file belongs to another user.
+    #[error("it belongs to uid {owner}, not to this user (uid {user})")]
+    OtherUser {
+        /// Its owner.
+        owner: u32,
+        /// This process's effective uid.
+        user: u32,
+    },
+    /// Someone changed the file's mode since it was created.
+    #[error("its mode is {mode:03o}, but it was created with {created:03o}")]
+    ModeChanged {
+        /// The mode now.
+        mode: u32,
+        /// The mode it was created with.
+        created: u32,
+    },
+    /// The file's name cannot be removed by this user.
+    #[error("not allowed to remove it")]
+    RemoveNotAllowed,
+}
+
+/// What does not match between a segment and this build ([`OpenError::Incompatible`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Incompatibility {
+    /// Made on a machine of the other byte order.
+    #[error("it was made on a machine of the other byte order")]
+    ByteOrder,
+    /// Made by a baton of another layout version.
+    #[error("format version {found} (this baton reads {supported})")]
+    Format {
+        /// The segment's version.
+        found: u32,
+        /// The one this build reads.
+        supported: u32,
+    },
+    /// Made by a build of another ABI (word size, libc, mutex size, ...).
+    #[error("ABI tag {found} does not match this build's {ours}")]
+    Abi {
+        /// The segment's tag, as text.
+        found: String,
+        /// This build's tag, as text.
+        ours: String,
+    },
+}
+
+/// What is wrong with a segment's contents ([`OpenError::Corrupt`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SegmentDamage {
+    /// The file cannot even hold a header.
+    #[error("it is {size} bytes, smaller than a header ({header})")]
+    SmallerThanHeader {
+        /// Its size.
+        size: u64,
+        /// The header's size.
+        header: usize,
+    },
+    /// The first word is not baton's magic.
+    #[error("bad magic {0:#018x}")]
+    BadMagic(u64),
+    /// The header's size is not this layout's.
+    #[error("header size {0}")]
+    HeaderSize(u32),
+    /// Stored capacities that are not whole cells.
+    #[error("capacities are not multiples of 64")]
+    CapacityNotCells,
+    /// Stored attributes out of range.
+    #[error("attributes out of range: {0}")]
+    Attributes(AttributeError),
+    /// Stored capacities that give no layout.
+    #[error("no valid layout")]
+    NoLayout,
+    /// The stored lane offsets or size differ from what the attributes give.
+    #[error("stored layout does not match its attributes")]
+    LayoutMismatch,
+    /// The file is not as long as its layout (truncated or extended by someone).
+    #[error("it is {size} bytes but its layout needs {needed} (truncated?)")]
+    Truncated {
+        /// Its size.
+        size: u64,
+        /// What the layout needs.
+        needed: u64,
+    },
+    /// The stored queue or domain name is not valid text of its stored length.
+    #[error("stored name is not valid")]
+    BadName,
+    /// The file holds another queue (a hashed long name's collision, or a file moved).
+    #[error("it holds queue {name:?} of domain {domain:?}")]
+    OtherQueue {
+        /// The queue it holds.
+        name: String,
+        /// Of this domain.
+        domain: String,
+    },
+}
+
+/// Why the owner lock is unusable ([`OwnError::Corrupt`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockDamage {
+    /// Marking the lock consistent after a dead owner failed.
+    #[error("consistent failed: errno {0}")]
+    ConsistentFailed(i32),
+    /// A previous holder unlocked it without recovering it.
+    #[error("the lock is not recoverable (a previous owner unlocked it without recovery)")]
+    NotRecoverable,
+    /// Locking failed with another error number.
+    #[error("locking the owner mutex failed: {}", std::io::Error::from_raw_os_error(*.0))]
+    LockFailed(i32),
 }
 
 /// Errors from taking ownership of a queue (opening a [`crate::Receiver`]).
@@ -95,7 +286,16 @@ pub enum OwnError {
         /// The queue name.
         name: String,
         /// What the lock said.
-        reason: String,
+        reason: LockDamage,
+    },
+    /// Ownership was taken with [`crate::ReceiverOptions::empty`], and discarding the waiting
+    /// messages failed (the queue stays owned by nobody; nothing was lost).
+    #[error("could not empty queue {name:?} on taking it: {source}")]
+    Discard {
+        /// The queue name.
+        name: String,
+        /// What receiving the messages to discard failed with.
+        source: RecvError,
     },
     /// A standby's deadline passed before the queue became free.
     #[error("timed out waiting to own queue {name:?}")]

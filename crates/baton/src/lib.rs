@@ -58,7 +58,8 @@ mod sys;
 
 pub use baton_ring::lane::Corrupt as LaneDamage;
 pub use error::{
-    AckError, Damage, OpenError, OwnError, RecvError, SendError, SlotError, TrySendError,
+    AckError, AttributeError, Damage, Denial, Incompatibility, LockDamage, OpenError, OwnError,
+    RecvError, SegmentDamage, SendError, SlotError, TrySendError,
 };
 pub use name::{check_queue_name, Domain, DEFAULT_DOMAIN, DOMAIN_ENV, MAX_NAME};
 pub use queue::{

@@ -8,7 +8,7 @@
 //! A process never unmaps a segment whose lock it holds: the keeper thread keeps its own
 //! reference to the segment, and unlocks before that reference goes.
 
-use crate::error::OwnError;
+use crate::error::{LockDamage, OwnError};
 use crate::recovery;
 use crate::recovery::Attachment;
 use crate::segment::Segment;
@@ -65,83 +65,93 @@ pub(crate) fn acquire(
     let held = seg.clone();
     let (result_tx, result_rx) = mpsc::channel::<Result<Ownership, OwnError>>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
-    let keeper = std::thread::Builder::new().name("baton-owner".into()).spawn(move || {
-        let mutex = seg.shared().owner.mutex.raw();
-        // A standby counts as one while it waits (a full sender table only means a
-        // retention-0 close may not see it).
-        let standby = matches!(wait, Wait::Until(_));
-        if standby {
-            let _ = recovery::standby_begin(&seg, recovery::StandbyKind::Wait);
-        }
-        // SAFETY (all calls below): the mutex was initialised robust + process-shared at
-        // creation and lives in the mapping that `seg` keeps alive for this whole thread.
-        let rc = match wait {
-            // SAFETY: see above.
-            Wait::No => match unsafe { libc::pthread_mutex_trylock(mutex) } {
-                // Held, but by nobody who owns the queue: a process looking whether the queue
-                // expired, or recovering it. That takes microseconds: wait a little rather
-                // than answer Busy with no owner.
-                libc::EBUSY if seg.shared().owner.pid.load(Ordering::Acquire) == 0 => {
-                    match timed_lock(mutex, Instant::now() + PROBE_WAIT) {
-                        libc::ETIMEDOUT => libc::EBUSY,
-                        rc => rc,
+    let keeper = std::thread::Builder::new()
+        .name("baton-owner".into())
+        .spawn(move || {
+            let mutex = seg.shared().owner.mutex.raw();
+            // A standby counts as one while it waits (a full sender table only means a
+            // retention-0 close may not see it).
+            let standby = matches!(wait, Wait::Until(_));
+            if standby {
+                let _ = recovery::standby_begin(&seg, recovery::StandbyKind::Wait);
+            }
+            // SAFETY (all calls below): the mutex was initialised robust + process-shared at
+            // creation and lives in the mapping that `seg` keeps alive for this whole thread.
+            let rc = match wait {
+                // SAFETY: see above.
+                Wait::No => match unsafe { libc::pthread_mutex_trylock(mutex) } {
+                    // Held, but by nobody who owns the queue: a process looking whether the queue
+                    // expired, or recovering it. That takes microseconds: wait a little rather
+                    // than answer Busy with no owner.
+                    libc::EBUSY if seg.shared().owner.pid.load(Ordering::Acquire) == 0 => {
+                        match timed_lock(mutex, Instant::now() + PROBE_WAIT) {
+                            libc::ETIMEDOUT => libc::EBUSY,
+                            rc => rc,
+                        }
+                    }
+                    rc => rc,
+                },
+                Wait::Until(Some(deadline)) => timed_lock(mutex, deadline),
+                // SAFETY: see above.
+                Wait::Until(None) => unsafe { libc::pthread_mutex_lock(mutex) },
+            };
+            if standby {
+                recovery::standby_end(&seg, recovery::StandbyKind::Wait);
+            }
+            let (name, _) = seg.names();
+            let outcome = match rc {
+                // SAFETY: 0 and EOWNERDEAD: this thread holds the lock now.
+                0 => Ok(unsafe { begin(&seg, false) }),
+                libc::EOWNERDEAD => {
+                    // SAFETY: as above.
+                    let ownership = unsafe { begin(&seg, true) };
+                    recovery::failpoint("recover.consistent");
+                    // SAFETY: we hold the lock (EOWNERDEAD means it was granted to us).
+                    let rc = unsafe { libc::pthread_mutex_consistent(mutex) };
+                    if rc == 0 {
+                        Ok(ownership)
+                    } else {
+                        Err(OwnError::Corrupt {
+                            name: name.to_string(),
+                            reason: LockDamage::ConsistentFailed(rc),
+                        })
                     }
                 }
-                rc => rc,
-            },
-            Wait::Until(Some(deadline)) => timed_lock(mutex, deadline),
-            // SAFETY: see above.
-            Wait::Until(None) => unsafe { libc::pthread_mutex_lock(mutex) },
-        };
-        if standby {
-            recovery::standby_end(&seg, recovery::StandbyKind::Wait);
-        }
-        let (name, _) = seg.names();
-        let outcome = match rc {
-            // SAFETY: 0 and EOWNERDEAD: this thread holds the lock now.
-            0 => Ok(unsafe { begin(&seg, false) }),
-            libc::EOWNERDEAD => {
-                // SAFETY: as above.
-                let ownership = unsafe { begin(&seg, true) };
-                recovery::failpoint("recover.consistent");
-                // SAFETY: we hold the lock (EOWNERDEAD means it was granted to us).
-                let rc = unsafe { libc::pthread_mutex_consistent(mutex) };
-                if rc == 0 {
-                    Ok(ownership)
-                } else {
-                    Err(OwnError::Corrupt { name: name.to_string(), reason: format!("consistent failed: errno {rc}") })
+                libc::EBUSY => {
+                    let pid = seg.shared().owner.pid.load(Ordering::Relaxed);
+                    Err(OwnError::Busy {
+                        name: name.to_string(),
+                        pid: (pid != 0).then_some(pid),
+                    })
                 }
+                libc::ETIMEDOUT => Err(OwnError::Timeout {
+                    name: name.to_string(),
+                }),
+                libc::ENOTRECOVERABLE => Err(OwnError::Corrupt {
+                    name: name.to_string(),
+                    reason: LockDamage::NotRecoverable,
+                }),
+                other => Err(OwnError::Corrupt {
+                    name: name.to_string(),
+                    reason: LockDamage::LockFailed(other),
+                }),
+            };
+            let owned = outcome.is_ok();
+            if result_tx.send(outcome).is_err() || !owned {
+                if owned {
+                    release(&seg);
+                }
+                return;
             }
-            libc::EBUSY => {
-                let pid = seg.shared().owner.pid.load(Ordering::Relaxed);
-                Err(OwnError::Busy { name: name.to_string(), pid: (pid != 0).then_some(pid) })
-            }
-            libc::ETIMEDOUT => Err(OwnError::Timeout { name: name.to_string() }),
-            libc::ENOTRECOVERABLE => Err(OwnError::Corrupt {
-                name: name.to_string(),
-                reason: "the lock is not recoverable (a previous owner unlocked it without recovery)".into(),
-            }),
-            other => Err(OwnError::Corrupt {
-                name: name.to_string(),
-                reason: format!("locking the owner mutex failed: {}", std::io::Error::from_raw_os_error(other)),
-            }),
-        };
-        let owned = outcome.is_ok();
-        if result_tx.send(outcome).is_err() || !owned {
-            if owned {
-                release(&seg);
-            }
-            return;
-        }
-        // From here the lock must never be released by this thread ending early: a panic
-        // would end the thread, the kernel would hand the lock to a standby, and this process
-        // would go on believing it owns the queue. So a panic here ends the process.
-        let _abort_on_unwind = AbortOnUnwind;
-        recovery::failpoint("keeper.hold");
-        // Hold the lock until the guard is dropped (or the process ends).
-        let _ = release_rx.recv();
-        release(&seg);
-    })?;
+            // From here the lock must never be released by this thread ending early: a panic
+            // would end the thread, the kernel would hand the lock to a standby, and this process
+            // would go on believing it owns the queue. So a panic here ends the process.
+            let _abort_on_unwind = AbortOnUnwind;
+            recovery::failpoint("keeper.hold");
+            // Hold the lock until the guard is dropped (or the process ends).
+            let _ = release_rx.recv();
+            release(&seg);
+        })?;
     match result_rx.recv() {
         Ok(Ok(ownership)) => Ok((
             OwnerGuard {

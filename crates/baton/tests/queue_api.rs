@@ -219,6 +219,18 @@ fn invalid_attributes_are_refused_with_the_reason() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("priority 0"), "{e}");
+    // The reason is a value a caller (the C API) can match, not only text.
+    assert!(
+        matches!(
+            e,
+            OpenError::InvalidAttributes(baton::AttributeError::CapacityTooSmall {
+                priority: 0,
+                capacity: 64,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
     assert!(t.leftovers().is_empty());
 }
 

@@ -330,9 +330,9 @@ impl Queue {
             discarded: 0,
         };
         if options.empty {
-            rx.discarded = rx.discard_all().map_err(|e| OwnError::Corrupt {
+            rx.discarded = rx.discard_all().map_err(|source| OwnError::Discard {
                 name: self.name().to_string(),
-                reason: e.to_string(),
+                source,
             })?;
         }
         Ok(rx)

@@ -1,6 +1,6 @@
 //! A queue's attributes, fixed at creation, and their checks.
 
-use crate::error::OpenError;
+use crate::error::{AttributeError, OpenError};
 use baton_ring::lane::{self, CELL, MAX_LANE_CELLS, MAX_RECORD_CELLS, RECORD_HEADER};
 
 /// A queue's attributes, fixed at creation (SA-Forum MSG style).
@@ -66,52 +66,50 @@ impl Attributes {
     ///
     /// [`OpenError::InvalidAttributes`] naming the first attribute out of range.
     pub fn normalized(&self) -> Result<Attributes, OpenError> {
-        let bad = |m: String| Err(OpenError::InvalidAttributes(m));
+        let bad = |e: AttributeError| Err(OpenError::InvalidAttributes(e));
         if self.max_message == 0 || self.max_message > Self::MAX_MESSAGE_LIMIT {
-            return bad(format!(
-                "max message {} is out of range 1..={}",
-                self.max_message,
-                Self::MAX_MESSAGE_LIMIT
-            ));
+            return bad(AttributeError::MaxMessage {
+                value: self.max_message,
+                max: Self::MAX_MESSAGE_LIMIT,
+            });
         }
         if self.mode & !0o777 != 0 {
-            return bad(format!("mode {:o} has bits outside 0777", self.mode));
+            return bad(AttributeError::ModeBits(self.mode));
         }
         if self.mode & 0o600 != 0o600 {
-            return bad(format!(
-                "mode {:03o} must let the owner read and write (0600)",
-                self.mode
-            ));
+            return bad(AttributeError::ModeOwner(self.mode));
         }
         if !(lane::MIN_TAG_BITS..=lane::TAG_BITS).contains(&self.tag_bits) {
-            return bad(format!(
-                "tag bits {} are out of range {}..={}",
-                self.tag_bits,
-                lane::MIN_TAG_BITS,
-                lane::TAG_BITS
-            ));
+            return bad(AttributeError::TagBits {
+                value: self.tag_bits,
+                min: lane::MIN_TAG_BITS,
+                max: lane::TAG_BITS,
+            });
         }
         let min = lane::record_cells(self.max_message as usize) * CELL as u64;
         let mut capacity = self.capacity;
         for (p, c) in capacity.iter_mut().enumerate() {
             let rounded = c.div_ceil(CELL as u64).saturating_mul(CELL as u64);
             if rounded < min {
-                return bad(format!(
-                    "capacity {c} of priority {p} cannot hold one message of the maximum size \
-                     {} (needs at least {min} bytes)",
-                    self.max_message
-                ));
+                return bad(AttributeError::CapacityTooSmall {
+                    priority: p,
+                    capacity: *c,
+                    max_message: self.max_message,
+                    needed: min,
+                });
             }
             if rounded > MAX_LANE_CELLS * CELL as u64 {
-                return bad(format!(
-                    "capacity {c} of priority {p} is over the 1 GiB limit"
-                ));
+                return bad(AttributeError::CapacityOverLimit {
+                    priority: p,
+                    capacity: *c,
+                });
             }
             if rounded / CELL as u64 > lane::max_cells_for_tag(self.tag_bits) {
-                return bad(format!(
-                    "capacity {c} of priority {p} is over what {}-bit tags allow",
-                    self.tag_bits
-                ));
+                return bad(AttributeError::CapacityOverTags {
+                    priority: p,
+                    capacity: *c,
+                    tag_bits: self.tag_bits,
+                });
             }
             *c = rounded;
         }
@@ -119,7 +117,7 @@ impl Attributes {
             .retention
             .is_some_and(|d| d.as_nanos() >= NO_RETENTION as u128)
         {
-            return bad("retention is over 584 years".into());
+            return bad(AttributeError::Retention);
         }
         Ok(Attributes { capacity, ..*self })
     }

@@ -28,7 +28,7 @@ pub use attributes::Attributes;
 pub use layout::PRIORITIES;
 pub(crate) use layout::{Shared, SENDER_SLOTS};
 
-use crate::error::OpenError;
+use crate::error::{AttributeError, Denial, Incompatibility, OpenError, SegmentDamage};
 use crate::name::{check_queue_name, Domain};
 use crate::sys::shm::{self, Temporary, SHM_DIR};
 use attributes::NO_RETENTION;
@@ -82,9 +82,8 @@ impl Segment {
     ) -> Result<Segment, OpenError> {
         check_queue_name(name)?;
         let attrs = attrs.normalized()?;
-        let (lanes, total) = layout(&attrs.capacity).ok_or_else(|| {
-            OpenError::InvalidAttributes("capacities give no valid layout".into())
-        })?;
+        let (lanes, total) = layout(&attrs.capacity)
+            .ok_or_else(|| OpenError::InvalidAttributes(AttributeError::NoLayout))?;
         let path = Path::new(SHM_DIR).join(shm::file_name(domain, name));
         // Two rounds: if someone else links the name between our look and our link, open theirs.
         for _ in 0..2 {
@@ -183,7 +182,10 @@ impl Segment {
         if seg.name != name || seg.domain != domain.as_str() {
             return Err(OpenError::Corrupt {
                 path,
-                reason: format!("it holds queue {:?} of domain {:?}", seg.name, seg.domain),
+                reason: SegmentDamage::OtherQueue {
+                    name: seg.name.clone(),
+                    domain: seg.domain.clone(),
+                },
             });
         }
         Ok(seg)
@@ -195,15 +197,15 @@ impl Segment {
     }
 
     fn open_path_checked(path: &Path, accept_mode: bool) -> Result<Segment, OpenError> {
-        let denied = |reason: String| OpenError::PermissionDenied {
+        let denied = |reason: Denial| OpenError::PermissionDenied {
             path: path.to_path_buf(),
             reason,
         };
-        let corrupt = |reason: String| OpenError::Corrupt {
+        let corrupt = |reason: SegmentDamage| OpenError::Corrupt {
             path: path.to_path_buf(),
             reason,
         };
-        let incompatible = |reason: String| OpenError::Incompatible {
+        let incompatible = |reason: Incompatibility| OpenError::Incompatible {
             path: path.to_path_buf(),
             reason,
         };
@@ -216,28 +218,29 @@ impl Segment {
                     name: path.display().to_string(),
                 })
             }
-            Err(Errno::ELOOP) => return Err(denied("it is a symbolic link".into())),
-            Err(Errno::EACCES | Errno::EPERM) => return Err(denied("no read/write access".into())),
+            Err(Errno::ELOOP) => return Err(denied(Denial::SymbolicLink)),
+            Err(Errno::EACCES | Errno::EPERM) => return Err(denied(Denial::NoAccess)),
             Err(e) => return Err(shm::io(format!("open {}", path.display()), e)),
         };
         // SAFETY: `open` just returned this descriptor and nothing else owns it.
         let file = unsafe { File::from_raw_fd(fd) };
         let st = fstat(file.as_raw_fd()).map_err(|e| shm::io("fstat", e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(denied("it is not a regular file".into()));
+            return Err(denied(Denial::NotRegularFile));
         }
         let me = nix::unistd::geteuid().as_raw();
         if st.st_uid != me {
-            return Err(denied(format!(
-                "it belongs to uid {}, not to this user (uid {me})",
-                st.st_uid
-            )));
+            return Err(denied(Denial::OtherUser {
+                owner: st.st_uid,
+                user: me,
+            }));
         }
         let size = st.st_size as u64;
         if size < HEADER_SIZE as u64 {
-            return Err(corrupt(format!(
-                "it is {size} bytes, smaller than a header ({HEADER_SIZE})"
-            )));
+            return Err(corrupt(SegmentDamage::SmallerThanHeader {
+                size,
+                header: HEADER_SIZE,
+            }));
         }
         let map = MmapOptions::new()
             .len(HEADER_SIZE)
@@ -249,26 +252,25 @@ impl Segment {
         drop(map);
         if id.magic != MAGIC {
             return Err(if id.magic.swap_bytes() == MAGIC {
-                incompatible("it was made on a machine of the other byte order".into())
+                incompatible(Incompatibility::ByteOrder)
             } else {
-                corrupt(format!("bad magic {:#018x}", id.magic))
+                corrupt(SegmentDamage::BadMagic(id.magic))
             });
         }
         if id.format != FORMAT {
-            return Err(incompatible(format!(
-                "format version {} (this baton reads {FORMAT})",
-                id.format
-            )));
+            return Err(incompatible(Incompatibility::Format {
+                found: id.format,
+                supported: FORMAT,
+            }));
         }
         if id.abi != AbiTag::current() {
-            return Err(incompatible(format!(
-                "ABI tag {:?} does not match this build's {:?}",
-                id.abi,
-                AbiTag::current()
-            )));
+            return Err(incompatible(Incompatibility::Abi {
+                found: format!("{:?}", id.abi),
+                ours: format!("{:?}", AbiTag::current()),
+            }));
         }
         if id.header_size as usize != HEADER_SIZE {
-            return Err(corrupt(format!("header size {}", id.header_size)));
+            return Err(corrupt(SegmentDamage::HeaderSize(id.header_size)));
         }
         let stored = Attributes {
             capacity: id.capacity,
@@ -280,38 +282,39 @@ impl Segment {
         };
         let attrs = match stored.normalized() {
             Ok(a) if a == stored => a,
-            Ok(_) => return Err(corrupt("capacities are not multiples of 64".into())),
-            Err(e) => return Err(corrupt(format!("attributes out of range: {e}"))),
+            Ok(_) => return Err(corrupt(SegmentDamage::CapacityNotCells)),
+            Err(OpenError::InvalidAttributes(e)) => {
+                return Err(corrupt(SegmentDamage::Attributes(e)))
+            }
+            Err(e) => return Err(e),
         };
         let (lanes, total) =
-            layout(&attrs.capacity).ok_or_else(|| corrupt("no valid layout".into()))?;
+            layout(&attrs.capacity).ok_or_else(|| corrupt(SegmentDamage::NoLayout))?;
         if id.total_size != total
             || lanes
                 .iter()
                 .zip(id.lane_offset)
                 .any(|(l, o)| l.control != o)
         {
-            return Err(corrupt(
-                "stored layout does not match its attributes".into(),
-            ));
+            return Err(corrupt(SegmentDamage::LayoutMismatch));
         }
         if size != total {
-            return Err(corrupt(format!(
-                "it is {size} bytes but its layout needs {total} (truncated?)"
-            )));
+            return Err(corrupt(SegmentDamage::Truncated {
+                size,
+                needed: total,
+            }));
         }
         if st.st_mode & 0o777 != attrs.mode && !accept_mode {
-            return Err(denied(format!(
-                "its mode is {:03o}, but it was created with {:03o}",
-                st.st_mode & 0o777,
-                attrs.mode
-            )));
+            return Err(denied(Denial::ModeChanged {
+                mode: st.st_mode & 0o777,
+                created: attrs.mode,
+            }));
         }
         let text = |bytes: &[u8; NAME_FIELD], len: u32| -> Result<String, OpenError> {
             let len = len as usize;
             let s = bytes.get(..len).and_then(|b| std::str::from_utf8(b).ok());
             s.map(str::to_string)
-                .ok_or_else(|| corrupt("stored name is not valid".into()))
+                .ok_or_else(|| corrupt(SegmentDamage::BadName))
         };
         let name = text(&id.name, id.name_len)?;
         let domain = text(&id.domain, id.domain_len)?;

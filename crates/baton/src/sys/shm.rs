@@ -1,7 +1,7 @@
 //! The files in `/dev/shm`: their names, unnamed files made to be linked, unlinking, and
 //! listing a domain's files.
 
-use crate::error::OpenError;
+use crate::error::{Denial, OpenError};
 use crate::name::Domain;
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -99,7 +99,7 @@ pub(crate) fn unlink(path: &Path, domain: &str, name: &str) -> Result<(), OpenEr
         }),
         Err(Errno::EACCES | Errno::EPERM) => Err(OpenError::PermissionDenied {
             path,
-            reason: "not allowed to remove it".into(),
+            reason: Denial::RemoveNotAllowed,
         }),
         Err(e) => Err(io(format!("unlink {}", path.display()), e)),
     }
