@@ -383,6 +383,26 @@ pub enum TrySendError<M> {
 
 impl<M> TrySendError<M> {
     /// The message, if the lane was full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-into-message-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// use baton::TrySendError;
+    /// let tx = q.sender();
+    /// let mut kept = None;
+    /// for i in 0u32.. {
+    ///     if let Err(e) = tx.try_send(i.to_le_bytes()) {
+    ///         kept = e.into_message(); // the lane was full: the message comes back
+    ///         break;
+    ///     }
+    /// }
+    /// assert!(kept.is_some());
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_message(self) -> Option<M> {
         match self {
             TrySendError::Full(m) => Some(m),

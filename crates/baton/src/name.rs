@@ -32,6 +32,16 @@ impl Domain {
     /// # Errors
     ///
     /// [`OpenError::InvalidName`] if it breaks the naming rules.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::Domain;
+    /// let d = Domain::new("trading")?;
+    /// assert_eq!(d.as_str(), "trading");
+    /// assert!(Domain::new("no/slashes").is_err());
+    /// # Ok::<(), baton::OpenError>(())
+    /// ```
     pub fn new(name: &str) -> Result<Domain, OpenError> {
         check("domain", name)?;
         Ok(Domain(name.to_string()))
@@ -42,6 +52,19 @@ impl Domain {
     /// # Errors
     ///
     /// [`OpenError::InvalidName`] if the variable holds an invalid name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Domain, DEFAULT_DOMAIN, DOMAIN_ENV};
+    /// // BATON_DOMAIN names the domain; unset, it is "default".
+    /// let d = Domain::from_env()?;
+    /// match std::env::var(DOMAIN_ENV) {
+    ///     Ok(name) => assert_eq!(d.as_str(), name),
+    ///     Err(_) => assert_eq!(d.as_str(), DEFAULT_DOMAIN),
+    /// }
+    /// # Ok::<(), baton::OpenError>(())
+    /// ```
     pub fn from_env() -> Result<Domain, OpenError> {
         match std::env::var(DOMAIN_ENV) {
             Ok(v) => Domain::new(&v),
@@ -50,6 +73,14 @@ impl Domain {
     }
 
     /// The domain's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let d = baton::Domain::new("robots")?;
+    /// assert_eq!(format!("{d}"), d.as_str());
+    /// # Ok::<(), baton::OpenError>(())
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -66,6 +97,15 @@ impl std::fmt::Display for Domain {
 /// # Errors
 ///
 /// [`OpenError::InvalidName`] naming the rule broken.
+///
+/// # Examples
+///
+/// ```
+/// use baton::check_queue_name;
+/// assert!(check_queue_name("orders.eu-1").is_ok());
+/// assert!(check_queue_name("").is_err());
+/// assert!(check_queue_name("a/b").is_err());
+/// ```
 pub fn check_queue_name(name: &str) -> Result<(), OpenError> {
     check("queue name", name)
 }

@@ -49,39 +49,72 @@ impl Metadata {
     }
 }
 
-/// The accessors of [`Metadata`]'s fields, for a type with a `meta` field.
+/// The accessors of [`Metadata`]'s fields, for a type with a `meta` field; `$recv` is the
+/// receiving call that hands that type out, for the examples.
 macro_rules! metadata_accessors {
-    () => {
+    ($recv:literal) => {
         /// All of the message's metadata.
+        ///
+        /// # Examples
+        ///
+        #[doc = concat!("```\n", "# use baton::{Attributes, Domain, Queue};\n# let domain = Domain::new(&format!(\"doc-meta-{}-{}\", std::process::id(), baton::monotonic_ns()))?;\n# let q = Queue::create(&domain, \"q\", &Attributes::default())?;\nq.sender().with_priority(1)?.with_type(7).with_version(2).send(b\"x\")?;\nlet mut rx = q.receiver()?;\n", "let m = rx.", $recv, "()?;\n", "let meta = *m.meta(); // all of it, to keep after the message is gone\nassert_eq!((meta.priority, meta.msg_type), (1, 7));", "\n# drop(m);\n# drop(rx); Queue::remove(&domain, \"q\")?;\n# Ok::<(), Box<dyn std::error::Error>>(())", "\n```")]
         pub fn meta(&self) -> &Metadata {
             &self.meta
         }
         /// 0 (highest) to 3.
+        ///
+        /// # Examples
+        ///
+        #[doc = concat!("```\n", "# use baton::{Attributes, Domain, Queue};\n# let domain = Domain::new(&format!(\"doc-meta-{}-{}\", std::process::id(), baton::monotonic_ns()))?;\n# let q = Queue::create(&domain, \"q\", &Attributes::default())?;\nq.sender().with_priority(1)?.with_type(7).with_version(2).send(b\"x\")?;\nlet mut rx = q.receiver()?;\n", "let m = rx.", $recv, "()?;\n", "assert_eq!(m.priority(), 1);", "\n# drop(m);\n# drop(rx); Queue::remove(&domain, \"q\")?;\n# Ok::<(), Box<dyn std::error::Error>>(())", "\n```")]
         pub fn priority(&self) -> u8 {
             self.meta.priority
         }
         /// The sender's message type.
+        ///
+        /// # Examples
+        ///
+        #[doc = concat!("```\n", "# use baton::{Attributes, Domain, Queue};\n# let domain = Domain::new(&format!(\"doc-meta-{}-{}\", std::process::id(), baton::monotonic_ns()))?;\n# let q = Queue::create(&domain, \"q\", &Attributes::default())?;\nq.sender().with_priority(1)?.with_type(7).with_version(2).send(b\"x\")?;\nlet mut rx = q.receiver()?;\n", "let m = rx.", $recv, "()?;\n", "assert_eq!(m.msg_type(), 7);", "\n# drop(m);\n# drop(rx); Queue::remove(&domain, \"q\")?;\n# Ok::<(), Box<dyn std::error::Error>>(())", "\n```")]
         pub fn msg_type(&self) -> i64 {
             self.meta.msg_type
         }
         /// The sender's message version.
+        ///
+        /// # Examples
+        ///
+        #[doc = concat!("```\n", "# use baton::{Attributes, Domain, Queue};\n# let domain = Domain::new(&format!(\"doc-meta-{}-{}\", std::process::id(), baton::monotonic_ns()))?;\n# let q = Queue::create(&domain, \"q\", &Attributes::default())?;\nq.sender().with_priority(1)?.with_type(7).with_version(2).send(b\"x\")?;\nlet mut rx = q.receiver()?;\n", "let m = rx.", $recv, "()?;\n", "assert_eq!(m.version(), 2);", "\n# drop(m);\n# drop(rx); Queue::remove(&domain, \"q\")?;\n# Ok::<(), Box<dyn std::error::Error>>(())", "\n```")]
         pub fn version(&self) -> u32 {
             self.meta.version
         }
         /// The sending process, in its own pid namespace.
+        ///
+        /// # Examples
+        ///
+        #[doc = concat!("```\n", "# use baton::{Attributes, Domain, Queue};\n# let domain = Domain::new(&format!(\"doc-meta-{}-{}\", std::process::id(), baton::monotonic_ns()))?;\n# let q = Queue::create(&domain, \"q\", &Attributes::default())?;\nq.sender().with_priority(1)?.with_type(7).with_version(2).send(b\"x\")?;\nlet mut rx = q.receiver()?;\n", "let m = rx.", $recv, "()?;\n", "assert_eq!(m.sender_pid(), std::process::id());", "\n# drop(m);\n# drop(rx); Queue::remove(&domain, \"q\")?;\n# Ok::<(), Box<dyn std::error::Error>>(())", "\n```")]
         pub fn sender_pid(&self) -> u32 {
             self.meta.sender_pid
         }
         /// When it was sent, `CLOCK_MONOTONIC` nanoseconds (see [`monotonic_ns`]).
+        ///
+        /// # Examples
+        ///
+        #[doc = concat!("```\n", "# use baton::{Attributes, Domain, Queue};\n# let domain = Domain::new(&format!(\"doc-meta-{}-{}\", std::process::id(), baton::monotonic_ns()))?;\n# let q = Queue::create(&domain, \"q\", &Attributes::default())?;\nq.sender().with_priority(1)?.with_type(7).with_version(2).send(b\"x\")?;\nlet mut rx = q.receiver()?;\n", "let m = rx.", $recv, "()?;\n", "assert!(m.sent_ns() <= baton::monotonic_ns());", "\n# drop(m);\n# drop(rx); Queue::remove(&domain, \"q\")?;\n# Ok::<(), Box<dyn std::error::Error>>(())", "\n```")]
         pub fn sent_ns(&self) -> u64 {
             self.meta.sent_ns
         }
         /// Delivered before and not acknowledged: it may have been processed already.
+        ///
+        /// # Examples
+        ///
+        #[doc = concat!("```\n", "# use baton::{Attributes, Domain, Queue};\n# let domain = Domain::new(&format!(\"doc-meta-{}-{}\", std::process::id(), baton::monotonic_ns()))?;\n# let q = Queue::create(&domain, \"q\", &Attributes::default())?;\nq.sender().with_priority(1)?.with_type(7).with_version(2).send(b\"x\")?;\nlet mut rx = q.receiver()?;\n", "let m = rx.", $recv, "()?;\n", "assert!(!m.redelivered()); // first delivery", "\n# drop(m);\n# drop(rx); Queue::remove(&domain, \"q\")?;\n# Ok::<(), Box<dyn std::error::Error>>(())", "\n```")]
         pub fn redelivered(&self) -> bool {
             self.meta.redelivered
         }
         /// The message's id within the queue: the same on every redelivery (see
         /// [`Metadata::id`]).
+        ///
+        /// # Examples
+        ///
+        #[doc = concat!("```\n", "# use baton::{Attributes, Domain, Queue};\n# let domain = Domain::new(&format!(\"doc-meta-{}-{}\", std::process::id(), baton::monotonic_ns()))?;\n# let q = Queue::create(&domain, \"q\", &Attributes::default())?;\nq.sender().with_priority(1)?.with_type(7).with_version(2).send(b\"x\")?;\nlet mut rx = q.receiver()?;\n", "let m = rx.", $recv, "()?;\n", "let id = m.id();\nm.release()?; // given back: delivered again, with the same id\nlet again = rx.try_", $recv, "()?;\nassert!(again.redelivered() && again.id() == id);", "\n# drop(again);\n# drop(rx); Queue::remove(&domain, \"q\")?;\n# Ok::<(), Box<dyn std::error::Error>>(())", "\n```")]
         pub fn id(&self) -> u64 {
             self.meta.id
         }
@@ -126,21 +159,79 @@ impl PartialEq for Message {
 }
 
 impl Message {
-    metadata_accessors!();
+    metadata_accessors!("recv");
 
     /// The payload.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-payload-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// q.sender().send(b"hello")?;
+    /// let mut rx = q.receiver()?;
+    /// let m = rx.recv()?;
+    /// assert_eq!(m.payload(), b"hello");
+    /// # drop(m); drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn payload(&self) -> &[u8] {
         &self.payload
     }
     /// The payload, owned; acknowledges the message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-into-payload-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// q.sender().send(b"keep me")?;
+    /// let mut rx = q.receiver()?;
+    /// let bytes: Vec<u8> = rx.recv()?.into_payload(); // acknowledged: the bytes are yours
+    /// assert_eq!(bytes, b"keep me");
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_payload(mut self) -> Vec<u8> {
         std::mem::take(&mut self.payload)
     }
     /// Payload length in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-len-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// q.sender().send(&[0u8; 100])?;
+    /// let mut rx = q.receiver()?;
+    /// assert_eq!(rx.recv()?.len(), 100);
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.payload.len()
     }
     /// Whether the payload is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-is-empty-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// q.sender().send(b"")?; // an empty message is a message
+    /// let mut rx = q.receiver()?;
+    /// assert!(rx.recv()?.is_empty());
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.payload.is_empty()
     }
@@ -244,9 +335,24 @@ impl std::fmt::Debug for InPlace<'_> {
 }
 
 impl InPlace<'_> {
-    metadata_accessors!();
+    metadata_accessors!("recv_in_place");
 
     /// The payload, in shared memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-inplace-payload-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// q.sender().send(b"in place")?;
+    /// let mut rx = q.receiver()?;
+    /// let m = rx.recv_in_place()?;
+    /// assert_eq!(m.payload(), b"in place"); // read straight from shared memory
+    /// # drop(m); drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn payload(&self) -> &[u8] {
         self.payload
     }
@@ -256,6 +362,21 @@ impl InPlace<'_> {
     /// # Errors
     ///
     /// As [`Message::ack`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-inplace-ack-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// q.sender().send(b"done with it")?;
+    /// let mut rx = q.receiver()?;
+    /// rx.recv_in_place()?.ack()?; // its cells are free for senders again
+    /// assert_eq!(q.status().lanes[3].messages, 0);
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ack(mut self) -> Result<(), AckError> {
         self.done = true;
         self.owned.finish(self.lane, self.record, true)
@@ -266,6 +387,22 @@ impl InPlace<'_> {
     /// # Errors
     ///
     /// As [`Message::ack`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-inplace-release-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// q.sender().send(b"not now")?;
+    /// let mut rx = q.receiver()?;
+    /// rx.recv_in_place()?.release()?; // given back, not acknowledged
+    /// let again = rx.recv_in_place()?;
+    /// assert!(again.redelivered());
+    /// # drop(again); drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn release(mut self) -> Result<(), AckError> {
         self.done = true;
         self.owned.finish(self.lane, self.record, false)

@@ -110,6 +110,22 @@ impl Queue {
     /// # Errors
     ///
     /// As [`Queue::open`], without the mode check.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-accepting-mode-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let file = std::path::Path::new(baton::SHM_DIR).join(format!("baton.{domain}~q"));
+    /// std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o660))?; // let a group in
+    /// assert!(Queue::open(&domain, "q").is_err()); // changed since creation: refused
+    /// let q2 = Queue::open_accepting_mode(&domain, "q")?; // accepted on purpose
+    /// # drop(q2);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_accepting_mode(domain: &Domain, name: &str) -> Result<Queue, OpenError> {
         Ok(Queue {
             seg: Arc::new(Attachment::new(Segment::open_checked(domain, name, true)?)),
@@ -195,21 +211,74 @@ impl Queue {
 
     /// Whether this handle's [`Queue::create`] made the queue (`false`: it found the queue
     /// already there, or the handle comes from [`Queue::open`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-was-created-{}", std::process::id()))?;
+    /// let first = Queue::create(&domain, "q", &Attributes::default())?;
+    /// let second = Queue::create(&domain, "q", &Attributes::default())?; // same attributes: found
+    /// assert!(first.was_created() && !second.was_created());
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn was_created(&self) -> bool {
         self.seg.made_here
     }
 
     /// The queue's attributes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-attributes-{}", std::process::id()))?;
+    /// let asked = Attributes { max_message: 1000, ..Attributes::default() };
+    /// let q = Queue::create(&domain, "q", &asked)?;
+    /// assert_eq!(q.attributes().max_message, 1000);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn attributes(&self) -> Attributes {
         self.seg.attributes()
     }
 
     /// The queue's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-name-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// assert_eq!(q.name(), "q");
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(&self) -> &str {
         self.seg.names().0
     }
 
     /// A sender at the lowest priority (3), message type 0, version 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-sender-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// let tx = q.sender(); // cheap; Clone, Send and Sync
+    /// std::thread::scope(|s| {
+    ///     for t in 0..4u8 {
+    ///         let tx = tx.clone();
+    ///         s.spawn(move || tx.send(&[t]).unwrap());
+    ///     }
+    /// });
+    /// assert_eq!(q.status().lanes[3].messages, 4);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sender(&self) -> Sender {
         Sender {
             seg: self.seg.clone(),
@@ -287,6 +356,22 @@ impl Queue {
     ///
     /// As [`Queue::receiver`] and [`Queue::standby`]; [`OwnError::Removed`] if the queue was
     /// removed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-receiver-with-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// use baton::ReceiverOptions;
+    /// q.sender().send(b"stale")?;
+    /// // Take the queue and discard what waits in it (SA-Forum's EMPTY open flag).
+    /// let rx = q.receiver_with(ReceiverOptions { empty: true, ..Default::default() })?;
+    /// assert_eq!(rx.discarded(), 1);
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn receiver_with(&self, options: ReceiverOptions) -> Result<Receiver, OwnError> {
         let removed = || OwnError::Removed {
             name: self.name().to_string(),

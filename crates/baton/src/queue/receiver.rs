@@ -156,6 +156,22 @@ impl Receiver {
     /// # Errors
     ///
     /// As [`Queue::standby`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-receiver-standby-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// use baton::Receiver;
+    /// use std::time::Duration;
+    /// // Nobody owns the queue: the wait ends at once.
+    /// let rx = Receiver::standby(&q, Some(Duration::from_secs(1)))?;
+    /// assert!(!rx.took_over());
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn standby(queue: &Queue, timeout: Option<Duration>) -> Result<Receiver, OwnError> {
         queue.standby(timeout)
     }
@@ -230,21 +246,75 @@ impl Receiver {
     }
 
     /// Sets how long a blocking receive polls before sleeping (default 50 µs; zero sleeps at once).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-set-spin-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// use std::time::Duration;
+    /// let mut rx = q.receiver()?;
+    /// rx.set_spin(Duration::ZERO); // sleep on the futex at once: no CPU spent waiting
+    /// assert!(rx.recv_timeout(Duration::from_millis(1)).is_err());
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
     }
 
     /// The ownership epoch this receiver holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-epoch-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// let first = q.receiver()?.epoch(); // owned, then closed
+    /// let second = q.receiver()?.epoch();
+    /// assert!(second > first); // every owner has an epoch of its own
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn epoch(&self) -> u64 {
         self.ownership.epoch
     }
 
     /// Whether this receiver took the queue over from an owner that had died.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-took-over-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// let rx = q.receiver()?;
+    /// assert!(!rx.took_over()); // the previous owner (none) did not die holding the queue
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn took_over(&self) -> bool {
         self.ownership.took_over
     }
 
     /// How many waiting messages [`ReceiverOptions::empty`] discarded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-discarded-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// let rx = q.receiver()?;
+    /// assert_eq!(rx.discarded(), 0); // not opened with `empty`
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn discarded(&self) -> u64 {
         self.discarded
     }
@@ -309,6 +379,23 @@ impl Receiver {
     /// # Errors
     ///
     /// As [`Receiver::recv_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-in-place-timeout-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// use baton::RecvError;
+    /// use std::time::Duration;
+    /// let mut rx = q.receiver()?;
+    /// assert!(matches!(rx.recv_in_place_timeout(Duration::from_millis(5)), Err(RecvError::Timeout)));
+    /// q.sender().send(b"now")?;
+    /// assert_eq!(rx.recv_in_place_timeout(Duration::from_secs(1))?.payload(), b"now");
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv_in_place_timeout(&mut self, timeout: Duration) -> Result<InPlace<'_>, RecvError> {
         let found = self.next_record(Some(Instant::now() + timeout))?;
         Ok(self.deliver_in_place(found))
@@ -319,6 +406,22 @@ impl Receiver {
     /// # Errors
     ///
     /// As [`Receiver::try_recv`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-try-in-place-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// use baton::RecvError;
+    /// let mut rx = q.receiver()?;
+    /// assert!(matches!(rx.try_recv_in_place(), Err(RecvError::Empty)));
+    /// q.sender().send(b"here")?;
+    /// assert_eq!(rx.try_recv_in_place()?.payload(), b"here");
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
         let found = self.take_record()?.ok_or(RecvError::Empty)?;
         Ok(self.deliver_in_place(found))

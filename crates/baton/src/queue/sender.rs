@@ -28,6 +28,23 @@ impl Sender {
     /// # Errors
     ///
     /// [`SendError::InvalidPriority`] above 3.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-with-priority-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// let urgent = q.sender().with_priority(0)?; // 0 is the highest; the default is 3
+    /// q.sender().send(b"routine")?;
+    /// urgent.send(b"urgent")?;
+    /// let mut rx = q.receiver()?;
+    /// assert_eq!(rx.recv()?.payload(), b"urgent");
+    /// assert!(q.sender().with_priority(4).is_err());
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_priority(mut self, p: u8) -> Result<Sender, SendError> {
         if p as usize >= PRIORITIES {
             return Err(SendError::InvalidPriority(p));
@@ -37,12 +54,40 @@ impl Sender {
     }
 
     /// This sender, stamping messages with a user type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-with-type-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// q.sender().with_type(42).send(b"typed")?;
+    /// let mut rx = q.receiver()?;
+    /// assert_eq!(rx.recv()?.msg_type(), 42);
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_type(mut self, msg_type: i64) -> Sender {
         self.msg_type = msg_type;
         self
     }
 
     /// This sender, stamping messages with a user version.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-with-version-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// q.sender().with_version(3).send(b"v3 layout")?;
+    /// let mut rx = q.receiver()?;
+    /// assert_eq!(rx.recv()?.version(), 3);
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_version(mut self, version: u32) -> Sender {
         self.version = version;
         self
@@ -173,6 +218,22 @@ impl Sender {
     /// # Errors
     ///
     /// As [`Sender::loan`], and [`SendError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-loan-timeout-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// use std::time::Duration;
+    /// let tx = q.sender();
+    /// let mut loan = tx.loan_timeout(4, 1, Duration::from_millis(10))?;
+    /// loan.copy_from_slice(b"ping");
+    /// loan.commit()?;
+    /// assert_eq!(q.status().lanes[1].messages, 1);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn loan_timeout(
         &self,
         len: usize,
@@ -188,6 +249,25 @@ impl Sender {
     ///
     /// [`TrySendError::Full`] with the length asked for; other failures are
     /// [`TrySendError::Failed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-try-loan-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// let tx = q.sender();
+    /// match tx.try_loan(8, 2) {
+    ///     Ok(mut loan) => {
+    ///         loan.copy_from_slice(&7u64.to_le_bytes());
+    ///         loan.commit()?;
+    ///     }
+    ///     Err(e) => panic!("an empty queue has room: {e}"),
+    /// }
+    /// # drop(tx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_loan(&self, len: usize, priority: u8) -> Result<Loan<'_>, TrySendError<usize>> {
         let lane = self.lane_for(len, priority).map_err(TrySendError::Failed)?;
         match lane.try_claim(len) {
@@ -409,6 +489,23 @@ impl<'a> Loan<'a> {
     ///
     /// As [`Sender::send`] after its space is claimed: [`SendError::Removed`],
     /// [`SendError::Abandoned`], [`SendError::Corrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-loan-commit-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// let tx = q.sender();
+    /// let mut loan = tx.loan(3, 3)?;
+    /// loan.copy_from_slice(b"abc");
+    /// loan.commit()?; // now the receiver can see it; dropping a loan instead cancels it
+    /// let mut rx = q.receiver()?;
+    /// assert_eq!(rx.recv()?.payload(), b"abc");
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn commit(mut self) -> Result<(), SendError> {
         let claim = self
             .claim

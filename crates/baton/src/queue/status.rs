@@ -48,6 +48,18 @@ impl Queue {
     /// # Errors
     ///
     /// [`OpenError::Io`] if `/dev/shm` cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-list-all-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// let all = Queue::list_all_domains()?;
+    /// assert!(all.iter().any(|e| e.status.as_ref().is_ok_and(|s| s.name == "q")));
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn list_all_domains() -> Result<Vec<ListEntry>, OpenError> {
         Ok(list_entries(shm::list_paths(None)?))
     }
@@ -85,6 +97,20 @@ impl Queue {
     /// # Errors
     ///
     /// [`OpenError::Io`] if `/dev/shm` cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-stale-files-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// // Files left by processes that died half way through creating a queue (none here).
+    /// for (file, pid) in Queue::stale_files(&domain)? {
+    ///     println!("{} (pid {pid})", file.display());
+    /// }
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stale_files(domain: &Domain) -> Result<Vec<(PathBuf, u32)>, OpenError> {
         shm::dead_temporaries(domain)
     }
@@ -347,6 +373,23 @@ impl Status {
     /// Whether the queue has an owner that has let the message it would take next wait at
     /// least `after`: a hung owner (e.g. stopped), or one too busy to receive. Such an owner is
     /// not replaced automatically.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-owner-stalled-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// use std::time::Duration;
+    /// q.sender().send(b"waiting")?;
+    /// let rx = q.receiver()?; // owns the queue, but does not receive
+    /// std::thread::sleep(Duration::from_millis(20));
+    /// assert!(q.status().owner_stalled(Duration::from_millis(10)));
+    /// assert!(!q.status().owner_stalled(Duration::from_secs(3600)));
+    /// # drop(rx);
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn owner_stalled(&self, after: Duration) -> bool {
         self.owner_stalled_ns
             .is_some_and(|ns| ns >= after.as_nanos() as u64)

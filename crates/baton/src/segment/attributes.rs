@@ -65,6 +65,17 @@ impl Attributes {
     /// # Errors
     ///
     /// [`OpenError::InvalidAttributes`] naming the first attribute out of range.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::Attributes;
+    /// let a = Attributes { capacity: [100_000, 65536, 65536, 65536], ..Attributes::default() };
+    /// assert_eq!(a.normalized()?.capacity[0], 100_032); // rounded up to whole 64-byte cells
+    /// let bad = Attributes { max_message: 0, ..Attributes::default() };
+    /// assert!(bad.normalized().is_err());
+    /// # Ok::<(), baton::OpenError>(())
+    /// ```
     pub fn normalized(&self) -> Result<Attributes, OpenError> {
         let bad = |e: AttributeError| Err(OpenError::InvalidAttributes(e));
         if self.max_message == 0 || self.max_message > Self::MAX_MESSAGE_LIMIT {

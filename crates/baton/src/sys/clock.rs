@@ -1,6 +1,14 @@
 //! The clock every process on the machine shares.
 
 /// Nanoseconds of `CLOCK_MONOTONIC`, the clock every process on the machine shares.
+///
+/// # Examples
+///
+/// ```
+/// let before = baton::monotonic_ns();
+/// let after = baton::monotonic_ns();
+/// assert!(after >= before); // the same clock in every process: `sent_ns` is on it
+/// ```
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
