@@ -46,7 +46,7 @@
 //! compare-and-swap then sees) or at later positions. A sender stalled there for 2^TAG_BITS
 //! positions could find an equal stamp again; it finds out right after, because `tail` is then
 //! more than a lap past its `t`, and it puts the stamp back before anyone can have acted on it
-//! except by reporting a changed stamp ([`Lane::try_claim`]). The tag width is a parameter of the
+//! except by reporting a changed stamp ([`LaneSender::try_claim`]). The tag width is a parameter of the
 //! lane (stored in the segment) so that tests reach the wrap in seconds with a narrow tag.
 //!
 //! A record that would cross the end of the ring is preceded by a *padding* record that fills
@@ -54,10 +54,10 @@
 //! start of the ring. The receiver frees padding as it meets it.
 //!
 //! Committing is a Release compare-and-swap from `RESERVED` to `COMMITTED`; the receiver loads
-//! the stamp with Acquire. The receiver walks the lane with its own cursor ([`Lane::at`]) and
+//! the stamp with Acquire. The receiver walks the lane with its own cursor ([`LaneOwner::at`]) and
 //! records in the shared `read` word what it has handed out, *before* handing it out. A record
 //! stays in the lane until it is acknowledged: the owner turns its stamp to `ACKED`, and
-//! [`Lane::advance_head`] moves `head` over the acknowledged, abandoned and padding records at
+//! [`LaneOwner::advance_head`] moves `head` over the acknowledged, abandoned and padding records at
 //! the head with one Release store; a sender loads `head` with Acquire before reusing cells.
 //! The owner is the only writer of `head`, `read` and committed stamps. A new owner redelivers
 //! the unacknowledged records in `head..read`. Competing consumers will add a `TAKEN` state
@@ -71,7 +71,7 @@
 //!
 //! | SYNC POINT        | Release (writer)                         | Acquire (reader)                      |
 //! |-------------------|------------------------------------------|---------------------------------------|
-//! | record published  | sender: stamp `RESERVED -> COMMITTED`    | receiver: stamp load in [`Lane::peek`]|
+//! | record published  | sender: stamp `RESERVED -> COMMITTED`    | receiver: stamp load in [`LaneOwner::peek`]|
 //! | space freed       | receiver: `head` store in `advance_head` | sender: `head` load in `try_claim`    |
 //!
 //! Everything read from a stamp or a record header is checked before use: a peer that scribbles
@@ -92,7 +92,7 @@ pub const RECORD_HEADER: usize = 32;
 pub const MAX_RECORD_CELLS: u64 = (1 << 20) - 1;
 /// The most cells a lane may have (1 GiB of data).
 pub const MAX_LANE_CELLS: u64 = 1 << 24;
-/// Bits of a position kept in a stamp's tag ([`Lane::with_tag_bits`] narrows it for tests).
+/// Bits of a position kept in a stamp's tag ([`HeapLane::with_tag_bits`] narrows it for tests).
 pub const TAG_BITS: u32 = 32;
 /// The narrowest tag a lane may use.
 pub const MIN_TAG_BITS: u32 = 8;
@@ -139,7 +139,7 @@ pub mod stamp {
         ((pos as u32 as u64) << 32) | (cells << 12) | ((sender as u64) << 4) | state
     }
     /// Whether the stamp was written for exactly `pos`, comparing the tag's low bits that
-    /// `mask` keeps (see [`super::Lane::is_at`]).
+    /// `mask` keeps.
     #[inline]
     pub fn is_at(stamp: u64, pos: u64, mask: u32) -> bool {
         ((stamp >> 32) as u32 ^ pos as u32) & mask == 0 && state(stamp) != 0
@@ -378,7 +378,7 @@ pub enum CommitError {
     Corrupt(Corrupt),
 }
 
-/// Cells a sender holds between [`Lane::try_claim`] and [`Lane::commit`].
+/// Cells a sender holds between [`LaneSender::try_claim`] and [`LaneSender::commit`].
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a claim must be committed, or the lane stalls at it"]
 pub struct Claim {
@@ -387,7 +387,7 @@ pub struct Claim {
     sender: u8,
 }
 
-/// A committed record at the head of the lane, found by [`Lane::peek`].
+/// A committed record at the head of the lane, found by [`LaneOwner::peek`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordRef {
     /// The record's position.
@@ -398,7 +398,7 @@ pub struct RecordRef {
     pub header: RecordHeader,
 }
 
-/// What is at a position of the lane, as [`Lane::at`] finds it.
+/// What is at a position of the lane, as [`LaneOwner::at`] finds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
     /// Nothing is claimed there (yet): the end of the lane's records.
@@ -472,7 +472,7 @@ pub struct Lane<'a> {
     data: &'a [DataCell],
     /// Number of cells, `stamps.len() == data.len()`.
     n: u64,
-    /// This process's last view of `head` (see [`Lane::try_claim`]): a process-local word, so
+    /// This process's last view of `head` (see [`LaneSender::try_claim`]): a process-local word, so
     /// that senders do not pull the receiver's cache line across CPUs on every claim.
     head_seen: &'a AtomicU64,
     /// The low [`TAG_BITS`] (or fewer, in tests) bits set: the part of a stamp's tag compared.
@@ -849,7 +849,7 @@ impl<'a> Lane<'a> {
         }
     }
 
-    /// Appends the payload of a record found by [`Lane::at`] to `out`.
+    /// Appends the payload of a record found by [`LaneOwner::at`] to `out`.
     pub(crate) fn copy_payload(&self, record: &RecordRef, out: &mut Vec<u8>) {
         let first = self.index(record.pos);
         let start = out.len();
@@ -857,12 +857,12 @@ impl<'a> Lane<'a> {
         self.copy_out(first, RECORD_HEADER, &mut out[start..]);
     }
 
-    /// Acknowledges a record and frees what can be freed: [`Lane::ack`], then
-    /// [`Lane::advance_head`].
+    /// Acknowledges a record and frees what can be freed: [`LaneOwner::ack`], then
+    /// [`LaneOwner::advance_head`].
     ///
     /// # Errors
     ///
-    /// [`Corrupt`] as [`Lane::advance_head`].
+    /// [`Corrupt`] as [`LaneOwner::advance_head`].
     #[cfg_attr(not(any(test, loom)), allow(dead_code))] // for unit tests and loom models
     pub(crate) fn release<W: Waiter>(&self, record: RecordRef, waiter: &W) -> Result<(), Corrupt> {
         let at_head = self.ack(&record)?;
@@ -908,12 +908,12 @@ impl<'a> Lane<'a> {
         self.advance_head_over(None, waiter)
     }
 
-    /// As [`Lane::advance_head`], with `acked_at_head`: a record at the head that was just
-    /// acknowledged without marking its stamp (see [`Lane::ack`]).
+    /// As [`LaneOwner::advance_head`], with `acked_at_head`: a record at the head that was just
+    /// acknowledged without marking its stamp (see [`LaneOwner::ack`]).
     ///
     /// # Errors
     ///
-    /// As [`Lane::advance_head`].
+    /// As [`LaneOwner::advance_head`].
     pub(crate) fn advance_head_over<W: Waiter>(
         &self,
         acked_at_head: Option<&RecordRef>,
@@ -928,7 +928,7 @@ impl<'a> Lane<'a> {
     ///
     /// # Errors
     ///
-    /// As [`Lane::advance_head`].
+    /// As [`LaneOwner::advance_head`].
     pub(crate) fn advance_head_until<W: Waiter>(
         &self,
         acked_at_head: Option<&RecordRef>,
@@ -1085,7 +1085,7 @@ impl<'a> Lane<'a> {
         self.ctl.consumer.head.load(Ordering::Relaxed)
     }
 
-    /// The delivered-up-to cursor (see [`Consumer`]), clamped to `head` if a peer left it behind.
+    /// The delivered-up-to cursor (the owner's `read` word), clamped to `head` if a peer left it behind.
     #[inline]
     pub fn read_cursor(&self) -> u64 {
         self.ctl

@@ -20,7 +20,7 @@ pub struct Metadata {
     pub version: u32,
     /// The sending process, in its own pid namespace.
     pub sender_pid: u32,
-    /// When it was sent, `CLOCK_MONOTONIC` nanoseconds (see [`monotonic_ns`]).
+    /// When it was sent, `CLOCK_MONOTONIC` nanoseconds (see [`crate::monotonic_ns`]).
     pub sent_ns: u64,
     /// This message was delivered before and not acknowledged: its receiver died, closed, or
     /// released it. It may have been processed already.
@@ -93,7 +93,7 @@ macro_rules! metadata_accessors {
         pub fn sender_pid(&self) -> u32 {
             self.meta.sender_pid
         }
-        /// When it was sent, `CLOCK_MONOTONIC` nanoseconds (see [`monotonic_ns`]).
+        /// When it was sent, `CLOCK_MONOTONIC` nanoseconds (see [`crate::monotonic_ns`]).
         ///
         /// # Examples
         ///
@@ -312,7 +312,7 @@ impl Ticket {
     }
 }
 
-/// A message read in place from shared memory (see [`Receiver::recv_in_place`]). It borrows its
+/// A message read in place from shared memory (see [`crate::Receiver::recv_in_place`]). It borrows its
 /// receiver; acknowledging it ([`InPlace::ack`], or dropping it unless the thread is panicking)
 /// frees its bytes.
 pub struct InPlace<'a> {

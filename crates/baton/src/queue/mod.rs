@@ -134,7 +134,7 @@ impl Queue {
 
     /// Removes a queue, with its messages. The name is free at once: a queue of the same name
     /// can be created right after. Processes that still have the old queue open get
-    /// [`SendError::Removed`] / [`RecvError::Removed`] on their next send or receive.
+    /// [`crate::SendError::Removed`] / [`crate::RecvError::Removed`] on their next send or receive.
     ///
     /// # Errors
     ///
