@@ -11,7 +11,7 @@
 use crate::error::{LockDamage, OwnError};
 use crate::recovery;
 use crate::recovery::Attachment;
-use crate::segment::Segment;
+use crate::segment::{Segment, PRIORITIES};
 use crate::sys::clock::monotonic_ns;
 use crate::sys::liveness::{fork_generation, AbortOnUnwind};
 use crate::sys::robust::{timed_lock, Holder, TryLock};
@@ -284,6 +284,16 @@ impl OwnerGuard {
         // and the view borrows the guard; the fork generation says this is the process that
         // took the lock, not a child's copy.
         Some(unsafe { self.seg.lane(p).owner() })
+    }
+
+    /// The owner's views of every lane, priority 0 first; `None` as for [`OwnerGuard::lane`].
+    #[inline]
+    pub(crate) fn lanes(&self) -> Option<[LaneOwner<'_>; PRIORITIES]> {
+        if self.generation != fork_generation() {
+            return None;
+        }
+        // SAFETY: as in `lane`.
+        Some(std::array::from_fn(|p| unsafe { self.seg.lane(p).owner() }))
     }
 }
 

@@ -511,16 +511,8 @@ impl Receiver {
                 }));
             }
         }
-        let guard = &self.guard;
-        let lanes: [LaneOwner<'_>; PRIORITIES] = {
-            let mut lanes = [None; PRIORITIES];
-            for (p, lane) in lanes.iter_mut().enumerate() {
-                *lane = guard.lane(p);
-            }
-            match lanes {
-                [Some(a), Some(b), Some(c), Some(d)] => [a, b, c, d],
-                _ => return Err(RecvError::ForkedCopy),
-            }
+        let Some(lanes) = self.guard.lanes() else {
+            return Err(RecvError::ForkedCopy);
         };
         for (p, lane) in lanes.iter().enumerate() {
             while local.cursor[p] < local.redeliver_end[p] {
