@@ -83,7 +83,7 @@ impl Segment {
         check_queue_name(name)?;
         let attrs = attrs.normalized()?;
         let (lanes, total) = layout(&attrs.capacity)
-            .ok_or_else(|| OpenError::InvalidAttributes(AttributeError::NoLayout))?;
+            .ok_or(OpenError::InvalidAttributes(AttributeError::NoLayout))?;
         let path = Path::new(SHM_DIR).join(shm::file_name(domain, name));
         // Two rounds: if someone else links the name between our look and our link, open theirs.
         for _ in 0..2 {
