@@ -8,7 +8,7 @@
 //! slot in its stamp. A slot is *held* by a keeper thread of the process that locks the slot's
 //! robust mutex and sleeps until the process lets the queue go ([`SlotHolder`]); the kernel
 //! releases the lock, marked owner-died, when that process dies or execs, in whatever pid
-//! namespace (see `robust`). Three rules keep every claim resolved:
+//! namespace (see `sys::robust`). Three rules keep every claim resolved:
 //!
 //! 1. *Whoever takes a slot's lock owns what the slot left behind.* Taking a slot (free, or from
 //!    a dead holder) abandons every claim still `RESERVED` under its number before the new
@@ -406,8 +406,9 @@ pub(crate) fn attached(seg: &Segment) -> Vec<(u32, u32)> {
 /// 2. Each lane's head move, if the owner died in the middle of one, is finished from its
 ///    journal, so the counters count every record once.
 /// 3. Each lane's `read` cursor must lie on a record boundary in `head..=end of records`; if
-///    not (a peer scribbled on it), it is set back to `head`, so that everything unacknowledged
-///    is redelivered rather than skipped.
+///    not (a peer scribbled on it), it is moved forward to the next boundary (or back to the end
+///    of the records, if it pointed past them), so that nothing is skipped and everything that
+///    may have been delivered is flagged when it is delivered again.
 /// 4. Every sender slot whose holder died is reclaimed: its unfinished claims are abandoned.
 ///
 /// Unacknowledged messages need no repair: they are still in place, between `head` and `read`,
