@@ -96,12 +96,12 @@ pub fn successor_view(lane: &Lane<'_>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     while let Slot::Record(r) = lane.at(pos, 64).unwrap() {
         let mut out = Vec::new();
         lane.copy_payload(&r, &mut out);
-        if r.pos < read {
+        if r.pos() < read {
             again.push(out);
         } else {
             fresh.push(out);
         }
-        pos += r.cells;
+        pos += r.cells();
     }
     (again, fresh)
 }

@@ -136,7 +136,7 @@ fn a_successor_redelivers_what_a_stopped_owner_handed_out_and_nothing_else() {
             let Slot::Record(r) = lane.at(lane.head(), 64).unwrap() else {
                 panic!("the first message is committed");
             };
-            lane.set_read_cursor(r.pos + r.cells);
+            lane.set_read_cursor(r.pos() + r.cells());
             let mut out = Vec::new();
             lane.copy_payload(&r, &mut out);
             out

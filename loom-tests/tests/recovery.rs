@@ -43,7 +43,7 @@ fn handover(death: Death, recover_twice: bool) {
             let Slot::Record(r) = lane.at(lane.head(), 64).unwrap() else {
                 panic!("message 1 is committed");
             };
-            let cursor = r.pos + r.cells;
+            let cursor = r.pos() + r.cells();
             lane.set_read_cursor(cursor);
             let acked = match death {
                 Death::AfterHandOut => false,

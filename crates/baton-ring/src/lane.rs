@@ -78,8 +78,8 @@
 //! on the lane produces a [`Corrupt`] error, never an out-of-bounds access.
 
 use crate::sync::{
-    cells_ptr, copy_from_cells, copy_to_cells, mutant, ord, AtomicU32, AtomicU64, DataCell,
-    Ordering,
+    cells_ptr, copy_from_cells, copy_to_cells, fence, mutant, ord, racy_read_u64, AtomicU32,
+    AtomicU64, DataCell, Ordering,
 };
 use crate::wake::{Event, Waiter};
 use crossbeam_utils::CachePadded;
@@ -213,6 +213,9 @@ struct Consumer {
     space_owed: AtomicU32,
 }
 
+/// Where a record header keeps `sent_ns` (8-aligned: read alone by [`Lane::census`]).
+const SENT_NS_OFFSET: usize = 24;
+
 /// The fixed 32-byte header at the start of a record, before the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RecordHeader {
@@ -238,7 +241,7 @@ impl RecordHeader {
         b[8..16].copy_from_slice(&self.msg_type.to_ne_bytes());
         b[16..20].copy_from_slice(&self.version.to_ne_bytes());
         b[20..24].copy_from_slice(&self.sender_pid.to_ne_bytes());
-        b[24..32].copy_from_slice(&self.sent_ns.to_ne_bytes());
+        b[SENT_NS_OFFSET..SENT_NS_OFFSET + 8].copy_from_slice(&self.sent_ns.to_ne_bytes());
         b
     }
 
@@ -255,7 +258,7 @@ impl RecordHeader {
             msg_type: u64_at(8) as i64,
             version: u32_at(16),
             sender_pid: u32_at(20),
-            sent_ns: u64_at(24),
+            sent_ns: u64_at(SENT_NS_OFFSET),
         }
     }
 }
@@ -385,21 +388,58 @@ pub struct Claim {
     pos: u64,
     cells: u64,
     sender: u8,
+    /// The lane it was made on (see [`Lane::id`]): a claim is used on no other.
+    lane: usize,
 }
 
-/// A committed record at the head of the lane, found by [`LaneOwner::peek`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A committed record, found by [`LaneOwner::at`] or [`LaneOwner::peek`]. Only the lane makes
+/// one, after checking its stamp and header, and it is used on that lane only; acknowledging or
+/// releasing it uses it up, so no copy is left to read cells that were freed.
+///
+/// ```compile_fail
+/// # use baton_ring::lane::RecordRef;
+/// fn forge(r: RecordRef) -> RecordRef {
+///     RecordRef { cells: 2, ..r } // error: the fields are private
+/// }
+/// ```
+///
+/// ```compile_fail
+/// # use baton_ring::lane::RecordRef;
+/// fn copy(r: &RecordRef) -> RecordRef {
+///     r.clone() // error: a record is not copied
+/// }
+/// ```
+#[derive(Debug, PartialEq, Eq)]
 pub struct RecordRef {
+    pos: u64,
+    cells: u64,
+    header: RecordHeader,
+    /// The lane it was found on (see [`Lane::id`]).
+    lane: usize,
+}
+
+impl RecordRef {
     /// The record's position.
-    pub pos: u64,
-    /// Cells it spans.
-    pub cells: u64,
-    /// The record's header, checked against the lane's limits.
-    pub header: RecordHeader,
+    #[inline]
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    /// The cells it spans.
+    #[inline]
+    pub fn cells(&self) -> u64 {
+        self.cells
+    }
+
+    /// Its header, checked against the lane's limits.
+    #[inline]
+    pub fn header(&self) -> &RecordHeader {
+        &self.header
+    }
 }
 
 /// What is at a position of the lane, as [`LaneOwner::at`] finds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Slot {
     /// Nothing is claimed there (yet): the end of the lane's records.
     End,
@@ -448,7 +488,7 @@ pub struct Census {
 
 /// What is at the head of the lane.
 #[cfg_attr(not(any(test, loom)), allow(dead_code))] // for unit tests and loom models
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Peek {
     /// Nothing has been claimed there.
     Empty,
@@ -530,6 +570,45 @@ impl<'a> Lane<'a> {
             // commit or cancel, the owner's store of `head`.
             self.stamps[self.index(p)].store(stamp::middle(p), Ordering::Relaxed);
         }
+    }
+
+    /// This lane's identity: the address of its control block, the same in every view of it
+    /// in this process. Claims and records carry it, so that one lane's are never used on
+    /// another (two lanes of a queue hold the very same stamps at the same positions).
+    #[inline]
+    pub fn id(&self) -> usize {
+        self.ctl as *const LaneControl as usize
+    }
+
+    /// Refuses a claim made on another lane.
+    #[inline]
+    fn check_claim(&self, claim: &Claim) {
+        assert_eq!(
+            claim.lane,
+            self.id(),
+            "a claim is used on the lane it was made on"
+        );
+    }
+
+    /// Refuses a record found on another lane.
+    #[inline]
+    fn check_record(&self, record: &RecordRef) {
+        assert_eq!(
+            record.lane,
+            self.id(),
+            "a record is used on the lane it was found on"
+        );
+    }
+
+    /// Refuses a record of another lane, or one already freed (its cells may be a sender's
+    /// again). Only the owner moves `head`, so what it reads here stays true while it reads.
+    #[inline]
+    fn check_live_record(&self, record: &RecordRef) {
+        self.check_record(record);
+        assert!(
+            record.pos >= self.ctl.consumer.head.load(Ordering::Relaxed),
+            "a record is read only until it is freed"
+        );
     }
 
     #[inline]
@@ -663,6 +742,7 @@ impl<'a> Lane<'a> {
                 pos: t,
                 cells,
                 sender,
+                lane: self.id(),
             });
         }
     }
@@ -677,13 +757,22 @@ impl<'a> Lane<'a> {
 
     /// Writes the payload of a claimed record in place.
     pub(crate) fn write_payload(&self, claim: &Claim, payload: &[u8]) {
-        debug_assert_eq!(record_cells(payload.len()), claim.cells);
+        self.check_claim(claim);
+        assert!(
+            record_cells(payload.len()) <= claim.cells,
+            "a payload fits the cells claimed for it"
+        );
         self.copy_in(self.index(claim.pos), RECORD_HEADER, payload);
     }
 
     /// Writes the header of a claimed record.
     pub(crate) fn write_header(&self, claim: &Claim, header: &RecordHeader) {
-        debug_assert_eq!(record_cells(header.len as usize), claim.cells);
+        self.check_claim(claim);
+        assert_eq!(
+            record_cells(header.len as usize),
+            claim.cells,
+            "a header gives the length claimed"
+        );
         self.copy_in(self.index(claim.pos), 0, &header.to_bytes());
     }
 
@@ -694,6 +783,7 @@ impl<'a> Lane<'a> {
     /// The caller must not keep the slice past the commit or cancellation of `claim`, nor make
     /// a second one for the same claim: the claim is what makes the access exclusive.
     pub(crate) unsafe fn claimed_payload(&self, claim: &Claim, len: usize) -> &'a mut [u8] {
+        self.check_claim(claim);
         assert_eq!(record_cells(len), claim.cells, "payload fits its claim");
         let first = self.index(claim.pos);
         assert!(
@@ -713,6 +803,7 @@ impl<'a> Lane<'a> {
     /// The caller must not keep the slice past the acknowledgement of the record: until then
     /// its cells cannot be claimed again, so no sender writes them.
     pub(crate) unsafe fn record_payload(&self, record: &RecordRef) -> &'a [u8] {
+        self.check_live_record(record);
         let first = self.index(record.pos);
         assert!(
             first + record.cells as usize <= self.data.len(),
@@ -731,6 +822,7 @@ impl<'a> Lane<'a> {
 
     /// Gives a claim back uncommitted: the receiver steps over it.
     pub(crate) fn cancel(&self, claim: Claim) {
+        self.check_claim(&claim);
         let slot = &self.stamps[self.index(claim.pos)];
         let reserved = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::RESERVED);
         // Fails only if the claim was abandoned meanwhile; then it is skipped anyway.
@@ -749,6 +841,7 @@ impl<'a> Lane<'a> {
     /// [`CommitError::Abandoned`] if the claim was abandoned (this sender was taken for dead);
     /// [`CommitError::Corrupt`] if the stamp shows anything else.
     pub(crate) fn commit(&self, claim: Claim) -> Result<(), CommitError> {
+        self.check_claim(&claim);
         let slot = &self.stamps[self.index(claim.pos)];
         let reserved = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::RESERVED);
         let committed = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::COMMITTED);
@@ -823,6 +916,7 @@ impl<'a> Lane<'a> {
                     pos,
                     cells: k,
                     header,
+                    lane: self.id(),
                 }))
             }
             other => Err(Corrupt::UnknownState { pos, state: other }),
@@ -851,6 +945,7 @@ impl<'a> Lane<'a> {
 
     /// Appends the payload of a record found by [`LaneOwner::at`] to `out`.
     pub(crate) fn copy_payload(&self, record: &RecordRef, out: &mut Vec<u8>) {
+        self.check_live_record(record);
         let first = self.index(record.pos);
         let start = out.len();
         out.resize(start + record.header.len as usize, 0);
@@ -879,9 +974,13 @@ impl<'a> Lane<'a> {
     ///
     /// [`Corrupt`] if the stamp no longer shows the committed record.
     pub(crate) fn ack(&self, record: &RecordRef) -> Result<bool, Corrupt> {
+        self.check_record(record);
         let slot = &self.stamps[self.index(record.pos)];
         let s = slot.load(Ordering::Relaxed);
-        if !self.is_at(s, record.pos) || stamp::state(s) != stamp::COMMITTED {
+        if !self.is_at(s, record.pos)
+            || stamp::state(s) != stamp::COMMITTED
+            || stamp::cells(s) != record.cells
+        {
             return Err(Corrupt::ChangedUnderOwner {
                 pos: record.pos,
                 stamp: s,
@@ -952,10 +1051,24 @@ impl<'a> Lane<'a> {
         let mut h = start;
         let (mut acked, mut abandoned) = (0, 0);
         if let Some(r) = acked_at_head {
+            self.check_record(r);
             if r.pos != start {
                 return Err(Corrupt::NotAtHead {
                     pos: r.pos,
                     head: start,
+                });
+            }
+            // The record is still the one acknowledged: committed (an acknowledgement at the
+            // head leaves the stamp so) or acknowledged, at its position, of its length.
+            let s = self.stamps[self.index(r.pos)].load(Ordering::Relaxed);
+            let state = stamp::state(s);
+            if !self.is_at(s, r.pos)
+                || stamp::cells(s) != r.cells
+                || (state != stamp::COMMITTED && state != stamp::ACKED)
+            {
+                return Err(Corrupt::ChangedUnderOwner {
+                    pos: r.pos,
+                    stamp: s,
                 });
             }
             h += r.cells;
@@ -1196,7 +1309,7 @@ impl<'a> Lane<'a> {
     }
 
     /// Walks the claimed records (a snapshot, not a synchronised view: for status reports).
-    pub fn census(&self, max_message: u32) -> Census {
+    pub fn census(&self) -> Census {
         let head = self.head();
         let read = self.read_cursor();
         let tail = self.ctl.producer.tail.load(Ordering::Relaxed);
@@ -1204,37 +1317,46 @@ impl<'a> Lane<'a> {
             used: tail.saturating_sub(head).min(self.n) * CELL as u64,
             ..Census::default()
         };
+        // Only stamps (atomics) are read, never a record's cells, which the owner may free and
+        // a sender write meanwhile: except one word, the oldest waiting record's send time,
+        // read as a seqlock reader reads (see `sent_ns_if_unchanged`).
         let mut p = head;
         while p - head < self.n {
-            let Ok(slot) = self.at(p, max_message) else {
+            let s = self.stamps[self.index(p)].load(Ordering::Acquire);
+            let k = stamp::cells(s);
+            if !self.is_at(s, p) || k == 0 || k > self.n - p % self.n {
                 break;
-            };
-            p += match slot {
-                Slot::End => break,
-                Slot::InFlight { .. } => {
-                    c.in_flight += 1;
-                    // A reserved stamp's cells are valid (checked by `at`).
-                    stamp::cells(self.stamps[self.index(p)].load(Ordering::Relaxed)).max(1)
-                }
-                Slot::Skip { cells } => {
-                    let s = self.stamps[self.index(p)].load(Ordering::Relaxed);
-                    c.abandoned += u64::from(stamp::state(s) == stamp::ABANDONED);
-                    cells
-                }
-                Slot::Record(r) => {
-                    if r.pos < read {
-                        c.delivered += 1;
-                    } else {
-                        c.waiting += 1;
-                        if c.oldest_waiting_sent_ns.is_none() {
-                            c.oldest_waiting_sent_ns = Some(r.header.sent_ns);
-                        }
+            }
+            match stamp::state(s) {
+                stamp::RESERVED => c.in_flight += 1,
+                stamp::ABANDONED => c.abandoned += 1,
+                stamp::PAD | stamp::ACKED | stamp::CANCELLED => {}
+                stamp::COMMITTED if p < read => c.delivered += 1,
+                stamp::COMMITTED => {
+                    c.waiting += 1;
+                    if c.waiting == 1 {
+                        c.oldest_waiting_sent_ns = self.sent_ns_if_unchanged(p, s);
                     }
-                    r.cells
                 }
-            };
+                _ => break,
+            }
+            p += k;
         }
         c
+    }
+
+    /// The send time in the header of the committed record at `pos` whose stamp was `s`, read
+    /// by someone who does not own the lane: the owner may free the record meanwhile and a
+    /// sender write its cells. The word is read as a seqlock reader reads it (a volatile read,
+    /// then an Acquire fence, then the stamp again) and kept only if the stamp is still `s`: a
+    /// sender claims the cells, changing the stamp, before it writes them, so an unchanged
+    /// stamp means the word read was the record's. (Formally the read may race with a write, as
+    /// every seqlock reader's may; what it returns is never used unless validated.)
+    fn sent_ns_if_unchanged(&self, pos: u64, s: u64) -> Option<u64> {
+        let cell = self.index(pos);
+        let word = racy_read_u64(&self.data[cell..cell + 1], SENT_NS_OFFSET);
+        fence(Ordering::Acquire);
+        (self.stamps[cell].load(Ordering::Relaxed) == s).then_some(word)
     }
 
     /// `(messages acknowledged, abandoned)` since creation. (Messages sent are these plus what
@@ -1307,7 +1429,10 @@ impl<'a> Lane<'a> {
     ///
     /// The calling process owns the lane's queue, and no other view of the owner exists
     /// outside this process, for as long as the view is used: two owners would free each
-    /// other's records while they are read in place.
+    /// other's records while they are read in place. Within the process, the owner's views are
+    /// used by one thread at a time, except that a record found and not yet acknowledged or
+    /// released may be read ([`LaneOwner::copy_payload`], [`LaneOwner::record_payload`]) on
+    /// another thread meanwhile: nothing else frees it.
     #[inline]
     pub unsafe fn owner(self) -> LaneOwner<'a> {
         LaneOwner { lane: self }
@@ -1704,7 +1829,7 @@ mod tests {
         send(&lane, &[1; 96]).unwrap(); // 32 + 96 = 2 cells
         send(&lane, &[2; 96]).unwrap();
         assert_eq!(send(&lane, &[3; 1]), Err(ClaimError::Full));
-        let c = lane.census(4096);
+        let c = lane.census();
         assert_eq!((c.used, c.waiting), (4 * CELL as u64, 2));
         recv(&lane).unwrap();
         send(&lane, &[3; 1]).unwrap();
@@ -1899,7 +2024,7 @@ mod tests {
         lane.ack(&records[2]).unwrap();
         lane.ack(&records[1]).unwrap();
         assert_eq!(lane.advance_head(&Yield).unwrap(), 0);
-        assert_eq!(lane.census(64).delivered, 1);
+        assert_eq!(lane.census().delivered, 1);
         assert!(
             lane.ack(&records[0]).unwrap(),
             "at the head: freed by the head move"
@@ -1908,7 +2033,7 @@ mod tests {
             lane.advance_head_over(Some(&records[0]), &Yield).unwrap(),
             3
         );
-        assert_eq!(lane.census(64), Census::default());
+        assert_eq!(lane.census(), Census::default());
         assert!(
             lane.ack(&records[1]).is_err(),
             "a record is acknowledged once"

@@ -130,7 +130,18 @@ impl Event {
 
     /// Forgets sleepers that can no longer exist (used by ownership recovery for the receiver's
     /// event, which only the owner sleeps on).
-    pub fn reset_waiters(&self) {
+    ///
+    /// # Safety
+    ///
+    /// No thread that announced itself is still between its announcement and its leaving: a
+    /// live sleeper would not be woken by the next notification, and its leaving would wrap
+    /// the count (every notification after that would take the slow path).
+    ///
+    /// ```compile_fail
+    /// # let event = baton_ring::wake::Event::new();
+    /// event.reset_waiters(); // error: unsafe: the caller must know every sleeper is gone
+    /// ```
+    pub unsafe fn reset_waiters(&self) {
         self.waiters.store(0, Ordering::Relaxed);
     }
 

@@ -365,6 +365,10 @@ pub enum SendError {
     /// dead (only possible after `fork`, when a child sends through its parent's handle).
     #[error("message was abandoned before it was committed")]
     Abandoned,
+    /// The loan was inherited through `fork`: its claim is the parent's, which alone may
+    /// commit it (the child's copy is empty, and dropping it cancels nothing).
+    #[error("this loan was inherited through fork: only the process that made it can commit it")]
+    ForkedCopy,
     /// The queue's shared state is damaged.
     #[error("queue is corrupt: {0}")]
     Corrupt(Damage),

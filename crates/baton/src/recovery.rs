@@ -227,6 +227,14 @@ pub(crate) fn sender_lane(seg: &Attachment, p: usize) -> Result<LaneSender<'_>, 
 /// Lets this process's sender slot go (when the segment is unmapped): abandons what loans
 /// leaked with `mem::forget` left (rule 2), then the keeper unlocks and ends.
 pub(crate) fn release_sender_slot(seg: &Attachment) {
+    let c = seg.slot.cached.load(Ordering::Acquire);
+    if c == NO_SLOT || c >> 8 != fork_generation() {
+        // Nothing held by this process: no slot, or a forked child's copy of its parent's.
+        // Not even a look under the keeper's mutex, which a child may have inherited locked
+        // (a thread of the parent taking the slot at the fork). The one who drops the last
+        // handle is alone with it, so no slot is being taken meanwhile.
+        return;
+    }
     let mut keeper = seg.slot.keeper.lock().unwrap_or_else(|e| e.into_inner());
     seg.slot.cached.store(NO_SLOT, Ordering::Release);
     let Some(k) = keeper.take() else { return };
@@ -420,7 +428,9 @@ pub(crate) fn attached(seg: &Segment) -> Vec<(u32, u32)> {
 /// owner's work on the lanes.
 pub(crate) unsafe fn recover(seg: &Segment) {
     failpoint("recover.begin");
-    seg.shared().data_event.reset_waiters();
+    // SAFETY: only the owner sleeps on the receiver's event, and the owner is dead (this runs
+    // because its lock came back owner-died); the caller holds the lock, so no new owner sleeps.
+    unsafe { seg.shared().data_event.reset_waiters() };
     let max = seg.attributes().max_message;
     for p in 0..PRIORITIES {
         // SAFETY: the caller holds the owner lock (this function's contract).

@@ -95,3 +95,13 @@ pub(crate) unsafe fn copy_from_cells(cells: &[DataCell], offset: usize, dst: &mu
             .with(|cell| unsafe { (*cell)[at % CELL] });
     }
 }
+
+/// The racy read of a seqlock reader: loom tracks the bytes read like any other access, so a
+/// model that reads this way while a writer writes reports the race (the real read's value is
+/// validated after it; loom's models cannot express that).
+pub(crate) fn racy_read_u64(cells: &[DataCell], offset: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: as for the real one.
+    unsafe { copy_from_cells(cells, offset, &mut bytes) };
+    u64::from_ne_bytes(bytes)
+}

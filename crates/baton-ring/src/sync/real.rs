@@ -93,3 +93,16 @@ pub(crate) unsafe fn copy_from_cells(cells: &[DataCell], offset: usize, dst: &mu
         )
     }
 }
+
+/// Reads the 8 bytes at `offset` of `cells` that a writer may be writing meanwhile, as a
+/// seqlock reader does: a volatile read, whose value the caller keeps only after validating it
+/// (see `Lane::census`).
+#[inline]
+pub(crate) fn racy_read_u64(cells: &[DataCell], offset: usize) -> u64 {
+    assert!(offset + 8 <= cells.len() * CELL, "a read within the cells");
+    // SAFETY: in bounds (asserted); the bytes are inside `UnsafeCell`s, any bit pattern is a
+    // `u64`, and an unaligned read is allowed. A concurrent write can tear the value, which
+    // the caller's validation discards.
+    let bytes = unsafe { std::ptr::read_volatile(cells_ptr(cells).add(offset) as *const [u8; 8]) };
+    u64::from_ne_bytes(bytes)
+}

@@ -39,12 +39,12 @@ impl Metadata {
     pub(super) fn of(lane: usize, r: &RecordRef, redelivered: bool) -> Metadata {
         Metadata {
             priority: lane as u8,
-            msg_type: r.header.msg_type,
-            version: r.header.version,
-            sender_pid: r.header.sender_pid,
-            sent_ns: r.header.sent_ns,
+            msg_type: r.header().msg_type,
+            version: r.header().version,
+            sender_pid: r.header().sender_pid,
+            sent_ns: r.header().sent_ns,
             redelivered,
-            id: message_id(lane, r.pos),
+            id: message_id(lane, r.pos()),
         }
     }
 }
@@ -320,9 +320,9 @@ pub struct InPlace<'a> {
     /// Its lane.
     pub(super) lane: usize,
     pub(super) meta: Metadata,
-    pub(super) record: RecordRef,
+    /// The record, until it is acknowledged or released.
+    pub(super) record: Option<RecordRef>,
     pub(super) payload: &'a [u8],
-    pub(super) done: bool,
 }
 
 impl std::fmt::Debug for InPlace<'_> {
@@ -378,8 +378,7 @@ impl InPlace<'_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn ack(mut self) -> Result<(), AckError> {
-        self.done = true;
-        self.owned.finish(self.lane, self.record, true)
+        self.finish(true)
     }
 
     /// Gives the message back for redelivery (see [`Message::release`]).
@@ -404,18 +403,21 @@ impl InPlace<'_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn release(mut self) -> Result<(), AckError> {
-        self.done = true;
-        self.owned.finish(self.lane, self.record, false)
+        self.finish(false)
+    }
+
+    /// Acknowledges or releases the record, once.
+    fn finish(&mut self, ack: bool) -> Result<(), AckError> {
+        match self.record.take() {
+            Some(record) => self.owned.finish(self.lane, record, ack),
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for InPlace<'_> {
     /// Acknowledges, unless the thread is panicking: then the message is released.
     fn drop(&mut self) {
-        if !self.done {
-            let _ = self
-                .owned
-                .finish(self.lane, self.record, !std::thread::panicking());
-        }
+        let _ = self.finish(!std::thread::panicking());
     }
 }

@@ -29,6 +29,11 @@ pub struct ReceiverOptions {
 impl Owned {
     /// Acknowledges a delivered record, or (`ack == false`) releases it for redelivery.
     pub(super) fn finish(&self, p: usize, record: RecordRef, ack: bool) -> Result<(), AckError> {
+        if self.forked_copy() {
+            // Before the lock: a forked child's copy of it may have been taken by a thread of
+            // the parent at the fork, and stays so for ever in the child.
+            return Err(AckError::Closed);
+        }
         let mut local = self.lock();
         let local = &mut *local;
         if self.lost() {
@@ -40,7 +45,12 @@ impl Owned {
         if ack {
             let at_head = lane.ack(&record)?;
             failpoint("ack.marked");
-            lane.advance_head_until(at_head.then_some(&record), local.cursor[p], &Futex)?;
+            // Up to what this owner has looked at, or what an earlier owner delivered if that
+            // is further: records an earlier owner acknowledged out of order lie between, and
+            // with the one before them acknowledged now they are freed too (the walk steps over
+            // them without freeing them).
+            let limit = local.cursor[p].max(local.redeliver_end[p]);
+            lane.advance_head_until(at_head.then_some(&record), limit, &Futex)?;
             failpoint("ack.advanced");
             if self.seg.shared().data_event.waiters() != 0 {
                 // Acknowledged on another thread while the receiving one sleeps: it will not
@@ -49,7 +59,7 @@ impl Owned {
             }
         } else {
             let queue = &mut local.released[p];
-            let at = queue.partition_point(|r| r.pos < record.pos);
+            let at = queue.partition_point(|r| r.pos() < record.pos());
             queue.insert(at, record);
         }
         Ok(())
@@ -134,6 +144,11 @@ impl std::fmt::Debug for Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
+        if self.owned.forked_copy() {
+            // A forked child's copy holds nothing, and its copy of the mutex may be locked for
+            // ever (held by a thread of the parent at the fork): touch neither.
+            return;
+        }
         // Close first, so that no message handle touches the lanes once the lock is released.
         let mut local = self.owned.lock();
         if !self.owned.lost() && self.owned.seg.check_size().is_ok() {
@@ -515,11 +530,14 @@ impl Receiver {
             return Err(RecvError::ForkedCopy);
         };
         for (p, lane) in lanes.iter().enumerate() {
+            // What the head passed is freed: nothing there to deliver again (an acknowledgement
+            // may have freed records of the range that an earlier owner acknowledged).
+            local.cursor[p] = local.cursor[p].max(lane.head());
             while local.cursor[p] < local.redeliver_end[p] {
                 match lane.at(local.cursor[p], max)? {
                     Slot::Skip { cells } => local.cursor[p] += cells,
                     Slot::Record(r) => {
-                        local.cursor[p] += r.cells;
+                        local.cursor[p] += r.cells();
                         return Ok(Some(Found {
                             lane: p,
                             record: r,
@@ -556,7 +574,7 @@ impl Receiver {
                     Slot::Record(r) => {
                         local.stuck[p] = None;
                         failpoint("recv.found");
-                        local.cursor[p] += r.cells;
+                        local.cursor[p] += r.cells();
                         lane.set_read_cursor(local.cursor[p]);
                         failpoint("recv.marked");
                         if skipped {
@@ -638,9 +656,8 @@ impl Receiver {
             owned,
             lane,
             meta: Metadata::of(lane, &record, redelivered),
-            record,
+            record: Some(record),
             payload,
-            done: false,
         }
     }
 
@@ -650,7 +667,7 @@ impl Receiver {
             record,
             redelivered,
         } = found;
-        let mut payload = Vec::with_capacity(record.header.len as usize);
+        let mut payload = Vec::with_capacity(record.header().len as usize);
         if let Some(view) = self.guard.lane(lane) {
             view.copy_payload(&record, &mut payload);
         }

@@ -6,6 +6,7 @@ use crate::recovery::{self, failpoint, Attachment};
 use crate::segment::PRIORITIES;
 use crate::sys::clock::monotonic_ns;
 use crate::sys::futex::Futex;
+use crate::sys::liveness::fork_generation;
 use baton_ring::lane::{Claim, ClaimError, CommitError, LaneSender, RecordHeader};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -455,6 +456,8 @@ pub struct Loan<'a> {
     pub(super) lane: LaneSender<'a>,
     pub(super) claim: Option<Claim>,
     pub(super) payload: &'a mut [u8],
+    /// The fork generation that made it: a forked child's copy holds no claim of its own.
+    pub(super) generation: u64,
 }
 
 impl std::fmt::Debug for Loan<'_> {
@@ -480,7 +483,13 @@ impl<'a> Loan<'a> {
             lane,
             claim: Some(claim),
             payload,
+            generation: fork_generation(),
         }
+    }
+
+    /// Whether this is a copy a `fork`ed child inherited.
+    fn forked_copy(&self) -> bool {
+        self.generation != fork_generation()
     }
 
     /// Publishes the message.
@@ -507,6 +516,9 @@ impl<'a> Loan<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn commit(mut self) -> Result<(), SendError> {
+        if self.forked_copy() {
+            return Err(SendError::ForkedCopy);
+        }
         let claim = self
             .claim
             .take()
@@ -516,15 +528,23 @@ impl<'a> Loan<'a> {
     }
 }
 
+/// The loan's bytes; empty in a forked child's copy (the cells are the parent's to write).
 impl std::ops::Deref for Loan<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
+        if self.forked_copy() {
+            return &[];
+        }
         self.payload
     }
 }
 
+/// The loan's bytes, to write; empty in a forked child's copy.
 impl std::ops::DerefMut for Loan<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
+        if self.forked_copy() {
+            return &mut [];
+        }
         self.payload
     }
 }
@@ -532,6 +552,11 @@ impl std::ops::DerefMut for Loan<'_> {
 impl Drop for Loan<'_> {
     /// Cancels an uncommitted loan: the receiver steps over it.
     fn drop(&mut self) {
+        if self.forked_copy() {
+            // The claim is the parent's, which still writes and commits it.
+            std::mem::forget(self.claim.take());
+            return;
+        }
         if let Some(claim) = self.claim.take() {
             self.lane.cancel(claim);
             self.sender.seg.shared().data_event.notify(&Futex);

@@ -194,7 +194,7 @@ impl Queue {
         let mut next_in_line: Option<u64> = None;
         for (p, l) in lanes.iter_mut().enumerate() {
             let lane = seg.lane(p);
-            let census = lane.census(attrs.max_message);
+            let census = lane.census();
             let (r, a) = lane.counters();
             abandoned += a + census.abandoned;
             sent += r + a + census.waiting + census.delivered + census.in_flight + census.abandoned;
