@@ -234,6 +234,7 @@ pub struct RecordHeader {
 }
 
 impl RecordHeader {
+    #[inline]
     fn to_bytes(self) -> [u8; RECORD_HEADER] {
         let mut b = [0u8; RECORD_HEADER];
         b[0..4].copy_from_slice(&self.len.to_ne_bytes());
@@ -245,6 +246,7 @@ impl RecordHeader {
         b
     }
 
+    #[inline]
     fn from_bytes(b: &[u8; RECORD_HEADER]) -> Self {
         let u32_at = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let u64_at = |i: usize| {
@@ -526,6 +528,7 @@ impl<'a> Lane<'a> {
     ///
     /// If `stamps` and `data` differ in length or are empty, or the lane has more cells than
     /// [`max_cells_for_tag`] allows (layout bugs, not input: the segment checks its header).
+    #[inline]
     pub fn new(
         ctl: &'a LaneControl,
         stamps: &'a [AtomicU64],
@@ -624,6 +627,7 @@ impl<'a> Lane<'a> {
     ///
     /// [`ClaimError::Full`] when the budget has no room now; [`ClaimError::Corrupt`] when the
     /// lane's words contradict each other.
+    #[inline]
     pub(crate) fn try_claim(&self, len: usize, sender: u8) -> Result<Claim, ClaimError> {
         let need = record_cells(len);
         if need > self.n || need > MAX_RECORD_CELLS {
@@ -749,6 +753,7 @@ impl<'a> Lane<'a> {
 
     /// Writes the header and payload of a claimed record in place.
     #[cfg_attr(not(any(test, loom)), allow(dead_code))] // for unit tests and loom models
+    #[inline]
     pub(crate) fn write(&self, claim: &Claim, header: &RecordHeader, payload: &[u8]) {
         debug_assert_eq!(header.len as usize, payload.len());
         self.write_payload(claim, payload);
@@ -756,6 +761,7 @@ impl<'a> Lane<'a> {
     }
 
     /// Writes the payload of a claimed record in place.
+    #[inline]
     pub(crate) fn write_payload(&self, claim: &Claim, payload: &[u8]) {
         self.check_claim(claim);
         assert!(
@@ -766,6 +772,7 @@ impl<'a> Lane<'a> {
     }
 
     /// Writes the header of a claimed record.
+    #[inline]
     pub(crate) fn write_header(&self, claim: &Claim, header: &RecordHeader) {
         self.check_claim(claim);
         assert_eq!(
@@ -782,6 +789,7 @@ impl<'a> Lane<'a> {
     ///
     /// The caller must not keep the slice past the commit or cancellation of `claim`, nor make
     /// a second one for the same claim: the claim is what makes the access exclusive.
+    #[inline]
     pub(crate) unsafe fn claimed_payload(&self, claim: &Claim, len: usize) -> &'a mut [u8] {
         self.check_claim(claim);
         assert_eq!(record_cells(len), claim.cells, "payload fits its claim");
@@ -802,6 +810,7 @@ impl<'a> Lane<'a> {
     ///
     /// The caller must not keep the slice past the acknowledgement of the record: until then
     /// its cells cannot be claimed again, so no sender writes them.
+    #[inline]
     pub(crate) unsafe fn record_payload(&self, record: &RecordRef) -> &'a [u8] {
         self.check_live_record(record);
         let first = self.index(record.pos);
@@ -821,6 +830,7 @@ impl<'a> Lane<'a> {
     }
 
     /// Gives a claim back uncommitted: the receiver steps over it.
+    #[inline]
     pub(crate) fn cancel(&self, claim: Claim) {
         self.check_claim(&claim);
         let slot = &self.stamps[self.index(claim.pos)];
@@ -840,6 +850,7 @@ impl<'a> Lane<'a> {
     ///
     /// [`CommitError::Abandoned`] if the claim was abandoned (this sender was taken for dead);
     /// [`CommitError::Corrupt`] if the stamp shows anything else.
+    #[inline]
     pub(crate) fn commit(&self, claim: Claim) -> Result<(), CommitError> {
         self.check_claim(&claim);
         let slot = &self.stamps[self.index(claim.pos)];
@@ -876,6 +887,7 @@ impl<'a> Lane<'a> {
     /// # Errors
     ///
     /// [`Corrupt`] if the stamp or record header there is out of bounds.
+    #[inline]
     pub(crate) fn at(&self, pos: u64, max_message: u32) -> Result<Slot, Corrupt> {
         // SYNC POINT: record published (Acquire side).
         let s = self.stamps[self.index(pos)].load(ord!(Acquire));
@@ -930,6 +942,7 @@ impl<'a> Lane<'a> {
     ///
     /// [`Corrupt`] if the head stamp or record header is out of bounds.
     #[cfg_attr(not(any(test, loom)), allow(dead_code))] // for unit tests and loom models
+    #[inline]
     pub(crate) fn peek<W: Waiter>(&self, max_message: u32, waiter: &W) -> Result<Peek, Corrupt> {
         loop {
             self.advance_head(waiter)?;
@@ -944,6 +957,7 @@ impl<'a> Lane<'a> {
     }
 
     /// Appends the payload of a record found by [`LaneOwner::at`] to `out`.
+    #[inline]
     pub(crate) fn copy_payload(&self, record: &RecordRef, out: &mut Vec<u8>) {
         self.check_live_record(record);
         let first = self.index(record.pos);
@@ -959,6 +973,7 @@ impl<'a> Lane<'a> {
     ///
     /// [`Corrupt`] as [`LaneOwner::advance_head`].
     #[cfg_attr(not(any(test, loom)), allow(dead_code))] // for unit tests and loom models
+    #[inline]
     pub(crate) fn release<W: Waiter>(&self, record: RecordRef, waiter: &W) -> Result<(), Corrupt> {
         let at_head = self.ack(&record)?;
         self.advance_head_over(at_head.then_some(&record), waiter)
@@ -973,6 +988,7 @@ impl<'a> Lane<'a> {
     /// # Errors
     ///
     /// [`Corrupt`] if the stamp no longer shows the committed record.
+    #[inline]
     pub(crate) fn ack(&self, record: &RecordRef) -> Result<bool, Corrupt> {
         self.check_record(record);
         let slot = &self.stamps[self.index(record.pos)];
@@ -1003,6 +1019,7 @@ impl<'a> Lane<'a> {
     /// # Errors
     ///
     /// [`Corrupt`] if a stamp on the way is out of bounds.
+    #[inline]
     pub(crate) fn advance_head<W: Waiter>(&self, waiter: &W) -> Result<u64, Corrupt> {
         self.advance_head_over(None, waiter)
     }
@@ -1013,6 +1030,7 @@ impl<'a> Lane<'a> {
     /// # Errors
     ///
     /// As [`LaneOwner::advance_head`].
+    #[inline]
     pub(crate) fn advance_head_over<W: Waiter>(
         &self,
         acked_at_head: Option<&RecordRef>,
@@ -1028,6 +1046,7 @@ impl<'a> Lane<'a> {
     /// # Errors
     ///
     /// As [`LaneOwner::advance_head`].
+    #[inline]
     pub(crate) fn advance_head_until<W: Waiter>(
         &self,
         acked_at_head: Option<&RecordRef>,
@@ -1040,6 +1059,7 @@ impl<'a> Lane<'a> {
     /// [`Lane::advance_head_until`] that stops half way, as an owner that dies there would:
     /// for the loom model of recovery. Not for use otherwise.
     #[doc(hidden)]
+    #[inline]
     pub(crate) fn advance_head_stopping<W: Waiter>(
         &self,
         acked_at_head: Option<&RecordRef>,
@@ -1369,6 +1389,7 @@ impl<'a> Lane<'a> {
         )
     }
 
+    #[inline]
     fn read_header(&self, cell: usize) -> RecordHeader {
         let mut b = [0u8; RECORD_HEADER];
         self.copy_out(cell, 0, &mut b);
@@ -1376,6 +1397,7 @@ impl<'a> Lane<'a> {
     }
 
     /// Copies `src` into the lane, `offset` bytes after the start of cell `first`.
+    #[inline]
     fn copy_in(&self, first: usize, offset: usize, src: &[u8]) {
         let end_cell = first + (offset + src.len()).div_ceil(CELL);
         assert!(end_cell <= self.data.len(), "copy within the lane");
@@ -1386,6 +1408,7 @@ impl<'a> Lane<'a> {
     }
 
     /// Copies bytes out of the lane into `dst`, starting `offset` bytes after cell `first`.
+    #[inline]
     fn copy_out(&self, first: usize, offset: usize, dst: &mut [u8]) {
         let end_cell = first + (offset + dst.len()).div_ceil(CELL);
         assert!(end_cell <= self.data.len(), "copy within the lane");
@@ -1642,6 +1665,7 @@ impl<'a> LaneOwner<'a> {
     ///
     /// As [`LaneOwner::advance_head`].
     #[doc(hidden)]
+    #[inline]
     pub fn advance_head_stopping<W: Waiter>(
         &self,
         acked_at_head: Option<&RecordRef>,

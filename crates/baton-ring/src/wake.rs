@@ -146,6 +146,7 @@ impl Event {
     }
 
     /// How many sleepers are announced (for status and tests).
+    #[inline]
     pub fn waiters(&self) -> u32 {
         self.waiters.load(Ordering::Relaxed)
     }

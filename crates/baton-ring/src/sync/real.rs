@@ -5,6 +5,7 @@ pub use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::lane::CELL;
 use std::cell::UnsafeCell;
 
+#[inline(always)]
 pub(crate) fn raw_fence(order: Ordering) {
     std::sync::atomic::fence(order);
 }

@@ -415,6 +415,7 @@ impl Segment {
     }
 
     /// The lane of priority `p` (0..4).
+    #[inline]
     pub(crate) fn lane(&self, p: usize) -> Lane<'_> {
         let l = &self.lanes[p];
         let base = self.map.as_ptr();
