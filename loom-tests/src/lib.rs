@@ -78,7 +78,7 @@ pub fn take(lane: &Lane<'_>, waiter: &LoomWaiter) -> Option<Vec<u8>> {
     match lane.peek(64, waiter).unwrap() {
         Peek::Record(r) => {
             let mut out = Vec::new();
-            lane.copy_payload(&r, &mut out);
+            lane.copy_payload(&r, &mut out).unwrap();
             lane.release(r, waiter).unwrap();
             Some(out)
         }
@@ -95,7 +95,7 @@ pub fn successor_view(lane: &Lane<'_>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let (mut again, mut fresh) = (Vec::new(), Vec::new());
     while let Slot::Record(r) = lane.at(pos, 64).unwrap() {
         let mut out = Vec::new();
-        lane.copy_payload(&r, &mut out);
+        lane.copy_payload(&r, &mut out).unwrap();
         if r.pos() < read {
             again.push(out);
         } else {

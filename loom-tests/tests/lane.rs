@@ -138,7 +138,7 @@ fn a_successor_redelivers_what_a_stopped_owner_handed_out_and_nothing_else() {
             };
             lane.set_read_cursor(r.pos() + r.cells());
             let mut out = Vec::new();
-            lane.copy_payload(&r, &mut out);
+            lane.copy_payload(&r, &mut out).unwrap();
             out
         });
         let handed_out = owner.join().unwrap();
@@ -317,7 +317,7 @@ fn an_acknowledgement_from_another_thread_frees_cells_only_after_they_were_read(
                 let found = match lane.peek(64, &*waiter).unwrap() {
                     baton_ring::lane::Peek::Record(r) => {
                         let mut out = Vec::new();
-                        lane.copy_payload(&r, &mut out);
+                        lane.copy_payload(&r, &mut out).unwrap();
                         assert_eq!(out, vec![7]);
                         Some(r)
                     }

@@ -47,7 +47,7 @@ fn take(s: &Shared) -> Option<u8> {
     match lane.peek(64, &s.waiter).unwrap() {
         Peek::Record(r) => {
             let mut out = Vec::new();
-            lane.copy_payload(&r, &mut out);
+            lane.copy_payload(&r, &mut out).unwrap();
             lane.release(r, &s.waiter).unwrap();
             Some(out[0])
         }

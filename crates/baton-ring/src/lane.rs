@@ -270,6 +270,15 @@ impl RecordHeader {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Corrupt {
+    /// A record the owner is about to read lies behind `head`: someone moved `head` over it
+    /// (only the owner moves it, and never past a record it has not acknowledged).
+    #[error("record at position {pos} lies behind head {head}: the head was moved over it")]
+    BehindHead {
+        /// The record's position.
+        pos: u64,
+        /// The head found.
+        head: u64,
+    },
     /// A claim larger than the whole lane (the lane's size words were changed).
     #[error("a record of {len} bytes cannot fit a lane of {cells} cells")]
     TooBigForLane {
@@ -603,15 +612,21 @@ impl<'a> Lane<'a> {
         );
     }
 
-    /// Refuses a record of another lane, or one already freed (its cells may be a sender's
-    /// again). Only the owner moves `head`, so what it reads here stays true while it reads.
+    /// Refuses a record of another lane (a panic: a caller's mistake), or one behind `head`
+    /// (an error: its cells may be a sender's again; the owner frees none it has not
+    /// acknowledged, so only a peer's write to `head`, or a stale copy, puts one there). Only
+    /// the owner moves `head`, so what it reads here stays true while it reads.
     #[inline]
-    fn check_live_record(&self, record: &RecordRef) {
+    fn check_live_record(&self, record: &RecordRef) -> Result<(), Corrupt> {
         self.check_record(record);
-        assert!(
-            record.pos >= self.ctl.consumer.head.load(Ordering::Relaxed),
-            "a record is read only until it is freed"
-        );
+        let head = self.ctl.consumer.head.load(Ordering::Relaxed);
+        if record.pos < head {
+            return Err(Corrupt::BehindHead {
+                pos: record.pos,
+                head,
+            });
+        }
+        Ok(())
     }
 
     #[inline]
@@ -742,6 +757,10 @@ impl<'a> Lane<'a> {
                 continue;
             }
             self.cover(t, cells);
+            // The writer's half of `census`'s seqlock read: the stamps just written are seen
+            // before anything this claim's holder writes into the cells. (Not swept: no model
+            // reads cells the way `census` does; on x86 it is only a compiler fence.)
+            fence(Ordering::Release);
             return Ok(Claim {
                 pos: t,
                 cells,
@@ -811,8 +830,8 @@ impl<'a> Lane<'a> {
     /// The caller must not keep the slice past the acknowledgement of the record: until then
     /// its cells cannot be claimed again, so no sender writes them.
     #[inline]
-    pub(crate) unsafe fn record_payload(&self, record: &RecordRef) -> &'a [u8] {
-        self.check_live_record(record);
+    pub(crate) unsafe fn record_payload(&self, record: &RecordRef) -> Result<&'a [u8], Corrupt> {
+        self.check_live_record(record)?;
         let first = self.index(record.pos);
         assert!(
             first + record.cells as usize <= self.data.len(),
@@ -821,12 +840,12 @@ impl<'a> Lane<'a> {
         let base = cells_ptr(self.data);
         // SAFETY: the bytes lie inside `data` (asserted; `at` checked the length against the
         // record's cells); committed and not yet freed, so no sender writes them.
-        unsafe {
+        Ok(unsafe {
             std::slice::from_raw_parts(
                 base.add(first * CELL + RECORD_HEADER),
                 record.header.len as usize,
             )
-        }
+        })
     }
 
     /// Gives a claim back uncommitted: the receiver steps over it.
@@ -958,12 +977,17 @@ impl<'a> Lane<'a> {
 
     /// Appends the payload of a record found by [`LaneOwner::at`] to `out`.
     #[inline]
-    pub(crate) fn copy_payload(&self, record: &RecordRef, out: &mut Vec<u8>) {
-        self.check_live_record(record);
+    pub(crate) fn copy_payload(
+        &self,
+        record: &RecordRef,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Corrupt> {
+        self.check_live_record(record)?;
         let first = self.index(record.pos);
         let start = out.len();
         out.resize(start + record.header.len as usize, 0);
         self.copy_out(first, RECORD_HEADER, &mut out[start..]);
+        Ok(())
     }
 
     /// Acknowledges a record and frees what can be freed: [`LaneOwner::ack`], then
@@ -1360,7 +1384,9 @@ impl<'a> Lane<'a> {
                 }
                 _ => break,
             }
-            p += k;
+            // A scribbled head near the end of positions: stop rather than wrap.
+            let Some(next) = p.checked_add(k) else { break };
+            p = next;
         }
         c
     }
@@ -1580,8 +1606,12 @@ impl<'a> LaneOwner<'a> {
     }
 
     /// Copies a committed record's payload into `out`.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt::BehindHead`] if the record lies behind `head` (freed).
     #[inline]
-    pub fn copy_payload(&self, record: &RecordRef, out: &mut Vec<u8>) {
+    pub fn copy_payload(&self, record: &RecordRef, out: &mut Vec<u8>) -> Result<(), Corrupt> {
         self.lane.copy_payload(record, out)
     }
 
@@ -1591,8 +1621,12 @@ impl<'a> LaneOwner<'a> {
     ///
     /// The caller must not keep the slice past the acknowledgement of the record: until then
     /// its cells cannot be claimed again, so no sender writes them.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt::BehindHead`] if the record lies behind `head` (freed).
     #[inline]
-    pub unsafe fn record_payload(&self, record: &RecordRef) -> &'a [u8] {
+    pub unsafe fn record_payload(&self, record: &RecordRef) -> Result<&'a [u8], Corrupt> {
         // SAFETY: the caller's contract is this one.
         unsafe { self.lane.record_payload(record) }
     }
@@ -1825,7 +1859,7 @@ mod tests {
         match lane.peek(1 << 20, &Yield).unwrap() {
             Peek::Record(r) => {
                 let mut out = Vec::new();
-                lane.copy_payload(&r, &mut out);
+                lane.copy_payload(&r, &mut out).unwrap();
                 lane.release(r, &Yield).unwrap();
                 Some(out)
             }

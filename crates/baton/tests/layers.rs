@@ -6,7 +6,7 @@
 //! (`#[path]`, `include!`, `extern crate self`) and a module missing from the map (a new
 //! module must be given its place).
 
-use proc_macro2::{TokenStream, TokenTree};
+use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use std::path::{Path, PathBuf};
 use syn::visit::Visit;
 
@@ -99,40 +99,65 @@ impl Scan {
         }
     }
 
-    /// `crate :: name` and `$crate :: name` in a macro's tokens (macro bodies are not parsed).
+    /// `crate :: name`, `$crate :: name`, `super ::`, `self ::` in a macro's tokens (macro
+    /// bodies are not parsed), with `{ .. }` groups after them at any depth.
     fn tokens(&mut self, tokens: TokenStream) {
         let flat: Vec<TokenTree> = tokens.into_iter().collect();
         for (i, t) in flat.iter().enumerate() {
             match t {
                 TokenTree::Group(g) => self.tokens(g.stream()),
                 TokenTree::Ident(id) if id == "crate" || id == "super" || id == "self" => {
-                    let mut segments = vec![if id == "crate"
+                    let first = if id == "crate"
                         && i > 0
                         && matches!(&flat[i - 1], TokenTree::Punct(p) if p.as_char() == '$')
                     {
                         "$crate".to_string()
                     } else {
                         id.to_string()
-                    }];
-                    let mut j = i + 1;
-                    while let (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b))) =
-                        (flat.get(j), flat.get(j + 1))
-                    {
-                        if a.as_char() != ':' || b.as_char() != ':' {
-                            break;
-                        }
-                        match flat.get(j + 2) {
-                            Some(TokenTree::Ident(next)) => segments.push(next.to_string()),
-                            _ => break,
-                        }
-                        j += 3;
-                    }
-                    if segments.len() > 1 {
-                        self.reach(id.span().start().line, &segments);
-                    }
+                    };
+                    let line = id.span().start().line;
+                    self.token_path(line, vec![first], &flat[i + 1..]);
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Follows `:: name :: name ..` (and `:: { a, b::c, .. }`) after `prefix` in `rest`.
+    fn token_path(&mut self, line: usize, mut prefix: Vec<String>, rest: &[TokenTree]) {
+        let mut j = 0;
+        loop {
+            let colons = matches!(
+                (rest.get(j), rest.get(j + 1)),
+                (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b)))
+                    if a.as_char() == ':' && b.as_char() == ':'
+            );
+            if !colons {
+                break;
+            }
+            match rest.get(j + 2) {
+                Some(TokenTree::Ident(next)) => {
+                    prefix.push(next.to_string());
+                    j += 3;
+                }
+                Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => {
+                    let members: Vec<TokenTree> = g.stream().into_iter().collect();
+                    for member in
+                        members.split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ','))
+                    {
+                        if let Some(TokenTree::Ident(first)) = member.first() {
+                            let mut path = prefix.clone();
+                            path.push(first.to_string());
+                            self.token_path(line, path, &member[1..]);
+                        }
+                    }
+                    return;
+                }
+                _ => break,
+            }
+        }
+        if prefix.len() > 1 {
+            self.reach(line, &prefix);
         }
     }
 }
@@ -157,9 +182,12 @@ impl<'ast> Visit<'ast> for Scan {
         syn::visit::visit_path(self, p);
     }
 
+    /// `pub(crate)`, `pub(super)`, `pub(in ..)`: who may see an item, not a path to one.
+    fn visit_visibility(&mut self, _: &'ast syn::Visibility) {}
+
     fn visit_macro(&mut self, m: &'ast syn::Macro) {
         let line = m.path.segments[0].ident.span().start().line;
-        if m.path.is_ident("include") {
+        if m.path.segments.last().is_some_and(|s| s.ident == "include") {
             self.refused
                 .push((line, "`include!` hides code from this check".into()));
         }
@@ -168,7 +196,21 @@ impl<'ast> Visit<'ast> for Scan {
     }
 
     fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
-        if m.attrs.iter().any(|a| a.path().is_ident("path")) {
+        // `#[path = ..]`, also inside `#[cfg_attr(.., path = ..)]`.
+        let names_path = |a: &syn::Attribute| {
+            a.path().is_ident("path")
+                || (a.path().is_ident("cfg_attr") && {
+                    let tokens: Vec<TokenTree> = match &a.meta {
+                        syn::Meta::List(l) => l.tokens.clone().into_iter().collect(),
+                        _ => Vec::new(),
+                    };
+                    tokens.windows(2).any(|w| {
+                        matches!((&w[0], &w[1]), (TokenTree::Ident(i), TokenTree::Punct(p))
+                            if i == "path" && p.as_char() == '=')
+                    })
+                })
+        };
+        if m.attrs.iter().any(names_path) {
             let line = m.ident.span().start().line;
             self.refused.push((
                 line,
@@ -248,6 +290,12 @@ fn violations(files: &[(PathBuf, String)]) -> Vec<String> {
                 )),
                 Some((t, None)) => bad.push(format!(
                     "{}:{line}: `crate::{t}` is not a layer: name the module it lives in",
+                    path.display()
+                )),
+                // The root itself (`use crate as root;`, `use super::super as up;`, `use
+                // crate::*;`): a name for everything, which would hide what it reaches.
+                None => bad.push(format!(
+                    "{}:{line}: `{layer}` names the crate root itself: name the module it needs",
                     path.display()
                 )),
                 _ => {}

@@ -3,7 +3,7 @@
 
 use super::message::{InPlace, Message, Metadata, Ticket};
 use super::{Queue, IDLE_TICK, STUCK_CHECK};
-use crate::error::{AckError, OwnError, RecvError};
+use crate::error::{AckError, Damage, OwnError, RecvError};
 use crate::owner::{OwnerGuard, Ownership};
 use crate::recovery::{self, failpoint, Attachment};
 use crate::segment::{Segment, PRIORITIES};
@@ -386,7 +386,7 @@ impl Receiver {
     /// ```
     pub fn recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
         let found = self.next_record(None)?;
-        Ok(self.deliver_in_place(found))
+        self.deliver_in_place(found)
     }
 
     /// As [`Receiver::recv_in_place`], waiting at most `timeout`.
@@ -413,7 +413,7 @@ impl Receiver {
     /// ```
     pub fn recv_in_place_timeout(&mut self, timeout: Duration) -> Result<InPlace<'_>, RecvError> {
         let found = self.next_record(Some(Instant::now() + timeout))?;
-        Ok(self.deliver_in_place(found))
+        self.deliver_in_place(found)
     }
 
     /// As [`Receiver::recv_in_place`] if a message is waiting.
@@ -439,16 +439,18 @@ impl Receiver {
     /// ```
     pub fn try_recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
         let found = self.take_record()?.ok_or(RecvError::Empty)?;
-        Ok(self.deliver_in_place(found))
+        self.deliver_in_place(found)
     }
 
     pub(super) fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Message, RecvError> {
         let found = self.next_record(deadline)?;
-        Ok(self.deliver(found))
+        self.deliver(found)
     }
 
     pub(super) fn take(&mut self) -> Result<Option<Message>, RecvError> {
-        Ok(self.take_record()?.map(|found| self.deliver(found)))
+        self.take_record()?
+            .map(|found| self.deliver(found))
+            .transpose()
     }
 
     /// Waits for the next record: polls for the spin window, then sleeps on the receiver event.
@@ -635,7 +637,7 @@ impl Receiver {
         }
     }
 
-    pub(super) fn deliver_in_place(&mut self, found: Found) -> InPlace<'_> {
+    pub(super) fn deliver_in_place(&mut self, found: Found) -> Result<InPlace<'_>, RecvError> {
         let Found {
             lane,
             record,
@@ -647,32 +649,35 @@ impl Receiver {
             // SAFETY: the record stays unacknowledged, so its cells stay untouched by senders,
             // for as long as the `InPlace` (which acknowledges or releases it when it ends)
             // lives; it borrows this receiver, so the owner lock stays held as long.
-            Some(view) => unsafe { view.record_payload(&record) },
-            // Only `take_record`, which just had the views, finds records: not reached, but a
-            // forked copy delivers nothing rather than panic.
-            None => &[],
+            Some(view) => unsafe { view.record_payload(&record) }.map_err(Damage::Lane)?,
+            // Only `take_record`, which just had the views, finds records: not reached.
+            None => return Err(RecvError::ForkedCopy),
         };
-        InPlace {
+        Ok(InPlace {
             owned,
             lane,
             meta: Metadata::of(lane, &record, redelivered),
             record: Some(record),
             payload,
-        }
+        })
     }
 
-    pub(super) fn deliver(&self, found: Found) -> Message {
+    pub(super) fn deliver(&self, found: Found) -> Result<Message, RecvError> {
         let Found {
             lane,
             record,
             redelivered,
         } = found;
         let mut payload = Vec::with_capacity(record.header().len as usize);
-        if let Some(view) = self.guard.lane(lane) {
-            view.copy_payload(&record, &mut payload);
+        match self.guard.lane(lane) {
+            Some(view) => view
+                .copy_payload(&record, &mut payload)
+                .map_err(Damage::Lane)?,
+            // Only `take_record`, which just had the views, finds records: not reached.
+            None => return Err(RecvError::ForkedCopy),
         }
         self.count_delivery(redelivered);
-        Message {
+        Ok(Message {
             meta: Metadata::of(lane, &record, redelivered),
             payload,
             ticket: Some(Ticket {
@@ -680,7 +685,7 @@ impl Receiver {
                 priority: lane,
                 record,
             }),
-        }
+        })
     }
 }
 

@@ -553,8 +553,9 @@ impl Drop for Loan<'_> {
     /// Cancels an uncommitted loan: the receiver steps over it.
     fn drop(&mut self) {
         if self.forked_copy() {
-            // The claim is the parent's, which still writes and commits it.
-            std::mem::forget(self.claim.take());
+            // The claim is the parent's, which still writes and commits it: let it go
+            // without cancelling it.
+            let _parents = self.claim.take();
             return;
         }
         if let Some(claim) = self.claim.take() {
