@@ -1102,19 +1102,10 @@ impl<'a> Lane<'a> {
                     head: start,
                 });
             }
-            // The record is still the one acknowledged: committed (an acknowledgement at the
-            // head leaves the stamp so) or acknowledged, at its position, of its length.
-            let s = self.stamps[self.index(r.pos)].load(Ordering::Relaxed);
-            let state = stamp::state(s);
-            if !self.is_at(s, r.pos)
-                || stamp::cells(s) != r.cells
-                || (state != stamp::COMMITTED && state != stamp::ACKED)
-            {
-                return Err(Corrupt::ChangedUnderOwner {
-                    pos: r.pos,
-                    stamp: s,
-                });
-            }
+            // No second look at its stamp: a record is made only by `at` from a checked stamp,
+            // cannot be copied, and once freed lies behind `head` for ever (positions never
+            // repeat), so one at `head` is still that record. (Its stamp's line is the one the
+            // next senders write: a second load here cost a cross-core miss per message.)
             h += r.cells;
             acked += 1;
         }

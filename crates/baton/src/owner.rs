@@ -12,6 +12,8 @@ use crate::error::{LockDamage, OwnError};
 use crate::recovery;
 use crate::recovery::Attachment;
 use crate::segment::{Segment, PRIORITIES};
+
+const _: () = assert!(PRIORITIES == 4, "OwnerGuard::lanes names each lane");
 use crate::sys::clock::monotonic_ns;
 use crate::sys::liveness::{fork_generation, AbortOnUnwind};
 use crate::sys::robust::{timed_lock, Holder, TryLock};
@@ -288,12 +290,13 @@ impl OwnerGuard {
 
     /// The owner's views of every lane, priority 0 first; `None` as for [`OwnerGuard::lane`].
     #[inline]
-    pub(crate) fn lanes(&self) -> Option<[LaneOwner<'_>; PRIORITIES]> {
+    pub(crate) fn lanes(&self) -> Option<[LaneOwner<'_>; 4]> {
         if self.generation != fork_generation() {
             return None;
         }
         // SAFETY: as in `lane`.
-        Some(std::array::from_fn(|p| unsafe { self.seg.lane(p).owner() }))
+        let view = |p| unsafe { self.seg.lane(p).owner() };
+        Some([view(0), view(1), view(2), view(3)])
     }
 }
 
