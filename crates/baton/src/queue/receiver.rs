@@ -108,10 +108,10 @@ impl Owned {
         self.local.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether another process has taken the queue since this receiver got it, or this is a
-    /// forked child's copy of the receiver.
+    /// Whether another process has taken the queue since this receiver got it. (Every caller
+    /// has already turned a forked child's copy away, before locking anything.)
     pub(super) fn lost(&self) -> bool {
-        self.seg.shared().owner.epoch.load(Ordering::Relaxed) != self.epoch || self.forked_copy()
+        self.seg.shared().owner.epoch.load(Ordering::Relaxed) != self.epoch
     }
 
     /// Whether this is a copy a `fork`ed child inherited.
