@@ -163,7 +163,7 @@ pub fn watching(
         } else {
             text
         };
-        match stdio::write_stdout(text.as_bytes()) {
+        match stdio::write_stdout(text.as_bytes(), &mut stdio::Grace::default()) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Err(reader_left()),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {

@@ -177,9 +177,10 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
             let wait_for_reader = !args.no_pipe_wait && sink.waits_for_reader();
             Box::new(move |msg| {
                 let record = render_message(&name, &msg, format, mark);
-                let written = stdio::write_stdout(&record).and_then(|()| {
+                let mut grace = stdio::Grace::default();
+                let written = stdio::write_stdout(&record, &mut grace).and_then(|()| {
                     if wait_for_reader {
-                        stdio::wait_until_read(sink)
+                        stdio::wait_until_read(sink, &mut grace)
                     } else {
                         Ok(())
                     }

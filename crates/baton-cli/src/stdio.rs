@@ -72,8 +72,8 @@ extern "C" fn on_alarm(_: libc::c_int) {
     ALARM.store(1, Local::Relaxed);
 }
 
-/// How long a record already begun may take to finish after a stop signal (see
-/// [`write_stdout`]).
+/// How long a record already begun may take to be written and read after a stop signal (see
+/// [`Grace`]).
 pub const FINISH_GRACE_SECS: u32 = 1;
 
 /// The stop signal received so far, if any.
@@ -230,31 +230,57 @@ fn stdout_fd() -> std::os::fd::BorrowedFd<'static> {
     unsafe { std::os::fd::BorrowedFd::borrow_raw(1) }
 }
 
+/// The grace a record being delivered gets after a stop signal: [`FINISH_GRACE_SECS`], counted
+/// from the first stop seen once the record was begun, over its writing and (into a pipe or a
+/// socket) the wait for its reader to read it. One per record; dropping it cancels the alarm.
+#[derive(Debug, Default)]
+pub struct Grace {
+    started: bool,
+}
+
+impl Grace {
+    /// Whether delivery must give up now: a stop signal came, and either nothing of the record
+    /// was written yet (`begun` false) or its grace ran out. The first stop seen once the
+    /// record was begun starts the grace (an alarm that interrupts a blocked write).
+    fn over(&mut self, begun: bool) -> bool {
+        if stop_signal().is_none() {
+            return false;
+        }
+        if !begun || ALARM.load(Local::Relaxed) != 0 {
+            return true;
+        }
+        if !self.started {
+            self.started = true;
+            ALARM.store(0, Local::Relaxed);
+            // SAFETY: alarm(2) has no memory effects; SIGALRM's handler only sets a flag.
+            unsafe { libc::alarm(FINISH_GRACE_SECS) };
+        }
+        false
+    }
+}
+
+impl Drop for Grace {
+    fn drop(&mut self) {
+        if self.started {
+            // SAFETY: cancels the alarm, if still pending.
+            unsafe { libc::alarm(0) };
+        }
+    }
+}
+
 /// Writes all of `bytes` (one record) to standard output with `write(2)` itself: unlike
 /// `std::io::Stdout`, which retries a write interrupted by a signal, it sees a stop signal
 /// even while a write blocks on a reader that does not read. A stop before the first byte
-/// gives up at once; a stop in the middle of the record gives the record
-/// [`FINISH_GRACE_SECS`] to finish (an alarm interrupts the write after that), so that a
-/// reader that reads never sees half a record, and one that does not read cannot hold us.
+/// gives up at once; a stop in the middle of the record gives the record its [`Grace`] to
+/// finish (an alarm interrupts the write after that), so that a reader that reads never sees
+/// half a record, and one that does not read cannot hold us.
 /// Errors: [`io::ErrorKind::Interrupted`] on a stop, [`io::ErrorKind::BrokenPipe`] when the
 /// reader is gone, any other write error.
-pub fn write_stdout(bytes: &[u8]) -> io::Result<()> {
+pub fn write_stdout(bytes: &[u8], grace: &mut Grace) -> io::Result<()> {
     let mut done = 0;
-    let mut grace = false;
-    let result = loop {
-        if done == bytes.len() {
-            break Ok(());
-        }
-        if stop_signal().is_some() {
-            if done == 0 || ALARM.load(Local::Relaxed) != 0 {
-                break Err(io::ErrorKind::Interrupted.into());
-            }
-            if !grace {
-                grace = true;
-                ALARM.store(0, Local::Relaxed);
-                // SAFETY: alarm(2) has no memory effects; SIGALRM's handler only sets a flag.
-                unsafe { libc::alarm(FINISH_GRACE_SECS) };
-            }
+    while done < bytes.len() {
+        if grace.over(done > 0) {
+            return Err(io::ErrorKind::Interrupted.into());
         }
         let rest = &bytes[done..];
         // SAFETY: writing from a valid slice of `rest.len()` bytes.
@@ -265,14 +291,10 @@ pub fn write_stdout(bytes: &[u8]) -> io::Result<()> {
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
-            break Err(e);
+            return Err(e);
         }
-    };
-    if grace {
-        // SAFETY: cancels the alarm, if still pending.
-        unsafe { libc::alarm(0) };
     }
-    result
+    Ok(())
 }
 
 /// Whether the reader at the other end of standard output (a pipe or socket) has gone away.
@@ -305,7 +327,9 @@ fn unread(sink: Sink) -> io::Result<libc::c_int> {
 
 /// Waits until the reader of standard output (a pipe, or a Unix socket) has read everything
 /// written to it. Errors: [`io::ErrorKind::BrokenPipe`] when the reader went away first (what
-/// it left unread was not read), [`io::ErrorKind::Interrupted`] on a stop signal.
+/// it left unread was not read), [`io::ErrorKind::Interrupted`] on a stop signal whose
+/// [`Grace`] ran out: a reader that goes on reading after a stop still gets its record counted
+/// as read (no duplicate), one that stopped reading does not hold us past the grace.
 ///
 /// Nothing signals "all read", so this looks: at once, then after yielding, then in `poll`
 /// waits that grow to a millisecond (`poll` returns at once when the reader goes away). A
@@ -313,7 +337,7 @@ fn unread(sink: Sink) -> io::Result<libc::c_int> {
 /// pipe means all was read, even if the reader is gone by now. A socket drops what its peer
 /// left when the peer closes, so there a gone peer is looked for first: a peer that read all
 /// and closed at once may get its last message again (a duplicate, never a loss).
-pub fn wait_until_read(sink: Sink) -> io::Result<()> {
+pub fn wait_until_read(sink: Sink, grace: &mut Grace) -> io::Result<()> {
     let mut wait_us = 0u64;
     loop {
         if sink != Sink::Pipe && reader_gone() {
@@ -325,7 +349,7 @@ pub fn wait_until_read(sink: Sink) -> io::Result<()> {
         if reader_gone() {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
-        if stop_signal().is_some() {
+        if grace.over(true) {
             return Err(io::ErrorKind::Interrupted.into());
         }
         if wait_us < 50 {

@@ -480,6 +480,33 @@ fn a_signal_ends_a_write_blocked_on_a_reader_that_does_not_read() {
     );
 }
 
+/// A whole record waiting in the pipe for a reader that does not read it within the grace is
+/// not counted as delivered: recv ends on the stop, and the message comes again, flagged.
+#[test]
+fn a_record_left_unread_past_the_grace_comes_again() {
+    let t = TestDomain::new("edge-unread-grace");
+    ok(&t, &["create", "q"]);
+    ok(&t, &["send", "q", "m"]);
+    let queue = baton::Queue::open(&t.domain, "q").unwrap();
+    let (reader, pipe) = common::reader_that_never_reads();
+    let rx = common::Child::spawn(
+        t.baton()
+            .args(["recv", "q"])
+            .stdout(pipe)
+            .stderr(Stdio::piped()),
+    );
+    until(|| queue.status().lanes[3].unacknowledged == 1);
+    let out = stop(rx, Signal::SIGTERM);
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    drop(reader);
+    let o = run(&t, &["--json", "recv", "q", "--drain"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["payload"].as_str(), &v["redelivered"]),
+        (Some("m"), &serde_json::json!(true))
+    );
+}
+
 /// A dead-letter queue that is full does not trap recv: a signal ends the wait for space,
 /// and the message stays where it was.
 #[test]
@@ -617,8 +644,8 @@ fn send_refuses_a_closed_stdin_and_reports_what_went_when_its_report_fails() {
 }
 
 /// A stop in the middle of a record that the reader is reading lets the record finish: the
-/// reader never sees half a record (it gets the whole message, which also comes back later,
-/// flagged, since recv stopped before it could see it read).
+/// reader never sees half a record, and since it read the record within the grace, the
+/// message was delivered (acknowledged; it does not come again).
 #[test]
 fn a_stop_mid_record_lets_a_reading_reader_get_the_whole_record() {
     use std::io::Read;
@@ -641,9 +668,11 @@ fn a_stop_mid_record_lets_a_reading_reader_get_the_whole_record() {
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     assert_eq!(got.len(), (1 << 20) + 1, "one whole record");
     assert_eq!(got.last(), Some(&b'\n'));
-    let o = run(&t, &["--json", "recv", "q", "--drain"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["redelivered"], serde_json::json!(true));
+    // Read within the grace, it was delivered: acknowledged, never to come again.
+    let st = baton::Queue::inspect(&t.domain, "q").unwrap();
+    assert_eq!((st.takeovers, st.lanes[3].messages), (0, 0));
+    let o = run(&t, &["recv", "q", "--drain"]);
+    assert_eq!((o.status.code(), o.stdout.len()), (Some(0), 0), "{}", stderr(&o));
 }
 
 /// A write past the file size limit (SIGXFSZ, EFBIG) gives the message back instead of killing
