@@ -19,6 +19,8 @@ cases=(
   "wait_no_recheck|wake|a_sender_going_to_sleep_while_the_receiver_frees_space_is_woken|waiter checks before announcing, not after"
   "space_not_owed|wake|a_sender_left_waiting_by_a_head_move_is_woken_when_the_owner_goes_idle|a skipped wake-up of senders is not owed"
   "no_journal_replay|recovery|an_owner_dying_between_counters_and_head_counts_the_message_once|recovery skips the journal replay"
+  "sweep_no_fence|shared|two_consumers_take_each_message_once_and_every_ack_at_the_head_is_swept|acknowledger and sweeper without their SeqCst fences"
+  "returned_uncounted|shared|a_dead_consumers_records_are_taken_again_flagged_each_once|a record given back is not counted"
 )
 
 cargo test -p baton-loom-tests --release --target-dir "$TARGET" --no-run -q || exit 1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The ordering sweep: weakens every synchronising atomic ordering of the lane and the wake
-# protocol (each `ord!(...)` site in crates/baton-ring/src/lane.rs and wake.rs), one at a time, to Relaxed (a
+# protocol (each `ord!(...)` site in crates/baton-ring/src/lane.rs, lane/shared.rs and wake.rs), one at a time, to Relaxed (a
 # fence: to none), and runs the loom models against it. Every weakening must be caught by a
 # model; one that is not either needs a model or is not needed, and then the code must say why
 # and use the weaker ordering. The sites are switched at run time in loom builds only
@@ -32,6 +32,9 @@ models=(
   "recovery an_owner_dying_between_counters_and_head_counts_the_message_once"
   "recovery an_owner_that_finishes_hands_over_a_clean_lane"
   "lane a_sender_never_sees_a_stamp_from_a_lap_long_gone"
+  "shared two_consumers_take_each_message_once_and_every_ack_at_the_head_is_swept"
+  "shared a_dead_consumers_records_are_taken_again_flagged_each_once"
+  "shared a_record_given_back_was_read_before_its_cell_is_reused"
 )
 # The slowest model (a minute) runs only with SLOW=1.
 [ "${SLOW:-0}" = 1 ] && models+=("lane two_senders_and_a_receiver_across_the_wrap_around")
@@ -43,11 +46,11 @@ while IFS= read -r line; do
   [ -n "$name" ] && bin[${name% *}]=${name#* }
 done < <(cargo test -p baton-loom-tests --release --target-dir "$TARGET" --no-run \
            --message-format=json -q 2>/dev/null | grep '"executable":"/')
-for f in lane wake recovery; do
+for f in lane wake recovery shared; do
   [ -n "${bin[$f]:-}" ] || { echo "no loom test binary for $f"; exit 1; }
 done
 
-# Every `ord!(` of the two files, as `file:line:column`, the site `column!()` names. A site
+# Every `ord!(` of the three files, as `file:line:column`, the site `column!()` names. A site
 # whose comment just above says "not swept:" is listed, with that reason, and not swept.
 listing=$(awk '{
   if ($0 ~ /not swept:/) pending = 1
@@ -58,7 +61,7 @@ listing=$(awk '{
     line = substr(line, i + 5); col += 5
   }
   if (found) pending = 0
-}' crates/baton-ring/src/lane.rs crates/baton-ring/src/wake.rs | grep -F -- "$filter")
+}' crates/baton-ring/src/lane.rs crates/baton-ring/src/lane/shared.rs crates/baton-ring/src/wake.rs | grep -F -- "$filter")
 sites=$(sed -n 's/^S //p' <<<"$listing")
 for site in $(sed -n 's/^K //p' <<<"$listing"); do
   echo "kept        $site (not swept: the reason is in the code)   [$(sed -n "$(cut -d: -f2 <<<"$site")p" "$(cut -d: -f1 <<<"$site")" | sed 's/^ *//' | cut -c1-70)]"

@@ -105,3 +105,35 @@ pub fn successor_view(lane: &Lane<'_>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     }
     (again, fresh)
 }
+
+/// A shared lane's consumer view, for slot `slot`.
+pub fn consumer_view<'a>(lane: &Lane<'a>, slot: u8) -> baton_ring::lane::LaneConsumer<'a> {
+    // SAFETY: in a model, each consumer slot is played by one thread, whose records nobody
+    // reclaims unless the model plays that consumer's death.
+    unsafe { lane.consumer(slot) }
+}
+
+/// The sweep lock of a model: a loom flag taken by compare-and-swap.
+#[derive(Debug, Default)]
+pub struct LoomSweepLock(loom::sync::atomic::AtomicBool);
+
+/// Holding a [`LoomSweepLock`].
+pub struct LoomSweepGuard<'a>(&'a loom::sync::atomic::AtomicBool);
+
+impl Drop for LoomSweepGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, loom::sync::atomic::Ordering::Release);
+    }
+}
+
+// SAFETY: a flag taken by compare-and-swap has one holder; no model kills a sweeper.
+unsafe impl<'a> baton_ring::lane::SweepLock for &'a LoomSweepLock {
+    type Guard = LoomSweepGuard<'a>;
+    fn try_lock(&self) -> Option<LoomSweepGuard<'a>> {
+        use loom::sync::atomic::Ordering::{Acquire, Relaxed};
+        self.0
+            .compare_exchange(false, true, Acquire, Relaxed)
+            .ok()
+            .map(|_| LoomSweepGuard(&self.0))
+    }
+}

@@ -672,7 +672,12 @@ fn a_stop_mid_record_lets_a_reading_reader_get_the_whole_record() {
     let st = baton::Queue::inspect(&t.domain, "q").unwrap();
     assert_eq!((st.takeovers, st.lanes[3].messages), (0, 0));
     let o = run(&t, &["recv", "q", "--drain"]);
-    assert_eq!((o.status.code(), o.stdout.len()), (Some(0), 0), "{}", stderr(&o));
+    assert_eq!(
+        (o.status.code(), o.stdout.len()),
+        (Some(0), 0),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A write past the file size limit (SIGXFSZ, EFBIG) gives the message back instead of killing

@@ -84,6 +84,9 @@ use crate::sync::{
 use crate::wake::{Event, Waiter};
 use crossbeam_utils::CachePadded;
 
+mod shared;
+pub use shared::{sweep, LaneConsumer, Pick, SweepLock, Taken};
+
 /// Bytes in a data cell: the unit of allocation in a lane.
 pub const CELL: usize = 64;
 /// Bytes of [`RecordHeader`] at the start of every record.
@@ -111,7 +114,8 @@ pub fn max_cells_for_tag(tag_bits: u32) -> u64 {
 /// | 63..32 | tag    | low 32 bits of the position (compared on the lane's [`TAG_BITS`]) |
 /// | 31..12 | cells  | how many cells the record spans, 1 ..= 2^20 - 1          |
 /// | 11..4  | sender | the sender's slot in the queue's sender table            |
-/// | 3..0   | state  | 0 never claimed, 1 RESERVED, 2 COMMITTED, 3 PAD, 4 ACKED, 5 ABANDONED, 6 CANCELLED, 7 MIDDLE |
+/// | 11..4  |        | (TAKEN: the slot of the consumer that took it)           |
+/// | 3..0   | state  | 0 never claimed, 1 RESERVED, 2 COMMITTED, 3 PAD, 4 ACKED, 5 ABANDONED, 6 CANCELLED, 7 MIDDLE, 8 TAKEN, 9 RETURNED |
 ///
 /// The first cell of a record carries the record's stamp; every other cell of it carries
 /// `{its own position, 1, 0, MIDDLE}`, so that no cell keeps a stamp of a lap long gone.
@@ -130,6 +134,12 @@ pub mod stamp {
     pub const CANCELLED: u64 = 6;
     /// Not the first cell of a record: written into the other cells a record or padding covers.
     pub const MIDDLE: u64 = 7;
+    /// Taken by one of a shared queue's consumers (the stamp's sender field then names the
+    /// consumer's slot), not yet acknowledged (see [`super::LaneConsumer`]).
+    pub const TAKEN: u64 = 8;
+    /// Committed, delivered once to a consumer that gave it back or died: waiting to be taken
+    /// again, flagged redelivered (shared queues only).
+    pub const RETURNED: u64 = 9;
 
     /// Packs a stamp.
     #[inline]
@@ -207,6 +217,12 @@ struct Consumer {
     journal_head: AtomicU64,
     journal_received: AtomicU64,
     journal_abandoned: AtomicU64,
+    /// Shared queues: records that were made `RETURNED` (given back, or reclaimed from a dead
+    /// consumer), less those taken again. Counted up before the stamp changes and down after,
+    /// so it is never below the true number; while it is above zero, consumers look behind
+    /// `read` for them (see [`LaneConsumer::take`]). A reclaimer that dies half way can leave
+    /// it too high: that costs walks, never a message.
+    returned: AtomicU64,
     /// 1 when a head move freed cells while senders waited for space, but did not wake them
     /// (the lane was still more than half full): the owner wakes them when it runs out of work
     /// ([`Lane::wake_owed`]). Written only by the owner.
@@ -1192,8 +1208,10 @@ impl<'a> Lane<'a> {
         #[cfg(all(feature = "failpoints", not(loom)))]
         crate::failpoint::failpoint("ack.counted");
         if c.read.load(Ordering::Relaxed) < h {
-            // Relaxed: as in `set_read_cursor`, only owners read `read`, after the owner lock's hand-over.
-            c.read.store(h, Ordering::Relaxed);
+            // Relaxed: as in `set_read_cursor`, only owners read `read`, after the owner lock's
+            // hand-over. An atomic maximum, not a store: in a shared queue consumers move
+            // `read` too, by compare-and-swap (see `LaneConsumer::take`).
+            c.read.fetch_max(h, Ordering::Relaxed);
         }
         // SYNC POINT: space freed (Release side).
         let release = if mutant("head_relaxed") {
@@ -1367,7 +1385,8 @@ impl<'a> Lane<'a> {
                 stamp::ABANDONED => c.abandoned += 1,
                 stamp::PAD | stamp::ACKED | stamp::CANCELLED => {}
                 stamp::COMMITTED if p < read => c.delivered += 1,
-                stamp::COMMITTED => {
+                stamp::TAKEN => c.delivered += 1,
+                stamp::COMMITTED | stamp::RETURNED => {
                     c.waiting += 1;
                     if c.waiting == 1 {
                         c.oldest_waiting_sent_ns = self.sent_ns_if_unchanged(p, s);
@@ -1447,9 +1466,10 @@ impl<'a> Lane<'a> {
 /// | [`LaneOwner`] | [`Lane::owner`]             | this process owns the queue (the owner lock)  | take, acknowledge, release, move the head, recover    |
 ///
 /// The `baton` crate makes these views only from its guards (a held slot, the owner guard),
-/// so outside those two places the compiler checks who calls what. Competing consumers will
-/// add a third view beside [`LaneOwner`], for consumers that take records by compare-and-swap
-/// (the stamp keeps a spare `TAKEN` state for it) without owning the lane.
+/// so outside those two places the compiler checks who calls what. A shared queue has no
+/// owner: its consumers take records through a third view, [`LaneConsumer`] (made by
+/// [`Lane::consumer`] with proof of the consumer's slot), and whoever holds the queue's sweep
+/// lock moves the head ([`sweep`]).
 impl<'a> Lane<'a> {
     /// The sender's view of this lane, for claims made under sender slot `slot`.
     ///

@@ -105,3 +105,9 @@ pub(crate) fn racy_read_u64(cells: &[DataCell], offset: usize) -> u64 {
     unsafe { copy_from_cells(cells, offset, &mut bytes) };
     u64::from_ne_bytes(bytes)
 }
+
+/// The racy copy of a seqlock reader (see `racy_read_u64`).
+pub(crate) fn racy_copy(cells: &[DataCell], offset: usize, dst: &mut [u8]) {
+    // SAFETY: as for the real one.
+    unsafe { copy_from_cells(cells, offset, dst) }
+}

@@ -107,3 +107,24 @@ pub(crate) fn racy_read_u64(cells: &[DataCell], offset: usize) -> u64 {
     let bytes = unsafe { std::ptr::read_volatile(cells_ptr(cells).add(offset) as *const [u8; 8]) };
     u64::from_ne_bytes(bytes)
 }
+
+/// Copies `dst.len()` bytes at `offset` of `cells` that a writer may be writing meanwhile, as a
+/// seqlock reader does (volatile reads, word by word); the caller keeps the copy only after
+/// validating it (see `Lane::browse`).
+#[inline]
+pub(crate) fn racy_copy(cells: &[DataCell], offset: usize, dst: &mut [u8]) {
+    assert!(
+        offset + dst.len() <= cells.len() * CELL,
+        "a read within the cells"
+    );
+    let base = cells_ptr(cells);
+    for (i, chunk) in dst.chunks_mut(8).enumerate() {
+        let mut word = [0u8; 8];
+        for (j, b) in word.iter_mut().take(chunk.len()).enumerate() {
+            // SAFETY: in bounds (asserted); the bytes are inside `UnsafeCell`s; a concurrent
+            // write can tear the copy, which the caller's validation discards.
+            *b = unsafe { std::ptr::read_volatile(base.add(offset + i * 8 + j)) };
+        }
+        chunk.copy_from_slice(&word[..chunk.len()]);
+    }
+}
