@@ -22,9 +22,8 @@ fn take_one(
     let mut out = Vec::new();
     c.copy_payload(&t, &mut out);
     let again = t.redelivered();
-    if c.ack(t).unwrap() {
-        sweep(lane, &lock, waiter).unwrap();
-    }
+    c.ack(t).unwrap();
+    sweep(lane, &lock, waiter).unwrap();
     Some((out, again))
 }
 

@@ -37,6 +37,11 @@ pub trait Waiter {
     fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>);
     /// Wakes every thread sleeping on `word`, in any process.
     fn wake_all(&self, word: &AtomicU32);
+    /// Wakes one thread sleeping on `word` (any one), if there is one. By default, all of
+    /// them: waking more than asked is always allowed.
+    fn wake_one(&self, word: &AtomicU32) {
+        self.wake_all(word);
+    }
 }
 
 /// An event count in shared memory. See the module documentation for the protocol.
@@ -86,6 +91,20 @@ impl Event {
             return true;
         }
         false
+    }
+
+    /// As [`Event::notify`], waking one sleeper, not all: for one message that one of many
+    /// competing consumers will take. A sleeper woken this way that finds nothing it can take
+    /// goes back to sleep; one that was about to sleep sees the count change and looks again.
+    #[inline]
+    pub fn notify_one<W: Waiter>(&self, waiter: &W) {
+        if !mutant("notify_no_fence") {
+            fence(ord!(SeqCst));
+        }
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.seq.fetch_add(1, Ordering::Relaxed);
+            waiter.wake_one(&self.seq);
+        }
     }
 
     #[cold]

@@ -232,6 +232,9 @@ pub enum SegmentDamage {
     /// The stored lane offsets or size differ from what the attributes give.
     #[error("stored layout does not match its attributes")]
     LayoutMismatch,
+    /// The header's flags hold bits no version of this format writes.
+    #[error("unknown flags {0:#x} in the header")]
+    Flags(u32),
     /// The file is not as long as its layout (truncated or extended by someone).
     #[error("it is {size} bytes but its layout needs {needed} (truncated?)")]
     Truncated {
@@ -313,6 +316,29 @@ pub enum OwnError {
     /// have a slot of the sender table.
     #[error("cannot wait to own queue {name:?} as a standby: {reason}")]
     NoStandbySlot {
+        /// The queue name.
+        name: String,
+        /// Why.
+        reason: SlotError,
+    },
+    /// The queue is shared by competing consumers: nobody owns it. Take from it with
+    /// [`crate::Queue::consumer`].
+    #[error("queue {name:?} is shared by competing consumers: nobody owns it (use a consumer)")]
+    Shared {
+        /// The queue name.
+        name: String,
+    },
+    /// The queue has one owner at a time, not competing consumers: receive with
+    /// [`crate::Queue::receiver`], or create the queue with [`crate::Attributes::shared`].
+    #[error("queue {name:?} is not shared: one owner at a time receives (create it shared for competing consumers)")]
+    NotShared {
+        /// The queue name.
+        name: String,
+    },
+    /// A consumer needs a slot of the queue's process table (its liveness), and could not
+    /// have one.
+    #[error("cannot consume from queue {name:?}: {reason}")]
+    NoConsumerSlot {
         /// The queue name.
         name: String,
         /// Why.
@@ -452,8 +478,9 @@ pub enum RecvError {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AckError {
-    /// The receiver that delivered the message is gone (dropped, or its ownership lost): the
-    /// message stays in the queue and the next owner delivers it again, flagged redelivered.
+    /// The receiver that delivered the message is gone (dropped, or its ownership lost), or
+    /// this is a `fork`ed child's copy of a consumer's message: the message stays in the queue
+    /// and is delivered again, flagged redelivered.
     #[error("the receiver is closed: the message will be redelivered to the next owner")]
     Closed,
     /// The record's shared state is damaged.

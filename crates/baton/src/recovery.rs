@@ -21,6 +21,11 @@
 //!    (free, or owner-died), the claim's writer is gone, and [`Lane::abandon_sender`] turns the
 //!    slot's `RESERVED` stamps to `ABANDONED` while the lock keeps anyone from taking the slot.
 //!
+//! In a shared queue a slot also names its process's consumers: the records they took carry
+//! it in their `TAKEN` stamps, and the same three rules give those back (`RETURNED`, taken
+//! again flagged redelivered) exactly when they abandon claims: on taking a slot, on letting
+//! one go, and when a consumer finds a record taken under a slot whose lock it can take.
+//!
 //! So a claim is abandoned only when the lock of its slot could be taken: never while the
 //! process that made it lives and maps the queue, so an abandoned claim's writer can never
 //! write into cells that were freed and reused. A `fork`ed child does not inherit the keeper
@@ -185,7 +190,7 @@ fn take_sender_slot(seg: &Attachment) -> Result<u8, SlotError> {
     };
     failpoint("slot.locked");
     // Rule 1: what the slot's earlier holders left is ours to resolve before we claim.
-    abandon_claims(seg, slot);
+    settle_leftovers(seg, slot);
     let s = &seg.shared().slots[slot as usize];
     s.standbys.store(0, Ordering::Relaxed);
     s.pid.store(std::process::id(), Ordering::Release);
@@ -201,14 +206,32 @@ fn take_sender_slot(seg: &Attachment) -> Result<u8, SlotError> {
     Ok(slot)
 }
 
-/// Turns every claim still `RESERVED` under `slot` into an abandoned one, in every lane; the
-/// caller holds the slot's lock, so none of them can be a live writer's. Returns how many.
-fn abandon_claims(seg: &Segment, slot: u8) -> u64 {
-    (0..PRIORITIES)
+/// Resolves what slot `slot` left in every lane: each claim still `RESERVED` under it is
+/// abandoned, and (in a shared queue) each record a consumer of it took and did not
+/// acknowledge is given back, to be taken again flagged. The caller holds the slot's lock, so
+/// none of them can be a live process's. Returns how many records it resolved.
+fn settle_leftovers(seg: &Segment, slot: u8) -> u64 {
+    let shared = seg.attributes().shared;
+    let mut resolved = 0;
+    let mut returned = 0;
+    for p in 0..PRIORITIES {
+        let lane = seg.lane(p);
         // SAFETY: the caller holds `slot`'s lock, taken free or from a dead holder (or about
-        // to be freed by this process, whose claims nothing writes through any more).
-        .map(|p| unsafe { seg.lane(p).abandon_sender(slot) })
-        .sum()
+        // to be freed by this process, whose claims and taken records nothing uses any more).
+        resolved += unsafe { lane.abandon_sender(slot) };
+        if shared {
+            // SAFETY: as above.
+            returned += unsafe { lane.reclaim_consumer(slot) };
+        }
+    }
+    if shared {
+        seg.shared().consumers[slot as usize].store(0, Ordering::Relaxed);
+    }
+    if returned > 0 {
+        // The records given back are for the consumers that sleep.
+        seg.announce_message();
+    }
+    resolved + returned
 }
 
 /// The sender's view of lane `p`, under this process's sender slot (taken on first use).
@@ -242,7 +265,7 @@ pub(crate) fn release_sender_slot(seg: &Attachment) {
         std::mem::forget(k); // a forked child's copy of its parent's keeper: not ours
         return;
     }
-    abandon_claims(seg, k.slot);
+    settle_leftovers(seg, k.slot);
     let s = &seg.shared().slots[k.slot as usize];
     s.pid.store(0, Ordering::Release);
     s.standbys.store(0, Ordering::Relaxed);
@@ -251,8 +274,9 @@ pub(crate) fn release_sender_slot(seg: &Attachment) {
 }
 
 /// If nobody holds the lock of sender slot `slot` (its holder died, or let the queue go while
-/// a claim of it remained), abandons the slot's unfinished claims (rule 3) and leaves the slot
-/// free. Returns how many claims were abandoned, or `None` when a live process holds the slot.
+/// a claim of it remained), abandons the slot's unfinished claims and gives back the records
+/// its consumers took (rule 3), and leaves the slot free. Returns how many records it
+/// resolved, or `None` when a live process holds the slot.
 pub(crate) fn reclaim_if_dead(seg: &Segment, slot: u8) -> Option<u64> {
     let s = seg.shared().slots.get(slot as usize)?;
     match s.lock.try_lock() {
@@ -263,7 +287,7 @@ pub(crate) fn reclaim_if_dead(seg: &Segment, slot: u8) -> Option<u64> {
         }
         _ => return None,
     }
-    let abandoned = abandon_claims(seg, slot);
+    let abandoned = settle_leftovers(seg, slot);
     s.pid.store(0, Ordering::Release);
     s.standbys.store(0, Ordering::Relaxed);
     s.lock.unlock();

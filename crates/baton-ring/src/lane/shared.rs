@@ -199,6 +199,16 @@ impl<'a> Lane<'a> {
         count
     }
 
+    /// Calls `f(slot)` for each record taken by a consumer (`TAKEN`) or claimed by a sender
+    /// (`RESERVED`), with the slot its stamp names: the slots whose liveness matters now.
+    pub fn holders(&self, mut f: impl FnMut(u8)) {
+        self.walk_from_head(|_, s| {
+            if matches!(stamp::state(s), stamp::TAKEN | stamp::RESERVED) {
+                f(stamp::sender(s));
+            }
+        });
+    }
+
     /// Removes every record waiting in a shared lane (committed or returned, not taken): each
     /// is acknowledged unread and counted as received, and freed by the next sweep. Safe while
     /// consumers take: a record is either purged or taken, by one compare-and-swap. Returns
@@ -574,14 +584,14 @@ impl<'a> LaneConsumer<'a> {
         }
     }
 
-    /// Acknowledges a record this consumer took: it leaves the queue. Returns whether it was
-    /// at the head: then the caller sweeps ([`sweep`]).
+    /// Acknowledges a record this consumer took: it leaves the queue. The caller then sweeps
+    /// ([`sweep`]): the record, or padding or a cancelled claim before it, may be at the head.
     ///
     /// # Errors
     ///
     /// [`Corrupt::ChangedUnderOwner`] if its stamp is no longer this consumer's `TAKEN` (a
     /// peer wrote it).
-    pub fn ack(&self, taken: Taken) -> Result<bool, Corrupt> {
+    pub fn ack(&self, taken: Taken) -> Result<(), Corrupt> {
         self.check_taken(&taken);
         let lane = &self.lane;
         let pos = taken.record.pos;
@@ -596,11 +606,7 @@ impl<'a> LaneConsumer<'a> {
                 Ordering::Relaxed,
             )
             .map_err(|found| Corrupt::ChangedUnderOwner { pos, stamp: found })?;
-        // The acknowledger's half of the sweep's Dekker pair (see `sweep`).
-        if !mutant("sweep_no_fence") {
-            fence(ord!(SeqCst));
-        }
-        Ok(lane.ctl.consumer.head.load(Ordering::Relaxed) == pos)
+        Ok(())
     }
 
     /// Gives a record back untouched: it is taken again (by any consumer), flagged
@@ -693,9 +699,8 @@ mod tests {
         let mut out = Vec::new();
         c.copy_payload(&t, &mut out);
         let got = (t.record().header().msg_type, out, t.redelivered());
-        if c.ack(t).unwrap() {
-            sweep(lane, &lock, &Yield).unwrap();
-        }
+        c.ack(t).unwrap();
+        sweep(lane, &lock, &Yield).unwrap();
         Some(got)
     }
 
@@ -734,9 +739,9 @@ mod tests {
         let tb = b.take(64, None).unwrap().unwrap();
         assert_eq!((ta.record().pos(), tb.record().pos()), (0, 1));
         // Out of order: b's record is not at the head, so nothing is freed yet.
-        assert!(!b.ack(tb).unwrap());
+        b.ack(tb).unwrap();
         assert_eq!(sweep(&lane, &&lock, &Yield).unwrap(), 0);
-        assert!(a.ack(ta).unwrap());
+        a.ack(ta).unwrap();
         assert_eq!(sweep(&lane, &&lock, &Yield).unwrap(), 2);
         let mut rest = Vec::new();
         while let Some((_, p, again)) = take_one(&lane, 1, &lock, None) {
@@ -762,7 +767,7 @@ mod tests {
         assert_eq!(take_one(&lane, 2, &lock, None).unwrap().1, [2]);
         assert_eq!(take_one(&lane, 2, &lock, None), None);
         assert_eq!(lane.head(), 0, "the slow consumer's record pins the head");
-        assert!(slow.ack(held).unwrap());
+        slow.ack(held).unwrap();
         sweep(&lane, &&lock, &Yield).unwrap();
         assert_eq!(lane.head(), 3);
     }
@@ -875,7 +880,7 @@ mod tests {
         );
         assert_eq!(lane.purge_waiting(), 3);
         assert_eq!(take_one(&lane, 2, &lock, None), None);
-        assert!(a.ack(held).unwrap());
+        a.ack(held).unwrap();
         sweep(&lane, &&lock, &Yield).unwrap();
         assert_eq!((lane.head(), lane.counters()), (4, (4, 0)));
     }

@@ -1,10 +1,11 @@
 //! What a receiver hands out: [`Message`] (copied out), [`InPlace`] (read in place), and the
 //! [`Metadata`] both carry.
 
+use super::consumer::Consuming;
 use super::message_id;
 use super::receiver::Owned;
 use crate::error::AckError;
-use baton_ring::lane::RecordRef;
+use baton_ring::lane::{RecordRef, Taken};
 use std::sync::Arc;
 
 /// What a message says about itself besides its payload: what the sender stamped on it, and
@@ -134,11 +135,20 @@ pub struct Message {
     pub(super) ticket: Option<Ticket>,
 }
 
-/// What acknowledging a message needs: its receiver's state and its place in the lane.
-pub(super) struct Ticket {
-    pub(super) owned: Arc<Owned>,
-    pub(super) priority: usize,
-    pub(super) record: RecordRef,
+/// What acknowledging a message needs: who delivered it, and its place in the lane.
+pub(super) enum Ticket {
+    /// Delivered by the queue's owner.
+    Owned {
+        owned: Arc<Owned>,
+        priority: usize,
+        record: RecordRef,
+    },
+    /// Taken by a consumer of a shared queue.
+    Taken {
+        consumer: Arc<Consuming>,
+        priority: usize,
+        taken: Taken,
+    },
 }
 
 impl std::fmt::Debug for Message {
@@ -308,7 +318,18 @@ impl Drop for Message {
 
 impl Ticket {
     pub(super) fn finish(self, ack: bool) -> Result<(), AckError> {
-        self.owned.finish(self.priority, self.record, ack)
+        match self {
+            Ticket::Owned {
+                owned,
+                priority,
+                record,
+            } => owned.finish(priority, record, ack),
+            Ticket::Taken {
+                consumer,
+                priority,
+                taken,
+            } => consumer.finish(priority, taken, ack),
+        }
     }
 }
 

@@ -5,11 +5,13 @@
 //! owns the queue and receives, highest priority first and, within a priority, in the order the
 //! sends were claimed (so FIFO per sender).
 
+mod consumer;
 mod message;
 mod receiver;
 mod sender;
 mod status;
 
+pub use consumer::{Consumer, TypeFilter};
 pub use message::{InPlace, Message, Metadata};
 pub use receiver::{Receiver, ReceiverOptions};
 pub use sender::{Loan, Sender};
@@ -378,6 +380,11 @@ impl Queue {
         };
         if self.seg.is_removed() {
             return Err(removed());
+        }
+        if self.seg.attributes().shared {
+            return Err(OwnError::Shared {
+                name: self.name().to_string(),
+            });
         }
         let wait = if options.standby {
             // A timeout too long to be a deadline is no deadline.

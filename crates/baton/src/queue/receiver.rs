@@ -680,7 +680,7 @@ impl Receiver {
         Ok(Message {
             meta: Metadata::of(lane, &record, redelivered),
             payload,
-            ticket: Some(Ticket {
+            ticket: Some(Ticket::Owned {
                 owned: self.owned.clone(),
                 priority: lane,
                 record,

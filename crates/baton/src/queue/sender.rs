@@ -440,7 +440,7 @@ impl Sender {
         failpoint("send.committed");
         // `notify` ends with a SeqCst fence: a removal that this load does not see came after
         // the commit, and then removed the message along with the queue, as `rm` says.
-        self.seg.shared().data_event.notify(&Futex);
+        self.seg.announce_message();
         if self.seg.is_removed() {
             return Err(SendError::Removed);
         }
@@ -560,7 +560,7 @@ impl Drop for Loan<'_> {
         }
         if let Some(claim) = self.claim.take() {
             self.lane.cancel(claim);
-            self.sender.seg.shared().data_event.notify(&Futex);
+            self.sender.seg.announce_message();
         }
     }
 }

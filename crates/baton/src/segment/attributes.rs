@@ -26,6 +26,11 @@ pub struct Attributes {
     #[doc(hidden)]
     #[cfg_attr(feature = "serde", serde(skip))]
     pub tag_bits: u32,
+    /// Competing consumers (Tuxedo's MSSQ): any number of processes and threads take from the
+    /// queue at once through [`crate::Queue::consumer`], each message going to one of them;
+    /// nobody owns it, so [`crate::Queue::receiver`] and standbys are refused. Fixed at
+    /// creation. Default: false (one owner at a time receives).
+    pub shared: bool,
 }
 
 #[cfg(feature = "serde")]
@@ -52,6 +57,7 @@ impl Default for Attributes {
             mode: 0o600,
             retention: None,
             tag_bits: lane::TAG_BITS,
+            shared: false,
         }
     }
 }
@@ -154,6 +160,14 @@ impl Attributes {
             diffs.push(format!(
                 "mode is {:03o} (asked {:03o})",
                 self.mode, asked.mode
+            ));
+        }
+        if self.shared != asked.shared {
+            let mode = |s: bool| if s { "shared" } else { "exclusive" };
+            diffs.push(format!(
+                "consumers are {} (asked {})",
+                mode(self.shared),
+                mode(asked.shared)
             ));
         }
         if self.tag_bits != asked.tag_bits {

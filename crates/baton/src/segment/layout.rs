@@ -17,7 +17,7 @@ pub const PRIORITIES: usize = 4;
 /// `"BATONQ\0\x01"`: the first word of every segment; byte-swapped it reveals an endian mismatch.
 pub(crate) const MAGIC: u64 = 0x4241_544F_4E51_0001;
 /// Version of the layout described here.
-pub(crate) const FORMAT: u32 = 3;
+pub(crate) const FORMAT: u32 = 4;
 /// Bytes before the first lane.
 pub(crate) const HEADER_SIZE: usize = 16384;
 pub(crate) const SHARED_OFFSET: usize = 1024;
@@ -82,7 +82,12 @@ pub(crate) struct Identity {
     pub(crate) tag_bits: u32,
     pub(crate) name: [u8; NAME_FIELD],
     pub(crate) domain: [u8; NAME_FIELD],
+    /// [`FLAG_SHARED`], or 0.
+    pub(crate) flags: u32,
 }
+
+/// [`Identity::flags`]: the queue is shared by competing consumers ([`Attributes::shared`]).
+pub(crate) const FLAG_SHARED: u32 = 1;
 
 /// Slots in the sender table; slot 0 is never handed out.
 pub(crate) const SENDER_SLOTS: usize = 256;
@@ -98,6 +103,11 @@ pub(crate) struct Shared {
     /// stamp of every claim names its sender's slot; a slot's lock says whether its holder
     /// lives (see `recovery`).
     pub(crate) slots: [ProcessSlot; SENDER_SLOTS],
+    /// Shared queues: the selective consumers sleep here, woken all at once by each message
+    /// (plain consumers sleep on `data_event`, woken one per message).
+    pub(crate) select_event: CachePadded<Event>,
+    /// Shared queues: per sender slot, how many consumers its process has open.
+    pub(crate) consumers: [AtomicU32; SENDER_SLOTS],
 }
 
 /// One slot of the sender table.
@@ -224,6 +234,7 @@ impl Identity {
             tag_bits: attrs.tag_bits,
             name: field(name),
             domain: field(domain.as_str()),
+            flags: if attrs.shared { FLAG_SHARED } else { 0 },
         }
     }
 }
@@ -281,13 +292,16 @@ mod layout_doc {
     /// docs/design.md gives these numbers; if this fails, update the document with the layout.
     #[test]
     fn documented_sizes_and_offsets_hold() {
-        assert_eq!(std::mem::size_of::<Identity>(), 672);
+        assert_eq!(std::mem::size_of::<Identity>(), 680);
+        assert_eq!(std::mem::offset_of!(Identity, flags), 672);
         assert_eq!(std::mem::offset_of!(Identity, retention_ns), 64);
         assert_eq!(std::mem::offset_of!(Identity, capacity), 72);
         assert_eq!(std::mem::offset_of!(Identity, max_message), 136);
         assert_eq!(std::mem::offset_of!(Identity, name), 160);
         assert_eq!(std::mem::offset_of!(Identity, domain), 416);
-        assert_eq!(std::mem::size_of::<Shared>(), 12672);
+        assert_eq!(std::mem::size_of::<Shared>(), 13824);
+        assert_eq!(std::mem::offset_of!(Shared, select_event), 12672);
+        assert_eq!(std::mem::offset_of!(Shared, consumers), 12800);
         assert_eq!(std::mem::offset_of!(OwnerBlock, pid), 40);
         assert_eq!(std::mem::offset_of!(OwnerBlock, owned_since_ns), 64);
         assert_eq!(std::mem::offset_of!(OwnerBlock, unowned_since_ns), 72);

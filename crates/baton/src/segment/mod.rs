@@ -30,13 +30,14 @@ pub(crate) use layout::{Shared, SENDER_SLOTS};
 
 use crate::error::{AttributeError, Denial, Incompatibility, OpenError, SegmentDamage};
 use crate::name::{check_queue_name, Domain};
+use crate::sys::futex::Futex;
 use crate::sys::shm::{self, Temporary, SHM_DIR};
 use attributes::NO_RETENTION;
 use baton_ring::lane::{Lane, LaneControl};
 use baton_ring::DataCell;
 use layout::{
-    init_locks, layout, AbiTag, Identity, LaneLayout, FORMAT, HEADER_SIZE, MAGIC, NAME_FIELD,
-    SHARED_OFFSET,
+    init_locks, layout, AbiTag, Identity, LaneLayout, FLAG_SHARED, FORMAT, HEADER_SIZE, MAGIC,
+    NAME_FIELD, SHARED_OFFSET,
 };
 use memmap2::{MmapOptions, MmapRaw};
 use nix::errno::Errno;
@@ -279,7 +280,11 @@ impl Segment {
             retention: (id.retention_ns != NO_RETENTION)
                 .then(|| std::time::Duration::from_nanos(id.retention_ns)),
             tag_bits: id.tag_bits,
+            shared: id.flags & FLAG_SHARED != 0,
         };
+        if id.flags & !FLAG_SHARED != 0 {
+            return Err(corrupt(SegmentDamage::Flags(id.flags)));
+        }
         let attrs = match stored.normalized() {
             Ok(a) if a == stored => a,
             Ok(_) => return Err(corrupt(SegmentDamage::CapacityNotCells)),
@@ -404,6 +409,19 @@ impl Segment {
             .removed
             .load(std::sync::atomic::Ordering::Relaxed)
             != 0
+    }
+
+    /// Wakes the receivers of a new (or given back) message: the owner, or in a shared queue
+    /// one plain consumer and every selective one (each looks whether the message is for it).
+    #[inline]
+    pub(crate) fn announce_message(&self) {
+        let shared = self.shared();
+        if self.attrs.shared {
+            shared.data_event.notify_one(&Futex);
+            shared.select_event.notify(&Futex);
+        } else {
+            shared.data_event.notify(&Futex);
+        }
     }
 
     /// The shared header words.

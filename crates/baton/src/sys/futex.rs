@@ -46,6 +46,16 @@ impl Waiter for Futex {
         }
     }
 
+    fn wake_one(&self, word: &AtomicU32) {
+        // SAFETY: as in `wait`; FUTEX_WAKE only uses the address as a key.
+        let rc = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1) };
+        debug_assert!(
+            rc >= 0,
+            "futex wake failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
     fn wake_all(&self, word: &AtomicU32) {
         // SAFETY: as in `wait`; FUTEX_WAKE only uses the address as a key.
         let rc =

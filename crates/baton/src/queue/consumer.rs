@@ -1,0 +1,466 @@
+//! Competing consumers of a shared queue (Tuxedo's MSSQ): the [`Consumer`], selective receive
+//! by message type ([`TypeFilter`]), and what its messages need to be acknowledged.
+//!
+//! A shared queue ([`crate::Attributes::shared`]) has no owner. Any number of consumers, in any
+//! number of processes, take from it at once: each message goes to one of them, highest
+//! priority first, FIFO per sender within a priority. Taking is a compare-and-swap on the
+//! record's stamp (see `baton_ring::lane::LaneConsumer`); nothing is locked on the way.
+//!
+//! A message stays in the queue until its consumer acknowledges it. The records a consumer
+//! took are marked with its process's slot in the queue's process table, whose lock the
+//! process holds for as long as it maps the queue (`recovery`). When the process dies the
+//! kernel releases that lock; the next consumer that looks (at once if it is idle, every
+//! [`STUCK_CHECK`] while it sleeps and other slots hold records) takes the lock and gives the
+//! dead one's records back: they are taken again, flagged `redelivered`. A live consumer,
+//! however slow, keeps what it took.
+
+use super::message::{Message, Metadata, Ticket};
+use super::{Queue, IDLE_TICK, STUCK_CHECK};
+use crate::error::{AckError, Damage, OwnError, RecvError};
+use crate::recovery::{self, Attachment};
+use crate::segment::{Segment, PRIORITIES};
+use crate::sys::futex::Futex;
+use crate::sys::liveness::fork_generation;
+use crate::sys::robust::TryLock;
+use baton_ring::lane::{sweep, LaneConsumer, LaneOwner, Pick, SweepLock, Taken};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Which messages a selective receive takes, by message type: System V's `msgrcv` rules, and
+/// their complement. With priorities, the highest priority that has a match wins, then the
+/// rule picks within it. Messages passed over keep their places.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TypeFilter {
+    /// The first message, whatever its type (`msgrcv` type 0).
+    #[default]
+    Any,
+    /// The first message of exactly this type (`msgrcv` with a positive type).
+    Exactly(i64),
+    /// The first message of the lowest type not above this one (`msgrcv` with a negative type
+    /// `-t`: `AtMost(t)`).
+    AtMost(i64),
+    /// The first message of any other type.
+    Except(i64),
+}
+
+impl TypeFilter {
+    /// The filter of `msgrcv`'s type argument: 0 any, `t > 0` exactly `t`, `t < 0` the lowest
+    /// type not above `|t|`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::TypeFilter;
+    /// assert_eq!(TypeFilter::sysv(0), TypeFilter::Any);
+    /// assert_eq!(TypeFilter::sysv(5), TypeFilter::Exactly(5));
+    /// assert_eq!(TypeFilter::sysv(-5), TypeFilter::AtMost(5));
+    /// ```
+    pub fn sysv(t: i64) -> TypeFilter {
+        match t {
+            0 => TypeFilter::Any,
+            t if t > 0 => TypeFilter::Exactly(t),
+            t => TypeFilter::AtMost(t.checked_neg().unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// Whether a message of type `ty` passes.
+    pub fn matches(&self, ty: i64) -> bool {
+        match *self {
+            TypeFilter::Any => true,
+            TypeFilter::Exactly(t) => ty == t,
+            TypeFilter::AtMost(t) => ty <= t,
+            TypeFilter::Except(t) => ty != t,
+        }
+    }
+
+    /// What a lane's walk makes of a record of type `ty`.
+    fn pick(&self, ty: i64) -> Pick {
+        match *self {
+            _ if !self.matches(ty) => Pick::Skip,
+            // The lowest type wins: rank by type, order-preserving from i64 to u64.
+            TypeFilter::AtMost(_) => Pick::Rank((ty as u64) ^ (1 << 63)),
+            _ => Pick::Now,
+        }
+    }
+}
+
+/// What a consumer shares with the messages it took: the queue, and the process's slot that
+/// marks its records.
+pub(crate) struct Consuming {
+    seg: Arc<Attachment>,
+    slot: u8,
+    /// The fork generation of the process that took the slot: a forked child's copy holds no
+    /// slot (the keeper thread is the parent's) and must not touch the lanes.
+    generation: u64,
+}
+
+impl Consuming {
+    /// The consumer's view of lane `p`; `None` in a forked child's copy.
+    fn lane(&self, p: usize) -> Option<LaneConsumer<'_>> {
+        if self.generation != fork_generation() {
+            return None;
+        }
+        // SAFETY: the queue is shared (checked when the consumer was made), and this process
+        // holds `slot` (its keeper thread holds the lock) as long as `seg` is mapped, which
+        // the view borrows.
+        Some(unsafe { self.seg.lane(p).consumer(self.slot) })
+    }
+
+    /// Acknowledges (`ack`) or gives back a record this consumer took from lane `p`.
+    pub(super) fn finish(&self, p: usize, taken: Taken, ack: bool) -> Result<(), AckError> {
+        let Some(lane) = self.lane(p) else {
+            // A forked child's copy: the parent took it and settles it.
+            drop(taken);
+            return Err(AckError::Closed);
+        };
+        self.seg.check_size().map_err(AckError::Corrupt)?;
+        if ack {
+            lane.ack(taken)
+                .map_err(|e| AckError::Corrupt(Damage::Lane(e)))?;
+            sweep(&lane, &OwnerLockSweep(&self.seg), &Futex)
+                .map_err(|e| AckError::Corrupt(Damage::Lane(e)))?;
+        } else {
+            lane.release(taken)
+                .map_err(|e| AckError::Corrupt(Damage::Lane(e)))?;
+            self.seg.announce_message();
+        }
+        Ok(())
+    }
+}
+
+/// A shared queue's sweep lock is its owner mutex (nobody owns a shared queue), taken with
+/// `trylock` for one head move at a time.
+struct OwnerLockSweep<'a>(&'a Segment);
+
+/// Holding the owner mutex of a shared queue for a sweep.
+struct SweepGuard<'a>(&'a Segment);
+
+impl Drop for SweepGuard<'_> {
+    fn drop(&mut self) {
+        self.0.shared().owner.mutex.unlock();
+    }
+}
+
+// SAFETY: the robust mutex has one holder across every process that maps the queue; a guard
+// taken from a dead holder is returned only after every lane's journaled head move is done.
+unsafe impl<'a> SweepLock for OwnerLockSweep<'a> {
+    type Guard = SweepGuard<'a>;
+
+    fn try_lock(&self) -> Option<SweepGuard<'a>> {
+        let mutex = &self.0.shared().owner.mutex;
+        match mutex.try_lock() {
+            TryLock::Acquired => Some(SweepGuard(self.0)),
+            TryLock::OwnerDied => {
+                // A sweeper died holding it, perhaps half way through a head move: finish it.
+                for p in 0..PRIORITIES {
+                    // SAFETY: we hold the lock that makes one sweeper at a time.
+                    let owner: LaneOwner<'_> = unsafe { self.0.lane(p).owner() };
+                    owner.replay_journal(&Futex);
+                }
+                if mutex.consistent() != 0 {
+                    mutex.unlock();
+                    return None;
+                }
+                Some(SweepGuard(self.0))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One of the competing consumers of a shared queue (see [`Queue::consumer`]): takes messages,
+/// each of which goes to exactly one consumer. Open as many as you like, in as many threads
+/// and processes. A message is acknowledged when dropped (or by [`Message::ack`]); if the
+/// consumer's process dies first, it is delivered again, flagged, to another consumer.
+pub struct Consumer {
+    state: Arc<Consuming>,
+    filter: TypeFilter,
+    spin: Duration,
+    /// When to look next for records of gone processes (see `look_after_the_gone`).
+    next_check: Instant,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("queue", &self.state.seg.names().0)
+            .field("slot", &self.state.slot)
+            .field("filter", &self.filter)
+            .finish()
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if self.state.generation == fork_generation() {
+            self.state.seg.shared().consumers[self.state.slot as usize]
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Queue {
+    /// A consumer of this shared queue: one of any number that take messages from it at
+    /// once. See [`Consumer`].
+    ///
+    /// # Errors
+    ///
+    /// [`OwnError::NotShared`] for a queue not created shared; [`OwnError::Removed`];
+    /// [`OwnError::NoConsumerSlot`] when the process cannot have a slot of the queue's
+    /// process table (the liveness that gives its messages back if it dies).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-consumer-{}", std::process::id()))?;
+    /// let attrs = Attributes { shared: true, ..Attributes::default() };
+    /// let q = Queue::create(&domain, "requests", &attrs)?;
+    /// q.sender().send(b"one")?;
+    /// q.sender().send(b"two")?;
+    /// let (mut a, mut b) = (q.consumer()?, q.consumer()?);
+    /// let first = a.recv()?; // a has "one" until it acknowledges it
+    /// assert_eq!(b.recv()?.payload(), b"two"); // so b gets "two"
+    /// assert_eq!(first.payload(), b"one");
+    /// # drop(first); drop((a, b)); Queue::remove(&domain, "requests")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn consumer(&self) -> Result<Consumer, OwnError> {
+        let seg = &self.seg;
+        let name = seg.names().0.to_string();
+        if !seg.attributes().shared {
+            return Err(OwnError::NotShared { name });
+        }
+        if seg.is_removed() {
+            return Err(OwnError::Removed { name });
+        }
+        let slot = recovery::sender_slot(seg)
+            .map_err(|reason| OwnError::NoConsumerSlot { name, reason })?;
+        seg.shared().consumers[slot as usize].fetch_add(1, Ordering::Relaxed);
+        Ok(Consumer {
+            state: Arc::new(Consuming {
+                seg: seg.clone(),
+                slot,
+                generation: fork_generation(),
+            }),
+            filter: TypeFilter::Any,
+            spin: super::DEFAULT_SPIN,
+            next_check: Instant::now(),
+        })
+    }
+}
+
+impl Consumer {
+    /// Takes only messages that pass `filter` from now on (System V's selective receive; see
+    /// [`TypeFilter`]). A selective take walks over the messages waiting in front of its
+    /// match, reading each one's type: its cost grows with them (see `docs/performance.md`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, TypeFilter};
+    /// let domain = Domain::new(&format!("doc-filter-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "q", &Attributes { shared: true, ..Default::default() })?;
+    /// for t in [3, 1, 2] {
+    ///     q.sender().with_type(t).send(&[t as u8])?;
+    /// }
+    /// let mut lowest = q.consumer()?.with_filter(TypeFilter::AtMost(2));
+    /// assert_eq!(lowest.recv()?.msg_type(), 1);
+    /// assert_eq!(lowest.recv()?.msg_type(), 2);
+    /// let mut rest = q.consumer()?.with_filter(TypeFilter::Except(2));
+    /// assert_eq!(rest.recv()?.msg_type(), 3);
+    /// # drop((lowest, rest)); Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_filter(mut self, filter: TypeFilter) -> Consumer {
+        self.filter = filter;
+        self
+    }
+
+    /// Sets how long a blocking receive polls before sleeping (default 50 µs; zero sleeps at once).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    /// The slot of the queue's process table that marks this process's messages in flight.
+    pub fn slot(&self) -> u8 {
+        self.state.slot
+    }
+
+    /// Takes the next message, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Removed`], [`RecvError::ForkedCopy`] (a consumer inherited through
+    /// `fork`), [`RecvError::Corrupt`].
+    pub fn recv(&mut self) -> Result<Message, RecvError> {
+        self.recv_until(None)
+    }
+
+    /// Takes the next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Timeout`], and as [`Consumer::recv`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// Takes a message if one is waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Empty`], and as [`Consumer::recv`].
+    pub fn try_recv(&mut self) -> Result<Message, RecvError> {
+        match self.take()? {
+            Some(found) => self.deliver(found),
+            None => {
+                self.when_idle(true);
+                match self.take()? {
+                    Some(found) => self.deliver(found),
+                    None => Err(RecvError::Empty),
+                }
+            }
+        }
+    }
+
+    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Message, RecvError> {
+        let found = self.next(deadline)?;
+        self.deliver(found)
+    }
+
+    /// Waits for the next record: polls for the spin window, then sleeps on the queue's event
+    /// (plain consumers are woken one per message; selective ones all, on their own event).
+    fn next(&mut self, deadline: Option<Instant>) -> Result<(usize, Taken), RecvError> {
+        if let Some(f) = self.take()? {
+            return Ok(f);
+        }
+        let spin_until = Instant::now() + self.spin;
+        loop {
+            let now = Instant::now();
+            if now >= spin_until || deadline.is_some_and(|d| now >= d) {
+                break;
+            }
+            if let Some(f) = self.take()? {
+                return Ok(f);
+            }
+            baton_ring::spin_hint();
+        }
+        let seg = self.state.seg.clone();
+        loop {
+            seg.check_size().map_err(RecvError::Corrupt)?;
+            let others_hold = self.when_idle(false);
+            if let Some(f) = self.take()? {
+                return Ok(f);
+            }
+            // Sleep in bounded steps: while other processes hold records, one of them may die
+            // with its records (a death wakes nobody), so look again soon.
+            let tick = Instant::now() + if others_hold { STUCK_CHECK } else { IDLE_TICK };
+            let until = deadline.map_or(tick, |d| d.min(tick));
+            let event = match self.filter {
+                TypeFilter::Any => &seg.shared().data_event,
+                _ => &seg.shared().select_event,
+            };
+            let mut outcome = None;
+            event.wait_until(&Futex, Some(until), || {
+                outcome = match seg.check_size() {
+                    Err(e) => Some(Err(RecvError::Corrupt(e))),
+                    Ok(()) => self.take().transpose(),
+                };
+                outcome.is_some()
+            });
+            if let Some(o) = outcome {
+                return o;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvError::Timeout);
+            }
+        }
+    }
+
+    /// Takes the first record this consumer's filter passes, highest priority first.
+    fn take(&self) -> Result<Option<(usize, Taken)>, RecvError> {
+        let seg = &self.state.seg;
+        if seg.is_removed() {
+            return Err(RecvError::Removed);
+        }
+        let max = seg.attributes().max_message;
+        let filter = self.filter;
+        let mut pick = |ty: i64| filter.pick(ty);
+        for p in 0..PRIORITIES {
+            let lane = self.state.lane(p).ok_or(RecvError::ForkedCopy)?;
+            let select: Option<&mut dyn FnMut(i64) -> Pick> = match filter {
+                TypeFilter::Any => None,
+                _ => Some(&mut pick),
+            };
+            if let Some(t) = lane.take(max, select).map_err(Damage::Lane)? {
+                return Ok(Some((p, t)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// What a consumer with nothing to take does before it sleeps: frees what is finished at
+    /// the heads, wakes the senders a sweep left waiting, and (every [`STUCK_CHECK`], or now
+    /// if `now`) gives back the records of processes that are gone. Returns whether other
+    /// live processes hold records (taken, or claimed and not committed).
+    fn when_idle(&mut self, now: bool) -> bool {
+        let seg = &*self.state.seg;
+        let mut others_hold = false;
+        let check = now || Instant::now() >= self.next_check;
+        let mut holders = [false; crate::segment::SENDER_SLOTS];
+        for p in 0..PRIORITIES {
+            let Some(lane) = self.state.lane(p) else {
+                return false;
+            };
+            let _ = sweep(&lane, &OwnerLockSweep(seg), &Futex);
+            lane.wake_owed(&Futex);
+            lane.holders(|slot| {
+                if slot != self.state.slot {
+                    holders[slot as usize] = true;
+                    others_hold = true;
+                }
+            });
+        }
+        if check && others_hold {
+            self.next_check = Instant::now() + STUCK_CHECK;
+            let mut gone = false;
+            for slot in (0..holders.len()).filter(|&s| holders[s]) {
+                gone |= recovery::reclaim_if_dead(seg, slot as u8).is_some_and(|n| n > 0);
+            }
+            if gone {
+                for p in 0..PRIORITIES {
+                    if let Some(lane) = self.state.lane(p) {
+                        let _ = sweep(&lane, &OwnerLockSweep(seg), &Futex);
+                    }
+                }
+            }
+        }
+        others_hold
+    }
+
+    fn deliver(&self, (p, taken): (usize, Taken)) -> Result<Message, RecvError> {
+        let lane = self.state.lane(p).ok_or(RecvError::ForkedCopy)?;
+        let mut payload = Vec::with_capacity(taken.record().header().len as usize);
+        lane.copy_payload(&taken, &mut payload);
+        let redelivered = taken.redelivered();
+        if redelivered {
+            self.state
+                .seg
+                .shared()
+                .stats
+                .redelivered
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Message {
+            meta: Metadata::of(p, taken.record(), redelivered),
+            payload,
+            ticket: Some(Ticket::Taken {
+                consumer: self.state.clone(),
+                priority: p,
+                taken,
+            }),
+        })
+    }
+}

@@ -1,0 +1,174 @@
+//! Consumer processes of a shared queue killed with SIGKILL, at any step, while a sender
+//! sends: nothing is lost, a message comes twice only flagged redelivered, and each consumer
+//! sees each sender's messages in order.
+//!
+//! This binary is its own consumer process: run with `BATON_TEST_CONSUMER=<domain>`, it takes
+//! messages from queue `q` and prints each (`<sender> <seq> <redelivered>`) before it
+//! acknowledges it, until killed.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use baton::{Attributes, Domain, Queue};
+use common::TestDomain;
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SENDERS: u32 = 2;
+const CONSUMERS: usize = 3;
+/// Consumers killed before the senders stop.
+const KILLS: usize = 40;
+
+fn main() {
+    if let Ok(domain) = std::env::var("BATON_TEST_CONSUMER") {
+        consume(&domain);
+        return;
+    }
+    kill_loop_loses_nothing();
+    println!("consumer_kills: ok");
+}
+
+/// The consumer process.
+fn consume(domain: &str) {
+    let q = Queue::open(&Domain::new(domain).unwrap(), "q").unwrap();
+    let mut c = q.consumer().unwrap();
+    let out = std::io::stdout();
+    loop {
+        let m = match c.recv_timeout(Duration::from_secs(30)) {
+            Ok(m) => m,
+            Err(e) => panic!("consumer: {e}"),
+        };
+        let p = m.payload();
+        let (sender, seq) = (p[0], u32::from_le_bytes(p[1..5].try_into().unwrap()));
+        let mut o = out.lock();
+        writeln!(o, "{sender} {seq} {}", m.redelivered() as u8).unwrap();
+        o.flush().unwrap();
+        drop(o);
+        m.ack().unwrap();
+    }
+}
+
+struct Running {
+    child: common::Child,
+    lines: std::thread::JoinHandle<Vec<(u8, u32, bool)>>,
+}
+
+fn start(t: &TestDomain) -> Running {
+    let mut child = common::Child::spawn(
+        Command::new(std::env::current_exe().unwrap())
+            .env("BATON_TEST_CONSUMER", t.name())
+            .stdout(Stdio::piped()),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2] == "1")
+            })
+            .collect()
+    });
+    Running { child, lines }
+}
+
+fn stop(r: Running) -> Vec<(u8, u32, bool)> {
+    let pid = nix::unistd::Pid::from_raw(r.child.pid() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    drop(r.child); // reaps it
+    r.lines.join().unwrap()
+}
+
+fn kill_loop_loses_nothing() {
+    let t = TestDomain::new("consumer-kills");
+    let attrs = Attributes {
+        shared: true,
+        capacity: [16 * 1024; 4],
+        max_message: 64,
+        ..Attributes::default()
+    };
+    let q = Queue::create(&t.domain, "q", &attrs).unwrap();
+    let mut running: Vec<Running> = (0..CONSUMERS).map(|_| start(&t)).collect();
+    let stop_sending = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|s| {
+            let (q, stop_sending) = (q.clone(), stop_sending.clone());
+            std::thread::spawn(move || {
+                let tx = q.sender();
+                let mut i = 0u32;
+                while !stop_sending.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut p = vec![s as u8];
+                    p.extend_from_slice(&i.to_le_bytes());
+                    match tx.send_timeout(&p, Duration::from_millis(100)) {
+                        Ok(()) => i += 1,
+                        Err(baton::SendError::Timeout) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                i
+            })
+        })
+        .collect();
+    let mut outputs = Vec::new();
+    let started = Instant::now();
+    for kills in 0..KILLS {
+        std::thread::sleep(Duration::from_millis(10 + (kills as u64 * 7) % 13));
+        let victim = kills % CONSUMERS;
+        let fresh = start(&t);
+        outputs.push(stop(std::mem::replace(&mut running[victim], fresh)));
+    }
+    stop_sending.store(true, std::sync::atomic::Ordering::Relaxed);
+    let each: Vec<u32> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    let total: u64 = each.iter().map(|&n| n as u64).sum();
+    while q.status().received < total {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no progress: {:?}",
+            q.status()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for r in running {
+        outputs.push(stop(r));
+    }
+    let st = q.status();
+    assert_eq!(st.received, total);
+    assert!(
+        st.lanes.iter().all(|l| l.messages == 0 && l.used == 0),
+        "{st:?}"
+    );
+    // Zero loss; a message seen twice was flagged the second time; per sender, each consumer
+    // saw the fresh ones in order.
+    let mut seen: HashMap<(u8, u32), u32> = HashMap::new();
+    let mut flagged = 0;
+    for out in &outputs {
+        let mut last: HashMap<u8, u32> = HashMap::new();
+        for &(s, seq, again) in out {
+            *seen.entry((s, seq)).or_default() += 1;
+            flagged += again as u32;
+            if !again {
+                if let Some(&prev) = last.get(&s) {
+                    assert!(seq > prev, "sender {s}: {seq} after {prev} in one consumer");
+                }
+                last.insert(s, seq);
+            }
+        }
+    }
+    for s in 0..SENDERS as u8 {
+        for i in 0..each[s as usize] {
+            assert!(seen.contains_key(&(s, i)), "message {s}/{i} lost");
+        }
+    }
+    let twice: u32 = seen.values().map(|&n| n - 1).sum();
+    assert!(
+        twice <= flagged,
+        "{twice} duplicates but only {flagged} flagged"
+    );
+    eprintln!(
+        "consumer_kills: {KILLS} consumers killed, {total} messages, {twice} seen twice, {flagged} flagged, {} redelivered",
+        st.redelivered
+    );
+}
