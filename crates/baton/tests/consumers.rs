@@ -66,7 +66,11 @@ fn each_message_goes_to_one_consumer_highest_priority_first() {
     let mut got = Vec::new();
     let mut last_priority = 0;
     loop {
-        let next = if got.len() % 2 == 0 { a.try_recv() } else { b.try_recv() };
+        let next = if got.len() % 2 == 0 {
+            a.try_recv()
+        } else {
+            b.try_recv()
+        };
         let m = match next {
             Ok(m) => m,
             Err(RecvError::Empty) => break,

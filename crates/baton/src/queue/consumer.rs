@@ -17,7 +17,7 @@
 use super::message::{Message, Metadata, Ticket};
 use super::{Queue, IDLE_TICK, STUCK_CHECK};
 use crate::error::{AckError, Damage, OwnError, RecvError};
-use crate::recovery::{self, Attachment};
+use crate::recovery::{self, failpoint, Attachment};
 use crate::segment::{Segment, PRIORITIES};
 use crate::sys::futex::Futex;
 use crate::sys::liveness::fork_generation;
@@ -118,11 +118,13 @@ impl Consuming {
         if ack {
             lane.ack(taken)
                 .map_err(|e| AckError::Corrupt(Damage::Lane(e)))?;
+            failpoint("consume.acked");
             sweep(&lane, &OwnerLockSweep(&self.seg), &Futex)
                 .map_err(|e| AckError::Corrupt(Damage::Lane(e)))?;
         } else {
             lane.release(taken)
                 .map_err(|e| AckError::Corrupt(Damage::Lane(e)))?;
+            failpoint("consume.released");
             self.seg.announce_message();
         }
         Ok(())
@@ -395,6 +397,7 @@ impl Consumer {
                 _ => Some(&mut pick),
             };
             if let Some(t) = lane.take(max, select).map_err(Damage::Lane)? {
+                failpoint("consume.taken");
                 return Ok(Some((p, t)));
             }
         }
