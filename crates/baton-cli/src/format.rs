@@ -147,7 +147,11 @@ pub fn render_message(
     let mut out = Vec::with_capacity(msg.len() + 16);
     match format {
         MessageFormat::Json => {
-            out.extend_from_slice(message_json(queue, msg).to_string().as_bytes());
+            out.extend_from_slice(
+                message_json(queue, msg.meta(), msg.payload())
+                    .to_string()
+                    .as_bytes(),
+            );
             out.push(b'\n');
         }
         MessageFormat::Lines | MessageFormat::Nul => {
@@ -171,26 +175,26 @@ pub fn render_message(
 
 /// A message as JSON: the payload as text when it is UTF-8 (`payload`), else in base64
 /// (`payload_base64`); the other of the two is null, so every message has the same fields.
-pub fn message_json(queue: &str, msg: &Message) -> serde_json::Value {
-    let (text, base64) = match std::str::from_utf8(msg.payload()) {
+pub fn message_json(queue: &str, meta: &baton::Metadata, payload: &[u8]) -> serde_json::Value {
+    let (text, base64) = match std::str::from_utf8(payload) {
         Ok(t) => (Some(t.to_string()), None),
         Err(_) => (
             None,
-            Some(base64::engine::general_purpose::STANDARD.encode(msg.payload())),
+            Some(base64::engine::general_purpose::STANDARD.encode(payload)),
         ),
     };
     serde_json::json!({
         "schema": SCHEMA,
         "queue": queue,
-        "id": msg.id(),
-        "priority": msg.priority(),
-        "type": msg.msg_type(),
-        "version": msg.version(),
-        "sender_pid": msg.sender_pid(),
-        "sent_unix_ns": unix_ns_of_monotonic(msg.sent_ns()),
-        "sent_monotonic_ns": msg.sent_ns(),
-        "redelivered": msg.redelivered(),
-        "len": msg.len(),
+        "id": meta.id,
+        "priority": meta.priority,
+        "type": meta.msg_type,
+        "version": meta.version,
+        "sender_pid": meta.sender_pid,
+        "sent_unix_ns": unix_ns_of_monotonic(meta.sent_ns),
+        "sent_monotonic_ns": meta.sent_ns,
+        "redelivered": meta.redelivered,
+        "len": payload.len(),
         "payload": text,
         "payload_base64": base64,
     })

@@ -10,15 +10,25 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-pub fn create(
-    domain: &Domain,
-    name: &str,
-    capacity: Option<[u64; 4]>,
-    max_message: Option<u64>,
-    mode: Option<u32>,
-    retention: Option<Duration>,
-    json: bool,
-) -> Result<(), Failure> {
+/// The attributes `create` was given; those not given are not compared with an existing
+/// queue's.
+pub struct Asked {
+    pub capacity: Option<[u64; 4]>,
+    pub max_message: Option<u64>,
+    pub mode: Option<u32>,
+    pub retention: Option<Duration>,
+    /// `--shared` given (a flag: without it, an existing queue's mode is not compared).
+    pub shared: bool,
+}
+
+pub fn create(domain: &Domain, name: &str, asked: Asked, json: bool) -> Result<(), Failure> {
+    let Asked {
+        capacity,
+        max_message,
+        mode,
+        retention,
+        shared,
+    } = asked;
     // Attributes not given are taken from the existing queue (so only the given ones are
     // compared), or from the defaults for a new one.
     let base = match Queue::open(domain, name) {
@@ -36,6 +46,7 @@ pub fn create(
         max_message,
         mode: mode.unwrap_or(base.mode),
         retention: retention.or(base.retention),
+        shared: shared || base.shared,
         ..base
     };
     let q = Queue::create(domain, name, &attrs)?;
@@ -257,7 +268,14 @@ fn state(st: &Status) -> &'static str {
     }
 }
 
+/// The OWNER column: the owner's pid; for a shared queue, its consumers (`3c/2f`: three
+/// consumers open, two messages in flight).
 fn owner_text(st: &Status) -> String {
+    if st.attributes.shared {
+        let consumers: u32 = st.attached.iter().map(|a| a.consumers).sum();
+        let in_flight: u64 = st.attached.iter().map(|a| a.in_flight).sum();
+        return format!("{consumers}c/{in_flight}f");
+    }
     match (st.owner_pid, st.dead_owner_pid) {
         (Some(p), _) => p.to_string(),
         (None, Some(p)) => format!("dead:{p}"),
@@ -354,14 +372,19 @@ pub fn stat(
 
 fn describe_attributes(a: &Attributes) -> String {
     format!(
-        "capacity {} / {} / {} / {}, max message {}, mode {:03o}, retention {}",
+        "capacity {} / {} / {} / {}, max message {}, mode {:03o}, retention {}{}",
         human_size(a.capacity[0]),
         human_size(a.capacity[1]),
         human_size(a.capacity[2]),
         human_size(a.capacity[3]),
         human_size(a.max_message as u64),
         a.mode,
-        a.retention.map_or("none".to_string(), human_duration)
+        a.retention.map_or("none".to_string(), human_duration),
+        if a.shared {
+            ", shared by competing consumers"
+        } else {
+            ""
+        }
     )
 }
 
@@ -372,6 +395,15 @@ fn status_text(st: &Status, stalled: Option<Duration>) -> String {
     let _ = writeln!(s, "state      {}", state(st));
     let _ = writeln!(s, "attributes {}", describe_attributes(&st.attributes));
     let owner = match (st.owner_pid, st.dead_owner_pid, stalled) {
+        _ if st.attributes.shared => {
+            let consumers: u32 = st.attached.iter().map(|a| a.consumers).sum();
+            let in_flight: u64 = st.attached.iter().map(|a| a.in_flight).sum();
+            format!(
+                "none: shared by {} ({} in flight)",
+                plural(consumers as u64, "consumer"),
+                plural(in_flight, "message")
+            )
+        }
         (Some(p), _, None) => format!("pid {p}"),
         (Some(p), _, Some(after)) => format!(
             "pid {p} STALLED: the message it would take next has waited {} (threshold {})",
@@ -393,6 +425,12 @@ fn status_text(st: &Status, stalled: Option<Duration>) -> String {
     for a in &st.attached {
         let role = if a.standbys > 0 {
             format!("standby ({} thread(s) waiting to own)", a.standbys)
+        } else if a.consumers > 0 || a.in_flight > 0 {
+            format!(
+                "consumer ({} open, {} in flight)",
+                a.consumers,
+                plural(a.in_flight, "message")
+            )
         } else {
             "sender".to_string()
         };
@@ -580,4 +618,64 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// `baton peek`: the waiting messages, as `recv` writes them (one per line, or JSON lines),
+/// each line of text preceded by its priority, type and id.
+pub fn peek(
+    domain: &Domain,
+    name: &str,
+    count: usize,
+    msg_type: Option<i64>,
+    except: Option<i64>,
+    json: bool,
+) -> Result<(), Failure> {
+    let q = Queue::open(domain, name)?;
+    let filter = match (msg_type, except) {
+        // For looking, a negative type shows every type not above |T| (not only the lowest).
+        (Some(t), _) if t < 0 => baton::TypeFilter::AtMost(t.checked_neg().unwrap_or(i64::MAX)),
+        (Some(t), _) => baton::TypeFilter::sysv(t),
+        (None, Some(t)) => baton::TypeFilter::Except(t),
+        (None, None) => baton::TypeFilter::Any,
+    };
+    let mut out = Vec::new();
+    for m in q.peek(count, filter) {
+        if json {
+            out.extend_from_slice(crate::format::message_json(name, &m.meta, &m.payload).to_string().as_bytes());
+        } else {
+            out.extend_from_slice(
+                format!(
+                    "p{} type {} id {}{}\t",
+                    m.meta.priority,
+                    m.meta.msg_type,
+                    m.meta.id,
+                    if m.meta.redelivered { " redelivered" } else { "" }
+                )
+                .as_bytes(),
+            );
+            out.extend_from_slice(&m.payload);
+        }
+        out.push(b'\n');
+    }
+    crate::stdio::write_stdout(&out, &mut crate::stdio::Grace::default())
+        .map_err(|e| Failure::new(exit::ERROR, format!("cannot write: {e}")))
+}
+
+/// `baton purge`.
+pub fn purge(domain: &Domain, name: &str, priority: Option<u8>, json: bool) -> Result<(), Failure> {
+    let q = Queue::open(domain, name)?;
+    let purged = q.purge(priority)?;
+    if json {
+        print_json(
+            &json!({ "schema": SCHEMA, "queue": name, "priority": priority, "purged": purged }),
+            false,
+        )?;
+    } else {
+        println!(
+            "purged {} from queue {name}{}",
+            plural(purged, "message"),
+            priority.map_or(String::new(), |p| format!(" (priority {p})"))
+        );
+    }
+    Ok(())
 }

@@ -98,6 +98,7 @@ otherwise the error names the difference.
 Examples:
   baton create jobs
   baton create jobs --capacity 1M,256K,256K,128K --max-message 64K --retention 30s
+  baton create requests --shared        # a server pool: many `recv --shared` at once
 
 Exit status: 0 created or found, 1 exists with other attributes, 2 bad usage.")]
     Create {
@@ -118,6 +119,10 @@ Exit status: 0 created or found, 1 exists with other attributes, 2 bad usage.")]
         /// waiting). Default: keep it until `baton rm`.
         #[arg(long, value_parser = parse_duration)]
         retention: Option<Duration>,
+        /// Competing consumers (Tuxedo's MSSQ): any number of `recv --shared` take from the
+        /// queue at once, each message going to one of them; nobody owns it.
+        #[arg(long)]
+        shared: bool,
     },
     /// Send each MESSAGE argument, or each line of standard input, as one message.
     #[command(after_help = "\
@@ -138,6 +143,50 @@ Exit status: 0 all sent, 1 error, 2 bad usage, 3 --timeout waiting for space, 4 
     /// Own the queue and write each message to standard output; or run a command per message.
     #[command(after_help = recv::AFTER_HELP)]
     Recv(recv::Args),
+    /// Show the messages waiting in a queue (payloads and metadata), taking none.
+    #[command(after_help = "\
+Highest priority first, oldest first within a priority: the order a plain receiver takes them \
+in. A snapshot: messages come and go while it looks. Messages taken and not yet acknowledged \
+are not shown (`stat` counts them).
+
+Examples:
+  baton peek jobs
+  baton peek jobs --count 1 --json
+  baton peek requests --type 7
+
+Exit status: 0 (messages shown or none), 1 error, 2 bad usage, 4 no such queue.")]
+    Peek {
+        #[arg(help = NAME_HELP)]
+        name: String,
+        /// Show at most this many.
+        #[arg(long, short = 'n', default_value_t = 10)]
+        count: usize,
+        /// Only messages of this type, System V's way: 0 any, T > 0 exactly T, T < 0 every
+        /// type not above |T|.
+        #[arg(long = "type", value_name = "T", allow_hyphen_values = true, conflicts_with = "except")]
+        msg_type: Option<i64>,
+        /// Only messages of any type but T.
+        #[arg(long, value_name = "T", allow_hyphen_values = true)]
+        except: Option<i64>,
+    },
+    /// Remove the messages waiting in a queue (all, or one priority's), unread.
+    #[command(after_help = "\
+Each message removed counts as received. In a shared queue this is safe while consumers take: \
+messages they took stay theirs. A queue with an owner can only be purged while nobody owns it \
+(exit 5 otherwise); then messages its last owner had not acknowledged go too.
+
+Examples:
+  baton purge jobs
+  baton purge jobs --priority 3
+
+Exit status: 0, 1 error, 2 bad usage, 4 no such queue, 5 owned by a live process.")]
+    Purge {
+        #[arg(help = NAME_HELP)]
+        name: String,
+        /// Only this priority (0 highest to 3).
+        #[arg(long, short, value_parser = clap::value_parser!(u8).range(0..=3))]
+        priority: Option<u8>,
+    },
     /// List the queues of the domain (or of every domain), changing nothing.
     #[command(after_help = "\
 A queue whose retention has run out is listed as expired; `baton gc` removes it.
@@ -356,9 +405,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
             max_message,
             mode,
             retention,
-        } => inspect::create(&domain, &name, capacity, max_message, mode, retention, json),
+            shared,
+        } => inspect::create(
+            &domain,
+            &name,
+            inspect::Asked {
+                capacity,
+                max_message,
+                mode,
+                retention,
+                shared,
+            },
+            json,
+        ),
         Command::Send(args) => send::run(&domain, args, json),
         Command::Recv(args) => recv::run(&domain, args, json),
+        Command::Peek {
+            name,
+            count,
+            msg_type,
+            except,
+        } => inspect::peek(&domain, &name, count, msg_type, except, json),
+        Command::Purge { name, priority } => inspect::purge(&domain, &name, priority, json),
         Command::Ls { all_domains, watch } => inspect::watching(watch, format, |one_line| {
             inspect::ls(&domain, all_domains, format, one_line)
         }),

@@ -5,7 +5,9 @@ use crate::format::{
 };
 use crate::stdio::{self, STOP_CHECK};
 use crate::{exit, Failure};
-use baton::{Domain, Message, OwnError, Queue, Receiver, ReceiverOptions, RecvError};
+use baton::{
+    Consumer, Domain, Message, OwnError, Queue, Receiver, ReceiverOptions, RecvError, TypeFilter,
+};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::process::{Command, Stdio};
@@ -70,13 +72,26 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
     /// If the queue is owned, wait to own it (until its owner closes or dies).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shared")]
     standby: bool,
+    /// Take from a shared queue as one of its competing consumers (any number run at once;
+    /// each message goes to one of them). A message this recv took and did not finish comes
+    /// again, flagged, to another consumer if this one dies.
+    #[arg(long)]
+    shared: bool,
+    /// With --shared: take only messages of this type, System V's way: 0 any, T > 0 exactly
+    /// T, T < 0 the lowest type not above |T| (`--type=-5`). Others stay, in order.
+    #[arg(long = "type", value_name = "T", requires = "shared", allow_hyphen_values = true,
+          conflicts_with = "except")]
+    msg_type: Option<i64>,
+    /// With --shared: take only messages of any type but T.
+    #[arg(long, value_name = "T", requires = "shared", allow_hyphen_values = true)]
+    except: Option<i64>,
     /// With --standby: give up (exit 3) if the queue is not ours within this long.
     #[arg(long, value_parser = parse_duration, requires = "standby")]
     standby_timeout: Option<Duration>,
     /// Discard the messages waiting when ownership is taken.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shared")]
     empty: bool,
     /// End each payload with a NUL byte instead of a newline.
     #[arg(long, short = '0', conflicts_with = "exec")]
@@ -135,21 +150,41 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
     // Signals end `recv` cleanly from here on, standby wait included: it waits in short
     // slices so that it sees them.
     stdio::catch_stop_signals();
-    let mut rx = own(&q, &args)?;
-    if rx.discarded() > 0 {
-        eprintln!(
-            "baton: discarded {} waiting in queue {} (--empty)",
-            crate::inspect::plural(rx.discarded(), "message"),
-            args.name
-        );
-    }
-    if rx.took_over() {
-        eprintln!(
-            "baton: took queue {} over from a dead owner (epoch {})",
-            args.name,
-            rx.epoch()
-        );
-    }
+    let mut rx = if args.shared {
+        let filter = match (args.msg_type, args.except) {
+            (Some(t), _) => TypeFilter::sysv(t),
+            (None, Some(t)) => TypeFilter::Except(t),
+            (None, None) => TypeFilter::Any,
+        };
+        let consumer = q.consumer().map_err(|e| match e {
+            OwnError::NotShared { name } => Failure::new(
+                exit::USAGE,
+                format!(
+                    "queue {name} is not shared: one owner at a time receives (recv without \
+                     --shared; `baton create --shared` makes a queue for competing consumers)"
+                ),
+            ),
+            e => e.into(),
+        })?;
+        Source::Consumer(consumer.with_filter(filter))
+    } else {
+        let rx = own(&q, &args)?;
+        if rx.discarded() > 0 {
+            eprintln!(
+                "baton: discarded {} waiting in queue {} (--empty)",
+                crate::inspect::plural(rx.discarded(), "message"),
+                args.name
+            );
+        }
+        if rx.took_over() {
+            eprintln!(
+                "baton: took queue {} over from a dead owner (epoch {})",
+                args.name,
+                rx.epoch()
+            );
+        }
+        Source::Owner(rx)
+    };
     let format = if json {
         MessageFormat::Json
     } else if args.null {
@@ -276,7 +311,38 @@ fn own(q: &Queue, args: &Args) -> Result<Receiver, Failure> {
             Ok(rx) => return Ok(rx),
             Err(OwnError::Timeout { .. })
                 if standby_deadline.is_none_or(|d| Instant::now() < d) => {}
+            Err(OwnError::Shared { name }) => {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    format!(
+                        "queue {name} is shared by competing consumers: nobody owns it; take \
+                         from it with `recv --shared`"
+                    ),
+                ))
+            }
             Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Where recv takes messages from: the queue's owner, or one of its competing consumers.
+enum Source {
+    Owner(Receiver),
+    Consumer(Consumer),
+}
+
+impl Source {
+    fn try_recv(&mut self) -> Result<Message, RecvError> {
+        match self {
+            Source::Owner(rx) => rx.try_recv(),
+            Source::Consumer(c) => c.try_recv(),
+        }
+    }
+
+    fn recv_timeout(&mut self, t: Duration) -> Result<Message, RecvError> {
+        match self {
+            Source::Owner(rx) => rx.recv_timeout(t),
+            Source::Consumer(c) => c.recv_timeout(t),
         }
     }
 }
@@ -298,7 +364,7 @@ fn stopped() -> Result<(), Failure> {
 /// Takes messages one at a time and hands each to `handler` until the count, the queue's end
 /// (`--drain`), the idle timeout, an error or a stop signal.
 fn receive(
-    rx: &mut Receiver,
+    rx: &mut Source,
     args: &Args,
     watch_reader: bool,
     received: &mut u64,

@@ -344,6 +344,9 @@ pub enum OwnError {
         /// Why.
         reason: SlotError,
     },
+    /// A priority over 3 (there are four: 0 highest to 3).
+    #[error("priority {0} is out of range: 0 (highest) to 3")]
+    InvalidPriority(u8),
     /// The keeper thread could not be started.
     #[error("cannot start the owner thread: {0}")]
     Io(#[from] std::io::Error),

@@ -417,12 +417,16 @@ pub(crate) fn live_senders(seg: &Segment) -> u32 {
 
 /// The live processes holding sender slots, as `(pid, standbys)`: the pid they recorded (for
 /// display only) and how many standbys each counts.
-pub(crate) fn attached(seg: &Segment) -> Vec<(u32, u32)> {
-    seg.shared().slots[1..]
+pub(crate) fn attached(seg: &Segment) -> Vec<(u8, u32, u32)> {
+    seg.shared()
+        .slots
         .iter()
-        .filter(|s| s.lock.holder() == Holder::Alive)
-        .map(|s| {
+        .enumerate()
+        .skip(1)
+        .filter(|(_, s)| s.lock.holder() == Holder::Alive)
+        .map(|(i, s)| {
             (
+                i as u8,
                 s.pid.load(Ordering::Acquire),
                 s.standbys.load(Ordering::Acquire),
             )

@@ -199,13 +199,14 @@ impl<'a> Lane<'a> {
         count
     }
 
-    /// Calls `f(slot)` for each record taken by a consumer (`TAKEN`) or claimed by a sender
-    /// (`RESERVED`), with the slot its stamp names: the slots whose liveness matters now.
-    pub fn holders(&self, mut f: impl FnMut(u8)) {
-        self.walk_from_head(|_, s| {
-            if matches!(stamp::state(s), stamp::TAKEN | stamp::RESERVED) {
-                f(stamp::sender(s));
-            }
+    /// Calls `f(slot, taken)` for each record taken by a consumer (`taken`) or claimed by a
+    /// sender and not committed, with the slot its stamp names: the slots whose liveness
+    /// matters now.
+    pub fn holders(&self, mut f: impl FnMut(u8, bool)) {
+        self.walk_from_head(|_, s| match stamp::state(s) {
+            stamp::TAKEN => f(stamp::sender(s), true),
+            stamp::RESERVED => f(stamp::sender(s), false),
+            _ => {}
         });
     }
 
@@ -239,21 +240,24 @@ impl<'a> Lane<'a> {
         count
     }
 
-    /// Copies the records waiting in the lane (committed or returned, not taken), oldest
-    /// first, without taking them: `each(header, payload, redelivered)` for each, until it
-    /// returns false. A snapshot: a record taken while it is copied is left out (its copy
-    /// is checked against its stamp, as a seqlock reader checks). Returns whether the walk
-    /// reached the end.
+    /// Copies the records waiting in the lane, oldest first, without taking them: in a shared
+    /// lane those committed or returned (not taken), in an owned one those committed past the
+    /// owner's `read` cursor (not delivered). `each(pos, header, payload, redelivered)` for
+    /// each, until it returns false. A snapshot: a record taken while it is copied is left out
+    /// (its copy is checked against its stamp, as a seqlock reader checks). Returns whether the
+    /// walk reached the end.
     pub fn browse(
         &self,
         max_message: u32,
-        mut each: impl FnMut(&RecordHeader, &[u8], bool) -> bool,
+        mut each: impl FnMut(u64, &RecordHeader, &[u8], bool) -> bool,
     ) -> bool {
         let mut buf = Vec::new();
         let mut going = true;
+        let read = self.read_cursor();
         self.walk_from_head(|p, s| {
             let state = stamp::state(s);
-            if !going || (state != stamp::COMMITTED && state != stamp::RETURNED) {
+            let waiting = state == stamp::RETURNED || (state == stamp::COMMITTED && p >= read);
+            if !going || !waiting {
                 return;
             }
             let cell = self.index(p);
@@ -272,6 +276,7 @@ impl<'a> Lane<'a> {
                 return; // a peer's scribble: not shown
             }
             going = each(
+                p,
                 &header,
                 &buf[RECORD_HEADER..RECORD_HEADER + len],
                 state == stamp::RETURNED,
@@ -866,7 +871,7 @@ mod tests {
         let a = consumer(&lane, 1);
         let held = a.take(64, None).unwrap().unwrap();
         let mut seen = Vec::new();
-        assert!(lane.browse(64, |h, p, again| {
+        assert!(lane.browse(64, |_, h, p, again| {
             seen.push((h.msg_type, p.to_vec(), again));
             true
         }));

@@ -133,10 +133,10 @@ impl Consuming {
 
 /// A shared queue's sweep lock is its owner mutex (nobody owns a shared queue), taken with
 /// `trylock` for one head move at a time.
-struct OwnerLockSweep<'a>(&'a Segment);
+pub(super) struct OwnerLockSweep<'a>(pub(super) &'a Segment);
 
 /// Holding the owner mutex of a shared queue for a sweep.
-struct SweepGuard<'a>(&'a Segment);
+pub(super) struct SweepGuard<'a>(&'a Segment);
 
 impl Drop for SweepGuard<'_> {
     fn drop(&mut self) {
@@ -419,7 +419,7 @@ impl Consumer {
             };
             let _ = sweep(&lane, &OwnerLockSweep(seg), &Futex);
             lane.wake_owed(&Futex);
-            lane.holders(|slot| {
+            lane.holders(|slot, _| {
                 if slot != self.state.slot {
                     holders[slot as usize] = true;
                     others_hold = true;

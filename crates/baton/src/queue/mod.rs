@@ -5,12 +5,14 @@
 //! owns the queue and receives, highest priority first and, within a priority, in the order the
 //! sends were claimed (so FIFO per sender).
 
+mod browse;
 mod consumer;
 mod message;
 mod receiver;
 mod sender;
 mod status;
 
+pub use browse::Peeked;
 pub use consumer::{Consumer, TypeFilter};
 pub use message::{InPlace, Message, Metadata};
 pub use receiver::{Receiver, ReceiverOptions};

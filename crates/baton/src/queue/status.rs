@@ -235,10 +235,28 @@ impl Queue {
             standbys: recovery::standbys(seg),
             owner_sleeping: shared.data_event.waiters() > 0,
             sender_slots: recovery::live_senders(seg),
-            attached: recovery::attached(seg)
-                .into_iter()
-                .map(|(pid, standbys)| Attached { pid, standbys })
-                .collect(),
+            attached: {
+                // Messages in flight per slot: taken by its consumers, not yet acknowledged.
+                let mut in_flight = [0u64; crate::segment::SENDER_SLOTS];
+                if seg.attributes().shared {
+                    for p in 0..PRIORITIES {
+                        seg.lane(p).holders(|slot, taken| {
+                            if taken {
+                                in_flight[slot as usize] += 1;
+                            }
+                        });
+                    }
+                }
+                recovery::attached(seg)
+                    .into_iter()
+                    .map(|(slot, pid, standbys)| Attached {
+                        pid,
+                        standbys,
+                        consumers: shared.consumers[slot as usize].load(Ordering::Relaxed),
+                        in_flight: in_flight[slot as usize],
+                    })
+                    .collect()
+            },
             expired: retention_ran_out(seg),
             created_unix_ns: seg.created_unix_ns(),
             size,
@@ -367,6 +385,10 @@ pub struct Attached {
     pub pid: u32,
     /// How many of its threads wait to own the queue (0: it only sends).
     pub standbys: u32,
+    /// Shared queues: how many consumers it has open.
+    pub consumers: u32,
+    /// Shared queues: messages its consumers took and have not acknowledged yet.
+    pub in_flight: u64,
 }
 
 impl Status {
