@@ -37,3 +37,17 @@ fn active_standby_shows_every_numbered_message_with_no_gap() {
     }
     assert!(!text.contains("MISSING"), "{text}");
 }
+
+#[test]
+fn server_pool_answers_every_request_and_the_killed_servers_once_more_flagged() {
+    let out = Command::new(example("server_pool")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("every request answered"), "{text}");
+    assert!(text.contains("REDELIVERED"), "{text}");
+    assert!(text.contains("killed s2"), "{text}");
+}

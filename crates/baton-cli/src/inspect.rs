@@ -641,7 +641,11 @@ pub fn peek(
     let mut out = Vec::new();
     for m in q.peek(count, filter) {
         if json {
-            out.extend_from_slice(crate::format::message_json(name, &m.meta, &m.payload).to_string().as_bytes());
+            out.extend_from_slice(
+                crate::format::message_json(name, &m.meta, &m.payload)
+                    .to_string()
+                    .as_bytes(),
+            );
         } else {
             out.extend_from_slice(
                 format!(
@@ -649,7 +653,11 @@ pub fn peek(
                     m.meta.priority,
                     m.meta.msg_type,
                     m.meta.id,
-                    if m.meta.redelivered { " redelivered" } else { "" }
+                    if m.meta.redelivered {
+                        " redelivered"
+                    } else {
+                        ""
+                    }
                 )
                 .as_bytes(),
             );

@@ -163,7 +163,12 @@ Exit status: 0 (messages shown or none), 1 error, 2 bad usage, 4 no such queue."
         count: usize,
         /// Only messages of this type, System V's way: 0 any, T > 0 exactly T, T < 0 every
         /// type not above |T|.
-        #[arg(long = "type", value_name = "T", allow_hyphen_values = true, conflicts_with = "except")]
+        #[arg(
+            long = "type",
+            value_name = "T",
+            allow_hyphen_values = true,
+            conflicts_with = "except"
+        )]
         msg_type: Option<i64>,
         /// Only messages of any type but T.
         #[arg(long, value_name = "T", allow_hyphen_values = true)]

@@ -81,11 +81,21 @@ pub struct Args {
     shared: bool,
     /// With --shared: take only messages of this type, System V's way: 0 any, T > 0 exactly
     /// T, T < 0 the lowest type not above |T| (`--type=-5`). Others stay, in order.
-    #[arg(long = "type", value_name = "T", requires = "shared", allow_hyphen_values = true,
-          conflicts_with = "except")]
+    #[arg(
+        long = "type",
+        value_name = "T",
+        requires = "shared",
+        allow_hyphen_values = true,
+        conflicts_with = "except"
+    )]
     msg_type: Option<i64>,
     /// With --shared: take only messages of any type but T.
-    #[arg(long, value_name = "T", requires = "shared", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "T",
+        requires = "shared",
+        allow_hyphen_values = true
+    )]
     except: Option<i64>,
     /// With --standby: give up (exit 3) if the queue is not ours within this long.
     #[arg(long, value_parser = parse_duration, requires = "standby")]

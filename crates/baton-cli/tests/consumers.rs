@@ -57,9 +57,16 @@ fn three_shared_receivers_each_take_a_share_and_together_all() {
     let mut seen: BTreeMap<u32, u32> = BTreeMap::new();
     for c in consumers {
         let out = c.wait_output(Duration::from_secs(30));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let got: Vec<u32> = lines(&out).iter().map(|l| l.parse().unwrap()).collect();
-        assert!(got.windows(2).all(|w| w[0] < w[1]), "one sender's order per consumer");
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "one sender's order per consumer"
+        );
         for n in got {
             *seen.entry(n).or_default() += 1;
         }
@@ -85,8 +92,14 @@ fn a_killed_shared_receiver_s_message_comes_again_flagged_to_another() {
         st.attached.iter().any(|a| a.in_flight == 1)
     }));
     let stat = String::from_utf8_lossy(&ok(&t, &["stat", "q"]).stdout).into_owned();
-    assert!(stat.contains("shared by 1 consumer (1 message in flight)"), "{stat}");
-    assert!(stat.contains("consumer (1 open, 1 message in flight)"), "{stat}");
+    assert!(
+        stat.contains("shared by 1 consumer (1 message in flight)"),
+        "{stat}"
+    );
+    assert!(
+        stat.contains("consumer (1 open, 1 message in flight)"),
+        "{stat}"
+    );
     let ls = String::from_utf8_lossy(&ok(&t, &["ls"]).stdout).into_owned();
     assert!(ls.contains("1c/1f"), "{ls}");
     nix::sys::signal::kill(
@@ -97,7 +110,16 @@ fn a_killed_shared_receiver_s_message_comes_again_flagged_to_another() {
     drop(holder);
     let o = ok(
         &t,
-        &["--json", "recv", "q", "--shared", "-n", "1", "--timeout", "10"],
+        &[
+            "--json",
+            "recv",
+            "q",
+            "--shared",
+            "-n",
+            "1",
+            "--timeout",
+            "10",
+        ],
     );
     let v = &json_lines(&o)[0];
     assert_eq!(
@@ -119,7 +141,11 @@ fn selective_receive_takes_by_type_and_leaves_the_rest_in_order() {
         lines(&ok(&t, &args))
     };
     assert_eq!(take(&["--type", "2", "-n", "1"]), ["b"]);
-    assert_eq!(take(&["--type=-4", "-n", "1"]), ["a"], "lowest type not above 4");
+    assert_eq!(
+        take(&["--type=-4", "-n", "1"]),
+        ["a"],
+        "lowest type not above 4"
+    );
     assert_eq!(take(&["--except", "9"]), ["e", "b2"]);
     assert_eq!(take(&["--type", "7"]), Vec::<String>::new());
     assert_eq!(take(&[]), ["i"]);
@@ -135,17 +161,33 @@ fn peek_shows_without_taking_and_purge_removes() {
     ok(&t, &["send", "q", "--priority", "0", "high"]);
     let text = lines(&ok(&t, &["peek", "q"]));
     assert_eq!(text.len(), 2);
-    assert!(text[0].starts_with("p0 type 0 id ") && text[0].ends_with("\thigh"), "{text:?}");
-    assert!(text[1].starts_with("p3 type 4 id ") && text[1].ends_with("\tlow"), "{text:?}");
+    assert!(
+        text[0].starts_with("p0 type 0 id ") && text[0].ends_with("\thigh"),
+        "{text:?}"
+    );
+    assert!(
+        text[1].starts_with("p3 type 4 id ") && text[1].ends_with("\tlow"),
+        "{text:?}"
+    );
     let v = json_lines(&ok(&t, &["--json", "peek", "q", "--type", "4", "-n", "5"]));
     assert_eq!(v.len(), 1);
-    assert_eq!((&v[0]["payload"], &v[0]["type"]), (&serde_json::json!("low"), &serde_json::json!(4)));
+    assert_eq!(
+        (&v[0]["payload"], &v[0]["type"]),
+        (&serde_json::json!("low"), &serde_json::json!(4))
+    );
     assert_eq!(lines(&ok(&t, &["peek", "q", "--count", "1"])).len(), 1);
     let st = baton::Queue::inspect(&t.domain, "q").unwrap();
-    assert_eq!((st.lanes[0].messages, st.lanes[3].messages), (1, 1), "peek took nothing");
+    assert_eq!(
+        (st.lanes[0].messages, st.lanes[3].messages),
+        (1, 1),
+        "peek took nothing"
+    );
     let o = ok(&t, &["purge", "q", "--priority", "3"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("purged 1 message"));
-    assert_eq!(lines(&ok(&t, &["recv", "q", "--shared", "--drain"])), ["high"]);
+    assert_eq!(
+        lines(&ok(&t, &["recv", "q", "--shared", "--drain"])),
+        ["high"]
+    );
     // A queue with a live owner is purged by nobody else.
     ok(&t, &["create", "owned"]);
     ok(&t, &["send", "owned", "x"]);
@@ -156,7 +198,10 @@ fn peek_shows_without_taking_and_purge_removes() {
             .stderr(Stdio::null()),
     );
     assert!(common::eventually(Duration::from_secs(10), || {
-        baton::Queue::inspect(&t.domain, "owned").unwrap().owner_pid.is_some()
+        baton::Queue::inspect(&t.domain, "owned")
+            .unwrap()
+            .owner_pid
+            .is_some()
     }));
     assert_eq!(run(&t, &["purge", "owned"]).status.code(), Some(5));
     drop(owner);

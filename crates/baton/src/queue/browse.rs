@@ -50,23 +50,25 @@ impl Queue {
             if out.len() >= limit {
                 break;
             }
-            self.seg.lane(p).browse(max, |pos, header, payload, redelivered| {
-                if filter.matches(header.msg_type) {
-                    out.push(Peeked {
-                        meta: Metadata {
-                            priority: p as u8,
-                            msg_type: header.msg_type,
-                            version: header.version,
-                            sender_pid: header.sender_pid,
-                            sent_ns: header.sent_ns,
-                            redelivered,
-                            id: message_id(p, pos),
-                        },
-                        payload: payload.to_vec(),
-                    });
-                }
-                out.len() < limit
-            });
+            self.seg
+                .lane(p)
+                .browse(max, |pos, header, payload, redelivered| {
+                    if filter.matches(header.msg_type) {
+                        out.push(Peeked {
+                            meta: Metadata {
+                                priority: p as u8,
+                                msg_type: header.msg_type,
+                                version: header.version,
+                                sender_pid: header.sender_pid,
+                                sent_ns: header.sent_ns,
+                                redelivered,
+                                id: message_id(p, pos),
+                            },
+                            payload: payload.to_vec(),
+                        });
+                    }
+                    out.len() < limit
+                });
         }
         out
     }
