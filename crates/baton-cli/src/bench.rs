@@ -386,3 +386,115 @@ pub fn fan_in(
     }
     Ok(())
 }
+
+/// One row of `baton bench --consumers`.
+#[derive(serde::Serialize)]
+struct PoolRow {
+    consumers: u32,
+    transport: &'static str,
+    work_us: u64,
+    msgs_per_sec: Option<f64>,
+    /// Over the first transport's rate (baton's) with as many consumers.
+    ratio_to_first: Option<f64>,
+    /// Over this transport's own rate with the fewest consumers measured.
+    ratio_to_own_fewest: Option<f64>,
+    error: Option<String>,
+}
+
+/// `baton bench --consumers N,...`: competing-consumer throughput, 64-byte messages, each
+/// consumer process sleeping `work` per message; median of `rounds` interleaved rounds.
+pub fn consumers(
+    counts: &[u32],
+    messages: u64,
+    work: std::time::Duration,
+    rounds: usize,
+    transports: &[String],
+    json: bool,
+) -> io::Result<()> {
+    let exe = std::env::current_exe()?;
+    let names: Vec<String> = if transports.is_empty() {
+        vec!["baton-blocking".into(), "posix-mq".into(), "sysv-mq".into()]
+    } else {
+        transports.to_vec()
+    };
+    let chosen: Vec<Transport> = names
+        .iter()
+        .map(|n| {
+            Transport::from_name(n)
+                .filter(|&t| baton_cli::transports::many_consumers(t))
+                .ok_or_else(|| {
+                    io::Error::other(format!(
+                        "{n:?} is no transport with competing consumers (baton-blocking, posix-mq, sysv-mq)"
+                    ))
+                })
+        })
+        .collect::<io::Result<_>>()?;
+    let work_us = work.as_micros() as u64;
+    let mut rates = vec![vec![Vec::new(); chosen.len()]; counts.len()];
+    let mut errors = vec![vec![None; chosen.len()]; counts.len()];
+    for _ in 0..rounds.max(1) {
+        for (ci, &n) in counts.iter().enumerate() {
+            for (ti, &t) in chosen.iter().enumerate() {
+                match baton_cli::transports::pool_throughput(
+                    &exe,
+                    t,
+                    64,
+                    n.max(1),
+                    messages,
+                    work_us,
+                ) {
+                    Ok(r) => rates[ci][ti].push(r),
+                    Err(e) => errors[ci][ti] = Some(e.to_string()),
+                }
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let table: Vec<Vec<Option<f64>>> = rates
+        .iter_mut()
+        .map(|row| row.iter_mut().map(median).collect())
+        .collect();
+    if !json {
+        println!(
+            "baton bench --consumers: 1 sender -> N consumer processes on one queue, 64-byte \
+             messages, {work_us} us asleep per message, {messages} messages a case, median of \
+             {rounds} rounds"
+        );
+        println!(
+            "{:>9} {:<16} {:>12} {:>10} {:>12}",
+            "consumers", "transport", "msg/s", "/first", "/own fewest"
+        );
+    }
+    for (ci, &n) in counts.iter().enumerate() {
+        for (ti, &t) in chosen.iter().enumerate() {
+            let rate = table[ci][ti];
+            let row = PoolRow {
+                consumers: n,
+                transport: t.name(),
+                work_us,
+                msgs_per_sec: rate,
+                ratio_to_first: rate.zip(table[ci][0]).map(|(r, f)| r / f),
+                ratio_to_own_fewest: rate.zip(table[0][ti]).map(|(r, f)| r / f),
+                error: errors[ci][ti].take(),
+            };
+            if json {
+                println!("{}", crate::format::with_schema(&row)?);
+            } else {
+                let f = |v: Option<f64>, d: usize| v.map_or("-".into(), |v| format!("{v:.d$}"));
+                println!(
+                    "{:>9} {:<16} {:>12} {:>10} {:>12}{}",
+                    n,
+                    row.transport,
+                    f(row.msgs_per_sec, 0),
+                    f(row.ratio_to_first, 2),
+                    f(row.ratio_to_own_fewest, 2),
+                    row.error.map_or(String::new(), |e| format!("  error: {e}"))
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -307,6 +307,17 @@ Examples:
         /// Messages in each fan-in case, split among its senders.
         #[arg(long, default_value_t = 400_000)]
         fan_in_messages: u64,
+        /// Instead, measure competing consumers: one sender, this many consumer processes
+        /// each (comma-separated, e.g. 1,2,4,8) taking from one queue, baton's shared queue
+        /// against N readers of one POSIX and one System V message queue.
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["sizes", "svg", "case_seconds", "fan_in"])]
+        consumers: Vec<u32>,
+        /// With --consumers: each consumer sleeps this long per message, its "work" (e.g. 20us).
+        #[arg(long, value_parser = parse_duration, default_value = "0", requires = "consumers")]
+        work: Duration,
+        /// Messages in each --consumers case.
+        #[arg(long, default_value_t = 20_000, requires = "consumers")]
+        consumer_messages: u64,
     },
     /// The peer processes of `baton bench` (internal, hidden).
     #[command(flatten)]
@@ -450,6 +461,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Man { command, dir } => manual::run(command.as_deref(), dir.as_deref()),
+        Command::Bench {
+            rounds,
+            transports,
+            consumers,
+            work,
+            consumer_messages,
+            ..
+        } if !consumers.is_empty() => Ok(bench::consumers(
+            &consumers,
+            consumer_messages,
+            work,
+            rounds,
+            &transports,
+            json,
+        )?),
         Command::Bench {
             rounds,
             transports,

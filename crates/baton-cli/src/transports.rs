@@ -1192,10 +1192,217 @@ pub fn fan_in(
     Ok((count * procs as u64) as f64 / secs)
 }
 
+/// The transports with competing consumers that `baton bench --consumers` compares: baton's
+/// shared queue, and N readers on one POSIX or System V message queue.
+pub fn many_consumers(t: Transport) -> bool {
+    matches!(
+        t,
+        Transport::BatonBlocking | Transport::PosixMq | Transport::SysvMq
+    )
+}
+
+/// The one queue of a consumer pool, to send on or take from.
+fn open_pool(t: Transport, n: &Names, size: usize) -> io::Result<Box<dyn Link>> {
+    Ok(match t {
+        Transport::BatonBlocking => {
+            let q = Queue::open(&n.domain(), "pool").map_err(err)?;
+            Box::new(BatonPool {
+                tx: q.sender(),
+                consumer: None,
+                q,
+            })
+        }
+        Transport::PosixMq => Box::new(PosixMq::open(n, "pool", size)?),
+        Transport::SysvMq => Box::new(SysvMq::open(n, 2, size)?),
+        _ => return Err(err(format!("{} has no competing consumers", t.name()))),
+    })
+}
+
+/// A shared baton queue: sends, or takes as one of its consumers.
+struct BatonPool {
+    q: Queue,
+    tx: Sender,
+    consumer: Option<baton::Consumer>,
+}
+
+impl Link for BatonPool {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.tx.send(msg).map_err(err)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<u64> {
+        if self.consumer.is_none() {
+            let mut c = self.q.consumer().map_err(err)?;
+            if std::env::var_os("BATON_BENCH_NOSPIN").is_some() {
+                c.set_spin(Duration::ZERO);
+            }
+            self.consumer = Some(c);
+        }
+        let c = self.consumer.as_mut().expect("made above");
+        let m = c.recv().map_err(err)?;
+        buf[..m.len()].copy_from_slice(m.payload());
+        Ok(seq_of(buf))
+    }
+}
+
+/// The sequence number that tells a consumer of the pool benchmark to stop.
+const POOL_STOP: u64 = u64::MAX;
+
+/// A consumer process of [`pool_throughput`]: `baton bench-consume` runs this. Says `ready`,
+/// waits for a line on standard input, takes messages (sleeping `work_us` after each, its
+/// "work") until a stop message, and prints how many it took.
+pub fn consume_pool(t: Transport, n: &Names, size: usize, work_us: u64) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments: a 1 ns timer slack, so that a 20 µs sleep is one.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
+    let mut link = open_pool(t, n, size)?;
+    let stdout = io::stdout();
+    writeln!(stdout.lock(), "ready")?;
+    let mut go = String::new();
+    io::stdin().read_line(&mut go)?;
+    let mut buf = vec![0u8; size];
+    let mut taken = 0u64;
+    loop {
+        if link.recv(&mut buf)? == POOL_STOP {
+            break;
+        }
+        taken += 1;
+        if work_us > 0 {
+            std::thread::sleep(Duration::from_micros(work_us));
+        }
+    }
+    writeln!(stdout.lock(), "{taken}")?;
+    Ok(())
+}
+
+/// Consumer-pool throughput: `consumers` processes (not pinned) take `count` messages of
+/// `size` bytes from one queue, each sleeping `work_us` per message; this process sends them
+/// (and then one stop message per consumer) as fast as the queue takes them. All consumers
+/// are ready before the clock starts; it stops when the last has taken its stop message.
+/// Returns messages per second.
+pub fn pool_throughput(
+    baton_exe: &std::path::Path,
+    t: Transport,
+    size: usize,
+    consumers: u32,
+    count: u64,
+    work_us: u64,
+) -> io::Result<f64> {
+    static CASE: LocalU32 = LocalU32::new(0);
+    let n = Names {
+        id: format!(
+            "{}-pool{}",
+            std::process::id(),
+            CASE.fetch_add(1, Local::Relaxed)
+        ),
+    };
+    struct Cleanup(Transport, Names, Vec<Child>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for c in &mut self.2 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            match self.0 {
+                Transport::BatonBlocking => {
+                    let _ = Queue::remove(&self.1.domain(), "pool");
+                }
+                Transport::PosixMq => {
+                    let _ =
+                        nix::mqueue::mq_unlink(format!("/baton-bench-{}-pool", self.1.id).as_str());
+                }
+                Transport::SysvMq => {
+                    let id = sysv_id(&self.1, 2, false);
+                    if id >= 0 {
+                        // SAFETY: removing a message queue by id; no memory is passed.
+                        unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if t == Transport::BatonBlocking {
+        let attrs = Attributes {
+            shared: true,
+            capacity: [64 * 1024; 4],
+            max_message: size.max(64) as u32,
+            ..Default::default()
+        };
+        Queue::create(&n.domain(), "pool", &attrs).map_err(err)?;
+    }
+    let mut run = Cleanup(t, n.clone(), Vec::new());
+    let mut tx = open_pool(t, &n, size)?;
+    for _ in 0..consumers {
+        run.2.push(
+            Command::new(baton_exe)
+                .args(["bench-consume", t.name(), &n.id, &size.to_string()])
+                .args(["--work-us", &work_us.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()?,
+        );
+    }
+    let mut outs = Vec::new();
+    for c in &mut run.2 {
+        let mut out = BufReader::new(c.stdout.take().ok_or_else(|| err("no stdout"))?);
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        if line.trim() != "ready" {
+            return Err(err(format!("{} consumer said {:?}", t.name(), line.trim())));
+        }
+        outs.push(out);
+    }
+    let start = Instant::now();
+    for c in &mut run.2 {
+        let mut stdin = c.stdin.take().ok_or_else(|| err("no stdin"))?;
+        stdin.write_all(b"go\n")?;
+    }
+    let mut buf = vec![0u8; size];
+    for i in 0..count {
+        buf[..8].copy_from_slice(&i.to_le_bytes());
+        tx.send(&buf)?;
+    }
+    buf[..8].copy_from_slice(&POOL_STOP.to_le_bytes());
+    for _ in 0..consumers {
+        tx.send(&buf)?;
+    }
+    let mut taken = 0u64;
+    for out in &mut outs {
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        taken += line
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| err(format!("{} consumer said {:?}", t.name(), line.trim())))?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    for c in &mut run.2 {
+        let status = wait_or_kill(c, Duration::from_secs(5))?;
+        if !status.success() {
+            return Err(err(format!("{} consumer failed: {status}", t.name())));
+        }
+    }
+    if taken != count {
+        return Err(err(format!(
+            "{} consumers took {taken} of {count}",
+            t.name()
+        )));
+    }
+    Ok(count as f64 / secs)
+}
+
 /// The peer processes of the comparison, as command-line subcommands: `baton bench-serve` and
 /// `baton bench-send` (hidden), or the same arguments given to a benchmark executable.
 #[derive(Debug, clap::Subcommand)]
 pub enum Peer {
+    /// A consumer process of `baton bench --consumers` (internal).
+    #[command(hide = true)]
+    BenchConsume {
+        transport: String,
+        id: String,
+        size: usize,
+        #[arg(long, default_value_t = 0)]
+        work_us: u64,
+    },
     /// A sending process of `baton bench --fan-in` (internal).
     #[command(hide = true)]
     BenchSend {
@@ -1250,6 +1457,12 @@ impl Peer {
                 sender,
                 count,
             } => send_fan_in(named(&transport)?, &Names { id }, size, sender, count),
+            Peer::BenchConsume {
+                transport,
+                id,
+                size,
+                work_us,
+            } => consume_pool(named(&transport)?, &Names { id }, size, work_us),
             Peer::BenchServe {
                 transport,
                 id,
@@ -1270,7 +1483,7 @@ impl Peer {
     /// as a peer (its first argument is `bench-serve` or `bench-send`), runs it and exits.
     pub fn run_if_asked() {
         let first = std::env::args_os().nth(1);
-        if !first.is_some_and(|a| a == "bench-serve" || a == "bench-send") {
+        if !first.is_some_and(|a| a == "bench-serve" || a == "bench-send" || a == "bench-consume") {
             return;
         }
         let code = match <PeerCommand as clap::Parser>::try_parse() {

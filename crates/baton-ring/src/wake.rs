@@ -93,18 +93,21 @@ impl Event {
         false
     }
 
-    /// As [`Event::notify`], waking one sleeper, not all: for one message that one of many
+    /// As [`Event::notify_if`], waking one sleeper, not all: for one message that one of many
     /// competing consumers will take. A sleeper woken this way that finds nothing it can take
     /// goes back to sleep; one that was about to sleep sees the count change and looks again.
+    /// `worth_it` is asked after the fence, only when someone sleeps.
     #[inline]
-    pub fn notify_one<W: Waiter>(&self, waiter: &W) {
+    pub fn notify_one_if<W: Waiter>(&self, waiter: &W, worth_it: impl FnOnce() -> bool) -> bool {
         if !mutant("notify_no_fence") {
             fence(ord!(SeqCst));
         }
-        if self.waiters.load(Ordering::Relaxed) != 0 {
+        if self.waiters.load(Ordering::Relaxed) != 0 && worth_it() {
             self.seq.fetch_add(1, Ordering::Relaxed);
             waiter.wake_one(&self.seq);
+            return true;
         }
+        false
     }
 
     #[cold]

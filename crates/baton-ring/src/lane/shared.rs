@@ -29,9 +29,13 @@
 //! `RETURNED` ones, which the lane counts (`returned`). A consumer starts its walk at `read`,
 //! or at `head` while the count is not zero, and moves `read` forward by compare-and-swap over
 //! each record it finds taken or finished there (helping, as senders help move `tail`). A
-//! `RESERVED` record (its sender still writing) or a record a selective consumer skipped stops
-//! the cursor, not the walk: a consumer steps over it and takes what follows. Order per sender
-//! is kept: a sender's next record is claimed only after its last was committed.
+//! record a selective consumer skipped stops the cursor, not the walk. A `RESERVED` record (its
+//! sender still writing) stops the walk, as it stops an owner: stepping over it would break
+//! the order per sender. The walk sees each stamp at its own moment, so it can see a sender's
+//! record still reserved and, a moment later, that sender's next record committed, and take
+//! the second before the first (the kill loop of `crates/baton/tests/consumer_kills.rs` caught
+//! exactly that). A record taken by another consumer may be stepped over: if it comes back, it
+//! comes flagged redelivered.
 //!
 //! # The sweep, and why it is never missed
 //!
@@ -169,6 +173,13 @@ impl<'a> Lane<'a> {
                 stamp::state(s),
                 stamp::ACKED | stamp::PAD | stamp::CANCELLED | stamp::ABANDONED
             )
+    }
+
+    /// Whether records may wait that nobody took: some were claimed past `read`, or some
+    /// were given back. (A hint: a claim past `read` may still be in flight.)
+    #[inline]
+    pub fn has_unread(&self) -> bool {
+        self.ctl.producer.tail.load(Ordering::Relaxed) > self.read_cursor() || self.returned() > 0
     }
 
     /// Records given back or reclaimed and not yet taken again (an upper bound: see the
@@ -462,11 +473,9 @@ impl<'a> LaneConsumer<'a> {
                             read = u64::MAX;
                         }
                     }
-                    stamp::RESERVED => {
-                        if pos >= read {
-                            read = u64::MAX;
-                        }
-                    }
+                    // Its sender is writing it: nothing after it is taken before it (see the
+                    // module documentation).
+                    stamp::RESERVED => break,
                     stamp::TAKEN
                     | stamp::ACKED
                     | stamp::PAD
@@ -641,7 +650,7 @@ mod tests {
     use super::*;
     use crate::lane::HeapLane;
     use crate::wake::Yield;
-    use std::sync::atomic::AtomicBool; // facade-exempt: a test's lock
+    use std::sync::atomic::{AtomicBool, Ordering as Local}; // facade-exempt: a test's lock
 
     /// A sweep lock for tests: a flag.
     #[derive(Default)]
@@ -651,7 +660,7 @@ mod tests {
 
     impl Drop for FlagGuard<'_> {
         fn drop(&mut self) {
-            self.0.store(false, std::sync::atomic::Ordering::Release); // facade-exempt
+            self.0.store(false, Local::Release); // facade-exempt
         }
     }
 
@@ -660,12 +669,7 @@ mod tests {
         type Guard = FlagGuard<'a>;
         fn try_lock(&self) -> Option<FlagGuard<'a>> {
             self.0
-                .compare_exchange(
-                    false,
-                    true,
-                    std::sync::atomic::Ordering::Acquire,
-                    std::sync::atomic::Ordering::Relaxed,
-                ) // facade-exempt
+                .compare_exchange(false, true, Local::Acquire, Local::Relaxed) // facade-exempt
                 .ok()
                 .map(|_| FlagGuard(&self.0))
         }
@@ -775,6 +779,33 @@ mod tests {
         slow.ack(held).unwrap();
         sweep(&lane, &&lock, &Yield).unwrap();
         assert_eq!(lane.head(), 3);
+    }
+
+    /// A record its sender is still writing stops the walk: what follows is not taken before
+    /// it (a walk that stepped over it could see it reserved, and a moment later its sender's
+    /// next record committed, and deliver them out of order).
+    #[test]
+    fn a_reserved_record_stops_the_walk() {
+        let heap = HeapLane::new(16);
+        let lane = heap.lane();
+        let lock = Flag::default();
+        // SAFETY: the test plays sender slot 1.
+        let tx = unsafe { lane.sender(1) };
+        let claim = tx.try_claim(1).unwrap();
+        assert!(send_typed(&lane, 2, 1, b"b"));
+        assert_eq!(take_one(&lane, 3, &lock, None), None);
+        tx.write(
+            &claim,
+            &RecordHeader {
+                len: 1,
+                msg_type: 1,
+                ..Default::default()
+            },
+            b"a",
+        );
+        tx.commit(claim).unwrap();
+        assert_eq!(take_one(&lane, 3, &lock, None).unwrap().1, b"a");
+        assert_eq!(take_one(&lane, 3, &lock, None).unwrap().1, b"b");
     }
 
     #[test]
@@ -921,7 +952,7 @@ mod tests {
                             .lock()
                             .unwrap()
                             .push((p[0], u32::from_le_bytes(p[1..5].try_into().unwrap()))),
-                        None if done.load(std::sync::atomic::Ordering::Acquire) => break, // facade-exempt
+                        None if done.load(Local::Acquire) => break, // facade-exempt
                         None => std::thread::yield_now(),
                     }
                 });
@@ -929,7 +960,7 @@ mod tests {
             while lane.counters().0 < (SENDERS as u64) * EACH as u64 {
                 std::thread::yield_now();
             }
-            done.store(true, std::sync::atomic::Ordering::Release); // facade-exempt
+            done.store(true, Local::Release); // facade-exempt
         });
         let mut all = Vec::new();
         for out in &taken {

@@ -114,7 +114,6 @@ impl Consuming {
             drop(taken);
             return Err(AckError::Closed);
         };
-        self.seg.check_size().map_err(AckError::Corrupt)?;
         if ack {
             lane.ack(taken)
                 .map_err(|e| AckError::Corrupt(Damage::Lane(e)))?;
@@ -338,16 +337,24 @@ impl Consumer {
         if let Some(f) = self.take()? {
             return Ok(f);
         }
-        let spin_until = Instant::now() + self.spin;
-        loop {
-            let now = Instant::now();
-            if now >= spin_until || deadline.is_some_and(|d| now >= d) {
-                break;
-            }
-            if let Some(f) = self.take()? {
+        // Idle consumers poll one at a time: with more consumers than CPUs, several polling
+        // would take the CPU the senders need. The others sleep at once, and while one polls
+        // senders wake none of them: the poller takes the message without a syscall.
+        if let Some(mine) = self.become_poller() {
+            let found = self.poll(deadline);
+            let shared = self.state.seg.shared();
+            let _ = shared
+                .spinner
+                .compare_exchange(mine, 0, Ordering::Relaxed, Ordering::Relaxed);
+            if let Some(f) = found? {
+                // Going to work: if more messages came meanwhile (senders woke nobody while
+                // we polled), a sleeper takes them.
+                let seg = &self.state.seg;
+                shared
+                    .data_event
+                    .notify_one_if(&Futex, || (0..PRIORITIES).any(|p| seg.lane(p).has_unread()));
                 return Ok(f);
             }
-            baton_ring::spin_hint();
         }
         let seg = self.state.seg.clone();
         loop {
@@ -378,6 +385,40 @@ impl Consumer {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvError::Timeout);
             }
+        }
+    }
+
+    /// Becomes the consumer that polls, if none does (or the one that did is gone: its mark is
+    /// over a millisecond old). Returns the mark written.
+    fn become_poller(&self) -> Option<u64> {
+        // A selective consumer does not poll: senders would wake nobody while it polls, and
+        // it may not take their message.
+        if self.spin.is_zero() || self.filter != TypeFilter::Any {
+            return None;
+        }
+        let word = &self.state.seg.shared().spinner;
+        let now = crate::sys::clock::monotonic_ns().max(1);
+        let seen = word.load(Ordering::Relaxed);
+        if seen != 0 && now.saturating_sub(seen) < crate::segment::POLLER_MARK_LIFE_NS {
+            return None;
+        }
+        word.compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+            .map(|_| now)
+    }
+
+    /// Polls for the spin window (or until `deadline`).
+    fn poll(&self, deadline: Option<Instant>) -> Result<Option<(usize, Taken)>, RecvError> {
+        let spin_until = Instant::now() + self.spin;
+        loop {
+            let now = Instant::now();
+            if now >= spin_until || deadline.is_some_and(|d| now >= d) {
+                return Ok(None);
+            }
+            if let Some(f) = self.take()? {
+                return Ok(Some(f));
+            }
+            baton_ring::spin_hint();
         }
     }
 

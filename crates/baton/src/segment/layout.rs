@@ -108,6 +108,10 @@ pub(crate) struct Shared {
     pub(crate) select_event: CachePadded<Event>,
     /// Shared queues: per sender slot, how many consumers its process has open.
     pub(crate) consumers: [AtomicU32; SENDER_SLOTS],
+    /// Shared queues: when the consumer that polls for messages now began (monotonic ns), or
+    /// 0 if none does: idle consumers poll one at a time, the others sleep at once (see
+    /// `Consumer::next`). A value older than a millisecond is a dead poller's, free again.
+    pub(crate) spinner: AtomicU64,
 }
 
 /// One slot of the sender table.
@@ -299,7 +303,8 @@ mod layout_doc {
         assert_eq!(std::mem::offset_of!(Identity, max_message), 136);
         assert_eq!(std::mem::offset_of!(Identity, name), 160);
         assert_eq!(std::mem::offset_of!(Identity, domain), 416);
-        assert_eq!(std::mem::size_of::<Shared>(), 13824);
+        assert_eq!(std::mem::size_of::<Shared>(), 13952);
+        assert_eq!(std::mem::offset_of!(Shared, spinner), 13824);
         assert_eq!(std::mem::offset_of!(Shared, select_event), 12672);
         assert_eq!(std::mem::offset_of!(Shared, consumers), 12800);
         assert_eq!(std::mem::offset_of!(OwnerBlock, pid), 40);

@@ -31,6 +31,10 @@ pub(crate) use layout::{Shared, SENDER_SLOTS};
 use crate::error::{AttributeError, Denial, Incompatibility, OpenError, SegmentDamage};
 use crate::name::{check_queue_name, Domain};
 use crate::sys::futex::Futex;
+
+/// How long a polling consumer's mark ([`Shared::spinner`]) counts: polling lasts 50 µs by
+/// default, so an older mark is a poller that died.
+pub(crate) const POLLER_MARK_LIFE_NS: u64 = 1_000_000;
 use crate::sys::shm::{self, Temporary, SHM_DIR};
 use attributes::NO_RETENTION;
 use baton_ring::lane::{Lane, LaneControl};
@@ -412,16 +416,29 @@ impl Segment {
     }
 
     /// Wakes the receivers of a new (or given back) message: the owner, or in a shared queue
-    /// one plain consumer and every selective one (each looks whether the message is for it).
+    /// one plain consumer (unless one is polling: it takes the message without a wake-up) and
+    /// every selective one (each looks whether the message is for it).
     #[inline]
     pub(crate) fn announce_message(&self) {
         let shared = self.shared();
         if self.attrs.shared {
-            shared.data_event.notify_one(&Futex);
+            shared
+                .data_event
+                .notify_one_if(&Futex, || !self.consumer_polling());
             shared.select_event.notify(&Futex);
         } else {
             shared.data_event.notify(&Futex);
         }
+    }
+
+    /// Whether a consumer of this shared queue is polling for messages now (its mark is under
+    /// a millisecond old: an older one is a dead poller's).
+    pub(crate) fn consumer_polling(&self) -> bool {
+        let since = self
+            .shared()
+            .spinner
+            .load(std::sync::atomic::Ordering::Relaxed);
+        since != 0 && crate::sys::clock::monotonic_ns().saturating_sub(since) < POLLER_MARK_LIFE_NS
     }
 
     /// The shared header words.
