@@ -51,7 +51,15 @@ fn shared_queue(c: &mut Criterion) {
         ..Default::default()
     };
     let owned = Queue::create(&domain, "owned", &attrs).unwrap();
-    let shared = Queue::create(&domain, "shared", &Attributes { shared: true, ..attrs }).unwrap();
+    let shared = Queue::create(
+        &domain,
+        "shared",
+        &Attributes {
+            shared: true,
+            ..attrs
+        },
+    )
+    .unwrap();
     let mut group = c.benchmark_group("shared_queue");
     let payload = [7u8; 64];
     group.throughput(Throughput::Elements(1));
@@ -78,8 +86,14 @@ fn shared_queue(c: &mut Criterion) {
     for _ in 0..100 {
         ones.try_send(&payload).unwrap();
     }
-    let mut selective = shared.consumer().unwrap().with_filter(TypeFilter::Exactly(2));
-    let mut lowest = shared.consumer().unwrap().with_filter(TypeFilter::AtMost(5));
+    let mut selective = shared
+        .consumer()
+        .unwrap()
+        .with_filter(TypeFilter::Exactly(2));
+    let mut lowest = shared
+        .consumer()
+        .unwrap()
+        .with_filter(TypeFilter::AtMost(5));
     // The 100 waiting messages pin the head, so the records taken past them are freed only
     // when those go: every few thousand takes (untimed), they are taken and sent again.
     let mut refill = |consumer: &mut baton::Consumer| {
