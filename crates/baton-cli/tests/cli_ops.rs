@@ -290,8 +290,11 @@ fn stat_lists_the_owner_standbys_and_senders_with_pids() {
     let v: serde_json::Value =
         serde_json::from_slice(&run(&t, &["--json", "stat", "q"]).stdout).unwrap();
     let attached = v["attached"].as_array().unwrap();
-    assert!(attached.contains(&serde_json::json!({"pid": std::process::id(), "standbys": 0})));
-    assert!(attached.contains(&serde_json::json!({"pid": standby.pid(), "standbys": 1})));
+    let entry = |pid: u32, standbys: u32| {
+        serde_json::json!({"pid": pid, "standbys": standbys, "consumers": 0, "in_flight": 0})
+    };
+    assert!(attached.contains(&entry(std::process::id(), 0)), "{attached:?}");
+    assert!(attached.contains(&entry(standby.pid(), 1)), "{attached:?}");
 }
 
 /// `--format prometheus` writes the text exposition format: HELP and TYPE for each metric,
