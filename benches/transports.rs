@@ -1,5 +1,7 @@
 //! baton against the transports people would otherwise use, across two processes on two CPUs:
-//! round-trip latency (ping-pong over two channels) and one-way throughput, 1 and 4 senders.
+//! round-trip latency (ping-pong over two channels), one-way throughput, 1 and 4 senders, and
+//! consumer pools (1, 2, 4 and 8 consumer processes taking from one queue, 20 µs of work each
+//! per message, baton's shared queue against POSIX and System V queues).
 //! The same code as `baton bench` (`baton_cli::transports`); each message's sequence number is
 //! checked. This executable is its own peer process: started with the peer's arguments, it
 //! runs the peer instead of the benchmarks.
@@ -9,7 +11,9 @@
 //! transport that cannot carry a size (POSIX and System V queues above their kernel limits) is
 //! reported and skipped.
 
-use baton_cli::transports::{throughput, Peer, Role, Session, Transport};
+use baton_cli::transports::{
+    many_consumers, pool_throughput, throughput, Peer, Role, Session, Transport,
+};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -84,7 +88,39 @@ fn one_way(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, round_trip, one_way);
+/// Consumer pools: each run sends `PER_RUN` messages to N consumer processes that sleep 20 µs
+/// per message (the clock starts once they are all ready).
+fn consumer_pool(c: &mut Criterion) {
+    let exe = baton_exe();
+    const PER_RUN: u64 = 4_000;
+    for consumers in [1u32, 2, 4, 8] {
+        let mut group = c.benchmark_group(format!("consumer_pool/{consumers}_consumers_20us"));
+        group.sample_size(10);
+        group.warm_up_time(Duration::from_millis(200));
+        group.measurement_time(Duration::from_secs(2));
+        group.throughput(Throughput::Elements(PER_RUN));
+        for t in Transport::all().into_iter().filter(|&t| many_consumers(t)) {
+            if let Err(e) = pool_throughput(&exe, t, 64, consumers, PER_RUN, 20) {
+                eprintln!("consumer_pool/{}: skipped: {e}", t.name());
+                continue;
+            }
+            group.bench_function(BenchmarkId::from_parameter(t.name()), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| {
+                            let rate = pool_throughput(&exe, t, 64, consumers, PER_RUN, 20)
+                                .expect("a run");
+                            Duration::from_secs_f64(PER_RUN as f64 / rate)
+                        })
+                        .sum()
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, round_trip, one_way, consumer_pool);
 
 fn main() {
     Peer::run_if_asked();

@@ -290,159 +290,49 @@ fn print_row(r: &Row) {
     );
 }
 
-/// One fan-in case, as printed or as a JSON line.
+/// One case of a process-count sweep (`--fan-in` or `--consumers`), as printed or as a JSON
+/// line (whose first field is named as the table's first column: `senders`, `consumers`).
 #[derive(Debug, serde::Serialize)]
-struct FanInRow {
-    senders: u32,
+struct SweepRow {
     transport: &'static str,
     msgs_per_sec: Option<f64>,
-    /// Over the first transport's rate at the same fan-in (baton's, by default).
+    /// Over the first transport's rate with as many processes (baton's, by default).
     ratio_to_first: Option<f64>,
-    /// Over this transport's own rate with the fewest senders measured.
+    /// Over this transport's own rate with the fewest processes measured.
     ratio_to_own_fewest: Option<f64>,
     error: Option<String>,
 }
 
-/// `baton bench --fan-in N,...`: fan-in throughput, 64-byte messages, median of `rounds`
-/// interleaved rounds per case.
-pub fn fan_in(
-    procs: &[u32],
-    messages: u64,
-    rounds: usize,
-    transports: &[String],
-    json: bool,
-) -> io::Result<()> {
-    let exe = std::env::current_exe()?;
-    let names: Vec<String> = if transports.is_empty() {
-        vec!["baton-blocking".into(), "posix-mq".into()]
-    } else {
-        transports.to_vec()
-    };
-    let chosen: Vec<Transport> = names
-        .iter()
-        .map(|n| {
-            Transport::from_name(n)
-                .filter(|t| t.many_senders())
-                .ok_or_else(|| io::Error::other(format!("{n:?} is no transport with many senders")))
-        })
-        .collect::<io::Result<_>>()?;
-    let mut rates = vec![vec![Vec::new(); chosen.len()]; procs.len()];
-    let mut errors = vec![vec![None; chosen.len()]; procs.len()];
-    for _ in 0..rounds.max(1) {
-        for (pi, &n) in procs.iter().enumerate() {
-            for (ti, &t) in chosen.iter().enumerate() {
-                let count = (messages / n.max(1) as u64).max(1);
-                match baton_cli::transports::fan_in(&exe, t, 64, n.max(1), count) {
-                    Ok(r) => rates[pi][ti].push(r),
-                    Err(e) => errors[pi][ti] = Some(e.to_string()),
-                }
-            }
-        }
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied()
-    };
-    let table: Vec<Vec<Option<f64>>> = rates
-        .iter_mut()
-        .map(|row| row.iter_mut().map(median).collect())
-        .collect();
-    if !json {
-        println!(
-            "baton bench --fan-in: N sender processes -> 1 receiver (CPU 1), 64-byte messages, \
-             {messages} messages a case, median of {rounds} rounds"
-        );
-        println!(
-            "{:>8} {:<16} {:>12} {:>10} {:>12}",
-            "senders", "transport", "msg/s", "/first", "/own fewest"
-        );
-    }
-    for (pi, &n) in procs.iter().enumerate() {
-        for (ti, &t) in chosen.iter().enumerate() {
-            let rate = table[pi][ti];
-            let row = FanInRow {
-                senders: n,
-                transport: t.name(),
-                msgs_per_sec: rate,
-                ratio_to_first: rate.zip(table[pi][0]).map(|(r, f)| r / f),
-                ratio_to_own_fewest: rate.zip(table[0][ti]).map(|(r, f)| r / f),
-                error: errors[pi][ti].take(),
-            };
-            if json {
-                println!("{}", crate::format::with_schema(&row)?);
-            } else {
-                let f = |v: Option<f64>, d: usize| v.map_or("-".into(), |v| format!("{v:.d$}"));
-                println!(
-                    "{:>8} {:<16} {:>12} {:>10} {:>12}{}",
-                    n,
-                    row.transport,
-                    f(row.msgs_per_sec, 0),
-                    f(row.ratio_to_first, 2),
-                    f(row.ratio_to_own_fewest, 2),
-                    row.error.map_or(String::new(), |e| format!("  error: {e}"))
-                );
-            }
-        }
-    }
-    Ok(())
+/// Measures `measure(processes, transport)` (messages per second) for every process count and
+/// transport, `rounds` times interleaved, and prints the median of each with its ratios:
+/// a table headed by `title` (its first column named `column`), or JSON lines (with the fields
+/// of `extra` added).
+/// How a sweep's output is labelled: the table's title line, its first column's name (and the
+/// JSON field of the process count), and fields added to each JSON line.
+struct Labels<'a> {
+    title: String,
+    column: &'a str,
+    extra: &'a [(&'a str, serde_json::Value)],
 }
 
-/// One row of `baton bench --consumers`.
-#[derive(serde::Serialize)]
-struct PoolRow {
-    consumers: u32,
-    transport: &'static str,
-    work_us: u64,
-    msgs_per_sec: Option<f64>,
-    /// Over the first transport's rate (baton's) with as many consumers.
-    ratio_to_first: Option<f64>,
-    /// Over this transport's own rate with the fewest consumers measured.
-    ratio_to_own_fewest: Option<f64>,
-    error: Option<String>,
-}
-
-/// `baton bench --consumers N,...`: competing-consumer throughput, 64-byte messages, each
-/// consumer process sleeping `work` per message; median of `rounds` interleaved rounds.
-pub fn consumers(
+fn sweep(
+    Labels {
+        title,
+        column,
+        extra,
+    }: Labels<'_>,
     counts: &[u32],
-    messages: u64,
-    work: std::time::Duration,
+    chosen: &[Transport],
     rounds: usize,
-    transports: &[String],
     json: bool,
+    mut measure: impl FnMut(u32, Transport) -> io::Result<f64>,
 ) -> io::Result<()> {
-    let exe = std::env::current_exe()?;
-    let names: Vec<String> = if transports.is_empty() {
-        vec!["baton-blocking".into(), "posix-mq".into(), "sysv-mq".into()]
-    } else {
-        transports.to_vec()
-    };
-    let chosen: Vec<Transport> = names
-        .iter()
-        .map(|n| {
-            Transport::from_name(n)
-                .filter(|&t| baton_cli::transports::many_consumers(t))
-                .ok_or_else(|| {
-                    io::Error::other(format!(
-                        "{n:?} is no transport with competing consumers (baton-blocking, posix-mq, sysv-mq)"
-                    ))
-                })
-        })
-        .collect::<io::Result<_>>()?;
-    let work_us = work.as_micros() as u64;
     let mut rates = vec![vec![Vec::new(); chosen.len()]; counts.len()];
     let mut errors = vec![vec![None; chosen.len()]; counts.len()];
     for _ in 0..rounds.max(1) {
         for (ci, &n) in counts.iter().enumerate() {
             for (ti, &t) in chosen.iter().enumerate() {
-                match baton_cli::transports::pool_throughput(
-                    &exe,
-                    t,
-                    64,
-                    n.max(1),
-                    messages,
-                    work_us,
-                ) {
+                match measure(n.max(1), t) {
                     Ok(r) => rates[ci][ti].push(r),
                     Err(e) => errors[ci][ti] = Some(e.to_string()),
                 }
@@ -458,30 +348,33 @@ pub fn consumers(
         .map(|row| row.iter_mut().map(median).collect())
         .collect();
     if !json {
+        println!("{title}");
         println!(
-            "baton bench --consumers: 1 sender -> N consumer processes on one queue, 64-byte \
-             messages, {work_us} us asleep per message, {messages} messages a case, median of \
-             {rounds} rounds"
-        );
-        println!(
-            "{:>9} {:<16} {:>12} {:>10} {:>12}",
-            "consumers", "transport", "msg/s", "/first", "/own fewest"
+            "{column:>9} {:<16} {:>12} {:>10} {:>12}",
+            "transport", "msg/s", "/first", "/own fewest"
         );
     }
     for (ci, &n) in counts.iter().enumerate() {
         for (ti, &t) in chosen.iter().enumerate() {
             let rate = table[ci][ti];
-            let row = PoolRow {
-                consumers: n,
+            let row = SweepRow {
                 transport: t.name(),
-                work_us,
                 msgs_per_sec: rate,
                 ratio_to_first: rate.zip(table[ci][0]).map(|(r, f)| r / f),
                 ratio_to_own_fewest: rate.zip(table[0][ti]).map(|(r, f)| r / f),
                 error: errors[ci][ti].take(),
             };
             if json {
-                println!("{}", crate::format::with_schema(&row)?);
+                let mut line = serde_json::Map::new();
+                line.insert("schema".into(), crate::format::SCHEMA.into());
+                line.insert(column.into(), n.into());
+                line.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+                if let serde_json::Value::Object(fields) =
+                    serde_json::to_value(&row).map_err(io::Error::other)?
+                {
+                    line.extend(fields);
+                }
+                println!("{}", serde_json::Value::Object(line));
             } else {
                 let f = |v: Option<f64>, d: usize| v.map_or("-".into(), |v| format!("{v:.d$}"));
                 println!(
@@ -497,4 +390,96 @@ pub fn consumers(
         }
     }
     Ok(())
+}
+
+/// The transports named (or `default`), each checked with `fits`; `what` says what they must
+/// have, for the error.
+fn transports_named(
+    names: &[String],
+    default: &[&str],
+    fits: impl Fn(Transport) -> bool,
+    what: &str,
+) -> io::Result<Vec<Transport>> {
+    let names: Vec<String> = if names.is_empty() {
+        default.iter().map(|n| n.to_string()).collect()
+    } else {
+        names.to_vec()
+    };
+    names
+        .iter()
+        .map(|n| {
+            Transport::from_name(n)
+                .filter(|&t| fits(t))
+                .ok_or_else(|| io::Error::other(format!("{n:?} is no transport {what}")))
+        })
+        .collect()
+}
+
+/// `baton bench --fan-in N,...`: fan-in throughput, 64-byte messages, median of `rounds`
+/// interleaved rounds per case.
+pub fn fan_in(
+    procs: &[u32],
+    messages: u64,
+    rounds: usize,
+    transports: &[String],
+    json: bool,
+) -> io::Result<()> {
+    let exe = std::env::current_exe()?;
+    let chosen = transports_named(
+        transports,
+        &["baton-blocking", "posix-mq"],
+        Transport::many_senders,
+        "with many senders",
+    )?;
+    sweep(
+        Labels {
+            title: format!(
+                "baton bench --fan-in: N sender processes -> 1 receiver (CPU 1), 64-byte \
+                 messages, {messages} messages a case, median of {rounds} rounds"
+            ),
+            column: "senders",
+            extra: &[],
+        },
+        procs,
+        &chosen,
+        rounds,
+        json,
+        |n, t| baton_cli::transports::fan_in(&exe, t, 64, n, (messages / n as u64).max(1)),
+    )
+}
+
+/// `baton bench --consumers N,...`: competing-consumer throughput, 64-byte messages, each
+/// consumer process sleeping `work` per message; median of `rounds` interleaved rounds.
+pub fn consumers(
+    counts: &[u32],
+    messages: u64,
+    work: std::time::Duration,
+    rounds: usize,
+    transports: &[String],
+    json: bool,
+) -> io::Result<()> {
+    let exe = std::env::current_exe()?;
+    let chosen = transports_named(
+        transports,
+        &["baton-blocking", "posix-mq", "sysv-mq"],
+        baton_cli::transports::many_consumers,
+        "with competing consumers (baton-blocking, posix-mq, sysv-mq)",
+    )?;
+    let work_us = work.as_micros() as u64;
+    sweep(
+        Labels {
+            title: format!(
+                "baton bench --consumers: 1 sender -> N consumer processes on one queue, \
+                 64-byte messages, {work_us} us asleep per message, {messages} messages a case, \
+                 median of {rounds} rounds"
+            ),
+            column: "consumers",
+            extra: &[("work_us", work_us.into())],
+        },
+        counts,
+        &chosen,
+        rounds,
+        json,
+        |n, t| baton_cli::transports::pool_throughput(&exe, t, 64, n, messages, work_us),
+    )
 }

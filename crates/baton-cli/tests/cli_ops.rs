@@ -290,10 +290,11 @@ fn stat_lists_the_owner_standbys_and_senders_with_pids() {
     let v: serde_json::Value =
         serde_json::from_slice(&run(&t, &["--json", "stat", "q"]).stdout).unwrap();
     let attached = v["attached"].as_array().unwrap();
-    let entry = |pid: u32, standbys: u32| {
-        serde_json::json!({"pid": pid, "standbys": standbys, "consumers": 0, "in_flight": 0})
-    };
-    assert!(attached.contains(&entry(std::process::id(), 0)), "{attached:?}");
+    let entry = |pid: u32, standbys: u32| serde_json::json!({"pid": pid, "standbys": standbys, "consumers": 0, "in_flight": 0});
+    assert!(
+        attached.contains(&entry(std::process::id(), 0)),
+        "{attached:?}"
+    );
     assert!(attached.contains(&entry(standby.pid(), 1)), "{attached:?}");
 }
 

@@ -222,3 +222,54 @@ fn each_mode_says_how_to_receive_from_the_other() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("consumers are exclusive (asked shared)"));
 }
+
+/// `baton bench --consumers` measures a pool of consumer processes on each of the three
+/// queues, and every consumer took its share: the case fails if the counts do not add up.
+#[test]
+fn bench_consumers_measures_each_transport_with_each_pool() {
+    let t = TestDomain::new("cli-bench-consumers");
+    let o = ok(
+        &t,
+        &[
+            "--json",
+            "bench",
+            "--consumers",
+            "1,3",
+            "--work",
+            "10us",
+            "--rounds",
+            "1",
+            "--consumer-messages",
+            "600",
+        ],
+    );
+    let rows = json_lines(&o);
+    let cases: Vec<(u64, &str, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["consumers"].as_u64().unwrap(),
+                r["transport"].as_str().unwrap(),
+                r["work_us"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cases,
+        [
+            (1, "baton-blocking", 10),
+            (1, "posix-mq", 10),
+            (1, "sysv-mq", 10),
+            (3, "baton-blocking", 10),
+            (3, "posix-mq", 10),
+            (3, "sysv-mq", 10)
+        ]
+    );
+    for r in &rows {
+        assert!(r["error"].is_null(), "{r}");
+        assert!(r["msgs_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let o = run(&t, &["bench", "--consumers", "2", "--transports", "pipe"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no transport with competing consumers"));
+}

@@ -138,6 +138,10 @@ pub enum AttributeError {
     /// A retention too long to store.
     #[error("retention is over 584 years")]
     Retention,
+    /// A retention on a shared queue: the retention counts from when a queue's owner goes,
+    /// and a shared queue has no owner.
+    #[error("a shared queue has no owner, so no retention: it is kept until removed")]
+    RetentionOnShared,
     /// Capacities that give no layout of the segment.
     #[error("capacities give no valid layout")]
     NoLayout,

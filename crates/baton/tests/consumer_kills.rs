@@ -26,9 +26,14 @@ fn main() {
         consume(&domain);
         return;
     }
+    if let Ok(domain) = std::env::var("BATON_TEST_SWEEPER") {
+        take_one_and_acknowledge(&domain);
+        return;
+    }
     kill_loop_loses_nothing();
     if cfg!(feature = "failpoints") {
         a_consumer_stopped_at_any_step_loses_nothing();
+        a_sweeper_that_dies_holding_the_lock_leaves_nothing_unswept();
     }
     println!("consumer_kills: ok");
 }
@@ -273,4 +278,84 @@ fn a_consumer_stopped_at_any_step_loses_nothing() {
         // not done, or half done): it does not.
         assert_eq!(st.redelivered >= 1, again, "{point}: {st:?}");
     }
+}
+
+/// The sweeper child: takes one message and acknowledges it (with
+/// `BATON_FAILPOINT=ack.counted:pause` it stops in the sweep that follows, holding the sweep
+/// lock, the head move journaled and not made).
+fn take_one_and_acknowledge(domain: &str) {
+    let q = Queue::open(&Domain::new(domain).unwrap(), "q").unwrap();
+    let mut c = q.consumer().unwrap();
+    let m = c.recv_timeout(Duration::from_secs(10)).unwrap();
+    m.ack().unwrap();
+}
+
+/// A consumer that acknowledges the record at the head while another holds the sweep lock
+/// leaves the sweep to the holder. If the holder dies there, the next sender that finds the
+/// lane full sweeps (it finds the lock owner-died and finishes the dead one's head move from
+/// its journal): the acknowledged records do not keep the lane full. And the dead sweeper is
+/// no dead owner: no takeover, no recovery, nothing in `stat` (found in review: `open` and
+/// `gc` took it for one, and expired a queue with a retention under its consumers; a shared
+/// queue now refuses a retention).
+fn a_sweeper_that_dies_holding_the_lock_leaves_nothing_unswept() {
+    let t = TestDomain::new("consumer-dead-sweeper");
+    let attrs = Attributes {
+        shared: true,
+        capacity: [256; 4], // four cells a lane
+        max_message: 16,
+        ..Attributes::default()
+    };
+    let q = Queue::create(&t.domain, "q", &attrs).unwrap();
+    assert!(matches!(
+        Queue::create(
+            &t.domain,
+            "r",
+            &Attributes {
+                retention: Some(Duration::from_secs(1)),
+                ..attrs
+            }
+        ),
+        Err(baton::OpenError::InvalidAttributes(
+            baton::AttributeError::RetentionOnShared
+        ))
+    ));
+    q.sender().send(b"one").unwrap();
+    q.sender().send(b"two").unwrap();
+    let mut c = q.consumer().unwrap();
+    let mut child = common::Child::spawn(
+        Command::new(std::env::current_exe().unwrap())
+            .env("BATON_TEST_SWEEPER", t.name())
+            .env("BATON_FAILPOINT", "ack.counted:pause")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stderr)
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("failpoint ack.counted"), "{line}");
+    // The child took "one" and stands in its sweep; we take "two" and acknowledge it: our
+    // sweep finds the lock held and leaves the work to the child, which then dies.
+    let m = c.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(m.payload(), b"two");
+    m.ack().unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    drop(child);
+    drop(Queue::open(&t.domain, "q").unwrap());
+    assert!(Queue::gc(&t.domain).unwrap().is_empty());
+    // Every message was acknowledged: the lane (four cells) takes four more.
+    for i in 0..4u8 {
+        q.sender()
+            .send_timeout(&[i], Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("send {i}: {e}: {:?}", q.status().lanes[3]));
+    }
+    let st = q.status();
+    assert_eq!(
+        (st.received, st.takeovers, st.dead_owner_pid),
+        (2, 0, None),
+        "{st:?}"
+    );
+    assert_eq!(st.lanes[3].messages, 4);
 }

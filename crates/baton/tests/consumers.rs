@@ -225,3 +225,53 @@ fn a_leaked_message_stays_taken_while_its_process_lives() {
     assert!(matches!(c.try_recv(), Err(RecvError::Empty)));
     assert_eq!(q.status().lanes[3].unacknowledged, 1);
 }
+
+/// Purging while consumers take: every message is either purged or delivered once, never
+/// both, and what a consumer took stays with it.
+#[test]
+fn purge_while_consumers_take_removes_each_message_or_leaves_it_delivered_once() {
+    let t = TestDomain::new("consumer-purge-race");
+    let q = shared_queue(&t, 64 * 1024);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let takers: Vec<_> = (0..2)
+        .map(|_| {
+            let (mut c, stop) = (q.consumer().unwrap(), stop.clone());
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                loop {
+                    match c.recv_timeout(Duration::from_millis(20)) {
+                        Ok(m) => got.push(u32::from_le_bytes(m.payload().try_into().unwrap())),
+                        Err(RecvError::Timeout)
+                            if stop.load(std::sync::atomic::Ordering::Relaxed) =>
+                        {
+                            return got
+                        }
+                        Err(RecvError::Timeout) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut purged = 0;
+    for i in 0..5000u32 {
+        q.sender().send(&i.to_le_bytes()).unwrap();
+        if i % 50 == 0 {
+            purged += q.purge(None).unwrap();
+        }
+    }
+    purged += q.purge(None).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut delivered: Vec<u32> = takers.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let n = delivered.len() as u64;
+    delivered.sort_unstable();
+    delivered.dedup();
+    assert_eq!(delivered.len() as u64, n, "a message delivered twice");
+    assert_eq!(n + purged, 5000, "{n} delivered, {purged} purged");
+    let st = q.status();
+    assert_eq!(st.received, 5000);
+    assert!(
+        st.lanes.iter().all(|l| l.messages == 0 && l.used == 0),
+        "{st:?}"
+    );
+}

@@ -276,7 +276,13 @@ impl<'a> Lane<'a> {
             buf.resize(k * super::CELL, 0);
             racy_copy(&self.data[cell..cell + k], 0, &mut buf);
             fence(Ordering::Acquire);
-            if self.stamps[cell].load(Ordering::Relaxed) != s {
+            // The first stamp unchanged is not enough: once the record is freed, a sender of
+            // the next lap may write its other cells before the first one's stamp changes. A
+            // sender writes them only after it saw `head` pass the record, so `head` not past
+            // it (read after the copy) says no sender wrote them.
+            if self.stamps[cell].load(Ordering::Relaxed) != s
+                || self.ctl.consumer.head.load(Ordering::Relaxed) > p
+            {
                 return; // taken (and perhaps freed and reused) meanwhile
             }
             let mut h = [0u8; RECORD_HEADER];
@@ -323,10 +329,28 @@ impl<'a> Lane<'a> {
                     break 'walk; // corrupt: the consumers report it
                 }
                 f(p, s);
-                p += k;
+                let Some(next) = p.checked_add(k) else {
+                    break 'walk; // a scribbled head near the end of positions
+                };
+                p = next;
             }
             break;
         }
+    }
+
+    /// If `read` (seen as `at`) lies past the end of the records from `head`, where a peer's
+    /// scribble can put it and nothing ever comes, moves it back to that end. Returns whether
+    /// it did. (Never otherwise: `read` moves only over records that exist.)
+    fn repair_read(&self, at: u64) -> bool {
+        let mut end = self.ctl.consumer.head.load(Ordering::Relaxed);
+        self.walk_from_head(|p, s| end = p + stamp::cells(s));
+        end < at
+            && self
+                .ctl
+                .consumer
+                .read
+                .compare_exchange(at, end, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// `TAKEN` stamp `s` at `p` -> `RETURNED`, counted first (see `returned`).
@@ -419,7 +443,11 @@ impl<'a> LaneConsumer<'a> {
             // to it), and a start from an old head meets stamps of a later lap and starts again.
             let head = c.head.load(Ordering::Relaxed);
             let mut read = c.read.load(Ordering::Relaxed).max(head);
-            let mut pos = if lane.returned() > 0 { head } else { read };
+            if read - head > lane.n {
+                read = head; // a peer's scribble: `read` is never a lap ahead
+            }
+            let start = if lane.returned() > 0 { head } else { read };
+            let mut pos = start;
             let mut best: Option<(u64, u64, u64)> = None;
             while pos - head < lane.n {
                 // SYNC POINT: record taken (Acquire side, for the walk; the compare-and-swap
@@ -443,7 +471,9 @@ impl<'a> LaneConsumer<'a> {
                             None => Pick::Now,
                             Some(f) => match lane.type_if_unchanged(pos, s) {
                                 Some(t) => f(t),
-                                None => continue, // changed while read: look again
+                                // Changed while read: look again.
+                                None if c.head.load(Ordering::Relaxed) > pos => continue 'again,
+                                None => continue,
                             },
                         };
                         match pick {
@@ -459,7 +489,10 @@ impl<'a> LaneConsumer<'a> {
                                     }
                                     return Ok(Some(t));
                                 }
-                                None => continue, // someone else took it: look again
+                                // Someone else took it, or it was a record of a later lap
+                                // (the head passed us): look again.
+                                None if c.head.load(Ordering::Relaxed) > pos => continue 'again,
+                                None => continue,
                             },
                             Pick::Rank(r) => {
                                 if best.is_none_or(|(b, _, _)| r < b) {
@@ -496,7 +529,15 @@ impl<'a> LaneConsumer<'a> {
                     stamp::MIDDLE => return Err(Corrupt::InsideRecord(pos)),
                     other => return Err(Corrupt::UnknownState { pos, state: other }),
                 }
-                pos += k;
+                let Some(next) = pos.checked_add(k) else {
+                    break; // a scribbled head near the end of positions
+                };
+                pos = next;
+            }
+            if pos == start && start > head && best.is_none() && lane.repair_read(start) {
+                // `read` pointed past the end of the records (a peer's scribble), where
+                // nothing ever comes: it was moved back; look again.
+                continue 'again;
             }
             if let Some((_, pos, s)) = best {
                 match self.try_take(pos, s, max_message)? {
@@ -514,13 +555,24 @@ impl<'a> LaneConsumer<'a> {
         let lane = &self.lane;
         let k = stamp::cells(s);
         let taken = stamp::pack(pos, k, self.slot, stamp::TAKEN);
-        // Relaxed: the walk's Acquire load of this very stamp value synchronised with its writer
-        // (the sender's commit, or the consumer that gave it back); winning the compare-and-swap
-        // only says nobody changed it since.
-        if lane.stamps[lane.index(pos)]
-            .compare_exchange(s, taken, Ordering::Relaxed, Ordering::Relaxed)
+        // The walk's Acquire load of this very stamp value synchronised with its writer (the
+        // sender's commit, or the consumer that gave it back). Acquire here too, for the check
+        // below: a consumer stalled between its load and this compare-and-swap for 2^32
+        // positions can find a record of a later lap with a stamp equal bit for bit (the same
+        // sender, state and size); that record's sender saw `head` past `pos` before claiming,
+        // and this Acquire (of its commit) makes the `head` load below see that. (Plain, not
+        // swept: no loom model runs 2^32 positions; the unit test
+        // `a_consumer_stalled_for_a_whole_tag_wrap_does_not_take_an_alias` plays the stall.)
+        let cell = &lane.stamps[lane.index(pos)];
+        if cell
+            .compare_exchange(s, taken, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
+            return Ok(None);
+        }
+        if lane.ctl.consumer.head.load(Ordering::Relaxed) > pos {
+            // Not the record we looked at: put its stamp back, untouched, and look again.
+            let _ = cell.compare_exchange(taken, s, Ordering::Relaxed, Ordering::Relaxed);
             return Ok(None);
         }
         let redelivered = stamp::state(s) == stamp::RETURNED;
@@ -978,5 +1030,158 @@ mod tests {
             .collect();
         assert_eq!(all, want);
         assert_eq!(lane.head(), lane.ctl.producer.tail.load(Ordering::Relaxed));
+    }
+
+    // ---- Review tests (adversarial): see the report. ----
+
+    /// The owner's receive of the record at the head (test helper): peek, then acknowledge at
+    /// the head, which frees it without writing its stamp.
+    fn owner_recv(lane: &Lane<'_>) -> Option<Vec<u8>> {
+        match lane.peek(1 << 20, &Yield).unwrap() {
+            crate::lane::Peek::Record(r) => {
+                let mut out = Vec::new();
+                lane.copy_payload(&r, &mut out).unwrap();
+                lane.release(r, &Yield).unwrap();
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+
+    /// A stamp of a record's first cell unchanged after the copy does not prove the copy whole.
+    /// Once the record is freed, the next lap's cells are claimed in order, but the record
+    /// that covers the old first cell may start before it (a sender `A` whose claim straddles
+    /// it writes that cell's MIDDLE stamp only after its compare-and-swap of `tail`), and a
+    /// sender `B` claiming right after `A` may already have written into the old record's
+    /// second cell. The first stamp is still the old one: a `browse` that checked only it
+    /// showed the old header with `B`'s bytes in its payload (found in review); it also checks
+    /// that `head` has not passed the record. Here the interleaving is played in
+    /// the callback of the record before (an owned lane, whose acknowledgement at the head
+    /// leaves the stamp as it was; in a shared lane the same happens to a browse preempted
+    /// between its stamp load and its copy).
+    #[test]
+    fn browse_never_shows_bytes_of_a_later_lap() {
+        let heap = HeapLane::new(8);
+        let lane = heap.lane();
+        assert!(send_typed(&lane, 0, 1, &[0xA0])); // R0: position 0, one cell
+        let r1 = vec![0xA1u8; 150]; // R1: positions 1..4, three cells
+        assert!(send_typed(&lane, 0, 1, &r1));
+        let mut seen: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut world_moved = false;
+        lane.browse(1 << 20, |pos, _h, payload, _again| {
+            seen.push((pos, payload.to_vec()));
+            if !world_moved {
+                world_moved = true;
+                // The owner receives R0 and R1, then four one-cell records: head = 8.
+                assert_eq!(owner_recv(&lane).unwrap(), [0xA0]);
+                assert_eq!(owner_recv(&lane).unwrap(), r1);
+                for i in 0..4u8 {
+                    assert!(send_typed(&lane, 0, 1, &[i]));
+                    assert_eq!(owner_recv(&lane).unwrap(), [i]);
+                }
+                assert_eq!(lane.head(), 8);
+                // Sender A claims two cells at 8 (cells 0 and 1) and has moved `tail` past
+                // them, but has not yet written the MIDDLE stamp of cell 1 (`cover`).
+                lane.stamps[0].store(stamp::pack(8, 2, 5, stamp::RESERVED), Ordering::Relaxed);
+                lane.ctl.producer.tail.store(10, Ordering::Relaxed);
+                // Sender B claims at 10 (cell 2, inside old R1) and writes its record.
+                assert!(send_typed(&lane, 6, 9, &[0xBB; 20]));
+            }
+            true
+        });
+        for (pos, payload) in &seen {
+            if *pos == 1 {
+                assert_eq!(
+                    payload, &r1,
+                    "peek showed R1 with another record's bytes in it"
+                );
+            }
+        }
+    }
+
+    /// A consumer that stalls between its walk's load of a stamp and its compare-and-swap for
+    /// exactly 2^32 positions finds a live record's stamp equal bit for bit (the sender's
+    /// `try_claim` checks for this and puts the stamp back, and so does `try_take`). Without that it
+    /// would take the later record under the old position: a `Taken` behind `head` (a stale
+    /// message id), and that sender's earlier record still waiting: the consumer gets the
+    /// sender's messages out of order, neither flagged. The stall is played in the selective
+    /// take's type callback, which runs between the two.
+    #[test]
+    fn a_consumer_stalled_for_a_whole_tag_wrap_does_not_take_an_alias() {
+        let heap = HeapLane::new(4);
+        let lane = heap.lane();
+        assert!(send_typed(&lane, 0, 1, &[0])); // position 0, sender slot 0
+        let x = consumer(&lane, 1);
+        let mut moved = false;
+        let mut stall = |_ty: i64| {
+            if !moved {
+                moved = true;
+                // Another consumer takes position 0; 2^32 positions pass. The last lap's
+                // records are acknowledged and freed; head = read = tail = 2^32 - 1.
+                let y = consumer(&lane, 2);
+                let t = y.take(64, None).unwrap().unwrap();
+                y.ack(t).unwrap();
+                let base: u64 = (1 << 32) - 1;
+                for c in 0..4u64 {
+                    // cell c holds the last position below `base` that maps to it
+                    let p = (base - 4..base).find(|p| p % 4 == c).unwrap();
+                    lane.stamps[c as usize]
+                        .store(stamp::pack(p, 1, 3, stamp::ACKED), Ordering::Relaxed);
+                }
+                let ctl = &lane.ctl;
+                ctl.consumer.head.store(base, Ordering::Relaxed);
+                ctl.consumer.read.store(base, Ordering::Relaxed);
+                ctl.producer.tail.store(base, Ordering::Relaxed);
+                // Sender slot 0 sends "a" at 2^32 - 1 (cell 3) and "b" at 2^32 (cell 0):
+                // b's stamp is bit for bit the one the stalled consumer read for position 0.
+                assert!(send_typed(&lane, 0, 1, b"a"));
+                assert!(send_typed(&lane, 0, 1, b"b"));
+            }
+            Pick::Now
+        };
+        let first = x.take(64, Some(&mut stall)).unwrap().unwrap();
+        let mut p1 = Vec::new();
+        x.copy_payload(&first, &mut p1);
+        let pos = first.record().pos();
+        let head = lane.head();
+        x.ack(first).unwrap();
+        let second = x.take(64, None).unwrap();
+        let p2 = second.map(|t| {
+            let mut o = Vec::new();
+            x.copy_payload(&t, &mut o);
+            x.ack(t).unwrap();
+            o
+        });
+        assert!(
+            pos >= head,
+            "took a record at position {pos}, behind head {head} (payload {p1:?})"
+        );
+        assert_eq!(
+            (p1, p2),
+            (b"a".to_vec(), Some(b"b".to_vec())),
+            "one sender's messages to one consumer, in order"
+        );
+    }
+
+    /// Bad bytes: a peer scribbles the shared `read` word past the end of the records. Every
+    /// take started its walk there, found nothing, and the waiting messages were hidden for
+    /// ever (found in review): a take that finds nothing at a `read` past the head now checks
+    /// that `read` lies within the records, and moves it back if not.
+    #[test]
+    fn a_scribbled_read_cursor_does_not_hide_messages() {
+        let heap = HeapLane::new(16);
+        let lane = heap.lane();
+        assert!(send_typed(&lane, 0, 1, b"m"));
+        lane.ctl.consumer.read.store(1 << 40, Ordering::Relaxed); // a peer's scribble
+        let c = consumer(&lane, 1);
+        match c.take(64, None) {
+            Ok(Some(t)) => c.ack(t).unwrap(),
+            Err(_) => {} // reported: fine
+            Ok(None) => panic!(
+                "a committed message is hidden by a read cursor past the tail (has_unread: {}), \
+                 and nothing is reported",
+                lane.has_unread()
+            ),
+        }
     }
 }

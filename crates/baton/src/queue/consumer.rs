@@ -134,6 +134,16 @@ impl Consuming {
 /// `trylock` for one head move at a time.
 pub(super) struct OwnerLockSweep<'a>(pub(super) &'a Segment);
 
+impl OwnerLockSweep<'_> {
+    /// Sweeps lane `lane` of this queue (see [`sweep`]).
+    pub(super) fn sweep(
+        &self,
+        lane: &baton_ring::lane::Lane<'_>,
+    ) -> Result<u64, baton_ring::lane::Corrupt> {
+        sweep(lane, self, &Futex)
+    }
+}
+
 /// Holding the owner mutex of a shared queue for a sweep.
 pub(super) struct SweepGuard<'a>(&'a Segment);
 

@@ -169,7 +169,11 @@ impl Sender {
         let lane = self
             .lane_for(payload.len(), self.priority)
             .map_err(TrySendError::Failed)?;
-        match lane.try_claim(payload.len()) {
+        let mut claimed = lane.try_claim(payload.len());
+        if claimed == Err(ClaimError::Full) && self.free_finished(&lane) {
+            claimed = lane.try_claim(payload.len());
+        }
+        match claimed {
             Ok(claim) => self
                 .finish(&lane, claim, payload)
                 .map_err(TrySendError::Failed),
@@ -271,7 +275,11 @@ impl Sender {
     /// ```
     pub fn try_loan(&self, len: usize, priority: u8) -> Result<Loan<'_>, TrySendError<usize>> {
         let lane = self.lane_for(len, priority).map_err(TrySendError::Failed)?;
-        match lane.try_claim(len) {
+        let mut claimed = lane.try_claim(len);
+        if claimed == Err(ClaimError::Full) && self.free_finished(&lane) {
+            claimed = lane.try_claim(len);
+        }
+        match claimed {
             Ok(claim) => Ok(Loan::new(self, lane, claim, len)),
             Err(ClaimError::Full) => {
                 self.count_rejected();
@@ -343,6 +351,16 @@ impl Sender {
         }
     }
 
+    /// In a shared queue, moves the lane's head over what is acknowledged at it, if nobody is
+    /// doing it (see `baton_ring::lane::sweep`); returns whether cells were freed. Nothing in
+    /// an owned queue (only its owner frees cells).
+    fn free_finished(&self, lane: &LaneSender<'_>) -> bool {
+        self.seg.attributes().shared
+            && super::consumer::OwnerLockSweep(&self.seg)
+                .sweep(lane)
+                .is_ok_and(|freed| freed > 0)
+    }
+
     #[cold]
     pub(super) fn claim_slow(
         &self,
@@ -375,6 +393,14 @@ impl Sender {
             // Bounded sleeps: a removed queue never frees space, so look again now and then.
             loop {
                 self.seg.check_size().map_err(SendError::Corrupt)?;
+                // A shared queue whose last sweeper died holding the sweep lock frees nothing
+                // until someone sweeps: a waiting sender does, now and every tick.
+                if self.free_finished(lane) {
+                    if let Some(o) = attempt() {
+                        outcome = Some(o);
+                        break;
+                    }
+                }
                 let until = Instant::now() + IDLE_TICK;
                 lane.space_event().wait_until(
                     &Futex,

@@ -136,6 +136,9 @@ impl Attributes {
         {
             return bad(AttributeError::Retention);
         }
+        if self.shared && self.retention.is_some() {
+            return bad(AttributeError::RetentionOnShared);
+        }
         Ok(Attributes { capacity, ..*self })
     }
 
