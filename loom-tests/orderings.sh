@@ -20,6 +20,7 @@ models=(
   "wake a_receiver_going_to_sleep_while_a_sender_commits_is_woken"
   "wake a_sender_going_to_sleep_while_the_receiver_frees_space_is_woken"
   "wake a_sender_left_waiting_by_a_head_move_is_woken_when_the_owner_goes_idle"
+  "wake a_consumer_going_to_sleep_while_a_sender_commits_is_woken_by_a_wake_one"
   "lane a_sender_reuses_cells_only_after_the_receiver_has_read_them"
   "lane a_claim_is_either_committed_and_delivered_or_abandoned_and_skipped"
   "lane a_successor_redelivers_what_a_stopped_owner_handed_out_and_nothing_else"

@@ -28,6 +28,11 @@ impl Waiter for LoomWaiter {
         let _guard = self.lock.lock().unwrap();
         self.cond.notify_all();
     }
+
+    fn wake_one(&self, _word: &AtomicU32) {
+        let _guard = self.lock.lock().unwrap();
+        self.cond.notify_one();
+    }
 }
 
 /// The sender's view of a model's lane, for slot `slot`.

@@ -3,7 +3,7 @@
 //! deadlock.
 #![cfg(loom)]
 
-use baton_loom_tests::{owner_view, sender_view, LoomWaiter};
+use baton_loom_tests::{consumer_view, owner_view, sender_view, LoomWaiter};
 use baton_ring::lane::{HeapLane, Peek, RecordHeader};
 use baton_ring::wake::Event;
 use loom::sync::Arc;
@@ -66,6 +66,44 @@ fn a_receiver_going_to_sleep_while_a_sender_commits_is_woken() {
         let mut got = None;
         s.data.wait_until(&s.waiter, None, || {
             got = take(&s);
+            got.is_some()
+        });
+        assert_eq!(got, Some(42));
+        sender.join().unwrap();
+    });
+}
+
+/// A consumer of a shared lane checks, finds nothing, and goes to sleep while a sender commits
+/// and wakes one sleeper (`Event::notify_one_if`, a shared queue's wake-up): the consumer
+/// wakes with the message.
+#[test]
+fn a_consumer_going_to_sleep_while_a_sender_commits_is_woken_by_a_wake_one() {
+    loom::model(|| {
+        let s = shared(4);
+        let s2 = s.clone();
+        let sender = loom::thread::spawn(move || {
+            let lane = sender_view(&s2.lane.lane(), 0);
+            let claim = lane.try_claim(1).unwrap();
+            lane.write(
+                &claim,
+                &RecordHeader {
+                    len: 1,
+                    ..Default::default()
+                },
+                &[42],
+            );
+            lane.commit(claim).unwrap();
+            s2.data.notify_one_if(&s2.waiter, || true);
+        });
+        let mut got = None;
+        s.data.wait_until(&s.waiter, None, || {
+            let c = consumer_view(&s.lane.lane(), 1);
+            got = c.take(64, None).unwrap().map(|t| {
+                let mut out = Vec::new();
+                c.copy_payload(&t, &mut out);
+                c.ack(t).unwrap();
+                out[0]
+            });
             got.is_some()
         });
         assert_eq!(got, Some(42));
