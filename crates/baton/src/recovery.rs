@@ -229,7 +229,7 @@ fn settle_leftovers(seg: &Segment, slot: u8) -> u64 {
     }
     if returned > 0 {
         // The records given back are for the consumers that sleep.
-        seg.announce_message();
+        seg.announce_message(None);
     }
     resolved + returned
 }

@@ -175,11 +175,19 @@ impl<'a> Lane<'a> {
             )
     }
 
-    /// Whether records may wait that nobody took: some were claimed past `read`, or some
-    /// were given back. (A hint: a claim past `read` may still be in flight.)
+    /// Cells claimed past `read` (records nobody took yet, or still being written), or
+    /// `u64::MAX` when records were given back (they lie behind `read`). A hint, for deciding
+    /// whom to wake.
     #[inline]
-    pub fn has_unread(&self) -> bool {
-        self.ctl.producer.tail.load(Ordering::Relaxed) > self.read_cursor() || self.returned() > 0
+    pub fn unread_cells(&self) -> u64 {
+        if self.returned() > 0 {
+            return u64::MAX;
+        }
+        self.ctl
+            .producer
+            .tail
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.read_cursor())
     }
 
     /// Records given back or reclaimed and not yet taken again (an upper bound: see the

@@ -124,7 +124,7 @@ impl Consuming {
             lane.release(taken)
                 .map_err(|e| AckError::Corrupt(Damage::Lane(e)))?;
             failpoint("consume.released");
-            self.seg.announce_message();
+            self.seg.announce_message(Some(&lane));
         }
         Ok(())
     }
@@ -188,8 +188,11 @@ pub struct Consumer {
     state: Arc<Consuming>,
     filter: TypeFilter,
     spin: Duration,
-    /// When to look next for records of gone processes (see `look_after_the_gone`).
+    /// When to look next for records of gone processes (see `when_idle`).
     next_check: Instant,
+    /// The poller's mark this consumer left when it last stopped polling with a message: while
+    /// it is still there, the role is this consumer's to take up again.
+    last_mark: u64,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -258,6 +261,7 @@ impl Queue {
             filter: TypeFilter::Any,
             spin: super::DEFAULT_SPIN,
             next_check: Instant::now(),
+            last_mark: 0,
         })
     }
 }
@@ -353,16 +357,32 @@ impl Consumer {
         if let Some(mine) = self.become_poller() {
             let found = self.poll(deadline);
             let shared = self.state.seg.shared();
-            let _ = shared
+            // Leaving with a message: still counted as the poller for a moment (a consumer
+            // with little work per message is back by then, and senders need wake nobody);
+            // leaving empty-handed: not at all.
+            let leaving = match found {
+                Ok(Some(_)) => (crate::sys::clock::monotonic_ns()
+                    + crate::segment::POLLER_GRACE_NS)
+                    .saturating_sub(crate::segment::POLLER_MARK_LIFE_NS)
+                    .max(1),
+                _ => 0,
+            };
+            if shared
                 .spinner
-                .compare_exchange(mine, 0, Ordering::Relaxed, Ordering::Relaxed);
+                .compare_exchange(mine, leaving, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.last_mark = leaving;
+            }
             if let Some(f) = found? {
-                // Going to work: if more messages came meanwhile (senders woke nobody while
-                // we polled), a sleeper takes them.
+                // Going to work: if messages piled up while we polled (senders woke nobody),
+                // a sleeper takes them.
                 let seg = &self.state.seg;
-                shared
-                    .data_event
-                    .notify_one_if(&Futex, || (0..PRIORITIES).any(|p| seg.lane(p).has_unread()));
+                shared.data_event.notify_one_if(&Futex, || {
+                    (0..PRIORITIES).any(|p| {
+                        seg.lane(p).unread_cells() > crate::segment::POLLER_KEEPS_UP_CELLS
+                    })
+                });
                 return Ok(f);
             }
         }
@@ -409,7 +429,11 @@ impl Consumer {
         let word = &self.state.seg.shared().spinner;
         let now = crate::sys::clock::monotonic_ns().max(1);
         let seen = word.load(Ordering::Relaxed);
-        if seen != 0 && now.saturating_sub(seen) < crate::segment::POLLER_MARK_LIFE_NS {
+        // Free, expired, or ours (left in its grace when we took our last message).
+        if seen != 0
+            && seen != self.last_mark
+            && now.saturating_sub(seen) < crate::segment::POLLER_MARK_LIFE_NS
+        {
             return None;
         }
         word.compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)

@@ -466,7 +466,7 @@ impl Sender {
         failpoint("send.committed");
         // `notify` ends with a SeqCst fence: a removal that this load does not see came after
         // the commit, and then removed the message along with the queue, as `rm` says.
-        self.seg.announce_message();
+        self.seg.announce_message(Some(lane));
         if self.seg.is_removed() {
             return Err(SendError::Removed);
         }
@@ -586,7 +586,7 @@ impl Drop for Loan<'_> {
         }
         if let Some(claim) = self.claim.take() {
             self.lane.cancel(claim);
-            self.sender.seg.announce_message();
+            self.sender.seg.announce_message(None);
         }
     }
 }

@@ -35,6 +35,14 @@ use crate::sys::futex::Futex;
 /// How long a polling consumer's mark ([`Shared::spinner`]) counts: polling lasts 50 µs by
 /// default, so an older mark is a poller that died.
 pub(crate) const POLLER_MARK_LIFE_NS: u64 = 1_000_000;
+
+/// How long a poller that left with a message still counts as polling: a consumer with little
+/// to do per message is back within it; one with more, not, and then senders wake sleepers.
+pub(crate) const POLLER_GRACE_NS: u64 = 5_000;
+
+/// While a consumer polls, senders wake no other consumer unless more cells than this wait
+/// in the lane untaken: the poller is not keeping up.
+pub(crate) const POLLER_KEEPS_UP_CELLS: u64 = 8;
 use crate::sys::shm::{self, Temporary, SHM_DIR};
 use attributes::NO_RETENTION;
 use baton_ring::lane::{Lane, LaneControl};
@@ -415,16 +423,19 @@ impl Segment {
             != 0
     }
 
-    /// Wakes the receivers of a new (or given back) message: the owner, or in a shared queue
-    /// one plain consumer (unless one is polling: it takes the message without a wake-up) and
-    /// every selective one (each looks whether the message is for it).
+    /// Wakes the receivers of a new (or given back) message in `lane` (`None`: any): the
+    /// owner, or in a shared queue one plain consumer and every selective one (each looks
+    /// whether the message is for it). No plain consumer is woken while one polls (or has just
+    /// left polling with a message, and will be back in a moment), unless messages pile up in
+    /// the lane: the poller takes them without a wake-up.
     #[inline]
-    pub(crate) fn announce_message(&self) {
+    pub(crate) fn announce_message(&self, lane: Option<&Lane<'_>>) {
         let shared = self.shared();
         if self.attrs.shared {
-            shared
-                .data_event
-                .notify_one_if(&Futex, || !self.consumer_polling());
+            shared.data_event.notify_one_if(&Futex, || {
+                !self.consumer_polling()
+                    || lane.is_none_or(|l| l.unread_cells() > POLLER_KEEPS_UP_CELLS)
+            });
             shared.select_event.notify(&Futex);
         } else {
             shared.data_event.notify(&Futex);
