@@ -1186,9 +1186,9 @@ mod tests {
             Ok(Some(t)) => c.ack(t).unwrap(),
             Err(_) => {} // reported: fine
             Ok(None) => panic!(
-                "a committed message is hidden by a read cursor past the tail (has_unread: {}), \
+                "a committed message is hidden by a read cursor past the tail (unread cells: {}), \
                  and nothing is reported",
-                lane.has_unread()
+                lane.unread_cells()
             ),
         }
     }
