@@ -1,16 +1,8 @@
 //! The `baton` command line: output, exit codes, and one-line errors for bad input.
 
 mod common;
-use common::{Cli, TestDomain};
+use common::{run, stderr, Cli, TestDomain};
 use std::process::Output;
-
-fn run(t: &TestDomain, args: &[&str]) -> Output {
-    t.baton().args(args).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A user error: exit status `code`, exactly one line on stderr containing `needle`, no panic.
 fn assert_user_error(o: &Output, code: i32, needle: &str) {

@@ -2,31 +2,11 @@
 //! signals at each step. Each test runs the real binary and counts what stays in the queue.
 
 mod common;
-use common::{Cli, TestDomain};
+use common::{ok, run, stderr, Cli, TestDomain};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::process::{Output, Stdio};
 use std::time::Duration;
-
-fn run(t: &TestDomain, args: &[&str]) -> Output {
-    t.baton().args(args).output().unwrap()
-}
-
-/// Runs a baton command that must succeed.
-fn ok(t: &TestDomain, args: &[&str]) -> Output {
-    let o = run(t, args);
-    assert!(
-        o.status.success(),
-        "baton {}: {}",
-        args.join(" "),
-        stderr(&o)
-    );
-    o
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A shell pipeline with `$B` the baton binary and the test's domain.
 fn shell(t: &TestDomain, script: &str) -> Output {

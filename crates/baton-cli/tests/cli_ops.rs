@@ -3,18 +3,10 @@
 //! idempotent `create`, completions, manual pages and help. All through the real binary.
 
 mod common;
-use common::{Cli, TestDomain};
+use common::{run, stderr, Cli, TestDomain};
 use std::io::Write;
 use std::process::{Output, Stdio};
 use std::time::Duration;
-
-fn run(t: &TestDomain, args: &[&str]) -> Output {
-    t.baton().args(args).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

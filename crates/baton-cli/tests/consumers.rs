@@ -2,25 +2,10 @@
 //! and `ls` show consumers. All through the real binary.
 
 mod common;
-use common::{Cli, TestDomain};
+use common::{ok, run, Cli, TestDomain};
 use std::collections::BTreeMap;
 use std::process::{Output, Stdio};
 use std::time::Duration;
-
-fn run(t: &TestDomain, args: &[&str]) -> Output {
-    t.baton().args(args).output().unwrap()
-}
-
-fn ok(t: &TestDomain, args: &[&str]) -> Output {
-    let o = run(t, args);
-    assert!(
-        o.status.success(),
-        "baton {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
 
 fn lines(o: &Output) -> Vec<String> {
     String::from_utf8_lossy(&o.stdout)

@@ -20,3 +20,25 @@ impl Cli for TestDomain {
         c
     }
 }
+
+/// Runs `baton ARGS` in the test's domain and waits for it.
+pub fn run(t: &TestDomain, args: &[&str]) -> std::process::Output {
+    t.baton().args(args).output().unwrap()
+}
+
+/// Runs `baton ARGS`, which must succeed (the assertion shows its standard error).
+pub fn ok(t: &TestDomain, args: &[&str]) -> std::process::Output {
+    let o = run(t, args);
+    assert!(
+        o.status.success(),
+        "baton {}: {}",
+        args.join(" "),
+        stderr(&o)
+    );
+    o
+}
+
+/// A command's standard error, as text.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

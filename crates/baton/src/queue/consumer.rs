@@ -379,9 +379,8 @@ impl Consumer {
                 // a sleeper takes them.
                 let seg = &self.state.seg;
                 shared.data_event.notify_one_if(&Futex, || {
-                    (0..PRIORITIES).any(|p| {
-                        seg.lane(p).unread_cells() > crate::segment::POLLER_KEEPS_UP_CELLS
-                    })
+                    (0..PRIORITIES)
+                        .any(|p| seg.lane(p).unread_cells() > crate::segment::POLLER_KEEPS_UP_CELLS)
                 });
                 return Ok(f);
             }
