@@ -105,42 +105,38 @@ fn shared_queue(c: &mut Criterion) {
             ones.try_send(&payload).unwrap();
         }
     };
+    // `iters` runs of `one`, timed, in rounds of at most 2000 with a refill between.
+    let in_rounds = |iters: u64, one: &mut dyn FnMut()| {
+        let mut took = std::time::Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let n = left.min(2000);
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                one();
+            }
+            took += start.elapsed();
+            left -= n;
+            refill();
+        }
+        took
+    };
     group.bench_function("selective_past_100_waiting", |b| {
         b.iter_custom(|iters| {
-            let mut took = std::time::Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(2000);
-                let start = std::time::Instant::now();
-                for _ in 0..n {
-                    twos.try_send(&payload).unwrap();
-                    selective.try_recv().unwrap().ack().unwrap();
-                }
-                took += start.elapsed();
-                left -= n;
-                refill();
-            }
-            took
+            in_rounds(iters, &mut || {
+                twos.try_send(&payload).unwrap();
+                selective.try_recv().unwrap().ack().unwrap();
+            })
         })
     });
     // The lowest type not above 5: a walk over all 100 waiting (the first of the lowest wins),
     // taking the first; one of the same type is sent again to keep 100 waiting.
     group.bench_function("lowest_type_of_100_waiting", |b| {
         b.iter_custom(|iters| {
-            let mut took = std::time::Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(2000);
-                let start = std::time::Instant::now();
-                for _ in 0..n {
-                    lowest.try_recv().unwrap().ack().unwrap();
-                    ones.try_send(&payload).unwrap();
-                }
-                took += start.elapsed();
-                left -= n;
-                refill();
-            }
-            took
+            in_rounds(iters, &mut || {
+                lowest.try_recv().unwrap().ack().unwrap();
+                ones.try_send(&payload).unwrap();
+            })
         })
     });
     group.finish();

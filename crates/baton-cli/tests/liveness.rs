@@ -254,3 +254,46 @@ fn a_forked_child_cannot_receive_through_its_parents_receiver() {
     let m = rx.try_recv().unwrap();
     assert_eq!((m.payload(), m.redelivered()), (&b"one"[..], false));
 }
+
+/// A consumer of a shared queue in another pid namespace (pid 1 there) holds a message: while
+/// it lives, consumers here never take its message for a dead one's, however often they look;
+/// once it is killed, the message comes here, flagged redelivered.
+#[test]
+fn a_consumer_in_another_pid_namespace_keeps_its_message_until_it_dies() {
+    if !root() {
+        return;
+    }
+    let t = TestDomain::new("ns-consumer");
+    let q = Queue::create(
+        &t.domain,
+        "q",
+        &Attributes {
+            shared: true,
+            ..Attributes::default()
+        },
+    )
+    .unwrap();
+    q.sender().send(b"held").unwrap();
+    let holder = Child::spawn(&mut in_pid_namespace(
+        &t,
+        &["recv", "q", "--shared", "--exec", "sleep", "30"],
+        None,
+    ));
+    assert!(eventually(LONG, || status(&q)
+        .attached
+        .iter()
+        .any(|a| a.in_flight == 1)));
+    let mut here = q.consumer().unwrap();
+    // Each try looks for gone holders (it has nothing to take); over 200 ms, many times.
+    let until = std::time::Instant::now() + Duration::from_millis(200);
+    while std::time::Instant::now() < until {
+        assert!(
+            matches!(here.try_recv(), Err(baton::RecvError::Empty)),
+            "a live consumer's message was taken from it"
+        );
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    drop(holder); // kills the namespace's pid 1, by pid, and reaps it
+    let m = here.recv_timeout(LONG).unwrap();
+    assert_eq!((m.payload(), m.redelivered()), (&b"held"[..], true));
+}
