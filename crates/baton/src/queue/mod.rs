@@ -290,7 +290,6 @@ impl Queue {
             msg_type: 0,
             version: 0,
             pid: std::process::id(),
-            spin: DEFAULT_SPIN,
         }
     }
 
