@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The ordering sweep: weakens every synchronising atomic ordering of the lane and the wake
-# protocol (each `ord!(...)` site in crates/baton-ring/src/lane.rs, lane/shared.rs and wake.rs), one at a time, to Relaxed (a
+# protocol (each `ord!(...)` site in crates/baton-ring/src/lane.rs, lane/shared.rs, wake.rs and lookout.rs), one at a time, to Relaxed (a
 # fence: to none), and runs the loom models against it. Every weakening must be caught by a
 # model; one that is not either needs a model or is not needed, and then the code must say why
 # and use the weaker ordering. The sites are switched at run time in loom builds only
@@ -21,6 +21,8 @@ models=(
   "wake a_sender_going_to_sleep_while_the_receiver_frees_space_is_woken"
   "wake a_sender_left_waiting_by_a_head_move_is_woken_when_the_owner_goes_idle"
   "wake a_consumer_going_to_sleep_while_a_sender_commits_is_woken_by_a_wake_one"
+  "wake a_sleeper_clearing_a_handoff_while_a_sender_commits_gets_the_message"
+  "wake a_poller_stopping_while_a_sender_commits_gets_the_message"
   "lane a_sender_reuses_cells_only_after_the_receiver_has_read_them"
   "lane a_claim_is_either_committed_and_delivered_or_abandoned_and_skipped"
   "lane a_successor_redelivers_what_a_stopped_owner_handed_out_and_nothing_else"
@@ -62,7 +64,7 @@ listing=$(awk '{
     line = substr(line, i + 5); col += 5
   }
   if (found) pending = 0
-}' crates/baton-ring/src/lane.rs crates/baton-ring/src/lane/shared.rs crates/baton-ring/src/wake.rs | grep -F -- "$filter")
+}' crates/baton-ring/src/lane.rs crates/baton-ring/src/lane/shared.rs crates/baton-ring/src/wake.rs crates/baton-ring/src/lookout.rs | grep -F -- "$filter")
 sites=$(sed -n 's/^S //p' <<<"$listing")
 for site in $(sed -n 's/^K //p' <<<"$listing"); do
   echo "kept        $site (not swept: the reason is in the code)   [$(sed -n "$(cut -d: -f2 <<<"$site")p" "$(cut -d: -f1 <<<"$site")" | sed 's/^ *//' | cut -c1-70)]"

@@ -154,3 +154,129 @@ fn a_sender_left_waiting_by_a_head_move_is_woken_when_the_owner_goes_idle() {
         }
     });
 }
+
+/// The lookout (`baton_ring::lookout`), its models' world: a lane, its event, the lookout word,
+/// and a clock that stands still (no mark ever runs out, so every wake-up a model gets is one
+/// the protocol gives, not a timeout's).
+struct Pool {
+    s: Arc<Shared>,
+    lookout: baton_ring::lookout::Lookout,
+    taken: loom::sync::atomic::AtomicUsize,
+}
+
+const NOW: u64 = 1_000;
+
+fn pool() -> Arc<Pool> {
+    Arc::new(Pool {
+        s: shared(4),
+        lookout: baton_ring::lookout::Lookout::new(),
+        taken: loom::sync::atomic::AtomicUsize::new(0),
+    })
+}
+
+/// A consumer's take (and acknowledgement); whether it got a message.
+fn pool_take(p: &Pool, slot: u8) -> bool {
+    let c = consumer_view(&p.s.lane.lane(), slot);
+    let got = c
+        .take(64, None)
+        .unwrap()
+        .map(|t| c.ack(t).unwrap())
+        .is_some();
+    if got {
+        p.taken.fetch_add(1, loom::sync::atomic::Ordering::SeqCst);
+    }
+    got
+}
+
+/// A sender's commit, then its question to the lookout (a quarter lane of 100 cells: never
+/// "piling up" here, so while somebody looks the sender wakes nobody).
+fn pool_send(p: &Pool, byte: u8) {
+    let lane = sender_view(&p.s.lane.lane(), 0);
+    let claim = lane.try_claim(1).unwrap();
+    lane.write(
+        &claim,
+        &RecordHeader {
+            len: 1,
+            ..Default::default()
+        },
+        &[byte],
+    );
+    lane.commit(claim).unwrap();
+    p.s.data.notify_one_if(&p.s.waiter, || {
+        p.lookout
+            .should_wake(NOW, p.s.lane.lane().unread_cells(), 100)
+    });
+}
+
+/// A sleeper's wait: take, or clear a handoff it finds and take again, or sleep.
+fn pool_sleep(p: &Pool, slot: u8, done: impl Fn() -> bool) {
+    p.s.data.wait_until(&p.s.waiter, None, || {
+        done() || pool_take(p, slot) || (p.lookout.not_coming() && pool_take(p, slot))
+    });
+}
+
+/// A consumer woken for a message that somebody else took clears the handoff mark the sender
+/// left and goes back to sleep, just as the sender commits the next message and asks the
+/// lookout: either the sleeper's last look finds the message, or the sender finds the mark
+/// cleared and wakes it.
+#[test]
+fn a_sleeper_clearing_a_handoff_while_a_sender_commits_gets_the_message() {
+    loom::model(|| {
+        let p = pool();
+        // A sender woke somebody for a message that is gone: the mark says one is on its way.
+        assert!(p.lookout.should_wake(NOW, 1, 100));
+        let p2 = p.clone();
+        let sender = loom::thread::spawn(move || pool_send(&p2, 1));
+        pool_sleep(&p, 1, || false);
+        sender.join().unwrap();
+        assert_eq!(p.taken.load(loom::sync::atomic::Ordering::SeqCst), 1);
+    });
+}
+
+/// A polling consumer looks once, finds nothing and stops looking, while a sender commits and
+/// (seeing it look) wakes nobody: the consumer's look before it sleeps finds the message, or
+/// the sender sees the lookout free and wakes it.
+#[test]
+fn a_poller_stopping_while_a_sender_commits_gets_the_message() {
+    loom::model(|| {
+        let p = pool();
+        let mark = p.lookout.start_polling(NOW, 0).unwrap();
+        let p2 = p.clone();
+        let sender = loom::thread::spawn(move || pool_send(&p2, 1));
+        if !pool_take(&p, 1) {
+            p.lookout.stop_polling(mark);
+            pool_sleep(&p, 1, || false);
+        }
+        sender.join().unwrap();
+        assert_eq!(p.taken.load(loom::sync::atomic::Ordering::SeqCst), 1);
+    });
+}
+
+/// Two consumers, one polling and one asleep, and a sender: the message is taken, whoever
+/// takes it, and nobody sleeps forever (the taker wakes the other only at the model's end).
+#[test]
+fn a_poller_and_a_sleeper_share_a_message_without_a_lost_wake_up() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(2);
+    model.check(|| {
+        let p = pool();
+        let mark = p.lookout.start_polling(NOW, 0).unwrap();
+        let done = |p: &Pool| p.taken.load(loom::sync::atomic::Ordering::SeqCst) == 1;
+        let (pb, ps) = (p.clone(), p.clone());
+        let sleeper = loom::thread::spawn(move || {
+            pool_sleep(&pb, 2, || done(&pb));
+            pb.s.data.notify(&pb.s.waiter);
+        });
+        let sender = loom::thread::spawn(move || pool_send(&ps, 1));
+        if pool_take(&p, 1) {
+            p.lookout.leave(mark, NOW, true);
+        } else {
+            p.lookout.stop_polling(mark);
+            pool_sleep(&p, 1, || done(&p));
+        }
+        p.s.data.notify(&p.s.waiter); // the model's end, for whoever still sleeps
+        sender.join().unwrap();
+        sleeper.join().unwrap();
+        assert_eq!(p.taken.load(loom::sync::atomic::Ordering::SeqCst), 1);
+    });
+}

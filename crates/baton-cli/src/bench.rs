@@ -481,5 +481,45 @@ pub fn consumers(
         rounds,
         json,
         |n, t| baton_cli::transports::pool_throughput(&exe, t, 64, n, messages, work_us),
-    )
+    )?;
+    if work_us == 0 {
+        return Ok(());
+    }
+    // What the kernel allows: N sleepers and no messages. With more consumers than CPUs,
+    // sleeping and waking costs CPU that they share, so N consumers are not N times one.
+    let mut floor = Vec::new();
+    for &n in counts {
+        let mut r: Vec<f64> = (0..rounds.max(1))
+            .map(|_| baton_cli::transports::sleep_floor(n.max(1), messages, work_us))
+            .collect::<io::Result<_>>()?;
+        r.sort_by(f64::total_cmp);
+        floor.push((n, r[r.len() / 2]));
+    }
+    let fewest = floor[0].1;
+    if json {
+        for (n, rate) in floor {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "schema": crate::format::SCHEMA, "consumers": n, "work_us": work_us,
+                    "transport": "sleep-floor", "msgs_per_sec": rate,
+                    "ratio_to_own_fewest": rate / fewest,
+                })
+            );
+        }
+    } else {
+        println!(
+            "floor: N threads that only sleep {work_us} us per message, no queue (what the \
+             kernel allows; /own fewest is the best any transport's can be)"
+        );
+        for (n, rate) in floor {
+            println!(
+                "{n:>9} {:<16} {rate:>12.0} {:>10} {:>12.2}",
+                "sleep-floor",
+                "-",
+                rate / fewest
+            );
+        }
+    }
+    Ok(())
 }

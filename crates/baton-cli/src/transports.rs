@@ -1390,6 +1390,30 @@ pub fn pool_throughput(
     Ok(count as f64 / secs)
 }
 
+/// The floor of [`pool_throughput`] with work per message: `threads` threads of this process
+/// that only sleep `work_us` (with the consumers' 1 ns timer slack) for their share of
+/// `count` "messages", with no queue at all. Returns "messages" per second: what the kernel
+/// lets that many sleepers do on this machine, which no transport can beat.
+pub fn sleep_floor(threads: u32, count: u64, work_us: u64) -> io::Result<f64> {
+    let share = count / u64::from(threads.max(1));
+    let start = Instant::now();
+    let sleepers: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            std::thread::spawn(move || {
+                // SAFETY: prctl with integer arguments, as in `consume_pool`.
+                unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
+                for _ in 0..share {
+                    std::thread::sleep(Duration::from_micros(work_us));
+                }
+            })
+        })
+        .collect();
+    for s in sleepers {
+        s.join().map_err(|_| err("a sleeper panicked"))?;
+    }
+    Ok((share * u64::from(threads.max(1))) as f64 / start.elapsed().as_secs_f64())
+}
+
 /// The peer processes of the comparison, as command-line subcommands: `baton bench-serve` and
 /// `baton bench-send` (hidden), or the same arguments given to a benchmark executable.
 #[derive(Debug, clap::Subcommand)]

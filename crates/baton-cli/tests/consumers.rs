@@ -247,7 +247,9 @@ fn bench_consumers_measures_each_transport_with_each_pool() {
             (1, "sysv-mq", 10),
             (3, "baton-blocking", 10),
             (3, "posix-mq", 10),
-            (3, "sysv-mq", 10)
+            (3, "sysv-mq", 10),
+            (1, "sleep-floor", 10),
+            (3, "sleep-floor", 10)
         ]
     );
     for r in &rows {

@@ -1243,6 +1243,12 @@ impl<'a> Lane<'a> {
         true
     }
 
+    /// How many cells the lane has.
+    #[inline]
+    pub fn capacity_cells(&self) -> u64 {
+        self.n
+    }
+
     /// The first position not yet freed.
     #[inline]
     pub fn head(&self) -> u64 {

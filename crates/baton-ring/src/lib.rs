@@ -22,6 +22,7 @@
 
 pub mod failpoint;
 pub mod lane;
+pub mod lookout;
 mod sync;
 pub mod wake;
 

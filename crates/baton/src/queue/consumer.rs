@@ -19,10 +19,12 @@ use super::{Queue, IDLE_TICK, STUCK_CHECK};
 use crate::error::{AckError, Damage, OwnError, RecvError};
 use crate::recovery::{self, failpoint, Attachment};
 use crate::segment::{Segment, PRIORITIES};
+use crate::sys::clock::monotonic_ns;
 use crate::sys::futex::Futex;
 use crate::sys::liveness::fork_generation;
 use crate::sys::robust::TryLock;
 use baton_ring::lane::{sweep, LaneConsumer, LaneOwner, Pick, SweepLock, Taken};
+use baton_ring::lookout;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -190,9 +192,15 @@ pub struct Consumer {
     spin: Duration,
     /// When to look next for records of gone processes (see `when_idle`).
     next_check: Instant,
-    /// The poller's mark this consumer left when it last stopped polling with a message: while
-    /// it is still there, the role is this consumer's to take up again.
-    last_mark: u64,
+    /// This consumer's mark on the queue's lookout (0: none): while it is still there, the
+    /// role of the consumer that looks for messages is this one's (see
+    /// [`baton_ring::lookout`]).
+    mark: u64,
+    /// When this consumer last went to work with a message (monotonic ns; 0: never).
+    left_at: u64,
+    /// Whether it came back from its last message within the lookout's grace: such a
+    /// consumer keeps looking while it works, one with more work per message does not.
+    back_soon: bool,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -208,8 +216,14 @@ impl std::fmt::Debug for Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         if self.state.generation == fork_generation() {
-            self.state.seg.shared().consumers[self.state.slot as usize]
-                .fetch_sub(1, Ordering::Relaxed);
+            let seg = &self.state.seg;
+            seg.shared().consumers[self.state.slot as usize].fetch_sub(1, Ordering::Relaxed);
+            if self.mark != 0 {
+                // It looked for messages while it worked: now nobody does, so a sleeper takes
+                // what came meanwhile.
+                seg.shared().lookout.stop_polling(self.mark);
+                seg.announce_message(None);
+            }
         }
     }
 }
@@ -261,7 +275,9 @@ impl Queue {
             filter: TypeFilter::Any,
             spin: super::DEFAULT_SPIN,
             next_check: Instant::now(),
-            last_mark: 0,
+            mark: 0,
+            left_at: 0,
+            back_soon: true,
         })
     }
 }
@@ -345,52 +361,38 @@ impl Consumer {
         self.deliver(found)
     }
 
-    /// Waits for the next record: polls for the spin window, then sleeps on the queue's event
-    /// (plain consumers are woken one per message; selective ones all, on their own event).
+    /// Waits for the next record: polls for the spin window if no other consumer looks for
+    /// messages, then sleeps on the queue's event (plain consumers are woken one per message,
+    /// and not while another looks; selective ones all, on their own event).
     fn next(&mut self, deadline: Option<Instant>) -> Result<(usize, Taken), RecvError> {
+        let looks = self.looks();
+        if looks && self.left_at != 0 {
+            let away = monotonic_ns().saturating_sub(self.left_at);
+            self.back_soon = away <= lookout::GRACE_NS;
+        }
         if let Some(f) = self.take()? {
-            return Ok(f);
+            return Ok(self.going_to_work(f));
         }
-        // Idle consumers poll one at a time: with more consumers than CPUs, several polling
-        // would take the CPU the senders need. The others sleep at once, and while one polls
-        // senders wake none of them: the poller takes the message without a syscall.
-        if let Some(mine) = self.become_poller() {
-            let found = self.poll(deadline);
-            let shared = self.state.seg.shared();
-            // Leaving with a message: still counted as the poller for a moment (a consumer
-            // with little work per message is back by then, and senders need wake nobody);
-            // leaving empty-handed: not at all.
-            let leaving = match found {
-                Ok(Some(_)) => (crate::sys::clock::monotonic_ns()
-                    + crate::segment::POLLER_GRACE_NS)
-                    .saturating_sub(crate::segment::POLLER_MARK_LIFE_NS)
-                    .max(1),
-                _ => 0,
-            };
-            if shared
-                .spinner
-                .compare_exchange(mine, leaving, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
-                self.last_mark = leaving;
-            }
-            if let Some(f) = found? {
-                // Going to work: if messages piled up while we polled (senders woke nobody),
-                // a sleeper takes them.
-                let seg = &self.state.seg;
-                shared.data_event.notify_one_if(&Futex, || {
-                    (0..PRIORITIES)
-                        .any(|p| seg.lane(p).unread_cells() > crate::segment::POLLER_KEEPS_UP_CELLS)
-                });
-                return Ok(f);
-            }
-        }
+        // Idle consumers look one at a time: with more consumers than CPUs, several polling
+        // would take the CPU the senders need. The others sleep at once, and while one looks
+        // senders wake none of them: it takes the message without a syscall.
         let seg = self.state.seg.clone();
+        let lookout = &seg.shared().lookout;
+        if looks {
+            if let Some(mine) = lookout.start_polling(monotonic_ns(), self.mark) {
+                self.mark = mine;
+                if let Some(f) = self.poll(deadline)? {
+                    return Ok(self.going_to_work(f));
+                }
+                lookout.stop_polling(mine);
+                self.mark = 0;
+            }
+        }
         loop {
             seg.check_size().map_err(RecvError::Corrupt)?;
             let others_hold = self.when_idle(false);
             if let Some(f) = self.take()? {
-                return Ok(f);
+                return Ok(self.going_to_work(f));
             }
             // Sleep in bounded steps: while other processes hold records, one of them may die
             // with its records (a death wakes nobody), so look again soon.
@@ -404,12 +406,17 @@ impl Consumer {
             event.wait_until(&Futex, Some(until), || {
                 outcome = match seg.check_size() {
                     Err(e) => Some(Err(RecvError::Corrupt(e))),
-                    Ok(()) => self.take().transpose(),
+                    // Woken, perhaps, for a message somebody else took: nobody is on the way
+                    // any more, so senders must wake a sleeper again; then look once more.
+                    Ok(()) => match self.take() {
+                        Ok(None) if lookout.not_coming() => self.take().transpose(),
+                        other => other.transpose(),
+                    },
                 };
                 outcome.is_some()
             });
             if let Some(o) = outcome {
-                return o;
+                return Ok(self.going_to_work(o?));
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvError::Timeout);
@@ -417,27 +424,28 @@ impl Consumer {
         }
     }
 
-    /// Becomes the consumer that polls, if none does (or the one that did is gone: its mark is
-    /// over a millisecond old). Returns the mark written.
-    fn become_poller(&self) -> Option<u64> {
-        // A selective consumer does not poll: senders would wake nobody while it polls, and
-        // it may not take their message.
-        if self.spin.is_zero() || self.filter != TypeFilter::Any {
-            return None;
+    /// Whether this consumer takes part in the lookout: a plain one that polls. (A selective
+    /// one sleeps on its own event, woken by every message, and may not take a sender's
+    /// message; one that does not poll sleeps at once, but still arrives for a wake-up.)
+    fn looks(&self) -> bool {
+        self.spin > Duration::ZERO && self.filter == TypeFilter::Any
+    }
+
+    /// With a record taken: keeps looking for messages while it works if it will be back
+    /// soon, or gives the lookout up; either way, if messages piled up, wakes a sleeper.
+    fn going_to_work(&mut self, f: (usize, Taken)) -> (usize, Taken) {
+        if self.filter != TypeFilter::Any {
+            return f;
         }
-        let word = &self.state.seg.shared().spinner;
-        let now = crate::sys::clock::monotonic_ns().max(1);
-        let seen = word.load(Ordering::Relaxed);
-        // Free, expired, or ours (left in its grace when we took our last message).
-        if seen != 0
-            && seen != self.last_mark
-            && now.saturating_sub(seen) < crate::segment::POLLER_MARK_LIFE_NS
-        {
-            return None;
-        }
-        word.compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)
-            .ok()
-            .map(|_| now)
+        let now = monotonic_ns();
+        let seg = &self.state.seg;
+        self.mark = seg
+            .shared()
+            .lookout
+            .leave(self.mark, now, self.back_soon && self.looks());
+        self.left_at = now;
+        seg.announce_message(Some(&seg.lane(f.0)));
+        f
     }
 
     /// Polls for the spin window (or until `deadline`).

@@ -8,6 +8,7 @@ use crate::name::Domain;
 use crate::sys::robust::RobustMutex;
 use crate::sys::shm::io;
 use baton_ring::lane::{LaneControl, CELL, MAX_LANE_CELLS, RECORD_HEADER};
+use baton_ring::lookout::Lookout;
 use baton_ring::wake::Event;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -17,7 +18,7 @@ pub const PRIORITIES: usize = 4;
 /// `"BATONQ\0\x01"`: the first word of every segment; byte-swapped it reveals an endian mismatch.
 pub(crate) const MAGIC: u64 = 0x4241_544F_4E51_0001;
 /// Version of the layout described here.
-pub(crate) const FORMAT: u32 = 4;
+pub(crate) const FORMAT: u32 = 5;
 /// Bytes before the first lane.
 pub(crate) const HEADER_SIZE: usize = 16384;
 pub(crate) const SHARED_OFFSET: usize = 1024;
@@ -108,10 +109,9 @@ pub(crate) struct Shared {
     pub(crate) select_event: CachePadded<Event>,
     /// Shared queues: per sender slot, how many consumers its process has open.
     pub(crate) consumers: [AtomicU32; SENDER_SLOTS],
-    /// Shared queues: when the consumer that polls for messages now began (monotonic ns), or
-    /// 0 if none does: idle consumers poll one at a time, the others sleep at once (see
-    /// `Consumer::next`). A value older than a millisecond is a dead poller's, free again.
-    pub(crate) spinner: AtomicU64,
+    /// Shared queues: which consumer looks for messages (polls, or was woken and is on its
+    /// way), so that senders wake no other (see `baton_ring::lookout`).
+    pub(crate) lookout: Lookout,
 }
 
 /// One slot of the sender table.
@@ -304,7 +304,7 @@ mod layout_doc {
         assert_eq!(std::mem::offset_of!(Identity, name), 160);
         assert_eq!(std::mem::offset_of!(Identity, domain), 416);
         assert_eq!(std::mem::size_of::<Shared>(), 13952);
-        assert_eq!(std::mem::offset_of!(Shared, spinner), 13824);
+        assert_eq!(std::mem::offset_of!(Shared, lookout), 13824);
         assert_eq!(std::mem::offset_of!(Shared, select_event), 12672);
         assert_eq!(std::mem::offset_of!(Shared, consumers), 12800);
         assert_eq!(std::mem::offset_of!(OwnerBlock, pid), 40);

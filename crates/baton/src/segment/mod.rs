@@ -32,17 +32,12 @@ use crate::error::{AttributeError, Denial, Incompatibility, OpenError, SegmentDa
 use crate::name::{check_queue_name, Domain};
 use crate::sys::futex::Futex;
 
-/// How long a polling consumer's mark ([`Shared::spinner`]) counts: polling lasts 50 µs by
-/// default, so an older mark is a poller that died.
-pub(crate) const POLLER_MARK_LIFE_NS: u64 = 1_000_000;
-
-/// How long a poller that left with a message still counts as polling: a consumer with little
-/// to do per message is back within it; one with more, not, and then senders wake sleepers.
-pub(crate) const POLLER_GRACE_NS: u64 = 5_000;
-
-/// While a consumer polls, senders wake no other consumer unless more cells than this wait
-/// in the lane untaken: the poller is not keeping up.
-pub(crate) const POLLER_KEEPS_UP_CELLS: u64 = 8;
+/// While a consumer looks for messages (see [`Shared::lookout`]), senders wake no other
+/// consumer unless more than this share of a lane's cells wait untaken: it is not keeping up.
+/// Waking a helper sooner (at 8 cells) cost more than it gave: with no work per message, 4
+/// consumers on 2 CPUs took half as many messages a second, waking each other for every
+/// burst a sender made while the one looking was off its CPU.
+pub(crate) const LOOKOUT_KEEPS_UP_SHARE: u64 = 4;
 use crate::sys::shm::{self, Temporary, SHM_DIR};
 use attributes::NO_RETENTION;
 use baton_ring::lane::{Lane, LaneControl};
@@ -423,33 +418,38 @@ impl Segment {
             != 0
     }
 
-    /// Wakes the receivers of a new (or given back) message in `lane` (`None`: any): the
-    /// owner, or in a shared queue one plain consumer and every selective one (each looks
-    /// whether the message is for it). No plain consumer is woken while one polls (or has just
-    /// left polling with a message, and will be back in a moment), unless messages pile up in
-    /// the lane: the poller takes them without a wake-up.
+    /// Wakes the receivers of a new (or given back) message in `lane` (`None`: any lane): the
+    /// owner, or in a shared queue every selective consumer (each looks whether the message
+    /// is for it) and one plain consumer, unless one already looks for messages (see
+    /// [`baton_ring::lookout`]) and keeps up with them.
     #[inline]
     pub(crate) fn announce_message(&self, lane: Option<&Lane<'_>>) {
         let shared = self.shared();
         if self.attrs.shared {
             shared.data_event.notify_one_if(&Futex, || {
-                !self.consumer_polling()
-                    || lane.is_none_or(|l| l.unread_cells() > POLLER_KEEPS_UP_CELLS)
+                // A message in `lane`: wake one unless somebody looks and keeps up. Any lane
+                // (a consumer that stopped looking): wake one if anything waits.
+                let (untaken, keeps_up) = match lane {
+                    Some(l) => (
+                        l.unread_cells(),
+                        l.capacity_cells() / LOOKOUT_KEEPS_UP_SHARE,
+                    ),
+                    None => (
+                        (0..PRIORITIES)
+                            .map(|p| self.lane(p).unread_cells())
+                            .max()
+                            .unwrap_or(0),
+                        0,
+                    ),
+                };
+                shared
+                    .lookout
+                    .should_wake(crate::sys::clock::monotonic_ns(), untaken, keeps_up)
             });
             shared.select_event.notify(&Futex);
         } else {
             shared.data_event.notify(&Futex);
         }
-    }
-
-    /// Whether a consumer of this shared queue is polling for messages now (its mark is under
-    /// a millisecond old: an older one is a dead poller's).
-    pub(crate) fn consumer_polling(&self) -> bool {
-        let since = self
-            .shared()
-            .spinner
-            .load(std::sync::atomic::Ordering::Relaxed);
-        since != 0 && crate::sys::clock::monotonic_ns().saturating_sub(since) < POLLER_MARK_LIFE_NS
     }
 
     /// The shared header words.
