@@ -22,7 +22,8 @@ fn shared(cells: usize) -> Arc<Shared> {
     })
 }
 
-fn send(s: &Shared, byte: u8) -> bool {
+/// Claims, writes and commits a one-byte message; false if the lane is full.
+fn commit(s: &Shared, byte: u8) -> bool {
     let lane = sender_view(&s.lane.lane(), 0);
     match lane.try_claim(1) {
         Ok(claim) => {
@@ -35,11 +36,18 @@ fn send(s: &Shared, byte: u8) -> bool {
                 &[byte],
             );
             lane.commit(claim).unwrap();
-            s.data.notify(&s.waiter);
             true
         }
         Err(_) => false,
     }
+}
+
+fn send(s: &Shared, byte: u8) -> bool {
+    let sent = commit(s, byte);
+    if sent {
+        s.data.notify(&s.waiter);
+    }
+    sent
 }
 
 fn take(s: &Shared) -> Option<u8> {
@@ -191,17 +199,7 @@ fn pool_take(p: &Pool, slot: u8) -> bool {
 /// A sender's commit, then its question to the lookout (a quarter lane of 100 cells: never
 /// "piling up" here, so while somebody looks the sender wakes nobody).
 fn pool_send(p: &Pool, byte: u8) {
-    let lane = sender_view(&p.s.lane.lane(), 0);
-    let claim = lane.try_claim(1).unwrap();
-    lane.write(
-        &claim,
-        &RecordHeader {
-            len: 1,
-            ..Default::default()
-        },
-        &[byte],
-    );
-    lane.commit(claim).unwrap();
+    assert!(commit(&p.s, byte));
     p.s.data.notify_one_if(&p.s.waiter, || {
         p.lookout
             .should_wake(NOW, p.s.lane.lane().unread_cells(), 100)

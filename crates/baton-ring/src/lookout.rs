@@ -13,7 +13,9 @@
 //! | `GRACE`   | a consumer that took a message and will be back soon ([`Lookout::leave`]) | [`GRACE_NS`] |
 //! | `HANDOFF` | a notifier that woke one sleeper ([`Lookout::should_wake`]) | [`HANDOFF_LIFE_NS`] |
 //!
-//! 0, or a moment past, is nobody. A mark outlives a dead holder by at most its life.
+//! 0, or a moment past, is nobody; so is a mark that ends further ahead than its kind lasts (it
+//! was made on another clock: a process in another time namespace). A mark outlives a dead
+//! holder by at most its life.
 //!
 //! # Whom a notifier wakes
 //!
@@ -31,9 +33,12 @@
 //! A notifier skips the wake only on a live mark. Whoever holds one looks again after giving
 //! it up, across a Dekker pair of `SeqCst` fences (notifier: commit, fence, read the mark;
 //! consumer: clear the mark, fence, look): either the consumer's look sees the message, or the
-//! notifier sees the mark gone and wakes. A mark whose holder died, or a consumer gone to work
-//! for longer than its grace, delays a message by at most the mark's life: then the next
-//! notifier wakes a sleeper, and sleepers wake on their own ticks. `loom-tests/` checks this.
+//! notifier sees the mark gone and wakes. One delay remains: a message committed while a mark
+//! is live, whose holder then stays away (died, or went to long work during its grace), waits
+//! for the holder's return, the next notifier after the mark ends, or a sleeper's own tick (the
+//! `baton` crate's: 2 ms while other processes hold records, else 100 ms). A consumer that
+//! takes a message notifies for what waits in every lane, so this needs the holder gone.
+//! `loom-tests/` checks the rest.
 //!
 //! [`Event`]: crate::wake::Event
 
@@ -67,9 +72,20 @@ fn mark(until: u64, kind: u64) -> u64 {
     (until.max(KIND + 1) & !KIND) | kind
 }
 
-/// Whether `seen` is nobody's mark at `now`.
+/// Whether `seen` is nobody's mark at `now`: none, ended, or ending further ahead than its
+/// kind lasts. That is a mark made on another clock: `CLOCK_MONOTONIC` is one clock across
+/// pid namespaces but not across time namespaces, which offset it; without this a process
+/// an hour ahead would leave marks that stop every wake-up for an hour. Across time
+/// namespaces the lookout thus only costs wake-ups: each side takes the other's marks for
+/// nobody's.
 fn over(seen: u64, now: u64) -> bool {
-    seen == 0 || seen & !KIND <= now
+    let life = match seen & KIND {
+        POLLING => POLL_LIFE_NS,
+        HANDOFF => HANDOFF_LIFE_NS,
+        _ => GRACE_NS,
+    };
+    let until = seen & !KIND;
+    seen == 0 || until <= now || until > now.saturating_add(life)
 }
 
 impl Lookout {
@@ -279,6 +295,27 @@ mod tests {
         assert!(l.should_wake(1_300, 1, 8));
         assert_ne!(l.leave(0, 1_400, true), 0, "arrived and will be back soon");
         assert!(!l.should_wake(1_500, 1, 8));
+    }
+
+    #[test]
+    fn a_mark_from_a_clock_an_hour_ahead_is_nobodys() {
+        let l = Lookout::new();
+        let here = 1_000_000_000;
+        let ahead = here + 3_600_000_000_000;
+        assert_ne!(l.leave(0, ahead, true), 0);
+        assert!(
+            !l.looking(here),
+            "a dead holder's mark outlives it by an hour"
+        );
+        assert!(
+            l.should_wake(here, 1, 8),
+            "a sender wakes nobody for an hour"
+        );
+        assert!(
+            !l.looking(ahead),
+            "nor its handoff mark, seen from an hour ahead"
+        );
+        assert!(l.should_wake(ahead, 1, 8));
     }
 
     #[test]

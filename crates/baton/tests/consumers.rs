@@ -275,3 +275,52 @@ fn purge_while_consumers_take_removes_each_message_or_leaves_it_delivered_once()
         "{st:?}"
     );
 }
+
+/// Two consumers that give the lookout up when they go to work (spin 0, like any consumer whose
+/// work per message exceeds the lookout's grace), both asleep. A sender sends M1 at priority 0,
+/// which wakes one (its handoff mark then stops further wake-ups), and at once M2 at priority
+/// 3. The woken one takes M1 and goes to work for long: it must wake the other for M2, which
+/// otherwise waits for that sleeper's own 100 ms tick. (Found in review: it announced only the
+/// lane it took from.)
+#[test]
+fn a_consumer_going_to_work_wakes_a_sleeper_for_a_message_of_another_priority() {
+    let t = TestDomain::new("consumer-lookout-lanes");
+    let q = shared_queue(&t, 4096);
+    let mut worst = Duration::ZERO;
+    for _round in 0..3 {
+        let (tx, rx) = std::sync::mpsc::channel::<(Vec<u8>, std::time::Instant)>();
+        let mut threads = Vec::new();
+        for _ in 0..2 {
+            let mut c = q.consumer().unwrap();
+            c.set_spin(Duration::ZERO);
+            let tx = tx.clone();
+            threads.push(std::thread::spawn(move || {
+                let m = c.recv_timeout(Duration::from_secs(5)).unwrap();
+                tx.send((m.payload().to_vec(), std::time::Instant::now()))
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(300)); // long work, holding it
+                drop(m);
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(20)); // both asleep
+        let sent = std::time::Instant::now();
+        q.sender().with_priority(0).unwrap().send(b"M1").unwrap();
+        q.sender().with_priority(3).unwrap().send(b"M2").unwrap();
+        let mut m2 = None;
+        for _ in 0..2 {
+            let (payload, at) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            if payload == b"M2" {
+                m2 = Some(at - sent);
+            }
+        }
+        for th in threads {
+            th.join().unwrap();
+        }
+        worst = worst.max(m2.expect("M2 taken"));
+    }
+    // The sleeper's own tick would take it after 80 ms (100 ms less the 20 ms it slept).
+    assert!(
+        worst < Duration::from_millis(50),
+        "M2 waited {worst:?} while a consumer slept idle"
+    );
+}

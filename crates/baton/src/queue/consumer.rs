@@ -366,6 +366,12 @@ impl Consumer {
     /// and not while another looks; selective ones all, on their own event).
     fn next(&mut self, deadline: Option<Instant>) -> Result<(usize, Taken), RecvError> {
         let looks = self.looks();
+        if !looks && self.mark != 0 {
+            // Its spin was set to zero, or a filter given, since it last looked: it gives the
+            // lookout up before it sleeps (its sleep looks once more, after its fence).
+            self.state.seg.shared().lookout.stop_polling(self.mark);
+            self.mark = 0;
+        }
         if looks && self.left_at != 0 {
             let away = monotonic_ns().saturating_sub(self.left_at);
             self.back_soon = away <= lookout::GRACE_NS;
@@ -432,10 +438,11 @@ impl Consumer {
     }
 
     /// With a record taken: keeps looking for messages while it works if it will be back
-    /// soon, or gives the lookout up; either way, if messages piled up, wakes a sleeper.
+    /// soon, or gives the lookout up; either way, if messages wait in any lane that nobody
+    /// looks for (or pile up past what the one looking keeps up with), wakes a sleeper.
     fn going_to_work(&mut self, f: (usize, Taken)) -> (usize, Taken) {
         if self.filter != TypeFilter::Any {
-            return f;
+            return f; // it sleeps on its own event, and gave up any mark in `next`
         }
         let now = monotonic_ns();
         let seg = &self.state.seg;
@@ -444,7 +451,15 @@ impl Consumer {
             .lookout
             .leave(self.mark, now, self.back_soon && self.looks());
         self.left_at = now;
-        seg.announce_message(Some(&seg.lane(f.0)));
+        if self.mark == 0 {
+            // It gave the lookout up (or another consumer looks): whatever waits in any lane,
+            // since the mark it replaced may have hidden a message of another priority from
+            // the senders.
+            seg.announce_message(None);
+        } else {
+            // It keeps looking and is back soon: only a pile-up behind it needs a helper.
+            seg.announce_message(Some(&seg.lane(f.0)));
+        }
         f
     }
 

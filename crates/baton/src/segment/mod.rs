@@ -427,20 +427,21 @@ impl Segment {
         let shared = self.shared();
         if self.attrs.shared {
             shared.data_event.notify_one_if(&Futex, || {
-                // A message in `lane`: wake one unless somebody looks and keeps up. Any lane
-                // (a consumer that stopped looking): wake one if anything waits.
-                let (untaken, keeps_up) = match lane {
-                    Some(l) => (
+                // A message in `lane` (`None`: in any lane): wake one unless somebody looks and
+                // keeps up. Over several lanes, the one furthest behind decides: one piling
+                // up, else one with anything waiting.
+                let behind = |l: &Lane<'_>| {
+                    (
                         l.unread_cells(),
                         l.capacity_cells() / LOOKOUT_KEEPS_UP_SHARE,
-                    ),
-                    None => (
-                        (0..PRIORITIES)
-                            .map(|p| self.lane(p).unread_cells())
-                            .max()
-                            .unwrap_or(0),
-                        0,
-                    ),
+                    )
+                };
+                let (untaken, keeps_up) = match lane {
+                    Some(l) => behind(l),
+                    None => (0..PRIORITIES)
+                        .map(|p| behind(&self.lane(p)))
+                        .max_by_key(|&(u, k)| (u > k, u > 0))
+                        .unwrap_or((0, 0)),
                 };
                 shared
                     .lookout
