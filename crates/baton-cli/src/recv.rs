@@ -3,7 +3,7 @@
 use crate::format::{
     human_duration, parse_duration, render_message, unix_ns_of_monotonic, MessageFormat,
 };
-use crate::stdio::{self, STOP_CHECK};
+use crate::stdio::{self, RECV_SLICE, STOP_CHECK};
 use crate::{exit, Failure};
 use baton::{
     Consumer, Domain, Message, OwnError, Queue, Receiver, ReceiverOptions, RecvError, TypeFilter,
@@ -195,6 +195,7 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
         }
         Source::Owner(rx)
     };
+    stdio::cancel_on_stop(rx.canceller());
     let format = if json {
         MessageFormat::Json
     } else if args.null {
@@ -355,6 +356,13 @@ impl Source {
             Source::Consumer(c) => c.recv_timeout(t),
         }
     }
+
+    fn canceller(&self) -> baton::Canceller {
+        match self {
+            Source::Owner(rx) => rx.canceller(),
+            Source::Consumer(c) => c.canceller(),
+        }
+    }
 }
 
 /// How long `recv --standby` waits for the owner lock at a time.
@@ -392,11 +400,11 @@ fn receive(
             let slice = match args.timeout {
                 Some(t) => (idle_since + t)
                     .saturating_duration_since(Instant::now())
-                    .min(STOP_CHECK),
-                None => STOP_CHECK,
+                    .min(RECV_SLICE),
+                None => RECV_SLICE,
             };
             match rx.recv_timeout(slice) {
-                Err(RecvError::Timeout) => {
+                Err(RecvError::Timeout | RecvError::Interrupted) => {
                     if args.timeout.is_some_and(|t| idle_since.elapsed() >= t) {
                         return Ok(End::Idle);
                     }

@@ -35,6 +35,19 @@ static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_stop_signal(sig: libc::c_int) {
     STOP_SIGNAL.store(sig, Local::Relaxed);
+    if let Some(c) = STOP_CANCEL.get() {
+        c.cancel(); // async-signal-safe: an atomic add and a futex wake
+    }
+}
+
+/// The receives a stop signal interrupts (see [`cancel_on_stop`]).
+static STOP_CANCEL: std::sync::OnceLock<baton::Canceller> = std::sync::OnceLock::new();
+
+/// From now on a stop signal also interrupts the receives of `canceller`'s receiver, so
+/// that a receive can wait long without looking for the signal. (One per process: a command
+/// receives from one queue.)
+pub fn cancel_on_stop(canceller: baton::Canceller) {
+    let _ = STOP_CANCEL.set(canceller);
 }
 
 /// From now on SIGINT, SIGTERM and SIGHUP set the stop flag instead of killing the process,
@@ -93,6 +106,12 @@ pub fn signal_status(sig: i32) -> u8 {
 /// How long a blocking step waits at a time, so that a stop signal is seen promptly even if it
 /// arrived just before the step began to wait.
 pub const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// How long a receive waits at a time. A stop signal interrupts it at once (the handler
+/// cancels it: [`cancel_on_stop`]); one that comes between the last look at the flag and the
+/// start of the wait, or a reader of standard output that leaves, is seen at the end of the
+/// slice. An idle `recv` wakes once a slice.
+pub const RECV_SLICE: Duration = Duration::from_secs(1);
 
 /// Standard input, read with `read(2)` directly: unlike `std::io::Stdin`, which retries a read
 /// interrupted by a signal, it returns [`io::ErrorKind::Interrupted`] when a stop signal came,

@@ -5,7 +5,7 @@
 
 mod common;
 use baton::{Attributes, Queue, Status};
-use common::{eventually, Child, TestDomain};
+use common::{eventually, Child, Cli, TestDomain};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -296,4 +296,171 @@ fn a_consumer_in_another_pid_namespace_keeps_its_message_until_it_dies() {
     drop(holder); // kills the namespace's pid 1, by pid, and reaps it
     let m = here.recv_timeout(LONG).unwrap();
     assert_eq!((m.payload(), m.redelivered()), (&b"held"[..], true));
+}
+
+/// Voluntary context switches of the calling thread so far: one per sleep it went into.
+fn sleeps_of_this_thread() -> u64 {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches in /proc/thread-self/status")
+}
+
+/// A receiver held up by a live sender's unfinished claim sleeps until something happens (it
+/// used to look every 2 ms, and an idle one every 100 ms), and the sender's death, in this or
+/// another pid namespace, wakes it at once to skip the claim.
+#[test]
+fn a_receiver_behind_a_live_senders_claim_sleeps_until_that_sender_dies() {
+    for namespace in [false, true] {
+        if namespace && !root() {
+            return;
+        }
+        let t = TestDomain::new("watch-claim");
+        let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+        let args = ["send", "q", "stuck"];
+        let sender = Child::spawn(&mut if namespace {
+            in_pid_namespace(&t, &args, Some("send.written:pause"))
+        } else {
+            let mut c = t.baton();
+            c.args(args)
+                .env("BATON_FAILPOINT", "send.written:pause")
+                .stderr(Stdio::null());
+            c
+        });
+        assert!(eventually(LONG, || status(&q).lanes[3].in_flight == 1));
+        q.sender().send(b"behind").unwrap();
+        let mut rx = q.receiver().unwrap();
+        let before = sleeps_of_this_thread();
+        assert!(rx.recv_timeout(Duration::from_millis(1500)).is_err());
+        let sleeps = sleeps_of_this_thread() - before;
+        assert!(
+            sleeps <= 3,
+            "namespace {namespace}: slept {sleeps} times in 1.5 s"
+        );
+        let killed = std::time::Instant::now();
+        drop(sender); // SIGKILL, by pid
+        assert_eq!(rx.recv_timeout(LONG).unwrap().payload(), b"behind");
+        let waited = killed.elapsed();
+        assert!(
+            waited < Duration::from_millis(500),
+            "namespace {namespace}: the death took {waited:?} to wake the receiver"
+        );
+        assert_eq!(status(&q).abandoned, 1);
+    }
+}
+
+/// A sender that dies between committing a message and waking the sleeping receiver: its
+/// death wakes the receiver instead (the message used to wait for the receiver's tick).
+#[test]
+fn a_message_whose_sender_died_before_announcing_it_wakes_the_sleeping_receiver() {
+    for namespace in [false, true] {
+        if namespace && !root() {
+            return;
+        }
+        let t = TestDomain::new("watch-commit");
+        let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+        let (tx, rx_done) = std::sync::mpsc::channel();
+        let receiver = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut rx = q.receiver().unwrap();
+                tx.send(()).unwrap();
+                let before = sleeps_of_this_thread();
+                let m = rx
+                    .recv_timeout(Duration::from_secs(30))
+                    .map(|m| m.payload().to_vec());
+                (m, sleeps_of_this_thread() - before)
+            })
+        };
+        rx_done.recv().unwrap();
+        std::thread::sleep(Duration::from_secs(1)); // asleep by now
+        let args = ["send", "q", "last words"];
+        let out = Child::spawn(&mut if namespace {
+            in_pid_namespace(&t, &args, Some("send.committed"))
+        } else {
+            let mut c = t.baton();
+            c.args(args)
+                .env("BATON_FAILPOINT", "send.committed")
+                .stderr(Stdio::null());
+            c
+        })
+        .wait_output(LONG);
+        assert!(
+            !out.status.success(),
+            "namespace {namespace}: {:?}",
+            out.status
+        );
+        let died = std::time::Instant::now();
+        let (m, sleeps) = receiver.join().unwrap();
+        assert_eq!(m.unwrap(), b"last words", "namespace {namespace}");
+        assert!(
+            died.elapsed() < Duration::from_secs(1),
+            "namespace {namespace}: the death took {:?} to wake the receiver",
+            died.elapsed()
+        );
+        // Asleep 1 s and more: woken by the new sender's slot, then its death (and not
+        // ten times a second).
+        assert!(sleeps <= 4, "namespace {namespace}: slept {sleeps} times");
+    }
+}
+
+/// An idle pool of consumers sleeps until something happens (it used to look every 100 ms),
+/// with a live sender process attached; a consumer that dies holding a message, in this or
+/// another pid namespace, is noticed at once and the message taken again, flagged.
+#[test]
+fn an_idle_consumer_sleeps_and_a_dead_consumers_message_comes_back_at_once() {
+    for namespace in [false, true] {
+        if namespace && !root() {
+            return;
+        }
+        let t = TestDomain::new("watch-consumer");
+        let shared = Attributes {
+            shared: true,
+            ..Attributes::default()
+        };
+        let q = Queue::create(&t.domain, "q", &shared).unwrap();
+        // A live sender process holds a slot and a claim; nothing is taken or waiting.
+        let idle = Child::spawn(
+            t.baton()
+                .args(["send", "q", "x"])
+                .env("BATON_FAILPOINT", "send.claimed:pause")
+                .stderr(Stdio::null()),
+        );
+        let mut here = q.consumer().unwrap();
+        // The paused sender's claim is a claim, not a message: nothing to take, and a live
+        // holder's claim is watched, not looked at.
+        assert!(eventually(LONG, || status(&q).lanes[3].in_flight == 1));
+        let before = sleeps_of_this_thread();
+        assert!(here.recv_timeout(Duration::from_millis(1500)).is_err());
+        let sleeps = sleeps_of_this_thread() - before;
+        drop(idle);
+        q.sender().send(b"held").unwrap();
+        let args = ["recv", "q", "--shared", "--exec", "sleep", "30"];
+        let holder = Child::spawn(&mut if namespace {
+            in_pid_namespace(&t, &args, None)
+        } else {
+            let mut c = t.baton();
+            c.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+            c
+        });
+        assert!(eventually(LONG, || status(&q)
+            .attached
+            .iter()
+            .any(|a| a.in_flight == 1)));
+        let killed = std::time::Instant::now();
+        drop(holder); // SIGKILL, by pid
+        let m = here.recv_timeout(LONG).unwrap();
+        assert_eq!((m.payload(), m.redelivered()), (&b"held"[..], true));
+        let waited = killed.elapsed();
+        assert!(
+            waited < Duration::from_millis(500),
+            "namespace {namespace}: the death took {waited:?} to wake the consumer"
+        );
+        assert!(
+            sleeps <= 3,
+            "namespace {namespace}: slept {sleeps} times in 1.5 s"
+        );
+    }
 }

@@ -110,6 +110,17 @@ impl Event {
         false
     }
 
+    /// Wakes every sleeper, whether or not any sleeps, for a reason outside the condition
+    /// (a receive cancelled): the count is bumped, so a sleeper about to sleep does not, and
+    /// each re-checks. No fence of its own: the caller's reason is published before this by a
+    /// Release (or stronger) store, and a sleeper that reads the bumped count (Acquire) sees
+    /// it. Only atomics and one syscall: usable in a signal handler.
+    pub fn poke<W: Waiter>(&self, waiter: &W) {
+        // Release: pairs with the sleeper's Acquire load of `seq` (see `notify_slow`).
+        self.seq.fetch_add(1, ord!(Release));
+        waiter.wake_all(&self.seq);
+    }
+
     #[cold]
     fn notify_slow<W: Waiter>(&self, waiter: &W) {
         // SYNC POINT: event bumped; partner is the Acquire load of `seq` in `wait_until`. Relaxed

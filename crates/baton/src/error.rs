@@ -458,6 +458,9 @@ pub enum RecvError {
     /// `recv_timeout`: nothing arrived before the deadline.
     #[error("timed out waiting for a message")]
     Timeout,
+    /// A [`Canceller`](crate::Canceller) interrupted the wait; nothing was taken.
+    #[error("receive interrupted (cancelled)")]
+    Interrupted,
     /// The queue was removed; waiting messages went with it.
     #[error("queue has been removed")]
     Removed,

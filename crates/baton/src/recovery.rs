@@ -38,12 +38,15 @@
 use crate::error::SlotError;
 use crate::segment::PRIORITIES;
 use crate::segment::{Segment, SENDER_SLOTS};
+use crate::sys::futex::{self, Futex, WaitAny, WAITV_MAX};
 use crate::sys::liveness::{fork_generation, AbortOnUnwind};
 use crate::sys::robust::{Holder, TryLock};
 use baton_ring::lane::LaneSender;
-use std::sync::atomic::{AtomicU64, Ordering};
+use baton_ring::wake::Waiter;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 pub(crate) use baton_ring::failpoint::failpoint;
 
@@ -203,6 +206,9 @@ fn take_sender_slot(seg: &Attachment) -> Result<u8, SlotError> {
     seg.slot
         .cached
         .store(generation << 8 | slot as u64, Ordering::Release);
+    // Sleepers watch the slots held when they went to sleep (see `DeathWatch`): they look
+    // again, so that they watch this one too before it makes a claim.
+    seg.wake_sleepers();
     Ok(slot)
 }
 
@@ -227,8 +233,9 @@ fn settle_leftovers(seg: &Segment, slot: u8) -> u64 {
     if shared {
         seg.shared().consumers[slot as usize].store(0, Ordering::Relaxed);
     }
-    if returned > 0 {
-        // The records given back are for the consumers that sleep.
+    if resolved + returned > 0 {
+        // The records given back are for the consumers that sleep; an abandoned claim may
+        // have held back the messages behind it.
         seg.announce_message(None);
     }
     resolved + returned
@@ -475,4 +482,91 @@ pub(crate) unsafe fn recover(seg: &Segment) {
         }
     }
     failpoint("recover.senders");
+}
+
+/// The [`Waiter`] of receivers and consumers: a futex wait on the event that also ends when a
+/// process holding a sender slot dies, so that what it left (a message committed but not
+/// announced, a claim it will never commit, records it took) is looked at at once, and a
+/// sleeper needs no tick to find it.
+///
+/// Before it sleeps it reads every slot's lock word: a live holder's is watched (see
+/// [`RobustMutex::watch`]: the kernel wakes a waiter when the holder dies), a dead holder's
+/// slot nobody has reclaimed yet is reclaimed now, and the wait returns for a look. A
+/// process that takes a slot after the scan wakes the sleepers (`Segment::wake_sleepers`),
+/// which then watch it too; its fence and the sleeper's announcement on the event make one of
+/// them see the other. The kernel wakes only one waiter of a dead holder's word: the one it
+/// wakes reclaims the slot, and the reclaim announces what it resolved to the others.
+///
+/// Without `futex_waitv` (Linux before 5.16, or refused by a seccomp filter) a sleeper wakes
+/// every [`UNWATCHED_TICK`] instead; with more live slots than one call can watch, every
+/// [`PARTLY_WATCHED_TICK`].
+///
+/// [`RobustMutex::watch`]: crate::sys::robust::RobustMutex::watch
+pub(crate) struct DeathWatch<'a>(pub(crate) &'a Segment);
+
+/// How often a sleeper looks when it cannot watch for deaths at all.
+pub(crate) const UNWATCHED_TICK: Duration = Duration::from_millis(100);
+/// How often a sleeper looks when more slots are held than it can watch.
+pub(crate) const PARTLY_WATCHED_TICK: Duration = Duration::from_secs(1);
+
+/// Cleared when the kernel refuses `futex_waitv`, so that later sleeps do not ask again.
+static WAITV_WORKS: AtomicBool = AtomicBool::new(true);
+
+impl Waiter for DeathWatch<'_> {
+    fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>) {
+        let tick = |d: Duration| {
+            let t = Instant::now() + d;
+            Some(deadline.map_or(t, |d| d.min(t)))
+        };
+        if !WAITV_WORKS.load(Ordering::Relaxed) {
+            return Futex.wait(word, expected, tick(UNWATCHED_TICK));
+        }
+        let slots = &self.0.shared().slots;
+        let mut words = [(word, expected); WAITV_MAX];
+        let mut watched = [0u8; WAITV_MAX];
+        let mut n = 1;
+        let mut partly = false;
+        let mut reclaimed = false;
+        for (i, s) in slots.iter().enumerate().skip(1) {
+            match s.lock.watch() {
+                Ok(w) if n < WAITV_MAX => {
+                    words[n] = w;
+                    watched[n] = i as u8;
+                    n += 1;
+                }
+                Ok(_) => partly = true,
+                Err(Holder::Died) => reclaimed |= reclaim_if_dead(self.0, i as u8).is_some(),
+                Err(_) => {}
+            }
+        }
+        if reclaimed {
+            return; // the caller looks at what the dead left
+        }
+        let until = if partly {
+            tick(PARTLY_WATCHED_TICK)
+        } else {
+            deadline
+        };
+        match futex::wait_any(&words[..n], until) {
+            WaitAny::Woken(i) if i > 0 => {
+                // A holder died (or let its slot go): resolve what it left, if nobody has.
+                if slots[watched[i] as usize].lock.holder() == Holder::Died {
+                    let _ = reclaim_if_dead(self.0, watched[i]);
+                }
+            }
+            WaitAny::Unsupported => {
+                WAITV_WORKS.store(false, Ordering::Relaxed);
+                Futex.wait(word, expected, tick(UNWATCHED_TICK));
+            }
+            WaitAny::Woken(_) | WaitAny::Early => {}
+        }
+    }
+
+    fn wake_all(&self, word: &AtomicU32) {
+        Futex.wake_all(word);
+    }
+
+    fn wake_one(&self, word: &AtomicU32) {
+        Futex.wake_one(word);
+    }
 }

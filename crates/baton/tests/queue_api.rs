@@ -371,3 +371,32 @@ fn long_names_in_long_domains_work() {
     let listed = Queue::list(&t.domain).unwrap();
     assert_eq!(listed[0].status.as_ref().unwrap().name, name);
 }
+
+/// A cancel interrupts the receives under way, takes nothing, and leaves later receives alone.
+#[test]
+fn a_cancel_interrupts_the_receives_under_way_and_nothing_else() {
+    let t = TestDomain::new("cancel");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let mut rx = q.receiver().unwrap();
+    let cancel = rx.canceller();
+    cancel.cancel(); // nothing under way: no effect on the next receive
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(20)),
+        Err(RecvError::Timeout)
+    ));
+    let blocked = std::thread::spawn(move || {
+        let r = rx
+            .recv_timeout(Duration::from_secs(30))
+            .map(|m| m.payload().to_vec());
+        (r, rx)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let since = std::time::Instant::now();
+    cancel.cancel();
+    let (r, mut rx) = blocked.join().unwrap();
+    assert_eq!(r, Err(RecvError::Interrupted));
+    assert!(since.elapsed() < Duration::from_secs(5));
+    q.sender().send(b"kept").unwrap();
+    assert_eq!(rx.recv().unwrap().payload(), b"kept");
+    assert_eq!(q.status().redelivered, 0);
+}

@@ -14,10 +14,11 @@
 //! dead one's records back: they are taken again, flagged `redelivered`. A live consumer,
 //! however slow, keeps what it took.
 
+use super::cancel::{CancelPoint, Canceller};
 use super::message::{Message, Metadata, Ticket};
-use super::{Queue, IDLE_TICK, STUCK_CHECK};
+use super::{Queue, STUCK_CHECK};
 use crate::error::{AckError, Damage, OwnError, RecvError};
-use crate::recovery::{self, failpoint, Attachment};
+use crate::recovery::{self, failpoint, Attachment, DeathWatch};
 use crate::segment::{Segment, PRIORITIES};
 use crate::sys::clock::monotonic_ns;
 use crate::sys::futex::Futex;
@@ -25,7 +26,7 @@ use crate::sys::liveness::fork_generation;
 use crate::sys::robust::TryLock;
 use baton_ring::lane::{sweep, LaneConsumer, LaneOwner, Pick, SweepLock, Taken};
 use baton_ring::lookout;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -201,6 +202,8 @@ pub struct Consumer {
     /// Whether it came back from its last message within the lookout's grace: such a
     /// consumer keeps looking while it works, one with more work per message does not.
     back_soon: bool,
+    /// Bumped by this consumer's [`Canceller`]s.
+    cancels: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -278,11 +281,39 @@ impl Queue {
             mark: 0,
             left_at: 0,
             back_soon: true,
+            cancels: Arc::default(),
         })
     }
 }
 
 impl Consumer {
+    /// A handle that interrupts this consumer's blocked receives from another thread or a
+    /// signal handler (see [`Canceller`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, RecvError};
+    /// let domain = Domain::new(&format!("doc-consumer-cancel-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "q", &Attributes { shared: true, ..Default::default() })?;
+    /// let mut consumer = q.consumer()?;
+    /// let cancel = consumer.canceller();
+    /// let t = std::thread::spawn(move || {
+    ///     std::thread::sleep(std::time::Duration::from_millis(50));
+    ///     cancel.cancel();
+    /// });
+    /// assert!(matches!(consumer.recv(), Err(RecvError::Interrupted)));
+    /// t.join().unwrap();
+    /// # drop(consumer); Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn canceller(&self) -> Canceller {
+        Canceller {
+            seg: self.state.seg.clone(),
+            cancels: self.cancels.clone(),
+        }
+    }
+
     /// Takes only messages that pass `filter` from now on (System V's selective receive; see
     /// [`TypeFilter`]). A selective take walks over the messages waiting in front of its
     /// match, reading each one's type: its cost grows with them (see `docs/performance.md`).
@@ -365,6 +396,7 @@ impl Consumer {
     /// messages, then sleeps on the queue's event (plain consumers are woken one per message,
     /// and not while another looks; selective ones all, on their own event).
     fn next(&mut self, deadline: Option<Instant>) -> Result<(usize, Taken), RecvError> {
+        let cancel = CancelPoint::now(&self.cancels);
         let looks = self.looks();
         if !looks && self.mark != 0 {
             // Its spin was set to zero, or a filter given, since it last looked: it gives the
@@ -387,7 +419,7 @@ impl Consumer {
         if looks {
             if let Some(mine) = lookout.start_polling(monotonic_ns(), self.mark) {
                 self.mark = mine;
-                if let Some(f) = self.poll(deadline)? {
+                if let Some(f) = self.poll(deadline, cancel)? {
                     return Ok(self.going_to_work(f));
                 }
                 lookout.stop_polling(mine);
@@ -396,21 +428,29 @@ impl Consumer {
         }
         loop {
             seg.check_size().map_err(RecvError::Corrupt)?;
-            let others_hold = self.when_idle(false);
+            let others_work = self.when_idle(false);
             if let Some(f) = self.take()? {
                 return Ok(self.going_to_work(f));
             }
-            // Sleep in bounded steps: while other processes hold records, one of them may die
-            // with its records (a death wakes nobody), so look again soon.
-            let tick = Instant::now() + if others_hold { STUCK_CHECK } else { IDLE_TICK };
-            let until = deadline.map_or(tick, |d| d.min(tick));
+            // A process that dies holding records, or a claim, wakes this sleep through the
+            // death watch, which gives back what it held. While other consumers work on records
+            // a sleeper still looks every STUCK_CHECK: one of them may have left a lookout mark
+            // that kept senders from waking anybody, and be away longer than it said (G18).
+            // An idle pool sleeps until something happens.
+            let until = if others_work {
+                let tick = Instant::now() + STUCK_CHECK;
+                Some(deadline.map_or(tick, |d| d.min(tick)))
+            } else {
+                deadline
+            };
             let event = match self.filter {
                 TypeFilter::Any => &seg.shared().data_event,
                 _ => &seg.shared().select_event,
             };
             let mut outcome = None;
-            event.wait_until(&Futex, Some(until), || {
+            event.wait_until(&DeathWatch(&seg), until, || {
                 outcome = match seg.check_size() {
+                    _ if cancel.passed(&self.cancels) => Some(Err(RecvError::Interrupted)),
                     Err(e) => Some(Err(RecvError::Corrupt(e))),
                     // Woken, perhaps, for a message somebody else took: nobody is on the way
                     // any more, so senders must wake a sleeper again; then look once more.
@@ -464,12 +504,19 @@ impl Consumer {
     }
 
     /// Polls for the spin window (or until `deadline`).
-    fn poll(&self, deadline: Option<Instant>) -> Result<Option<(usize, Taken)>, RecvError> {
+    fn poll(
+        &self,
+        deadline: Option<Instant>,
+        cancel: CancelPoint,
+    ) -> Result<Option<(usize, Taken)>, RecvError> {
         let spin_until = Instant::now() + self.spin;
         loop {
             let now = Instant::now();
             if now >= spin_until || deadline.is_some_and(|d| now >= d) {
                 return Ok(None);
+            }
+            if cancel.passed(&self.cancels) {
+                return Err(RecvError::Interrupted);
             }
             if let Some(f) = self.take()? {
                 return Ok(Some(f));
@@ -503,11 +550,12 @@ impl Consumer {
 
     /// What a consumer with nothing to take does before it sleeps: frees what is finished at
     /// the heads, wakes the senders a sweep left waiting, and (every [`STUCK_CHECK`], or now
-    /// if `now`) gives back the records of processes that are gone. Returns whether other
-    /// live processes hold records (taken, or claimed and not committed).
+    /// if `now`) gives back the records of processes that are gone. Returns whether consumers
+    /// of other processes hold records they took.
     fn when_idle(&mut self, now: bool) -> bool {
         let seg = &*self.state.seg;
         let mut others_hold = false;
+        let mut others_work = false;
         let check = now || Instant::now() >= self.next_check;
         let mut holders = [false; crate::segment::SENDER_SLOTS];
         for p in 0..PRIORITIES {
@@ -516,10 +564,11 @@ impl Consumer {
             };
             let _ = sweep(&lane, &OwnerLockSweep(seg), &Futex);
             lane.wake_owed(&Futex);
-            lane.holders(|slot, _| {
+            lane.holders(|slot, taken| {
                 if slot != self.state.slot {
                     holders[slot as usize] = true;
                     others_hold = true;
+                    others_work |= taken;
                 }
             });
         }
@@ -537,7 +586,7 @@ impl Consumer {
                 }
             }
         }
-        others_hold
+        others_work
     }
 
     fn deliver(&self, (p, taken): (usize, Taken)) -> Result<Message, RecvError> {

@@ -6,6 +6,7 @@
 //! sends were claimed (so FIFO per sender).
 
 mod browse;
+mod cancel;
 mod consumer;
 mod message;
 mod receiver;
@@ -13,6 +14,7 @@ mod sender;
 mod status;
 
 pub use browse::Peeked;
+pub use cancel::Canceller;
 pub use consumer::{Consumer, TypeFilter};
 pub use message::{InPlace, Message, Metadata};
 pub use receiver::{Receiver, ReceiverOptions};
@@ -32,11 +34,12 @@ use std::time::{Duration, Instant};
 
 /// How long a blocked receiver or sender polls before it sleeps on the futex, by default.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
-/// A claim at the head of a lane that stays uncommitted this long gets its sender checked: if
-/// the sender's process is dead, the claim is abandoned and skipped.
+/// A consumer with nothing to take checks at most this often whether the processes that hold
+/// records are gone (receivers and consumers that sleep are woken by a death instead: see
+/// `recovery::DeathWatch`).
 const STUCK_CHECK: Duration = Duration::from_millis(2);
-/// A sleeping receiver wakes at least this often, to notice a sender that died between its
-/// commit and its wake-up call, or a claim whose sender died.
+/// A sender waiting for space looks again at least this often: a removed queue frees no
+/// space, and in a shared queue whose sweeper died nothing is freed until someone sweeps.
 const IDLE_TICK: Duration = Duration::from_millis(100);
 
 /// A handle on a named queue. Cheap to clone; the mapping lives as long as any handle.
@@ -403,7 +406,6 @@ impl Queue {
             cursor: [0; PRIORITIES],
             redeliver_end: [0; PRIORITIES],
             released: Default::default(),
-            stuck: [None; PRIORITIES],
         };
         for p in 0..PRIORITIES {
             let lane = self.seg.lane(p);
@@ -421,6 +423,7 @@ impl Queue {
             ownership,
             spin: DEFAULT_SPIN,
             discarded: 0,
+            cancels: Arc::default(),
         };
         if options.empty {
             rx.discarded = rx.discard_all().map_err(|source| OwnError::Discard {

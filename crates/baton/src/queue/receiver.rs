@@ -1,17 +1,18 @@
 //! Receiving: the [`Receiver`] (the owner of a queue), its walk over the lanes, and
 //! acknowledgement.
 
+use super::cancel::{CancelPoint, Canceller};
 use super::message::{InPlace, Message, Metadata, Ticket};
-use super::{Queue, IDLE_TICK, STUCK_CHECK};
+use super::Queue;
 use crate::error::{AckError, Damage, OwnError, RecvError};
 use crate::owner::{OwnerGuard, Ownership};
-use crate::recovery::{self, failpoint, Attachment};
+use crate::recovery::{self, failpoint, Attachment, DeathWatch};
 use crate::segment::{Segment, PRIORITIES};
 use crate::sys::futex::Futex;
 use crate::sys::liveness::fork_generation;
 use baton_ring::lane::{LaneOwner, RecordRef, Slot};
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -91,8 +92,6 @@ pub(super) struct Local {
     pub(super) redeliver_end: [u64; PRIORITIES],
     /// Per lane, messages given back by [`Message::release`] (or a panic), by position.
     pub(super) released: [VecDeque<RecordRef>; PRIORITIES],
-    /// Per lane, an uncommitted claim at the cursor and since when it has been seen there.
-    pub(super) stuck: [Option<(u64, Instant)>; PRIORITIES],
 }
 
 impl Local {
@@ -130,6 +129,8 @@ pub struct Receiver {
     pub(super) ownership: Ownership,
     pub(super) spin: Duration,
     pub(super) discarded: u64,
+    /// Bumped by this receiver's [`Canceller`]s.
+    pub(super) cancels: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -166,6 +167,35 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
+    /// A handle that interrupts this receiver's blocked receives from another thread or a
+    /// signal handler (SA-Forum's `saMsgMessageCancel`; see [`Canceller`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, RecvError};
+    /// let domain = Domain::new(&format!("doc-cancel-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// let mut rx = q.receiver()?;
+    /// let cancel = rx.canceller();
+    /// let t = std::thread::spawn(move || {
+    ///     std::thread::sleep(std::time::Duration::from_millis(50));
+    ///     cancel.cancel();
+    /// });
+    /// assert!(matches!(rx.recv(), Err(RecvError::Interrupted)));
+    /// t.join().unwrap();
+    /// q.sender().send(b"still here")?; // nothing lost: the next receive waits as usual
+    /// assert_eq!(rx.recv()?.payload(), b"still here");
+    /// # drop(rx); Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn canceller(&self) -> Canceller {
+        Canceller {
+            seg: self.owned.seg.clone(),
+            cancels: self.cancels.clone(),
+        }
+    }
+
     /// Waits to own `queue`, as a standby; see [`Queue::standby`].
     ///
     /// # Errors
@@ -455,6 +485,7 @@ impl Receiver {
 
     /// Waits for the next record: polls for the spin window, then sleeps on the receiver event.
     pub(super) fn next_record(&mut self, deadline: Option<Instant>) -> Result<Found, RecvError> {
+        let cancel = CancelPoint::now(&self.cancels);
         if let Some(f) = self.take_record()? {
             return Ok(f);
         }
@@ -464,6 +495,9 @@ impl Receiver {
             if now >= spin_until || deadline.is_some_and(|d| now >= d) {
                 break;
             }
+            if cancel.passed(&self.cancels) {
+                return Err(RecvError::Interrupted);
+            }
             if let Some(f) = self.take_record()? {
                 return Ok(f);
             }
@@ -472,21 +506,21 @@ impl Receiver {
         let seg = self.owned.seg.clone();
         loop {
             seg.check_size().map_err(RecvError::Corrupt)?;
-            // Sleep in bounded steps: a claim whose sender may have died is looked at again
-            // soon, and a wake-up lost with a dead sender costs at most one tick.
-            let stuck = self.owned.lock().stuck.iter().any(Option::is_some);
-            let tick = Instant::now() + if stuck { STUCK_CHECK } else { IDLE_TICK };
-            let until = deadline.map_or(tick, |d| d.min(tick));
+            // No tick: a sender that dies (with a message committed and not announced, or a
+            // claim it will never commit) wakes this sleep through the death watch.
             let mut outcome = None;
-            seg.shared().data_event.wait_until(&Futex, Some(until), || {
-                // Woken (or about to sleep): the segment may have been shrunk meanwhile; look
-                // before touching the lanes.
-                outcome = match seg.check_size() {
-                    Err(e) => Some(Err(RecvError::Corrupt(e))),
-                    Ok(()) => self.take_record().transpose(),
-                };
-                outcome.is_some()
-            });
+            seg.shared()
+                .data_event
+                .wait_until(&DeathWatch(&seg), deadline, || {
+                    // Woken (or about to sleep): the segment may have been shrunk meanwhile; look
+                    // before touching the lanes.
+                    outcome = match seg.check_size() {
+                        _ if cancel.passed(&self.cancels) => Some(Err(RecvError::Interrupted)),
+                        Err(e) => Some(Err(RecvError::Corrupt(e))),
+                        Ok(()) => self.take_record().transpose(),
+                    };
+                    outcome.is_some()
+                });
             if let Some(o) = outcome {
                 return o;
             }
@@ -560,21 +594,17 @@ impl Receiver {
             loop {
                 let at = local.cursor[p];
                 match lane.at(at, max)? {
-                    Slot::End => {
-                        local.stuck[p] = None;
-                        break;
-                    }
+                    Slot::End => break,
                     Slot::Skip { cells } => {
                         local.cursor[p] += cells;
                         skipped = true;
                     }
                     Slot::InFlight { sender } => {
-                        if !Self::check_stuck(seg, &mut local.stuck[p], at, sender) {
+                        if !Self::check_stuck(seg, sender) {
                             break;
                         }
                     }
                     Slot::Record(r) => {
-                        local.stuck[p] = None;
                         failpoint("recv.found");
                         local.cursor[p] += r.cells();
                         lane.set_read_cursor(local.cursor[p]);
@@ -602,27 +632,17 @@ impl Receiver {
         Ok(None)
     }
 
-    /// An uncommitted claim sits at the cursor of lane `p`. If it has sat there a while, check
-    /// its sender: a dead sender's claims are abandoned. Returns whether to look again now.
-    pub(super) fn check_stuck(
-        seg: &Segment,
-        stuck: &mut Option<(u64, Instant)>,
-        at: u64,
-        sender: u8,
-    ) -> bool {
-        match *stuck {
-            Some((pos, since)) if pos == at => {
-                if since.elapsed() < STUCK_CHECK {
-                    return false;
-                }
-                *stuck = Some((at, Instant::now()));
-                recovery::reclaim_if_dead(seg, sender).is_some_and(|n| n > 0)
-            }
-            _ => {
-                *stuck = Some((at, Instant::now()));
-                false
-            }
-        }
+    /// An uncommitted claim of sender slot `sender` sits at a cursor. If no live process holds
+    /// the slot, its claims are abandoned (rule 3 of `recovery`). Returns whether to look again
+    /// now. While the holder lives, a sleeper is woken by its commit or, through the death
+    /// watch, by its death.
+    pub(super) fn check_stuck(seg: &Segment, sender: u8) -> bool {
+        let alive = seg
+            .shared()
+            .slots
+            .get(sender as usize)
+            .is_some_and(|s| s.lock.holder() == crate::sys::robust::Holder::Alive);
+        !alive && recovery::reclaim_if_dead(seg, sender).is_some_and(|n| n > 0)
     }
 
     /// Counts a redelivery in the queue's counter.

@@ -386,6 +386,8 @@ impl Segment {
             .stats
             .removed
             .store(1, std::sync::atomic::Ordering::SeqCst);
+        // Sleepers wake only for a reason now (no tick): this is one.
+        self.wake_sleepers();
         let mine = fstat(self.file.as_raw_fd()).map_err(|e| shm::io("fstat", e))?;
         match nix::sys::stat::stat(&self.path) {
             Ok(st) if st.st_ino == mine.st_ino && st.st_dev == mine.st_dev => {
@@ -450,6 +452,16 @@ impl Segment {
             shared.select_event.notify(&Futex);
         } else {
             shared.data_event.notify(&Futex);
+        }
+    }
+
+    /// Wakes every sleeping receiver and consumer, to look again: the queue was removed, or a
+    /// process took a sender slot that they should watch (see `recovery::DeathWatch`).
+    pub(crate) fn wake_sleepers(&self) {
+        let shared = self.shared();
+        shared.data_event.notify(&Futex);
+        if self.attrs.shared {
+            shared.select_event.notify(&Futex);
         }
     }
 

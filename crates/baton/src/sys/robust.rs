@@ -54,6 +54,7 @@ pub(crate) enum Holder {
 /// The kernel's robust-futex bits (linux/futex.h).
 const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
 const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+const FUTEX_WAITERS: u32 = 0x8000_0000;
 
 /// Byte offset of the futex word inside `pthread_mutex_t`: glibc's `__lock` is its first int,
 /// musl's `_m_lock` its second. The segment's ABI tag records which libc made the segment.
@@ -147,19 +148,60 @@ impl RobustMutex {
     /// holder's thread id and sets `FUTEX_OWNER_DIED`. A snapshot for status reports: a
     /// decision to free what a holder held takes the lock ([`RobustMutex::try_lock`]).
     pub(crate) fn holder(&self) -> Holder {
-        // SAFETY: the futex word is an aligned 32-bit int at this offset inside the mutex (see
-        // LOCK_WORD_OFFSET; the segment's ABI tag pins the libc); pthread and the kernel only
-        // change it atomically, so an atomic load of it is a valid snapshot.
-        let word = unsafe {
-            (*(self.raw().cast::<u8>().add(LOCK_WORD_OFFSET) as *const AtomicU32))
-                .load(Ordering::Acquire) // SYNC POINT: what the last holder wrote before unlocking
-        };
+        // SYNC POINT: what the last holder wrote before unlocking.
+        let word = self.word().load(Ordering::Acquire);
         if word & FUTEX_TID_MASK != 0 {
             Holder::Alive
         } else if word & FUTEX_OWNER_DIED != 0 {
             Holder::Died
         } else {
             Holder::Free
+        }
+    }
+}
+
+impl RobustMutex {
+    /// The lock's futex word.
+    fn word(&self) -> &AtomicU32 {
+        // SAFETY: the futex word is an aligned 32-bit int at this offset inside the mutex (see
+        // LOCK_WORD_OFFSET; the segment's ABI tag pins the libc); pthread and the kernel only
+        // change it atomically, so atomic accesses to it are valid. It lives as long as `self`.
+        unsafe { &*(self.raw().cast::<u8>().add(LOCK_WORD_OFFSET) as *const AtomicU32) }
+    }
+
+    /// Prepares to be woken when the lock's holder dies: returns the futex word and the value
+    /// to wait for, with `FUTEX_WAITERS` set in it, while a live thread holds the lock; or
+    /// who holds it otherwise. When a holder dies with `FUTEX_WAITERS` set, the kernel marks
+    /// the word owner-died and wakes one thread waiting on it (in any process, in any pid
+    /// namespace: the key is the shared page, not a pid). This is what the lock's own waiters
+    /// get; `FUTEX_WAITERS` also makes the holder's unlock wake a waiter, which only costs a
+    /// look. The caller waits on the word with its expected value (`sys::futex::wait_any`),
+    /// and a word changed meanwhile ends the wait at once.
+    pub(crate) fn watch(&self) -> Result<(&AtomicU32, u32), Holder> {
+        let word = self.word();
+        let mut w = word.load(Ordering::Relaxed);
+        loop {
+            if w & FUTEX_TID_MASK == 0 {
+                return Err(if w & FUTEX_OWNER_DIED != 0 {
+                    Holder::Died
+                } else {
+                    Holder::Free
+                });
+            }
+            if w & FUTEX_WAITERS != 0 {
+                return Ok((word, w));
+            }
+            // Relaxed: only the kernel and pthread read the bit, and they take the word as a
+            // whole; nothing else is published with it.
+            match word.compare_exchange_weak(
+                w,
+                w | FUTEX_WAITERS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok((word, w | FUTEX_WAITERS)),
+                Err(now) => w = now,
+            }
         }
     }
 }

@@ -1,0 +1,56 @@
+//! Interrupting blocked receives from another thread, or from a signal handler (SA-Forum's
+//! `saMsgMessageCancel`).
+
+use crate::recovery::Attachment;
+use crate::sys::futex::Futex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Interrupts the receives blocked on one [`Receiver`](crate::Receiver) or
+/// [`Consumer`](crate::Consumer): each returns [`RecvError::Interrupted`](crate::RecvError)
+/// at once, having taken nothing. Made by `Receiver::canceller` or `Consumer::canceller`.
+///
+/// A cancel interrupts the receives under way when it is made (blocked, or about to block);
+/// a receive that begins after it waits as usual. Cheap to clone, usable from any thread,
+/// and async-signal-safe: [`Canceller::cancel`] is an atomic add and a futex wake, with no
+/// lock and no allocation, so a signal handler may call it.
+#[derive(Clone)]
+pub struct Canceller {
+    pub(super) seg: Arc<Attachment>,
+    pub(super) cancels: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Canceller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Canceller")
+            .field("queue", &self.seg.names().0)
+            .finish()
+    }
+}
+
+impl Canceller {
+    /// Interrupts every receive blocked on the handle this canceller was made from.
+    pub fn cancel(&self) {
+        // Published before the events' counts are bumped (Release), which the sleepers read
+        // (Acquire) before they look at it.
+        self.cancels.fetch_add(1, Ordering::Release);
+        let shared = self.seg.shared();
+        shared.data_event.poke(&Futex);
+        shared.select_event.poke(&Futex);
+    }
+}
+
+/// What a receive samples when it begins, and asks while it waits: whether a cancel came
+/// since.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CancelPoint(u64);
+
+impl CancelPoint {
+    pub(super) fn now(cancels: &AtomicU64) -> CancelPoint {
+        CancelPoint(cancels.load(Ordering::Acquire))
+    }
+
+    pub(super) fn passed(self, cancels: &AtomicU64) -> bool {
+        cancels.load(Ordering::Acquire) != self.0
+    }
+}
