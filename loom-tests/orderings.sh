@@ -24,6 +24,7 @@ models=(
   "wake a_sleeper_clearing_a_handoff_while_a_sender_commits_gets_the_message"
   "wake a_poller_stopping_while_a_sender_commits_gets_the_message"
   "lane a_sender_reuses_cells_only_after_the_receiver_has_read_them"
+  "lane a_run_is_published_by_one_commit_and_read_record_by_record"
   "lane a_claim_is_either_committed_and_delivered_or_abandoned_and_skipped"
   "lane a_successor_redelivers_what_a_stopped_owner_handed_out_and_nothing_else"
   "lane a_sender_trusting_the_process_head_cache_reuses_cells_only_after_they_were_read"

@@ -119,6 +119,76 @@ fn a_claim_is_either_committed_and_delivered_or_abandoned_and_skipped() {
     });
 }
 
+/// A sender publishes a run of two records by one commit while the receiver polls: the
+/// receiver gets both, whole and in order, and never lands inside the run before it is
+/// published. Catches `run_stamps_late`.
+#[test]
+fn a_run_is_published_by_one_commit_and_read_record_by_record() {
+    loom::model(|| {
+        let heap = Arc::new(HeapLane::new(4));
+        let waiter = LoomWaiter::default();
+        let h = heap.clone();
+        let sender = loom::thread::spawn(move || {
+            let lane = sender_view(&h.lane(), 3);
+            let (claim, n) = lane.try_claim_run(1, &[1]).unwrap();
+            assert_eq!(n, 2);
+            lane.write_in_run(&claim, 0, &header(1), &[1]);
+            lane.write_in_run(&claim, 1, &header(1), &[2]);
+            lane.commit_run(claim, &[1, 1]).unwrap();
+        });
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match take(&heap.lane(), &waiter) {
+                Some(m) => got.push(m),
+                None => loom::thread::yield_now(),
+            }
+        }
+        sender.join().unwrap();
+        assert_eq!(got, vec![vec![1], vec![2]]);
+    });
+}
+
+/// A run's sender taken for dead races its commit against the abandonment of its claim: the
+/// run is delivered whole (commit won) or skipped whole (abandonment won, the commit fails),
+/// never in part. Catches `run_commit_store`.
+#[test]
+fn a_run_is_delivered_whole_or_skipped_whole() {
+    loom::model(|| {
+        let heap = Arc::new(HeapLane::new(2));
+        let waiter = LoomWaiter::default();
+        let (claim, n) = sender_view(&heap.lane(), 7).try_claim_run(1, &[1]).unwrap();
+        assert_eq!(n, 2);
+        let h = heap.clone();
+        let sender = loom::thread::spawn(move || {
+            let lane = sender_view(&h.lane(), 7);
+            lane.write_in_run(&claim, 0, &header(1), &[1]);
+            lane.write_in_run(&claim, 1, &header(1), &[2]);
+            lane.commit_run(claim, &[1, 1]).is_ok()
+        });
+        let h = heap.clone();
+        // SAFETY: the model plays slot 7's death (see
+        // `a_claim_is_either_committed_and_delivered_or_abandoned_and_skipped`).
+        let reclaimer = loom::thread::spawn(move || unsafe { h.lane().abandon_sender(7) });
+        let abandoned = reclaimer.join().unwrap();
+        let commit_ok = sender.join().unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = take(&heap.lane(), &waiter) {
+            got.push(m);
+        }
+        assert_eq!(
+            abandoned == 1,
+            !commit_ok,
+            "a run is committed or abandoned"
+        );
+        let want = if commit_ok {
+            vec![vec![1], vec![2]]
+        } else {
+            vec![]
+        };
+        assert_eq!(got, want, "a run is delivered whole or not at all");
+    });
+}
+
 /// An owner hands a message out and stops before acknowledging it, while a sender adds
 /// another. The successor sees the handed-out message as one to deliver again (in
 /// `head..read`) and the new one as fresh. Catches `no_read_mark`.

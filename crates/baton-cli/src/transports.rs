@@ -28,6 +28,10 @@ pub enum Transport {
     BatonBlocking,
     /// baton, `loan` and `recv_in_place` (blocking).
     BatonZeroCopy,
+    /// baton's batch calls: the sender `send_batch`es runs of up to 64 messages (one claim and
+    /// one commit each); the receiver polls `try_recv_batch` (up to 64 messages in place, one
+    /// acknowledgement for them all). A round trip is one message each way.
+    BatonBatch,
     /// Two named pipes.
     Pipe,
     /// Unix domain datagram sockets.
@@ -40,6 +44,9 @@ pub enum Transport {
     ShmSpin,
     /// A bare shared-memory mailbox, both sides sleeping on a futex: the blocking floor.
     ShmFutex,
+    /// A bare single-sender, single-receiver ring of fixed-size slots in shared memory, both
+    /// sides spinning, each keeping its view of the other's index: the throughput floor.
+    ShmRing,
     /// iceoryx2 publish-subscribe, polled.
     #[cfg(feature = "iceoryx2")]
     Iceoryx2Polled,
@@ -56,8 +63,10 @@ impl Transport {
             Transport::BatonPolled,
             Transport::BatonBlocking,
             Transport::BatonZeroCopy,
+            Transport::BatonBatch,
             Transport::ShmSpin,
             Transport::ShmFutex,
+            Transport::ShmRing,
             Transport::Pipe,
             Transport::UnixSocket,
             Transport::PosixMq,
@@ -74,12 +83,14 @@ impl Transport {
             Transport::BatonPolled => "baton-polled",
             Transport::BatonBlocking => "baton-blocking",
             Transport::BatonZeroCopy => "baton-zero-copy",
+            Transport::BatonBatch => "baton-batch",
             Transport::Pipe => "pipe",
             Transport::UnixSocket => "unix-socket",
             Transport::PosixMq => "posix-mq",
             Transport::SysvMq => "sysv-mq",
             Transport::ShmSpin => "shm-spin",
             Transport::ShmFutex => "shm-futex",
+            Transport::ShmRing => "shm-ring",
             #[cfg(feature = "iceoryx2")]
             Transport::Iceoryx2Polled => "iceoryx2-polled",
             #[cfg(feature = "iceoryx2")]
@@ -95,10 +106,11 @@ impl Transport {
     /// Whether the receiver spins (polled) or sleeps (blocking).
     pub fn mode(self) -> &'static str {
         match self {
-            Transport::BatonPolled | Transport::ShmSpin => "polled",
+            Transport::BatonPolled | Transport::ShmSpin | Transport::ShmRing => "polled",
             #[cfg(feature = "iceoryx2")]
             Transport::Iceoryx2Polled => "polled",
             Transport::BatonZeroCopy => "zero-copy",
+            Transport::BatonBatch => "batch",
             _ => "blocking",
         }
     }
@@ -116,7 +128,10 @@ impl Transport {
 
     /// Whether several senders may share one receiving end.
     pub fn many_senders(self) -> bool {
-        !matches!(self, Transport::ShmSpin | Transport::ShmFutex) && !self.is_iceoryx2()
+        !matches!(
+            self,
+            Transport::ShmSpin | Transport::ShmFutex | Transport::ShmRing
+        ) && !self.is_iceoryx2()
     }
 
     fn is_iceoryx2(self) -> bool {
@@ -135,6 +150,22 @@ pub trait Link {
     /// Receives one message and returns its sequence number (its first 8 bytes). Copies the
     /// payload into `buf`, except in baton's zero-copy mode, which reads it in place.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<u64>;
+    /// Sends `msgs` in order. One at a time, unless the transport sends in batches.
+    fn send_batch(&mut self, msgs: &[Vec<u8>]) -> io::Result<()> {
+        msgs.iter().try_for_each(|m| self.send(m))
+    }
+    /// Receives at least one message and at most `max`, passing each one's sequence number to
+    /// `seq`; returns how many. One at a time, unless the transport takes them in batches.
+    fn recv_batch(
+        &mut self,
+        buf: &mut [u8],
+        max: usize,
+        seq: &mut dyn FnMut(u64) -> io::Result<()>,
+    ) -> io::Result<usize> {
+        let _ = max;
+        seq(self.recv(buf)?)?;
+        Ok(1)
+    }
 }
 
 fn seq_of(b: &[u8]) -> u64 {
@@ -176,7 +207,10 @@ pub enum Side {
 /// Creates the shared objects of a transport (the server does this, before it says ready).
 pub fn setup(t: Transport, n: &Names, size: usize) -> io::Result<()> {
     match t {
-        Transport::BatonPolled | Transport::BatonBlocking | Transport::BatonZeroCopy => {
+        Transport::BatonPolled
+        | Transport::BatonBlocking
+        | Transport::BatonZeroCopy
+        | Transport::BatonBatch => {
             let attrs = Attributes {
                 capacity: [(64 * 1024).max(4 * (size as u64 + 128)); 4],
                 max_message: size.max(64) as u32,
@@ -196,6 +230,10 @@ pub fn setup(t: Transport, n: &Names, size: usize) -> io::Result<()> {
             let f = std::fs::File::create(n.shm("mailbox"))?;
             f.set_len(2 * mailbox_bytes(size) as u64)?;
         }
+        Transport::ShmRing => {
+            let f = std::fs::File::create(n.shm("ring"))?;
+            f.set_len(2 * ring_bytes(size) as u64)?;
+        }
         _ => {}
     }
     Ok(())
@@ -204,7 +242,10 @@ pub fn setup(t: Transport, n: &Names, size: usize) -> io::Result<()> {
 /// Removes what [`setup`] and the links created.
 pub fn teardown(t: Transport, n: &Names) {
     match t {
-        Transport::BatonPolled | Transport::BatonBlocking | Transport::BatonZeroCopy => {
+        Transport::BatonPolled
+        | Transport::BatonBlocking
+        | Transport::BatonZeroCopy
+        | Transport::BatonBatch => {
             for q in ["c2s", "s2c"] {
                 let _ = Queue::remove(&n.domain(), q);
             }
@@ -236,6 +277,9 @@ pub fn teardown(t: Transport, n: &Names) {
         Transport::ShmSpin | Transport::ShmFutex => {
             let _ = std::fs::remove_file(n.shm("mailbox"));
         }
+        Transport::ShmRing => {
+            let _ = std::fs::remove_file(n.shm("ring"));
+        }
         #[cfg(feature = "iceoryx2")]
         _ => {}
     }
@@ -253,7 +297,10 @@ pub fn open(
         Side::Server => ("s2c", "c2s"),
     };
     Ok(match t {
-        Transport::BatonPolled | Transport::BatonBlocking | Transport::BatonZeroCopy => {
+        Transport::BatonPolled
+        | Transport::BatonBlocking
+        | Transport::BatonZeroCopy
+        | Transport::BatonBatch => {
             let tx = Queue::open(&n.domain(), out).map_err(err)?.sender();
             let rx = Queue::open(&n.domain(), inn)
                 .map_err(err)?
@@ -339,6 +386,17 @@ pub fn open(
                 }),
             )
         }
+        Transport::ShmRing => {
+            let map = std::sync::Arc::new(Rings::open(n, size)?);
+            let (o, i) = match side {
+                Side::Client => (0, 1),
+                Side::Server => (1, 0),
+            };
+            (
+                Box::new(RingLink::new(map.clone(), o, true)),
+                Box::new(RingLink::new(map, i, false)),
+            )
+        }
         #[cfg(feature = "iceoryx2")]
         Transport::Iceoryx2Polled | Transport::Iceoryx2Event => {
             ice::open(n, out, inn, size, t == Transport::Iceoryx2Event)?
@@ -352,6 +410,12 @@ struct BatonTx {
 }
 
 impl Link for BatonTx {
+    fn send_batch(&mut self, msgs: &[Vec<u8>]) -> io::Result<()> {
+        if self.t == Transport::BatonBatch {
+            return self.tx.send_batch(msgs).map_err(err);
+        }
+        msgs.iter().try_for_each(|m| self.send(m))
+    }
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         match self.t {
             Transport::BatonZeroCopy => {
@@ -376,8 +440,31 @@ impl Link for BatonRx {
     fn send(&mut self, _: &[u8]) -> io::Result<()> {
         Err(err("a receive link"))
     }
+    fn recv_batch(
+        &mut self,
+        buf: &mut [u8],
+        max: usize,
+        seq: &mut dyn FnMut(u64) -> io::Result<()>,
+    ) -> io::Result<usize> {
+        if self.t == Transport::BatonBatch {
+            return self.batch(buf, max, seq);
+        }
+        seq(self.recv(buf)?)?;
+        Ok(1)
+    }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<u64> {
         match self.t {
+            Transport::BatonBatch => loop {
+                let mut seq = 0;
+                match self.rx.try_recv_batch(1, |p, _| {
+                    buf[..p.len()].copy_from_slice(p);
+                    seq = seq_of(buf);
+                }) {
+                    Ok(0) => std::hint::spin_loop(),
+                    Ok(_) => return Ok(seq),
+                    Err(e) => return Err(err(e)),
+                }
+            },
             Transport::BatonPolled => loop {
                 match self.rx.try_recv() {
                     Ok(m) => {
@@ -403,6 +490,33 @@ impl Link for BatonRx {
                 buf[..m.len()].copy_from_slice(m.payload());
                 Ok(seq_of(buf))
             }
+        }
+    }
+}
+
+impl BatonRx {
+    fn batch(
+        &mut self,
+        buf: &mut [u8],
+        max: usize,
+        seq: &mut dyn FnMut(u64) -> io::Result<()>,
+    ) -> io::Result<usize> {
+        loop {
+            let mut checked = Ok(());
+            let n = self
+                .rx
+                .try_recv_batch(max, |p, _| {
+                    buf[..p.len()].copy_from_slice(p);
+                    if checked.is_ok() {
+                        checked = seq(seq_of(buf));
+                    }
+                })
+                .map_err(err)?;
+            checked?;
+            if n > 0 {
+                return Ok(n);
+            }
+            std::hint::spin_loop();
         }
     }
 }
@@ -652,6 +766,130 @@ impl Link for MailboxLink {
     }
 }
 
+/// Bytes of one slot of a ring: the message, rounded up to whole cache lines.
+fn ring_slot_bytes(size: usize) -> usize {
+    size.max(1).div_ceil(64) * 64
+}
+
+/// Slots of a ring: the byte budget baton's lanes get in this harness (see [`setup`]).
+fn ring_slots(size: usize) -> usize {
+    ((64 * 1024).max(4 * (size + 128)) / ring_slot_bytes(size)).max(4)
+}
+
+/// Bytes of one ring: the receiver's index and the sender's, each on its own line, then the
+/// slots.
+fn ring_bytes(size: usize) -> usize {
+    128 + ring_slots(size) * ring_slot_bytes(size)
+}
+
+/// Two single-sender, single-receiver rings in a shared file (one per direction).
+struct Rings {
+    map: memmap2::MmapRaw,
+    size: usize,
+}
+
+impl Rings {
+    fn open(n: &Names, size: usize) -> io::Result<Rings> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(n.shm("ring"))?;
+        let map = memmap2::MmapOptions::new()
+            .len(2 * ring_bytes(size))
+            .map_raw(&f)?;
+        Ok(Rings { map, size })
+    }
+    /// The receiver's index (`head`, line 0) or the sender's (`tail`, line 1) of ring `which`.
+    fn index(&self, which: usize, line: usize) -> &LocalU64 {
+        // SAFETY: the offset lies inside the mapping, aligned; an atomic is valid for any bits.
+        unsafe {
+            &*(self
+                .map
+                .as_ptr()
+                .add(which * ring_bytes(self.size) + line * 64) as *const LocalU64)
+        }
+    }
+    fn slot(&self, which: usize, pos: u64) -> *mut u8 {
+        let i = (pos % ring_slots(self.size) as u64) as usize;
+        // SAFETY: inside the mapping: slot `i` of ring `which`, `i < ring_slots`.
+        unsafe {
+            self.map
+                .as_mut_ptr()
+                .add(which * ring_bytes(self.size) + 128 + i * ring_slot_bytes(self.size))
+        }
+    }
+}
+
+/// One end of a ring: the sender's (`pos` is its tail, `seen` its view of the head) or the
+/// receiver's (`pos` its head, `seen` its view of the tail). Each side writes only its own
+/// index, once per message, and reads the other's only when its view says full or empty.
+struct RingLink {
+    map: std::sync::Arc<Rings>,
+    which: usize,
+    pos: u64,
+    seen: u64,
+    slots: u64,
+}
+
+impl RingLink {
+    fn new(map: std::sync::Arc<Rings>, which: usize, sending: bool) -> RingLink {
+        let (mine, other) = if sending { (1, 0) } else { (0, 1) };
+        let pos = map.index(which, mine).load(Local::Acquire);
+        let seen = map.index(which, other).load(Local::Acquire);
+        let slots = ring_slots(map.size) as u64;
+        RingLink {
+            map,
+            which,
+            pos,
+            seen,
+            slots,
+        }
+    }
+}
+
+impl Link for RingLink {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        while self.pos - self.seen == self.slots {
+            self.seen = self.map.index(self.which, 0).load(Local::Acquire);
+            std::hint::spin_loop();
+        }
+        // SAFETY: the slot is free (the receiver's head is past it), so the receiver does not
+        // read it until the tail passes it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                msg.as_ptr(),
+                self.map.slot(self.which, self.pos),
+                msg.len(),
+            )
+        };
+        self.pos += 1;
+        self.map
+            .index(self.which, 1)
+            .store(self.pos, Local::Release);
+        Ok(())
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<u64> {
+        while self.pos == self.seen {
+            self.seen = self.map.index(self.which, 1).load(Local::Acquire);
+            std::hint::spin_loop();
+        }
+        // SAFETY: the slot is filled (the tail is past it), and the sender does not write it
+        // again until the head passes it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.map.slot(self.which, self.pos),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        self.pos += 1;
+        self.map
+            .index(self.which, 0)
+            .store(self.pos, Local::Release);
+        Ok(seq_of(buf))
+    }
+}
+
 #[cfg(feature = "iceoryx2")]
 mod ice {
     use super::{err, seq_of, Link, Names};
@@ -805,6 +1043,9 @@ pub fn pin(cpu: usize) {
     }
 }
 
+/// The most messages a throughput sink takes in one batch (transports that batch).
+const SINK_BATCH: usize = 64;
+
 /// The peer's main loop (in the `bench-serve` process): says `ready` on standard output once
 /// its links are open, then serves.
 pub fn serve(t: Transport, n: &Names, size: usize, role: Role) -> io::Result<()> {
@@ -831,17 +1072,22 @@ pub fn serve(t: Transport, n: &Names, size: usize, role: Role) -> io::Result<()>
         }
         Role::Sink { senders, count } => {
             let mut next = vec![0u64; senders as usize];
-            for _ in 0..count * senders as u64 {
-                let seq = rx.recv(&mut buf)?;
-                let (s, i) = ((seq >> 48) as usize, seq & ((1 << 48) - 1));
-                if next.get(s) != Some(&i) {
-                    return Err(err(format!(
-                        "{}: sender {s} #{i} out of order (expected #{:?}; all: {next:?})",
-                        t.name(),
-                        next.get(s)
-                    )));
-                }
-                next[s] += 1;
+            let total = count * senders as u64;
+            let mut received = 0;
+            while received < total {
+                let max = (total - received).min(SINK_BATCH as u64) as usize;
+                received += rx.recv_batch(&mut buf, max, &mut |seq| {
+                    let (s, i) = ((seq >> 48) as usize, seq & ((1 << 48) - 1));
+                    if next.get(s) != Some(&i) {
+                        return Err(err(format!(
+                            "{}: sender {s} #{i} out of order (expected #{:?}; all: {next:?})",
+                            t.name(),
+                            next.get(s)
+                        )));
+                    }
+                    next[s] += 1;
+                    Ok(())
+                })? as u64;
             }
             writeln!(stdout.lock(), "done")?;
             Ok(())
@@ -1037,11 +1283,18 @@ pub fn throughput(
                 scope.spawn(move || -> io::Result<()> {
                     pin(0);
                     let (mut tx, _rx) = open_sender(t, &names, size)?;
-                    let mut buf = vec![0u8; size];
-                    for i in 0..count {
-                        let seq = ((id as u64) << 48) | i;
-                        buf[..8].copy_from_slice(&seq.to_le_bytes());
-                        tx.send(&buf)?;
+                    // Messages go in chunks of SINK_BATCH, which transports that batch send
+                    // at once and the others one by one, as before.
+                    let mut chunk = vec![vec![0u8; size]; SINK_BATCH];
+                    let mut i = 0;
+                    while i < count {
+                        let n = (count - i).min(SINK_BATCH as u64) as usize;
+                        for (j, buf) in chunk[..n].iter_mut().enumerate() {
+                            let seq = ((id as u64) << 48) | (i + j as u64);
+                            buf[..8].copy_from_slice(&seq.to_le_bytes());
+                        }
+                        tx.send_batch(&chunk[..n])?;
+                        i += n as u64;
                     }
                     Ok(())
                 })
@@ -1062,7 +1315,10 @@ pub fn throughput(
 /// A sending link for a throughput sender (the receiving end of the client is not used).
 fn open_sender(t: Transport, n: &Names, size: usize) -> io::Result<(Box<dyn Link>, ())> {
     Ok(match t {
-        Transport::BatonPolled | Transport::BatonBlocking | Transport::BatonZeroCopy => (
+        Transport::BatonPolled
+        | Transport::BatonBlocking
+        | Transport::BatonZeroCopy
+        | Transport::BatonBatch => (
             Box::new(BatonTx {
                 tx: Queue::open(&n.domain(), "c2s").map_err(err)?.sender(),
                 t,

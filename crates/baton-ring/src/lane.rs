@@ -539,6 +539,8 @@ pub struct Lane<'a> {
     data: &'a [DataCell],
     /// Number of cells, `stamps.len() == data.len()`.
     n: u64,
+    /// `n - 1` when `n` is a power of two, else `u64::MAX` (see [`Lane::offset`]).
+    n_mask: u64,
     /// This process's last view of `head` (see [`LaneSender::try_claim`]): a process-local word, so
     /// that senders do not pull the receiver's cache line across CPUs on every claim.
     head_seen: &'a AtomicU64,
@@ -574,8 +576,24 @@ impl<'a> Lane<'a> {
             stamps,
             data,
             n: data.len() as u64,
+            n_mask: if data.len().is_power_of_two() {
+                data.len() as u64 - 1
+            } else {
+                u64::MAX
+            },
             head_seen,
             tag_mask: (u64::MAX >> (64 - tag_bits)) as u32,
+        }
+    }
+
+    /// Where position `pos` falls in the lane: `pos % n`, by a mask when `n` is a power of two
+    /// (the usual case: a division costs tens of cycles, and every stamp access needs this).
+    #[inline]
+    fn offset(&self, pos: u64) -> u64 {
+        if self.n_mask != u64::MAX {
+            pos & self.n_mask
+        } else {
+            pos % self.n
         }
     }
 
@@ -647,7 +665,7 @@ impl<'a> Lane<'a> {
 
     #[inline]
     fn index(&self, pos: u64) -> usize {
-        let i = pos % self.n;
+        let i = self.offset(pos);
         debug_assert!(i < self.n);
         i as usize
     }
@@ -660,6 +678,24 @@ impl<'a> Lane<'a> {
     /// lane's words contradict each other.
     #[inline]
     pub(crate) fn try_claim(&self, len: usize, sender: u8) -> Result<Claim, ClaimError> {
+        self.try_claim_run(len, &[], sender).map(|(claim, _)| claim)
+    }
+
+    /// Claims cells for a run of records at the tail, one after another: one of `len` payload
+    /// bytes, then as many of the records of `rest` (in cells, each) as fit now, contiguous
+    /// and without wrapping. Returns the claim (of all the run's cells: its `cells` is their
+    /// sum) and how many records it holds. [`Lane::commit_run`] publishes them together.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lane::try_claim`], for the first record.
+    #[inline]
+    pub(crate) fn try_claim_run(
+        &self,
+        len: usize,
+        rest: &[u64],
+        sender: u8,
+    ) -> Result<(Claim, usize), ClaimError> {
         let need = record_cells(len);
         if need > self.n || need > MAX_RECORD_CELLS {
             return Err(ClaimError::Corrupt(Corrupt::TooBigForLane {
@@ -696,7 +732,7 @@ impl<'a> Lane<'a> {
                 }
                 // Claimed already: help move the tail past it, then retry.
                 let k = stamp::cells(s);
-                if k == 0 || k > self.n - t % self.n {
+                if k == 0 || k > self.n - self.offset(t) {
                     return Err(ClaimError::Corrupt(Corrupt::BadSpan { pos: t, cells: k }));
                 }
                 // not swept: carries the claim it helps past to the next reader of `tail` (rule 2), as the
@@ -710,7 +746,7 @@ impl<'a> Lane<'a> {
             // that later uses the cached value also happens after the receiver's reads).
             let mut h = self.head_seen.load(ord!(Acquire));
             let room = |h: u64| {
-                let off = t % self.n;
+                let off = self.offset(t);
                 let need_here = if off + need > self.n {
                     self.n - off
                 } else {
@@ -733,7 +769,7 @@ impl<'a> Lane<'a> {
                     head: h,
                 }));
             }
-            let off = t % self.n;
+            let off = self.offset(t);
             let (cells, state) = if off + need > self.n {
                 let pad = self.n - off;
                 if used + pad > self.n {
@@ -746,6 +782,21 @@ impl<'a> Lane<'a> {
                 }
                 (need, stamp::RESERVED)
             };
+            // A run: as many of the following records as fit now, before the end of the lane.
+            let (mut cells, mut records) = (cells, 1);
+            if state == stamp::RESERVED {
+                for &c in rest {
+                    let more = cells + c;
+                    if c == 0
+                        || off + more > self.n
+                        || used + more > self.n
+                        || more > MAX_RECORD_CELLS
+                    {
+                        break;
+                    }
+                    (cells, records) = (more, records + 1);
+                }
+            }
             let claimed = stamp::pack(t, cells, sender, state);
             #[cfg(test)]
             self.stall("before the claim");
@@ -777,12 +828,15 @@ impl<'a> Lane<'a> {
             // before anything this claim's holder writes into the cells. (Not swept: no model
             // reads cells the way `census` does; on x86 it is only a compiler fence.)
             fence(Ordering::Release);
-            return Ok(Claim {
-                pos: t,
-                cells,
-                sender,
-                lane: self.id(),
-            });
+            return Ok((
+                Claim {
+                    pos: t,
+                    cells,
+                    sender,
+                    lane: self.id(),
+                },
+                records,
+            ));
         }
     }
 
@@ -917,6 +971,93 @@ impl<'a> Lane<'a> {
             })
     }
 
+    /// Writes the header and payload of the record `at` cells into a run claim (see
+    /// [`Lane::try_claim_run`]).
+    #[inline]
+    pub(crate) fn write_in_run(
+        &self,
+        claim: &Claim,
+        at: u64,
+        header: &RecordHeader,
+        payload: &[u8],
+    ) {
+        self.check_claim(claim);
+        assert_eq!(
+            header.len as usize,
+            payload.len(),
+            "a header gives its payload's length"
+        );
+        assert!(
+            at + record_cells(payload.len()) <= claim.cells,
+            "a record of a run lies inside its claim"
+        );
+        // A run does not wrap (see `try_claim_run`): its cells follow each other in memory.
+        let first = self.index(claim.pos) + at as usize;
+        self.copy_in(first, RECORD_HEADER, payload);
+        self.copy_in(first, 0, &header.to_bytes());
+    }
+
+    /// Publishes a run claim's written records, of `cells` cells each (in order; they add up
+    /// to the claim's), together: each later record's stamp is stored COMMITTED, then the
+    /// first one's stamp goes from the run's RESERVED to its own COMMITTED by one
+    /// compare-and-swap, whose Release publishes the others. Until then a reader sees one
+    /// reservation of the run's cells; if it is abandoned, it is skipped whole.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lane::commit`].
+    #[inline]
+    pub(crate) fn commit_run(&self, claim: Claim, cells: &[u64]) -> Result<(), CommitError> {
+        self.check_claim(&claim);
+        assert!(
+            !cells.is_empty() && cells.iter().sum::<u64>() == claim.cells,
+            "a run's records fill its claim"
+        );
+        let later = || {
+            let mut p = claim.pos + cells[0];
+            for &c in &cells[1..] {
+                // Relaxed: published by the Release of the first record's commit below. Like the
+                // payload, written by the claim's holder only: a live holder's claims are never
+                // abandoned (the sender-slot rules), so these never land in freed cells.
+                self.stamps[self.index(p)].store(
+                    stamp::pack(p, c, claim.sender, stamp::COMMITTED),
+                    Ordering::Relaxed,
+                );
+                p += c;
+            }
+        };
+        if !mutant("run_stamps_late") {
+            later();
+        }
+        let slot = &self.stamps[self.index(claim.pos)];
+        let reserved = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::RESERVED);
+        let committed = stamp::pack(claim.pos, cells[0], claim.sender, stamp::COMMITTED);
+        if mutant("run_commit_store") {
+            // MUTANT: publish the run without checking that the claim is still ours.
+            slot.store(committed, Ordering::Release);
+            return Ok(());
+        }
+        // SYNC POINT: record published (Release side), for the run.
+        let result = slot
+            .compare_exchange(reserved, committed, ord!(Release), Ordering::Relaxed)
+            .map(|_| ())
+            .map_err(|now| {
+                if now == stamp::with_state(reserved, stamp::ABANDONED) {
+                    CommitError::Abandoned
+                } else {
+                    CommitError::Corrupt(Corrupt::ReservedStampChanged {
+                        pos: claim.pos,
+                        from: reserved,
+                        to: now,
+                    })
+                }
+            });
+        if mutant("run_stamps_late") {
+            later(); // MUTANT: the later records' stamps after the first one's commit
+        }
+        result
+    }
+
     /// What is at position `pos`: the receiver walks the lane with its own cursor this way.
     ///
     /// # Errors
@@ -930,7 +1071,7 @@ impl<'a> Lane<'a> {
             return Ok(Slot::End);
         }
         let k = stamp::cells(s);
-        let off = pos % self.n;
+        let off = self.offset(pos);
         if k == 0 || k > self.n - off {
             return Err(Corrupt::BadSpan { pos, cells: k });
         }
@@ -1131,7 +1272,7 @@ impl<'a> Lane<'a> {
                 break;
             }
             let k = stamp::cells(s);
-            if k == 0 || k > self.n - h % self.n {
+            if k == 0 || k > self.n - self.offset(h) {
                 return Err(Corrupt::BadSpan { pos: h, cells: k });
             }
             match stamp::state(s) {
@@ -1340,7 +1481,7 @@ impl<'a> Lane<'a> {
                     break 'walk;
                 }
                 let k = stamp::cells(s);
-                if k == 0 || k > self.n - p % self.n || p + k - first > self.n {
+                if k == 0 || k > self.n - self.offset(p) || p + k - first > self.n {
                     break 'walk; // corrupt: the receiver reports it
                 }
                 if stamp::state(s) == stamp::RESERVED
@@ -1383,7 +1524,7 @@ impl<'a> Lane<'a> {
         while p - head < self.n {
             let s = self.stamps[self.index(p)].load(Ordering::Acquire);
             let k = stamp::cells(s);
-            if !self.is_at(s, p) || k == 0 || k > self.n - p % self.n {
+            if !self.is_at(s, p) || k == 0 || k > self.n - self.offset(p) {
                 break;
             }
             match stamp::state(s) {
@@ -1581,6 +1722,34 @@ impl<'a> LaneSender<'a> {
     #[inline]
     pub fn commit(&self, claim: Claim) -> Result<(), CommitError> {
         self.lane.commit(claim)
+    }
+
+    /// Claims cells for a run of records: one of `len` payload bytes, then as many of `rest`
+    /// (each in cells, see [`record_cells`]) as fit now without wrapping. Returns the claim and
+    /// how many records it holds.
+    ///
+    /// # Errors
+    ///
+    /// As [`LaneSender::try_claim`], for the first record.
+    #[inline]
+    pub fn try_claim_run(&self, len: usize, rest: &[u64]) -> Result<(Claim, usize), ClaimError> {
+        self.lane.try_claim_run(len, rest, self.slot)
+    }
+
+    /// Writes the header and payload of the record `at` cells into a run claim.
+    #[inline]
+    pub fn write_in_run(&self, claim: &Claim, at: u64, header: &RecordHeader, payload: &[u8]) {
+        self.lane.write_in_run(claim, at, header, payload)
+    }
+
+    /// Publishes the records of a run claim, of `cells` cells each, together.
+    ///
+    /// # Errors
+    ///
+    /// As [`LaneSender::commit`].
+    #[inline]
+    pub fn commit_run(&self, claim: Claim, cells: &[u64]) -> Result<(), CommitError> {
+        self.lane.commit_run(claim, cells)
     }
 }
 
@@ -2058,6 +2227,111 @@ mod tests {
         assert_eq!(recv(&lane).unwrap(), vec![1; 10]);
         assert_eq!(recv(&lane).unwrap(), b"after");
         assert_eq!(lane.counters(), (3, 1));
+    }
+
+    /// Sends `payloads` as runs (as many per claim as fit); returns the records of each run.
+    fn send_runs(lane: &Lane<'_>, payloads: &[&[u8]]) -> Result<Vec<usize>, ClaimError> {
+        let cells: Vec<u64> = payloads.iter().map(|p| record_cells(p.len())).collect();
+        let mut runs = Vec::new();
+        let mut i = 0;
+        while i < payloads.len() {
+            let (claim, n) = lane.try_claim_run(payloads[i].len(), &cells[i + 1..], 0)?;
+            let mut at = 0;
+            for p in &payloads[i..i + n] {
+                let header = RecordHeader {
+                    len: p.len() as u32,
+                    ..Default::default()
+                };
+                lane.write_in_run(&claim, at, &header, p);
+                at += record_cells(p.len());
+            }
+            lane.commit_run(claim, &cells[i..i + n]).unwrap();
+            runs.push(n);
+            i += n;
+        }
+        Ok(runs)
+    }
+
+    #[test]
+    fn a_run_is_claimed_once_and_read_record_by_record_across_the_wrap() {
+        let heap = HeapLane::new(8);
+        let lane = heap.lane();
+        send(&lane, &[9; 40]).unwrap(); // two cells
+        assert_eq!(recv(&lane).unwrap(), vec![9; 40]);
+        // Six cells left before the end: a run of three two-cell records, then padding is
+        // not needed (it fits exactly); the fourth goes in a second run at the start.
+        let msgs: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 40]).collect();
+        let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
+        assert_eq!(send_runs(&lane, &refs).unwrap(), vec![3, 1]);
+        for m in &msgs {
+            assert_eq!(recv(&lane).as_ref(), Some(m));
+        }
+        assert_eq!(recv(&lane), None);
+        assert_eq!(lane.counters(), (5, 0));
+        // A run that would cross the end: padding first, then the run from the start.
+        send(&lane, &[1; 40]).unwrap();
+        assert_eq!(recv(&lane).unwrap(), vec![1; 40]); // tail at 12: 4 cells to the end
+        let small: Vec<Vec<u8>> = (0..2u8).map(|i| vec![i; 100]).collect(); // 3 cells each
+        let refs: Vec<&[u8]> = small.iter().map(|m| &m[..]).collect();
+        assert_eq!(send_runs(&lane, &refs).unwrap(), vec![1, 1]);
+        for m in &small {
+            assert_eq!(recv(&lane).as_ref(), Some(m));
+        }
+    }
+
+    #[test]
+    fn a_run_claims_only_what_fits_and_a_full_lane_refuses_it() {
+        let heap = HeapLane::new(8);
+        let lane = heap.lane();
+        let msgs: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 40]).collect();
+        let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
+        let cells = [2u64; 6];
+        let (claim, n) = lane.try_claim_run(40, &cells[1..], 0).unwrap();
+        assert_eq!(
+            (n, claim.cells),
+            (4, 8),
+            "four two-cell records fill eight cells"
+        );
+        assert_eq!(
+            lane.try_claim_run(40, &cells[1..], 0).unwrap_err(),
+            ClaimError::Full
+        );
+        let mut at = 0;
+        for p in &refs[..4] {
+            lane.write_in_run(&claim, at, &header_of(p), p);
+            at += 2;
+        }
+        lane.commit_run(claim, &cells[..4]).unwrap();
+        for m in &msgs[..4] {
+            assert_eq!(recv(&lane).as_ref(), Some(m));
+        }
+    }
+
+    fn header_of(p: &[u8]) -> RecordHeader {
+        RecordHeader {
+            len: p.len() as u32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_dead_senders_run_is_skipped_whole_and_counted_once() {
+        let heap = HeapLane::new(16);
+        let lane = heap.lane();
+        let cells = [1u64, 1, 1];
+        let (dead, n) = lane.try_claim_run(10, &cells[1..], 7).unwrap();
+        assert_eq!(n, 3);
+        // Two of its three records written, the later stamps even stored: then it dies.
+        lane.write_in_run(&dead, 0, &header_of(&[1; 10]), &[1; 10]);
+        lane.write_in_run(&dead, 1, &header_of(&[2; 10]), &[2; 10]);
+        send(&lane, b"after").unwrap();
+        assert_eq!(lane.peek(64, &Yield).unwrap(), Peek::InFlight);
+        // SAFETY: slot 7 plays a dead sender: nothing writes through its claim any more.
+        assert_eq!(unsafe { lane.abandon_sender(7) }, 1);
+        assert_eq!(lane.commit_run(dead, &cells), Err(CommitError::Abandoned));
+        assert_eq!(recv(&lane).unwrap(), b"after");
+        assert_eq!(recv(&lane), None);
+        assert_eq!(lane.counters(), (1, 1));
     }
 
     /// A peer scribbled `read` off a record boundary: the records it may have covered are

@@ -333,7 +333,7 @@ impl<'a> Lane<'a> {
                     break 'walk;
                 }
                 let k = stamp::cells(s);
-                if k == 0 || k > self.n - p % self.n || stamp::state(s) == stamp::MIDDLE {
+                if k == 0 || k > self.n - self.offset(p) || stamp::state(s) == stamp::MIDDLE {
                     break 'walk; // corrupt: the consumers report it
                 }
                 f(p, s);

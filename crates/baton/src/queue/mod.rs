@@ -424,6 +424,7 @@ impl Queue {
             spin: DEFAULT_SPIN,
             discarded: 0,
             cancels: Arc::default(),
+            batch: Vec::new(),
         };
         if options.empty {
             rx.discarded = rx.discard_all().map_err(|source| OwnError::Discard {

@@ -67,6 +67,41 @@ impl Owned {
     }
 }
 
+impl Owned {
+    /// Acknowledges the first `handed` records of `batch` (they were handed out and finished)
+    /// and releases the rest for redelivery, under one lock, with one head move per lane.
+    fn finish_batch(&self, batch: &mut Vec<Found>, handed: usize) -> Result<(), AckError> {
+        let mut local = self.lock();
+        let local = &mut *local;
+        if self.lost() {
+            return Err(AckError::Closed);
+        }
+        let mut at_head: [Option<usize>; PRIORITIES] = [None; PRIORITIES];
+        let mut touched = [false; PRIORITIES];
+        for (i, found) in batch.iter().enumerate().take(handed) {
+            let lane = local.lane(found.lane).ok_or(AckError::Closed)?;
+            if lane.ack(&found.record)? {
+                at_head[found.lane] = Some(i);
+            }
+            touched[found.lane] = true;
+        }
+        failpoint("ack.marked");
+        for p in (0..PRIORITIES).filter(|&p| touched[p]) {
+            let lane = local.lane(p).ok_or(AckError::Closed)?;
+            let limit = local.cursor[p].max(local.redeliver_end[p]);
+            let first = at_head[p].map(|i| &batch[i].record);
+            lane.advance_head_until(first, limit, &Futex)?;
+        }
+        failpoint("ack.advanced");
+        for found in batch.drain(handed..) {
+            let queue = &mut local.released[found.lane];
+            let at = queue.partition_point(|r| r.pos() < found.record.pos());
+            queue.insert(at, found.record);
+        }
+        Ok(())
+    }
+}
+
 /// The state a receiver shares with the messages it has handed out.
 pub(super) struct Owned {
     pub(super) seg: Arc<Attachment>,
@@ -131,6 +166,8 @@ pub struct Receiver {
     pub(super) discarded: u64,
     /// Bumped by this receiver's [`Canceller`]s.
     pub(super) cancels: Arc<AtomicU64>,
+    /// The records of a batch being received, kept to reuse its memory.
+    pub(super) batch: Vec<Found>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -472,6 +509,105 @@ impl Receiver {
         self.deliver_in_place(found)
     }
 
+    /// Takes the messages waiting, up to `max`, without waiting; hands each to `f` in place
+    /// (no copy, no allocation), in the order [`Receiver::recv`] would; then acknowledges them
+    /// all at once. Returns how many it took: 0 when none waited.
+    ///
+    /// The batch pays once what `recv` pays per message: the receiver's lock, the head move
+    /// with its journal and counters, and the look for senders waiting for space (a `SeqCst`
+    /// fence). At-least-once as ever: a process that dies before this returns has the whole
+    /// batch delivered again, flagged. If `f` panics, the messages it finished are
+    /// acknowledged and the others released (delivered again, flagged), and the panic goes on.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::try_recv`], except that an empty queue is `Ok(0)`. An error met after
+    /// some messages were taken ends the batch early; the next call reports it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-batch-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// let tx = q.sender();
+    /// for i in 0..10u8 {
+    ///     tx.send(&[i])?;
+    /// }
+    /// let mut rx = q.receiver()?;
+    /// let mut sum = 0;
+    /// while rx.try_recv_batch(4, |payload, _meta| sum += payload[0] as u32)? > 0 {}
+    /// assert_eq!(sum, 45);
+    /// assert_eq!(q.status().lanes[3].messages, 0); // all acknowledged
+    /// # drop(rx); Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_recv_batch(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&[u8], &Metadata),
+    ) -> Result<usize, RecvError> {
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        let taken = self.take_batch(&mut batch, max);
+        if batch.is_empty() {
+            self.batch = batch;
+            return taken.map(|()| 0);
+        }
+        let mut handed = 0;
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for found in &batch {
+                let view = self.guard.lane(found.lane).ok_or(RecvError::ForkedCopy)?;
+                // SAFETY: the record is taken and not acknowledged, so no sender writes its
+                // cells, until `finish_batch` below; the slice does not outlive this loop.
+                let payload =
+                    unsafe { view.record_payload(&found.record) }.map_err(Damage::Lane)?;
+                self.count_delivery(found.redelivered);
+                f(
+                    payload,
+                    &Metadata::of(found.lane, &found.record, found.redelivered),
+                );
+                handed += 1;
+            }
+            Ok::<(), RecvError>(())
+        }));
+        let n = batch.len();
+        let finished = self.owned.finish_batch(&mut batch, handed);
+        self.batch = batch;
+        match run {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(r) => {
+                r?;
+                finished.map_err(|e| match e {
+                    AckError::Corrupt(d) => RecvError::Corrupt(d),
+                    AckError::Closed => RecvError::OwnershipLost {
+                        held: self.owned.epoch,
+                        now: self.owned.seg.shared().owner.epoch.load(Ordering::Relaxed),
+                    },
+                })?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Takes up to `max` records into `batch` under one lock. An error after the first record
+    /// ends the batch without one (it comes again on the next look).
+    fn take_batch(&mut self, batch: &mut Vec<Found>, max: usize) -> Result<(), RecvError> {
+        let Some(first) = self.take_record()? else {
+            return Ok(());
+        };
+        batch.push(first);
+        let owned = self.owned.clone();
+        let mut local = owned.lock();
+        while batch.len() < max {
+            match self.take_locked(&mut local) {
+                Ok(Some(found)) => batch.push(found),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Message, RecvError> {
         let found = self.next_record(deadline)?;
         self.deliver(found)
@@ -550,9 +686,14 @@ impl Receiver {
                 now: seg.shared().owner.epoch.load(Ordering::Relaxed),
             });
         }
-        let max = seg.attributes().max_message;
         let mut local = owned.lock();
-        let local = &mut *local;
+        self.take_locked(&mut local)
+    }
+
+    /// [`Receiver::take_record`] under the receiver's lock, after its checks.
+    fn take_locked(&self, local: &mut Local) -> Result<Option<Found>, RecvError> {
+        let seg = &self.owned.seg;
+        let max = seg.attributes().max_message;
         for p in 0..PRIORITIES {
             if let Some(r) = local.released[p].pop_front() {
                 return Ok(Some(Found {

@@ -1,0 +1,219 @@
+//! `Receiver::try_recv_batch`: many messages under one lock and one head move, with the same
+//! order, acknowledgement and redelivery as one `recv` at a time.
+
+mod common;
+use baton::{Attributes, Queue};
+use common::TestDomain;
+use nix::unistd::{fork, ForkResult};
+use std::time::Duration;
+
+fn sent(q: &Queue, n: u32) {
+    for i in 0..n {
+        let p = (i % 4) as u8; // every priority
+        q.sender()
+            .with_priority(p)
+            .unwrap()
+            .send(&i.to_le_bytes())
+            .unwrap();
+    }
+}
+
+fn number(payload: &[u8]) -> u32 {
+    u32::from_le_bytes(payload.try_into().unwrap())
+}
+
+/// What `recv` one at a time would give: highest priority first, in order within each.
+fn one_at_a_time(t: &TestDomain, n: u32) -> Vec<u32> {
+    let q = Queue::create(&t.domain, "reference", &Attributes::default()).unwrap();
+    sent(&q, n);
+    let mut rx = q.receiver().unwrap();
+    let order = (0..n)
+        .map(|_| number(rx.recv().unwrap().payload()))
+        .collect();
+    drop(rx);
+    Queue::remove(&t.domain, "reference").unwrap();
+    order
+}
+
+#[test]
+fn a_batch_takes_messages_in_recv_order_and_acknowledges_them_all() {
+    let t = TestDomain::new("batch-order");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    sent(&q, 100);
+    let mut rx = q.receiver().unwrap();
+    let mut got = Vec::new();
+    let mut sizes = Vec::new();
+    loop {
+        let n = rx
+            .try_recv_batch(7, |p, m| {
+                assert!(!m.redelivered);
+                got.push(number(p));
+            })
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        sizes.push(n);
+    }
+    assert_eq!(got, one_at_a_time(&t, 100));
+    assert!(sizes.iter().all(|&n| n <= 7) && sizes[0] == 7);
+    let st = q.status();
+    assert!(st.lanes.iter().all(|l| l.messages == 0), "{st:?}");
+    assert_eq!(st.redelivered, 0);
+    // The cells are free: a full lane's worth fits again.
+    drop(rx);
+    let again = Queue::open(&t.domain, "q").unwrap();
+    assert_eq!(
+        again
+            .receiver()
+            .unwrap()
+            .try_recv_batch(10, |_, _| {})
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn a_panic_in_a_batch_acknowledges_what_was_finished_and_gives_the_rest_back() {
+    let t = TestDomain::new("batch-panic");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    sent(&q, 10);
+    let order = one_at_a_time(&t, 10);
+    let mut rx = q.receiver().unwrap();
+    let mut seen = 0;
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rx.try_recv_batch(10, |_, _| {
+            seen += 1;
+            if seen == 4 {
+                panic!("the fourth message");
+            }
+        })
+    }));
+    assert!(panicked.is_err());
+    // Three finished and acknowledged; the fourth (which panicked) and the six after it
+    // come again, flagged, in order.
+    let mut rest = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        assert!(m.redelivered());
+        rest.push(number(m.payload()));
+    }
+    assert_eq!(rest, order[3..]);
+    assert_eq!(q.status().redelivered, 7);
+}
+
+/// An owner that dies in the middle of a batch: every message of the batch comes again,
+/// flagged (those it had handed out may have been processed), and the rest as usual.
+#[test]
+fn an_owner_dying_in_a_batch_has_the_whole_batch_delivered_again() {
+    let t = TestDomain::new("batch-death");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    sent(&q, 20);
+    let order = one_at_a_time(&t, 20);
+    // SAFETY: the child takes the queue, and `_exit`s in the middle of a batch holding the
+    // owner lock and the batch, as a crashed owner would.
+    let child = match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let q = Queue::open(&t.domain, "q").unwrap();
+            let mut rx = q.receiver().unwrap();
+            let first = rx.try_recv_batch(5, |_, _| {}).unwrap();
+            let mut seen = 0;
+            let _ = rx.try_recv_batch(8, |_, _| {
+                seen += 1;
+                if seen == 3 {
+                    // SAFETY: dies at once, no destructor runs.
+                    unsafe { libc::_exit(first as i32) }
+                }
+            });
+            // SAFETY: as above; not reached.
+            unsafe { libc::_exit(99) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    assert_eq!(common::reap(child, Duration::from_secs(10)), Some(5));
+    let mut rx = q.receiver().unwrap();
+    let mut got = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        got.push((number(m.payload()), m.redelivered()));
+    }
+    let want: Vec<_> = order[5..]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (n, i < 8))
+        .collect();
+    // Redeliveries come first (all lanes), then the rest in priority order: compare as sets
+    // of flagged and unflagged, and the unflagged in order.
+    let flagged = |v: &[(u32, bool)], f: bool| {
+        let mut s: Vec<u32> = v.iter().filter(|x| x.1 == f).map(|x| x.0).collect();
+        if f {
+            s.sort_unstable();
+        }
+        s
+    };
+    assert_eq!(flagged(&got, true), flagged(&want, true));
+    assert_eq!(flagged(&got, false), flagged(&want, false));
+}
+
+/// Senders killed (SIGKILL) at random points while they send runs: every run is delivered
+/// whole or not at all, in order, and a killed sender leaves at most one claim, skipped and
+/// counted.
+#[test]
+fn a_sender_killed_while_sending_runs_leaves_each_run_whole_or_absent() {
+    let t = TestDomain::new("batch-kills");
+    let attrs = Attributes {
+        capacity: [64 * 1024, 64 * 1024, 64 * 1024, 4 << 20],
+        ..Attributes::default()
+    };
+    let q = Queue::create(&t.domain, "q", &attrs).unwrap();
+    let mut rx = q.receiver().unwrap();
+    for kill in 0..20u32 {
+        // SAFETY: the child only sends through baton's API until it is killed.
+        let child = match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                let q = Queue::open(&t.domain, "q").unwrap();
+                let tx = q.sender();
+                for run in 0u32.. {
+                    let msgs: Vec<[u8; 12]> = (0..8u32)
+                        .map(|i| {
+                            let mut m = [0u8; 12];
+                            m[..4].copy_from_slice(&kill.to_le_bytes());
+                            m[4..8].copy_from_slice(&run.to_le_bytes());
+                            m[8..].copy_from_slice(&i.to_le_bytes());
+                            m
+                        })
+                        .collect();
+                    tx.send_batch(&msgs).unwrap();
+                }
+                // SAFETY: not reached; no destructor runs.
+                unsafe { libc::_exit(0) }
+            }
+            ForkResult::Parent { child } => child,
+        };
+        std::thread::sleep(Duration::from_micros(500 + 997 * u64::from(kill % 13)));
+        nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let _ = nix::sys::wait::waitpid(child, None);
+        let mut next = (0u32, 0u32); // run, index
+        while let Ok(m) = rx.recv_timeout(Duration::from_millis(200)) {
+            let p = m.payload();
+            let word = |i: usize| u32::from_le_bytes(p[i * 4..i * 4 + 4].try_into().unwrap());
+            assert_eq!(word(0), kill, "a message of an earlier sender");
+            assert_eq!(
+                (word(1), word(2)),
+                next,
+                "kill {kill}: out of order or a run cut"
+            );
+            next = if word(2) == 7 {
+                (word(1) + 1, 0)
+            } else {
+                (word(1), word(2) + 1)
+            };
+        }
+        assert_eq!(next.1, 0, "kill {kill}: run {} delivered in part", next.0);
+        assert!(q.status().abandoned <= u64::from(kill) + 1);
+    }
+    let st = q.status();
+    assert_eq!(st.lanes[3].in_flight, 0);
+    eprintln!(
+        "20 kills: {} runs cut by a kill, skipped whole",
+        st.abandoned
+    );
+}
