@@ -26,6 +26,8 @@ pub enum Transport {
     BatonPolled,
     /// baton, the default blocking `recv` (spin, then futex).
     BatonBlocking,
+    /// baton, a blocking `recv` that sleeps at once (`set_spin(0)`): against the futex floor.
+    BatonSleep,
     /// baton, `loan` and `recv_in_place` (blocking).
     BatonZeroCopy,
     /// baton's batch calls: the sender `send_batch`es runs of up to 64 messages (one claim and
@@ -62,6 +64,7 @@ impl Transport {
         let mut v = vec![
             Transport::BatonPolled,
             Transport::BatonBlocking,
+            Transport::BatonSleep,
             Transport::BatonZeroCopy,
             Transport::BatonBatch,
             Transport::ShmSpin,
@@ -82,6 +85,7 @@ impl Transport {
         match self {
             Transport::BatonPolled => "baton-polled",
             Transport::BatonBlocking => "baton-blocking",
+            Transport::BatonSleep => "baton-sleep",
             Transport::BatonZeroCopy => "baton-zero-copy",
             Transport::BatonBatch => "baton-batch",
             Transport::Pipe => "pipe",
@@ -209,6 +213,7 @@ pub fn setup(t: Transport, n: &Names, size: usize) -> io::Result<()> {
     match t {
         Transport::BatonPolled
         | Transport::BatonBlocking
+        | Transport::BatonSleep
         | Transport::BatonZeroCopy
         | Transport::BatonBatch => {
             let attrs = Attributes {
@@ -244,6 +249,7 @@ pub fn teardown(t: Transport, n: &Names) {
     match t {
         Transport::BatonPolled
         | Transport::BatonBlocking
+        | Transport::BatonSleep
         | Transport::BatonZeroCopy
         | Transport::BatonBatch => {
             for q in ["c2s", "s2c"] {
@@ -299,13 +305,17 @@ pub fn open(
     Ok(match t {
         Transport::BatonPolled
         | Transport::BatonBlocking
+        | Transport::BatonSleep
         | Transport::BatonZeroCopy
         | Transport::BatonBatch => {
             let tx = Queue::open(&n.domain(), out).map_err(err)?.sender();
-            let rx = Queue::open(&n.domain(), inn)
+            let mut rx = Queue::open(&n.domain(), inn)
                 .map_err(err)?
                 .receiver()
                 .map_err(err)?;
+            if t == Transport::BatonSleep {
+                rx.set_spin(Duration::ZERO);
+            }
             (Box::new(BatonTx { tx, t }), Box::new(BatonRx { rx, t }))
         }
         Transport::Pipe => {
@@ -1317,6 +1327,7 @@ fn open_sender(t: Transport, n: &Names, size: usize) -> io::Result<(Box<dyn Link
     Ok(match t {
         Transport::BatonPolled
         | Transport::BatonBlocking
+        | Transport::BatonSleep
         | Transport::BatonZeroCopy
         | Transport::BatonBatch => (
             Box::new(BatonTx {
