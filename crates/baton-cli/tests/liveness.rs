@@ -464,3 +464,68 @@ fn an_idle_consumer_sleeps_and_a_dead_consumers_message_comes_back_at_once() {
         );
     }
 }
+
+/// The kernel wakes ONE watcher of a dead sender's lock word (and the reclaim's unlock one
+/// more). When those are selective consumers that cannot take the message the sender
+/// committed and died before announcing, the plain consumer that could take it must still
+/// hear of it: a reclaim of a dead slot announces, whatever it resolved. (Found in review.)
+#[test]
+fn a_dead_senders_unannounced_message_reaches_a_plain_consumer_behind_two_selective_ones() {
+    use baton::{Consumer, TypeFilter};
+    use std::io::Write;
+    use std::time::Instant;
+    let t = TestDomain::new("watch-selective");
+    let shared = Attributes {
+        shared: true,
+        ..Attributes::default()
+    };
+    let q = Queue::create(&t.domain, "q", &shared).unwrap();
+    // Every consumer first: the first takes this process's slot, which wakes sleepers.
+    let a = q.consumer().unwrap().with_filter(TypeFilter::Exactly(98));
+    let b = q.consumer().unwrap().with_filter(TypeFilter::Exactly(99));
+    let mut c = q.consumer().unwrap();
+    // A sender process that holds its slot: its first message goes through, its second is
+    // committed and the process dies before announcing it.
+    let mut sender = Child::spawn(
+        t.baton()
+            .args(["send", "q"])
+            .env("BATON_FAILPOINT", "send.committed@2")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let mut input = sender.0.stdin.take().unwrap();
+    writeln!(input, "first").unwrap();
+    input.flush().unwrap();
+    assert_eq!(c.recv_timeout(LONG).unwrap().payload(), b"first");
+    // They go to sleep in this order, so the sender's lock word has them queued A, B, C.
+    let sleep = |mut k: Consumer, wait: u64| {
+        let h = std::thread::spawn(move || {
+            let r = k
+                .recv_timeout(Duration::from_secs(wait))
+                .map(|m| m.payload().to_vec());
+            (r, Instant::now())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        h
+    };
+    let ha = sleep(a, 8);
+    let hb = sleep(b, 8);
+    let hc = sleep(c, 4);
+    writeln!(input, "last words").unwrap();
+    input.flush().unwrap();
+    drop(input);
+    let out = sender.wait_output(LONG);
+    assert!(
+        !out.status.success(),
+        "the sender died at its second commit"
+    );
+    let died = Instant::now();
+    let (got, at) = hc.join().unwrap();
+    let _ = (ha.join(), hb.join());
+    assert_eq!(got, Ok(b"last words".to_vec()));
+    assert!(
+        at - died < Duration::from_millis(500),
+        "the plain consumer found the dead sender's message {:?} after the death",
+        at - died
+    );
+}

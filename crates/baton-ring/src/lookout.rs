@@ -36,7 +36,8 @@
 //! notifier sees the mark gone and wakes. One delay remains: a message committed while a mark
 //! is live, whose holder then stays away (died, or went to long work during its grace), waits
 //! for the holder's return, the next notifier after the mark ends, or a sleeper's own tick (the
-//! `baton` crate's: 2 ms while other processes hold records, else 100 ms). A consumer that
+//! `baton` crate's: 2 ms while other processes' consumers hold records they took, 1 s while
+//! other consumers are open). A consumer that
 //! takes a message notifies for what waits in every lane, so this needs the holder gone.
 //! `loom-tests/` checks the rest.
 //!

@@ -286,15 +286,23 @@ pub(crate) fn release_sender_slot(seg: &Attachment) {
 /// resolved, or `None` when a live process holds the slot.
 pub(crate) fn reclaim_if_dead(seg: &Segment, slot: u8) -> Option<u64> {
     let s = seg.shared().slots.get(slot as usize)?;
-    match s.lock.try_lock() {
-        TryLock::Acquired => {}
+    let died = match s.lock.try_lock() {
+        TryLock::Acquired => false,
         TryLock::OwnerDied => {
             failpoint("slot.locked");
             s.lock.consistent();
+            true
         }
         _ => return None,
-    }
+    };
     let abandoned = settle_leftovers(seg, slot);
+    if died && abandoned == 0 {
+        // A dead sender may have committed a message and died before announcing it. The
+        // kernel woke one watcher of its lock word (perhaps this one, perhaps one that cannot
+        // take the message: a selective consumer), so announce it to all. (What `settle`
+        // resolved, it announced.)
+        seg.announce_message(None);
+    }
     s.pid.store(0, Ordering::Release);
     s.standbys.store(0, Ordering::Relaxed);
     s.lock.unlock();
@@ -502,7 +510,7 @@ pub(crate) unsafe fn recover(seg: &Segment) {
 /// [`PARTLY_WATCHED_TICK`].
 ///
 /// [`RobustMutex::watch`]: crate::sys::robust::RobustMutex::watch
-pub(crate) struct DeathWatch<'a>(pub(crate) &'a Segment);
+pub(crate) struct DeathWatch<'a>(pub(crate) &'a Attachment);
 
 /// How often a sleeper looks when it cannot watch for deaths at all.
 pub(crate) const UNWATCHED_TICK: Duration = Duration::from_millis(100);
@@ -522,12 +530,21 @@ impl Waiter for DeathWatch<'_> {
             return Futex.wait(word, expected, tick(UNWATCHED_TICK));
         }
         let slots = &self.0.shared().slots;
+        // Not this process's own slot: its holder's death is this sleeper's too, and a sleeper
+        // of a dying process must not be the one the kernel wakes for that death.
+        let own = match self.0.slot.cached.load(Ordering::Acquire) {
+            c if c != NO_SLOT && c >> 8 == fork_generation() => c as u8 as usize,
+            _ => 0,
+        };
         let mut words = [(word, expected); WAITV_MAX];
         let mut watched = [0u8; WAITV_MAX];
         let mut n = 1;
         let mut partly = false;
         let mut reclaimed = false;
         for (i, s) in slots.iter().enumerate().skip(1) {
+            if i == own {
+                continue;
+            }
             match s.lock.watch() {
                 Ok(w) if n < WAITV_MAX => {
                     words[n] = w;

@@ -286,6 +286,19 @@ impl Queue {
     }
 }
 
+/// What other processes hold in a shared queue's lanes (see `Consumer::when_idle`).
+#[derive(Debug, Default, Clone, Copy)]
+struct OthersHold {
+    /// Records or claims.
+    hold: bool,
+    /// Records their consumers took.
+    work: bool,
+}
+
+/// How often a sleeping consumer looks while other consumers are open, or other processes
+/// hold claims (see `Consumer::next`).
+const POOL_TICK: Duration = Duration::from_secs(1);
+
 impl Consumer {
     /// A handle that interrupts this consumer's blocked receives from another thread or a
     /// signal handler (see [`Canceller`]).
@@ -419,16 +432,23 @@ impl Consumer {
         if looks {
             if let Some(mine) = lookout.start_polling(monotonic_ns(), self.mark) {
                 self.mark = mine;
-                if let Some(f) = self.poll(deadline, cancel)? {
+                let polled = self.poll(deadline, cancel);
+                if let Ok(Some(f)) = polled {
                     return Ok(self.going_to_work(f));
                 }
                 lookout.stop_polling(mine);
                 self.mark = 0;
+                if let Err(e) = polled {
+                    // Cancelled (or failed) while it looked: it will not look again, and a
+                    // sender that saw its mark woke nobody, so what waits is announced.
+                    seg.announce_message(None);
+                    return Err(e);
+                }
             }
         }
         loop {
             seg.check_size().map_err(RecvError::Corrupt)?;
-            let others_work = self.when_idle(false);
+            let others = self.when_idle(false);
             if let Some(f) = self.take()? {
                 return Ok(self.going_to_work(f));
             }
@@ -436,12 +456,24 @@ impl Consumer {
             // death watch, which gives back what it held. While other consumers work on records
             // a sleeper still looks every STUCK_CHECK: one of them may have left a lookout mark
             // that kept senders from waking anybody, and be away longer than it said (G18).
-            // An idle pool sleeps until something happens.
-            let until = if others_work {
-                let tick = Instant::now() + STUCK_CHECK;
-                Some(deadline.map_or(tick, |d| d.min(tick)))
+            // Among other consumers, or while others hold claims, it looks once a POOL_TICK: a
+            // looker stopped (SIGSTOP) while a sender skipped the wake-up for it, or a death's
+            // one wake-up taken by a consumer of another process dying at the same time, would
+            // otherwise leave a message until the next send. Alone, it sleeps until something
+            // happens.
+            let tick = if others.work {
+                Some(STUCK_CHECK)
+            } else if others.hold || self.other_consumers() {
+                Some(POOL_TICK)
             } else {
-                deadline
+                None
+            };
+            let until = match tick {
+                Some(t) => {
+                    let t = Instant::now() + t;
+                    Some(deadline.map_or(t, |d| d.min(t)))
+                }
+                None => deadline,
             };
             let event = match self.filter {
                 TypeFilter::Any => &seg.shared().data_event,
@@ -550,9 +582,9 @@ impl Consumer {
 
     /// What a consumer with nothing to take does before it sleeps: frees what is finished at
     /// the heads, wakes the senders a sweep left waiting, and (every [`STUCK_CHECK`], or now
-    /// if `now`) gives back the records of processes that are gone. Returns whether consumers
-    /// of other processes hold records they took.
-    fn when_idle(&mut self, now: bool) -> bool {
+    /// if `now`) gives back the records of processes that are gone. Returns what other
+    /// processes hold.
+    fn when_idle(&mut self, now: bool) -> OthersHold {
         let seg = &*self.state.seg;
         let mut others_hold = false;
         let mut others_work = false;
@@ -560,7 +592,7 @@ impl Consumer {
         let mut holders = [false; crate::segment::SENDER_SLOTS];
         for p in 0..PRIORITIES {
             let Some(lane) = self.state.lane(p) else {
-                return false;
+                return OthersHold::default();
             };
             let _ = sweep(&lane, &OwnerLockSweep(seg), &Futex);
             lane.wake_owed(&Futex);
@@ -586,7 +618,23 @@ impl Consumer {
                 }
             }
         }
-        others_work
+        OthersHold {
+            hold: others_hold,
+            work: others_work,
+        }
+    }
+
+    /// Whether consumers other than this one are open on the queue (in any process).
+    fn other_consumers(&self) -> bool {
+        let open: u64 = self
+            .state
+            .seg
+            .shared()
+            .consumers
+            .iter()
+            .map(|c| u64::from(c.load(Ordering::Relaxed)))
+            .sum();
+        open > 1
     }
 
     fn deliver(&self, (p, taken): (usize, Taken)) -> Result<Message, RecvError> {
