@@ -28,6 +28,33 @@ fn send_then_receive(c: &mut Criterion) {
                 rx.try_recv().unwrap()
             })
         });
+        // The batch calls, 64 messages a time (one run, one batch), per message; where 64 of
+        // them fit in the lane (this thread is also the receiver).
+        if 64 * (size + 64) <= 1 << 20 {
+            let run: Vec<&[u8]> = vec![&payload[..]; 64];
+            group.bench_with_input(
+                BenchmarkId::new("baton_batch_of_64", size),
+                &run,
+                |b, run| {
+                    b.iter_custom(|iters| {
+                        let rounds = iters.div_ceil(64);
+                        let start = std::time::Instant::now();
+                        for _ in 0..rounds {
+                            tx.send_batch(run).unwrap();
+                            let mut n = 0;
+                            while n < 64 {
+                                n += rx
+                                    .try_recv_batch(64, |p, _| {
+                                        std::hint::black_box(p);
+                                    })
+                                    .unwrap();
+                            }
+                        }
+                        start.elapsed().mul_f64(iters as f64 / (rounds * 64) as f64)
+                    })
+                },
+            );
+        }
         let (mtx, mrx) = std::sync::mpsc::channel::<Vec<u8>>();
         group.bench_with_input(BenchmarkId::new("std_mpsc", size), &payload, |b, p| {
             b.iter(|| {

@@ -12,6 +12,7 @@ struct Row {
     mode: &'static str,
     rtt_p50_us: Option<f64>,
     rtt_p99_us: Option<f64>,
+    rtt_p999_us: Option<f64>,
     round_trips: usize,
     msgs_per_sec: Option<f64>,
     payload_mb_per_sec: Option<f64>,
@@ -64,12 +65,13 @@ pub fn run(
              payload copied in and out, sequence numbers checked; {rounds} interleaved rounds"
         );
         println!(
-            "{:<16} {:>6} {:<10} {:>9} {:>9} {:>12} {:>9} {:>12} {:>8}",
+            "{:<16} {:>6} {:<10} {:>9} {:>9} {:>9} {:>12} {:>9} {:>12} {:>8}",
             "transport",
             "size",
             "mode",
             "p50 µs",
             "p99 µs",
+            "p99.9 µs",
             "msg/s 1->1",
             "MB/s",
             "msg/s 4->1",
@@ -228,6 +230,7 @@ impl Acc {
             mode: t.mode(),
             rtt_p50_us: has.then(|| us(percentile(&self.rtts, 0.5))),
             rtt_p99_us: has.then(|| us(percentile(&self.rtts, 0.99))),
+            rtt_p999_us: has.then(|| us(percentile(&self.rtts, 0.999))),
             round_trips: self.rtts.len(),
             msgs_per_sec: rate,
             payload_mb_per_sec: rate.map(|r| r * size as f64 / 1e6),
@@ -274,12 +277,13 @@ fn measure(exe: &std::path::Path, t: Transport, size: usize, case: Duration) -> 
 fn print_row(r: &Row) {
     let f = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |x| format!("{x:.prec$}"));
     println!(
-        "{:<16} {:>6} {:<10} {:>9} {:>9} {:>12} {:>9} {:>12} {:>8}{}",
+        "{:<16} {:>6} {:<10} {:>9} {:>9} {:>9} {:>12} {:>9} {:>12} {:>8}{}",
         r.transport,
         r.size,
         r.mode,
         f(r.rtt_p50_us, 2),
         f(r.rtt_p99_us, 2),
+        f(r.rtt_p999_us, 2),
         f(r.msgs_per_sec, 0),
         f(r.payload_mb_per_sec, 1),
         f(r.msgs_per_sec_4_senders, 0),

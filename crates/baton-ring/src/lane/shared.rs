@@ -447,10 +447,16 @@ impl<'a> LaneConsumer<'a> {
             if restarts > 1_000_000 {
                 return Err(Corrupt::TailStuck);
             }
-            // Relaxed: the walk starts at `read` or later than `head` (a stale `read` is raised
-            // to it), and a start from an old head meets stamps of a later lap and starts again.
-            let head = c.head.load(Ordering::Relaxed);
-            let mut read = c.read.load(Ordering::Relaxed).max(head);
+            // SYNC POINT: walk start (Acquire side). A walk that starts past a record (at `read`,
+            // or at `head`) starts after whoever moved it there had seen that record's stamp: so
+            // it sees the stamps of a run's later records, which that record's commit published
+            // (a Relaxed start could meet the MIDDLE stamps their claim wrote, or their bytes
+            // unpublished). A start from an old head meets stamps of a later lap and starts again.
+            // not swept: `head` moves only by a sweep that read the ACKED stamps it passes, after
+            // the acknowledgements of records taken in turn through `read` (Release below), so
+            // a start at `head` is also a start past `read`'s moves; no model tells them apart.
+            let head = c.head.load(ord!(Acquire));
+            let mut read = c.read.load(ord!(Acquire)).max(head);
             if read - head > lane.n {
                 read = head; // a peer's scribble: `read` is never a lap ahead
             }
@@ -488,10 +494,13 @@ impl<'a> LaneConsumer<'a> {
                             Pick::Now => match self.try_take(pos, s, max_message)? {
                                 Some(t) => {
                                     if pos == read {
+                                        // SYNC POINT: walk start (Release side): the next walk
+                                        // from here sees what this one saw (a run's later
+                                        // stamps, published with its first record).
                                         let _ = c.read.compare_exchange(
                                             read,
                                             pos + k,
-                                            Ordering::Relaxed,
+                                            ord!(Release),
                                             Ordering::Relaxed,
                                         );
                                     }
@@ -523,12 +532,15 @@ impl<'a> LaneConsumer<'a> {
                     | stamp::CANCELLED
                     | stamp::ABANDONED => {
                         if pos == read {
-                            // Helping: nothing here for anyone. Relaxed: `read` is a hint of
-                            // where to start; every stamp is checked on its own.
+                            // Helping: nothing here for anyone. Release: as above, a walk
+                            // that starts where this one moved `read` sees what it saw.
+                            // not swept: the case needs a third consumer (one takes a run's
+                            // first record, one helps `read` past it, one starts there), which
+                            // no model can afford; the take's own move above is swept.
                             let _ = c.read.compare_exchange(
                                 read,
                                 pos + k,
-                                Ordering::Relaxed,
+                                ord!(Release),
                                 Ordering::Relaxed,
                             );
                             read = pos + k;
@@ -627,10 +639,8 @@ impl<'a> LaneConsumer<'a> {
     pub fn copy_payload(&self, taken: &Taken, out: &mut Vec<u8>) {
         self.check_taken(taken);
         let r = &taken.record;
-        let start = out.len();
-        out.resize(start + r.header.len as usize, 0);
         self.lane
-            .copy_out(self.lane.index(r.pos), RECORD_HEADER, &mut out[start..]);
+            .append_out(self.lane.index(r.pos), r.header.len as usize, out);
     }
 
     /// The payload of a record this consumer took, in place.

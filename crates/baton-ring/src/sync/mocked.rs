@@ -96,6 +96,23 @@ pub(crate) unsafe fn copy_from_cells(cells: &[DataCell], offset: usize, dst: &mu
     }
 }
 
+/// Appends `len` bytes from `offset` of `cells` to `out` (loom checks each byte's access).
+///
+/// # Safety
+///
+/// As [`copy_from_cells`].
+pub(crate) unsafe fn append_from_cells(
+    cells: &[DataCell],
+    offset: usize,
+    len: usize,
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    out.resize(start + len, 0);
+    // SAFETY: the caller's contract.
+    unsafe { copy_from_cells(cells, offset, &mut out[start..]) }
+}
+
 /// The racy read of a seqlock reader: loom tracks the bytes read like any other access, so a
 /// model that reads this way while a writer writes reports the race (the real read's value is
 /// validated after it; loom's models cannot express that).

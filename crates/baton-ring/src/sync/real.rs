@@ -95,6 +95,37 @@ pub(crate) unsafe fn copy_from_cells(cells: &[DataCell], offset: usize, dst: &mu
     }
 }
 
+/// Appends `len` bytes from `offset` of `cells` to `out`, without zero-filling first.
+///
+/// # Safety
+///
+/// As [`copy_from_cells`].
+#[inline]
+pub(crate) unsafe fn append_from_cells(
+    cells: &[DataCell],
+    offset: usize,
+    len: usize,
+    out: &mut Vec<u8>,
+) {
+    assert!(
+        offset + len <= cells.len() * CELL,
+        "a copy within the cells"
+    );
+    out.reserve(len);
+    let start = out.len();
+    // SAFETY: the source is in bounds (asserted) and not written meanwhile (the caller's
+    // contract); the destination is the vector's spare capacity, reserved above, and the
+    // length is set only over the bytes just written.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            cells.as_ptr().cast::<u8>().add(offset),
+            out.as_mut_ptr().add(start),
+            len,
+        );
+        out.set_len(start + len);
+    }
+}
+
 /// Reads the 8 bytes at `offset` of `cells` that a writer may be writing meanwhile, as a
 /// seqlock reader does: a volatile read, whose value the caller keeps only after validating it
 /// (see `Lane::census`).

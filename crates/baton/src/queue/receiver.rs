@@ -71,6 +71,9 @@ impl Owned {
     /// Acknowledges the first `handed` records of `batch` (they were handed out and finished)
     /// and releases the rest for redelivery, under one lock, with one head move per lane.
     fn finish_batch(&self, batch: &mut Vec<Found>, handed: usize) -> Result<(), AckError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         let mut local = self.lock();
         let local = &mut *local;
         if self.lost() {
@@ -511,18 +514,20 @@ impl Receiver {
 
     /// Takes the messages waiting, up to `max`, without waiting; hands each to `f` in place
     /// (no copy, no allocation), in the order [`Receiver::recv`] would; then acknowledges them
-    /// all at once. Returns how many it took: 0 when none waited.
+    /// all at once. Returns how many it handed out: 0 when none waited (or `max` is 0).
     ///
-    /// The batch pays once what `recv` pays per message: the receiver's lock, the head move
-    /// with its journal and counters, and the look for senders waiting for space (a `SeqCst`
-    /// fence). At-least-once as ever: a process that dies before this returns has the whole
-    /// batch delivered again, flagged. If `f` panics, the messages it finished are
-    /// acknowledged and the others released (delivered again, flagged), and the panic goes on.
+    /// The batch pays once what `recv` pays per message: the head move with its journal and
+    /// counters, and the look for senders waiting for space (a `SeqCst` fence); and `f` gets
+    /// the payload in place instead of a copy. At-least-once as ever: a process that dies
+    /// before this returns has the messages it handed out delivered again, flagged. If `f`
+    /// panics, the messages it finished are acknowledged, the one it panicked on is released
+    /// (delivered again, flagged), those it did not reach stay as they were, and the panic
+    /// goes on.
     ///
     /// # Errors
     ///
     /// As [`Receiver::try_recv`], except that an empty queue is `Ok(0)`. An error met after
-    /// some messages were taken ends the batch early; the next call reports it.
+    /// some messages were handed out ends the batch early; the next call reports it.
     ///
     /// # Examples
     ///
@@ -549,63 +554,60 @@ impl Receiver {
     ) -> Result<usize, RecvError> {
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear();
-        let taken = self.take_batch(&mut batch, max);
-        if batch.is_empty() {
-            self.batch = batch;
-            return taken.map(|()| 0);
-        }
-        let mut handed = 0;
+        // One record at a time is taken and handed out: only records handed out are ever
+        // given back (flagged) if `f` panics; the ones not reached stay untaken, unflagged.
+        let mut failed = None;
+        let mut finished = 0;
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            for found in &batch {
-                let view = self.guard.lane(found.lane).ok_or(RecvError::ForkedCopy)?;
+            while batch.len() < max {
+                let found = match self.take_record() {
+                    Ok(Some(found)) => found,
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                batch.push(found);
+                let found = &batch[batch.len() - 1];
+                let Some(view) = self.guard.lane(found.lane) else {
+                    failed = Some(RecvError::ForkedCopy);
+                    break;
+                };
                 // SAFETY: the record is taken and not acknowledged, so no sender writes its
-                // cells, until `finish_batch` below; the slice does not outlive this loop.
-                let payload =
-                    unsafe { view.record_payload(&found.record) }.map_err(Damage::Lane)?;
+                // cells, until `finish_batch` below; the slice does not outlive this call.
+                let payload = match unsafe { view.record_payload(&found.record) } {
+                    Ok(p) => p,
+                    Err(e) => {
+                        failed = Some(RecvError::Corrupt(Damage::Lane(e)));
+                        break;
+                    }
+                };
                 self.count_delivery(found.redelivered);
                 f(
                     payload,
                     &Metadata::of(found.lane, &found.record, found.redelivered),
                 );
-                handed += 1;
+                finished += 1;
             }
-            Ok::<(), RecvError>(())
         }));
-        let n = batch.len();
-        let finished = self.owned.finish_batch(&mut batch, handed);
+        let acked = self.owned.finish_batch(&mut batch, finished);
         self.batch = batch;
-        match run {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(r) => {
-                r?;
-                finished.map_err(|e| match e {
-                    AckError::Corrupt(d) => RecvError::Corrupt(d),
-                    AckError::Closed => RecvError::OwnershipLost {
-                        held: self.owned.epoch,
-                        now: self.owned.seg.shared().owner.epoch.load(Ordering::Relaxed),
-                    },
-                })?;
-            }
+        if let Err(panic) = run {
+            std::panic::resume_unwind(panic);
         }
-        Ok(n)
-    }
-
-    /// Takes up to `max` records into `batch` under one lock. An error after the first record
-    /// ends the batch without one (it comes again on the next look).
-    fn take_batch(&mut self, batch: &mut Vec<Found>, max: usize) -> Result<(), RecvError> {
-        let Some(first) = self.take_record()? else {
-            return Ok(());
-        };
-        batch.push(first);
-        let owned = self.owned.clone();
-        let mut local = owned.lock();
-        while batch.len() < max {
-            match self.take_locked(&mut local) {
-                Ok(Some(found)) => batch.push(found),
-                Ok(None) | Err(_) => break,
-            }
+        acked.map_err(|e| match e {
+            AckError::Corrupt(d) => RecvError::Corrupt(d),
+            AckError::Closed => RecvError::OwnershipLost {
+                held: self.owned.epoch,
+                now: self.owned.seg.shared().owner.epoch.load(Ordering::Relaxed),
+            },
+        })?;
+        match failed {
+            // What was handed out before the error is acknowledged; the error comes again.
+            Some(e) if finished == 0 => Err(e),
+            _ => Ok(finished),
         }
-        Ok(())
     }
 
     pub(super) fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Message, RecvError> {

@@ -455,17 +455,18 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_batch<M: AsRef<[u8]>>(&self, messages: &[M]) -> Result<(), SendError> {
-        let Some(longest) = messages.iter().map(|m| m.as_ref().len()).max() else {
+        // The caller's `as_ref` runs once per message, here, before anything is claimed: a
+        // panic (or a length that changes) between a claim and its commit would wedge the
+        // lane or corrupt it. (Found in review.)
+        let messages: Vec<&[u8]> = messages.iter().map(AsRef::as_ref).collect();
+        let Some(longest) = messages.iter().map(|m| m.len()).max() else {
             return Ok(());
         };
         let lane = self.lane_for(longest, self.priority)?;
-        let cells: Vec<u64> = messages
-            .iter()
-            .map(|m| record_cells(m.as_ref().len()))
-            .collect();
+        let cells: Vec<u64> = messages.iter().map(|m| record_cells(m.len())).collect();
         let mut i = 0;
         while i < messages.len() {
-            let (first, rest) = (messages[i].as_ref().len(), &cells[i + 1..]);
+            let (first, rest) = (messages[i].len(), &cells[i + 1..]);
             let (claim, n) = match lane.try_claim_run(first, rest) {
                 Ok(run) => run,
                 Err(ClaimError::Full) => {
@@ -476,8 +477,7 @@ impl Sender {
             failpoint("send.claimed");
             let sent_ns = monotonic_ns();
             let mut at = 0;
-            for m in &messages[i..i + n] {
-                let payload = m.as_ref();
+            for &payload in &messages[i..i + n] {
                 let header = RecordHeader {
                     len: payload.len() as u32,
                     flags: 0,

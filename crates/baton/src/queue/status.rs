@@ -302,7 +302,8 @@ pub struct LaneStatus {
     pub messages: u64,
     /// Of those, delivered and not yet acknowledged.
     pub unacknowledged: u64,
-    /// Sends claimed and not yet committed (a sender is writing, or died writing).
+    /// Claims not yet committed (a sender is writing, or died writing): a message, or a run of
+    /// them from one `Sender::send_batch`.
     pub in_flight: u64,
     /// Senders announced as waiting for space. A sender that died while waiting stays counted
     /// (nothing can tell its count from a live one's): it costs the owner a needless wake-up
@@ -322,11 +323,13 @@ pub struct Status {
     pub attributes: Attributes,
     /// Per priority, 0 first.
     pub lanes: [LaneStatus; PRIORITIES],
-    /// Messages sent since creation (claimed: received, abandoned, or still in the queue).
+    /// Messages sent since creation (claimed: received, abandoned, or still in the queue); an
+    /// abandoned run of messages (`Sender::send_batch`) counts once, as in `abandoned`.
     pub sent: u64,
     /// Messages received and acknowledged since creation.
     pub received: u64,
-    /// Messages abandoned since creation: their senders died before committing them.
+    /// Claims abandoned since creation: their senders died before committing them. A claim is
+    /// one message, or one run of messages from a `Sender::send_batch` (its count is not kept).
     pub abandoned: u64,
     /// Deliveries of messages delivered before and not acknowledged (after an owner died or
     /// closed, or released a message).
