@@ -22,7 +22,6 @@ cases=(
   "sweep_no_fence|shared|two_consumers_take_each_message_once_and_every_ack_at_the_head_is_swept|acknowledger and sweeper without their SeqCst fences"
   "returned_uncounted|shared|a_dead_consumers_records_are_taken_again_flagged_each_once|a record given back is not counted"
   "run_stamps_late|lane|a_run_is_published_by_one_commit_and_read_record_by_record|a run's later stamps stored after its commit"
-  "run_commit_store|lane|a_run_is_delivered_whole_or_skipped_whole|a run committed by store, not compare-and-swap"
   "lookout_no_fence|wake|a_sleeper_clearing_a_handoff_while_a_sender_commits_gets_the_message|a cleared handoff without its SeqCst fence"
 )
 

@@ -2,7 +2,9 @@
 //! heap lane, and what a successor owner would deliver.
 #![cfg(loom)]
 
-use baton_ring::lane::{Lane, LaneOwner, LaneSender, Peek, RecordHeader, Slot};
+use baton_ring::lane::{
+    record_cells, Claim, Lane, LaneOwner, LaneSender, Peek, RecordHeader, Slot,
+};
 use baton_ring::wake::Waiter;
 use baton_ring::AtomicU32;
 use std::time::Instant;
@@ -68,6 +70,33 @@ pub fn try_send(lane: &Lane<'_>, slot: u8, payload: &[u8]) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// Writes `payloads` into a run claim and returns each record's cells, for `commit_run`.
+pub fn write_run(lane: &LaneSender<'_>, claim: &Claim, payloads: &[&[u8]]) -> Vec<u64> {
+    let mut at = 0;
+    payloads
+        .iter()
+        .map(|p| {
+            lane.write_in_run(claim, at, &header(p.len()), p);
+            let cells = record_cells(p.len());
+            at += cells;
+            cells
+        })
+        .collect()
+}
+
+/// Sends `payloads` from slot `slot` as one run (they must all fit now).
+pub fn send_run(lane: &Lane<'_>, slot: u8, payloads: &[&[u8]]) {
+    let lane = sender_view(lane, slot);
+    let rest: Vec<u64> = payloads[1..]
+        .iter()
+        .map(|p| record_cells(p.len()))
+        .collect();
+    let (claim, n) = lane.try_claim_run(payloads[0].len(), &rest).unwrap();
+    assert_eq!(n, payloads.len(), "the whole run fits");
+    let cells = write_run(&lane, &claim, payloads);
+    lane.commit_run(claim, &cells).unwrap();
 }
 
 /// Sends, yielding until there is room.

@@ -7,7 +7,9 @@
 #![cfg(loom)]
 
 use baton_loom_tests::LoomWaiter;
-use baton_loom_tests::{header, owner_view, send, sender_view, successor_view, take, try_send};
+use baton_loom_tests::{
+    header, owner_view, send, send_run, sender_view, successor_view, take, try_send, write_run,
+};
 use baton_ring::lane::{Claim, HeapLane, Lane, LaneSender, Slot};
 use loom::sync::Arc;
 
@@ -128,14 +130,7 @@ fn a_run_is_published_by_one_commit_and_read_record_by_record() {
         let heap = Arc::new(HeapLane::new(4));
         let waiter = LoomWaiter::default();
         let h = heap.clone();
-        let sender = loom::thread::spawn(move || {
-            let lane = sender_view(&h.lane(), 3);
-            let (claim, n) = lane.try_claim_run(1, &[1]).unwrap();
-            assert_eq!(n, 2);
-            lane.write_in_run(&claim, 0, &header(1), &[1]);
-            lane.write_in_run(&claim, 1, &header(1), &[2]);
-            lane.commit_run(claim, &[1, 1]).unwrap();
-        });
+        let sender = loom::thread::spawn(move || send_run(&h.lane(), 3, &[&[1], &[2]]));
         let mut got = Vec::new();
         while got.len() < 2 {
             match take(&heap.lane(), &waiter) {
@@ -150,7 +145,7 @@ fn a_run_is_published_by_one_commit_and_read_record_by_record() {
 
 /// A run's sender taken for dead races its commit against the abandonment of its claim: the
 /// run is delivered whole (commit won) or skipped whole (abandonment won, the commit fails),
-/// never in part. Catches `run_commit_store`.
+/// never in part. (Also catches `commit_store`, which the commit of one record shares.)
 #[test]
 fn a_run_is_delivered_whole_or_skipped_whole() {
     loom::model(|| {
@@ -161,9 +156,8 @@ fn a_run_is_delivered_whole_or_skipped_whole() {
         let h = heap.clone();
         let sender = loom::thread::spawn(move || {
             let lane = sender_view(&h.lane(), 7);
-            lane.write_in_run(&claim, 0, &header(1), &[1]);
-            lane.write_in_run(&claim, 1, &header(1), &[2]);
-            lane.commit_run(claim, &[1, 1]).is_ok()
+            let cells = write_run(&lane, &claim, &[&[1], &[2]]);
+            lane.commit_run(claim, &cells).is_ok()
         });
         let h = heap.clone();
         // SAFETY: the model plays slot 7's death (see

@@ -6,9 +6,7 @@
 //! Each model has a mutant that it must catch (`loom-tests/mutants.sh`).
 #![cfg(loom)]
 
-use baton_loom_tests::{
-    consumer_view, header, send, sender_view, try_send, LoomSweepLock, LoomWaiter,
-};
+use baton_loom_tests::{consumer_view, send, send_run, try_send, LoomSweepLock, LoomWaiter};
 use baton_ring::lane::{sweep, HeapLane, Lane};
 use loom::sync::Arc;
 
@@ -185,14 +183,7 @@ fn a_consumer_starting_at_a_read_moved_into_a_run_never_sees_its_middle_stamps()
     model.check(|| {
         let heap = Arc::new(HeapLane::new(4));
         let h = heap.clone();
-        let sender = loom::thread::spawn(move || {
-            let lane = sender_view(&h.lane(), 3);
-            let (claim, n) = lane.try_claim_run(1, &[1]).unwrap();
-            assert_eq!(n, 2);
-            lane.write_in_run(&claim, 0, &header(1), &[1]);
-            lane.write_in_run(&claim, 1, &header(1), &[2]);
-            lane.commit_run(claim, &[1, 1]).unwrap();
-        });
+        let sender = loom::thread::spawn(move || send_run(&h.lane(), 3, &[&[1], &[2]]));
         let h = heap.clone();
         let first = loom::thread::spawn(move || loop {
             let c = consumer_view(&h.lane(), 1);

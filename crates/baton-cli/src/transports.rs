@@ -678,6 +678,15 @@ impl Link for SysvMq {
     }
 }
 
+/// Maps the first `len` bytes of the shared file `what` (made by [`setup`]) read-write.
+fn map_shared(n: &Names, what: &str, len: usize) -> io::Result<memmap2::MmapRaw> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(n.shm(what))?;
+    memmap2::MmapOptions::new().len(len).map_raw(&f)
+}
+
 /// Bytes of one mailbox: a state word on its own line, then the payload.
 fn mailbox_bytes(size: usize) -> usize {
     128 + size.div_ceil(128) * 128
@@ -691,13 +700,7 @@ struct Mailboxes {
 
 impl Mailboxes {
     fn open(n: &Names, size: usize) -> io::Result<Mailboxes> {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(n.shm("mailbox"))?;
-        let map = memmap2::MmapOptions::new()
-            .len(2 * mailbox_bytes(size))
-            .map_raw(&f)?;
+        let map = map_shared(n, "mailbox", 2 * mailbox_bytes(size))?;
         Ok(Mailboxes { map, size })
     }
     fn state(&self, which: usize) -> &LocalU32 {
@@ -800,13 +803,7 @@ struct Rings {
 
 impl Rings {
     fn open(n: &Names, size: usize) -> io::Result<Rings> {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(n.shm("ring"))?;
-        let map = memmap2::MmapOptions::new()
-            .len(2 * ring_bytes(size))
-            .map_raw(&f)?;
+        let map = map_shared(n, "ring", 2 * ring_bytes(size))?;
         Ok(Rings { map, size })
     }
     /// The receiver's index (`head`, line 0) or the sender's (`tail`, line 1) of ring `which`.

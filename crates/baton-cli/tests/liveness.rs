@@ -99,6 +99,20 @@ fn in_pid_namespace(t: &TestDomain, args: &[&str], failpoint: Option<&str>) -> C
     c
 }
 
+/// `baton ARGS` (with `failpoint`), in a new pid namespace or in this one; output discarded
+/// but for standard output in a namespace (see `in_pid_namespace`).
+fn baton_in(t: &TestDomain, namespace: bool, args: &[&str], failpoint: Option<&str>) -> Command {
+    if namespace {
+        return in_pid_namespace(t, args, failpoint);
+    }
+    let mut c = t.baton();
+    c.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    if let Some(f) = failpoint {
+        c.env("BATON_FAILPOINT", f);
+    }
+    c
+}
+
 fn status(q: &Queue) -> Status {
     q.status()
 }
@@ -320,15 +334,12 @@ fn a_receiver_behind_a_live_senders_claim_sleeps_until_that_sender_dies() {
         let t = TestDomain::new("watch-claim");
         let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
         let args = ["send", "q", "stuck"];
-        let sender = Child::spawn(&mut if namespace {
-            in_pid_namespace(&t, &args, Some("send.written:pause"))
-        } else {
-            let mut c = t.baton();
-            c.args(args)
-                .env("BATON_FAILPOINT", "send.written:pause")
-                .stderr(Stdio::null());
-            c
-        });
+        let sender = Child::spawn(&mut baton_in(
+            &t,
+            namespace,
+            &args,
+            Some("send.written:pause"),
+        ));
         assert!(eventually(LONG, || status(&q).lanes[3].in_flight == 1));
         q.sender().send(b"behind").unwrap();
         let mut rx = q.receiver().unwrap();
@@ -377,16 +388,8 @@ fn a_message_whose_sender_died_before_announcing_it_wakes_the_sleeping_receiver(
         rx_done.recv().unwrap();
         std::thread::sleep(Duration::from_secs(1)); // asleep by now
         let args = ["send", "q", "last words"];
-        let out = Child::spawn(&mut if namespace {
-            in_pid_namespace(&t, &args, Some("send.committed"))
-        } else {
-            let mut c = t.baton();
-            c.args(args)
-                .env("BATON_FAILPOINT", "send.committed")
-                .stderr(Stdio::null());
-            c
-        })
-        .wait_output(LONG);
+        let out = Child::spawn(&mut baton_in(&t, namespace, &args, Some("send.committed")))
+            .wait_output(LONG);
         assert!(
             !out.status.success(),
             "namespace {namespace}: {:?}",
@@ -438,13 +441,7 @@ fn an_idle_consumer_sleeps_and_a_dead_consumers_message_comes_back_at_once() {
         drop(idle);
         q.sender().send(b"held").unwrap();
         let args = ["recv", "q", "--shared", "--exec", "sleep", "30"];
-        let holder = Child::spawn(&mut if namespace {
-            in_pid_namespace(&t, &args, None)
-        } else {
-            let mut c = t.baton();
-            c.args(args).stdout(Stdio::null()).stderr(Stdio::null());
-            c
-        });
+        let holder = Child::spawn(&mut baton_in(&t, namespace, &args, None));
         assert!(eventually(LONG, || status(&q)
             .attached
             .iter()

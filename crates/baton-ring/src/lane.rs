@@ -943,7 +943,8 @@ impl<'a> Lane<'a> {
         );
     }
 
-    /// Publishes a claimed, written record to the receiver.
+    /// Publishes a claimed, written record to the receiver: [`Lane::commit_run`] of a run of
+    /// one record.
     ///
     /// # Errors
     ///
@@ -951,34 +952,8 @@ impl<'a> Lane<'a> {
     /// [`CommitError::Corrupt`] if the stamp shows anything else.
     #[inline]
     pub(crate) fn commit(&self, claim: Claim) -> Result<(), CommitError> {
-        self.check_claim(&claim);
-        let slot = &self.stamps[self.index(claim.pos)];
-        let reserved = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::RESERVED);
-        let committed = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::COMMITTED);
-        // SYNC POINT: record published (Release side).
-        if mutant("commit_store") {
-            // MUTANT: publish without checking that the claim is still ours.
-            slot.store(committed, Ordering::Release);
-            return Ok(());
-        }
-        let publish = if mutant("commit_relaxed") {
-            Ordering::Relaxed // MUTANT: no Release
-        } else {
-            ord!(Release)
-        };
-        slot.compare_exchange(reserved, committed, publish, Ordering::Relaxed)
-            .map(|_| ())
-            .map_err(|now| {
-                if now == stamp::with_state(reserved, stamp::ABANDONED) {
-                    CommitError::Abandoned
-                } else {
-                    CommitError::Corrupt(Corrupt::ReservedStampChanged {
-                        pos: claim.pos,
-                        from: reserved,
-                        to: now,
-                    })
-                }
-            })
+        let cells = claim.cells;
+        self.commit_run(claim, &[cells])
     }
 
     /// Writes the header and payload of the record `at` cells into a run claim (see
@@ -1015,7 +990,8 @@ impl<'a> Lane<'a> {
     ///
     /// # Errors
     ///
-    /// As [`Lane::commit`].
+    /// [`CommitError::Abandoned`] if the claim was abandoned (this sender was taken for dead);
+    /// [`CommitError::Corrupt`] if the stamp shows anything else.
     #[inline]
     pub(crate) fn commit_run(&self, claim: Claim, cells: &[u64]) -> Result<(), CommitError> {
         self.check_claim(&claim);
@@ -1042,14 +1018,19 @@ impl<'a> Lane<'a> {
         let slot = &self.stamps[self.index(claim.pos)];
         let reserved = stamp::pack(claim.pos, claim.cells, claim.sender, stamp::RESERVED);
         let committed = stamp::pack(claim.pos, cells[0], claim.sender, stamp::COMMITTED);
-        if mutant("run_commit_store") {
-            // MUTANT: publish the run without checking that the claim is still ours.
+        // SYNC POINT: record published (Release side).
+        if mutant("commit_store") {
+            // MUTANT: publish without checking that the claim is still ours.
             slot.store(committed, Ordering::Release);
             return Ok(());
         }
-        // SYNC POINT: record published (Release side), for the run.
+        let publish = if mutant("commit_relaxed") {
+            Ordering::Relaxed // MUTANT: no Release
+        } else {
+            ord!(Release)
+        };
         let result = slot
-            .compare_exchange(reserved, committed, ord!(Release), Ordering::Relaxed)
+            .compare_exchange(reserved, committed, publish, Ordering::Relaxed)
             .map(|_| ())
             .map_err(|now| {
                 if now == stamp::with_state(reserved, stamp::ABANDONED) {
