@@ -23,6 +23,7 @@ models=(
   "wake a_consumer_going_to_sleep_while_a_sender_commits_is_woken_by_a_wake_one"
   "wake a_sleeper_clearing_a_handoff_while_a_sender_commits_gets_the_message"
   "wake a_poller_stopping_while_a_sender_commits_gets_the_message"
+  "wake a_sleeper_poked_for_a_cancel_sees_the_cancel"
   "lane a_sender_reuses_cells_only_after_the_receiver_has_read_them"
   "lane a_run_is_published_by_one_commit_and_read_record_by_record"
   "lane a_claim_is_either_committed_and_delivered_or_abandoned_and_skipped"

@@ -278,3 +278,25 @@ fn a_poller_and_a_sleeper_share_a_message_without_a_lost_wake_up() {
         assert_eq!(p.taken.load(loom::sync::atomic::Ordering::SeqCst), 1);
     });
 }
+
+/// A receive is cancelled while it goes to sleep: the canceller publishes its reason (a count,
+/// Release) and pokes the event (the count bumped and every sleeper woken); the sleeper, which
+/// re-checks the reason after reading the count, returns instead of sleeping for ever.
+/// (`Event::poke`, what `baton::Canceller` does.)
+#[test]
+fn a_sleeper_poked_for_a_cancel_sees_the_cancel() {
+    loom::model(|| {
+        let s = shared(1);
+        let cancels = Arc::new(loom::sync::atomic::AtomicU32::new(0));
+        let (s2, c2) = (s.clone(), cancels.clone());
+        let canceller = loom::thread::spawn(move || {
+            c2.fetch_add(1, loom::sync::atomic::Ordering::Release);
+            s2.data.poke(&s2.waiter);
+        });
+        let ready = s.data.wait_until(&s.waiter, None, || {
+            cancels.load(loom::sync::atomic::Ordering::Acquire) != 0
+        });
+        assert!(ready);
+        canceller.join().unwrap();
+    });
+}
