@@ -2432,6 +2432,69 @@ mod tests {
         }
     }
 
+    /// Runs of mixed sizes, on lanes of a power of two and of not, with 8-bit tags, for
+    /// hundreds of tag wraps, received one by one between runs or after several: every
+    /// message once, in order, whole.
+    #[test]
+    fn runs_of_mixed_sizes_across_hundreds_of_tag_wraps_deliver_exactly_what_was_sent() {
+        for cells in [64usize, 60] {
+            let heap = HeapLane::with_tag_bits(cells, 8);
+            let lane = heap.lane();
+            let mut next_sent = 0u32;
+            let mut next_got = 0u32;
+            let mut seed = 7u64;
+            let mut random = |n: u64| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (seed >> 33) % n
+            };
+            while lane.head() < 256 * 300 {
+                // A run of 1 to 8 messages of 8 to 200 bytes, each carrying its number.
+                let msgs: Vec<Vec<u8>> = (0..1 + random(8))
+                    .map(|i| {
+                        let mut m = vec![0u8; 8 + random(193) as usize];
+                        m[..4].copy_from_slice(&(next_sent + i as u32).to_le_bytes());
+                        m
+                    })
+                    .collect();
+                // As many runs as fit now (a full lane stops it part way).
+                let sizes: Vec<u64> = msgs.iter().map(|m| record_cells(m.len())).collect();
+                let mut i = 0;
+                while i < msgs.len() {
+                    let (claim, n) = match lane.try_claim_run(msgs[i].len(), &sizes[i + 1..], 0) {
+                        Ok(run) => run,
+                        Err(ClaimError::Full) => break,
+                        Err(e) => panic!("{cells} cells: {e:?}"),
+                    };
+                    let mut at = 0;
+                    for m in &msgs[i..i + n] {
+                        lane.write_in_run(&claim, at, &header_of(m), m);
+                        at += record_cells(m.len());
+                    }
+                    lane.commit_run(claim, &sizes[i..i + n]).unwrap();
+                    i += n;
+                }
+                // Those not sent are numbered again in the next batch.
+                next_sent += i as u32;
+                // Take some, or all when the lane is full.
+                let take = if random(3) == 0 { u64::MAX } else { random(6) };
+                for _ in 0..take {
+                    let Some(m) = recv(&lane) else { break };
+                    let n = u32::from_le_bytes(m[..4].try_into().unwrap());
+                    assert_eq!(n, next_got, "{cells} cells: out of order or lost");
+                    next_got += 1;
+                }
+            }
+            while let Some(m) = recv(&lane) {
+                assert_eq!(u32::from_le_bytes(m[..4].try_into().unwrap()), next_got);
+                next_got += 1;
+            }
+            assert_eq!(next_got, next_sent, "{cells} cells");
+            assert_eq!(lane.counters(), (u64::from(next_sent), 0));
+        }
+    }
+
     #[test]
     fn a_claim_writes_middle_stamps_and_the_owner_covers_padding() {
         let heap = HeapLane::new(5);
