@@ -37,10 +37,10 @@ models=(
   "recovery an_owner_dying_between_counters_and_head_counts_the_message_once"
   "recovery an_owner_that_finishes_hands_over_a_clean_lane"
   "lane a_sender_never_sees_a_stamp_from_a_lap_long_gone"
-  "shared two_consumers_take_each_message_once_and_every_ack_at_the_head_is_swept"
   "shared a_dead_consumers_records_are_taken_again_flagged_each_once"
-  "shared a_record_given_back_was_read_before_its_cell_is_reused"
   "shared a_consumer_starting_at_a_read_moved_into_a_run_never_sees_its_middle_stamps"
+  "shared a_record_given_back_was_read_before_its_cell_is_reused"
+  "shared two_consumers_take_each_message_once_and_every_ack_at_the_head_is_swept"
 )
 # The slowest model (a minute) runs only with SLOW=1.
 [ "${SLOW:-0}" = 1 ] && models+=("lane two_senders_and_a_receiver_across_the_wrap_around")
