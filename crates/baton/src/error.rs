@@ -273,6 +273,15 @@ pub enum LockDamage {
     /// Locking failed with another error number.
     #[error("locking the owner mutex failed: {}", std::io::Error::from_raw_os_error(*.0))]
     LockFailed(i32),
+    /// The mutex's type word was overwritten (by a peer that can write the segment): baton
+    /// does not hand it to pthread.
+    #[error("the owner mutex's type word was overwritten: it reads {found:#x}, baton makes {expected:#x}")]
+    KindChanged {
+        /// The word found.
+        found: u32,
+        /// The word a mutex baton makes has.
+        expected: u32,
+    },
 }
 
 /// Errors from taking ownership of a queue (opening a [`crate::Receiver`]).

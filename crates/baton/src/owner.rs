@@ -79,7 +79,10 @@ pub(crate) fn acquire(
             }
             // SAFETY (all calls below): the mutex was initialised robust + process-shared at
             // creation and lives in the mapping that `seg` keeps alive for this whole thread.
+            let kind = seg.shared().owner.mutex.kind_intact();
             let rc = match wait {
+                // Overwritten: not handed to pthread (see `RobustMutex::kind_intact`).
+                _ if kind.is_err() => libc::EINVAL,
                 // SAFETY: see above.
                 Wait::No => match unsafe { libc::pthread_mutex_trylock(mutex) } {
                     // Held, but by nobody who owns the queue: a process looking whether the queue
@@ -133,6 +136,13 @@ pub(crate) fn acquire(
                     name: name.to_string(),
                     reason: LockDamage::NotRecoverable,
                 }),
+                libc::EINVAL if kind.is_err() => {
+                    let (found, expected) = kind.unwrap_err();
+                    Err(OwnError::Corrupt {
+                        name: name.to_string(),
+                        reason: LockDamage::KindChanged { found, expected },
+                    })
+                }
                 other => Err(OwnError::Corrupt {
                     name: name.to_string(),
                     reason: LockDamage::LockFailed(other),

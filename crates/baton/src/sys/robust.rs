@@ -63,6 +63,33 @@ const LOCK_WORD_OFFSET: usize = 4;
 #[cfg(not(target_env = "musl"))]
 const LOCK_WORD_OFFSET: usize = 0;
 
+/// Byte offset of the word that holds the mutex's type and flags: glibc's `__kind` (after
+/// `__lock`, `__count`, `__owner`, `__nusers`), musl's `_m_type`.
+#[cfg(target_env = "musl")]
+const KIND_WORD_OFFSET: usize = 0;
+#[cfg(not(target_env = "musl"))]
+const KIND_WORD_OFFSET: usize = 16;
+
+/// The type word of a mutex made by [`RobustMutex::init`], read from one made here once.
+fn expected_kind() -> u32 {
+    static KIND: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *KIND.get_or_init(|| {
+        let mut m = Box::new(std::mem::MaybeUninit::<RobustMutex>::zeroed());
+        // SAFETY: a zeroed, unused mutex of our own, initialised once, read, then destroyed.
+        unsafe {
+            let p = m.as_mut_ptr();
+            match RobustMutex::init(p) {
+                Ok(()) => {
+                    let kind = (*p).kind();
+                    libc::pthread_mutex_destroy((*p).raw());
+                    kind
+                }
+                Err(_) => u32::MAX,
+            }
+        }
+    })
+}
+
 impl RobustMutex {
     /// Initialises the mutex in place.
     ///
@@ -117,8 +144,32 @@ impl RobustMutex {
         self.0.get()
     }
 
-    /// Tries to take the lock on the calling thread, without waiting.
+    /// The mutex's type word, as a snapshot.
+    fn kind(&self) -> u32 {
+        // SAFETY: an aligned 32-bit int inside the mutex (see KIND_WORD_OFFSET; the segment's
+        // ABI tag pins the libc); a peer may write it, so it is read as an atomic.
+        unsafe { &*(self.raw().cast::<u8>().add(KIND_WORD_OFFSET) as *const AtomicU32) }
+            .load(Ordering::Relaxed)
+    }
+
+    /// Checks the mutex's type word before a pthread call uses it: a peer that overwrote it
+    /// could make the call take another path (glibc's lock elision: a fault on a CPU without
+    /// it; found by fuzzing). Returns the word found and the one baton makes when they differ.
+    pub(crate) fn kind_intact(&self) -> Result<(), (u32, u32)> {
+        let (found, expected) = (self.kind(), expected_kind());
+        if found == expected {
+            Ok(())
+        } else {
+            Err((found, expected))
+        }
+    }
+
+    /// Tries to take the lock on the calling thread, without waiting. A lock whose type word
+    /// was overwritten is not touched: `Failed(EINVAL)`.
     pub(crate) fn try_lock(&self) -> TryLock {
+        if self.kind_intact().is_err() {
+            return TryLock::Failed(libc::EINVAL);
+        }
         // SAFETY: the mutex was initialised robust and process-shared at creation and lives in
         // a mapping the caller keeps for as long as it may hold the lock.
         match unsafe { libc::pthread_mutex_trylock(self.raw()) } {
