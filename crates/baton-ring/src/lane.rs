@@ -548,13 +548,58 @@ pub struct Lane<'a> {
     tag_mask: u32,
 }
 
+/// A lane's size and tag width, checked once: views of the lane are then made with
+/// [`Lane::with_geometry`], which checks only that the memory has that many cells. (Making a
+/// view used to check and derive all of this every time, and the owner makes several per
+/// message.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneGeometry {
+    /// Number of cells.
+    n: u64,
+    /// `n - 1` when `n` is a power of two, else `u64::MAX` (see [`Lane::offset`]).
+    n_mask: u64,
+    /// The low [`TAG_BITS`] (or fewer, in tests) bits set: the part of a stamp's tag compared.
+    tag_mask: u32,
+}
+
+impl LaneGeometry {
+    /// The geometry of a lane of `cells` cells whose stamps are compared on `tag_bits` bits.
+    ///
+    /// # Panics
+    ///
+    /// If the lane is empty or has more cells than [`max_cells_for_tag`] allows (layout bugs,
+    /// not input: the segment checks its header).
+    pub fn new(cells: usize, tag_bits: u32) -> Self {
+        assert!(cells != 0, "lane layout: at least one cell");
+        assert!(
+            (MIN_TAG_BITS..=TAG_BITS).contains(&tag_bits)
+                && cells as u64 <= max_cells_for_tag(tag_bits),
+            "lane layout: {cells} cells with {tag_bits}-bit tags"
+        );
+        LaneGeometry {
+            n: cells as u64,
+            n_mask: if cells.is_power_of_two() {
+                cells as u64 - 1
+            } else {
+                u64::MAX
+            },
+            tag_mask: (u64::MAX >> (64 - tag_bits)) as u32,
+        }
+    }
+
+    /// How many cells the lane has.
+    #[inline]
+    pub fn cells(&self) -> usize {
+        self.n as usize
+    }
+}
+
 impl<'a> Lane<'a> {
     /// A lane over memory the caller provides, with stamps compared on `tag_bits` bits.
     ///
     /// # Panics
     ///
-    /// If `stamps` and `data` differ in length or are empty, or the lane has more cells than
-    /// [`max_cells_for_tag`] allows (layout bugs, not input: the segment checks its header).
+    /// As [`LaneGeometry::new`], and if `stamps` and `data` differ in length.
     #[inline]
     pub fn new(
         ctl: &'a LaneControl,
@@ -563,26 +608,40 @@ impl<'a> Lane<'a> {
         head_seen: &'a AtomicU64,
         tag_bits: u32,
     ) -> Self {
-        assert_eq!(stamps.len(), data.len(), "lane layout: one stamp per cell");
-        assert!(!data.is_empty(), "lane layout: at least one cell");
+        Self::with_geometry(
+            ctl,
+            stamps,
+            data,
+            head_seen,
+            LaneGeometry::new(data.len(), tag_bits),
+        )
+    }
+
+    /// A lane over memory the caller provides, of a geometry checked before.
+    ///
+    /// # Panics
+    ///
+    /// If `stamps` or `data` does not have the geometry's number of cells.
+    #[inline]
+    pub fn with_geometry(
+        ctl: &'a LaneControl,
+        stamps: &'a [AtomicU64],
+        data: &'a [DataCell],
+        head_seen: &'a AtomicU64,
+        geometry: LaneGeometry,
+    ) -> Self {
         assert!(
-            (MIN_TAG_BITS..=TAG_BITS).contains(&tag_bits)
-                && data.len() as u64 <= max_cells_for_tag(tag_bits),
-            "lane layout: {} cells with {tag_bits}-bit tags",
-            data.len()
+            stamps.len() as u64 == geometry.n && data.len() as u64 == geometry.n,
+            "lane layout: one stamp and one data cell per cell of the geometry"
         );
         Lane {
             ctl,
             stamps,
             data,
-            n: data.len() as u64,
-            n_mask: if data.len().is_power_of_two() {
-                data.len() as u64 - 1
-            } else {
-                u64::MAX
-            },
+            n: geometry.n,
+            n_mask: geometry.n_mask,
             head_seen,
-            tag_mask: (u64::MAX >> (64 - tag_bits)) as u32,
+            tag_mask: geometry.tag_mask,
         }
     }
 
@@ -1059,8 +1118,15 @@ impl<'a> Lane<'a> {
         // SYNC POINT: record published (Acquire side).
         let s = self.stamps[self.index(pos)].load(ord!(Acquire));
         if !self.is_at(s, pos) {
+            // The usual answer for a lane with nothing new (the owner looks at every lane of
+            // higher priority before the one with the message): decided here, inline.
             return Ok(Slot::End);
         }
+        self.at_stamp(pos, s, max_message)
+    }
+
+    /// [`Lane::at`] once the stamp `s` at `pos` is found to be of `pos`.
+    fn at_stamp(&self, pos: u64, s: u64, max_message: u32) -> Result<Slot, Corrupt> {
         let k = stamp::cells(s);
         let off = self.offset(pos);
         if k == 0 || k > self.n - off {
@@ -2062,6 +2128,49 @@ mod tests {
             assert_eq!(recv(&lane).unwrap(), vec![i; i as usize * 10]);
         }
         assert_eq!(recv(&lane), None);
+    }
+
+    #[test]
+    fn a_view_made_from_a_geometry_is_the_view_made_with_checks() {
+        for (cells, tag_bits) in [(16usize, TAG_BITS), (5, TAG_BITS), (12, 8)] {
+            let heap = HeapLane::with_tag_bits(cells, tag_bits);
+            let checked = heap.lane();
+            let from_geometry = Lane::with_geometry(
+                &heap.ctl,
+                &heap.stamps,
+                &heap.data,
+                &heap.head_seen,
+                LaneGeometry::new(cells, tag_bits),
+            );
+            assert_eq!(
+                (checked.n, checked.n_mask, checked.tag_mask),
+                (from_geometry.n, from_geometry.n_mask, from_geometry.tag_mask)
+            );
+            // And it works as a lane: across several laps (the mask or the remainder).
+            for i in 0..(3 * cells) {
+                send(&from_geometry, &[i as u8; 20]).unwrap();
+                assert_eq!(recv(&checked).unwrap(), vec![i as u8; 20]);
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "one stamp and one data cell per cell of the geometry")]
+    fn a_view_refuses_memory_of_another_size_than_its_geometry() {
+        let heap = HeapLane::new(8);
+        let _ = Lane::with_geometry(
+            &heap.ctl,
+            &heap.stamps,
+            &heap.data,
+            &heap.head_seen,
+            LaneGeometry::new(16, TAG_BITS),
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "lane layout")]
+    fn a_geometry_refuses_more_cells_than_its_tags_can_tell_apart() {
+        let _ = LaneGeometry::new(1 << 7, 8); // 8-bit tags: at most 2^6 cells
     }
 
     #[test]

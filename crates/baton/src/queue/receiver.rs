@@ -709,6 +709,9 @@ impl Receiver {
             return Err(RecvError::ForkedCopy);
         };
         for (p, lane) in lanes.iter().enumerate() {
+            if local.cursor[p] >= local.redeliver_end[p] {
+                continue; // nothing (left) to deliver again: the usual case, decided without a load
+            }
             // What the head passed is freed: nothing there to deliver again (an acknowledgement
             // may have freed records of the range that an earlier owner acknowledged).
             local.cursor[p] = local.cursor[p].max(lane.head());

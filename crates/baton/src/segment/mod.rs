@@ -40,7 +40,7 @@ use crate::sys::futex::Futex;
 pub(crate) const LOOKOUT_KEEPS_UP_SHARE: u64 = 4;
 use crate::sys::shm::{self, Temporary, SHM_DIR};
 use attributes::NO_RETENTION;
-use baton_ring::lane::{Lane, LaneControl};
+use baton_ring::lane::{Lane, LaneControl, LaneGeometry};
 use baton_ring::DataCell;
 use layout::{
     init_locks, layout, AbiTag, Identity, LaneLayout, FLAG_SHARED, FORMAT, HEADER_SIZE, MAGIC,
@@ -68,6 +68,8 @@ pub(crate) struct Segment {
     created_unix_ns: u64,
     /// Per lane, this process's last view of the lane's `head` (see `Lane::try_claim`).
     head_seen: [AtomicU64; 4],
+    /// Per lane, its size and tag width, checked once at open (views are made per message).
+    geometry: [LaneGeometry; 4],
     /// This mapping's `create` made the queue (rather than finding it).
     pub(crate) made_here: bool,
 }
@@ -147,6 +149,7 @@ impl Segment {
                         name: name.to_string(),
                         created_unix_ns: identity.created_unix_ns,
                         head_seen: Default::default(),
+                        geometry: geometry(&lanes, attrs.tag_bits),
                         made_here: true,
                     });
                 }
@@ -345,6 +348,7 @@ impl Segment {
             name,
             created_unix_ns: id.created_unix_ns,
             head_seen: Default::default(),
+            geometry: geometry(&lanes, attrs.tag_bits),
             made_here: false,
         })
     }
@@ -482,7 +486,7 @@ impl Segment {
         // at open), aligned for its type: control on a page, stamps on 64 bytes, data on 128.
         // Atomics and data cells are valid for any bit pattern, and live as long as the mapping.
         unsafe {
-            Lane::new(
+            Lane::with_geometry(
                 &*(base.add(l.control as usize) as *const LaneControl),
                 std::slice::from_raw_parts(
                     base.add(l.stamps as usize) as *const AtomicU64,
@@ -493,10 +497,15 @@ impl Segment {
                     l.cells as usize,
                 ),
                 &self.head_seen[p],
-                self.attrs.tag_bits,
+                self.geometry[p],
             )
         }
     }
+}
+
+/// The lanes' geometries, checked once (a layout bug panics here, as `Lane::new` would).
+fn geometry(lanes: &[LaneLayout; 4], tag_bits: u32) -> [LaneGeometry; 4] {
+    lanes.map(|l| LaneGeometry::new(l.cells as usize, tag_bits))
 }
 
 /// Removes a queue's name. Processes that have it open find it marked removed: their next send
