@@ -36,7 +36,13 @@ pub(crate) struct Ownership {
 /// lane ([`OwnerGuard::lane`]) is had only from it.
 #[derive(Debug)]
 pub(crate) struct OwnerGuard {
-    seg: Arc<Attachment>,
+    /// The owner's views of the four lanes, made once when the lock was taken (a receiver
+    /// uses them several times per message). They borrow the mapping that `seg` keeps alive,
+    /// so they are only ever lent out for as long as `&self` (see [`OwnerGuard::lanes`]); the
+    /// `'static` is never seen outside this type.
+    views: [LaneOwner<'static>; 4],
+    /// The attachment whose mapping the views borrow: held, never read.
+    _attachment: Arc<Attachment>,
     release: Option<mpsc::Sender<()>>,
     keeper: Option<JoinHandle<()>>,
     /// The fork generation that took the lock: a forked child's copy of the guard has no
@@ -167,7 +173,8 @@ pub(crate) fn acquire(
     match result_rx.recv() {
         Ok(Ok(ownership)) => Ok((
             OwnerGuard {
-                seg: held,
+                views: owner_views(&held),
+                _attachment: held,
                 release: Some(release_tx),
                 keeper: Some(keeper),
                 generation,
@@ -288,26 +295,31 @@ impl OwnerGuard {
     /// The owner's view of lane `p`; `None` in a forked child's copy of the guard, which holds
     /// nothing.
     #[inline]
-    pub(crate) fn lane(&self, p: usize) -> Option<LaneOwner<'_>> {
-        if self.generation != fork_generation() {
-            return None;
-        }
-        // SAFETY: this guard's keeper thread holds the owner lock until the guard is dropped,
-        // and the view borrows the guard; the fork generation says this is the process that
-        // took the lock, not a child's copy.
-        Some(unsafe { self.seg.lane(p).owner() })
+    pub(crate) fn lane(&self, p: usize) -> Option<&LaneOwner<'_>> {
+        Some(&self.lanes()?[p])
     }
 
     /// The owner's views of every lane, priority 0 first; `None` as for [`OwnerGuard::lane`].
     #[inline]
-    pub(crate) fn lanes(&self) -> Option<[LaneOwner<'_>; 4]> {
+    pub(crate) fn lanes(&self) -> Option<&[LaneOwner<'_>; 4]> {
         if self.generation != fork_generation() {
             return None;
         }
-        // SAFETY: as in `lane`.
-        let view = |p| unsafe { self.seg.lane(p).owner() };
-        Some([view(0), view(1), view(2), view(3)])
+        // The views live as long as `self`, which keeps the mapping they borrow (see `views`).
+        Some(&self.views)
     }
+}
+
+/// The owner's views of the lanes of `seg`, with a lifetime the caller must keep to that of
+/// `seg`'s mapping (`OwnerGuard::views`).
+fn owner_views(seg: &Arc<Attachment>) -> [LaneOwner<'static>; 4] {
+    // SAFETY: the attachment lives in the `Arc`, whose pointee does not move, and the guard
+    // that stores these views holds that `Arc` for as long as it lends them out (never past
+    // `&self`). The owner lock is held by the guard's keeper thread from before this call
+    // until the guard is dropped; the fork generation checked in `lanes` says which process
+    // that is.
+    let seg: &'static Attachment = unsafe { &*Arc::as_ptr(seg) };
+    std::array::from_fn(|p| unsafe { seg.lane(p).owner() })
 }
 
 impl Drop for OwnerGuard {

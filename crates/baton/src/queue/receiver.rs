@@ -135,7 +135,7 @@ pub(super) struct Local {
 impl Local {
     /// The owner's view of lane `p`: `None` once closed, or in a forked child's copy.
     #[inline]
-    pub(super) fn lane(&self, p: usize) -> Option<LaneOwner<'_>> {
+    pub(super) fn lane(&self, p: usize) -> Option<&LaneOwner<'_>> {
         self.guard.as_ref()?.lane(p)
     }
 }
@@ -772,7 +772,7 @@ impl Receiver {
             }
         }
         // Nothing to receive: wake the senders that head moves left waiting for space.
-        for lane in &lanes {
+        for lane in lanes {
             lane.wake_owed(&Futex);
         }
         Ok(None)
