@@ -2144,7 +2144,11 @@ mod tests {
             );
             assert_eq!(
                 (checked.n, checked.n_mask, checked.tag_mask),
-                (from_geometry.n, from_geometry.n_mask, from_geometry.tag_mask)
+                (
+                    from_geometry.n,
+                    from_geometry.n_mask,
+                    from_geometry.tag_mask
+                )
             );
             // And it works as a lane: across several laps (the mask or the remainder).
             for i in 0..(3 * cells) {

@@ -400,3 +400,42 @@ fn a_cancel_interrupts_the_receives_under_way_and_nothing_else() {
     assert_eq!(rx.recv().unwrap().payload(), b"kept");
     assert_eq!(q.status().redelivered, 0);
 }
+
+/// A spin window longer than the clock can add (`Duration::MAX`) used to panic in the first
+/// blocking receive; the deadline ends it, and a message sent meanwhile is found by the poll.
+#[test]
+fn a_spin_too_long_for_the_clock_is_cut_by_the_timeout_not_a_panic() {
+    let t = TestDomain::new("spinmax");
+    let q = Queue::create(&t.domain, "q", &small()).unwrap();
+    let mut rx = q.receiver().unwrap();
+    rx.set_spin(Duration::MAX);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(5)).unwrap_err(),
+        RecvError::Timeout
+    );
+    let sender = std::thread::spawn({
+        let q = q.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(5));
+            q.sender().send(b"late").unwrap();
+        }
+    });
+    assert_eq!(rx.recv().unwrap().payload(), b"late");
+    sender.join().unwrap();
+
+    let s = Queue::create(
+        &t.domain,
+        "s",
+        &Attributes {
+            shared: true,
+            ..small()
+        },
+    )
+    .unwrap();
+    let mut c = s.consumer().unwrap();
+    c.set_spin(Duration::MAX);
+    assert_eq!(
+        c.recv_timeout(Duration::from_millis(5)).unwrap_err(),
+        RecvError::Timeout
+    );
+}

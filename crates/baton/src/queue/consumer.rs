@@ -16,6 +16,7 @@
 
 use super::cancel::{CancelPoint, Canceller};
 use super::message::{Message, Metadata, Ticket};
+use super::spin::SpinWindow;
 use super::{Queue, STUCK_CHECK};
 use crate::error::{AckError, Damage, OwnError, RecvError};
 use crate::recovery::{self, failpoint, Attachment, DeathWatch};
@@ -541,12 +542,8 @@ impl Consumer {
         deadline: Option<Instant>,
         cancel: CancelPoint,
     ) -> Result<Option<(usize, Taken)>, RecvError> {
-        let spin_until = Instant::now() + self.spin;
-        loop {
-            let now = Instant::now();
-            if now >= spin_until || deadline.is_some_and(|d| now >= d) {
-                return Ok(None);
-            }
+        let mut window = SpinWindow::new(self.spin, deadline);
+        while window.open() {
             if cancel.passed(&self.cancels) {
                 return Err(RecvError::Interrupted);
             }
@@ -555,6 +552,7 @@ impl Consumer {
             }
             baton_ring::spin_hint();
         }
+        Ok(None)
     }
 
     /// Takes the first record this consumer's filter passes, highest priority first.

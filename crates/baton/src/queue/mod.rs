@@ -11,6 +11,7 @@ mod consumer;
 mod message;
 mod receiver;
 mod sender;
+mod spin;
 mod status;
 
 pub use browse::Peeked;

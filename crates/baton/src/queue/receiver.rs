@@ -3,6 +3,7 @@
 
 use super::cancel::{CancelPoint, Canceller};
 use super::message::{InPlace, Message, Metadata, Ticket};
+use super::spin::SpinWindow;
 use super::Queue;
 use crate::error::{AckError, Damage, OwnError, RecvError};
 use crate::owner::{OwnerGuard, Ownership};
@@ -627,12 +628,8 @@ impl Receiver {
         if let Some(f) = self.take_record()? {
             return Ok(f);
         }
-        let spin_until = Instant::now() + self.spin;
-        loop {
-            let now = Instant::now();
-            if now >= spin_until || deadline.is_some_and(|d| now >= d) {
-                break;
-            }
+        let mut window = SpinWindow::new(self.spin, deadline);
+        while window.open() {
             if cancel.passed(&self.cancels) {
                 return Err(RecvError::Interrupted);
             }
