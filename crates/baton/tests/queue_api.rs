@@ -439,3 +439,55 @@ fn a_spin_too_long_for_the_clock_is_cut_by_the_timeout_not_a_panic() {
         RecvError::Timeout
     );
 }
+
+/// Timeouts too long for the clock (`Duration::MAX`) mean "as long as it takes": they used to
+/// panic adding to `Instant::now()`. A send finds room at once, a receive gets what is sent
+/// while it waits, and an owner is never "stalled" for longer than u64 nanoseconds can say.
+#[test]
+fn timeouts_too_long_for_the_clock_wait_without_limit_instead_of_panicking() {
+    let t = TestDomain::new("tmax");
+    let q = Queue::create(&t.domain, "q", &small()).unwrap();
+    let tx = q.sender();
+    tx.send_timeout(b"now", Duration::MAX).unwrap();
+    let loan = tx.loan_timeout(3, 3, Duration::MAX).unwrap();
+    loan.commit().unwrap();
+    let mut rx = q.receiver().unwrap();
+    assert_eq!(rx.recv_timeout(Duration::MAX).unwrap().payload(), b"now");
+    assert_eq!(
+        rx.recv_in_place_timeout(Duration::MAX)
+            .unwrap()
+            .payload()
+            .len(),
+        3
+    );
+    let late = std::thread::spawn({
+        let q = q.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(5));
+            q.sender().send(b"late").unwrap();
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::MAX).unwrap().payload(), b"late");
+    late.join().unwrap();
+    // A message waits while the owner does nothing: stalled after 1 ms, never after 300
+    // thousand years (whose nanoseconds, cut to 64 bits, were 20992: 21 µs).
+    tx.send(b"waits").unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    let status = q.status();
+    assert!(status.owner_stalled(Duration::from_millis(1)));
+    assert!(!status.owner_stalled(Duration::from_secs(9_463_179_709_813)));
+    assert!(!status.owner_stalled(Duration::MAX));
+
+    let s = Queue::create(
+        &t.domain,
+        "s",
+        &Attributes {
+            shared: true,
+            ..small()
+        },
+    )
+    .unwrap();
+    s.sender().send(b"shared").unwrap();
+    let mut c = s.consumer().unwrap();
+    assert_eq!(c.recv_timeout(Duration::MAX).unwrap().payload(), b"shared");
+}

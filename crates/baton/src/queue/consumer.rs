@@ -21,7 +21,7 @@ use super::{Queue, STUCK_CHECK};
 use crate::error::{AckError, Damage, OwnError, RecvError};
 use crate::recovery::{self, failpoint, Attachment, DeathWatch};
 use crate::segment::{Segment, PRIORITIES};
-use crate::sys::clock::monotonic_ns;
+use crate::sys::clock::{deadline_after, monotonic_ns};
 use crate::sys::futex::Futex;
 use crate::sys::liveness::fork_generation;
 use crate::sys::robust::TryLock;
@@ -374,13 +374,14 @@ impl Consumer {
         self.recv_until(None)
     }
 
-    /// Takes the next message, waiting at most `timeout`.
+    /// Takes the next message, waiting at most `timeout` (without limit if it is too long for
+    /// the clock, such as `Duration::MAX`).
     ///
     /// # Errors
     ///
     /// [`RecvError::Timeout`], and as [`Consumer::recv`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
-        self.recv_until(Some(Instant::now() + timeout))
+        self.recv_until(deadline_after(timeout))
     }
 
     /// Takes a message if one is waiting.

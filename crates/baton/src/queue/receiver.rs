@@ -9,6 +9,7 @@ use crate::error::{AckError, Damage, OwnError, RecvError};
 use crate::owner::{OwnerGuard, Ownership};
 use crate::recovery::{self, failpoint, Attachment, DeathWatch};
 use crate::segment::{Segment, PRIORITIES};
+use crate::sys::clock::deadline_after;
 use crate::sys::futex::Futex;
 use crate::sys::liveness::fork_generation;
 use baton_ring::lane::{LaneOwner, RecordRef, Slot};
@@ -286,7 +287,8 @@ impl Receiver {
         self.recv_until(None)
     }
 
-    /// Receives the next message, waiting at most `timeout`.
+    /// Receives the next message, waiting at most `timeout` (one too long for the clock, such
+    /// as `Duration::MAX`, waits without limit).
     ///
     /// # Errors
     ///
@@ -305,7 +307,7 @@ impl Receiver {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
-        self.recv_until(Some(Instant::now() + timeout))
+        self.recv_until(deadline_after(timeout))
     }
 
     /// Receives a message if one is waiting.
@@ -460,7 +462,8 @@ impl Receiver {
         self.deliver_in_place(found)
     }
 
-    /// As [`Receiver::recv_in_place`], waiting at most `timeout`.
+    /// As [`Receiver::recv_in_place`], waiting at most `timeout` (without limit if it is too
+    /// long for the clock).
     ///
     /// # Errors
     ///
@@ -483,7 +486,7 @@ impl Receiver {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_in_place_timeout(&mut self, timeout: Duration) -> Result<InPlace<'_>, RecvError> {
-        let found = self.next_record(Some(Instant::now() + timeout))?;
+        let found = self.next_record(deadline_after(timeout))?;
         self.deliver_in_place(found)
     }
 

@@ -4,7 +4,7 @@ use super::IDLE_TICK;
 use crate::error::{SendError, TrySendError};
 use crate::recovery::{self, failpoint, Attachment};
 use crate::segment::PRIORITIES;
-use crate::sys::clock::monotonic_ns;
+use crate::sys::clock::{deadline_after, monotonic_ns};
 use crate::sys::futex::Futex;
 use crate::sys::liveness::fork_generation;
 use baton_ring::lane::{record_cells, Claim, ClaimError, CommitError, LaneSender, RecordHeader};
@@ -116,7 +116,8 @@ impl Sender {
         self.send_until(payload, None)
     }
 
-    /// Sends, waiting at most `timeout` for space.
+    /// Sends, waiting at most `timeout` for space (without limit if it is too long for the
+    /// clock, such as `Duration::MAX`).
     ///
     /// # Errors
     ///
@@ -137,7 +138,7 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_timeout(&self, payload: &[u8], timeout: Duration) -> Result<(), SendError> {
-        self.send_until(payload, Some(Instant::now() + timeout))
+        self.send_until(payload, deadline_after(timeout))
     }
 
     /// Sends if there is room now.
@@ -217,7 +218,8 @@ impl Sender {
         self.loan_until(len, priority, None)
     }
 
-    /// As [`Sender::loan`], waiting at most `timeout` for space.
+    /// As [`Sender::loan`], waiting at most `timeout` for space (without limit if it is too
+    /// long for the clock).
     ///
     /// # Errors
     ///
@@ -244,7 +246,7 @@ impl Sender {
         priority: u8,
         timeout: Duration,
     ) -> Result<Loan<'_>, SendError> {
-        self.loan_until(len, priority, Some(Instant::now() + timeout))
+        self.loan_until(len, priority, deadline_after(timeout))
     }
 
     /// As [`Sender::loan`] if there is room now.

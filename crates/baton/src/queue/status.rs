@@ -416,8 +416,10 @@ impl Status {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn owner_stalled(&self, after: Duration) -> bool {
-        self.owner_stalled_ns
-            .is_some_and(|ns| ns >= after.as_nanos() as u64)
+        // A duration past what u64 nanoseconds hold (584 years) is never reached: not cut
+        // down to its low bits, which could make any owner look stalled.
+        let after = u64::try_from(after.as_nanos()).unwrap_or(u64::MAX);
+        self.owner_stalled_ns.is_some_and(|ns| ns >= after)
     }
 }
 

@@ -18,3 +18,10 @@ pub fn monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// The instant `timeout` from now, or `None` (no deadline: wait as long as it takes) when that
+/// lies beyond what `Instant` can hold: a caller's `Duration::MAX` means "for ever", not a
+/// panic.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> Option<std::time::Instant> {
+    std::time::Instant::now().checked_add(timeout)
+}
