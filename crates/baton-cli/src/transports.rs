@@ -49,6 +49,12 @@ pub enum Transport {
     /// A bare single-sender, single-receiver ring of fixed-size slots in shared memory, both
     /// sides spinning, each keeping its view of the other's index: the throughput floor.
     ShmRing,
+    /// `shm-ring` doing the least a lane of baton must do per message: a 32-byte record
+    /// header with the send time (a clock read), a length checked by the reader, the
+    /// "delivered" mark stored before the message is handed out, and the acknowledgement
+    /// (the head moved) after. Not a transport anyone should use (it has no recovery, no
+    /// priorities, one sender): a measure of what a ring per sender could reach.
+    ShmRingAcked,
     /// iceoryx2 publish-subscribe, polled.
     #[cfg(feature = "iceoryx2")]
     Iceoryx2Polled,
@@ -70,6 +76,7 @@ impl Transport {
             Transport::ShmSpin,
             Transport::ShmFutex,
             Transport::ShmRing,
+            Transport::ShmRingAcked,
             Transport::Pipe,
             Transport::UnixSocket,
             Transport::PosixMq,
@@ -95,6 +102,7 @@ impl Transport {
             Transport::ShmSpin => "shm-spin",
             Transport::ShmFutex => "shm-futex",
             Transport::ShmRing => "shm-ring",
+            Transport::ShmRingAcked => "shm-ring-acked",
             #[cfg(feature = "iceoryx2")]
             Transport::Iceoryx2Polled => "iceoryx2-polled",
             #[cfg(feature = "iceoryx2")]
@@ -110,7 +118,10 @@ impl Transport {
     /// Whether the receiver spins (polled) or sleeps (blocking).
     pub fn mode(self) -> &'static str {
         match self {
-            Transport::BatonPolled | Transport::ShmSpin | Transport::ShmRing => "polled",
+            Transport::BatonPolled
+            | Transport::ShmSpin
+            | Transport::ShmRing
+            | Transport::ShmRingAcked => "polled",
             #[cfg(feature = "iceoryx2")]
             Transport::Iceoryx2Polled => "polled",
             Transport::BatonZeroCopy => "zero-copy",
@@ -134,7 +145,7 @@ impl Transport {
     pub fn many_senders(self) -> bool {
         !matches!(
             self,
-            Transport::ShmSpin | Transport::ShmFutex | Transport::ShmRing
+            Transport::ShmSpin | Transport::ShmFutex | Transport::ShmRing | Transport::ShmRingAcked
         ) && !self.is_iceoryx2()
     }
 
@@ -235,9 +246,9 @@ pub fn setup(t: Transport, n: &Names, size: usize) -> io::Result<()> {
             let f = std::fs::File::create(n.shm("mailbox"))?;
             f.set_len(2 * mailbox_bytes(size) as u64)?;
         }
-        Transport::ShmRing => {
+        Transport::ShmRing | Transport::ShmRingAcked => {
             let f = std::fs::File::create(n.shm("ring"))?;
-            f.set_len(2 * ring_bytes(size) as u64)?;
+            f.set_len(2 * ring_bytes(size, t == Transport::ShmRingAcked) as u64)?;
         }
         _ => {}
     }
@@ -283,7 +294,7 @@ pub fn teardown(t: Transport, n: &Names) {
         Transport::ShmSpin | Transport::ShmFutex => {
             let _ = std::fs::remove_file(n.shm("mailbox"));
         }
-        Transport::ShmRing => {
+        Transport::ShmRing | Transport::ShmRingAcked => {
             let _ = std::fs::remove_file(n.shm("ring"));
         }
         #[cfg(feature = "iceoryx2")]
@@ -396,8 +407,8 @@ pub fn open(
                 }),
             )
         }
-        Transport::ShmRing => {
-            let map = std::sync::Arc::new(Rings::open(n, size)?);
+        Transport::ShmRing | Transport::ShmRingAcked => {
+            let map = std::sync::Arc::new(Rings::open(n, size, t == Transport::ShmRingAcked)?);
             let (o, i) = match side {
                 Side::Client => (0, 1),
                 Side::Server => (1, 0),
@@ -779,50 +790,67 @@ impl Link for MailboxLink {
     }
 }
 
-/// Bytes of one slot of a ring: the message, rounded up to whole cache lines.
-fn ring_slot_bytes(size: usize) -> usize {
-    size.max(1).div_ceil(64) * 64
+/// Bytes of the record header of `shm-ring-acked`, as in a lane of baton.
+const RING_HEADER: usize = 32;
+
+/// Bytes of one slot of a ring: the message (after its header, if `acked`), rounded up to
+/// whole cache lines.
+fn ring_slot_bytes(size: usize, acked: bool) -> usize {
+    (size + if acked { RING_HEADER } else { 0 })
+        .max(1)
+        .div_ceil(64)
+        * 64
 }
 
 /// Slots of a ring: the byte budget baton's lanes get in this harness (see [`setup`]).
-fn ring_slots(size: usize) -> usize {
-    ((64 * 1024).max(4 * (size + 128)) / ring_slot_bytes(size)).max(4)
+fn ring_slots(size: usize, acked: bool) -> usize {
+    ((64 * 1024).max(4 * (size + 128)) / ring_slot_bytes(size, acked)).max(4)
 }
 
-/// Bytes of one ring: the receiver's index and the sender's, each on its own line, then the
-/// slots.
-fn ring_bytes(size: usize) -> usize {
-    128 + ring_slots(size) * ring_slot_bytes(size)
+/// Bytes of one ring: the receiver's line (its index, and with `acked` its delivered mark)
+/// and the sender's index, each on its own line, then the slots.
+fn ring_bytes(size: usize, acked: bool) -> usize {
+    128 + ring_slots(size, acked) * ring_slot_bytes(size, acked)
 }
 
 /// Two single-sender, single-receiver rings in a shared file (one per direction).
 struct Rings {
     map: memmap2::MmapRaw,
     size: usize,
+    /// `shm-ring-acked`: records with a header, a delivered mark and an acknowledgement.
+    acked: bool,
 }
 
 impl Rings {
-    fn open(n: &Names, size: usize) -> io::Result<Rings> {
-        let map = map_shared(n, "ring", 2 * ring_bytes(size))?;
-        Ok(Rings { map, size })
+    fn open(n: &Names, size: usize, acked: bool) -> io::Result<Rings> {
+        let map = map_shared(n, "ring", 2 * ring_bytes(size, acked))?;
+        Ok(Rings { map, size, acked })
     }
-    /// The receiver's index (`head`, line 0) or the sender's (`tail`, line 1) of ring `which`.
-    fn index(&self, which: usize, line: usize) -> &LocalU64 {
+    /// Word `word` of line `line` of ring `which`: line 0 is the receiver's (its index
+    /// `head`, then its delivered mark), line 1 the sender's (`tail`).
+    fn word(&self, which: usize, line: usize, word: usize) -> &LocalU64 {
         // SAFETY: the offset lies inside the mapping, aligned; an atomic is valid for any bits.
         unsafe {
             &*(self
                 .map
                 .as_ptr()
-                .add(which * ring_bytes(self.size) + line * 64) as *const LocalU64)
+                .add(which * ring_bytes(self.size, self.acked) + line * 64 + word * 8)
+                as *const LocalU64)
         }
     }
+    /// The receiver's index (`head`, line 0) or the sender's (`tail`, line 1) of ring `which`.
+    fn index(&self, which: usize, line: usize) -> &LocalU64 {
+        self.word(which, line, 0)
+    }
     fn slot(&self, which: usize, pos: u64) -> *mut u8 {
-        let i = (pos % ring_slots(self.size) as u64) as usize;
+        let i = (pos % ring_slots(self.size, self.acked) as u64) as usize;
         // SAFETY: inside the mapping: slot `i` of ring `which`, `i < ring_slots`.
         unsafe {
-            self.map
-                .as_mut_ptr()
-                .add(which * ring_bytes(self.size) + 128 + i * ring_slot_bytes(self.size))
+            self.map.as_mut_ptr().add(
+                which * ring_bytes(self.size, self.acked)
+                    + 128
+                    + i * ring_slot_bytes(self.size, self.acked),
+            )
         }
     }
 }
@@ -843,7 +871,7 @@ impl RingLink {
         let (mine, other) = if sending { (1, 0) } else { (0, 1) };
         let pos = map.index(which, mine).load(Local::Acquire);
         let seen = map.index(which, other).load(Local::Acquire);
-        let slots = ring_slots(map.size) as u64;
+        let slots = ring_slots(map.size, map.acked) as u64;
         RingLink {
             map,
             which,
@@ -860,15 +888,21 @@ impl Link for RingLink {
             self.seen = self.map.index(self.which, 0).load(Local::Acquire);
             std::hint::spin_loop();
         }
+        let slot = self.map.slot(self.which, self.pos);
+        let at = if self.map.acked {
+            // The header a lane writes: length, flags, type, version, pid, send time.
+            let mut header = [0u8; RING_HEADER];
+            header[..4].copy_from_slice(&(msg.len() as u32).to_ne_bytes());
+            header[24..].copy_from_slice(&baton::monotonic_ns().to_ne_bytes());
+            // SAFETY: as for the payload below; the header fits the slot.
+            unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), slot, RING_HEADER) };
+            RING_HEADER
+        } else {
+            0
+        };
         // SAFETY: the slot is free (the receiver's head is past it), so the receiver does not
         // read it until the tail passes it.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                msg.as_ptr(),
-                self.map.slot(self.which, self.pos),
-                msg.len(),
-            )
-        };
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), slot.add(at), msg.len()) };
         self.pos += 1;
         self.map
             .index(self.which, 1)
@@ -880,16 +914,27 @@ impl Link for RingLink {
             self.seen = self.map.index(self.which, 1).load(Local::Acquire);
             std::hint::spin_loop();
         }
+        let slot = self.map.slot(self.which, self.pos);
+        let at = if self.map.acked {
+            let mut len = [0u8; 4];
+            // SAFETY: the slot is filled (the tail is past it).
+            unsafe { std::ptr::copy_nonoverlapping(slot, len.as_mut_ptr(), 4) };
+            if u32::from_ne_bytes(len) as usize != buf.len() {
+                return Err(io::Error::other("a record of the wrong length"));
+            }
+            // Delivered, before it is handed out (what a successor redelivers, flagged).
+            self.map
+                .word(self.which, 0, 1)
+                .store(self.pos + 1, Local::Relaxed);
+            RING_HEADER
+        } else {
+            0
+        };
         // SAFETY: the slot is filled (the tail is past it), and the sender does not write it
         // again until the head passes it.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.map.slot(self.which, self.pos),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
+        unsafe { std::ptr::copy_nonoverlapping(slot.add(at), buf.as_mut_ptr(), buf.len()) };
         self.pos += 1;
+        // The acknowledgement (or, for the bare ring, the slot given back).
         self.map
             .index(self.which, 0)
             .store(self.pos, Local::Release);

@@ -315,6 +315,8 @@ fn bench_measures_every_transport_and_checks_every_sequence_number() {
         "baton-zero-copy",
         "shm-spin",
         "shm-futex",
+        "shm-ring",
+        "shm-ring-acked",
         "pipe",
         "unix-socket",
         "posix-mq",

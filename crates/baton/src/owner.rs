@@ -319,7 +319,10 @@ fn owner_views(seg: &Arc<Attachment>) -> [LaneOwner<'static>; 4] {
     // until the guard is dropped; the fork generation checked in `lanes` says which process
     // that is.
     let seg: &'static Attachment = unsafe { &*Arc::as_ptr(seg) };
-    std::array::from_fn(|p| unsafe { seg.lane(p).owner() })
+    std::array::from_fn(|p| {
+        // SAFETY: as above: the owner lock is held for as long as the views are lent.
+        unsafe { seg.lane(p).owner() }
+    })
 }
 
 impl Drop for OwnerGuard {
