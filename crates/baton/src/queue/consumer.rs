@@ -354,7 +354,9 @@ impl Consumer {
         self
     }
 
-    /// Sets how long a blocking receive polls before sleeping (default 50 µs; zero sleeps at once).
+    /// Sets how long a blocking receive polls before sleeping (default 50 µs; zero sleeps at once;
+    /// `Duration::MAX` polls without end). Polling is a fast path: it does not look at the
+    /// file's size (`docs/security.md`, *Truncation*).
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
     }

@@ -333,7 +333,9 @@ impl Receiver {
         self.take()?.ok_or(RecvError::Empty)
     }
 
-    /// Sets how long a blocking receive polls before sleeping (default 50 µs; zero sleeps at once).
+    /// Sets how long a blocking receive polls before sleeping (default 50 µs; zero sleeps at once;
+    /// `Duration::MAX` polls without end). Polling is a fast path: it does not look at the
+    /// file's size (`docs/security.md`, *Truncation*).
     ///
     /// # Examples
     ///
