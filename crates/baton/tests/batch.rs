@@ -315,3 +315,95 @@ fn a_sender_killed_while_sending_runs_leaves_each_run_whole_or_absent() {
         st.abandoned
     );
 }
+
+/// `try_send_batch` sends as many as fit now, in order, and says how many: a full lane stops
+/// it (0 when nothing fits), the rest goes later, and every message arrives once, in order.
+/// A message too big sends nothing; an empty batch sends nothing.
+#[test]
+fn try_send_batch_sends_what_fits_and_says_how_many() {
+    let t = TestDomain::new("try-batch");
+    let attrs = Attributes {
+        capacity: [1024; 4],
+        max_message: 200,
+        ..Default::default()
+    };
+    let q = Queue::create(&t.domain, "q", &attrs).unwrap();
+    let tx = q.sender();
+    // Mixed sizes: one, two and three cells (32 bytes of header each).
+    let all: Vec<Vec<u8>> = (0..40u32)
+        .map(|i| {
+            let mut m = vec![i as u8; [4, 60, 130][i as usize % 3]];
+            m[..4].copy_from_slice(&i.to_le_bytes());
+            m
+        })
+        .collect();
+    let mut rx = q.receiver().unwrap();
+    let (mut sent, mut got) = (0usize, Vec::new());
+    let (mut rounds, mut probes) = (0, 0u64);
+    while got.len() < all.len() {
+        rounds += 1;
+        assert!(
+            rounds < 1000,
+            "no progress: sent {sent}, received {}",
+            got.len()
+        );
+        let n = tx.try_send_batch(&all[sent..]).unwrap();
+        sent += n;
+        assert!(sent <= all.len());
+        if sent < all.len() {
+            // The lane (16 cells) had no room for the next one: it does not fit now.
+            probes += 1;
+            assert!(matches!(
+                tx.try_send(&all[sent][..]),
+                Err(baton::TrySendError::Full(_))
+            ));
+        }
+        // Take a few, so that the next round finds some room.
+        for _ in 0..3 {
+            match rx.try_recv() {
+                Ok(m) => got.push(u32::from_le_bytes(m.payload()[..4].try_into().unwrap())),
+                Err(_) => break,
+            }
+        }
+    }
+    assert_eq!(got, (0..40).collect::<Vec<u32>>());
+    assert!(rounds > 3, "the lane was never full: {rounds} rounds");
+    assert_eq!(
+        q.status().rejected_full,
+        probes,
+        "only try_send's rejections count"
+    );
+
+    let too_big = [vec![1u8; 10], vec![2u8; 201]];
+    assert!(matches!(
+        tx.try_send_batch(&too_big),
+        Err(baton::SendError::TooBig { len: 201, .. })
+    ));
+    assert_eq!(tx.try_send_batch::<&[u8]>(&[]).unwrap(), 0);
+    assert!(matches!(rx.try_recv(), Err(baton::RecvError::Empty)));
+}
+
+/// In a shared queue, `try_send_batch` fills the lane, finds it full, and fills what the
+/// consumers' acknowledgements freed. (When the consumer that should have swept died holding
+/// the sweep lock, it sweeps itself: `consumer_kills`, a dead sweeper's lane.)
+#[test]
+fn try_send_batch_on_a_shared_queue_sends_into_what_consumers_freed() {
+    let t = TestDomain::new("try-batch-shared");
+    let attrs = Attributes {
+        capacity: [512; 4],
+        max_message: 64,
+        shared: true,
+        ..Default::default()
+    };
+    let q = Queue::create(&t.domain, "q", &attrs).unwrap();
+    let tx = q.sender();
+    let msgs: Vec<[u8; 4]> = (0..8u32).map(|i| i.to_le_bytes()).collect();
+    assert_eq!(tx.try_send_batch(&msgs).unwrap(), 8); // 8 cells: full
+    assert_eq!(tx.try_send_batch(&msgs).unwrap(), 0);
+    let mut c = q.consumer().unwrap();
+    for i in 0..8u32 {
+        let m = c.try_recv().unwrap();
+        assert_eq!(m.payload(), i.to_le_bytes());
+    } // each acknowledged as it is dropped
+    assert_eq!(tx.try_send_batch(&msgs).unwrap(), 8);
+}

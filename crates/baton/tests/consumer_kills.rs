@@ -298,6 +298,23 @@ fn take_one_and_acknowledge(domain: &str) {
 /// `gc` took it for one, and expired a queue with a retention under its consumers; a shared
 /// queue now refuses a retention).
 fn a_sweeper_that_dies_holding_the_lock_leaves_nothing_unswept() {
+    // The sender that finds the lane full: one that waits, and one that does not
+    // (`try_send_batch` sweeps once before it says how many fit).
+    a_dead_sweepers_lane_refilled_by(|q| {
+        for i in 0..4u8 {
+            q.sender()
+                .send_timeout(&[i], Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("send {i}: {e}: {:?}", q.status().lanes[3]));
+        }
+    });
+    a_dead_sweepers_lane_refilled_by(|q| {
+        let four: Vec<[u8; 1]> = (0..4u8).map(|i| [i]).collect();
+        let sent = q.sender().try_send_batch(&four).unwrap();
+        assert_eq!(sent, 4, "{:?}", q.status().lanes[3]);
+    });
+}
+
+fn a_dead_sweepers_lane_refilled_by(refill: impl Fn(&Queue)) {
     let t = TestDomain::new("consumer-dead-sweeper");
     let attrs = Attributes {
         shared: true,
@@ -346,11 +363,7 @@ fn a_sweeper_that_dies_holding_the_lock_leaves_nothing_unswept() {
     drop(Queue::open(&t.domain, "q").unwrap());
     assert!(Queue::gc(&t.domain).unwrap().is_empty());
     // Every message was acknowledged: the lane (four cells) takes four more.
-    for i in 0..4u8 {
-        q.sender()
-            .send_timeout(&[i], Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("send {i}: {e}: {:?}", q.status().lanes[3]));
-    }
+    refill(&q);
     let st = q.status();
     assert_eq!(
         (st.received, st.takeovers, st.dead_owner_pid),

@@ -21,7 +21,7 @@ use super::{Queue, STUCK_CHECK};
 use crate::error::{AckError, Damage, OwnError, RecvError};
 use crate::recovery::{self, failpoint, Attachment, DeathWatch};
 use crate::segment::{Segment, PRIORITIES};
-use crate::sys::clock::{deadline_after, monotonic_ns};
+use crate::sys::clock::{monotonic_ns, Deadline};
 use crate::sys::futex::Futex;
 use crate::sys::liveness::fork_generation;
 use crate::sys::robust::TryLock;
@@ -373,7 +373,7 @@ impl Consumer {
     /// [`RecvError::Removed`], [`RecvError::ForkedCopy`] (a consumer inherited through
     /// `fork`), [`RecvError::Corrupt`].
     pub fn recv(&mut self) -> Result<Message, RecvError> {
-        self.recv_until(None)
+        self.recv_until(Deadline::Never)
     }
 
     /// Takes the next message, waiting at most `timeout` (without limit if it is too long for
@@ -383,7 +383,7 @@ impl Consumer {
     ///
     /// [`RecvError::Timeout`], and as [`Consumer::recv`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
-        self.recv_until(deadline_after(timeout))
+        self.recv_until(Deadline::After(timeout))
     }
 
     /// Takes a message if one is waiting.
@@ -404,7 +404,7 @@ impl Consumer {
         }
     }
 
-    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Message, RecvError> {
+    fn recv_until(&mut self, deadline: Deadline) -> Result<Message, RecvError> {
         let found = self.next(deadline)?;
         self.deliver(found)
     }
@@ -412,7 +412,7 @@ impl Consumer {
     /// Waits for the next record: polls for the spin window if no other consumer looks for
     /// messages, then sleeps on the queue's event (plain consumers are woken one per message,
     /// and not while another looks; selective ones all, on their own event).
-    fn next(&mut self, deadline: Option<Instant>) -> Result<(usize, Taken), RecvError> {
+    fn next(&mut self, deadline: Deadline) -> Result<(usize, Taken), RecvError> {
         let cancel = CancelPoint::now(&self.cancels);
         let looks = self.looks();
         if !looks && self.mark != 0 {
@@ -428,6 +428,7 @@ impl Consumer {
         if let Some(f) = self.take()? {
             return Ok(self.going_to_work(f));
         }
+        let deadline = deadline.start();
         // Idle consumers look one at a time: with more consumers than CPUs, several polling
         // would take the CPU the senders need. The others sleep at once, and while one looks
         // senders wake none of them: it takes the message without a syscall.

@@ -9,7 +9,7 @@ use crate::error::{AckError, Damage, OwnError, RecvError};
 use crate::owner::{OwnerGuard, Ownership};
 use crate::recovery::{self, failpoint, Attachment, DeathWatch};
 use crate::segment::{Segment, PRIORITIES};
-use crate::sys::clock::deadline_after;
+use crate::sys::clock::Deadline;
 use crate::sys::futex::Futex;
 use crate::sys::liveness::fork_generation;
 use baton_ring::lane::{LaneOwner, RecordRef, Slot};
@@ -284,7 +284,7 @@ impl Receiver {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv(&mut self) -> Result<Message, RecvError> {
-        self.recv_until(None)
+        self.recv_until(Deadline::Never)
     }
 
     /// Receives the next message, waiting at most `timeout` (one too long for the clock, such
@@ -307,7 +307,7 @@ impl Receiver {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
-        self.recv_until(deadline_after(timeout))
+        self.recv_until(Deadline::After(timeout))
     }
 
     /// Receives a message if one is waiting.
@@ -460,7 +460,7 @@ impl Receiver {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
-        let found = self.next_record(None)?;
+        let found = self.next_record(Deadline::Never)?;
         self.deliver_in_place(found)
     }
 
@@ -488,7 +488,7 @@ impl Receiver {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_in_place_timeout(&mut self, timeout: Duration) -> Result<InPlace<'_>, RecvError> {
-        let found = self.next_record(deadline_after(timeout))?;
+        let found = self.next_record(Deadline::After(timeout))?;
         self.deliver_in_place(found)
     }
 
@@ -616,7 +616,7 @@ impl Receiver {
         }
     }
 
-    pub(super) fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Message, RecvError> {
+    pub(super) fn recv_until(&mut self, deadline: Deadline) -> Result<Message, RecvError> {
         let found = self.next_record(deadline)?;
         self.deliver(found)
     }
@@ -628,11 +628,12 @@ impl Receiver {
     }
 
     /// Waits for the next record: polls for the spin window, then sleeps on the receiver event.
-    pub(super) fn next_record(&mut self, deadline: Option<Instant>) -> Result<Found, RecvError> {
+    pub(super) fn next_record(&mut self, deadline: Deadline) -> Result<Found, RecvError> {
         let cancel = CancelPoint::now(&self.cancels);
         if let Some(f) = self.take_record()? {
             return Ok(f);
         }
+        let deadline = deadline.start();
         let mut window = SpinWindow::new(self.spin, deadline);
         while window.open() {
             if cancel.passed(&self.cancels) {

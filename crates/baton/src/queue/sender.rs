@@ -4,7 +4,7 @@ use super::IDLE_TICK;
 use crate::error::{SendError, TrySendError};
 use crate::recovery::{self, failpoint, Attachment};
 use crate::segment::PRIORITIES;
-use crate::sys::clock::{deadline_after, monotonic_ns};
+use crate::sys::clock::{monotonic_ns, Deadline};
 use crate::sys::futex::Futex;
 use crate::sys::liveness::fork_generation;
 use baton_ring::lane::{record_cells, Claim, ClaimError, CommitError, LaneSender, RecordHeader};
@@ -113,7 +113,7 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send(&self, payload: &[u8]) -> Result<(), SendError> {
-        self.send_until(payload, None)
+        self.send_until(payload, Deadline::Never)
     }
 
     /// Sends, waiting at most `timeout` for space (without limit if it is too long for the
@@ -138,7 +138,7 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_timeout(&self, payload: &[u8], timeout: Duration) -> Result<(), SendError> {
-        self.send_until(payload, deadline_after(timeout))
+        self.send_until(payload, Deadline::After(timeout))
     }
 
     /// Sends if there is room now.
@@ -215,7 +215,7 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn loan(&self, len: usize, priority: u8) -> Result<Loan<'_>, SendError> {
-        self.loan_until(len, priority, None)
+        self.loan_until(len, priority, Deadline::Never)
     }
 
     /// As [`Sender::loan`], waiting at most `timeout` for space (without limit if it is too
@@ -246,7 +246,7 @@ impl Sender {
         priority: u8,
         timeout: Duration,
     ) -> Result<Loan<'_>, SendError> {
-        self.loan_until(len, priority, deadline_after(timeout))
+        self.loan_until(len, priority, Deadline::After(timeout))
     }
 
     /// As [`Sender::loan`] if there is room now.
@@ -294,7 +294,7 @@ impl Sender {
         &self,
         len: usize,
         priority: u8,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> Result<Loan<'_>, SendError> {
         let lane = self.lane_for(len, priority)?;
         let claim = self.claim_until(&lane, len, deadline)?;
@@ -327,27 +327,23 @@ impl Sender {
     }
 
     #[inline]
-    pub(super) fn send_until(
-        &self,
-        payload: &[u8],
-        deadline: Option<Instant>,
-    ) -> Result<(), SendError> {
+    pub(super) fn send_until(&self, payload: &[u8], deadline: Deadline) -> Result<(), SendError> {
         let lane = self.lane_for(payload.len(), self.priority)?;
         let claim = self.claim_until(&lane, payload.len(), deadline)?;
         self.finish(&lane, claim, payload)
     }
 
-    /// Claims `len` bytes, waiting for space until `deadline`.
+    /// Claims `len` bytes, waiting for space until `deadline` (fixed when the wait begins).
     #[inline]
     pub(super) fn claim_until(
         &self,
         lane: &LaneSender<'_>,
         len: usize,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> Result<Claim, SendError> {
         match lane.try_claim(len) {
             Ok(claim) => Ok(claim),
-            Err(ClaimError::Full) => self.claim_slow(lane, len, deadline),
+            Err(ClaimError::Full) => self.claim_slow(lane, len, deadline.start()),
             Err(ClaimError::Corrupt(c)) => Err(c.into()),
         }
     }
@@ -461,50 +457,113 @@ impl Sender {
         // panic (or a length that changes) between a claim and its commit would wedge the
         // lane or corrupt it. (Found in review.)
         let messages: Vec<&[u8]> = messages.iter().map(AsRef::as_ref).collect();
+        self.send_runs(&messages, true).map(|_| ())
+    }
+
+    /// Sends, in order and in runs as [`Sender::send_batch`] does, as many of `messages` as
+    /// fit now, without waiting; returns how many were sent: all of them, or the first `n`
+    /// when the lane had no room for the next (none at all is `Ok(0)`). It counts no
+    /// rejection in [`crate::Status::rejected_full`]: what to do with the rest is the
+    /// caller's to decide.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TooBig`] if any message is too big (then nothing is sent); otherwise those
+    /// of [`Sender::try_send`], when the first run fails. A failure after some messages were
+    /// sent returns how many were, and the next call meets the failure again (if it lasts).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// let domain = Domain::new(&format!("doc-try-send-batch-{}", std::process::id()))?;
+    /// let attrs = Attributes { capacity: [256; 4], max_message: 64, ..Default::default() };
+    /// let q = Queue::create(&domain, "small", &attrs)?;
+    /// let lines = [&b"one"[..], b"two", b"three", b"four", b"five"];
+    /// let tx = q.sender();
+    /// let sent = tx.try_send_batch(&lines)?; // four 64-byte cells: four of them fit
+    /// assert_eq!(sent, 4);
+    /// let mut rx = q.receiver()?;
+    /// assert_eq!(rx.recv()?.payload(), b"one");
+    /// assert_eq!(tx.try_send_batch(&lines[sent..])?, 1); // the rest, now that there is room
+    /// # drop(rx); Queue::remove(&domain, "small")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_send_batch<M: AsRef<[u8]>>(&self, messages: &[M]) -> Result<usize, SendError> {
+        // As in `send_batch`: the caller's `as_ref` once, before anything is claimed.
+        let messages: Vec<&[u8]> = messages.iter().map(AsRef::as_ref).collect();
+        self.send_runs(&messages, false)
+    }
+
+    /// Sends `messages` in runs; waits for space if `wait`, else stops at the first run that
+    /// does not fit. Returns how many were sent; with `wait`, all of them or an error.
+    fn send_runs(&self, messages: &[&[u8]], wait: bool) -> Result<usize, SendError> {
         let Some(longest) = messages.iter().map(|m| m.len()).max() else {
-            return Ok(());
+            return Ok(0);
         };
         let lane = self.lane_for(longest, self.priority)?;
         let cells: Vec<u64> = messages.iter().map(|m| record_cells(m.len())).collect();
         let mut i = 0;
         while i < messages.len() {
-            let (first, rest) = (messages[i].len(), &cells[i + 1..]);
-            let (claim, n) = match lane.try_claim_run(first, rest) {
-                Ok(run) => run,
-                Err(ClaimError::Full) => {
-                    self.wait_for_space(&lane, None, || lane.try_claim_run(first, rest))?
-                }
-                Err(ClaimError::Corrupt(c)) => return Err(c.into()),
-            };
-            failpoint("send.claimed");
-            let sent_ns = monotonic_ns();
-            let mut at = 0;
-            for &payload in &messages[i..i + n] {
-                let header = RecordHeader {
-                    len: payload.len() as u32,
-                    flags: 0,
-                    msg_type: self.msg_type,
-                    version: self.version,
-                    sender_pid: self.pid,
-                    sent_ns,
-                };
-                lane.write_in_run(&claim, at, &header, payload);
-                at += record_cells(payload.len());
+            match self.send_run(&lane, &messages[i..], &cells[i..], wait) {
+                Ok(0) => break, // full, and not waiting
+                Ok(n) => i += n,
+                // What was sent is said; the failure comes again on the next call.
+                Err(_) if !wait && i > 0 => break,
+                Err(e) => return Err(e),
             }
-            failpoint("send.written");
-            lane.commit_run(claim, &cells[i..i + n])
-                .map_err(|e| match e {
-                    CommitError::Abandoned => SendError::Abandoned,
-                    CommitError::Corrupt(c) => c.into(),
-                })?;
-            failpoint("send.committed");
-            self.seg.announce_message(Some(&lane));
-            if self.seg.is_removed() {
-                return Err(SendError::Removed);
-            }
-            i += n;
         }
-        Ok(())
+        Ok(i)
+    }
+
+    /// Claims one run at the head of `messages` (of `cells` cells each), writes and commits
+    /// it; returns how many messages it held (0: full and not `wait`ing).
+    fn send_run(
+        &self,
+        lane: &LaneSender<'_>,
+        messages: &[&[u8]],
+        cells: &[u64],
+        wait: bool,
+    ) -> Result<usize, SendError> {
+        let (first, rest) = (messages[0].len(), &cells[1..]);
+        let mut claimed = lane.try_claim_run(first, rest);
+        if !wait && claimed == Err(ClaimError::Full) && self.free_finished(lane) {
+            claimed = lane.try_claim_run(first, rest);
+        }
+        let (claim, n) = match claimed {
+            Ok(run) => run,
+            Err(ClaimError::Full) if !wait => return Ok(0),
+            Err(ClaimError::Full) => {
+                self.wait_for_space(lane, None, || lane.try_claim_run(first, rest))?
+            }
+            Err(ClaimError::Corrupt(c)) => return Err(c.into()),
+        };
+        failpoint("send.claimed");
+        let sent_ns = monotonic_ns();
+        let mut at = 0;
+        for &payload in &messages[..n] {
+            let header = RecordHeader {
+                len: payload.len() as u32,
+                flags: 0,
+                msg_type: self.msg_type,
+                version: self.version,
+                sender_pid: self.pid,
+                sent_ns,
+            };
+            lane.write_in_run(&claim, at, &header, payload);
+            at += record_cells(payload.len());
+        }
+        failpoint("send.written");
+        lane.commit_run(claim, &cells[..n]).map_err(|e| match e {
+            CommitError::Abandoned => SendError::Abandoned,
+            CommitError::Corrupt(c) => c.into(),
+        })?;
+        failpoint("send.committed");
+        self.seg.announce_message(Some(lane));
+        if self.seg.is_removed() {
+            return Err(SendError::Removed);
+        }
+        Ok(n)
     }
 
     /// Copies `payload` into a claimed record and publishes it.

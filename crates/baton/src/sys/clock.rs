@@ -19,6 +19,26 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// When a wait ends, fixed when the wait begins: a call that finds what it wants at once
+/// reads no clock (a clock read costs about as much as a send here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// Wait as long as it takes.
+    Never,
+    /// Wait this long from when the wait begins.
+    After(std::time::Duration),
+}
+
+impl Deadline {
+    /// The wait begins: the instant it ends (`None`: never).
+    pub(crate) fn start(self) -> Option<std::time::Instant> {
+        match self {
+            Deadline::Never => None,
+            Deadline::After(d) => deadline_after(d),
+        }
+    }
+}
+
 /// The instant `timeout` from now, or `None` (no deadline: wait as long as it takes) when that
 /// lies beyond what `Instant` can hold: a caller's `Duration::MAX` means "for ever", not a
 /// panic.
