@@ -186,6 +186,16 @@ impl RawStdin {
         Ok(any.then_some(record))
     }
 
+    /// The next record if the whole of it, delimiter included, is already read; `None`
+    /// otherwise (reading nothing): what can be sent now without waiting for input.
+    pub fn buffered_record(&mut self, delimiter: u8) -> Option<Vec<u8>> {
+        let chunk = &self.buf[self.start..self.end];
+        let i = chunk.iter().position(|&b| b == delimiter)?;
+        let record = chunk[..i].to_vec();
+        self.start += i + 1;
+        Some(record)
+    }
+
     /// All of the rest of the input.
     pub fn rest(&mut self) -> io::Result<Vec<u8>> {
         let mut all = Vec::new();

@@ -807,3 +807,45 @@ fn a_standby_that_cannot_be_counted_refuses_to_wait() {
     );
     drop(senders);
 }
+
+/// Records of standard input already read are sent together, in runs, and one that does not
+/// fit waits for room on its own: 20,000 lines through a queue of 64 cells, drained by a
+/// receiver meanwhile, all arrive, once, in order; `send --json` counts them all; and a line
+/// too long in the middle of a batch is reported as itself, with the ones before it sent.
+#[test]
+fn lines_sent_in_runs_through_a_small_queue_arrive_once_in_order() {
+    let t = TestDomain::new("edge-runs");
+    ok(
+        &t,
+        &["create", "q", "--capacity", "4K", "--max-message", "16"],
+    );
+    let o = shell(
+        &t,
+        "seq 0 19999 | $B --json send q >&2 & $B recv q --count 20000; wait",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(got, numbers(0, 19999));
+    assert!(stderr(&o).contains("\"sent\": 20000"), "{}", stderr(&o));
+
+    let o = shell(
+        &t,
+        "(seq 1 30; echo 'this line is too long'; seq 31 40) | $B send q",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("line 31 of standard input not sent (30 sent before it)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        drain(&t, "q")
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>(),
+        numbers(1, 30)
+    );
+}
