@@ -13,6 +13,15 @@ fn small() -> Attributes {
     }
 }
 
+/// A shared queue (competing consumers) with `small()` attributes.
+fn shared_small(t: &TestDomain) -> Queue {
+    let attrs = Attributes {
+        shared: true,
+        ..small()
+    };
+    Queue::create(&t.domain, "s", &attrs).unwrap()
+}
+
 #[test]
 fn higher_priority_is_received_first() {
     let t = TestDomain::new("prio");
@@ -423,15 +432,7 @@ fn a_spin_too_long_for_the_clock_is_cut_by_the_timeout_not_a_panic() {
     assert_eq!(rx.recv().unwrap().payload(), b"late");
     sender.join().unwrap();
 
-    let s = Queue::create(
-        &t.domain,
-        "s",
-        &Attributes {
-            shared: true,
-            ..small()
-        },
-    )
-    .unwrap();
+    let s = shared_small(&t);
     let mut c = s.consumer().unwrap();
     c.set_spin(Duration::MAX);
     assert_eq!(
@@ -478,15 +479,7 @@ fn timeouts_too_long_for_the_clock_wait_without_limit_instead_of_panicking() {
     assert!(!status.owner_stalled(Duration::from_secs(9_463_179_709_813)));
     assert!(!status.owner_stalled(Duration::MAX));
 
-    let s = Queue::create(
-        &t.domain,
-        "s",
-        &Attributes {
-            shared: true,
-            ..small()
-        },
-    )
-    .unwrap();
+    let s = shared_small(&t);
     s.sender().send(b"shared").unwrap();
     let mut c = s.consumer().unwrap();
     assert_eq!(c.recv_timeout(Duration::MAX).unwrap().payload(), b"shared");

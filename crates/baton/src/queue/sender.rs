@@ -554,15 +554,7 @@ impl Sender {
             at += record_cells(payload.len());
         }
         failpoint("send.written");
-        lane.commit_run(claim, &cells[..n]).map_err(|e| match e {
-            CommitError::Abandoned => SendError::Abandoned,
-            CommitError::Corrupt(c) => c.into(),
-        })?;
-        failpoint("send.committed");
-        self.seg.announce_message(Some(lane));
-        if self.seg.is_removed() {
-            return Err(SendError::Removed);
-        }
+        self.announce_committed(lane, lane.commit_run(claim, &cells[..n]))?;
         Ok(n)
     }
 
@@ -598,7 +590,18 @@ impl Sender {
         };
         lane.write_header(&claim, &header);
         failpoint("send.written");
-        lane.commit(claim).map_err(|e| match e {
+        self.announce_committed(lane, lane.commit(claim))
+    }
+
+    /// After a commit (of a record or a run) that returned `committed`: wakes the receiver if
+    /// it sleeps, and says whether the queue was removed meanwhile.
+    #[inline]
+    fn announce_committed(
+        &self,
+        lane: &LaneSender<'_>,
+        committed: Result<(), CommitError>,
+    ) -> Result<(), SendError> {
+        committed.map_err(|e| match e {
             CommitError::Abandoned => SendError::Abandoned,
             CommitError::Corrupt(c) => c.into(),
         })?;
