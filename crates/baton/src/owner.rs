@@ -37,8 +37,8 @@ pub(crate) struct Ownership {
 #[derive(Debug)]
 pub(crate) struct OwnerGuard {
     /// The owner's views of the four lanes, made once when the lock was taken (a receiver
-    /// uses them several times per message). They borrow the mapping that `seg` keeps alive,
-    /// so they are only ever lent out for as long as `&self` (see [`OwnerGuard::lanes`]); the
+    /// uses them several times per message). They borrow the mapping that `_attachment` keeps
+    /// alive, so they are only ever lent out for as long as `&self` (see [`OwnerGuard::lanes`]); the
     /// `'static` is never seen outside this type.
     views: [LaneOwner<'static>; 4],
     /// The attachment whose mapping the views borrow: held, never read.
@@ -173,7 +173,9 @@ pub(crate) fn acquire(
     match result_rx.recv() {
         Ok(Ok(ownership)) => Ok((
             OwnerGuard {
-                views: owner_views(&held),
+                // SAFETY: the guard keeps `held` (as `_attachment`) and lends the views for no
+                // longer than itself; its keeper thread holds the owner lock until it is dropped.
+                views: unsafe { owner_views(&held) },
                 _attachment: held,
                 release: Some(release_tx),
                 keeper: Some(keeper),
@@ -310,17 +312,18 @@ impl OwnerGuard {
     }
 }
 
-/// The owner's views of the lanes of `seg`, with a lifetime the caller must keep to that of
-/// `seg`'s mapping (`OwnerGuard::views`).
-fn owner_views(seg: &Arc<Attachment>) -> [LaneOwner<'static>; 4] {
-    // SAFETY: the attachment lives in the `Arc`, whose pointee does not move, and the guard
-    // that stores these views holds that `Arc` for as long as it lends them out (never past
-    // `&self`). The owner lock is held by the guard's keeper thread from before this call
-    // until the guard is dropped; the fork generation checked in `lanes` says which process
-    // that is.
+/// The owner's views of the lanes of `seg`, with a lifetime they do not have.
+///
+/// # Safety
+///
+/// The caller uses the views only while it holds `seg`'s `Arc` (whose pointee does not move)
+/// and while the owner lock is held by this process (as an `OwnerGuard` does: it lends them
+/// for no longer than itself, and checks the fork generation in `lanes`).
+unsafe fn owner_views(seg: &Arc<Attachment>) -> [LaneOwner<'static>; 4] {
+    // SAFETY: the caller's contract: the attachment outlives every use of the views.
     let seg: &'static Attachment = unsafe { &*Arc::as_ptr(seg) };
     std::array::from_fn(|p| {
-        // SAFETY: as above: the owner lock is held for as long as the views are lent.
+        // SAFETY: the caller's contract: the owner lock is held while the views are used.
         unsafe { seg.lane(p).owner() }
     })
 }
