@@ -172,5 +172,98 @@ fn shared_queue(c: &mut Criterion) {
     Queue::remove(&domain, "shared").unwrap();
 }
 
-criterion_group!(benches, send_then_receive, shared_queue);
+/// Where the time of one message goes, in one process, 64 B: a send alone and a receive alone
+/// (each timed over runs of up to 1,024 messages, the other side done untimed between runs),
+/// next to the pieces every message pays whatever the lane: the clock read for `sent_ns`, the
+/// `SeqCst` fence of the wake-up check after a compare-and-swap, the allocation a `Message`'s
+/// owned payload takes. docs/performance.md (*What each message costs*) reads these.
+fn per_message_parts(c: &mut Criterion) {
+    const RUN: u64 = 1024;
+    let domain = Domain::new(&format!("bench-parts-{}", std::process::id())).unwrap();
+    let attrs = Attributes {
+        capacity: [1 << 20; 4],
+        max_message: 1024,
+        ..Default::default()
+    };
+    let queue = Queue::create(&domain, "p", &attrs).unwrap();
+    let tx = queue.sender();
+    let mut rx = queue.receiver().unwrap();
+    let payload = [7u8; 64];
+    let mut group = c.benchmark_group("per_message_parts");
+    // Sends and receives `iters` messages in runs of at most RUN, timing only the send half
+    // (`send_timed`) or only the receive half.
+    let mut timed_half =
+        |iters: u64, send_timed: bool, recv: &mut dyn FnMut(&mut baton::Receiver)| {
+            let mut spent = std::time::Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(RUN);
+                let start = std::time::Instant::now();
+                for _ in 0..n {
+                    tx.try_send(&payload[..]).unwrap();
+                }
+                if send_timed {
+                    spent += start.elapsed();
+                }
+                let start = std::time::Instant::now();
+                for _ in 0..n {
+                    recv(&mut rx);
+                }
+                if !send_timed {
+                    spent += start.elapsed();
+                }
+                left -= n;
+            }
+            spent
+        };
+    group.bench_function("send", |b| {
+        b.iter_custom(|iters| {
+            timed_half(iters, true, &mut |rx| {
+                drop(std::hint::black_box(rx.try_recv().unwrap()))
+            })
+        })
+    });
+    group.bench_function("receive_copied", |b| {
+        b.iter_custom(|iters| {
+            timed_half(iters, false, &mut |rx| {
+                drop(std::hint::black_box(rx.try_recv().unwrap()))
+            })
+        })
+    });
+    group.bench_function("receive_in_place", |b| {
+        b.iter_custom(|iters| {
+            timed_half(iters, false, &mut |rx| {
+                let m = rx.try_recv_in_place().unwrap();
+                std::hint::black_box(m.payload());
+            })
+        })
+    });
+    group.bench_function("receive_empty", |b| {
+        b.iter(|| std::hint::black_box(rx.try_recv().is_err()))
+    });
+    group.bench_function("clock_read", |b| b.iter(baton::monotonic_ns));
+    let word = std::sync::atomic::AtomicU64::new(0);
+    group.bench_function("cas_then_seqcst_fence", |b| {
+        b.iter(|| {
+            let v = word.load(std::sync::atomic::Ordering::Relaxed);
+            let _ = word.compare_exchange(
+                v,
+                v + 1,
+                std::sync::atomic::Ordering::Release,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        })
+    });
+    group.bench_function("vec_64_alloc_copy_free", |b| {
+        b.iter(|| std::hint::black_box(std::hint::black_box(&payload[..]).to_vec()))
+    });
+    group.finish();
+    drop(rx);
+    drop(tx);
+    drop(queue);
+    Queue::remove(&domain, "p").unwrap();
+}
+
+criterion_group!(benches, send_then_receive, shared_queue, per_message_parts);
 criterion_main!(benches);
