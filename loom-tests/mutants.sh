@@ -23,6 +23,9 @@ cases=(
   "returned_uncounted|shared|a_dead_consumers_records_are_taken_again_flagged_each_once|a record given back is not counted"
   "run_stamps_late|lane|a_run_is_published_by_one_commit_and_read_record_by_record|a run's later stamps stored after its commit"
   "lookout_no_fence|wake|a_sleeper_clearing_a_handoff_while_a_sender_commits_gets_the_message|a cleared handoff without its SeqCst fence"
+  "reply_win_store|reply|two_replies_to_one_request_deliver_exactly_one|a reply box won by store, not compare-and-swap"
+  "reply_publish_relaxed|reply|a_reply_is_read_whole_by_its_requester|a reply published without Release"
+  "reply_free_relaxed|reply|a_box_is_written_again_only_after_its_last_reply_was_read|a reply box freed without Release"
 )
 
 cargo test -p baton-loom-tests --release --target-dir "$TARGET" --no-run -q || exit 1

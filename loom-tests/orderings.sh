@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The ordering sweep: weakens every synchronising atomic ordering of the lane and the wake
-# protocol (each `ord!(...)` site in crates/baton-ring/src/lane.rs, lane/shared.rs, wake.rs and lookout.rs), one at a time, to Relaxed (a
+# protocol (each `ord!(...)` site in crates/baton-ring/src/lane.rs, lane/shared.rs, wake.rs, lookout.rs and reply.rs), one at a time, to Relaxed (a
 # fence: to none), and runs the loom models against it. Every weakening must be caught by a
 # model; one that is not either needs a model or is not needed, and then the code must say why
 # and use the weaker ordering. The sites are switched at run time in loom builds only
@@ -17,6 +17,9 @@ filter="${1:-}"
 
 # The models, fastest first: a weakening is caught as soon as one of them fails.
 models=(
+  "reply a_reply_is_read_whole_by_its_requester"
+  "reply a_box_is_written_again_only_after_its_last_reply_was_read"
+  "reply two_replies_to_one_request_deliver_exactly_one"
   "wake a_receiver_going_to_sleep_while_a_sender_commits_is_woken"
   "wake a_sender_going_to_sleep_while_the_receiver_frees_space_is_woken"
   "wake a_sender_left_waiting_by_a_head_move_is_woken_when_the_owner_goes_idle"
@@ -52,7 +55,7 @@ while IFS= read -r line; do
   [ -n "$name" ] && bin[${name% *}]=${name#* }
 done < <(cargo test -p baton-loom-tests --release --target-dir "$TARGET" --no-run \
            --message-format=json -q 2>/dev/null | grep '"executable":"/')
-for f in lane wake recovery shared; do
+for f in lane wake recovery shared reply; do
   [ -n "${bin[$f]:-}" ] || { echo "no loom test binary for $f"; exit 1; }
 done
 
@@ -67,7 +70,7 @@ listing=$(awk '{
     line = substr(line, i + 5); col += 5
   }
   if (found) pending = 0
-}' crates/baton-ring/src/lane.rs crates/baton-ring/src/lane/shared.rs crates/baton-ring/src/wake.rs crates/baton-ring/src/lookout.rs | grep -F -- "$filter")
+}' crates/baton-ring/src/lane.rs crates/baton-ring/src/lane/shared.rs crates/baton-ring/src/wake.rs crates/baton-ring/src/lookout.rs crates/baton-ring/src/reply.rs | grep -F -- "$filter")
 sites=$(sed -n 's/^S //p' <<<"$listing")
 for site in $(sed -n 's/^K //p' <<<"$listing"); do
   echo "kept        $site (not swept: the reason is in the code)   [$(sed -n "$(cut -d: -f2 <<<"$site")p" "$(cut -d: -f1 <<<"$site")" | sed 's/^ *//' | cut -c1-70)]"

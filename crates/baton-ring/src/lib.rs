@@ -9,6 +9,8 @@
 //!   only by an `unsafe` call whose contract is the proof of that role (a held sender slot,
 //!   ownership of the queue); the `baton` crate makes them from its lock guards, so "only the
 //!   owner calls this" is checked by the compiler there.
+//! - [`reply`]: the reply boxes of request/reply: claimed by a requester, won, written and
+//!   published by exactly one replier, taken over from a replier that died.
 //! - [`wake`]: the event count that sleepers wait on, behind the [`wake::Waiter`] trait (the
 //!   `baton` crate's waiter is a shared futex; the models' a loom condition variable).
 //! - [`failpoint`]: named steps where kill tests stop a process.
@@ -23,6 +25,7 @@
 pub mod failpoint;
 pub mod lane;
 pub mod lookout;
+pub mod reply;
 mod sync;
 pub mod wake;
 
