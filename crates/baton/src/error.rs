@@ -142,6 +142,14 @@ pub enum AttributeError {
     /// and a shared queue has no owner.
     #[error("a shared queue has no owner, so no retention: it is kept until removed")]
     RetentionOnShared,
+    /// Too many reply boxes.
+    #[error("{value} reply boxes are over the limit of {max}")]
+    ReplyBoxes {
+        /// As given.
+        value: u32,
+        /// The most allowed.
+        max: u32,
+    },
     /// Capacities that give no layout of the segment.
     #[error("capacities give no valid layout")]
     NoLayout,
@@ -507,6 +515,79 @@ pub enum AckError {
     Corrupt(Damage),
 }
 
+/// Errors from [`crate::Sender::request`].
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// No reply came before the deadline. The request may still be received; its reply will
+    /// then be refused to its replier (and counted as dropped).
+    #[error("no reply before the deadline")]
+    Timeout,
+    /// The request's payload is over the queue's maximum message size less the 8 bytes of its
+    /// reply token. Nothing was sent.
+    #[error("request of {len} bytes is too big: the queue takes requests of at most {max} (its maximum message size less the 8-byte reply token)")]
+    TooBig {
+        /// Payload length.
+        len: usize,
+        /// The largest request payload.
+        max: usize,
+    },
+    /// The queue was created with no reply boxes ([`crate::Attributes::reply_boxes`] 0).
+    #[error("this queue takes no requests: it was created with 0 reply boxes")]
+    NoReplyBoxes,
+    /// Every reply box stayed held by other waiting requests until the deadline. Nothing was
+    /// sent.
+    #[error("all {boxes} reply boxes of the queue stayed in use by other requests until the deadline (create the queue with more reply boxes)")]
+    AllBoxesBusy {
+        /// How many boxes the queue has.
+        boxes: u16,
+    },
+    /// The queue was removed.
+    #[error("queue has been removed")]
+    Removed,
+    /// The request could not be sent.
+    #[error("request not sent: {0}")]
+    Send(SendError),
+    /// The queue's shared state is damaged (a reply box, or the lane).
+    #[error("queue is corrupt: {0}")]
+    Corrupt(Damage),
+}
+
+/// Errors from replying ([`crate::Message::reply`], [`crate::Queue::reply`]). A reply that is
+/// refused reaches nobody; one refused because it was late or a second one is counted in
+/// [`crate::Status::replies_dropped`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplyError {
+    /// The message is not a request (it was sent with `send`, not `request`).
+    #[error("the message is not a request: there is nobody to reply to")]
+    NotARequest,
+    /// The request already has its reply (an earlier delivery of it was answered).
+    #[error("this request has its reply already (a request is answered once)")]
+    AlreadyReplied,
+    /// The requester no longer waits for this reply: it gave up (its timeout passed), or died,
+    /// or already had a reply and went on. The reply is dropped.
+    #[error("the requester no longer waits for this reply (it timed out, died, or has its reply): the reply is dropped")]
+    RequesterGone,
+    /// The reply is over the queue's maximum message size.
+    #[error("reply of {len} bytes is too big: a reply box holds {max}")]
+    TooBig {
+        /// Reply length.
+        len: usize,
+        /// What a box holds.
+        max: usize,
+    },
+    /// The queue was removed.
+    #[error("queue has been removed")]
+    Removed,
+    /// Every slot of the queue's sender table is held by a live process.
+    #[error("cannot reply: {0}")]
+    NoSenderSlot(SlotError),
+    /// The queue's shared state is damaged.
+    #[error("queue is corrupt: {0}")]
+    Corrupt(Damage),
+}
+
 /// What is damaged in a queue's shared memory, as sends, receives and acknowledgements report
 /// it (the SA-Forum C API maps each to an error code).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -515,6 +596,20 @@ pub enum Damage {
     /// A lane's words contradict each other: what, and where.
     #[error(transparent)]
     Lane(#[from] baton_ring::lane::Corrupt),
+    /// A record flagged as a request too short to hold its reply token.
+    #[error("a request of {len} bytes has no room for its 8-byte reply token")]
+    RequestWithoutToken {
+        /// The record's length.
+        len: usize,
+    },
+    /// A reply box's state word holds what no requester or replier writes.
+    #[error("reply box {index} holds state {state:#x}, which no request or reply makes")]
+    ReplyBox {
+        /// The box.
+        index: u16,
+        /// Its state word.
+        state: u64,
+    },
     /// Another process shrank the segment's file: touching the lost part would be a SIGBUS.
     #[error("the segment was truncated to {file_size} bytes by another process (it needs {size})")]
     Truncated {

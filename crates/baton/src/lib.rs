@@ -59,12 +59,13 @@ mod sys;
 pub use baton_ring::lane::Corrupt as LaneDamage;
 pub use error::{
     AckError, AttributeError, Damage, Denial, Incompatibility, LockDamage, OpenError, OwnError,
-    RecvError, SegmentDamage, SendError, SlotError, TrySendError,
+    RecvError, ReplyError, RequestError, SegmentDamage, SendError, SlotError, TrySendError,
 };
 pub use name::{check_queue_name, Domain, DEFAULT_DOMAIN, DOMAIN_ENV, MAX_NAME};
 pub use queue::{
     Attached, Canceller, Consumer, InPlace, LaneStatus, ListEntry, Loan, Message, Metadata, Peeked,
-    Queue, Receiver, ReceiverOptions, Sender, StandbyMark, Status, TypeFilter, DEFAULT_SPIN,
+    Queue, Receiver, ReceiverOptions, Reply, ReplyTo, Sender, StandbyMark, Status, TypeFilter,
+    DEFAULT_SPIN,
 };
 pub use segment::{Attributes, PRIORITIES};
 pub use sys::clock::monotonic_ns;

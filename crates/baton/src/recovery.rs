@@ -233,12 +233,36 @@ fn settle_leftovers(seg: &Segment, slot: u8) -> u64 {
     if shared {
         seg.shared().consumers[slot as usize].store(0, Ordering::Relaxed);
     }
+    settle_reply_boxes(seg, slot);
     if resolved + returned > 0 {
         // The records given back are for the consumers that sleep; an abandoned claim may
         // have held back the messages behind it.
         seg.announce_message(None);
     }
     resolved + returned
+}
+
+/// Resolves what slot `slot` left in the reply boxes (see `ReplyBox::settle`): its requests'
+/// boxes are freed (a reply written and never read counted dropped), replies it was writing are
+/// reopened for the request's next replier. The caller holds the slot's lock, as above.
+fn settle_reply_boxes(seg: &Segment, slot: u8) {
+    let (mut freed, mut dropped) = (0, 0);
+    for i in 0..seg.reply_box_count() {
+        if let Some(b) = seg.reply_box(i) {
+            let done = b.settle(slot);
+            freed += done.freed;
+            dropped += done.dropped;
+        }
+    }
+    if dropped > 0 {
+        seg.shared()
+            .stats
+            .replies_dropped
+            .fetch_add(u64::from(dropped), Ordering::Relaxed);
+    }
+    if freed > 0 {
+        seg.shared().reply_free.notify(&Futex);
+    }
 }
 
 /// The sender's view of lane `p`, under this process's sender slot (taken on first use).

@@ -3,6 +3,7 @@
 
 use super::consumer::{OwnerLockSweep, TypeFilter};
 use super::message::Metadata;
+use super::request::split_request;
 use super::{message_id, Queue};
 use crate::error::OwnError;
 use crate::segment::PRIORITIES;
@@ -54,8 +55,11 @@ impl Queue {
                 .lane(p)
                 .browse(max, |pos, header, payload, redelivered| {
                     if filter.matches(header.msg_type) {
+                        // A request too short for its token is shown whole, as no request.
+                        let (reply_to, skip) = split_request(header, payload).unwrap_or((None, 0));
                         out.push(Peeked {
                             meta: Metadata {
+                                reply_to,
                                 priority: p as u8,
                                 msg_type: header.msg_type,
                                 version: header.version,
@@ -64,7 +68,7 @@ impl Queue {
                                 redelivered,
                                 id: message_id(p, pos),
                             },
-                            payload: payload.to_vec(),
+                            payload: payload[skip..].to_vec(),
                         });
                     }
                     out.len() < limit

@@ -16,6 +16,7 @@
 
 use super::cancel::{CancelPoint, Canceller};
 use super::message::{Message, Metadata, Ticket};
+use super::request::split_request;
 use super::spin::SpinWindow;
 use super::{Queue, STUCK_CHECK};
 use crate::error::{AckError, Damage, OwnError, RecvError};
@@ -100,6 +101,11 @@ pub(crate) struct Consuming {
 }
 
 impl Consuming {
+    /// The mapping this consumer takes from.
+    pub(super) fn attachment(&self) -> &Attachment {
+        &self.seg
+    }
+
     /// The consumer's view of lane `p`; `None` in a forked child's copy.
     fn lane(&self, p: usize) -> Option<LaneConsumer<'_>> {
         if self.generation != fork_generation() {
@@ -643,6 +649,8 @@ impl Consumer {
         let lane = self.state.lane(p).ok_or(RecvError::ForkedCopy)?;
         let mut payload = Vec::with_capacity(taken.record().header().len as usize);
         lane.copy_payload(&taken, &mut payload);
+        let (reply_to, skip) = split_request(taken.record().header(), &payload)?;
+        payload.drain(..skip);
         let redelivered = taken.redelivered();
         if redelivered {
             self.state
@@ -653,7 +661,7 @@ impl Consumer {
                 .fetch_add(1, Ordering::Relaxed);
         }
         Ok(Message {
-            meta: Metadata::of(p, taken.record(), redelivered),
+            meta: Metadata::of(p, taken.record(), redelivered, reply_to),
             payload,
             ticket: Some(Ticket::Taken {
                 consumer: self.state.clone(),

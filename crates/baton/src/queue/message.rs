@@ -3,6 +3,7 @@
 
 use super::consumer::Consuming;
 use super::message_id;
+use super::request::ReplyTo;
 use super::receiver::Owned;
 use crate::error::AckError;
 use baton_ring::lane::{RecordRef, Taken};
@@ -33,12 +34,21 @@ pub struct Metadata {
     /// time); a queue removed and created again starts over (its creation time tells the two
     /// apart).
     pub id: u64,
+    /// Where the reply goes, if the message is a request ([`crate::Sender::request`]): give it
+    /// to [`crate::Queue::reply`] (or call [`Message::reply`]).
+    pub reply_to: Option<ReplyTo>,
 }
 
 impl Metadata {
     /// The metadata of the record `r` of lane `lane`.
-    pub(super) fn of(lane: usize, r: &RecordRef, redelivered: bool) -> Metadata {
+    pub(super) fn of(
+        lane: usize,
+        r: &RecordRef,
+        redelivered: bool,
+        reply_to: Option<ReplyTo>,
+    ) -> Metadata {
         Metadata {
+            reply_to,
             priority: lane as u8,
             msg_type: r.header().msg_type,
             version: r.header().version,

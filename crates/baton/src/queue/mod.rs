@@ -10,6 +10,7 @@ mod cancel;
 mod consumer;
 mod message;
 mod receiver;
+mod request;
 mod sender;
 mod spin;
 mod status;
@@ -19,6 +20,7 @@ pub use cancel::Canceller;
 pub use consumer::{Consumer, TypeFilter};
 pub use message::{InPlace, Message, Metadata};
 pub use receiver::{Receiver, ReceiverOptions};
+pub use request::{Reply, ReplyTo};
 pub use sender::{Loan, Sender};
 pub use status::{Attached, LaneStatus, ListEntry, Status};
 

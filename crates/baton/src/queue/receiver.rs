@@ -3,6 +3,7 @@
 
 use super::cancel::{CancelPoint, Canceller};
 use super::message::{InPlace, Message, Metadata, Ticket};
+use super::request::split_request;
 use super::spin::SpinWindow;
 use super::Queue;
 use crate::error::{AckError, Damage, OwnError, RecvError};
@@ -589,10 +590,17 @@ impl Receiver {
                         break;
                     }
                 };
+                let (reply_to, skip) = match split_request(found.record.header(), payload) {
+                    Ok(split) => split,
+                    Err(d) => {
+                        failed = Some(RecvError::Corrupt(d));
+                        break;
+                    }
+                };
                 self.count_delivery(found.redelivered);
                 f(
-                    payload,
-                    &Metadata::of(found.lane, &found.record, found.redelivered),
+                    &payload[skip..],
+                    &Metadata::of(found.lane, &found.record, found.redelivered, reply_to),
                 );
                 finished += 1;
             }
@@ -822,12 +830,13 @@ impl Receiver {
             // Only `take_record`, which just had the views, finds records: not reached.
             None => return Err(RecvError::ForkedCopy),
         };
+        let (reply_to, skip) = split_request(record.header(), payload)?;
         Ok(InPlace {
             owned,
             lane,
-            meta: Metadata::of(lane, &record, redelivered),
+            meta: Metadata::of(lane, &record, redelivered, reply_to),
             record: Some(record),
-            payload,
+            payload: &payload[skip..],
         })
     }
 
@@ -845,9 +854,11 @@ impl Receiver {
             // Only `take_record`, which just had the views, finds records: not reached.
             None => return Err(RecvError::ForkedCopy),
         }
+        let (reply_to, skip) = split_request(record.header(), &payload)?;
+        payload.drain(..skip);
         self.count_delivery(redelivered);
         Ok(Message {
-            meta: Metadata::of(lane, &record, redelivered),
+            meta: Metadata::of(lane, &record, redelivered, reply_to),
             payload,
             ticket: Some(Ticket::Owned {
                 owned: self.owned.clone(),

@@ -580,9 +580,21 @@ impl Sender {
         claim: Claim,
         len: usize,
     ) -> Result<(), SendError> {
+        self.publish_flagged(lane, claim, len, 0)
+    }
+
+    /// [`Sender::publish`] of a record with header flags `flags` (a request's).
+    #[inline]
+    pub(super) fn publish_flagged(
+        &self,
+        lane: &LaneSender<'_>,
+        claim: Claim,
+        len: usize,
+        flags: u32,
+    ) -> Result<(), SendError> {
         let header = RecordHeader {
             len: len as u32,
-            flags: 0,
+            flags,
             msg_type: self.msg_type,
             version: self.version,
             sender_pid: self.pid,

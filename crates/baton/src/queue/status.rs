@@ -225,6 +225,13 @@ impl Queue {
             abandoned,
             redelivered: shared.stats.redelivered.load(Ordering::Relaxed),
             rejected_full: shared.stats.rejected_full.load(Ordering::Relaxed),
+            reply_boxes_in_use: (0..seg.reply_box_count())
+                .filter_map(|i| seg.reply_box(i))
+                .filter(|b| {
+                    baton_ring::reply::state::state(b.state_word()) != baton_ring::reply::state::FREE
+                })
+                .count() as u32,
+            replies_dropped: shared.stats.replies_dropped.load(Ordering::Relaxed),
             owner_pid,
             dead_owner_pid,
             owner_stalled_ns: owner_pid.and(next_in_line).map(|t| now.saturating_sub(t)),
@@ -336,6 +343,12 @@ pub struct Status {
     pub redelivered: u64,
     /// Sends refused because the lane was full.
     pub rejected_full: u64,
+    /// Requests waiting for their replies now: reply boxes held (of
+    /// `attributes.reply_boxes`).
+    pub reply_boxes_in_use: u32,
+    /// Replies that reached no requester since creation: late (the requester had timed out),
+    /// to a requester that died, or a second reply to one request.
+    pub replies_dropped: u64,
     /// The owning process, if there is a live one.
     pub owner_pid: Option<u32>,
     /// An owner that died holding the queue, not yet taken over (the next owner, standby, or a

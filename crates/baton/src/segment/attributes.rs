@@ -31,6 +31,10 @@ pub struct Attributes {
     /// nobody owns it, so [`crate::Queue::receiver`] and standbys are refused. Fixed at
     /// creation. Default: false (one owner at a time receives).
     pub shared: bool,
+    /// How many requests ([`crate::Sender::request`]) may wait for their replies at once: each
+    /// has a reply box of `max_message` bytes in the segment while it waits (16 by default, at
+    /// most [`Attributes::MAX_REPLY_BOXES`]; 0: the queue takes no requests).
+    pub reply_boxes: u32,
 }
 
 #[cfg(feature = "serde")]
@@ -58,6 +62,7 @@ impl Default for Attributes {
             retention: None,
             tag_bits: lane::TAG_BITS,
             shared: false,
+            reply_boxes: 16,
         }
     }
 }
@@ -65,6 +70,8 @@ impl Default for Attributes {
 impl Attributes {
     /// The most a payload may be: what 2^20 - 1 cells hold.
     pub const MAX_MESSAGE_LIMIT: u32 = (MAX_RECORD_CELLS as usize * CELL - RECORD_HEADER) as u32;
+    /// The most reply boxes a queue may have.
+    pub const MAX_REPLY_BOXES: u32 = 4096;
 
     /// Checks ranges and returns the attributes as stored (capacities rounded up to 64 bytes).
     ///
@@ -139,6 +146,12 @@ impl Attributes {
         if self.shared && self.retention.is_some() {
             return bad(AttributeError::RetentionOnShared);
         }
+        if self.reply_boxes > Self::MAX_REPLY_BOXES {
+            return bad(AttributeError::ReplyBoxes {
+                value: self.reply_boxes,
+                max: Self::MAX_REPLY_BOXES,
+            });
+        }
         Ok(Attributes { capacity, ..*self })
     }
 
@@ -171,6 +184,12 @@ impl Attributes {
                 "consumers are {} (asked {})",
                 mode(self.shared),
                 mode(asked.shared)
+            ));
+        }
+        if self.reply_boxes != asked.reply_boxes {
+            diffs.push(format!(
+                "reply boxes are {} (asked {})",
+                self.reply_boxes, asked.reply_boxes
             ));
         }
         if self.tag_bits != asked.tag_bits {

@@ -9,6 +9,7 @@ use crate::sys::robust::RobustMutex;
 use crate::sys::shm::io;
 use baton_ring::lane::{LaneControl, CELL, MAX_LANE_CELLS, RECORD_HEADER};
 use baton_ring::lookout::Lookout;
+use baton_ring::reply::ReplyBoxControl;
 use baton_ring::wake::Event;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -18,7 +19,7 @@ pub const PRIORITIES: usize = 4;
 /// `"BATONQ\0\x01"`: the first word of every segment; byte-swapped it reveals an endian mismatch.
 pub(crate) const MAGIC: u64 = 0x4241_544F_4E51_0001;
 /// Version of the layout described here.
-pub(crate) const FORMAT: u32 = 5;
+pub(crate) const FORMAT: u32 = 6;
 /// Bytes before the first lane.
 pub(crate) const HEADER_SIZE: usize = 16384;
 pub(crate) const SHARED_OFFSET: usize = 1024;
@@ -37,7 +38,7 @@ pub(crate) struct AbiTag {
     pub(crate) record_header: u32,
     pub(crate) lane_control: u32,
     pub(crate) shared: u32,
-    pub(crate) reserved: u32,
+    pub(crate) reply_control: u32,
 }
 
 impl AbiTag {
@@ -56,7 +57,7 @@ impl AbiTag {
             record_header: RECORD_HEADER as u32,
             lane_control: std::mem::size_of::<LaneControl>() as u32,
             shared: std::mem::size_of::<Shared>() as u32,
-            reserved: 0,
+            reply_control: std::mem::size_of::<ReplyBoxControl>() as u32,
         }
     }
 }
@@ -85,6 +86,8 @@ pub(crate) struct Identity {
     pub(crate) domain: [u8; NAME_FIELD],
     /// [`FLAG_SHARED`], or 0.
     pub(crate) flags: u32,
+    /// [`Attributes::reply_boxes`]: the boxes lie after the lanes (see [`layout`]).
+    pub(crate) reply_boxes: u32,
 }
 
 /// [`Identity::flags`]: the queue is shared by competing consumers ([`Attributes::shared`]).
@@ -112,6 +115,8 @@ pub(crate) struct Shared {
     /// Shared queues: which consumer looks for messages (polls, or was woken and is on its
     /// way), so that senders wake no other (see `baton_ring::lookout`).
     pub(crate) lookout: Lookout,
+    /// Requesters waiting for a free reply box sleep here; a box freed notifies.
+    pub(crate) reply_free: CachePadded<Event>,
 }
 
 /// One slot of the sender table.
@@ -155,6 +160,9 @@ pub(crate) struct Stats {
     /// Set (to 1) before the queue's name is removed: every later send or receive on this
     /// segment fails with `Removed` instead of disappearing into a queue nobody can open.
     pub(crate) removed: AtomicU32,
+    /// Replies that reached no requester: late (it gave up), to a requester that died, or a
+    /// second reply to one request.
+    pub(crate) replies_dropped: AtomicU64,
 }
 
 const _: () = assert!(SHARED_OFFSET >= std::mem::size_of::<Identity>());
@@ -170,8 +178,18 @@ pub(crate) struct LaneLayout {
     pub(crate) cells: u64,
 }
 
-/// Computes the lanes' places and the segment's size from the capacities in bytes.
-pub(crate) fn layout(capacity: &[u64; 4]) -> Option<([LaneLayout; 4], u64)> {
+/// Where the reply boxes are: `count` boxes of one control line and `cells` data cells each,
+/// `stride` bytes apart from `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReplyLayout {
+    pub(crate) offset: u64,
+    pub(crate) stride: u64,
+    pub(crate) count: u32,
+    pub(crate) cells: u64,
+}
+
+/// Computes the lanes' places, the reply boxes' and the segment's size from the attributes.
+pub(crate) fn layout(attrs: &Attributes) -> Option<([LaneLayout; 4], ReplyLayout, u64)> {
     let round = |x: u64, to: u64| x.checked_add(to - 1).map(|v| v / to * to);
     let mut off = HEADER_SIZE as u64;
     let mut lanes = [LaneLayout {
@@ -180,7 +198,7 @@ pub(crate) fn layout(capacity: &[u64; 4]) -> Option<([LaneLayout; 4], u64)> {
         data: 0,
         cells: 0,
     }; 4];
-    for (lane, &bytes) in lanes.iter_mut().zip(capacity) {
+    for (lane, &bytes) in lanes.iter_mut().zip(&attrs.capacity) {
         let cells = bytes / CELL as u64;
         if cells == 0 || cells > MAX_LANE_CELLS || bytes % CELL as u64 != 0 {
             return None;
@@ -200,7 +218,17 @@ pub(crate) fn layout(capacity: &[u64; 4]) -> Option<([LaneLayout; 4], u64)> {
         };
         off = round(end, PAGE)?;
     }
-    Some((lanes, off))
+    let cells = (attrs.max_message as u64).div_ceil(CELL as u64).max(1);
+    let stride = round(std::mem::size_of::<ReplyBoxControl>() as u64, CELL as u64)?
+        .checked_add(cells * CELL as u64)?;
+    let replies = ReplyLayout {
+        offset: off,
+        stride,
+        count: attrs.reply_boxes,
+        cells,
+    };
+    let total = round(off.checked_add(stride.checked_mul(attrs.reply_boxes as u64)?)?, PAGE)?;
+    Some((lanes, replies, total))
 }
 
 impl Identity {
@@ -239,6 +267,7 @@ impl Identity {
             name: field(name),
             domain: field(domain.as_str()),
             flags: if attrs.shared { FLAG_SHARED } else { 0 },
+            reply_boxes: attrs.reply_boxes,
         }
     }
 }
@@ -271,21 +300,32 @@ mod tests {
 
     #[test]
     fn layout_places_lanes_on_pages_inside_the_segment() {
-        let (lanes, total) = layout(&[64 * 1024, 128, 4096, 1 << 20]).unwrap();
+        let attrs = Attributes {
+            capacity: [64 * 1024, 128, 4096, 1 << 20],
+            max_message: 100,
+            ..Attributes::default()
+        };
+        let (lanes, replies, total) = layout(&attrs).unwrap();
         for l in lanes {
             assert_eq!(l.control % PAGE, 0);
             assert!(l.stamps >= l.control + std::mem::size_of::<LaneControl>() as u64);
             assert!(l.data >= l.stamps + 8 * l.cells);
-            assert!(l.data + l.cells * CELL as u64 <= total);
+            assert!(l.data + l.cells * CELL as u64 <= replies.offset);
         }
+        assert_eq!((replies.cells, replies.stride, replies.count), (2, 192, 16));
+        assert!(replies.offset + 16 * 192 <= total);
         assert_eq!(total % PAGE, 0);
     }
 
     #[test]
     fn layout_refuses_sizes_that_are_not_cells() {
-        assert!(layout(&[100, 64, 64, 64]).is_none());
-        assert!(layout(&[0, 64, 64, 64]).is_none());
-        assert!(layout(&[(MAX_LANE_CELLS + 1) * 64, 64, 64, 64]).is_none());
+        let with = |capacity| Attributes {
+            capacity,
+            ..Attributes::default()
+        };
+        assert!(layout(&with([100, 64, 64, 64])).is_none());
+        assert!(layout(&with([0, 64, 64, 64])).is_none());
+        assert!(layout(&with([(MAX_LANE_CELLS + 1) * 64, 64, 64, 64])).is_none());
     }
 }
 
@@ -303,7 +343,7 @@ mod layout_doc {
         assert_eq!(std::mem::offset_of!(Identity, max_message), 136);
         assert_eq!(std::mem::offset_of!(Identity, name), 160);
         assert_eq!(std::mem::offset_of!(Identity, domain), 416);
-        assert_eq!(std::mem::size_of::<Shared>(), 13952);
+        assert_eq!(std::mem::size_of::<Shared>(), 14080);
         assert_eq!(std::mem::offset_of!(Shared, lookout), 13824);
         assert_eq!(std::mem::offset_of!(Shared, select_event), 12672);
         assert_eq!(std::mem::offset_of!(Shared, consumers), 12800);
@@ -317,12 +357,17 @@ mod layout_doc {
         assert_eq!(std::mem::size_of::<ProcessSlot>(), 48);
         assert_eq!(std::mem::offset_of!(ProcessSlot, pid), 40);
         assert_eq!(std::mem::size_of::<LaneControl>(), 384);
-        let (lanes, total) = layout(&[65536; 4]).unwrap();
+        assert_eq!(std::mem::offset_of!(Identity, reply_boxes), 676);
+        assert_eq!(std::mem::offset_of!(Stats, replies_dropped), 24);
+        assert_eq!(std::mem::offset_of!(Shared, reply_free), 13952);
+        assert_eq!(std::mem::size_of::<ReplyBoxControl>(), 64);
+        let (lanes, replies, total) = layout(&Attributes::default()).unwrap();
         assert_eq!(
             (lanes[0].control, lanes[0].stamps, lanes[0].data),
             (16384, 16768, 24960)
         );
         assert_eq!(lanes[1].control, 94208);
-        assert_eq!(total, 327680);
+        assert_eq!((replies.offset, replies.stride), (327680, 4160));
+        assert_eq!(total, 393216);
     }
 }

@@ -40,9 +40,11 @@ use crate::sys::futex::Futex;
 pub(crate) const LOOKOUT_KEEPS_UP_SHARE: u64 = 4;
 use crate::sys::shm::{self, Temporary, SHM_DIR};
 use attributes::NO_RETENTION;
-use baton_ring::lane::{Lane, LaneControl, LaneGeometry};
+use baton_ring::lane::{Lane, LaneControl, LaneGeometry, CELL};
+use baton_ring::reply::{ReplyBox, ReplyBoxControl};
 use baton_ring::DataCell;
 use layout::{
+    ReplyLayout,
     init_locks, layout, AbiTag, Identity, LaneLayout, FLAG_SHARED, FORMAT, HEADER_SIZE, MAGIC,
     NAME_FIELD, SHARED_OFFSET,
 };
@@ -62,6 +64,7 @@ pub(crate) struct Segment {
     path: PathBuf,
     attrs: Attributes,
     lanes: [LaneLayout; 4],
+    replies: ReplyLayout,
     total: u64,
     domain: String,
     name: String,
@@ -92,8 +95,8 @@ impl Segment {
     ) -> Result<Segment, OpenError> {
         check_queue_name(name)?;
         let attrs = attrs.normalized()?;
-        let (lanes, total) = layout(&attrs.capacity)
-            .ok_or(OpenError::InvalidAttributes(AttributeError::NoLayout))?;
+        let (lanes, replies, total) =
+            layout(&attrs).ok_or(OpenError::InvalidAttributes(AttributeError::NoLayout))?;
         let path = Path::new(SHM_DIR).join(shm::file_name(domain, name));
         // Two rounds: if someone else links the name between our look and our link, open theirs.
         for _ in 0..2 {
@@ -144,6 +147,7 @@ impl Segment {
                         path,
                         attrs,
                         lanes,
+                        replies,
                         total,
                         domain: domain.to_string(),
                         name: name.to_string(),
@@ -291,6 +295,7 @@ impl Segment {
                 .then(|| std::time::Duration::from_nanos(id.retention_ns)),
             tag_bits: id.tag_bits,
             shared: id.flags & FLAG_SHARED != 0,
+            reply_boxes: id.reply_boxes,
         };
         if id.flags & !FLAG_SHARED != 0 {
             return Err(corrupt(SegmentDamage::Flags(id.flags)));
@@ -303,8 +308,8 @@ impl Segment {
             }
             Err(e) => return Err(e),
         };
-        let (lanes, total) =
-            layout(&attrs.capacity).ok_or_else(|| corrupt(SegmentDamage::NoLayout))?;
+        let (lanes, replies, total) =
+            layout(&attrs).ok_or_else(|| corrupt(SegmentDamage::NoLayout))?;
         if id.total_size != total
             || lanes
                 .iter()
@@ -343,6 +348,7 @@ impl Segment {
             path: path.to_path_buf(),
             attrs,
             lanes,
+            replies,
             total,
             domain,
             name,
@@ -499,6 +505,34 @@ impl Segment {
                 &self.head_seen[p],
                 self.geometry[p],
             )
+        }
+    }
+}
+
+impl Segment {
+    /// How many reply boxes the queue has.
+    #[inline]
+    pub(crate) fn reply_box_count(&self) -> u16 {
+        self.replies.count as u16
+    }
+
+    /// Reply box `i`, if there is one.
+    #[inline]
+    pub(crate) fn reply_box(&self, i: u16) -> Option<ReplyBox<'_>> {
+        let r = &self.replies;
+        if u32::from(i) >= r.count {
+            return None;
+        }
+        let at = r.offset + r.stride * u64::from(i);
+        // SAFETY: `layout` placed every box inside `total` bytes (checked against the file size
+        // at open), its control on a 64-byte boundary and its cells right after; atomics and
+        // data cells are valid for any bit pattern, and live as long as the mapping.
+        unsafe {
+            let base = self.map.as_ptr().add(at as usize);
+            Some(ReplyBox::new(
+                &*(base as *const ReplyBoxControl),
+                std::slice::from_raw_parts(base.add(CELL) as *const DataCell, r.cells as usize),
+            ))
         }
     }
 }

@@ -27,6 +27,8 @@ pub(crate) enum Deadline {
     Never,
     /// Wait this long from when the wait begins.
     After(std::time::Duration),
+    /// Wait until this instant (a deadline fixed earlier, for several waits in a row).
+    At(std::time::Instant),
 }
 
 impl Deadline {
@@ -35,6 +37,7 @@ impl Deadline {
         match self {
             Deadline::Never => None,
             Deadline::After(d) => deadline_after(d),
+            Deadline::At(i) => Some(i),
         }
     }
 }

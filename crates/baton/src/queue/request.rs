@@ -1,0 +1,515 @@
+//! Request/reply (SA-Forum's `saMsgMessageSendReceive` and `saMsgMessageReply`):
+//! [`Sender::request`] sends a message and waits for its one reply, which the receiver (the
+//! owner, or a consumer of a shared queue) writes with [`Message::reply`] or [`Queue::reply`]
+//! straight into a reply box that the requester holds while it waits.
+//!
+//! A request is an ordinary record flagged [`REQUEST`] whose first 8 bytes are its reply token
+//! (the box's number and the claim's sequence number, `baton_ring::reply::Token`); receivers
+//! take the token off and show it as [`Metadata::reply_to`]. The boxes live in the queue's
+//! segment after the lanes ([`crate::Attributes::reply_boxes`] of them, each holding a reply
+//! of up to `max_message` bytes). What makes exactly one reply reach the requester, and what
+//! happens when either side dies, is `baton_ring::reply`'s and `docs/design.md`'s
+//! (*Request/reply*).
+
+use super::message::{InPlace, Message, Metadata, Ticket};
+use super::spin::SpinWindow;
+use super::{Queue, Sender, DEFAULT_SPIN, IDLE_TICK};
+use crate::error::{Damage, ReplyError, RequestError, SendError};
+use crate::recovery::{self, failpoint, Attachment};
+use crate::segment::Segment;
+use crate::sys::clock::{deadline_after, Deadline};
+use crate::sys::futex::Futex;
+use crate::sys::robust::Holder;
+use baton_ring::lane::RecordHeader;
+use baton_ring::reply::{state, GiveUp, Poll, Refused, ReplyBox, ReplyMeta, Token};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// [`RecordHeader::flags`]: the record is a request; its first [`TOKEN_BYTES`] bytes are its
+/// reply token.
+pub(crate) const REQUEST: u32 = 1;
+/// Bytes of the reply token in front of a request's payload.
+pub(crate) const TOKEN_BYTES: usize = 8;
+
+/// Where the reply to a request goes: what [`Metadata::reply_to`] holds for a request, and what
+/// [`Queue::reply`] takes (SA-Forum's `SaMsgSenderIdT`). Opaque; valid while the requester
+/// waits, and refused afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReplyTo(pub(crate) u64);
+
+impl ReplyTo {
+    /// The token as a number (to carry it elsewhere, e.g. through the C API).
+    pub fn to_u64(self) -> u64 {
+        self.0
+    }
+    /// A token carried as a number; any number is accepted here, and a wrong one is refused
+    /// by [`Queue::reply`] as [`ReplyError::RequesterGone`].
+    pub fn from_u64(v: u64) -> ReplyTo {
+        ReplyTo(v)
+    }
+}
+
+/// A reply, as its requester receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    payload: Vec<u8>,
+    meta: ReplyMeta,
+}
+
+impl Reply {
+    /// The reply's bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+    /// The reply's bytes, owned.
+    pub fn into_payload(self) -> Vec<u8> {
+        self.payload
+    }
+    /// The type the replier gave it ([`Queue::reply_with`]; 0 otherwise).
+    pub fn msg_type(&self) -> i64 {
+        self.meta.msg_type
+    }
+    /// The version the replier gave it ([`Queue::reply_with`]; 0 otherwise).
+    pub fn version(&self) -> u32 {
+        self.meta.version
+    }
+    /// The replying process, in its own pid namespace (for display).
+    pub fn replier_pid(&self) -> u32 {
+        self.meta.replier_pid
+    }
+}
+
+/// Splits a record's bytes into the reply token of a request and the payload. A record
+/// flagged as a request with no room for its token is damage.
+pub(super) fn split_request(
+    header: &RecordHeader,
+    bytes: &[u8],
+) -> Result<(Option<ReplyTo>, usize), Damage> {
+    if header.flags & REQUEST == 0 {
+        return Ok((None, 0));
+    }
+    let Some(token) = bytes.get(..TOKEN_BYTES) else {
+        return Err(Damage::RequestWithoutToken { len: bytes.len() });
+    };
+    let word = u64::from_ne_bytes(token.try_into().expect("8 bytes"));
+    Ok((Some(ReplyTo(word)), TOKEN_BYTES))
+}
+
+/// Whether no live process holds sender slot `slot` (a box's requester or replier).
+fn slot_is_dead(seg: &Segment, slot: u8) -> bool {
+    seg.shared()
+        .slots
+        .get(slot as usize)
+        .is_none_or(|s| s.lock.holder() != Holder::Alive)
+}
+
+impl Sender {
+    /// Sends `payload` as a request and waits at most `timeout` (`Duration::MAX`: without
+    /// limit) for its one reply, which the receiver writes straight into a reply box this
+    /// process holds while it waits (SA-Forum's `saMsgMessageSendReceive`).
+    ///
+    /// The request is a message like any other (this sender's priority, type and version;
+    /// delivered at least once): if its receiver dies before replying, it is delivered again,
+    /// flagged, and the next receiver's reply is the one that arrives. Exactly one reply
+    /// arrives: a second reply to the same request is refused to its replier. A reply that
+    /// comes after the timeout is refused too, and counted in [`crate::Status::replies_dropped`].
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::Timeout`] (no reply in time; the request may still be received, and
+    /// its reply will be refused), [`RequestError::TooBig`] (more than `max_message - 8`
+    /// bytes: the token takes 8), [`RequestError::NoReplyBoxes`],
+    /// [`RequestError::AllBoxesBusy`], and the send's errors as [`RequestError::Send`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// use std::time::Duration;
+    /// let domain = Domain::new(&format!("doc-request-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "svc", &Attributes::default())?;
+    /// let server = {
+    ///     let q = q.clone();
+    ///     std::thread::spawn(move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    ///         let mut rx = q.receiver()?;
+    ///         let m = rx.recv()?;
+    ///         let answer = format!("hello, {}", String::from_utf8_lossy(m.payload()));
+    ///         m.reply(answer.as_bytes())?;
+    ///         Ok(())
+    ///     })
+    /// };
+    /// let reply = q.sender().request(b"world", Duration::from_secs(5))?;
+    /// assert_eq!(reply.payload(), b"hello, world");
+    /// server.join().unwrap().unwrap();
+    /// # drop(q); Queue::remove(&domain, "svc")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn request(&self, payload: &[u8], timeout: Duration) -> Result<Reply, RequestError> {
+        let seg = &self.seg;
+        let max = (seg.attributes().max_message as usize).saturating_sub(TOKEN_BYTES);
+        if payload.len() > max {
+            return Err(RequestError::TooBig {
+                len: payload.len(),
+                max,
+            });
+        }
+        if seg.reply_box_count() == 0 {
+            return Err(RequestError::NoReplyBoxes);
+        }
+        let deadline = deadline_after(timeout);
+        let slot = recovery::sender_slot(seg)
+            .map_err(|e| RequestError::Send(SendError::NoSenderSlot(e)))?;
+        let mut pending = Pending::claim(seg, slot, deadline)?;
+        let mut record = Vec::with_capacity(TOKEN_BYTES + payload.len());
+        record.extend_from_slice(&pending.token.to_word().to_ne_bytes());
+        record.extend_from_slice(payload);
+        let lane = self.lane_for(record.len(), self.priority)?;
+        let claim = self.claim_until(
+            &lane,
+            record.len(),
+            deadline.map_or(Deadline::Never, Deadline::At),
+        )?;
+        lane.write_payload(&claim, &record);
+        self.publish_flagged(&lane, claim, record.len(), REQUEST)?;
+        failpoint("request.sent");
+        pending.wait(deadline)
+    }
+}
+
+impl From<SendError> for RequestError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Timeout => RequestError::Timeout,
+            SendError::Removed => RequestError::Removed,
+            e => RequestError::Send(e),
+        }
+    }
+}
+
+/// A reply box this process holds for a request; given back when dropped.
+struct Pending<'a> {
+    seg: &'a Attachment,
+    reply_box: ReplyBox<'a>,
+    token: Token,
+    slot: u8,
+    /// The reply was taken and the box freed, or the box given up.
+    done: bool,
+}
+
+impl<'a> Pending<'a> {
+    /// Claims a free reply box, waiting for one until `deadline`.
+    fn claim(seg: &'a Attachment, slot: u8, deadline: Option<Instant>) -> Result<Self, RequestError> {
+        let n = seg.reply_box_count();
+        // Each process starts looking at a different box, so that requesters of several
+        // processes do not all compete for the first free one.
+        let start = (usize::from(slot) * 7) % usize::from(n);
+        let try_all = || {
+            (0..usize::from(n)).find_map(|k| {
+                let i = ((start + k) % usize::from(n)) as u16;
+                let b = seg.reply_box(i)?;
+                b.try_claim(i, slot).map(|token| (b, token))
+            })
+        };
+        loop {
+            if let Some((reply_box, token)) = try_all() {
+                return Ok(Pending {
+                    seg,
+                    reply_box,
+                    token,
+                    slot,
+                    done: false,
+                });
+            }
+            // None free: the boxes of requesters that died are theirs no more.
+            let mut reclaimed = false;
+            for i in 0..n {
+                let Some(b) = seg.reply_box(i) else { continue };
+                let s = b.state_word();
+                let requester = state::requester(s);
+                if requester != 0 && slot_is_dead(seg, requester) {
+                    reclaimed |= recovery::reclaim_if_dead(seg, requester).is_some();
+                }
+            }
+            if reclaimed {
+                continue;
+            }
+            if seg.is_removed() {
+                return Err(RequestError::Removed);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RequestError::AllBoxesBusy { boxes: n });
+            }
+            let tick = Instant::now() + IDLE_TICK;
+            seg.shared().reply_free.wait_until(
+                &Futex,
+                Some(deadline.map_or(tick, |d| d.min(tick))),
+                || {
+                    (0..n).any(|i| {
+                        seg.reply_box(i)
+                            .is_some_and(|b| state::state(b.state_word()) == state::FREE)
+                    })
+                },
+            );
+        }
+    }
+
+    /// Waits for the reply until `deadline`: polls for the default spin window, then sleeps on
+    /// the box's event.
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<Reply, RequestError> {
+        let b = self.reply_box;
+        let mut window = SpinWindow::new(DEFAULT_SPIN, deadline);
+        loop {
+            match b.poll(self.token, self.slot) {
+                Poll::Replied => return self.take(),
+                Poll::Lost => return self.lost(),
+                Poll::Pending { .. } => {}
+            }
+            if !window.open() {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        let mut give_up = false;
+        loop {
+            let mut seen = Poll::Pending { replier: 0 };
+            let tick = Instant::now() + IDLE_TICK;
+            let until = match deadline {
+                Some(d) if !give_up => d.min(tick),
+                _ => tick,
+            };
+            b.event().wait_until(&Futex, Some(until), || {
+                seen = b.poll(self.token, self.slot);
+                !matches!(seen, Poll::Pending { .. })
+            });
+            match seen {
+                Poll::Replied => return self.take(),
+                Poll::Lost => return self.lost(),
+                Poll::Pending { .. } => {}
+            }
+            if self.seg.is_removed() {
+                self.give_back();
+                return Err(RequestError::Removed);
+            }
+            if give_up || deadline.is_some_and(|d| Instant::now() >= d) {
+                match b.give_up(self.token, self.slot, |s| slot_is_dead(self.seg, s)) {
+                    GiveUp::Freed => {
+                        self.done = true;
+                        self.seg.shared().reply_free.notify(&Futex);
+                        return Err(RequestError::Timeout);
+                    }
+                    GiveUp::Replied => return self.take(),
+                    // A live replier is writing it: that takes a copy's time; wait for it.
+                    GiveUp::Replying => give_up = true,
+                }
+            }
+        }
+    }
+
+    /// Reads the reply and frees the box.
+    fn take(&mut self) -> Result<Reply, RequestError> {
+        let mut payload = Vec::new();
+        let meta = self.reply_box.read(&mut payload);
+        self.reply_box.free(self.token, self.slot);
+        self.done = true;
+        self.seg.shared().reply_free.notify(&Futex);
+        meta.map(|meta| Reply { payload, meta })
+            .ok_or(RequestError::Corrupt(Damage::ReplyBox {
+                index: self.token.index,
+                state: self.reply_box.state_word(),
+            }))
+    }
+
+    fn lost(&mut self) -> Result<Reply, RequestError> {
+        self.done = true;
+        Err(RequestError::Corrupt(Damage::ReplyBox {
+            index: self.token.index,
+            state: self.reply_box.state_word(),
+        }))
+    }
+
+    /// Gives the box back unused (the request failed or the requester stops waiting).
+    fn give_back(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let b = self.reply_box;
+        if b.give_up(self.token, self.slot, |s| slot_is_dead(self.seg, s)) == GiveUp::Replied {
+            b.free(self.token, self.slot);
+        }
+        // A reply being written by a live replier ends REPLIED under this live slot; the box
+        // is freed when this process lets the queue go (its slot is settled).
+        self.seg.shared().reply_free.notify(&Futex);
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.give_back();
+    }
+}
+
+/// Replies to the request `to` through the mapping `seg`, as this process's sender slot.
+pub(super) fn reply_through(
+    seg: &Attachment,
+    to: ReplyTo,
+    meta: ReplyMeta,
+    payload: &[u8],
+) -> Result<(), ReplyError> {
+    let token = Token::from_word(to.0);
+    let dropped = || {
+        seg.shared()
+            .stats
+            .replies_dropped
+            .fetch_add(1, Ordering::Relaxed);
+    };
+    let Some(b) = seg.reply_box(token.index) else {
+        dropped();
+        return Err(ReplyError::RequesterGone);
+    };
+    b.check_size(payload.len()).map_err(refused)?;
+    if seg.is_removed() {
+        return Err(ReplyError::Removed);
+    }
+    let slot = recovery::sender_slot(seg).map_err(ReplyError::NoSenderSlot)?;
+    let is_dead = |s: u8| slot_is_dead(seg, s);
+    let result = b.win(token, slot, is_dead).and_then(|won| {
+        b.write(&won, meta, payload)?;
+        failpoint("reply.written");
+        b.publish(won, &Futex)
+    });
+    result.map_err(|r| {
+        if matches!(r, Refused::RequesterGone | Refused::AlreadyReplied) {
+            dropped();
+        }
+        match r {
+            Refused::Corrupt { found } => ReplyError::Corrupt(Damage::ReplyBox {
+                index: token.index,
+                state: found,
+            }),
+            r => refused(r),
+        }
+    })
+}
+
+fn refused(r: Refused) -> ReplyError {
+    match r {
+        Refused::AlreadyReplied => ReplyError::AlreadyReplied,
+        Refused::RequesterGone => ReplyError::RequesterGone,
+        Refused::TooBig { len, max } => ReplyError::TooBig { len, max },
+        Refused::Corrupt { found } => ReplyError::Corrupt(Damage::ReplyBox {
+            index: u16::MAX,
+            state: found,
+        }),
+    }
+}
+
+impl Queue {
+    /// Replies to the request `to` (its [`Metadata::reply_to`]), from any handle of the queue
+    /// in any process (SA-Forum's `saMsgMessageReply`). The reply is written into the
+    /// requester's reply box; the requester is woken.
+    ///
+    /// # Errors
+    ///
+    /// [`ReplyError::AlreadyReplied`] (this request has its reply), [`ReplyError::RequesterGone`]
+    /// (it gave up or died: the reply is dropped, and counted in
+    /// [`crate::Status::replies_dropped`]), [`ReplyError::TooBig`] (over `max_message`),
+    /// [`ReplyError::Removed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # use std::time::Duration;
+    /// # let domain = Domain::new(&format!("doc-queue-reply-{}", std::process::id()))?;
+    /// # let q = Queue::create(&domain, "svc", &Attributes::default())?;
+    /// let server = {
+    ///     let q = q.clone();
+    ///     std::thread::spawn(move || {
+    ///         let mut rx = q.receiver().unwrap();
+    ///         let mut to = None;
+    ///         while to.is_none() {
+    ///             // The batch call hands out metadata, and with it where a reply goes.
+    ///             rx.try_recv_batch(1, |_, meta| to = meta.reply_to).unwrap();
+    ///         }
+    ///         q.reply_with(to.unwrap(), 7, 1, b"done").unwrap();
+    ///     })
+    /// };
+    /// let reply = q.sender().request(b"job", Duration::from_secs(5))?;
+    /// assert_eq!((reply.payload(), reply.msg_type(), reply.version()), (&b"done"[..], 7, 1));
+    /// server.join().unwrap();
+    /// # drop(q); Queue::remove(&domain, "svc")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reply(&self, to: ReplyTo, payload: &[u8]) -> Result<(), ReplyError> {
+        self.reply_with(to, 0, 0, payload)
+    }
+
+    /// [`Queue::reply`] with a message type and version for the reply.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::reply`].
+    pub fn reply_with(
+        &self,
+        to: ReplyTo,
+        msg_type: i64,
+        version: u32,
+        payload: &[u8],
+    ) -> Result<(), ReplyError> {
+        let meta = ReplyMeta {
+            msg_type,
+            version,
+            replier_pid: std::process::id(),
+        };
+        reply_through(&self.seg, to, meta, payload)
+    }
+}
+
+/// The reply meta of a plain reply from this process.
+fn plain() -> ReplyMeta {
+    ReplyMeta {
+        replier_pid: std::process::id(),
+        ..ReplyMeta::default()
+    }
+}
+
+impl Message {
+    /// Replies to this message, a request ([`Metadata::reply_to`]): see [`Queue::reply`].
+    /// Reply before acknowledging: a receiver that dies after replying and before its
+    /// acknowledgement has the request delivered again, and that second reply is refused
+    /// ([`ReplyError::AlreadyReplied`], or [`ReplyError::RequesterGone`] once the requester
+    /// has gone on), so the requester still gets exactly one.
+    ///
+    /// # Errors
+    ///
+    /// [`ReplyError::NotARequest`], and as [`Queue::reply`].
+    pub fn reply(&self, payload: &[u8]) -> Result<(), ReplyError> {
+        let to = self.meta.reply_to.ok_or(ReplyError::NotARequest)?;
+        let seg = match &self.ticket {
+            Some(Ticket::Owned { owned, .. }) => &owned.seg,
+            Some(Ticket::Taken { consumer, .. }) => consumer.attachment(),
+            None => return Err(ReplyError::NotARequest),
+        };
+        reply_through(seg, to, plain(), payload)
+    }
+}
+
+impl InPlace<'_> {
+    /// Replies to this message, a request: see [`Message::reply`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Message::reply`].
+    pub fn reply(&self, payload: &[u8]) -> Result<(), ReplyError> {
+        let to = self.meta.reply_to.ok_or(ReplyError::NotARequest)?;
+        reply_through(&self.owned.seg, to, plain(), payload)
+    }
+}
+
+impl Metadata {
+    /// Where the reply goes, if this message is a request (see [`Sender::request`]).
+    pub fn is_request(&self) -> bool {
+        self.reply_to.is_some()
+    }
+}
