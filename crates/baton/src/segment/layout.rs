@@ -368,6 +368,6 @@ mod layout_doc {
         );
         assert_eq!(lanes[1].control, 94208);
         assert_eq!((replies.offset, replies.stride), (327680, 4160));
-        assert_eq!(total, 393216);
+        assert_eq!(total, 397312);
     }
 }
