@@ -3,8 +3,8 @@
 
 use super::consumer::Consuming;
 use super::message_id;
-use super::request::ReplyTo;
 use super::receiver::Owned;
+use super::request::ReplyTo;
 use crate::error::AckError;
 use baton_ring::lane::{RecordRef, Taken};
 use std::sync::Arc;

@@ -198,7 +198,11 @@ struct Pending<'a> {
 
 impl<'a> Pending<'a> {
     /// Claims a free reply box, waiting for one until `deadline`.
-    fn claim(seg: &'a Attachment, slot: u8, deadline: Option<Instant>) -> Result<Self, RequestError> {
+    fn claim(
+        seg: &'a Attachment,
+        slot: u8,
+        deadline: Option<Instant>,
+    ) -> Result<Self, RequestError> {
         let n = seg.reply_box_count();
         // Each process starts looking at a different box, so that requesters of several
         // processes do not all compete for the first free one.

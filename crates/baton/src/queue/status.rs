@@ -228,7 +228,8 @@ impl Queue {
             reply_boxes_in_use: (0..seg.reply_box_count())
                 .filter_map(|i| seg.reply_box(i))
                 .filter(|b| {
-                    baton_ring::reply::state::state(b.state_word()) != baton_ring::reply::state::FREE
+                    baton_ring::reply::state::state(b.state_word())
+                        != baton_ring::reply::state::FREE
                 })
                 .count() as u32,
             replies_dropped: shared.stats.replies_dropped.load(Ordering::Relaxed),

@@ -227,7 +227,10 @@ pub(crate) fn layout(attrs: &Attributes) -> Option<([LaneLayout; 4], ReplyLayout
         count: attrs.reply_boxes,
         cells,
     };
-    let total = round(off.checked_add(stride.checked_mul(attrs.reply_boxes as u64)?)?, PAGE)?;
+    let total = round(
+        off.checked_add(stride.checked_mul(attrs.reply_boxes as u64)?)?,
+        PAGE,
+    )?;
     Some((lanes, replies, total))
 }
 

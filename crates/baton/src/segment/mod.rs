@@ -44,9 +44,8 @@ use baton_ring::lane::{Lane, LaneControl, LaneGeometry, CELL};
 use baton_ring::reply::{ReplyBox, ReplyBoxControl};
 use baton_ring::DataCell;
 use layout::{
-    ReplyLayout,
-    init_locks, layout, AbiTag, Identity, LaneLayout, FLAG_SHARED, FORMAT, HEADER_SIZE, MAGIC,
-    NAME_FIELD, SHARED_OFFSET,
+    init_locks, layout, AbiTag, Identity, LaneLayout, ReplyLayout, FLAG_SHARED, FORMAT,
+    HEADER_SIZE, MAGIC, NAME_FIELD, SHARED_OFFSET,
 };
 use memmap2::{MmapOptions, MmapRaw};
 use nix::errno::Errno;
