@@ -194,6 +194,7 @@ pub fn message_json(queue: &str, meta: &baton::Metadata, payload: &[u8]) -> serd
         "sent_unix_ns": unix_ns_of_monotonic(meta.sent_ns),
         "sent_monotonic_ns": meta.sent_ns,
         "redelivered": meta.redelivered,
+        "request": meta.reply_to.is_some(),
         "len": payload.len(),
         "payload": text,
         "payload_base64": base64,

@@ -19,6 +19,7 @@ pub struct Asked {
     pub retention: Option<Duration>,
     /// `--shared` given (a flag: without it, an existing queue's mode is not compared).
     pub shared: bool,
+    pub reply_boxes: Option<u32>,
 }
 
 pub fn create(domain: &Domain, name: &str, asked: Asked, json: bool) -> Result<(), Failure> {
@@ -28,6 +29,7 @@ pub fn create(domain: &Domain, name: &str, asked: Asked, json: bool) -> Result<(
         mode,
         retention,
         shared,
+        reply_boxes,
     } = asked;
     // Attributes not given are taken from the existing queue (so only the given ones are
     // compared), or from the defaults for a new one.
@@ -47,6 +49,7 @@ pub fn create(domain: &Domain, name: &str, asked: Asked, json: bool) -> Result<(
         mode: mode.unwrap_or(base.mode),
         retention: retention.or(base.retention),
         shared: shared || base.shared,
+        reply_boxes: reply_boxes.unwrap_or(base.reply_boxes),
         ..base
     };
     let q = Queue::create(domain, name, &attrs)?;
@@ -128,7 +131,14 @@ pub fn rm(domain: &Domain, name: &str, force: bool, json: bool) -> Result<(), Fa
 
 /// `1 message`, `2 messages`.
 pub fn plural(n: u64, what: &str) -> String {
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+    if n == 1 {
+        return format!("{n} {what}");
+    }
+    match what.as_bytes() {
+        [.., b'x' | b's'] => format!("{n} {what}es"),
+        [.., c, b'y'] if !b"aeiou".contains(c) => format!("{n} {}ies", &what[..what.len() - 1]),
+        _ => format!("{n} {what}s"),
+    }
 }
 
 pub fn gc(domain: &Domain, json: bool) -> Result<(), Failure> {
@@ -372,7 +382,7 @@ pub fn stat(
 
 fn describe_attributes(a: &Attributes) -> String {
     format!(
-        "capacity {} / {} / {} / {}, max message {}, mode {:03o}, retention {}{}",
+        "capacity {} / {} / {} / {}, max message {}, mode {:03o}, retention {}, {}{}",
         human_size(a.capacity[0]),
         human_size(a.capacity[1]),
         human_size(a.capacity[2]),
@@ -380,6 +390,7 @@ fn describe_attributes(a: &Attributes) -> String {
         human_size(a.max_message as u64),
         a.mode,
         a.retention.map_or("none".to_string(), human_duration),
+        plural(a.reply_boxes as u64, "reply box"),
         if a.shared {
             ", shared by competing consumers"
         } else {
@@ -442,6 +453,15 @@ fn status_text(st: &Status, stalled: Option<Duration>) -> String {
         "messages   {} sent, {} received, {} redelivered, {} abandoned, {} rejected as full",
         st.sent, st.received, st.redelivered, st.abandoned, st.rejected_full
     );
+    if st.reply_boxes_in_use > 0 || st.replies_dropped > 0 {
+        let _ = writeln!(
+            s,
+            "requests   {} of {} reply boxes held by waiting requests, {} dropped",
+            st.reply_boxes_in_use,
+            st.attributes.reply_boxes,
+            plural(st.replies_dropped, "reply")
+        );
+    }
     if let Some(w) = st.oldest_waiting_ns {
         let _ = writeln!(s, "oldest     waiting for {}", human_duration(ns(w)));
     }
@@ -494,7 +514,7 @@ fn prometheus<'a>(queues: impl Iterator<Item = &'a Status>) -> String {
         )
     };
     type Per = fn(&Status) -> u64;
-    let per_queue: [(&str, &str, &str, Per); 11] = [
+    let per_queue: [(&str, &str, &str, Per); 13] = [
         (
             "baton_sent_total",
             "counter",
@@ -524,6 +544,18 @@ fn prometheus<'a>(queues: impl Iterator<Item = &'a Status>) -> String {
             "counter",
             "Sends refused because the lane was full.",
             |st| st.rejected_full,
+        ),
+        (
+            "baton_replies_dropped_total",
+            "counter",
+            "Replies that reached no requester (late, to a dead requester, or a second one).",
+            |st| st.replies_dropped,
+        ),
+        (
+            "baton_reply_boxes_in_use",
+            "gauge",
+            "Requests waiting for their replies (reply boxes held).",
+            |st| st.reply_boxes_in_use as u64,
         ),
         (
             "baton_takeovers_total",

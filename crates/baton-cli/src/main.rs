@@ -15,6 +15,7 @@ mod format;
 mod inspect;
 mod manual;
 mod recv;
+mod request;
 mod send;
 mod stdio;
 
@@ -123,6 +124,10 @@ Exit status: 0 created or found, 1 exists with other attributes, 2 bad usage.")]
         /// queue at once, each message going to one of them; nobody owns it.
         #[arg(long)]
         shared: bool,
+        /// How many requests (`baton request`) may wait for their replies at once (default
+        /// 16; 0: the queue takes no requests). Each has a reply box of max-message bytes.
+        #[arg(long, value_name = "N")]
+        reply_boxes: Option<u32>,
     },
     /// Send each MESSAGE argument, or each line of standard input, as one message.
     #[command(after_help = "\
@@ -143,6 +148,24 @@ Exit status: 0 all sent, 1 error, 2 bad usage, 3 --timeout waiting for space, 4 
     /// Own the queue and write each message to standard output; or run a command per message.
     #[command(after_help = recv::AFTER_HELP)]
     Recv(recv::Args),
+    /// Send MESSAGE as a request and print its reply (the reply's bytes, exactly).
+    #[command(after_help = "\
+The request is a message like any other (it waits in the queue until received); its receiver \
+answers it once (`baton serve`, or a program's `Message::reply`). If the receiver dies before \
+replying, the request is delivered again and the next receiver's reply is the one printed.
+
+Examples:
+  baton request svc 'what time is it'
+  baton request svc --timeout 2s --priority 0 ping
+  baton request svc --json hello | jq -r .reply
+
+Exit status: 0 reply printed, 1 error, 2 bad usage, 3 no reply within --timeout, 4 no such \
+queue.")]
+    Request(request::Args),
+    /// Answer each request by running CMD with the payload on its standard input: its
+    /// standard output is the reply.
+    #[command(after_help = request::SERVE_HELP)]
+    Serve(recv::ServeArgs),
     /// Show the messages waiting in a queue (payloads and metadata), taking none.
     #[command(after_help = "\
 Highest priority first, oldest first within a priority: the order a plain receiver takes them \
@@ -365,6 +388,13 @@ fn status_of(e: &(dyn std::error::Error + 'static)) -> u8 {
             _ => exit::ERROR,
         };
     }
+    if let Some(e) = e.downcast_ref::<baton::RequestError>() {
+        return match e {
+            baton::RequestError::Timeout => exit::TIMEOUT,
+            baton::RequestError::TooBig { .. } => exit::USAGE,
+            _ => exit::ERROR,
+        };
+    }
     if let Some(e) = e.downcast_ref::<SendError>() {
         return match e {
             SendError::InvalidPriority(_) => exit::USAGE,
@@ -422,6 +452,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             mode,
             retention,
             shared,
+            reply_boxes,
         } => inspect::create(
             &domain,
             &name,
@@ -431,11 +462,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 mode,
                 retention,
                 shared,
+                reply_boxes,
             },
             json,
         ),
         Command::Send(args) => send::run(&domain, args, json),
         Command::Recv(args) => recv::run(&domain, args, json),
+        Command::Request(args) => request::run(&domain, args, json),
+        Command::Serve(args) => recv::serve(&domain, args),
         Command::Peek {
             name,
             count,

@@ -10,6 +10,7 @@ use baton::{
 };
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -128,6 +129,57 @@ pub struct Args {
     dead_letter: Option<String>,
 }
 
+/// `baton serve`: `recv --exec` whose command's output answers each request.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[arg(help = crate::NAME_HELP)]
+    name: String,
+    /// Answer this many requests (and messages), then exit 0.
+    #[arg(long, short = 'n')]
+    count: Option<u64>,
+    /// Stop when no request arrives for this long: exit 3 if none arrived at all, else 0.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// If the queue is owned, wait to own it (until its owner closes or dies).
+    #[arg(long, conflicts_with = "shared")]
+    standby: bool,
+    /// Take from a shared queue as one of its competing consumers.
+    #[arg(long)]
+    shared: bool,
+    /// How many times this serve runs CMD on one request before giving up on it.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: u32,
+    /// The queue (same domain) that receives a request CMD failed on --max-attempts times.
+    #[arg(long, value_name = "QUEUE")]
+    dead_letter: Option<String>,
+    /// The command and its arguments (after `--`).
+    #[arg(value_name = "CMD", required = true, num_args = 1.., last = true)]
+    command: Vec<OsString>,
+}
+
+/// Runs `baton serve`: `recv` with `--exec`, replying with the command's output.
+pub fn serve(domain: &Domain, s: ServeArgs) -> Result<(), Failure> {
+    let args = Args {
+        name: s.name,
+        count: s.count,
+        drain: false,
+        timeout: s.timeout,
+        standby: s.standby,
+        shared: s.shared,
+        msg_type: None,
+        except: None,
+        standby_timeout: None,
+        empty: false,
+        null: false,
+        no_pipe_wait: false,
+        mark_redelivered: false,
+        exec: Some(s.command),
+        max_attempts: s.max_attempts,
+        dead_letter: s.dead_letter,
+    };
+    run_with(domain, args, false, true)
+}
+
 /// Why the receive loop ended, when it ended well.
 enum End {
     /// `--count` reached, or `--drain` found the queue empty.
@@ -137,6 +189,11 @@ enum End {
 }
 
 pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
+    run_with(domain, args, json, false)
+}
+
+/// `recv`, or (`reply`) `serve`: with `--exec`, a request's reply is the command's output.
+fn run_with(domain: &Domain, args: Args, json: bool, reply: bool) -> Result<(), Failure> {
     if json && (args.null || args.mark_redelivered || args.exec.is_some()) {
         return Err(Failure::new(
             exit::USAGE,
@@ -208,6 +265,8 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
         Some(command) => {
             let mut exec = Exec {
                 command,
+                reply,
+                max_reply: q.attributes().max_message as usize,
                 queue: &args.name,
                 domain: domain.to_string(),
                 max_attempts: args.max_attempts,
@@ -456,6 +515,10 @@ fn output_failure(e: std::io::Error) -> Failure {
 /// `--exec`: runs a command per message.
 struct Exec<'a> {
     command: &'a [OsString],
+    /// `serve`: a request's reply is the command's standard output.
+    reply: bool,
+    /// The longest reply (the queue's maximum message size).
+    max_reply: usize,
     queue: &'a str,
     domain: String,
     max_attempts: u32,
@@ -469,12 +532,42 @@ struct Exec<'a> {
 impl Exec<'_> {
     fn handle(&mut self, msg: Message) -> Result<Taken, Failure> {
         let attempt = self.attempts.get(&msg.id()).copied().unwrap_or(0) + 1;
-        let status = match self.run_command(&msg, attempt) {
+        let capture = self.reply && msg.meta().is_request();
+        let output = if capture {
+            match reply_file() {
+                Ok(f) => Some(f),
+                Err(f) => {
+                    let _ = msg.release();
+                    return Err(f);
+                }
+            }
+        } else {
+            None
+        };
+        let status = match self.run_command(&msg, attempt, output.as_ref()) {
             Ok(status) => status,
             Err(f) => {
                 let _ = msg.release();
                 return Err(f);
             }
+        };
+        let status = match (status.success(), output) {
+            (true, Some(file)) => match read_reply(file, self.max_reply) {
+                Ok(reply) => {
+                    self.answer(&msg, &reply);
+                    status
+                }
+                Err(too_long) => {
+                    eprintln!(
+                        "baton: the output of {} on request {} is {too_long}: a reply holds at most {} bytes",
+                        self.command[0].to_string_lossy(),
+                        msg.id(),
+                        self.max_reply
+                    );
+                    std::process::ExitStatus::from_raw(1 << 8)
+                }
+            },
+            _ => status,
         };
         if status.success() {
             self.attempts.remove(&msg.id());
@@ -535,16 +628,38 @@ impl Exec<'_> {
         Ok(Taken::Acknowledged)
     }
 
+    /// Replies to a request with `reply`; a reply refused because it is not needed any more
+    /// (the request was answered before, or its requester went) is said, not an error: the
+    /// request was handled.
+    fn answer(&self, msg: &Message, reply: &[u8]) {
+        match msg.reply(reply) {
+            Ok(()) => {}
+            Err(e) => eprintln!("baton: request {}: {e}", msg.id()),
+        }
+    }
+
     /// Runs the command on one message and waits for it. A stop signal is passed on to the
-    /// command, which decides: the message is acknowledged if it still exits 0.
+    /// command, which decides: the message is acknowledged if it still exits 0. With
+    /// `output`, the command's standard output goes there (a request's reply).
     fn run_command(
         &self,
         msg: &Message,
         attempt: u32,
+        output: Option<&std::fs::File>,
     ) -> Result<std::process::ExitStatus, Failure> {
+        let stdout = match output {
+            Some(f) => Stdio::from(f.try_clone().map_err(|e| {
+                Failure::new(
+                    exit::ERROR,
+                    format!("cannot give the command its output: {e}"),
+                )
+            })?),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(&self.command[0])
             .args(&self.command[1..])
             .stdin(Stdio::piped())
+            .stdout(stdout)
             .env("BATON_QUEUE", self.queue)
             .env("BATON_DOMAIN", &self.domain)
             .env("BATON_MESSAGE_ID", msg.id().to_string())
@@ -572,6 +687,38 @@ impl Exec<'_> {
             })?;
         let stdin = child.stdin.take();
         feed_and_wait(child.id() as libc::pid_t, stdin, msg.payload())
+    }
+}
+
+/// An anonymous file in memory for a command's output (its reply).
+fn reply_file() -> Result<std::fs::File, Failure> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a valid NUL-terminated name; the flags are memfd_create's.
+    let fd = unsafe { libc::memfd_create(c"baton-reply".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Failure::new(
+            exit::ERROR,
+            format!(
+                "cannot make a file for the reply: {}; the request stays in the queue",
+                std::io::Error::last_os_error()
+            ),
+        ));
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// The command's output, if it fits in `max` bytes; else how much it wrote.
+fn read_reply(mut file: std::fs::File, max: usize) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Seek};
+    let mut reply = Vec::new();
+    let read = file
+        .seek(std::io::SeekFrom::Start(0))
+        .and_then(|_| file.by_ref().take(max as u64 + 1).read_to_end(&mut reply));
+    match read {
+        Ok(n) if n <= max => Ok(reply),
+        Ok(_) => Err(format!("more than {max} bytes")),
+        Err(e) => Err(format!("output that cannot be read back ({e})")),
     }
 }
 
