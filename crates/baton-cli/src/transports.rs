@@ -13,9 +13,11 @@
 #![allow(missing_docs)]
 
 use baton::{Attributes, Domain, Queue, Receiver, Sender};
+use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU32 as LocalU32, AtomicU64 as LocalU64, Ordering as Local}; // facade-exempt: benchmark-only mailboxes
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,9 @@ pub enum Transport {
     /// one commit each); the receiver polls `try_recv_batch` (up to 64 messages in place, one
     /// acknowledgement for them all). A round trip is one message each way.
     BatonBatch,
+    /// baton's request/reply: the client `request`s, the server `recv`s (the default blocking
+    /// receive) and `reply`s. A round trip is one request and its reply.
+    BatonRequest,
     /// Two named pipes.
     Pipe,
     /// Unix domain datagram sockets.
@@ -73,6 +78,7 @@ impl Transport {
             Transport::BatonSleep,
             Transport::BatonZeroCopy,
             Transport::BatonBatch,
+            Transport::BatonRequest,
             Transport::ShmSpin,
             Transport::ShmFutex,
             Transport::ShmRing,
@@ -95,6 +101,7 @@ impl Transport {
             Transport::BatonSleep => "baton-sleep",
             Transport::BatonZeroCopy => "baton-zero-copy",
             Transport::BatonBatch => "baton-batch",
+            Transport::BatonRequest => "baton-request",
             Transport::Pipe => "pipe",
             Transport::UnixSocket => "unix-socket",
             Transport::PosixMq => "posix-mq",
@@ -126,6 +133,7 @@ impl Transport {
             Transport::Iceoryx2Polled => "polled",
             Transport::BatonZeroCopy => "zero-copy",
             Transport::BatonBatch => "batch",
+            Transport::BatonRequest => "request",
             _ => "blocking",
         }
     }
@@ -134,6 +142,9 @@ impl Transport {
     /// the sequence check of this harness under backpressure (not resolved; its polled path
     /// passes), so its throughput is not reported rather than reported wrong.
     pub fn measures_throughput(self) -> bool {
+        if self == Transport::BatonRequest {
+            return false; // a request waits for its reply: there is no one-way stream
+        }
         #[cfg(feature = "iceoryx2")]
         if self == Transport::Iceoryx2Event {
             return false;
@@ -145,7 +156,11 @@ impl Transport {
     pub fn many_senders(self) -> bool {
         !matches!(
             self,
-            Transport::ShmSpin | Transport::ShmFutex | Transport::ShmRing | Transport::ShmRingAcked
+            Transport::ShmSpin
+                | Transport::ShmFutex
+                | Transport::ShmRing
+                | Transport::ShmRingAcked
+                | Transport::BatonRequest
         ) && !self.is_iceoryx2()
     }
 
@@ -226,10 +241,12 @@ pub fn setup(t: Transport, n: &Names, size: usize) -> io::Result<()> {
         | Transport::BatonBlocking
         | Transport::BatonSleep
         | Transport::BatonZeroCopy
-        | Transport::BatonBatch => {
+        | Transport::BatonBatch
+        | Transport::BatonRequest => {
             let attrs = Attributes {
                 capacity: [(64 * 1024).max(4 * (size as u64 + 128)); 4],
-                max_message: size.max(64) as u32,
+                // A request carries an 8-byte reply token in front of its payload.
+                max_message: (size + 8 * usize::from(t == Transport::BatonRequest)).max(64) as u32,
                 ..Default::default()
             };
             for q in ["c2s", "s2c"] {
@@ -262,7 +279,8 @@ pub fn teardown(t: Transport, n: &Names) {
         | Transport::BatonBlocking
         | Transport::BatonSleep
         | Transport::BatonZeroCopy
-        | Transport::BatonBatch => {
+        | Transport::BatonBatch
+        | Transport::BatonRequest => {
             for q in ["c2s", "s2c"] {
                 let _ = Queue::remove(&n.domain(), q);
             }
@@ -314,6 +332,33 @@ pub fn open(
         Side::Server => ("s2c", "c2s"),
     };
     Ok(match t {
+        Transport::BatonRequest => {
+            let q = Queue::open(&n.domain(), "c2s").map_err(err)?;
+            match side {
+                Side::Client => {
+                    let reply = Rc::new(RefCell::new(None));
+                    (
+                        Box::new(Requester {
+                            tx: q.sender(),
+                            reply: reply.clone(),
+                        }),
+                        Box::new(ReplyInbox { reply }),
+                    )
+                }
+                Side::Server => {
+                    let pending = Rc::new(RefCell::new(None));
+                    (
+                        Box::new(Replier {
+                            pending: pending.clone(),
+                        }),
+                        Box::new(RequestInbox {
+                            rx: q.receiver().map_err(err)?,
+                            pending,
+                        }),
+                    )
+                }
+            }
+        }
         Transport::BatonPolled
         | Transport::BatonBlocking
         | Transport::BatonSleep
@@ -455,6 +500,84 @@ impl Link for BatonTx {
 struct BatonRx {
     rx: Receiver,
     t: Transport,
+}
+
+/// `baton-request`, the client: each send is a request; its reply waits for the next recv.
+struct Requester {
+    tx: baton::Sender,
+    reply: Rc<RefCell<Option<Vec<u8>>>>,
+}
+
+impl Link for Requester {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        if seq_of(msg) == STOP {
+            return self.tx.send(msg).map_err(err); // the end: nobody replies to it
+        }
+        let reply = self.tx.request(msg, Duration::from_secs(10)).map_err(err)?;
+        *self.reply.borrow_mut() = Some(reply.into_payload());
+        Ok(())
+    }
+    fn recv(&mut self, _: &mut [u8]) -> io::Result<u64> {
+        Err(err("a send link"))
+    }
+}
+
+/// `baton-request`, the client's receiving side: the reply its request got.
+struct ReplyInbox {
+    reply: Rc<RefCell<Option<Vec<u8>>>>,
+}
+
+impl Link for ReplyInbox {
+    fn send(&mut self, _: &[u8]) -> io::Result<()> {
+        Err(err("a receive link"))
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<u64> {
+        let reply = self
+            .reply
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| err("no reply"))?;
+        buf[..reply.len()].copy_from_slice(&reply);
+        Ok(seq_of(&reply))
+    }
+}
+
+/// `baton-request`, the server: receives each request (the default blocking receive)...
+struct RequestInbox {
+    rx: Receiver,
+    pending: Rc<RefCell<Option<baton::Message>>>,
+}
+
+impl Link for RequestInbox {
+    fn send(&mut self, _: &[u8]) -> io::Result<()> {
+        Err(err("a receive link"))
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<u64> {
+        let m = self.rx.recv().map_err(err)?;
+        buf[..m.len()].copy_from_slice(m.payload());
+        *self.pending.borrow_mut() = Some(m);
+        Ok(seq_of(buf))
+    }
+}
+
+/// ...and replies to it (then acknowledges it).
+struct Replier {
+    pending: Rc<RefCell<Option<baton::Message>>>,
+}
+
+impl Link for Replier {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let m = self
+            .pending
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| err("no request to reply to"))?;
+        m.reply(msg).map_err(err)?;
+        m.ack().map_err(err)
+    }
+    fn recv(&mut self, _: &mut [u8]) -> io::Result<u64> {
+        Err(err("a send link"))
+    }
 }
 
 impl Link for BatonRx {
