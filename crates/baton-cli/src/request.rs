@@ -87,6 +87,7 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
                 "type": reply.msg_type(),
                 "version": reply.version(),
                 "replier_pid": reply.replier_pid(),
+                "sent_monotonic_ns": reply.sent_ns(),
                 "len": reply.payload().len(),
                 "reply": text,
                 "reply_base64": base64,

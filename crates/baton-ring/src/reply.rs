@@ -128,6 +128,9 @@ pub struct ReplyMeta {
     pub version: u32,
     /// The replying process, in its own pid namespace.
     pub replier_pid: u32,
+    /// When the reply was written: `CLOCK_MONOTONIC` nanoseconds (the replier's clock read;
+    /// this crate reads none).
+    pub sent_ns: u64,
 }
 
 /// A box's words, on one cache line; its cells follow it.
@@ -136,6 +139,7 @@ pub struct ReplyMeta {
 pub struct ReplyBoxControl {
     state: AtomicU64,
     msg_type: AtomicU64,
+    sent_ns: AtomicU64,
     len: AtomicU32,
     version: AtomicU32,
     replier_pid: AtomicU32,
@@ -448,6 +452,7 @@ impl<'a> ReplyBox<'a> {
             msg_type: self.ctl.msg_type.load(Ordering::Relaxed) as i64,
             version: self.ctl.version.load(Ordering::Relaxed),
             replier_pid: self.ctl.replier_pid.load(Ordering::Relaxed),
+            sent_ns: self.ctl.sent_ns.load(Ordering::Relaxed),
         })
     }
 
@@ -601,6 +606,7 @@ mod tests {
                 msg_type: -5,
                 version: 9,
                 replier_pid: 1234,
+                sent_ns: 77,
             };
             b.reply(t, 9, meta, b"pong", ALIVE, &Yield).unwrap();
             assert_eq!(b.poll(t, 3), Poll::Replied);

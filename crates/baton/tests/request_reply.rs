@@ -43,6 +43,7 @@ fn concurrent_requests_each_get_their_own_reply() {
                     let reply = tx.request(ask.as_bytes(), LONG).unwrap();
                     assert_eq!(reply.payload(), format!("re:{ask}").as_bytes());
                     assert_eq!(reply.replier_pid(), std::process::id());
+                    assert!(reply.sent_ns() > 0 && reply.sent_ns() <= baton::monotonic_ns());
                 }
             })
         })

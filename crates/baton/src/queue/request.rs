@@ -17,7 +17,7 @@ use super::{Queue, Sender, DEFAULT_SPIN, IDLE_TICK};
 use crate::error::{Damage, ReplyError, RequestError, SendError};
 use crate::recovery::{self, failpoint, Attachment};
 use crate::segment::Segment;
-use crate::sys::clock::{deadline_after, Deadline};
+use crate::sys::clock::{deadline_after, monotonic_ns, Deadline};
 use crate::sys::futex::Futex;
 use crate::sys::robust::Holder;
 use baton_ring::lane::RecordHeader;
@@ -76,6 +76,11 @@ impl Reply {
     /// The replying process, in its own pid namespace (for display).
     pub fn replier_pid(&self) -> u32 {
         self.meta.replier_pid
+    }
+    /// When the reply was sent: `CLOCK_MONOTONIC` nanoseconds (see [`crate::monotonic_ns`];
+    /// SA-Forum's `replySendTime`).
+    pub fn sent_ns(&self) -> u64 {
+        self.meta.sent_ns
     }
 }
 
@@ -465,6 +470,7 @@ impl Queue {
             msg_type,
             version,
             replier_pid: std::process::id(),
+            sent_ns: monotonic_ns(),
         };
         reply_through(&self.seg, to, meta, payload)
     }
@@ -474,6 +480,7 @@ impl Queue {
 fn plain() -> ReplyMeta {
     ReplyMeta {
         replier_pid: std::process::id(),
+        sent_ns: monotonic_ns(),
         ..ReplyMeta::default()
     }
 }
