@@ -381,6 +381,7 @@ impl<'a> ReplyBox<'a> {
         self.ctl
             .replier_pid
             .store(meta.replier_pid, Ordering::Relaxed);
+        self.ctl.sent_ns.store(meta.sent_ns, Ordering::Relaxed);
         Ok(())
     }
 
