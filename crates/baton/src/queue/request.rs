@@ -165,17 +165,14 @@ impl Sender {
         let slot = recovery::sender_slot(seg)
             .map_err(|e| RequestError::Send(SendError::NoSenderSlot(e)))?;
         let mut pending = Pending::claim(seg, slot, deadline)?;
-        let mut record = Vec::with_capacity(TOKEN_BYTES + payload.len());
-        record.extend_from_slice(&pending.token.to_word().to_ne_bytes());
-        record.extend_from_slice(payload);
-        let lane = self.lane_for(record.len(), self.priority)?;
-        let claim = self.claim_until(
-            &lane,
-            record.len(),
-            deadline.map_or(Deadline::Never, Deadline::At),
-        )?;
-        lane.write_payload(&claim, &record);
-        self.publish_flagged(&lane, claim, record.len(), REQUEST)?;
+        let len = TOKEN_BYTES + payload.len();
+        let lane = self.lane_for(len, self.priority)?;
+        let claim = self.claim_until(&lane, len, deadline.map_or(Deadline::Never, Deadline::At))?;
+        // SAFETY: one slice for this claim, dropped before the claim is published below.
+        let cells = unsafe { lane.claimed_payload(&claim, len) };
+        cells[..TOKEN_BYTES].copy_from_slice(&pending.token.to_word().to_ne_bytes());
+        cells[TOKEN_BYTES..].copy_from_slice(payload);
+        self.publish_flagged(&lane, claim, len, REQUEST)?;
         failpoint("request.sent");
         pending.wait(deadline)
     }
