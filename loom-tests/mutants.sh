@@ -26,6 +26,7 @@ cases=(
   "reply_win_store|reply|two_replies_to_one_request_deliver_exactly_one|a reply box won by store, not compare-and-swap"
   "reply_publish_relaxed|reply|a_reply_is_read_whole_by_its_requester|a reply published without Release"
   "reply_free_relaxed|reply|a_box_is_written_again_only_after_its_last_reply_was_read|a reply box freed without Release"
+  "reply_cas_relaxed|reply|a_reply_dropped_for_a_gone_requester_comes_before_the_next_reply|a dropped reply's box freed without Release"
 )
 
 cargo test -p baton-loom-tests --release --target-dir "$TARGET" --no-run -q || exit 1

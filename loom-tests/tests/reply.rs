@@ -106,16 +106,21 @@ fn two_replies_to_one_request_deliver_exactly_one() {
         let got = wait_and_read(&s, t, 1);
         let (ra, rb) = (a.join().unwrap(), b.join().unwrap());
         match (ra, rb) {
-            (Ok(()), Err(Refused::AlreadyReplied)) => assert_eq!(got, [0xa, 0xa]),
-            (Err(Refused::AlreadyReplied), Ok(())) => assert_eq!(got, [0xb, 0xb]),
+            (Ok(()), Err(Refused::AlreadyReplied | Refused::BeingReplied { replier: 2 })) => {
+                assert_eq!(got, [0xa, 0xa])
+            }
+            (Err(Refused::AlreadyReplied | Refused::BeingReplied { replier: 3 }), Ok(())) => {
+                assert_eq!(got, [0xb, 0xb])
+            }
             other => panic!("exactly one reply must get through, got {other:?}"),
         }
     });
 }
 
 /// The requester's deadline passes while the reply is being published: either it gets the
-/// reply (published, or being written by a live replier that then publishes), or the
-/// replier is told the requester is gone; never both, never neither; the box ends free.
+/// reply (published first), or the replier is told the requester is gone (a reply still being
+/// written is left to its replier, which frees the box); never both, never neither; the box
+/// ends free.
 #[test]
 fn a_requester_giving_up_while_the_reply_comes_never_loses_a_published_reply() {
     loom::model(|| {
@@ -125,8 +130,8 @@ fn a_requester_giving_up_while_the_reply_comes_never_loses_a_published_reply() {
         let s2 = s.clone();
         let replier = loom::thread::spawn(move || reply(&s2, t, 2, &[5]));
         let got = match b.give_up(t, 1, alive) {
-            GiveUp::Freed => None,
-            GiveUp::Replied | GiveUp::Replying => Some(wait_and_read(&s, t, 1)),
+            GiveUp::Released => None,
+            GiveUp::Replied => Some(wait_and_read(&s, t, 1)),
         };
         let replied = replier.join().unwrap();
         match (got, replied) {
@@ -169,13 +174,44 @@ fn a_replier_dying_half_way_is_replaced_and_its_bytes_never_reach_the_requester(
                 {
                     Ok(()) => return,
                     // 2 holds the box and is not known dead yet: try again.
-                    Err(Refused::AlreadyReplied) => loom::thread::yield_now(),
+                    Err(Refused::BeingReplied { replier: 2 }) => loom::thread::yield_now(),
                     Err(e) => panic!("{e:?}"),
                 }
             }
         });
         assert_eq!(wait_and_read(&s, t, 1), [3]);
         dying.join().unwrap();
+        next.join().unwrap();
+    });
+}
+
+/// Review: replier 2 writes a reply while its requester (1) is found gone (`settle(1)` by
+/// another process); its `publish` then frees the box itself. The next request's replier (4)
+/// wins the box by an Acquire that reads from that free: the free must be a Release, or 2's
+/// cell writes race 4's.
+#[test]
+fn a_reply_dropped_for_a_gone_requester_comes_before_the_next_reply() {
+    loom::model(|| {
+        let s = shared();
+        let b = s.reply_box.view();
+        let t = b.try_claim(0, 1).unwrap();
+        let s2 = s.clone();
+        let first = loom::thread::spawn(move || {
+            let b = s2.reply_box.view();
+            if let Ok(won) = b.win(t, 2, alive) {
+                b.write(&won, ReplyMeta::default(), &[1, 1]).unwrap();
+                let _ = b.publish(won, &s2.waiter);
+            }
+        });
+        let s3 = s.clone();
+        let next = loom::thread::spawn(move || {
+            let b = s3.reply_box.view();
+            if let Some(t2) = b.try_claim(0, 3) {
+                let _ = reply(&s3, t2, 4, &[2, 2]);
+            }
+        });
+        b.settle(1); // requester 1 found gone
+        first.join().unwrap();
         next.join().unwrap();
     });
 }

@@ -554,7 +554,12 @@ impl Exec<'_> {
         let status = match (status.success(), output) {
             (true, Some(file)) => match read_reply(file, self.max_reply) {
                 Ok(reply) => {
-                    self.answer(&msg, &reply);
+                    if let Err(f) = self.answer(&msg, &reply) {
+                        // Not written (no sender slot, the queue removed or damaged): the
+                        // request stays in the queue, to be answered again (review).
+                        let _ = msg.release();
+                        return Err(f);
+                    }
                     status
                 }
                 Err(too_long) => {
@@ -628,13 +633,23 @@ impl Exec<'_> {
         Ok(Taken::Acknowledged)
     }
 
-    /// Replies to a request with `reply`; a reply refused because it is not needed any more
+    /// Replies to a request with `reply`. A reply refused because it is not needed any more
     /// (the request was answered before, or its requester went) is said, not an error: the
-    /// request was handled.
-    fn answer(&self, msg: &Message, reply: &[u8]) {
+    /// request was handled. Any other failure is the caller's to give the request back for.
+    fn answer(&self, msg: &Message, reply: &[u8]) -> Result<(), Failure> {
         match msg.reply(reply) {
-            Ok(()) => {}
-            Err(e) => eprintln!("baton: request {}: {e}", msg.id()),
+            Ok(()) => Ok(()),
+            Err(e @ (baton::ReplyError::AlreadyReplied | baton::ReplyError::RequesterGone)) => {
+                eprintln!("baton: request {}: {e}", msg.id());
+                Ok(())
+            }
+            Err(e) => Err(Failure::new(
+                exit::ERROR,
+                format!(
+                    "cannot reply to request {}: {e}; the request stays in the queue",
+                    msg.id()
+                ),
+            )),
         }
     }
 

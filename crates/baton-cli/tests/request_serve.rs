@@ -171,3 +171,50 @@ fn a_server_killed_while_writing_its_reply_is_replaced_and_the_requester_gets_on
     assert_eq!(st["reply_boxes_in_use"], 0);
     assert_eq!(st["replies_dropped"], 0);
 }
+
+/// Review: every sender slot is held when serve replies (a transient condition), so its reply
+/// cannot be written: the request must stay in the queue, not be acknowledged unanswered.
+#[test]
+fn a_reply_that_could_not_be_written_leaves_the_request_in_the_queue() {
+    let t = TestDomain::new("cli-serve-noslot");
+    ok(&t, &["create", "svc"]);
+    let requester = {
+        let mut c = t.baton();
+        c.args(["request", "svc", "x", "--timeout", "4"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Child::spawn(&mut c)
+    };
+    assert!(eventually(LONG, || stat_json(&t, "svc")
+        ["reply_boxes_in_use"]
+        == 1));
+    // Hold every other slot: one attachment (and keeper thread) each.
+    let mut held = Vec::new();
+    loop {
+        let q = baton::Queue::open(&t.domain, "svc").unwrap();
+        match q.standby_mark() {
+            Ok(m) => held.push((m, q)),
+            Err(_) => break,
+        }
+    }
+    let o = run(
+        &t,
+        &["serve", "svc", "--count", "1", "--", "echo", "answer"],
+    );
+    drop(held);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the request stays in the queue"),
+        "{}",
+        stderr(&o)
+    );
+    // The request is still there: a serve with a slot answers it, and the requester prints it.
+    let _server = serve(&t, &[], &["echo", "answer"], None);
+    let out = requester.wait_output(LONG);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"answer\n");
+}

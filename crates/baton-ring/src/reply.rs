@@ -11,10 +11,11 @@
 //!
 //! | bits   | field     |                                                                 |
 //! |--------|-----------|-----------------------------------------------------------------|
-//! | 63..24 | seq       | which claim of this box (40 bits; bumped by every claim)         |
-//! | 23..16 | replier   | the slot writing (`REPLYING`) or that wrote (`REPLIED`, and `FREE` after a reply) the reply; 0 none |
-//! | 15..8  | requester | the slot waiting (`WAITING`, `REPLYING`, `REPLIED`); 0 once it is gone |
-//! | 7..0   | state     | 0 `FREE`, 1 `WAITING`, 2 `REPLYING`, 3 `REPLIED`                  |
+//! | 63..26 | seq       | which claim of this box (38 bits; bumped by every claim; a new queue's boxes start at random ones) |
+//! | 25..20 | wins      | bumped by every win and every reopening: a word seen again after a slot was settled and won again is not the same word (no ABA on a slot number) |
+//! | 19..12 | replier   | the slot writing (`REPLYING`) or that wrote (`REPLIED`, and `FREE` after a reply) the reply; 0 none |
+//! | 11..4  | requester | the slot waiting (`WAITING`, `REPLYING`, `REPLIED`); 0 once it is gone (an orphaned reply) |
+//! | 3..0   | state     | 0 `FREE`, 1 `WAITING`, 2 `REPLYING`, 3 `REPLIED`; other values are damage |
 //!
 //! A `FREE` box keeps the seq of its last claim and, if that claim got its reply, the
 //! replier's slot: so a second reply to that request is told "already replied", not "gone",
@@ -62,35 +63,59 @@ pub mod state {
     /// The reply is written: the requester may read it.
     pub const REPLIED: u64 = 3;
     /// The seq field's width.
-    pub const SEQ_BITS: u32 = 40;
+    pub const SEQ_BITS: u32 = 38;
+    /// The wins field's width.
+    pub const WIN_BITS: u32 = 6;
 
     /// Packs a state word.
     #[inline]
-    pub fn pack(seq: u64, requester: u8, replier: u8, state: u64) -> u64 {
-        (seq & ((1 << SEQ_BITS) - 1)) << 24
-            | (replier as u64) << 16
-            | (requester as u64) << 8
+    pub fn pack(seq: u64, wins: u64, requester: u8, replier: u8, state: u64) -> u64 {
+        (seq & ((1 << SEQ_BITS) - 1)) << 26
+            | (wins & ((1 << WIN_BITS) - 1)) << 20
+            | (replier as u64) << 12
+            | (requester as u64) << 4
             | state
     }
     /// The claim's sequence number.
     #[inline]
     pub fn seq(s: u64) -> u64 {
-        s >> 24
+        s >> 26
+    }
+    /// How many times the box was won or reopened since it was made (mod 64).
+    #[inline]
+    pub fn wins(s: u64) -> u64 {
+        (s >> 20) & ((1 << WIN_BITS) - 1)
     }
     /// The replier's slot.
     #[inline]
     pub fn replier(s: u64) -> u8 {
-        (s >> 16) as u8
+        (s >> 12) as u8
     }
     /// The requester's slot.
     #[inline]
     pub fn requester(s: u64) -> u8 {
-        (s >> 8) as u8
+        (s >> 4) as u8
     }
     /// The state.
     #[inline]
     pub fn state(s: u64) -> u64 {
-        s & 0xff
+        s & 0xf
+    }
+    /// The same word with other fields (`None`: keep).
+    #[inline]
+    pub fn with(s: u64, requester: Option<u8>, replier: Option<u8>, st: u64) -> u64 {
+        pack(
+            seq(s),
+            wins(s),
+            requester.unwrap_or(self::requester(s)),
+            replier.unwrap_or(self::replier(s)),
+            st,
+        )
+    }
+    /// The same word, won or reopened once more.
+    #[inline]
+    pub fn bumped(s: u64) -> u64 {
+        pack(seq(s), wins(s) + 1, requester(s), replier(s), state(s))
     }
 }
 
@@ -99,7 +124,7 @@ pub mod state {
 pub struct Token {
     /// The box's index among the queue's boxes.
     pub index: u16,
-    /// The claim's sequence number (40 bits).
+    /// The claim's sequence number (38 bits).
     pub seq: u64,
 }
 
@@ -150,8 +175,15 @@ pub struct ReplyBoxControl {
 /// Why a reply was not delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    /// The request already has its reply (or has one being written by a live replier).
+    /// The request already has its reply.
     AlreadyReplied,
+    /// Another replier, whose slot has a live holder, is writing a reply to this request. (Also
+    /// what a replier sees for the few microseconds in which a dead replier's slot is being
+    /// settled by another process: worth a short wait and a second try.)
+    BeingReplied {
+        /// That replier's slot.
+        replier: u8,
+    },
     /// The requester is no longer waiting for this reply: it gave up, or died, or (when the
     /// box has been claimed again since) already had a reply.
     RequesterGone,
@@ -195,12 +227,11 @@ pub enum Poll {
 /// What [`ReplyBox::give_up`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GiveUp {
-    /// The box is free again; a reply that comes later is refused.
-    Freed,
+    /// The requester no longer holds the box: it is free again, or a live replier that is
+    /// writing into it frees it when it publishes. A reply that comes later is refused.
+    Released,
     /// The reply arrived first: read it and free the box as usual.
     Replied,
-    /// A live replier is writing the reply: wait for it (it is a copy, not a wait).
-    Replying,
 }
 
 /// What [`ReplyBox::settle`] did for a slot found gone.
@@ -255,17 +286,13 @@ impl<'a> ReplyBox<'a> {
             return None;
         }
         let seq = (state::seq(s) + 1) & ((1 << state::SEQ_BITS) - 1);
+        let claimed = state::pack(seq, state::wins(s), requester, 0, state::WAITING);
         // Relaxed: the claim writes nothing but the word. The reply that follows is ordered
         // after the last reader of the cells by the release sequence of this word: the free
         // (Release) this claim read-from, then this claim, then the win (Acquire).
         self.ctl
             .state
-            .compare_exchange(
-                s,
-                state::pack(seq, requester, 0, state::WAITING),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(s, claimed, Ordering::Relaxed, Ordering::Relaxed)
             .ok()
             .map(|_| Token { index, seq })
     }
@@ -327,28 +354,45 @@ impl<'a> ReplyBox<'a> {
             }
             let requester = state::requester(s);
             match state::state(s) {
-                state::WAITING if is_dead(requester) => {
+                state::WAITING if requester == 0 || is_dead(requester) => {
                     // Nobody will read it: free the box now rather than write into it.
-                    if self.cas(s, state::pack(token.seq, 0, 0, state::FREE)) {
+                    if self.cas(s, state::with(s, Some(0), Some(0), state::FREE)) {
                         return Err(Refused::RequesterGone);
                     }
                     continue;
                 }
                 state::WAITING => {}
-                state::REPLYING if is_dead(state::replier(s)) => {} // its replier died: take over
-                state::REPLYING | state::REPLIED => return Err(Refused::AlreadyReplied),
+                // A reply nobody waits for any more: refused (and the box freed if its
+                // replier is gone).
+                state::REPLYING if requester == 0 => {
+                    if is_dead(state::replier(s)) {
+                        self.cas(s, state::with(s, Some(0), Some(0), state::FREE));
+                    }
+                    return Err(Refused::RequesterGone);
+                }
+                // Its replier died: take over. (The word includes the wins count, so if the
+                // slot was settled and won again meanwhile, the compare-and-swap fails.)
+                state::REPLYING if is_dead(state::replier(s)) => {}
+                state::REPLYING => {
+                    return Err(Refused::BeingReplied {
+                        replier: state::replier(s),
+                    })
+                }
+                state::REPLIED => return Err(Refused::AlreadyReplied),
                 state::FREE if state::replier(s) != 0 => return Err(Refused::AlreadyReplied),
                 state::FREE => return Err(Refused::RequesterGone),
                 _ => return Err(Refused::Corrupt { found: s }),
             }
-            let mine = state::pack(token.seq, requester, replier, state::REPLYING);
+            let mine = state::bumped(state::with(s, None, Some(replier), state::REPLYING));
             if mutant("reply_win_store") {
                 // MUTANT: win by a store, not a compare-and-swap.
                 self.ctl.state.store(mine, Ordering::Relaxed);
                 return Ok(Won { token, word: mine });
             }
             // SYNC POINT: box reusable (Acquire side): the cells are written only after the
-            // last reader of the previous reply freed them.
+            // last reader of the previous reply freed them, and after a dead replier's writes
+            // (ordered by whoever found it dead and settled its slot, or by our look at its
+            // slot's lock).
             if self
                 .ctl
                 .state
@@ -392,8 +436,7 @@ impl<'a> ReplyBox<'a> {
     /// [`Refused::RequesterGone`] if the requester was found gone meanwhile (the box is freed:
     /// nobody reads the reply); [`Refused::Corrupt`] if a peer scribbled on the state.
     pub fn publish<W: Waiter>(&self, won: Won, waiter: &W) -> Result<(), Refused> {
-        let (seq, replier) = (won.token.seq, state::replier(won.word));
-        let done = state::pack(seq, state::requester(won.word), replier, state::REPLIED);
+        let done = state::with(won.word, None, None, state::REPLIED);
         let publish = if mutant("reply_publish_relaxed") {
             Ordering::Relaxed // MUTANT: no Release
         } else {
@@ -409,9 +452,10 @@ impl<'a> ReplyBox<'a> {
                 self.ctl.event.notify(waiter);
                 Ok(())
             }
-            // The requester was found gone while we wrote (`settle` cleared it): nobody reads.
-            Err(now) if now == state::pack(seq, 0, replier, state::REPLYING) => {
-                self.cas(now, state::pack(seq, 0, 0, state::FREE));
+            // The requester was found gone (or gave up) while we wrote: nobody reads it. The
+            // box is freed with Release, so the next reply's writes come after ours.
+            Err(now) if now == state::with(won.word, Some(0), None, state::REPLYING) => {
+                self.cas(now, state::with(now, Some(0), Some(0), state::FREE));
                 Err(Refused::RequesterGone)
             }
             Err(now) => Err(Refused::Corrupt { found: now }),
@@ -477,7 +521,7 @@ impl<'a> ReplyBox<'a> {
             .state
             .compare_exchange(
                 s,
-                state::pack(token.seq, 0, state::replier(s), state::FREE),
+                state::with(s, Some(0), None, state::FREE),
                 release,
                 Ordering::Relaxed,
             )
@@ -485,23 +529,25 @@ impl<'a> ReplyBox<'a> {
     }
 
     /// The requester of `token` stops waiting (its deadline passed). A reply that is already
-    /// there, or being written by a live replier, is the caller's to take.
+    /// there is the caller's to take. A reply being written by a live replier is left to it:
+    /// the box is marked requester-less, and that replier frees it when it publishes
+    /// (`RequesterGone`); so a stopped replier never holds a requester past its deadline.
     pub fn give_up(&self, token: Token, requester: u8, is_dead: impl Fn(u8) -> bool) -> GiveUp {
         loop {
             let s = self.ctl.state.load(Ordering::Relaxed);
             if state::seq(s) != token.seq || state::requester(s) != requester {
-                return GiveUp::Freed; // not ours any more: nothing to give back
+                return GiveUp::Released; // not ours any more: nothing to give back
             }
-            match state::state(s) {
+            let to = match state::state(s) {
                 state::REPLIED => return GiveUp::Replied,
-                state::REPLYING if !is_dead(state::replier(s)) => return GiveUp::Replying,
-                state::WAITING | state::REPLYING => {
-                    // Relaxed: nothing was read; a dead replier's writes end with its death.
-                    if self.cas(s, state::pack(token.seq, 0, 0, state::FREE)) {
-                        return GiveUp::Freed;
-                    }
+                state::REPLYING if !is_dead(state::replier(s)) => {
+                    state::with(s, Some(0), None, state::REPLYING)
                 }
-                _ => return GiveUp::Freed,
+                state::WAITING | state::REPLYING => state::with(s, Some(0), Some(0), state::FREE),
+                _ => return GiveUp::Released,
+            };
+            if self.cas(s, to) {
+                return GiveUp::Released;
             }
         }
     }
@@ -512,30 +558,35 @@ impl<'a> ReplyBox<'a> {
     /// replier, a reply being written for it by a live replier is marked requester-less (the
     /// replier then frees the box). Idempotent.
     pub fn settle(&self, slot: u8) -> Settled {
+        if slot == 0 {
+            return Settled::default(); // 0 is nobody: never a holder's slot
+        }
         let mut done = Settled::default();
         loop {
             let s = self.ctl.state.load(Ordering::Relaxed);
-            let (seq, req, rep) = (state::seq(s), state::requester(s), state::replier(s));
+            let (req, rep) = (state::requester(s), state::replier(s));
             let to = match state::state(s) {
                 state::WAITING | state::REPLIED if req == slot => {
                     if state::state(s) == state::REPLIED {
                         done.dropped = 1;
                     }
                     done.freed = 1;
-                    state::pack(seq, 0, rep, state::FREE)
+                    state::with(s, Some(0), None, state::FREE)
                 }
-                state::REPLYING if rep == slot && req == slot => {
+                // The replier is gone, and nobody waits (the requester is gone too): free.
+                state::REPLYING if rep == slot && (req == slot || req == 0) => {
                     done.freed = 1;
-                    state::pack(seq, 0, 0, state::FREE)
+                    state::with(s, Some(0), Some(0), state::FREE)
                 }
+                // The replier is gone: the request's next replier may have the box.
                 state::REPLYING if rep == slot => {
                     done.reopened = 1;
-                    state::pack(seq, req, 0, state::WAITING)
+                    state::bumped(state::with(s, None, Some(0), state::WAITING))
                 }
-                state::REPLYING if req == slot => state::pack(seq, 0, rep, state::REPLYING),
+                // The requester is gone: the replier frees the box when it publishes.
+                state::REPLYING if req == slot => state::with(s, Some(0), None, state::REPLYING),
                 _ => return done,
             };
-            // Relaxed: the settler reads no cells; a reopened box is won again by Acquire.
             if self.cas(s, to) {
                 return done;
             }
@@ -543,12 +594,49 @@ impl<'a> ReplyBox<'a> {
         }
     }
 
+    /// Frees the box if it holds a request or reply nobody will ever take: requester-less
+    /// (`WAITING` or `REPLIED` with requester 0, or `REPLYING` with requester 0 under a replier
+    /// `is_dead` says is gone), or a state no protocol step writes (a peer's scribble).
+    /// Returns whether it did.
+    pub fn free_orphan(&self, is_dead: impl Fn(u8) -> bool) -> bool {
+        let s = self.ctl.state.load(Ordering::Relaxed);
+        let orphan = match state::state(s) {
+            state::FREE => false,
+            state::WAITING | state::REPLIED => state::requester(s) == 0,
+            state::REPLYING => state::requester(s) == 0 && is_dead(state::replier(s)),
+            _ => true,
+        };
+        orphan && self.cas(s, state::with(s, Some(0), Some(0), state::FREE))
+    }
+
+    /// A compare-and-swap of the state word for the steps that free, reopen, orphan or take
+    /// back a box. Release: a box freed or reopened after a replier wrote into it (and then
+    /// died, or found its requester gone) hands those writes, in order, to the next winner's
+    /// Acquire (review: a Relaxed free let the next reply's writes race the dropped one's).
+    /// Not swept: the loom model that would catch it needs a settle racing a publish and a
+    /// new claim, `reply::a_reply_dropped_for_a_gone_requester_comes_before_the_next_reply`,
+    /// and it is written once here for all of them.
     #[inline]
     fn cas(&self, from: u64, to: u64) -> bool {
+        let order = if mutant("reply_cas_relaxed") {
+            Ordering::Relaxed // MUTANT: frees and reopenings without Release
+        } else {
+            Ordering::Release
+        };
         self.ctl
             .state
-            .compare_exchange(from, to, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(from, to, order, Ordering::Relaxed)
             .is_ok()
+    }
+
+    /// Sets the claim sequence number of a free box: a new queue's boxes start at random
+    /// ones, so that a token of another queue (or of an earlier queue of the same name) is
+    /// refused rather than taken for one of this queue's.
+    pub fn set_first_seq(&self, seq: u64) {
+        // Relaxed: before the segment is visible to anyone.
+        self.ctl
+            .state
+            .store(state::pack(seq, 0, 0, 0, state::FREE), Ordering::Relaxed);
     }
 }
 
@@ -640,7 +728,7 @@ mod tests {
         let heap = HeapReplyBox::new(1);
         let b = heap.view();
         let t = b.try_claim(0, 1).unwrap();
-        assert_eq!(b.give_up(t, 1, ALIVE), GiveUp::Freed);
+        assert_eq!(b.give_up(t, 1, ALIVE), GiveUp::Released);
         assert_eq!(reply(&b, t, 2, b"late"), Err(Refused::RequesterGone));
         assert!(b.try_claim(0, 1).is_some(), "the box is free again");
     }
@@ -682,7 +770,10 @@ mod tests {
         died.set(true);
         assert_eq!(b.poll(t, 1), Poll::Pending { replier: 2 });
         // While 2 lives, another reply is refused; once it is dead, 3 takes over.
-        assert_eq!(reply(&b, t, 3, b"whole"), Err(Refused::AlreadyReplied));
+        assert_eq!(
+            reply(&b, t, 3, b"whole"),
+            Err(Refused::BeingReplied { replier: 2 })
+        );
         let dead = |s: u8| s == 2 && died.get();
         b.reply(t, 3, ReplyMeta::default(), b"whole", dead, &Yield)
             .unwrap();
@@ -747,13 +838,14 @@ mod tests {
     }
 
     #[test]
-    fn the_sequence_number_wraps_at_forty_bits_and_tokens_round_trip() {
+    fn the_sequence_number_wraps_at_thirty_eight_bits_and_tokens_round_trip() {
         let heap = HeapReplyBox::new(1);
         let b = heap.view();
         let last = (1u64 << state::SEQ_BITS) - 1;
-        heap.ctl
-            .state
-            .store(state::pack(last - 1, 0, 0, state::FREE), Ordering::Relaxed);
+        heap.ctl.state.store(
+            state::pack(last - 1, 0, 0, 0, state::FREE),
+            Ordering::Relaxed,
+        );
         let t = b.try_claim(513, 1).unwrap();
         assert_eq!(t.seq, last);
         assert_eq!(Token::from_word(t.to_word()), t);
@@ -772,12 +864,122 @@ mod tests {
         reply(&b, t, 2, b"ok").unwrap();
         heap.ctl.len.store(u32::MAX, Ordering::Relaxed);
         assert_eq!(b.read(&mut Vec::new()), None);
-        heap.ctl.state.store(t.seq << 24 | 0x77, Ordering::Relaxed);
+        heap.ctl
+            .state
+            .store(state::pack(t.seq, 0, 1, 2, 0xc), Ordering::Relaxed);
         assert_eq!(b.poll(t, 1), Poll::Lost);
         assert!(matches!(
             reply(&b, t, 2, b"x"),
             Err(Refused::Corrupt { .. })
         ));
-        assert_eq!(b.give_up(t, 1, ALIVE), GiveUp::Freed);
+        assert_eq!(b.give_up(t, 1, ALIVE), GiveUp::Released);
+    }
+
+    #[test]
+    fn a_box_whose_requester_and_then_replier_are_found_gone_ends_free() {
+        let heap = HeapReplyBox::new(1);
+        let b = heap.view();
+        let t = b.try_claim(0, 1).unwrap();
+        let won = b.win(t, 2, ALIVE).unwrap();
+        b.write(&won, ReplyMeta::default(), b"half").unwrap();
+        b.settle(1); // the requester is found gone
+        let _dies = won; // then the replier dies before publishing
+        b.settle(2);
+        assert_eq!(
+            state::state(b.state_word()),
+            state::FREE,
+            "review: the box leaked"
+        );
+    }
+
+    /// Review: replier 3 finds the box REPLYING under slot 2 and asks whether 2 is dead: yes.
+    /// Before its compare-and-swap, a new process takes slot 2 (settling it reopens the box)
+    /// and, as slot 2, wins the box for the same request: the word has the same fields again.
+    /// The wins count makes it another word, so replier 3 does not win too.
+    #[test]
+    fn a_takeover_never_gives_the_box_to_two_live_repliers() {
+        let heap = HeapReplyBox::new(1);
+        let b = heap.view();
+        let t = b.try_claim(0, 1).unwrap();
+        let _old = b.win(t, 2, ALIVE).unwrap(); // the replier in slot 2 wins and dies
+        let second = std::cell::Cell::new(None);
+        let played = std::cell::Cell::new(false);
+        let is_dead = |slot: u8| {
+            if slot == 2 && !played.replace(true) {
+                b.settle(2);
+                second.set(Some(
+                    b.win(t, 2, ALIVE).expect("the new slot-2 holder wins"),
+                ));
+                return true; // what replier 3 saw before all that
+            }
+            false
+        };
+        let third = b.win(t, 3, is_dead);
+        assert_eq!(third.unwrap_err(), Refused::BeingReplied { replier: 2 });
+        let second = second.take().unwrap();
+        b.write(&second, ReplyMeta::default(), b"slot 2's").unwrap();
+        b.publish(second, &Yield).unwrap();
+        assert_eq!(read(&b), b"slot 2's");
+    }
+
+    /// Review: the requester gives up while the box is REPLYING under a slot that looks dead;
+    /// before its compare-and-swap the slot is retaken and wins the box again. The requester
+    /// must not free a box a live replier writes: it is released to that replier, which frees
+    /// it when it publishes, and no other request gets it meanwhile.
+    #[test]
+    fn giving_up_never_frees_a_box_a_live_replier_is_writing() {
+        let heap = HeapReplyBox::new(1);
+        let b = heap.view();
+        let t = b.try_claim(0, 1).unwrap();
+        let _old = b.win(t, 2, ALIVE).unwrap();
+        let live = std::cell::Cell::new(None);
+        let played = std::cell::Cell::new(false);
+        let is_dead = |slot: u8| {
+            if slot == 2 && !played.replace(true) {
+                b.settle(2);
+                live.set(Some(b.win(t, 2, ALIVE).unwrap()));
+                return true;
+            }
+            false
+        };
+        assert_eq!(b.give_up(t, 1, is_dead), GiveUp::Released);
+        let live = live.take().unwrap();
+        assert!(
+            b.try_claim(0, 5).is_none(),
+            "the live replier still holds the box"
+        );
+        b.write(&live, ReplyMeta::default(), b"late").unwrap();
+        assert_eq!(b.publish(live, &Yield), Err(Refused::RequesterGone));
+        assert_eq!(state::state(b.state_word()), state::FREE);
+        assert!(b.try_claim(0, 5).is_some());
+    }
+
+    #[test]
+    fn a_requester_giving_up_on_a_stopped_live_replier_is_not_held_and_the_box_comes_back() {
+        let heap = HeapReplyBox::new(1);
+        let b = heap.view();
+        let t = b.try_claim(0, 1).unwrap();
+        let won = b.win(t, 2, ALIVE).unwrap(); // then stopped (SIGSTOP), alive
+        assert_eq!(b.give_up(t, 1, ALIVE), GiveUp::Released);
+        assert_eq!(b.poll(t, 1), Poll::Lost);
+        // A second reply to the request is refused; the box is freed by the replier's
+        // publish, or (if it dies first) when its slot is settled, or by an orphan sweep.
+        assert_eq!(reply(&b, t, 3, b"x"), Err(Refused::RequesterGone));
+        let _dies = won;
+        assert!(!b.free_orphan(ALIVE), "its replier may still publish");
+        assert!(b.free_orphan(|s| s == 2));
+        assert_eq!(state::state(b.state_word()), state::FREE);
+    }
+
+    #[test]
+    fn a_box_scribbled_to_a_state_nobody_writes_is_freed_as_an_orphan() {
+        let heap = HeapReplyBox::new(1);
+        let b = heap.view();
+        heap.ctl
+            .state
+            .store(state::pack(5, 0, 200, 0, 7), Ordering::Relaxed);
+        assert!(b.try_claim(0, 1).is_none());
+        assert!(b.free_orphan(ALIVE));
+        assert!(b.try_claim(0, 1).is_some());
     }
 }

@@ -152,7 +152,7 @@ impl Sender {
     pub fn request(&self, payload: &[u8], timeout: Duration) -> Result<Reply, RequestError> {
         let seg = &self.seg;
         let max = (seg.attributes().max_message as usize).saturating_sub(TOKEN_BYTES);
-        if payload.len() > max {
+        if payload.len() + TOKEN_BYTES > seg.attributes().max_message as usize {
             return Err(RequestError::TooBig {
                 len: payload.len(),
                 max,
@@ -226,24 +226,30 @@ impl<'a> Pending<'a> {
                     done: false,
                 });
             }
-            // None free: the boxes of requesters that died are theirs no more.
-            let mut reclaimed = false;
-            for i in 0..n {
-                let Some(b) = seg.reply_box(i) else { continue };
-                let s = b.state_word();
-                let requester = state::requester(s);
-                if requester != 0 && slot_is_dead(seg, requester) {
-                    reclaimed |= recovery::reclaim_if_dead(seg, requester).is_some();
-                }
-            }
-            if reclaimed {
-                continue;
-            }
             if seg.is_removed() {
                 return Err(RequestError::Removed);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RequestError::AllBoxesBusy { boxes: n });
+            }
+            // None free: boxes nobody will take any more (their requester is gone, or a peer
+            // scribbled on them) are freed, and the boxes of requesters that died are theirs
+            // no more (reclaiming the slot settles them). Look again only if one came free.
+            let mut freed = false;
+            for i in 0..n {
+                let Some(b) = seg.reply_box(i) else { continue };
+                if b.free_orphan(|s| slot_is_dead(seg, s)) {
+                    freed = true;
+                    continue;
+                }
+                let requester = state::requester(b.state_word());
+                if requester != 0 && slot_is_dead(seg, requester) {
+                    recovery::reclaim_if_dead(seg, requester);
+                    freed |= state::state(b.state_word()) == state::FREE;
+                }
+            }
+            if freed {
+                continue;
             }
             let tick = Instant::now() + IDLE_TICK;
             seg.shared().reply_free.wait_until(
@@ -275,14 +281,10 @@ impl<'a> Pending<'a> {
             }
             std::hint::spin_loop();
         }
-        let mut give_up = false;
         loop {
             let mut seen = Poll::Pending { replier: 0 };
             let tick = Instant::now() + IDLE_TICK;
-            let until = match deadline {
-                Some(d) if !give_up => d.min(tick),
-                _ => tick,
-            };
+            let until = deadline.map_or(tick, |d| d.min(tick));
             b.event().wait_until(&Futex, Some(until), || {
                 seen = b.poll(self.token, self.slot);
                 !matches!(seen, Poll::Pending { .. })
@@ -296,16 +298,16 @@ impl<'a> Pending<'a> {
                 self.give_back();
                 return Err(RequestError::Removed);
             }
-            if give_up || deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                // A reply being written now by a live replier is left to it: it frees the box
+                // when it publishes. The requester never waits past its deadline.
                 match b.give_up(self.token, self.slot, |s| slot_is_dead(self.seg, s)) {
-                    GiveUp::Freed => {
+                    GiveUp::Released => {
                         self.done = true;
                         self.seg.shared().reply_free.notify(&Futex);
                         return Err(RequestError::Timeout);
                     }
                     GiveUp::Replied => return self.take(),
-                    // A live replier is writing it: that takes a copy's time; wait for it.
-                    GiveUp::Replying => give_up = true,
                 }
             }
         }
@@ -343,8 +345,6 @@ impl<'a> Pending<'a> {
         if b.give_up(self.token, self.slot, |s| slot_is_dead(self.seg, s)) == GiveUp::Replied {
             b.free(self.token, self.slot);
         }
-        // A reply being written by a live replier ends REPLIED under this live slot; the box
-        // is freed when this process lets the queue go (its slot is settled).
         self.seg.shared().reply_free.notify(&Futex);
     }
 }
@@ -379,7 +379,20 @@ pub(super) fn reply_through(
     }
     let slot = recovery::sender_slot(seg).map_err(ReplyError::NoSenderSlot)?;
     let is_dead = |s: u8| slot_is_dead(seg, s);
-    let result = b.win(token, slot, is_dead).and_then(|won| {
+    // Another replier's slot that looks alive may be a dead one's being settled by another
+    // process (its lock is held for that, microseconds): wait a little for the box to be
+    // reopened before taking "being replied" for "already replied" (review).
+    let patience = Instant::now() + BEING_REPLIED_PATIENCE;
+    let won = loop {
+        match b.win(token, slot, is_dead) {
+            Err(Refused::BeingReplied { .. }) if Instant::now() < patience => {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            Err(Refused::BeingReplied { .. }) => break Err(Refused::AlreadyReplied),
+            other => break other,
+        }
+    };
+    let result = won.and_then(|won| {
         b.write(&won, meta, payload)?;
         failpoint("reply.written");
         b.publish(won, &Futex)
@@ -387,6 +400,11 @@ pub(super) fn reply_through(
     result.map_err(|r| {
         if matches!(r, Refused::RequesterGone | Refused::AlreadyReplied) {
             dropped();
+        }
+        if r == Refused::RequesterGone {
+            // The refusal may have freed the box (a requester found gone): a requester waiting
+            // for one need not wait for its tick.
+            seg.shared().reply_free.notify(&Futex);
         }
         match r {
             Refused::Corrupt { found } => ReplyError::Corrupt(Damage::ReplyBox {
@@ -398,9 +416,14 @@ pub(super) fn reply_through(
     })
 }
 
+/// How long a replier waits for a box another slot is replying into to be reopened (see
+/// `reply_through`): the settling takes microseconds, unless the process doing it is stopped;
+/// a live replier that is itself stopped costs a second reply this wait, then `AlreadyReplied`.
+const BEING_REPLIED_PATIENCE: Duration = Duration::from_secs(1);
+
 fn refused(r: Refused) -> ReplyError {
     match r {
-        Refused::AlreadyReplied => ReplyError::AlreadyReplied,
+        Refused::AlreadyReplied | Refused::BeingReplied { .. } => ReplyError::AlreadyReplied,
         Refused::RequesterGone => ReplyError::RequesterGone,
         Refused::TooBig { len, max } => ReplyError::TooBig { len, max },
         Refused::Corrupt { found } => ReplyError::Corrupt(Damage::ReplyBox {

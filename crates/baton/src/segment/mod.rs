@@ -135,6 +135,21 @@ impl Segment {
             unsafe { std::ptr::write_volatile(map.as_mut_ptr() as *mut Identity, identity) };
             // SAFETY: as above; `Shared` lies inside the header page (const-asserted).
             unsafe { init_locks(map.as_mut_ptr().add(SHARED_OFFSET) as *mut Shared)? };
+            // Each reply box starts at a random claim number, so that a reply token of another
+            // queue, or of an earlier queue of this name, is refused here (review).
+            let mut seed = random_seed(identity.created_unix_ns);
+            for i in 0..u64::from(replies.count) {
+                // SAFETY: `layout` placed each box's control line inside the mapping, 64-byte
+                // aligned; nobody else sees the segment yet.
+                let ctl = unsafe {
+                    &*(map
+                        .as_ptr()
+                        .add((replies.offset + replies.stride * i) as usize)
+                        as *const ReplyBoxControl)
+                };
+                seed = splitmix64(seed);
+                ReplyBox::new(ctl, &[]).set_first_seq(seed);
+            }
 
             // link(2), not rename: it fails with EEXIST instead of replacing a queue.
             match temp.link_as(&path) {
@@ -534,6 +549,26 @@ impl Segment {
             ))
         }
     }
+}
+
+/// 64 random bits from the kernel, or (if it has none to give) from the clock and the pid.
+fn random_seed(now_ns: u64) -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: writing at most 8 bytes into an 8-byte buffer.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), 8, libc::GRND_NONBLOCK) };
+    if n == 8 {
+        u64::from_ne_bytes(b)
+    } else {
+        splitmix64(now_ns ^ u64::from(std::process::id()) << 32)
+    }
+}
+
+/// SplitMix64's step: spreads a seed over all 64 bits.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The lanes' geometries, checked once (a layout bug panics here, as `Lane::new` would).
