@@ -27,6 +27,8 @@ cases=(
   "reply_publish_relaxed|reply|a_reply_is_read_whole_by_its_requester|a reply published without Release"
   "reply_free_relaxed|reply|a_box_is_written_again_only_after_its_last_reply_was_read|a reply box freed without Release"
   "reply_cas_relaxed|reply|a_reply_dropped_for_a_gone_requester_comes_before_the_next_reply|a dropped reply's box freed without Release"
+  "event_no_checksum|events|two_writers_of_one_slot_leave_a_whole_event_or_a_missed_one|an event's checksum not checked"
+  "event_no_seq|events|two_writers_of_one_slot_leave_a_whole_event_or_a_missed_one|an event's sequence number not checked"
 )
 
 cargo test -p baton-loom-tests --release --target-dir "$TARGET" --no-run -q || exit 1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The ordering sweep: weakens every synchronising atomic ordering of the lane and the wake
-# protocol (each `ord!(...)` site in crates/baton-ring/src/lane.rs, lane/shared.rs, wake.rs, lookout.rs and reply.rs), one at a time, to Relaxed (a
+# protocol (each `ord!(...)` site in crates/baton-ring/src/lane.rs, lane/shared.rs, wake.rs, lookout.rs, reply.rs and events.rs), one at a time, to Relaxed (a
 # fence: to none), and runs the loom models against it. Every weakening must be caught by a
 # model; one that is not either needs a model or is not needed, and then the code must say why
 # and use the weaker ordering. The sites are switched at run time in loom builds only
@@ -17,6 +17,8 @@ filter="${1:-}"
 
 # The models, fastest first: a weakening is caught as soon as one of them fails.
 models=(
+  "events a_published_event_is_read_with_its_own_words"
+  "events two_writers_of_one_slot_leave_a_whole_event_or_a_missed_one"
   "reply a_reply_is_read_whole_by_its_requester"
   "reply a_box_is_written_again_only_after_its_last_reply_was_read"
   "reply two_replies_to_one_request_deliver_exactly_one"
@@ -55,7 +57,7 @@ while IFS= read -r line; do
   [ -n "$name" ] && bin[${name% *}]=${name#* }
 done < <(cargo test -p baton-loom-tests --release --target-dir "$TARGET" --no-run \
            --message-format=json -q 2>/dev/null | grep '"executable":"/')
-for f in lane wake recovery shared reply; do
+for f in lane wake recovery shared reply events; do
   [ -n "${bin[$f]:-}" ] || { echo "no loom test binary for $f"; exit 1; }
 done
 
@@ -70,7 +72,7 @@ listing=$(awk '{
     line = substr(line, i + 5); col += 5
   }
   if (found) pending = 0
-}' crates/baton-ring/src/lane.rs crates/baton-ring/src/lane/shared.rs crates/baton-ring/src/wake.rs crates/baton-ring/src/lookout.rs crates/baton-ring/src/reply.rs | grep -F -- "$filter")
+}' crates/baton-ring/src/lane.rs crates/baton-ring/src/lane/shared.rs crates/baton-ring/src/wake.rs crates/baton-ring/src/lookout.rs crates/baton-ring/src/reply.rs crates/baton-ring/src/events.rs | grep -F -- "$filter")
 sites=$(sed -n 's/^S //p' <<<"$listing")
 for site in $(sed -n 's/^K //p' <<<"$listing"); do
   echo "kept        $site (not swept: the reason is in the code)   [$(sed -n "$(cut -d: -f2 <<<"$site")p" "$(cut -d: -f1 <<<"$site")" | sed 's/^ *//' | cut -c1-70)]"

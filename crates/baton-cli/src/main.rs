@@ -18,6 +18,7 @@ mod recv;
 mod request;
 mod send;
 mod stdio;
+mod watch;
 
 /// The exit statuses, the same for every command.
 pub mod exit {
@@ -166,6 +167,10 @@ queue.")]
     /// standard output is the reply.
     #[command(after_help = request::SERVE_HELP)]
     Serve(recv::ServeArgs),
+    /// Follow what happens to the domain's queues (or one queue's) as it happens: queues made
+    /// and removed, owners taking over and letting go, consumers joining and leaving.
+    #[command(after_help = watch::AFTER_HELP)]
+    Watch(watch::Args),
     /// Show the messages waiting in a queue (payloads and metadata), taking none.
     #[command(after_help = "\
 Highest priority first, oldest first within a priority: the order a plain receiver takes them \
@@ -470,6 +475,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Recv(args) => recv::run(&domain, args, json),
         Command::Request(args) => request::run(&domain, args, json),
         Command::Serve(args) => recv::serve(&domain, args),
+        Command::Watch(args) => watch::run(&domain, args, json),
         Command::Peek {
             name,
             count,

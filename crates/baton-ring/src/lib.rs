@@ -9,6 +9,9 @@
 //!   only by an `unsafe` call whose contract is the proof of that role (a held sender slot,
 //!   ownership of the queue); the `baton` crate makes them from its lock guards, so "only the
 //!   owner calls this" is checked by the compiler there.
+//! - [`events`]: the event log, a broadcast ring that any process appends to and any number
+//!   of readers follow at their own pace (owner changes, takeovers, consumers, queues made and
+//!   removed).
 //! - [`reply`]: the reply boxes of request/reply: claimed by a requester, won, written and
 //!   published by exactly one replier, taken over from a replier that died.
 //! - [`wake`]: the event count that sleepers wait on, behind the [`wake::Waiter`] trait (the
@@ -22,6 +25,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+pub mod events;
 pub mod failpoint;
 pub mod lane;
 pub mod lookout;

@@ -193,7 +193,7 @@ fn take_sender_slot(seg: &Attachment) -> Result<u8, SlotError> {
     };
     failpoint("slot.locked");
     // Rule 1: what the slot's earlier holders left is ours to resolve before we claim.
-    settle_leftovers(seg, slot);
+    settle_leftovers(seg, slot, true);
     let s = &seg.shared().slots[slot as usize];
     s.standbys.store(0, Ordering::Relaxed);
     s.pid.store(std::process::id(), Ordering::Release);
@@ -216,7 +216,7 @@ fn take_sender_slot(seg: &Attachment) -> Result<u8, SlotError> {
 /// abandoned, and (in a shared queue) each record a consumer of it took and did not
 /// acknowledge is given back, to be taken again flagged. The caller holds the slot's lock, so
 /// none of them can be a live process's. Returns how many records it resolved.
-fn settle_leftovers(seg: &Segment, slot: u8) -> u64 {
+fn settle_leftovers(seg: &Segment, slot: u8, died: bool) -> u64 {
     let shared = seg.attributes().shared;
     let mut resolved = 0;
     let mut returned = 0;
@@ -231,7 +231,16 @@ fn settle_leftovers(seg: &Segment, slot: u8) -> u64 {
         }
     }
     if shared {
-        seg.shared().consumers[slot as usize].store(0, Ordering::Relaxed);
+        let open = seg.shared().consumers[slot as usize].swap(0, Ordering::Relaxed);
+        if open > 0 {
+            // Consumers its holder never closed: it died (or let the queue go with consumers
+            // leaked by `mem::forget`).
+            seg.emit(
+                crate::segment::events::kind::CONSUMER_LEFT,
+                0,
+                u64::from(died),
+            );
+        }
     }
     settle_reply_boxes(seg, slot);
     if resolved + returned > 0 {
@@ -296,7 +305,7 @@ pub(crate) fn release_sender_slot(seg: &Attachment) {
         std::mem::forget(k); // a forked child's copy of its parent's keeper: not ours
         return;
     }
-    settle_leftovers(seg, k.slot);
+    settle_leftovers(seg, k.slot, false);
     let s = &seg.shared().slots[k.slot as usize];
     s.pid.store(0, Ordering::Release);
     s.standbys.store(0, Ordering::Relaxed);
@@ -319,7 +328,7 @@ pub(crate) fn reclaim_if_dead(seg: &Segment, slot: u8) -> Option<u64> {
         }
         _ => return None,
     };
-    let abandoned = settle_leftovers(seg, slot);
+    let abandoned = settle_leftovers(seg, slot, true);
     if died && abandoned == 0 {
         // A dead sender may have committed a message and died before announcing it. The
         // kernel woke one watcher of its lock word (perhaps this one, perhaps one that cannot

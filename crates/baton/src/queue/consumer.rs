@@ -227,7 +227,14 @@ impl Drop for Consumer {
     fn drop(&mut self) {
         if self.state.generation == fork_generation() {
             let seg = &self.state.seg;
-            seg.shared().consumers[self.state.slot as usize].fetch_sub(1, Ordering::Relaxed);
+            let open = seg.shared().consumers[self.state.slot as usize]
+                .fetch_sub(1, Ordering::Relaxed)
+                .saturating_sub(1);
+            seg.emit(
+                crate::segment::events::kind::CONSUMER_LEFT,
+                u64::from(open),
+                0,
+            );
             if self.mark != 0 {
                 // It looked for messages while it worked: now nobody does, so a sleeper takes
                 // what came meanwhile.
@@ -275,7 +282,12 @@ impl Queue {
         }
         let slot = recovery::sender_slot(seg)
             .map_err(|reason| OwnError::NoConsumerSlot { name, reason })?;
-        seg.shared().consumers[slot as usize].fetch_add(1, Ordering::Relaxed);
+        let open = seg.shared().consumers[slot as usize].fetch_add(1, Ordering::Relaxed) + 1;
+        seg.emit(
+            crate::segment::events::kind::CONSUMER_JOINED,
+            u64::from(open),
+            0,
+        );
         Ok(Consumer {
             state: Arc::new(Consuming {
                 seg: seg.clone(),

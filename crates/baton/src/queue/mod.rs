@@ -8,6 +8,7 @@
 mod browse;
 mod cancel;
 mod consumer;
+mod events;
 mod message;
 mod receiver;
 mod request;
@@ -18,6 +19,7 @@ mod status;
 pub use browse::Peeked;
 pub use cancel::Canceller;
 pub use consumer::{Consumer, TypeFilter};
+pub use events::{Event, EventKind, Events, Followed};
 pub use message::{InPlace, Message, Metadata};
 pub use receiver::{Receiver, ReceiverOptions};
 pub use request::{Reply, ReplyTo};
@@ -28,6 +30,7 @@ use crate::error::{OpenError, OwnError};
 use crate::name::Domain;
 use crate::owner::{self, Wait};
 use crate::recovery::{self, Attachment};
+use crate::segment::events::kind;
 use crate::segment::{Attributes, Segment, PRIORITIES};
 use crate::sys::liveness::fork_generation;
 use receiver::{Local, Owned};
@@ -74,8 +77,12 @@ impl Queue {
         if let Ok(old) = Segment::open(domain, name) {
             expire_if_due(&old);
         }
+        let seg = Segment::create(domain, name, attrs)?;
+        if seg.made_here {
+            seg.emit(kind::QUEUE_CREATED, 0, 0);
+        }
         Ok(Queue {
-            seg: Arc::new(Attachment::new(Segment::create(domain, name, attrs)?)),
+            seg: Arc::new(Attachment::new(seg)),
         })
     }
 
@@ -435,6 +442,11 @@ impl Queue {
                 source,
             })?;
         }
+        self.seg.emit(
+            kind::OWNER_TOOK,
+            rx.ownership.epoch,
+            u64::from(rx.ownership.took_over),
+        );
         Ok(rx)
     }
 }

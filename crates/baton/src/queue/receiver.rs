@@ -204,7 +204,15 @@ impl Drop for Receiver {
                 }
             }
         }
-        local.guard = None;
+        let had = local.guard.take().is_some() && !self.owned.lost();
+        drop(local);
+        if had {
+            self.owned.seg.emit(
+                crate::segment::events::kind::OWNER_LEFT,
+                self.owned.epoch,
+                0,
+            );
+        }
         // `self.guard`, dropped after this, releases the lock.
     }
 }

@@ -22,6 +22,7 @@
 //! private copy is used afterwards.
 
 mod attributes;
+pub(crate) mod events;
 mod layout;
 
 pub use attributes::Attributes;
@@ -406,6 +407,20 @@ impl Segment {
     /// Marks the segment removed, then unlinks its name if the name still refers to this segment
     /// (someone may have removed it and created a new queue under the same name meanwhile).
     pub(crate) fn remove(&self) -> Result<(), OpenError> {
+        self.remove_for(true)
+    }
+
+    /// Marks the queue removed and unlinks its name (if it still names this segment), and
+    /// says so in the domain's event log (`expired`: for its retention, not by a call).
+    fn remove_for(&self, expired: bool) -> Result<(), OpenError> {
+        let removed = self.unlink_name();
+        if removed.is_ok() {
+            self.emit(events::kind::QUEUE_REMOVED, 0, u64::from(expired));
+        }
+        removed
+    }
+
+    fn unlink_name(&self) -> Result<(), OpenError> {
         self.shared()
             .stats
             .removed
@@ -524,6 +539,11 @@ impl Segment {
 }
 
 impl Segment {
+    /// Writes an event about this queue into its domain's log, if the domain has one.
+    pub(crate) fn emit(&self, kind: u16, a: u64, b: u64) {
+        events::emit(&self.domain, kind, &self.name, a, b);
+    }
+
     /// How many reply boxes the queue has.
     #[inline]
     pub(crate) fn reply_box_count(&self) -> u16 {
@@ -583,7 +603,9 @@ pub(crate) fn remove(domain: &Domain, name: &str) -> Result<(), OpenError> {
     check_queue_name(name)?;
     let path = Path::new(SHM_DIR).join(shm::file_name(domain, name));
     if let Ok(seg) = Segment::open_path(&path) {
-        return seg.remove();
+        return seg.remove_for(false);
     }
-    shm::unlink(&path, domain.as_str(), name)
+    shm::unlink(&path, domain.as_str(), name)?;
+    events::emit(domain.as_str(), events::kind::QUEUE_REMOVED, name, 0, 0);
+    Ok(())
 }

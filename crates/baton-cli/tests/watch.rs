@@ -1,0 +1,122 @@
+//! `baton watch`: events as they happen, as text or JSON lines, for a domain or one queue;
+//! a clean end on SIGINT.
+
+mod common;
+use common::{eventually, ok, run, stderr, Child, Cli, TestDomain};
+use std::process::Stdio;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn watch(t: &TestDomain, args: &[&str]) -> Child {
+    let mut c = t.baton();
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    Child::spawn(&mut c)
+}
+
+/// Waits until the domain has its event log (the watcher made it and follows it).
+fn following(t: &TestDomain) {
+    assert!(eventually(LONG, || t
+        .leftovers()
+        .iter()
+        .any(|f| f.ends_with(".events"))));
+}
+
+#[test]
+fn watch_prints_a_queues_events_as_json_lines_and_ends_cleanly_on_sigint() {
+    let t = TestDomain::new("cli-watch");
+    let w = watch(&t, &["--json", "watch", "jobs"]);
+    following(&t);
+    ok(&t, &["create", "jobs"]);
+    ok(&t, &["create", "other"]);
+    ok(&t, &["send", "jobs", "a"]);
+    ok(&t, &["recv", "jobs", "--count", "1"]);
+    ok(&t, &["rm", "jobs", "--force"]);
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(w.pid() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = w.wait_output(LONG);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["queue_created", "owner_took", "owner_left", "queue_removed"],
+        "{events:?}"
+    );
+    assert!(events
+        .iter()
+        .all(|e| e["queue"] == "jobs" && e["schema"] == 1));
+    assert_eq!(events[1]["epoch"], 1);
+    assert_eq!(events[1]["took_over"], false);
+    assert_eq!(events[3]["expired"], false);
+}
+
+#[test]
+fn watch_says_a_takeover_in_text() {
+    let t = TestDomain::new("cli-watch-text");
+    ok(&t, &["create", "jobs"]);
+    let w = watch(&t, &["watch"]);
+    following(&t);
+    let owner = {
+        let mut c = t.baton();
+        c.args(["recv", "jobs"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Child::spawn(&mut c)
+    };
+    assert!(eventually(LONG, || {
+        let o = run(&t, &["--json", "stat", "jobs"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["owner_pid"].is_u64()
+    }));
+    drop(owner); // SIGKILL, by pid
+    let o = run(&t, &["recv", "jobs", "--standby", "--timeout", "0.2"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(w.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = w.wait_output(LONG);
+    assert_eq!(out.status.code(), Some(143));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].contains("jobs owned (epoch 1)"), "{text}");
+    assert!(
+        lines[1].contains("jobs taken over from a dead owner (epoch 2)"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("jobs let go by its owner (epoch 2)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn watch_refuses_a_bad_queue_name() {
+    let t = TestDomain::new("cli-watch-bad");
+    let o = run(&t, &["watch", "../x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

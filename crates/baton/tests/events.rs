@@ -1,0 +1,231 @@
+//! The event log of a domain (`Events`): what happens to its queues, in order, across
+//! processes, with deaths, and against a hostile log file.
+
+mod common;
+use baton::{Attributes, Domain, EventKind, Events, Followed, OpenError, Queue};
+use common::TestDomain;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{fork, ForkResult};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// Every event that comes within `quiet` of the last one, as (queue, kind).
+fn drain(events: &mut Events, quiet: Duration) -> Vec<(String, EventKind)> {
+    let mut out = Vec::new();
+    while let Some(f) = events.next_timeout(quiet).unwrap() {
+        match f {
+            Followed::Event(e) => out.push((e.queue, e.kind)),
+            Followed::Missed(n) => panic!("missed {n}"),
+        }
+    }
+    out
+}
+
+/// Waits for the next event (at most `LONG`).
+fn next(events: &mut Events) -> (String, EventKind) {
+    match events.next_timeout(LONG).unwrap() {
+        Some(Followed::Event(e)) => (e.queue, e.kind),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_queue_made_owned_let_go_and_removed_is_told_in_order_to_every_follower() {
+    let t = TestDomain::new("ev-order");
+    let mut a = Events::follow(&t.domain).unwrap();
+    let mut b = Events::follow(&t.domain).unwrap().only("q");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let _other = Queue::create(&t.domain, "other", &Attributes::default()).unwrap();
+    drop(q.receiver().unwrap());
+    drop(q);
+    Queue::remove(&t.domain, "q").unwrap();
+    let q = |k| ("q".to_string(), k);
+    let want = vec![
+        q(EventKind::QueueCreated),
+        ("other".to_string(), EventKind::QueueCreated),
+        q(EventKind::OwnerTook {
+            epoch: 1,
+            took_over: false,
+        }),
+        q(EventKind::OwnerLeft { epoch: 1 }),
+        q(EventKind::QueueRemoved { expired: false }),
+    ];
+    assert_eq!(drain(&mut a, Duration::from_millis(50)), want);
+    let only_q: Vec<_> = want.into_iter().filter(|(n, _)| n == "q").collect();
+    assert_eq!(drain(&mut b, Duration::from_millis(50)), only_q);
+}
+
+#[test]
+fn a_domain_nobody_follows_has_no_log_and_a_follower_starts_from_now() {
+    let t = TestDomain::new("ev-none");
+    Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    assert!(
+        t.leftovers().iter().all(|f| !f.ends_with(".events")),
+        "{:?}",
+        t.leftovers()
+    );
+    let mut e = Events::follow(&t.domain).unwrap();
+    assert_eq!(e.try_next(), None, "what happened before is not in it");
+    Queue::remove(&t.domain, "q").unwrap();
+    assert_eq!(next(&mut e).1, EventKind::QueueRemoved { expired: false });
+    Events::remove(&t.domain).unwrap();
+    Events::remove(&t.domain).unwrap(); // none: fine
+}
+
+#[test]
+fn a_takeover_from_a_killed_owner_is_told_as_such() {
+    let t = TestDomain::new("ev-takeover");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let mut e = Events::follow(&t.domain).unwrap();
+    // SAFETY: the child takes the queue and waits to be killed.
+    let child = match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let q = Queue::open(&t.domain, "q").unwrap();
+            let _rx = q.receiver().unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    assert_eq!(
+        next(&mut e).1,
+        EventKind::OwnerTook {
+            epoch: 1,
+            took_over: false
+        }
+    );
+    kill(child, Signal::SIGKILL).unwrap();
+    let _ = nix::sys::wait::waitpid(child, None);
+    let rx = q.standby(Some(LONG)).unwrap();
+    assert_eq!(
+        next(&mut e).1,
+        EventKind::OwnerTook {
+            epoch: 2,
+            took_over: true
+        }
+    );
+    drop(rx);
+    assert_eq!(next(&mut e).1, EventKind::OwnerLeft { epoch: 2 });
+}
+
+#[test]
+fn consumers_joining_leaving_and_dying_are_told() {
+    let t = TestDomain::new("ev-consumers");
+    let shared = Attributes {
+        shared: true,
+        ..Attributes::default()
+    };
+    let q = Queue::create(&t.domain, "pool", &shared).unwrap();
+    let mut e = Events::follow(&t.domain).unwrap();
+    let c1 = q.consumer().unwrap();
+    let c2 = q.consumer().unwrap();
+    drop(c1);
+    assert_eq!(next(&mut e).1, EventKind::ConsumerJoined { open: 1 });
+    assert_eq!(next(&mut e).1, EventKind::ConsumerJoined { open: 2 });
+    assert_eq!(
+        next(&mut e).1,
+        EventKind::ConsumerLeft {
+            open: 1,
+            died: false
+        }
+    );
+    q.sender().send(b"work").unwrap();
+    // SAFETY: the child opens a consumer, takes the message and waits to be killed.
+    let child = match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let q = Queue::open(&t.domain, "pool").unwrap();
+            let mut c = q.consumer().unwrap();
+            std::mem::forget(c.recv().unwrap());
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    assert_eq!(next(&mut e).1, EventKind::ConsumerJoined { open: 1 });
+    common::eventually(LONG, || q.status().lanes[3].unacknowledged == 1);
+    kill(child, Signal::SIGKILL).unwrap();
+    let _ = nix::sys::wait::waitpid(child, None);
+    // The other consumer finds it dead (its message comes back) and says so.
+    let mut c2 = c2;
+    let m = c2.recv_timeout(LONG).unwrap();
+    assert!(m.redelivered());
+    assert_eq!(
+        next(&mut e).1,
+        EventKind::ConsumerLeft {
+            open: 0,
+            died: true
+        }
+    );
+}
+
+#[test]
+fn a_queue_removed_for_its_retention_is_told_as_expired() {
+    let t = TestDomain::new("ev-retention");
+    let attrs = Attributes {
+        retention: Some(Duration::ZERO),
+        ..Attributes::default()
+    };
+    let q = Queue::create(&t.domain, "brief", &attrs).unwrap();
+    let mut e = Events::follow(&t.domain).unwrap();
+    drop(q.receiver().unwrap()); // closed with no standby: removed at once
+    let got = drain(&mut e, Duration::from_millis(100));
+    assert!(
+        got.contains(&(
+            "brief".to_string(),
+            EventKind::QueueRemoved { expired: true }
+        )),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_follower_more_than_the_log_behind_is_told_how_many_it_missed() {
+    let t = TestDomain::new("ev-missed");
+    let mut e = Events::follow(&t.domain).unwrap();
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    for _ in 0..600 {
+        drop(q.receiver().unwrap()); // two events each
+    }
+    match e.try_next() {
+        Some(Followed::Missed(n)) => assert_eq!(n, 1201 - 1024),
+        other => panic!("{other:?}"),
+    }
+    let mut rest = 0;
+    while let Some(f) = e.try_next() {
+        assert!(matches!(f, Followed::Event(_)), "{f:?}");
+        rest += 1;
+    }
+    assert_eq!(rest, 1024);
+}
+
+#[test]
+fn a_log_file_that_is_a_link_another_size_or_not_a_log_is_refused() {
+    let t = TestDomain::new("ev-hostile");
+    let path = std::path::Path::new(baton::SHM_DIR).join(format!("baton.{}~.events", t.name()));
+    std::fs::write(&path, b"not a log").unwrap();
+    assert!(matches!(
+        Events::follow(&t.domain),
+        Err(OpenError::Corrupt { .. })
+    ));
+    // Writers pass it by: a queue is still made.
+    Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", &path).unwrap();
+    assert!(matches!(
+        Events::follow(&t.domain),
+        Err(OpenError::PermissionDenied { .. })
+    ));
+    std::fs::remove_file(&path).unwrap();
+    let size = Events::follow(&t.domain).map(drop);
+    assert!(size.is_ok());
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(4096).unwrap();
+    assert!(matches!(
+        Events::follow(&t.domain),
+        Err(OpenError::Corrupt { .. })
+    ));
+    let _ = Domain::new("unused");
+}
