@@ -241,6 +241,19 @@ impl<'a> EventLog<'a> {
     }
 }
 
+impl EventLog<'_> {
+    /// Whether the event at `cursor` has been claimed and not published while a later one has
+    /// been published: its writer is slow, or died half way (its slot would otherwise hold
+    /// every follower up until a lap later overwrote it). The caller decides how long to wait
+    /// before it counts the event as missed and moves on.
+    pub fn stalled(&self, cursor: u64) -> bool {
+        // Relaxed: a look, not a read of the event.
+        let writing = self.slot(cursor)[0].load(Ordering::Relaxed) == 2 * cursor + 1;
+        let later = cursor + 1;
+        writing && self.slot(later)[0].load(Ordering::Relaxed) >= 2 * later + 2
+    }
+}
+
 /// A log on the heap, for tests and loom models.
 #[derive(Debug)]
 pub struct HeapEventLog {
@@ -358,6 +371,21 @@ mod tests {
         assert_eq!(log.append(&ev(0, "late"), &Yield), None);
         let mut c = 2;
         assert_eq!(log.read(&mut c), Read::Event(ev(2, "b")));
+    }
+
+    #[test]
+    fn an_event_claimed_and_never_published_is_seen_stalled_once_a_later_one_is_out() {
+        let heap = HeapEventLog::new(4, 1);
+        let log = heap.log();
+        // The writer of event 0 claims its slot and dies.
+        heap.ctl.next.store(1, Ordering::Relaxed);
+        heap.words[0].store(1, Ordering::Relaxed);
+        let mut c = 0;
+        assert_eq!(log.read(&mut c), Read::NotYet);
+        assert!(!log.stalled(0), "nothing later yet: maybe just slow");
+        log.append(&ev(1, "q"), &Yield);
+        assert!(log.stalled(0));
+        assert!(!log.stalled(1));
     }
 
     #[test]

@@ -229,3 +229,30 @@ fn a_log_file_that_is_a_link_another_size_or_not_a_log_is_refused() {
     ));
     let _ = Domain::new("unused");
 }
+
+/// A writer that took its number and claimed its slot, then died before publishing, does not
+/// hold its followers up: once a later event is out, they count it missed and go on.
+#[test]
+fn a_writer_dead_half_way_does_not_hold_its_followers_up() {
+    use std::os::unix::fs::FileExt;
+    let t = TestDomain::new("ev-dead-writer");
+    let mut e = Events::follow(&t.domain).unwrap();
+    let path = std::path::Path::new(baton::SHM_DIR).join(format!("baton.{}~.events", t.name()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    // What the dead writer did: `next` taken (at offset 128), its slot claimed (stamp 2s + 1).
+    let mut w = [0u8; 8];
+    f.read_exact_at(&mut w, 128).unwrap();
+    let s = u64::from_ne_bytes(w);
+    f.write_all_at(&(s + 1).to_ne_bytes(), 128).unwrap();
+    f.write_all_at(&(2 * s + 1).to_ne_bytes(), 4096 + (s % 1024) * 256)
+        .unwrap();
+    Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(e.next_timeout(LONG).unwrap(), Some(Followed::Missed(1)));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(next(&mut e), ("q".to_string(), EventKind::QueueCreated));
+}

@@ -76,8 +76,9 @@ pub struct Event {
 pub enum Followed {
     /// An event.
     Event(Event),
-    /// The follower fell more than the log's 1024 events behind (or an event was torn by a
-    /// writer that stalled or died): this many were lost.
+    /// The follower fell more than the log's 1024 events behind, or an event was torn by a
+    /// writer that stalled or died, or its writer has not finished it 50 ms after a later
+    /// event came out: this many were lost.
     Missed(u64),
 }
 
@@ -110,7 +111,14 @@ pub struct Events {
     file: EventsFile,
     cursor: u64,
     only: Option<String>,
+    /// Since when the event at the cursor has been claimed but not published while a later
+    /// one is out (its writer is slow, or died writing it).
+    stalled_since: Option<(u64, Instant)>,
 }
+
+/// How long a follower waits for an event whose writer is slow, or died half way, while later
+/// events are out, before it counts that event as missed and goes on.
+const STALLED_WRITER: Duration = Duration::from_millis(50);
 
 impl Events {
     /// Follows `domain`'s events from now on, making its log if it has none (mode 0600).
@@ -126,6 +134,7 @@ impl Events {
             file,
             cursor,
             only: None,
+            stalled_since: None,
         })
     }
 
@@ -138,7 +147,23 @@ impl Events {
     /// The next event if one is there now.
     pub fn try_next(&mut self) -> Option<Followed> {
         loop {
-            match self.file.log().read(&mut self.cursor) {
+            let log = self.file.log();
+            match log.read(&mut self.cursor) {
+                Read::NotYet if log.stalled(self.cursor) => {
+                    let c = self.cursor;
+                    match self.stalled_since {
+                        Some((at, since)) if at == c && since.elapsed() >= STALLED_WRITER => {
+                            self.cursor = c + 1;
+                            self.stalled_since = None;
+                            return Some(Followed::Missed(1));
+                        }
+                        Some((at, _)) if at == c => return None,
+                        _ => {
+                            self.stalled_since = Some((c, Instant::now()));
+                            return None;
+                        }
+                    }
+                }
                 Read::NotYet => return None,
                 Read::Missed(n) => return Some(Followed::Missed(n)),
                 Read::Event(r) => {
@@ -174,7 +199,13 @@ impl Events {
             }
             let log = self.file.log();
             let mut cursor = self.cursor;
-            log.readers().wait_until(&Futex, deadline, || {
+            // A stalled writer's event is given up on after a while: look again by then.
+            let until = match (deadline, self.stalled_since) {
+                (Some(d), Some((_, since))) => Some(d.min(since + STALLED_WRITER)),
+                (None, Some((_, since))) => Some(since + STALLED_WRITER),
+                (d, None) => d,
+            };
+            log.readers().wait_until(&Futex, until, || {
                 !matches!(log.read(&mut cursor), Read::NotYet)
             });
         }
