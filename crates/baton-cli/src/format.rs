@@ -13,6 +13,23 @@ pub const SCHEMA: u32 = 1;
 /// a deadline (`Instant + duration`).
 pub const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// A capacity threshold as a user types it: `P:REACHED:AVAILABLE`, sizes with suffixes
+/// (`3:48K:16K`).
+pub fn parse_threshold(s: &str) -> Result<(u8, u64, u64), String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [p, r, a] = parts[..] else {
+        return Err(format!(
+            "{s:?}: a threshold is P:REACHED:AVAILABLE (e.g. 3:48K:16K)"
+        ));
+    };
+    let p: u8 = p
+        .parse()
+        .ok()
+        .filter(|p| *p <= 3)
+        .ok_or_else(|| format!("{p:?}: a priority is 0 to 3"))?;
+    Ok((p, parse_size(r)?, parse_size(a)?))
+}
+
 /// A duration as a user types it: `5s`, `250ms`, `1m30s`, or a bare number of seconds (`0.5`);
 /// at most [`LONGEST`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

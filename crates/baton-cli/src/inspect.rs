@@ -20,6 +20,8 @@ pub struct Asked {
     /// `--shared` given (a flag: without it, an existing queue's mode is not compared).
     pub shared: bool,
     pub reply_boxes: Option<u32>,
+    /// `--threshold P:REACHED:AVAILABLE`, each set on the queue.
+    pub thresholds: Vec<(u8, u64, u64)>,
 }
 
 pub fn create(domain: &Domain, name: &str, asked: Asked, json: bool) -> Result<(), Failure> {
@@ -30,6 +32,7 @@ pub fn create(domain: &Domain, name: &str, asked: Asked, json: bool) -> Result<(
         retention,
         shared,
         reply_boxes,
+        thresholds,
     } = asked;
     // Attributes not given are taken from the existing queue (so only the given ones are
     // compared), or from the defaults for a new one.
@@ -53,6 +56,10 @@ pub fn create(domain: &Domain, name: &str, asked: Asked, json: bool) -> Result<(
         ..base
     };
     let q = Queue::create(domain, name, &attrs)?;
+    for (p, reached, available) in thresholds {
+        q.set_capacity_thresholds(p, reached, available)
+            .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+    }
     let created = q.was_created();
     let attributes = q.attributes();
     if json {
@@ -479,9 +486,19 @@ fn status_text(st: &Status, stalled: Option<Duration>) -> String {
         "priority     capacity       used   messages    unacked  in-flight"
     );
     for (p, l) in st.lanes.iter().enumerate() {
+        let threshold = if l.threshold_reached == 0 {
+            String::new()
+        } else {
+            format!(
+                "  thresholds {} / {}{}",
+                human_size(l.threshold_reached),
+                human_size(l.threshold_available),
+                if l.above_threshold { " REACHED" } else { "" }
+            )
+        };
         let _ = writeln!(
             s,
-            "{p:>8} {:>12} {:>10} {:>10} {:>10} {:>10}",
+            "{p:>8} {:>12} {:>10} {:>10} {:>10} {:>10}{threshold}",
             human_size(l.capacity),
             human_size(l.used),
             l.messages,

@@ -129,6 +129,11 @@ Exit status: 0 created or found, 1 exists with other attributes, 2 bad usage.")]
         /// 16; 0: the queue takes no requests). Each has a reply box of max-message bytes.
         #[arg(long, value_name = "N")]
         reply_boxes: Option<u32>,
+        /// Capacity thresholds of a priority: `baton watch` tells when its bytes in use rise
+        /// to REACHED and when they fall back to AVAILABLE (sizes; `P:0:0` removes them).
+        /// Repeatable; set on the queue, new or found.
+        #[arg(long, value_name = "P:REACHED:AVAILABLE", value_parser = format::parse_threshold)]
+        threshold: Vec<(u8, u64, u64)>,
     },
     /// Send each MESSAGE argument, or each line of standard input, as one message.
     #[command(after_help = "\
@@ -458,6 +463,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             retention,
             shared,
             reply_boxes,
+            threshold,
         } => inspect::create(
             &domain,
             &name,
@@ -468,6 +474,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 retention,
                 shared,
                 reply_boxes,
+                thresholds: threshold,
             },
             json,
         ),

@@ -9,7 +9,8 @@ use std::time::Duration;
 pub const AFTER_HELP: &str = "\
 Events: a queue created or removed (by rm, or for its retention), an owner taking a queue \
 (a takeover says so) or letting it go, a consumer of a shared queue joining or leaving (a dead \
-one is found and said to have left). An owner that dies says nothing itself: the takeover that \
+one is found and said to have left), a priority's bytes in use rising to its threshold or \
+falling back to its available level (`create --threshold`). An owner that dies says nothing itself: the takeover that \
 follows does. Events are kept in a log of 1024 per domain; a watcher further behind is told how \
 many it missed.
 
@@ -77,6 +78,14 @@ fn parts(kind: &EventKind) -> (&'static str, Vec<(&'static str, serde_json::Valu
             "consumer_left",
             vec![("open", json!(open)), ("died", json!(died))],
         ),
+        EventKind::ThresholdReached { priority, used } => (
+            "threshold_reached",
+            vec![("priority", json!(priority)), ("used", json!(used))],
+        ),
+        EventKind::ThresholdAvailable { priority, used } => (
+            "threshold_available",
+            vec![("priority", json!(priority)), ("used", json!(used))],
+        ),
         EventKind::Other { kind, a, b } => (
             "other",
             vec![("code", json!(kind)), ("a", json!(a)), ("b", json!(b))],
@@ -137,6 +146,14 @@ fn as_text(f: &Followed) -> String {
                 EventKind::ConsumerLeft { open, .. } => {
                     format!("consumer left ({open} open in its process)")
                 }
+                EventKind::ThresholdReached { priority, used } => format!(
+                    "priority {priority} reached its threshold ({} in use)",
+                    crate::format::human_size(used)
+                ),
+                EventKind::ThresholdAvailable { priority, used } => format!(
+                    "priority {priority} back to its available threshold ({} in use)",
+                    crate::format::human_size(used)
+                ),
                 EventKind::Other { kind, a, b } => format!("event {kind} ({a}, {b})"),
                 _ => "event of a newer kind".to_string(),
             };

@@ -120,3 +120,48 @@ fn watch_refuses_a_bad_queue_name() {
     let o = run(&t, &["watch", "../x"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn create_sets_thresholds_that_stat_shows_and_watch_tells() {
+    let t = TestDomain::new("cli-watch-threshold");
+    let w = watch(&t, &["--json", "watch"]);
+    following(&t);
+    ok(&t, &["create", "q", "--threshold", "3:8K:4K"]);
+    let o = ok(&t, &["--json", "stat", "q"]);
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["lanes"][3]["threshold_reached"], 8192);
+    assert_eq!(st["lanes"][3]["threshold_available"], 4096);
+    let lines: String = (0..200).map(|i| format!("{i:060}\n")).collect();
+    let mut send = t.baton();
+    send.args(["send", "q"]).stdin(Stdio::piped());
+    let mut child = send.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let o = ok(&t, &["stat", "q"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("thresholds 8 KiB / 4 KiB REACHED"));
+    ok(&t, &["recv", "q", "--drain"]);
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(w.pid() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = w.wait_output(LONG);
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["event"].as_str().unwrap().starts_with("threshold"))
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["event"], "threshold_reached");
+    assert_eq!(events[0]["priority"], 3);
+    assert_eq!(events[1]["event"], "threshold_available");
+    let bad = run(&t, &["create", "q", "--threshold", "3:1K:2K"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}

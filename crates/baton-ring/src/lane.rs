@@ -1438,6 +1438,16 @@ impl<'a> Lane<'a> {
         true
     }
 
+    /// Cells in use now, from `tail` (a hint that may lag the claims by a step) and `head`: a
+    /// snapshot, for thresholds and reports.
+    #[inline]
+    pub fn used_cells(&self) -> u64 {
+        // Relaxed: a snapshot; nothing is read on the strength of it.
+        let tail = self.ctl.producer.tail.load(Ordering::Relaxed);
+        let head = self.ctl.consumer.head.load(Ordering::Relaxed);
+        tail.saturating_sub(head).min(self.n)
+    }
+
     /// How many cells the lane has.
     #[inline]
     pub fn capacity_cells(&self) -> u64 {

@@ -142,6 +142,18 @@ pub enum AttributeError {
     /// and a shared queue has no owner.
     #[error("a shared queue has no owner, so no retention: it is kept until removed")]
     RetentionOnShared,
+    /// Capacity thresholds that do not fit: `available < reached <= capacity` is needed.
+    #[error("thresholds of priority {priority}: reached {reached} and available {available} must satisfy available < reached <= capacity ({capacity})")]
+    Threshold {
+        /// The priority.
+        priority: u8,
+        /// As given.
+        reached: u64,
+        /// As given.
+        available: u64,
+        /// The lane's capacity.
+        capacity: u64,
+    },
     /// Too many reply boxes.
     #[error("{value} reply boxes are over the limit of {max}")]
     ReplyBoxes {

@@ -117,6 +117,7 @@ impl Queue {
                 purged += lane.purge_waiting();
                 // A corrupt lane is reported by its consumers; what was purged stays purged.
                 let _ = sweep(&lane, &OwnerLockSweep(&self.seg), &Futex);
+                self.seg.check_threshold(p, false);
             }
             return Ok(purged);
         }
@@ -126,6 +127,7 @@ impl Queue {
                 purged += lane.purge_waiting();
                 let _ = lane.advance_head(&Futex);
             }
+            self.seg.check_threshold(p, false);
         }
         drop(rx);
         Ok(purged)

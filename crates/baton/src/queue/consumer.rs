@@ -130,6 +130,7 @@ impl Consuming {
             failpoint("consume.acked");
             sweep(&lane, &OwnerLockSweep(&self.seg), &Futex)
                 .map_err(|e| AckError::Corrupt(Damage::Lane(e)))?;
+            self.seg.check_threshold(p, false);
         } else {
             lane.release(taken)
                 .map_err(|e| AckError::Corrupt(Damage::Lane(e)))?;

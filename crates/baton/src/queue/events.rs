@@ -44,6 +44,22 @@ pub enum EventKind {
         /// Its process died.
         died: bool,
     },
+    /// The bytes in use in priority `priority` rose to its "reached" threshold or above
+    /// ([`crate::Queue::set_capacity_thresholds`]).
+    ThresholdReached {
+        /// The priority.
+        priority: u8,
+        /// Bytes in use when it was seen.
+        used: u64,
+    },
+    /// The bytes in use in priority `priority` fell back to its "available" threshold or
+    /// below, after it was reached.
+    ThresholdAvailable {
+        /// The priority.
+        priority: u8,
+        /// Bytes in use when it was seen.
+        used: u64,
+    },
     /// An event of a kind this version does not know (a newer writer).
     Other {
         /// Its number.
@@ -238,6 +254,14 @@ fn kind_of(k: u16, a: u64, b: u64) -> EventKind {
         kind::CONSUMER_LEFT => EventKind::ConsumerLeft {
             open: a,
             died: b == 1,
+        },
+        kind::THRESHOLD_REACHED => EventKind::ThresholdReached {
+            priority: a as u8,
+            used: b,
+        },
+        kind::THRESHOLD_AVAILABLE => EventKind::ThresholdAvailable {
+            priority: a as u8,
+            used: b,
         },
         kind => EventKind::Other { kind, a, b },
     }

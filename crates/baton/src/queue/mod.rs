@@ -26,7 +26,7 @@ pub use request::{Reply, ReplyTo};
 pub use sender::{Loan, Sender};
 pub use status::{Attached, LaneStatus, ListEntry, Status};
 
-use crate::error::{OpenError, OwnError};
+use crate::error::{AttributeError, OpenError, OwnError};
 use crate::name::Domain;
 use crate::owner::{self, Wait};
 use crate::recovery::{self, Attachment};
@@ -242,6 +242,70 @@ impl Queue {
     /// ```
     pub fn was_created(&self) -> bool {
         self.seg.made_here
+    }
+
+    /// Sets the capacity thresholds of priority `priority` (SA-Forum's
+    /// `saMsgQueueCapacityThresholdSet`): when the bytes in use rise to `reached` or above, and
+    /// then fall back to `available` or below, each crossing is told once, as an event
+    /// ([`EventKind::ThresholdReached`], [`EventKind::ThresholdAvailable`]; see [`Events`]).
+    /// Between the two levels nothing is told, so a queue hovering at one of them raises no
+    /// storm. `reached` 0 removes them. They live in the queue (every process sees them) and
+    /// say nothing about sending: a lane is full only at its capacity.
+    ///
+    /// # Errors
+    ///
+    /// [`AttributeError::Threshold`] unless `available < reached <= capacity` (or `reached`
+    /// is 0), or for a priority over 3.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, EventKind, Events, Followed, Queue};
+    /// use std::time::Duration;
+    /// let domain = Domain::new(&format!("doc-thresholds-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "q", &Attributes::default())?; // 64 KiB a priority
+    /// q.set_capacity_thresholds(3, 32 * 1024, 16 * 1024)?;
+    /// let mut events = Events::follow(&domain)?;
+    /// for _ in 0..400 {
+    ///     q.sender().send(&[0u8; 64])?; // 128 bytes each, with the header: 400 go above 32 KiB
+    /// }
+    /// match events.next_timeout(Duration::from_secs(1))? {
+    ///     Some(Followed::Event(e)) => {
+    ///         assert!(matches!(e.kind, EventKind::ThresholdReached { priority: 3, .. }))
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Queue::remove(&domain, "q")?; Events::remove(&domain)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_capacity_thresholds(
+        &self,
+        priority: u8,
+        reached: u64,
+        available: u64,
+    ) -> Result<(), AttributeError> {
+        let p = priority as usize;
+        let capacity = self.attributes().capacity.get(p).copied().unwrap_or(0);
+        if p >= PRIORITIES || (reached != 0 && !(available < reached && reached <= capacity)) {
+            return Err(AttributeError::Threshold {
+                priority,
+                reached,
+                available,
+                capacity,
+            });
+        }
+        self.seg.set_thresholds(p, reached, available);
+        Ok(())
+    }
+
+    /// The capacity thresholds of priority `priority`, `(reached, available)` (`(0, _)`: none;
+    /// SA-Forum's `saMsgQueueCapacityThresholdGet`), or `None` for a priority over 3.
+    pub fn capacity_thresholds(&self, priority: u8) -> Option<(u64, u64)> {
+        let p = priority as usize;
+        (p < PRIORITIES).then(|| {
+            let (r, a, _) = self.seg.thresholds(p);
+            (r, a)
+        })
     }
 
     /// The queue's attributes.

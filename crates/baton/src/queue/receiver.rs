@@ -56,6 +56,7 @@ impl Owned {
             let limit = local.cursor[p].max(local.redeliver_end[p]);
             lane.advance_head_until(at_head.then_some(&record), limit, &Futex)?;
             failpoint("ack.advanced");
+            self.seg.check_threshold(p, false);
             if self.seg.shared().data_event.waiters() != 0 {
                 // Acknowledged on another thread while the receiving one sleeps: it will not
                 // pay the senders the wake-up this head move may owe them, so pay it now.
@@ -97,6 +98,7 @@ impl Owned {
             let limit = local.cursor[p].max(local.redeliver_end[p]);
             let first = at_head[p].map(|i| &batch[i].record);
             lane.advance_head_until(first, limit, &Futex)?;
+            self.seg.check_threshold(p, false);
         }
         failpoint("ack.advanced");
         for found in batch.drain(handed..) {

@@ -621,6 +621,7 @@ impl Sender {
         // `notify` ends with a SeqCst fence: a removal that this load does not see came after
         // the commit, and then removed the message along with the queue, as `rm` says.
         self.seg.announce_message(Some(lane));
+        self.seg.check_threshold_after_send(lane.id());
         if self.seg.is_removed() {
             return Err(SendError::Removed);
         }

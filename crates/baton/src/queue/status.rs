@@ -203,12 +203,16 @@ impl Queue {
                 oldest = Some(oldest.map_or(t, |o| o.min(t)));
                 next_in_line = next_in_line.or(Some(t));
             }
+            let (threshold_reached, threshold_available, above_threshold) = seg.thresholds(p);
             *l = LaneStatus {
                 capacity: attrs.capacity[p],
                 used: census.used,
                 messages: census.waiting + census.delivered,
                 unacknowledged: census.delivered,
                 in_flight: census.in_flight,
+                threshold_reached,
+                threshold_available,
+                above_threshold,
                 waiting_senders: lane.space_event().waiters(),
             };
         }
@@ -313,6 +317,13 @@ pub struct LaneStatus {
     /// Claims not yet committed (a sender is writing, or died writing): a message, or a run of
     /// them from one `Sender::send_batch`.
     pub in_flight: u64,
+    /// Capacity thresholds (bytes; `threshold_reached` 0: none), and whether the lane is above
+    /// them (reached, not yet back to available).
+    pub threshold_reached: u64,
+    /// See `threshold_reached`.
+    pub threshold_available: u64,
+    /// See `threshold_reached`.
+    pub above_threshold: bool,
     /// Senders announced as waiting for space. A sender that died while waiting stays counted
     /// (nothing can tell its count from a live one's): it costs the owner a needless wake-up
     /// call now and then, and makes other senders sleep at once instead of spinning first.

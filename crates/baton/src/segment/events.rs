@@ -218,6 +218,8 @@ pub(crate) mod kind {
     pub(crate) const OWNER_LEFT: u16 = 4;
     pub(crate) const CONSUMER_JOINED: u16 = 5;
     pub(crate) const CONSUMER_LEFT: u16 = 6;
+    pub(crate) const THRESHOLD_REACHED: u16 = 7;
+    pub(crate) const THRESHOLD_AVAILABLE: u16 = 8;
 }
 
 /// This process's mappings of the logs it wrote to, by domain.

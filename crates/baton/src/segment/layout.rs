@@ -19,7 +19,7 @@ pub const PRIORITIES: usize = 4;
 /// `"BATONQ\0\x01"`: the first word of every segment; byte-swapped it reveals an endian mismatch.
 pub(crate) const MAGIC: u64 = 0x4241_544F_4E51_0001;
 /// Version of the layout described here.
-pub(crate) const FORMAT: u32 = 6;
+pub(crate) const FORMAT: u32 = 7;
 /// Bytes before the first lane.
 pub(crate) const HEADER_SIZE: usize = 16384;
 pub(crate) const SHARED_OFFSET: usize = 1024;
@@ -117,6 +117,22 @@ pub(crate) struct Shared {
     pub(crate) lookout: Lookout,
     /// Requesters waiting for a free reply box sleep here; a box freed notifies.
     pub(crate) reply_free: CachePadded<Event>,
+    /// Per priority, the capacity thresholds (SA-Forum's `saMsgQueueCapacityThresholdSet`) and
+    /// which side of them the lane is on.
+    pub(crate) thresholds: CachePadded<[Threshold; PRIORITIES]>,
+}
+
+/// A lane's capacity thresholds: crossing above `reached` bytes in use, and then back to
+/// `available` or below, are each told once (an event); `above` says which was last.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub(crate) struct Threshold {
+    /// Bytes; 0: no thresholds.
+    pub(crate) reached: AtomicU64,
+    /// Bytes, at most `reached`.
+    pub(crate) available: AtomicU64,
+    /// 1 once `reached` was crossed and `available` not yet.
+    pub(crate) above: AtomicU32,
 }
 
 /// One slot of the sender table.
@@ -346,7 +362,8 @@ mod layout_doc {
         assert_eq!(std::mem::offset_of!(Identity, max_message), 136);
         assert_eq!(std::mem::offset_of!(Identity, name), 160);
         assert_eq!(std::mem::offset_of!(Identity, domain), 416);
-        assert_eq!(std::mem::size_of::<Shared>(), 14080);
+        assert_eq!(std::mem::size_of::<Shared>(), 14208);
+        assert_eq!(std::mem::offset_of!(Shared, thresholds), 14080);
         assert_eq!(std::mem::offset_of!(Shared, lookout), 13824);
         assert_eq!(std::mem::offset_of!(Shared, select_event), 12672);
         assert_eq!(std::mem::offset_of!(Shared, consumers), 12800);

@@ -55,7 +55,7 @@ use nix::sys::stat::{fchmod, fstat, Mode};
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A mapped, validated queue segment.
 pub(crate) struct Segment {
@@ -539,6 +539,78 @@ impl Segment {
 }
 
 impl Segment {
+    /// Tells a crossing of lane `p`'s capacity thresholds, if there is one now: above
+    /// `reached` bytes in use (`rising`: after a send), or back to `available` or below
+    /// (after cells were freed). Each crossing is told once: the `above` flag changes by
+    /// compare-and-swap, and only the process whose swap succeeds writes the event; between
+    /// the two levels nothing changes, so a lane that hovers around one of them raises no
+    /// storm of events.
+    #[inline]
+    pub(crate) fn check_threshold(&self, p: usize, rising: bool) {
+        let t = &self.shared().thresholds[p];
+        // Relaxed: thresholds are a report; a crossing seen a step late is still told once.
+        let reached = t.reached.load(Ordering::Relaxed);
+        if reached == 0 {
+            return;
+        }
+        let above = t.above.load(Ordering::Relaxed);
+        if rising == (above == 1) {
+            return; // nothing this side can cross
+        }
+        let used = self.lane(p).used_cells() * baton_ring::lane::CELL as u64;
+        let (from, to, kind) = if rising {
+            if used < reached {
+                return;
+            }
+            (0, 1, events::kind::THRESHOLD_REACHED)
+        } else {
+            if used > t.available.load(Ordering::Relaxed) {
+                return;
+            }
+            (1, 0, events::kind::THRESHOLD_AVAILABLE)
+        };
+        if t.above
+            .compare_exchange(from, to, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.emit(kind, p as u64, used);
+        }
+    }
+
+    /// Sets lane `p`'s capacity thresholds (`reached` 0: none); the lane counts as below them
+    /// until a send finds it above.
+    pub(crate) fn set_thresholds(&self, p: usize, reached: u64, available: u64) {
+        let t = &self.shared().thresholds[p];
+        t.reached.store(0, Ordering::Relaxed);
+        t.available.store(available, Ordering::Relaxed);
+        t.above.store(0, Ordering::Relaxed);
+        t.reached.store(reached, Ordering::Relaxed);
+    }
+
+    /// Lane `p`'s capacity thresholds, `(reached, available)`, and whether it is above them.
+    pub(crate) fn thresholds(&self, p: usize) -> (u64, u64, bool) {
+        let t = &self.shared().thresholds[p];
+        (
+            t.reached.load(Ordering::Relaxed),
+            t.available.load(Ordering::Relaxed),
+            t.above.load(Ordering::Relaxed) == 1,
+        )
+    }
+
+    /// After a send into the lane whose identity (`Lane::id`) is `lane_id`: tells a rising
+    /// crossing of its thresholds. A queue with no thresholds pays four loads of one
+    /// read-mostly line.
+    #[inline]
+    pub(crate) fn check_threshold_after_send(&self, lane_id: usize) {
+        let ts = &self.shared().thresholds;
+        if ts.iter().all(|t| t.reached.load(Ordering::Relaxed) == 0) {
+            return;
+        }
+        if let Some(p) = (0..PRIORITIES).find(|&p| self.lane(p).id() == lane_id) {
+            self.check_threshold(p, true);
+        }
+    }
+
     /// Writes an event about this queue into its domain's log, if the domain has one.
     pub(crate) fn emit(&self, kind: u16, a: u64, b: u64) {
         events::emit(&self.domain, kind, &self.name, a, b);
