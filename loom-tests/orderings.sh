@@ -17,7 +17,7 @@ filter="${1:-}"
 
 # The models, fastest first: a weakening is caught as soon as one of them fails.
 models=(
-  "events a_published_event_is_read_with_its_own_words"
+  "events a_published_event_seen_at_first_look_is_read_with_its_own_words"
   "events two_writers_of_one_slot_leave_a_whole_event_or_a_missed_one"
   "reply a_reply_is_read_whole_by_its_requester"
   "reply a_box_is_written_again_only_after_its_last_reply_was_read"

@@ -103,3 +103,25 @@ fn two_writers_of_one_slot_leave_a_whole_event_or_a_missed_one() {
         }
     });
 }
+
+/// A follower looks once for event 1 while it is written over event 0: if it sees the event
+/// published, it reads it with its own words, never counts it missed (review: the looping
+/// model above never showed the weakened orderings, as loom gives a yielding thread fresh
+/// values).
+#[test]
+fn a_published_event_seen_at_first_look_is_read_with_its_own_words() {
+    loom::model(|| {
+        let s = one_slot_with_event_0();
+        let s2 = s.clone();
+        let reader = loom::thread::spawn(move || {
+            let mut c = 1;
+            match s2.log.log().read(&mut c) {
+                Read::Event(e) => assert_eq!(e, ev(1)),
+                Read::NotYet => {}
+                Read::Missed(n) => panic!("event 1 is there, yet missed {n}"),
+            }
+        });
+        s.log.log().append(&ev(1), &s.waiter);
+        reader.join().unwrap();
+    });
+}

@@ -17,7 +17,8 @@
 //! words of both, or the stalled one's whole body, under the later one's stamp: the checksum
 //! catches the first, the sequence number the second, and the reader counts the event as
 //! missed rather than show a torn or a wrong one. (No second look at the stamp, as a seqlock
-//! reader takes: the body checks itself.)
+//! reader takes: the body checks itself. The Release/Acquire pair only keeps a reader from
+//! taking a stale body for a torn one, and so from missing an event that is there.)
 //!
 //! | SYNC POINT      | Release (writer)                 | Acquire (reader)             |
 //! |-----------------|----------------------------------|------------------------------|
@@ -150,7 +151,9 @@ impl<'a> EventLog<'a> {
         let s = self.ctl.next.fetch_add(1, Ordering::Relaxed);
         let slot = self.slot(s);
         let (stamp, body) = (&slot[0], &slot[1..]);
-        let writing = 2 * s + 1;
+        // Wrapping: `next` is a peer's word (a scribble near 2^63 must not panic); 2^63 events
+        // are not reached otherwise.
+        let writing = s.wrapping_mul(2).wrapping_add(1);
         let mut cur = stamp.load(Ordering::Relaxed);
         loop {
             if cur >= writing {
@@ -180,11 +183,14 @@ impl<'a> EventLog<'a> {
             cell.store(w, Ordering::Relaxed);
         }
         body[n].store(checksum(&words), Ordering::Relaxed);
-        // SYNC POINT: event published (Release side).
-        // not swept: the body is atomics, which loom never shows stale, so no model can catch
-        // a weakening; and a stale body would only be refused (by its sequence number), not
-        // shown. The pair keeps a reader from missing an event that is there.
-        let _ = stamp.compare_exchange(writing, writing + 1, ord!(Release), Ordering::Relaxed);
+        // SYNC POINT: event published (Release side). Without it a reader could see the stamp
+        // and a stale body, and count as missed an event that is there.
+        let _ = stamp.compare_exchange(
+            writing,
+            writing.wrapping_add(1),
+            ord!(Release),
+            Ordering::Relaxed,
+        );
         self.ctl.readers.notify(waiter);
         Some(s)
     }
@@ -194,9 +200,8 @@ impl<'a> EventLog<'a> {
         let c = *cursor;
         let slot = self.slot(c);
         let (stamp, body) = (&slot[0], &slot[1..]);
-        let done = 2 * c + 2;
+        let done = c.wrapping_mul(2).wrapping_add(2);
         // SYNC POINT: event published (Acquire side).
-        // not swept: as the Release in `append`.
         let first = stamp.load(ord!(Acquire));
         if first < done {
             return Read::NotYet;
@@ -205,9 +210,11 @@ impl<'a> EventLog<'a> {
             // A later lap: the reader is more than a ring behind. Jump to the oldest event a
             // ring can still hold (the writers' `next` minus the ring), at least one on.
             let next = self.ctl.next.load(Ordering::Relaxed);
-            let to = next.saturating_sub(self.slots as u64).max(c + 1);
+            let to = next
+                .saturating_sub(self.slots as u64)
+                .max(c.wrapping_add(1));
             *cursor = to;
-            return Read::Missed(to - c);
+            return Read::Missed(to.wrapping_sub(c));
         }
         let n = body.len() - 1;
         let words: Vec<u64> = body[..n]
@@ -215,7 +222,7 @@ impl<'a> EventLog<'a> {
             .map(|w| w.load(Ordering::Relaxed))
             .collect();
         let sum = body[n].load(Ordering::Relaxed);
-        *cursor = c + 1;
+        *cursor = c.wrapping_add(1);
         // A body with another sequence number (a stalled writer of an earlier lap wrote it
         // whole over this one, or a later lap has begun) or a bad checksum (a mix of two
         // writers', or a peer's scribble) is not event `c`.
@@ -248,9 +255,11 @@ impl EventLog<'_> {
     /// before it counts the event as missed and moves on.
     pub fn stalled(&self, cursor: u64) -> bool {
         // Relaxed: a look, not a read of the event.
-        let writing = self.slot(cursor)[0].load(Ordering::Relaxed) == 2 * cursor + 1;
-        let later = cursor + 1;
-        writing && self.slot(later)[0].load(Ordering::Relaxed) >= 2 * later + 2
+        let claimed = cursor.wrapping_mul(2).wrapping_add(1);
+        let writing = self.slot(cursor)[0].load(Ordering::Relaxed) == claimed;
+        let later = cursor.wrapping_add(1);
+        writing
+            && self.slot(later)[0].load(Ordering::Relaxed) >= later.wrapping_mul(2).wrapping_add(2)
     }
 }
 
@@ -386,6 +395,19 @@ mod tests {
         log.append(&ev(1, "q"), &Yield);
         assert!(log.stalled(0));
         assert!(!log.stalled(1));
+    }
+
+    #[test]
+    fn a_scribbled_next_near_the_end_of_the_numbers_panics_neither_writer_nor_reader() {
+        let heap = HeapEventLog::new(4, 1);
+        let log = heap.log();
+        heap.ctl.next.store(1 << 63, Ordering::Relaxed);
+        let _ = log.append(&ev(1, "q"), &Yield);
+        let mut c = u64::MAX / 2 + 7;
+        let _ = log.read(&mut c);
+        let _ = log.stalled(u64::MAX);
+        let mut c = u64::MAX;
+        let _ = log.read(&mut c);
     }
 
     #[test]

@@ -119,12 +119,13 @@ pub enum Followed {
 /// assert_eq!(kinds[0], EventKind::QueueCreated);
 /// assert_eq!(kinds[1], EventKind::OwnerTook { epoch: 1, took_over: false });
 /// assert_eq!(kinds[2], EventKind::OwnerLeft { epoch: 1 });
-/// # drop(q); Queue::remove(&domain, "jobs")?; Events::remove(&domain)?;
+/// # drop(q); Queue::remove(&domain, "jobs")?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct Events {
     file: EventsFile,
+    domain: Domain,
     cursor: u64,
     only: Option<String>,
     /// Since when the event at the cursor has been claimed but not published while a later
@@ -144,14 +145,29 @@ impl Events {
     /// As opening a queue: [`OpenError::NoSpace`], [`OpenError::PermissionDenied`] (the log is
     /// another user's, or a link), [`OpenError::Corrupt`] (not a log).
     pub fn follow(domain: &Domain) -> Result<Events, OpenError> {
-        let file = EventsFile::create_or_open(domain, 0o600)?;
-        let cursor = file.log().tail();
-        Ok(Events {
-            file,
-            cursor,
-            only: None,
-            stalled_since: None,
-        })
+        for _ in 0..100 {
+            let file = EventsFile::create_or_open(domain, 0o600)?;
+            if !file.intact() {
+                return Err(truncated(domain));
+            }
+            if !file.join() {
+                // Its last follower is removing it: make a new one.
+                std::thread::yield_now();
+                continue;
+            }
+            let cursor = file.log().tail();
+            return Ok(Events {
+                file,
+                domain: domain.clone(),
+                cursor,
+                only: None,
+                stalled_since: None,
+            });
+        }
+        Err(crate::sys::shm::io(
+            "follow the event log",
+            std::io::Error::other("it keeps being removed"),
+        ))
     }
 
     /// This follower, for one queue's events only.
@@ -161,7 +177,18 @@ impl Events {
     }
 
     /// The next event if one is there now.
-    pub fn try_next(&mut self) -> Option<Followed> {
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::Corrupt`] if a peer shrank the log's file (reading it would be a SIGBUS).
+    pub fn try_next(&mut self) -> Result<Option<Followed>, OpenError> {
+        if !self.file.intact() {
+            return Err(truncated(&self.domain));
+        }
+        Ok(self.next_from_log())
+    }
+
+    fn next_from_log(&mut self) -> Option<Followed> {
         loop {
             let log = self.file.log();
             match log.read(&mut self.cursor) {
@@ -203,11 +230,11 @@ impl Events {
     ///
     /// # Errors
     ///
-    /// None yet; `Result` leaves room for a log that goes away.
+    /// As [`Events::try_next`].
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Followed>, OpenError> {
         let deadline = Instant::now().checked_add(timeout);
         loop {
-            if let Some(f) = self.try_next() {
+            if let Some(f) = self.try_next()? {
                 return Ok(Some(f));
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -238,6 +265,23 @@ impl Events {
             Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
             Err(e) => Err(crate::sys::shm::io("unlink the event log", e)),
         }
+    }
+}
+
+impl Drop for Events {
+    /// Counts this follower out; the last one removes the log.
+    fn drop(&mut self) {
+        self.file.leave(&self.domain);
+    }
+}
+
+fn truncated(domain: &Domain) -> OpenError {
+    OpenError::Corrupt {
+        path: crate::segment::events::path(domain),
+        reason: crate::error::SegmentDamage::Truncated {
+            size: 0,
+            needed: crate::segment::events::SIZE as u64,
+        },
     }
 }
 

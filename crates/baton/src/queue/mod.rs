@@ -275,7 +275,7 @@ impl Queue {
     ///     }
     ///     other => panic!("{other:?}"),
     /// }
-    /// # Queue::remove(&domain, "q")?; Events::remove(&domain)?;
+    /// # Queue::remove(&domain, "q")?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_capacity_thresholds(

@@ -10,7 +10,7 @@
 //!
 //! | offset | what |
 //! |---|---|
-//! | 0 | magic `u64` ("BATONEV\x01"), format `u32`, slots `u32`, slot words `u32` |
+//! | 0 | magic `u64` ("BATONEV\x01"), format `u32`, slots `u32`, slot words `u64`, followers `u32` (at 24; `u32::MAX`: being removed) |
 //! | 128 | `LogControl`: the writers' next sequence number; the readers' event (256 bytes) |
 //! | 4096 | 1024 slots of 256 bytes |
 
@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 const MAGIC: u64 = 0x4241_544F_4E45_5601;
@@ -36,14 +37,21 @@ const FORMAT: u32 = 1;
 pub(crate) const SLOTS: u32 = 1024;
 const CONTROL_OFFSET: usize = 128;
 const SLOTS_OFFSET: usize = 4096;
-const SIZE: usize = SLOTS_OFFSET + SLOTS as usize * SLOT_WORDS * 8;
+pub(crate) const SIZE: usize = SLOTS_OFFSET + SLOTS as usize * SLOT_WORDS * 8;
 
 /// A mapped, validated event log file.
 pub(crate) struct EventsFile {
     map: MmapRaw,
+    /// Kept to look at its size before each use: a peer that shrinks it must not make us
+    /// touch a page that is gone (SIGBUS).
+    file: File,
     /// Device and inode, to see whether the name now names another file.
     id: (u64, u64),
 }
+
+const FOLLOWERS_OFFSET: usize = 24;
+/// [`EventsFile::followers`] of a log its last follower is removing.
+const CLOSING: u32 = u32::MAX;
 
 impl std::fmt::Debug for EventsFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -180,8 +188,68 @@ impl EventsFile {
         }
         Ok(Some(EventsFile {
             map,
+            file,
             id: (st.st_dev, st.st_ino),
         }))
+    }
+
+    /// Whether the file still has its size (a peer may have shrunk it): checked before the
+    /// mapping is touched. (Between this look and the access a shrink could still come: the
+    /// window is a few instructions, as for a queue's segment.)
+    pub(crate) fn intact(&self) -> bool {
+        fstat(self.file.as_raw_fd()).is_ok_and(|st| st.st_size as usize == SIZE)
+    }
+
+    /// How many followers the log has (a follower killed stays counted).
+    fn followers(&self) -> &AtomicU32 {
+        // SAFETY: inside the mapping, 4-aligned; an atomic is valid for any bits and lives as
+        // long as the mapping, which the reference borrows.
+        unsafe { &*(self.map.as_ptr().add(FOLLOWERS_OFFSET) as *const AtomicU32) }
+    }
+
+    /// Counts a follower in, unless the log is being removed by its last one (then `false`:
+    /// make a new log).
+    pub(crate) fn join(&self) -> bool {
+        let n = self.followers();
+        let mut cur = n.load(Ordering::Relaxed);
+        loop {
+            if cur == CLOSING || cur == CLOSING - 1 {
+                return false;
+            }
+            match n.compare_exchange(cur, cur + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Counts a follower out; the last one removes the log (writers then write nothing until
+    /// somebody follows again).
+    pub(crate) fn leave(&self, domain: &Domain) {
+        let n = self.followers();
+        let mut cur = n.load(Ordering::Relaxed);
+        loop {
+            if cur == 0 || cur == CLOSING {
+                return; // a peer's scribble: leave it
+            }
+            let to = if cur == 1 { CLOSING } else { cur - 1 };
+            match n.compare_exchange(cur, to, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) if to == CLOSING => {
+                    if self.current(domain.as_str()) {
+                        let _ = nix::unistd::unlink(&path(domain));
+                    }
+                    return;
+                }
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Whether anyone follows the log (writers skip it otherwise).
+    fn followed(&self) -> bool {
+        let n = self.followers().load(Ordering::Relaxed);
+        n != 0 && n != CLOSING
     }
 
     /// The log.
@@ -236,11 +304,11 @@ pub(crate) fn emit(domain: &str, kind: u16, subject: &str, a: u64, b: u64) {
     let file = {
         let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
         match cache.get(domain) {
-            Some(f) if f.current(domain) => Some(f.clone()),
+            Some(f) if f.current(domain) && f.intact() => Some(f.clone()),
             _ => {
                 cache.remove(domain);
                 match EventsFile::open_at(path_of(domain)) {
-                    Ok(Some(f)) => {
+                    Ok(Some(f)) if f.intact() => {
                         let f = Arc::new(f);
                         cache.insert(domain.to_string(), f.clone());
                         Some(f)
@@ -250,7 +318,7 @@ pub(crate) fn emit(domain: &str, kind: u16, subject: &str, a: u64, b: u64) {
             }
         }
     };
-    if let Some(f) = file {
+    if let Some(f) = file.filter(|f| f.followed()) {
         f.log().append(
             &Record {
                 kind,
