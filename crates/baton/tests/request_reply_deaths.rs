@@ -90,6 +90,17 @@ fn role() -> bool {
         "slot-taker" => {
             let _ = q.sender().send(b"p");
         }
+        // Waits to own the queue, then answers every request with "re:" and the request,
+        // acknowledging each after its reply, until killed.
+        "standby-server" => {
+            let mut rx = q.standby(None).unwrap();
+            loop {
+                let m = rx.recv().unwrap();
+                let mut answer = b"re:".to_vec();
+                answer.extend_from_slice(m.payload());
+                let _ = m.reply(&answer);
+            }
+        }
         other => panic!("role {other}"),
     }
     true
@@ -315,4 +326,69 @@ fn a_token_of_another_queue_is_refused() {
     );
     assert_eq!(wait_b.join().unwrap().unwrap_err(), RequestError::Timeout);
     let _ = wait_a.join();
+}
+
+/// Servers killed with SIGKILL every few milliseconds, each time at some step of receiving,
+/// replying or acknowledging, with a standby taking over; three requesters keep asking. Every
+/// request gets exactly its own reply; nothing is left holding a box.
+#[test]
+fn requests_answered_by_servers_killed_over_and_over_each_get_their_own_reply() {
+    if role() {
+        return;
+    }
+    const ME: &str =
+        "requests_answered_by_servers_killed_over_and_over_each_get_their_own_reply";
+    let t = TestDomain::new("rr-kill-loop");
+    let q = Queue::create(&t.domain, "svc", &Attributes::default()).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let requesters: Vec<_> = (0..3)
+        .map(|r| {
+            let (q, stop) = (q.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let tx = q.sender();
+                let mut answered = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let ask = format!("{r}-{answered}");
+                    let reply = tx.request(ask.as_bytes(), LONG).unwrap();
+                    assert_eq!(reply.payload(), format!("re:{ask}").as_bytes());
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    let mut servers = vec![
+        helper(&t, ME, "standby-server", None),
+        helper(&t, ME, "standby-server", None),
+    ];
+    let mut kills = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_micros(2000 + 1777 * (kills % 7)));
+        // Kill the one that owns the queue (the first to come), and start another standby.
+        let owner = q.status().owner_pid;
+        if let Some(i) = servers.iter().position(|s| Some(s.pid()) == owner) {
+            let mut s = servers.swap_remove(i);
+            kill(&mut s);
+            kills += 1;
+            servers.push(helper(&t, ME, "standby-server", None));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered: u32 = requesters.into_iter().map(|h| h.join().unwrap()).sum();
+    for s in &mut servers {
+        kill(s);
+    }
+    assert!(kills >= 10, "{kills} kills");
+    assert!(answered > 0);
+    assert!(
+        common::eventually(LONG, || q.status().reply_boxes_in_use == 0),
+        "{:?}",
+        q.status()
+    );
+    eprintln!(
+        "request kill loop: {kills} servers killed, {answered} requests answered, {} second \
+         replies refused",
+        q.status().replies_dropped
+    );
 }
