@@ -63,9 +63,9 @@ pub use error::{
 };
 pub use name::{check_queue_name, Domain, DEFAULT_DOMAIN, DOMAIN_ENV, MAX_NAME};
 pub use queue::{
-    Attached, Canceller, Consumer, Event, EventKind, Events, Followed, InPlace, LaneStatus,
-    ListEntry, Loan, Message, Metadata, Peeked, Queue, Receiver, ReceiverOptions, Reply, ReplyTo,
-    Sender, StandbyMark, Status, TypeFilter, DEFAULT_SPIN,
+    Attached, Canceller, Consumer, Delivered, Delivery, Event, EventKind, Events, Followed,
+    InPlace, LaneStatus, ListEntry, Loan, Message, Metadata, Peeked, Queue, Receiver,
+    ReceiverOptions, Reply, ReplyTo, Sender, StandbyMark, Status, TypeFilter, DEFAULT_SPIN,
 };
 pub use segment::{Attributes, PRIORITIES};
 pub use sys::clock::monotonic_ns;

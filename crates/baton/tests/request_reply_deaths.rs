@@ -336,8 +336,7 @@ fn requests_answered_by_servers_killed_over_and_over_each_get_their_own_reply() 
     if role() {
         return;
     }
-    const ME: &str =
-        "requests_answered_by_servers_killed_over_and_over_each_get_their_own_reply";
+    const ME: &str = "requests_answered_by_servers_killed_over_and_over_each_get_their_own_reply";
     let t = TestDomain::new("rr-kill-loop");
     let q = Queue::create(&t.domain, "svc", &Attributes::default()).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

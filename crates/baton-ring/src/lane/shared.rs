@@ -234,9 +234,23 @@ impl<'a> Lane<'a> {
     /// consumers take: a record is either purged or taken, by one compare-and-swap. Returns
     /// how many.
     pub fn purge_waiting(&self) -> u64 {
+        self.purge_waiting_with(|_, _| {})
+    }
+
+    /// [`Lane::purge_waiting`], calling `gone(header, first)` for each record it purged, with
+    /// its header and the first 8 bytes of its payload (0 if it has fewer): what the record
+    /// said about itself (a tracked send's token). Both are read before the compare-and-swap
+    /// that purges the record, and given only if it succeeded: the record was committed, so
+    /// unchanged, all along.
+    pub fn purge_waiting_with(&self, mut gone: impl FnMut(&RecordHeader, u64)) -> u64 {
         let mut count = 0;
         self.walk_from_head(|p, s| {
             let state = stamp::state(s);
+            let mut first_cell = [0u8; super::CELL];
+            if state == stamp::COMMITTED || state == stamp::RETURNED {
+                let cell = self.index(p);
+                racy_copy(&self.data[cell..cell + 1], 0, &mut first_cell);
+            }
             // Relaxed: the purger reads nothing of the record; the sweeper's Acquire load of the
             // ACKED stamp still synchronises with the sender's commit, which heads the release
             // sequence this compare-and-swap continues.
@@ -254,6 +268,14 @@ impl<'a> Lane<'a> {
                     self.count_taken_again();
                 }
                 count += 1;
+                let mut h = [0u8; RECORD_HEADER];
+                h.copy_from_slice(&first_cell[..RECORD_HEADER]);
+                let header = RecordHeader::from_bytes(&h);
+                let mut w = [0u8; 8];
+                if header.len >= 8 {
+                    w.copy_from_slice(&first_cell[RECORD_HEADER..RECORD_HEADER + 8]);
+                }
+                gone(&header, u64::from_ne_bytes(w));
             }
         });
         count

@@ -56,7 +56,8 @@ impl Queue {
                 .browse(max, |pos, header, payload, redelivered| {
                     if filter.matches(header.msg_type) {
                         // A request too short for its token is shown whole, as no request.
-                        let (reply_to, skip) = split_request(header, payload).unwrap_or((None, 0));
+                        let (reply_to, _, skip) =
+                            split_request(header, payload).unwrap_or((None, None, 0));
                         out.push(Peeked {
                             meta: Metadata {
                                 reply_to,
@@ -114,7 +115,7 @@ impl Queue {
         if self.seg.attributes().shared {
             for p in lanes {
                 let lane = self.seg.lane(p);
-                purged += lane.purge_waiting();
+                purged += lane.purge_waiting_with(|h, first| discarded(&self.seg, h, first));
                 // A corrupt lane is reported by its consumers; what was purged stays purged.
                 let _ = sweep(&lane, &OwnerLockSweep(&self.seg), &Futex);
                 self.seg.check_threshold(p, false);
@@ -124,12 +125,27 @@ impl Queue {
         let rx = self.receiver()?;
         for p in lanes {
             if let Some(lane) = rx.guard.lane(p) {
-                purged += lane.purge_waiting();
+                purged += lane.purge_waiting_with(|h, first| discarded(&self.seg, h, first));
                 let _ = lane.advance_head(&Futex);
             }
             self.seg.check_threshold(p, false);
         }
         drop(rx);
         Ok(purged)
+    }
+}
+
+/// A purged record that was a tracked send: its sender is told it was discarded.
+fn discarded(
+    seg: &crate::recovery::Attachment,
+    header: &baton_ring::lane::RecordHeader,
+    first: u64,
+) {
+    if header.flags & super::request::TRACKED != 0 {
+        super::request::report_delivery(
+            seg,
+            super::request::ReplyTo(first),
+            super::request::DELIVERED_PURGED,
+        );
     }
 }

@@ -106,6 +106,11 @@ impl Consuming {
         &self.seg
     }
 
+    /// The mapping this consumer takes from, shared.
+    pub(super) fn attachment_arc(&self) -> Arc<Attachment> {
+        self.seg.clone()
+    }
+
     /// The consumer's view of lane `p`; `None` in a forked child's copy.
     fn lane(&self, p: usize) -> Option<LaneConsumer<'_>> {
         if self.generation != fork_generation() {
@@ -662,7 +667,7 @@ impl Consumer {
         let lane = self.state.lane(p).ok_or(RecvError::ForkedCopy)?;
         let mut payload = Vec::with_capacity(taken.record().header().len as usize);
         lane.copy_payload(&taken, &mut payload);
-        let (reply_to, skip) = split_request(taken.record().header(), &payload)?;
+        let (reply_to, tracked, skip) = split_request(taken.record().header(), &payload)?;
         payload.drain(..skip);
         let redelivered = taken.redelivered();
         if redelivered {
@@ -681,6 +686,7 @@ impl Consumer {
                 priority: p,
                 taken,
             }),
+            tracked,
         })
     }
 }

@@ -143,6 +143,8 @@ pub struct Message {
     pub(super) meta: Metadata,
     pub(super) payload: Vec<u8>,
     pub(super) ticket: Option<Ticket>,
+    /// A tracked send's token: its sender learns of the acknowledgement.
+    pub(super) tracked: Option<ReplyTo>,
 }
 
 /// What acknowledging a message needs: who delivered it, and its place in the lane.
@@ -280,7 +282,7 @@ impl Message {
     /// ```
     pub fn ack(mut self) -> Result<(), AckError> {
         match self.ticket.take() {
-            Some(t) => t.finish(true),
+            Some(t) => finish_tracked(t, true, self.tracked),
             None => Ok(()),
         }
     }
@@ -321,12 +323,33 @@ impl Drop for Message {
     /// redelivery. Errors are ignored here: an unacknowledged message is redelivered.
     fn drop(&mut self) {
         if let Some(t) = self.ticket.take() {
-            let _ = t.finish(!std::thread::panicking());
+            let _ = finish_tracked(t, !std::thread::panicking(), self.tracked);
         }
     }
 }
 
+/// Finishes a ticket; a tracked send acknowledged has its sender told.
+fn finish_tracked(t: Ticket, ack: bool, tracked: Option<ReplyTo>) -> Result<(), AckError> {
+    let seg = match (ack, tracked) {
+        (true, Some(_)) => Some(t.attachment()),
+        _ => None,
+    };
+    t.finish(ack)?;
+    if let (Some(seg), Some(to)) = (seg, tracked) {
+        super::request::report_delivery(&seg, to, super::request::DELIVERED_ACKNOWLEDGED);
+    }
+    Ok(())
+}
+
 impl Ticket {
+    /// The mapping of the queue the message came from.
+    fn attachment(&self) -> std::sync::Arc<crate::recovery::Attachment> {
+        match self {
+            Ticket::Owned { owned, .. } => owned.seg.clone(),
+            Ticket::Taken { consumer, .. } => consumer.attachment_arc(),
+        }
+    }
+
     pub(super) fn finish(self, ack: bool) -> Result<(), AckError> {
         match self {
             Ticket::Owned {
@@ -354,6 +377,8 @@ pub struct InPlace<'a> {
     /// The record, until it is acknowledged or released.
     pub(super) record: Option<RecordRef>,
     pub(super) payload: &'a [u8],
+    /// A tracked send's token (see [`Message`]).
+    pub(super) tracked: Option<ReplyTo>,
 }
 
 impl std::fmt::Debug for InPlace<'_> {
@@ -440,7 +465,17 @@ impl InPlace<'_> {
     /// Acknowledges or releases the record, once.
     fn finish(&mut self, ack: bool) -> Result<(), AckError> {
         match self.record.take() {
-            Some(record) => self.owned.finish(self.lane, record, ack),
+            Some(record) => {
+                self.owned.finish(self.lane, record, ack)?;
+                if let (true, Some(to)) = (ack, self.tracked) {
+                    super::request::report_delivery(
+                        &self.owned.seg,
+                        to,
+                        super::request::DELIVERED_ACKNOWLEDGED,
+                    );
+                }
+                Ok(())
+            }
             None => Ok(()),
         }
     }

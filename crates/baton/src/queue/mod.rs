@@ -22,7 +22,7 @@ pub use consumer::{Consumer, TypeFilter};
 pub use events::{Event, EventKind, Events, Followed};
 pub use message::{InPlace, Message, Metadata};
 pub use receiver::{Receiver, ReceiverOptions};
-pub use request::{Reply, ReplyTo};
+pub use request::{Delivered, Delivery, Reply, ReplyTo};
 pub use sender::{Loan, Sender};
 pub use status::{Attached, LaneStatus, ListEntry, Status};
 

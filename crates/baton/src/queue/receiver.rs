@@ -575,6 +575,9 @@ impl Receiver {
         // given back (flagged) if `f` panics; the ones not reached stay untaken, unflagged.
         let mut failed = None;
         let mut finished = 0;
+        // Per message handed out, a tracked send's token: its sender is told once the batch
+        // is acknowledged.
+        let mut reports = Vec::new();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             while batch.len() < max {
                 let found = match self.take_record() {
@@ -600,13 +603,15 @@ impl Receiver {
                         break;
                     }
                 };
-                let (reply_to, skip) = match split_request(found.record.header(), payload) {
+                let (reply_to, tracked, skip) = match split_request(found.record.header(), payload)
+                {
                     Ok(split) => split,
                     Err(d) => {
                         failed = Some(RecvError::Corrupt(d));
                         break;
                     }
                 };
+                reports.push(tracked);
                 self.count_delivery(found.redelivered);
                 f(
                     &payload[skip..],
@@ -617,6 +622,15 @@ impl Receiver {
         }));
         let acked = self.owned.finish_batch(&mut batch, finished);
         self.batch = batch;
+        if acked.is_ok() {
+            for to in reports.into_iter().take(finished).flatten() {
+                super::request::report_delivery(
+                    &self.owned.seg,
+                    to,
+                    super::request::DELIVERED_ACKNOWLEDGED,
+                );
+            }
+        }
         if let Err(panic) = run {
             std::panic::resume_unwind(panic);
         }
@@ -840,13 +854,14 @@ impl Receiver {
             // Only `take_record`, which just had the views, finds records: not reached.
             None => return Err(RecvError::ForkedCopy),
         };
-        let (reply_to, skip) = split_request(record.header(), payload)?;
+        let (reply_to, tracked, skip) = split_request(record.header(), payload)?;
         Ok(InPlace {
             owned,
             lane,
             meta: Metadata::of(lane, &record, redelivered, reply_to),
             record: Some(record),
             payload: &payload[skip..],
+            tracked,
         })
     }
 
@@ -864,7 +879,7 @@ impl Receiver {
             // Only `take_record`, which just had the views, finds records: not reached.
             None => return Err(RecvError::ForkedCopy),
         }
-        let (reply_to, skip) = split_request(record.header(), &payload)?;
+        let (reply_to, tracked, skip) = split_request(record.header(), &payload)?;
         payload.drain(..skip);
         self.count_delivery(redelivered);
         Ok(Message {
@@ -875,6 +890,7 @@ impl Receiver {
                 priority: lane,
                 record,
             }),
+            tracked,
         })
     }
 }

@@ -28,6 +28,13 @@ use std::time::{Duration, Instant};
 /// [`RecordHeader::flags`]: the record is a request; its first [`TOKEN_BYTES`] bytes are its
 /// reply token.
 pub(crate) const REQUEST: u32 = 1;
+/// [`RecordHeader::flags`]: the record is a tracked send ([`Sender::send_tracked`]); its first
+/// [`TOKEN_BYTES`] bytes are the token of the box its sender learns its fate through.
+pub(crate) const TRACKED: u32 = 2;
+/// A delivery report's code (the reply's type): acknowledged by its receiver.
+pub(crate) const DELIVERED_ACKNOWLEDGED: i64 = 1;
+/// A delivery report's code: purged unread.
+pub(crate) const DELIVERED_PURGED: i64 = 2;
 /// Bytes of the reply token in front of a request's payload.
 pub(crate) const TOKEN_BYTES: usize = 8;
 
@@ -84,20 +91,25 @@ impl Reply {
     }
 }
 
-/// Splits a record's bytes into the reply token of a request and the payload. A record
-/// flagged as a request with no room for its token is damage.
+/// Splits a record's bytes into the reply token of a request, the token of a tracked send,
+/// and where the payload starts. A record flagged as either with no room for its token is
+/// damage.
 pub(super) fn split_request(
     header: &RecordHeader,
     bytes: &[u8],
-) -> Result<(Option<ReplyTo>, usize), Damage> {
-    if header.flags & REQUEST == 0 {
-        return Ok((None, 0));
+) -> Result<(Option<ReplyTo>, Option<ReplyTo>, usize), Damage> {
+    if header.flags & (REQUEST | TRACKED) == 0 {
+        return Ok((None, None, 0));
     }
     let Some(token) = bytes.get(..TOKEN_BYTES) else {
         return Err(Damage::RequestWithoutToken { len: bytes.len() });
     };
-    let word = u64::from_ne_bytes(token.try_into().expect("8 bytes"));
-    Ok((Some(ReplyTo(word)), TOKEN_BYTES))
+    let to = ReplyTo(u64::from_ne_bytes(token.try_into().expect("8 bytes")));
+    if header.flags & REQUEST != 0 {
+        Ok((Some(to), None, TOKEN_BYTES))
+    } else {
+        Ok((None, Some(to), TOKEN_BYTES))
+    }
 }
 
 /// Whether no live process holds sender slot `slot` (a box's requester or replier).
@@ -150,6 +162,62 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn request(&self, payload: &[u8], timeout: Duration) -> Result<Reply, RequestError> {
+        let deadline = deadline_after(timeout);
+        let mut pending = self.send_with_box(payload, REQUEST, deadline)?;
+        failpoint("request.sent");
+        pending.wait(deadline)
+    }
+
+    /// Sends `payload` and returns at once with a [`Delivery`], through which this sender
+    /// learns later what became of the message (SA-Forum's `saMsgMessageSendAsync` with
+    /// `SA_MSG_MESSAGE_DELIVERED_ACK`, and beyond it): acknowledged by its receiver (end to
+    /// end: processed, not only stored), or discarded (purged unread, or the queue removed).
+    /// That the send returned `Ok` says the message is stored in the queue. The message is
+    /// otherwise like any other (delivered at least once; a receiver that dies before
+    /// acknowledging it has it delivered again, and the report comes with the acknowledgement
+    /// that counts). Each tracked message holds one of the queue's reply boxes until its report
+    /// is taken or the `Delivery` dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::request`]: [`RequestError::TooBig`] (the token takes 8 bytes),
+    /// [`RequestError::NoReplyBoxes`], [`RequestError::AllBoxesBusy`] (at once: this call does
+    /// not wait for a box), and the send's errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Delivered, Domain, Queue};
+    /// use std::time::Duration;
+    /// let domain = Domain::new(&format!("doc-tracked-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// let mut delivery = q.sender().send_tracked(b"job 1")?; // stored in the queue
+    /// assert_eq!(delivery.try_outcome()?, None); // nobody took it yet
+    /// q.receiver()?.recv()?.ack()?;
+    /// assert_eq!(delivery.wait(Duration::from_secs(1))?, Delivered::Acknowledged);
+    /// # drop(q); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_tracked(&self, payload: &[u8]) -> Result<Delivery, RequestError> {
+        let mut pending = self.send_with_box(payload, TRACKED, Some(Instant::now()))?;
+        pending.done = true; // the Delivery holds the box from here
+        Ok(Delivery {
+            seg: self.seg.clone(),
+            index: pending.token.index,
+            token: pending.token,
+            slot: pending.slot,
+            outcome: None,
+        })
+    }
+
+    /// Claims a reply box (waiting until `deadline` for one) and sends `payload` with the box's
+    /// token, flagged `flag`.
+    fn send_with_box(
+        &self,
+        payload: &[u8],
+        flag: u32,
+        deadline: Option<Instant>,
+    ) -> Result<Pending<'_>, RequestError> {
         let seg = &self.seg;
         let max = (seg.attributes().max_message as usize).saturating_sub(TOKEN_BYTES);
         if payload.len() + TOKEN_BYTES > seg.attributes().max_message as usize {
@@ -161,21 +229,150 @@ impl Sender {
         if seg.reply_box_count() == 0 {
             return Err(RequestError::NoReplyBoxes);
         }
-        let deadline = deadline_after(timeout);
         let slot = recovery::sender_slot(seg)
             .map_err(|e| RequestError::Send(SendError::NoSenderSlot(e)))?;
-        let mut pending = Pending::claim(seg, slot, deadline)?;
+        let pending = Pending::claim(seg, slot, deadline)?;
         let len = TOKEN_BYTES + payload.len();
         let lane = self.lane_for(len, self.priority)?;
-        let claim = self.claim_until(&lane, len, deadline.map_or(Deadline::Never, Deadline::At))?;
+        let wait = if flag == TRACKED {
+            Deadline::Never // a tracked send waits for space like `send`
+        } else {
+            deadline.map_or(Deadline::Never, Deadline::At)
+        };
+        let claim = self.claim_until(&lane, len, wait)?;
         // SAFETY: one slice for this claim, dropped before the claim is published below.
         let cells = unsafe { lane.claimed_payload(&claim, len) };
         cells[..TOKEN_BYTES].copy_from_slice(&pending.token.to_word().to_ne_bytes());
         cells[TOKEN_BYTES..].copy_from_slice(payload);
-        self.publish_flagged(&lane, claim, len, REQUEST)?;
-        failpoint("request.sent");
-        pending.wait(deadline)
+        self.publish_flagged(&lane, claim, len, flag)?;
+        Ok(pending)
     }
+}
+
+/// What became of a tracked message ([`Sender::send_tracked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Delivered {
+    /// Its receiver acknowledged it (processed it, end to end).
+    Acknowledged,
+    /// It was purged from the queue unread (`Queue::purge`, `baton purge`).
+    Purged,
+    /// The queue was removed (by `remove`, or for its retention) before it was acknowledged.
+    QueueRemoved,
+}
+
+/// A tracked message's report, to come ([`Sender::send_tracked`]). Dropping it gives its reply
+/// box back (the message stays sent; its report then goes nowhere).
+#[derive(Debug)]
+pub struct Delivery {
+    seg: std::sync::Arc<Attachment>,
+    index: u16,
+    token: Token,
+    slot: u8,
+    outcome: Option<Delivered>,
+}
+
+impl Delivery {
+    /// The report if it is there.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::Corrupt`] if a peer damaged the reply box.
+    pub fn try_outcome(&mut self) -> Result<Option<Delivered>, RequestError> {
+        if let Some(o) = self.outcome {
+            return Ok(Some(o));
+        }
+        let Some(b) = self.seg.reply_box(self.index) else {
+            return Err(self.damaged(0));
+        };
+        match b.poll(self.token, self.slot) {
+            Poll::Replied => {
+                let mut bytes = Vec::new();
+                let meta = b
+                    .read(&mut bytes)
+                    .ok_or_else(|| self.damaged(b.state_word()))?;
+                b.free(self.token, self.slot);
+                self.seg.shared().reply_free.notify(&Futex);
+                let o = match meta.msg_type {
+                    DELIVERED_ACKNOWLEDGED => Delivered::Acknowledged,
+                    DELIVERED_PURGED => Delivered::Purged,
+                    _ => return Err(self.damaged(b.state_word())),
+                };
+                self.outcome = Some(o);
+                Ok(Some(o))
+            }
+            Poll::Lost => Err(self.damaged(b.state_word())),
+            Poll::Pending { .. } if self.seg.is_removed() => {
+                self.give_back();
+                self.outcome = Some(Delivered::QueueRemoved);
+                Ok(self.outcome)
+            }
+            Poll::Pending { .. } => Ok(None),
+        }
+    }
+
+    /// Waits at most `timeout` for the report.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::Timeout`] (the `Delivery` stays: wait again), and as
+    /// [`Delivery::try_outcome`].
+    pub fn wait(&mut self, timeout: Duration) -> Result<Delivered, RequestError> {
+        let deadline = deadline_after(timeout);
+        loop {
+            if let Some(o) = self.try_outcome()? {
+                return Ok(o);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(RequestError::Timeout);
+            }
+            let tick = now + IDLE_TICK;
+            let until = deadline.map_or(tick, |d| d.min(tick));
+            if let Some(b) = self.seg.reply_box(self.index) {
+                let (token, slot) = (self.token, self.slot);
+                b.event().wait_until(&Futex, Some(until), || {
+                    !matches!(b.poll(token, slot), Poll::Pending { .. })
+                });
+            }
+        }
+    }
+
+    fn damaged(&self, state: u64) -> RequestError {
+        RequestError::Corrupt(Damage::ReplyBox {
+            index: self.index,
+            state,
+        })
+    }
+
+    fn give_back(&mut self) {
+        if let Some(b) = self.seg.reply_box(self.index) {
+            if b.give_up(self.token, self.slot, |s| slot_is_dead(&self.seg, s)) == GiveUp::Replied {
+                b.free(self.token, self.slot);
+            }
+            self.seg.shared().reply_free.notify(&Futex);
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if self.outcome.is_none() {
+            self.give_back();
+        }
+    }
+}
+
+/// Tells a tracked message's sender what became of it (`code`: a `DELIVERED_*`), through its
+/// box: best effort, and not counted as a dropped reply if the sender no longer listens.
+pub(super) fn report_delivery(seg: &Attachment, to: ReplyTo, code: i64) {
+    let meta = ReplyMeta {
+        msg_type: code,
+        version: 0,
+        replier_pid: std::process::id(),
+        sent_ns: monotonic_ns(),
+    };
+    let _ = reply_inner(seg, to, meta, &[], false);
 }
 
 impl From<SendError> for RequestError {
@@ -362,12 +559,25 @@ pub(super) fn reply_through(
     meta: ReplyMeta,
     payload: &[u8],
 ) -> Result<(), ReplyError> {
+    reply_inner(seg, to, meta, payload, true)
+}
+
+/// [`reply_through`]; `count`: whether a refused reply counts as dropped.
+fn reply_inner(
+    seg: &Attachment,
+    to: ReplyTo,
+    meta: ReplyMeta,
+    payload: &[u8],
+    count: bool,
+) -> Result<(), ReplyError> {
     let token = Token::from_word(to.0);
     let dropped = || {
-        seg.shared()
-            .stats
-            .replies_dropped
-            .fetch_add(1, Ordering::Relaxed);
+        if count {
+            seg.shared()
+                .stats
+                .replies_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
     };
     let Some(b) = seg.reply_box(token.index) else {
         dropped();
