@@ -560,6 +560,9 @@ pub enum RequestError {
     /// The request could not be sent.
     #[error("request not sent: {0}")]
     Send(SendError),
+    /// A `Delivery` inherited through `fork`: its report is the sending process's.
+    #[error("this delivery was inherited through fork: only the process that sent the message learns of it")]
+    ForkedCopy,
     /// The queue's shared state is damaged (a reply box, or the lane).
     #[error("queue is corrupt: {0}")]
     Corrupt(Damage),

@@ -143,3 +143,34 @@ fn a_dropped_delivery_gives_its_box_back_and_tracked_sends_need_a_free_box() {
     assert_eq!(d2.wait(LONG).unwrap(), Delivered::Acknowledged);
     assert_eq!(q.status().replies_dropped, 0);
 }
+
+/// A forked child's copy of a `Delivery` is not the sender's: dropping it frees nothing, and
+/// asking it says so (review: the child's drop freed the parent's box).
+#[test]
+fn a_forked_childs_copy_of_a_delivery_does_not_take_the_parents_box() {
+    let t = TestDomain::new("dr-fork");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let mut d = q.sender().send_tracked(b"job").unwrap();
+    // SAFETY: the child uses its copy of the Delivery, drops it and exits at once.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let code = match d.try_outcome() {
+                Err(RequestError::ForkedCopy) => 0,
+                _ => 1,
+            };
+            drop(d);
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(code) };
+        }
+        ForkResult::Parent { child } => {
+            assert_eq!(common::reap(child, LONG), Some(0));
+        }
+    }
+    assert_eq!(
+        q.status().reply_boxes_in_use,
+        1,
+        "the parent still holds its box"
+    );
+    drop(q.receiver().unwrap().recv().unwrap());
+    assert_eq!(d.wait(LONG), Ok(Delivered::Acknowledged));
+}

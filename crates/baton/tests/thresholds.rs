@@ -2,8 +2,9 @@
 //! event, under concurrent senders and in shared queues; no storm at a level.
 
 mod common;
-use baton::{AttributeError, Attributes, EventKind, Events, Followed, Queue};
+use baton::{AttributeError, Attributes, Domain, EventKind, Events, Followed, Queue};
 use common::TestDomain;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The threshold events that come within `quiet` of each other, as (reached?, priority).
@@ -117,4 +118,62 @@ fn thresholds_that_do_not_fit_are_refused_naming_the_rule() {
     }
     assert_eq!(q.capacity_thresholds(3), Some((0, 0)));
     assert_eq!(q.capacity_thresholds(4), None);
+}
+
+/// A helper role (this test binary run again, to reach a failpoint from a fresh process).
+fn role() -> bool {
+    let Ok(role) = std::env::var("BATON_TH_ROLE") else {
+        return false;
+    };
+    let domain = Domain::new(&std::env::var("BATON_TH_DOMAIN").unwrap()).unwrap();
+    let q = Queue::open(&domain, "q").unwrap();
+    match role.as_str() {
+        // A consumer that takes all 64 messages; BATON_FAILPOINT stops it in its last ack.
+        "consumer" => {
+            let mut c = q.consumer().unwrap();
+            for _ in 0..64 {
+                drop(c.recv().unwrap());
+            }
+        }
+        other => panic!("role {other}"),
+    }
+    true
+}
+
+/// In a shared queue a consumer dies between marking its last message acknowledged and its
+/// sweep: the sweep another consumer makes when idle frees the cells, and tells the way back
+/// down (review: the lane stayed "above" for good, empty).
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_consumer_dying_mid_ack_does_not_leave_the_threshold_flag_above_an_empty_lane() {
+    if role() {
+        return;
+    }
+    const ME: &str =
+        "a_consumer_dying_mid_ack_does_not_leave_the_threshold_flag_above_an_empty_lane";
+    let t = TestDomain::new("th-consumer-dies");
+    let attrs = Attributes {
+        shared: true,
+        ..Attributes::default()
+    };
+    let q = Queue::create(&t.domain, "q", &attrs).unwrap();
+    q.set_capacity_thresholds(3, 8192, 0).unwrap();
+    let mut e = Events::follow(&t.domain).unwrap();
+    send(&q, 64);
+    let mut helper = Command::new(std::env::current_exe().unwrap());
+    helper
+        .args([ME, "--exact", "--test-threads=1"])
+        .env("BATON_TH_ROLE", "consumer")
+        .env("BATON_TH_DOMAIN", t.name())
+        .env("BATON_FAILPOINT", "consume.acked@64")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _ = common::Child::spawn(&mut helper).wait_output(Duration::from_secs(20));
+    let mut c = q.consumer().unwrap();
+    assert!(c.recv_timeout(Duration::from_millis(300)).is_err()); // idle: it sweeps
+    assert_eq!(
+        crossings(&mut e, Duration::from_millis(100)),
+        [(true, 3), (false, 3)]
+    );
+    assert!(!q.status().lanes[3].above_threshold);
 }

@@ -620,7 +620,9 @@ impl Consumer {
             let Some(lane) = self.state.lane(p) else {
                 return OthersHold::default();
             };
-            let _ = sweep(&lane, &OwnerLockSweep(seg), &Futex);
+            if sweep(&lane, &OwnerLockSweep(seg), &Futex).is_ok_and(|freed| freed > 0) {
+                seg.check_threshold(p, false);
+            }
             lane.wake_owed(&Futex);
             lane.holders(|slot, taken| {
                 if slot != self.state.slot {
@@ -640,6 +642,7 @@ impl Consumer {
                 for p in 0..PRIORITIES {
                     if let Some(lane) = self.state.lane(p) {
                         let _ = sweep(&lane, &OwnerLockSweep(seg), &Futex);
+                        seg.check_threshold(p, false);
                     }
                 }
             }

@@ -792,6 +792,7 @@ impl Receiver {
                         failpoint("recv.marked");
                         if skipped {
                             lane.advance_head(&Futex)?;
+                            seg.check_threshold(p, false);
                         }
                         return Ok(Some(Found {
                             lane: p,
@@ -804,6 +805,7 @@ impl Receiver {
             if skipped {
                 lane.set_read_cursor(local.cursor[p]);
                 lane.advance_head(&Futex)?;
+                seg.check_threshold(p, false);
             }
         }
         // Nothing to receive: wake the senders that head moves left waiting for space.

@@ -19,6 +19,7 @@ use crate::recovery::{self, failpoint, Attachment};
 use crate::segment::Segment;
 use crate::sys::clock::{deadline_after, monotonic_ns, Deadline};
 use crate::sys::futex::Futex;
+use crate::sys::liveness::fork_generation;
 use crate::sys::robust::Holder;
 use baton_ring::lane::RecordHeader;
 use baton_ring::reply::{state, GiveUp, Poll, Refused, ReplyBox, ReplyMeta, Token};
@@ -207,6 +208,7 @@ impl Sender {
             token: pending.token,
             slot: pending.slot,
             outcome: None,
+            generation: fork_generation(),
         })
     }
 
@@ -270,6 +272,8 @@ pub struct Delivery {
     token: Token,
     slot: u8,
     outcome: Option<Delivered>,
+    /// The fork generation of the process that sent: a forked child's copy holds no box.
+    generation: u64,
 }
 
 impl Delivery {
@@ -277,10 +281,15 @@ impl Delivery {
     ///
     /// # Errors
     ///
-    /// [`RequestError::Corrupt`] if a peer damaged the reply box.
+    /// [`RequestError::Corrupt`] if a peer damaged the reply box; [`RequestError::ForkedCopy`]
+    /// in a forked child (the report is the sending process's).
     pub fn try_outcome(&mut self) -> Result<Option<Delivered>, RequestError> {
         if let Some(o) = self.outcome {
             return Ok(Some(o));
+        }
+        if self.generation != fork_generation() {
+            // The box is the sending process's (review: a child's copy freed it).
+            return Err(RequestError::ForkedCopy);
         }
         let Some(b) = self.seg.reply_box(self.index) else {
             return Err(self.damaged(0));
@@ -357,7 +366,7 @@ impl Delivery {
 
 impl Drop for Delivery {
     fn drop(&mut self) {
-        if self.outcome.is_none() {
+        if self.outcome.is_none() && self.generation == fork_generation() {
             self.give_back();
         }
     }

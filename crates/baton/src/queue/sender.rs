@@ -352,10 +352,16 @@ impl Sender {
     /// doing it (see `baton_ring::lane::sweep`); returns whether cells were freed. Nothing in
     /// an owned queue (only its owner frees cells).
     fn free_finished(&self, lane: &LaneSender<'_>) -> bool {
-        self.seg.attributes().shared
+        let freed = self.seg.attributes().shared
             && super::consumer::OwnerLockSweep(&self.seg)
                 .sweep(lane)
-                .is_ok_and(|freed| freed > 0)
+                .is_ok_and(|freed| freed > 0);
+        if freed {
+            if let Some(p) = (0..PRIORITIES).find(|&p| self.seg.lane(p).id() == lane.id()) {
+                self.seg.check_threshold(p, false);
+            }
+        }
+        freed
     }
 
     #[cold]

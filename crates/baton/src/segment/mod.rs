@@ -574,6 +574,10 @@ impl Segment {
             .is_ok()
         {
             self.emit(kind, p as u64, used);
+            // The other side may have moved past the other level meanwhile and found nothing
+            // to tell, the flag not yet turned (review: a sender's rising turn after the ack
+            // that emptied the lane left an empty lane "above" for good): look once more.
+            self.check_threshold(p, !rising);
         }
     }
 
