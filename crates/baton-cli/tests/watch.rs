@@ -14,6 +14,14 @@ fn watch(t: &TestDomain, args: &[&str]) -> Child {
     Child::spawn(&mut c)
 }
 
+/// After `settle_ms` (for the last events to be printed), ends a watcher with `sig` and
+/// collects its output.
+fn stop(w: Child, settle_ms: u64, sig: nix::sys::signal::Signal) -> std::process::Output {
+    std::thread::sleep(Duration::from_millis(settle_ms));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(w.pid() as i32), sig).unwrap();
+    w.wait_output(LONG)
+}
+
 /// Waits until the domain has its event log (the watcher made it and follows it).
 fn following(t: &TestDomain) {
     assert!(eventually(LONG, || t
@@ -32,13 +40,7 @@ fn watch_prints_a_queues_events_as_json_lines_and_ends_cleanly_on_sigint() {
     ok(&t, &["send", "jobs", "a"]);
     ok(&t, &["recv", "jobs", "--count", "1"]);
     ok(&t, &["rm", "jobs", "--force"]);
-    std::thread::sleep(Duration::from_millis(300));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(w.pid() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = w.wait_output(LONG);
+    let out = stop(w, 300, nix::sys::signal::Signal::SIGINT);
     assert_eq!(
         out.status.code(),
         Some(130),
@@ -92,13 +94,7 @@ fn watch_says_a_takeover_in_text() {
     drop(owner); // SIGKILL, by pid
     let o = run(&t, &["recv", "jobs", "--standby", "--timeout", "0.2"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    std::thread::sleep(Duration::from_millis(200));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(w.pid() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = w.wait_output(LONG);
+    let out = stop(w, 200, nix::sys::signal::Signal::SIGTERM);
     assert_eq!(out.status.code(), Some(143));
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
@@ -146,13 +142,7 @@ fn create_sets_thresholds_that_stat_shows_and_watch_tells() {
     let o = ok(&t, &["stat", "q"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("thresholds 8 KiB / 4 KiB REACHED"));
     ok(&t, &["recv", "q", "--drain"]);
-    std::thread::sleep(Duration::from_millis(300));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(w.pid() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = w.wait_output(LONG);
+    let out = stop(w, 300, nix::sys::signal::Signal::SIGINT);
     let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

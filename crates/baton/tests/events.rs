@@ -329,3 +329,46 @@ fn a_writer_dead_half_way_does_not_hold_its_followers_up() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(next(&mut e), ("q".to_string(), EventKind::QueueCreated));
 }
+
+/// Children forked while other threads write events still write theirs and go on: the
+/// process's cache of event logs is not a lock a child can inherit held (a test's forked child
+/// hung there once).
+#[test]
+fn children_forked_while_other_threads_write_events_do_not_hang() {
+    let t = TestDomain::new("ev-fork");
+    let _e = Events::follow(&t.domain).unwrap();
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (domain, stop) = (t.domain.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let name = format!("w{w}");
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    drop(Queue::create(&domain, &name, &Attributes::default()).unwrap());
+                    Queue::remove(&domain, &name).unwrap();
+                }
+            })
+        })
+        .collect();
+    for _ in 0..40 {
+        // SAFETY: the child takes and lets go of the queue (two events), then `_exit`s.
+        let child = match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                drop(q.receiver());
+                // SAFETY: ends the child at once.
+                unsafe { libc::_exit(0) }
+            }
+            ForkResult::Parent { child } => child,
+        };
+        assert_eq!(
+            common::reap(child, Duration::from_secs(5)),
+            Some(0),
+            "a child hung"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+}

@@ -302,7 +302,23 @@ fn cache() -> &'static Mutex<HashMap<String, Arc<EventsFile>>> {
 /// it reports).
 pub(crate) fn emit(domain: &str, kind: u16, subject: &str, a: u64, b: u64) {
     let file = {
-        let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
+        // `try_lock`: a forked child inherits the lock as it was, held for ever if another
+        // thread of the parent held it at the fork (a test's child hung there); then it maps
+        // the log for this event alone.
+        let mut cache = match cache().try_lock() {
+            Ok(c) => c,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let lone = EventsFile::open_at(path_of(domain))
+                    .ok()
+                    .flatten()
+                    .filter(|f| f.intact());
+                if let Some(f) = lone.filter(|f| f.followed()) {
+                    append(&f, kind, subject, a, b);
+                }
+                return;
+            }
+        };
         match cache.get(domain) {
             Some(f) if f.current(domain) && f.intact() => Some(f.clone()),
             _ => {
@@ -319,16 +335,20 @@ pub(crate) fn emit(domain: &str, kind: u16, subject: &str, a: u64, b: u64) {
         }
     };
     if let Some(f) = file.filter(|f| f.followed()) {
-        f.log().append(
-            &Record {
-                kind,
-                pid: std::process::id(),
-                time_ns: crate::sys::clock::monotonic_ns(),
-                a,
-                b,
-                subject: subject.as_bytes().to_vec(),
-            },
-            &Futex,
-        );
+        append(&f, kind, subject, a, b);
     }
+}
+
+fn append(f: &EventsFile, kind: u16, subject: &str, a: u64, b: u64) {
+    f.log().append(
+        &Record {
+            kind,
+            pid: std::process::id(),
+            time_ns: crate::sys::clock::monotonic_ns(),
+            a,
+            b,
+            subject: subject.as_bytes().to_vec(),
+        },
+        &Futex,
+    );
 }
