@@ -526,3 +526,39 @@ fn a_dead_senders_unannounced_message_reaches_a_plain_consumer_behind_two_select
         at - died
     );
 }
+
+/// A `baton request` waiting for its reply, in this pid namespace or another, is killed: the
+/// reply finds its slot dead, is refused and counted, and its reply box is free again.
+#[test]
+fn a_requester_killed_in_any_pid_namespace_has_its_reply_refused_and_its_box_freed() {
+    if !root() {
+        return;
+    }
+    for namespace in [false, true] {
+        let t = TestDomain::new(if namespace {
+            "ns-request"
+        } else {
+            "here-request"
+        });
+        let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+        let mut rx = q.receiver().unwrap();
+        let requester = Child::spawn(&mut baton_in(
+            &t,
+            namespace,
+            &["request", "q", "waiting", "--timeout", "30"],
+            None,
+        ));
+        let m = rx.recv_timeout(LONG).unwrap();
+        assert_eq!(status(&q).reply_boxes_in_use, 1);
+        drop(requester); // SIGKILL, by pid (with --kill-child, the namespace's too)
+        assert!(eventually(LONG, || status(&q).sender_slots <= 1));
+        assert_eq!(
+            m.reply(b"nobody"),
+            Err(baton::ReplyError::RequesterGone),
+            "namespace {namespace}"
+        );
+        let st = status(&q);
+        assert_eq!(st.replies_dropped, 1, "namespace {namespace}");
+        assert_eq!(st.reply_boxes_in_use, 0, "namespace {namespace}");
+    }
+}

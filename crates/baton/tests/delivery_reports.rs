@@ -174,3 +174,38 @@ fn a_forked_childs_copy_of_a_delivery_does_not_take_the_parents_box() {
     drop(q.receiver().unwrap().recv().unwrap());
     assert_eq!(d.wait(LONG), Ok(Delivered::Acknowledged));
 }
+
+/// A `Delivery` leaked with `mem::forget` keeps its queue mapped, like a leaked `Queue`, and
+/// so its box held, until its process ends: then the box is the first free one a requester
+/// needing a box finds (its slot found dead).
+#[test]
+fn a_leaked_delivery_holds_its_box_only_while_its_process_lives() {
+    let t = TestDomain::new("dr-leak");
+    let one = Attributes {
+        reply_boxes: 1,
+        ..Attributes::default()
+    };
+    let q = Queue::create(&t.domain, "q", &one).unwrap();
+    // SAFETY: the child sends a tracked message, leaks its Delivery and ends.
+    let child = match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let q = Queue::open(&t.domain, "q").unwrap();
+            std::mem::forget(q.sender().send_tracked(b"leaked").unwrap());
+            // SAFETY: ends the child at once, the Delivery leaked.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    assert_eq!(common::reap(child, LONG), Some(0));
+    assert_eq!(q.status().reply_boxes_in_use, 1);
+    let mut d = q.sender().send_tracked(b"next").unwrap();
+    assert_eq!(
+        q.status().reply_boxes_in_use,
+        1,
+        "the dead child's box, reclaimed"
+    );
+    let mut rx = q.receiver().unwrap();
+    drop(rx.recv().unwrap());
+    drop(rx.recv().unwrap());
+    assert_eq!(d.wait(LONG).unwrap(), Delivered::Acknowledged);
+}
