@@ -29,6 +29,7 @@ cases=(
   "reply_cas_relaxed|reply|a_reply_dropped_for_a_gone_requester_comes_before_the_next_reply|a dropped reply's box freed without Release"
   "event_no_checksum|events|two_writers_of_one_slot_leave_a_whole_event_or_a_missed_one|an event's checksum not checked"
   "event_no_seq|events|two_writers_of_one_slot_leave_a_whole_event_or_a_missed_one|an event's sequence number not checked"
+  "roster_no_writing_stamp|roster|a_reader_racing_two_writes_gets_one_whole_generation|a group's table rewritten under its old stamp"
 )
 
 cargo test -p baton-loom-tests --release --target-dir "$TARGET" --no-run -q || exit 1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The ordering sweep: weakens every synchronising atomic ordering of the lane and the wake
-# protocol (each `ord!(...)` site in crates/baton-ring/src/lane.rs, lane/shared.rs, wake.rs, lookout.rs, reply.rs and events.rs), one at a time, to Relaxed (a
+# protocol (each `ord!(...)` site in crates/baton-ring/src/lane.rs, lane/shared.rs, wake.rs, lookout.rs, reply.rs, events.rs and roster.rs), one at a time, to Relaxed (a
 # fence: to none), and runs the loom models against it. Every weakening must be caught by a
 # model; one that is not either needs a model or is not needed, and then the code must say why
 # and use the weaker ordering. The sites are switched at run time in loom builds only
@@ -17,6 +17,8 @@ filter="${1:-}"
 
 # The models, fastest first: a weakening is caught as soon as one of them fails.
 models=(
+  "roster a_reader_that_sees_a_generation_reads_its_words"
+  "roster a_reader_racing_two_writes_gets_one_whole_generation"
   "events a_published_event_seen_at_first_look_is_read_with_its_own_words"
   "events two_writers_of_one_slot_leave_a_whole_event_or_a_missed_one"
   "reply a_reply_is_read_whole_by_its_requester"
@@ -57,7 +59,7 @@ while IFS= read -r line; do
   [ -n "$name" ] && bin[${name% *}]=${name#* }
 done < <(cargo test -p baton-loom-tests --release --target-dir "$TARGET" --no-run \
            --message-format=json -q 2>/dev/null | grep '"executable":"/')
-for f in lane wake recovery shared reply events; do
+for f in lane wake recovery shared reply events roster; do
   [ -n "${bin[$f]:-}" ] || { echo "no loom test binary for $f"; exit 1; }
 done
 
@@ -72,7 +74,7 @@ listing=$(awk '{
     line = substr(line, i + 5); col += 5
   }
   if (found) pending = 0
-}' crates/baton-ring/src/lane.rs crates/baton-ring/src/lane/shared.rs crates/baton-ring/src/wake.rs crates/baton-ring/src/lookout.rs crates/baton-ring/src/reply.rs crates/baton-ring/src/events.rs | grep -F -- "$filter")
+}' crates/baton-ring/src/lane.rs crates/baton-ring/src/lane/shared.rs crates/baton-ring/src/wake.rs crates/baton-ring/src/lookout.rs crates/baton-ring/src/reply.rs crates/baton-ring/src/events.rs crates/baton-ring/src/roster.rs | grep -F -- "$filter")
 sites=$(sed -n 's/^S //p' <<<"$listing")
 for site in $(sed -n 's/^K //p' <<<"$listing"); do
   echo "kept        $site (not swept: the reason is in the code)   [$(sed -n "$(cut -d: -f2 <<<"$site")p" "$(cut -d: -f1 <<<"$site")" | sed 's/^ *//' | cut -c1-70)]"

@@ -14,6 +14,8 @@
 //!   removed).
 //! - [`reply`]: the reply boxes of request/reply: claimed by a requester, won, written and
 //!   published by exactly one replier, taken over from a replier that died.
+//! - [`roster`]: a queue group's table, rewritten by one writer at a time and read by anyone
+//!   without a lock, never torn; a writer dying half way leaves it as it was.
 //! - [`wake`]: the event count that sleepers wait on, behind the [`wake::Waiter`] trait (the
 //!   `baton` crate's waiter is a shared futex; the models' a loom condition variable).
 //! - [`failpoint`]: named steps where kill tests stop a process.
@@ -30,6 +32,7 @@ pub mod failpoint;
 pub mod lane;
 pub mod lookout;
 pub mod reply;
+pub mod roster;
 mod sync;
 pub mod wake;
 

@@ -39,6 +39,11 @@ pub fn spin_hint() {
     loom::thread::yield_now();
 }
 
+/// Gives the CPU away: loom's yield.
+pub(crate) fn yield_now() {
+    loom::thread::yield_now();
+}
+
 /// A cell of payload bytes: loom's tracked `UnsafeCell`, so an unsynchronised access to
 /// payload bytes is reported as a data race.
 #[derive(Debug)]

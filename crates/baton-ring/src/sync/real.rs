@@ -28,6 +28,11 @@ pub fn spin_hint() {
     std::hint::spin_loop();
 }
 
+/// Gives the CPU away, for a reader that spun long enough for a writer to finish.
+pub(crate) fn yield_now() {
+    std::thread::yield_now();
+}
+
 /// A cell of payload bytes that senders write and the receiver reads.
 ///
 /// A transparent wrapper over the bytes, so a region of shared memory can be viewed as
