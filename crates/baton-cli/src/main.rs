@@ -12,6 +12,7 @@ use std::time::Duration;
 
 mod bench;
 mod format;
+mod group;
 mod inspect;
 mod manual;
 mod recv;
@@ -176,6 +177,9 @@ queue.")]
     /// and removed, owners taking over and letting go, consumers joining and leaving.
     #[command(after_help = watch::AFTER_HELP)]
     Watch(watch::Args),
+    /// Queue groups: create, add and remove members, list, remove.
+    #[command(subcommand, after_help = group::AFTER_HELP)]
+    Group(group::Action),
     /// Show the messages waiting in a queue (payloads and metadata), taking none.
     #[command(after_help = "\
 Highest priority first, oldest first within a priority: the order a plain receiver takes them \
@@ -405,6 +409,17 @@ fn status_of(e: &(dyn std::error::Error + 'static)) -> u8 {
             _ => exit::ERROR,
         };
     }
+    if let Some(e) = e.downcast_ref::<baton::GroupError>() {
+        use baton::GroupError as G;
+        return match e {
+            G::NotFound { .. } => exit::NOT_FOUND,
+            G::Exists { .. } | G::AlreadyMember { .. } | G::NotMember { .. } => exit::IN_USE,
+            G::Open(o) => status_of(o),
+            G::Send { error, .. } => status_of(error),
+            G::Request { error, .. } => status_of(error),
+            _ => exit::ERROR,
+        };
+    }
     if let Some(e) = e.downcast_ref::<SendError>() {
         return match e {
             SendError::InvalidPriority(_) => exit::USAGE,
@@ -483,6 +498,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Request(args) => request::run(&domain, args, json),
         Command::Serve(args) => recv::serve(&domain, args),
         Command::Watch(args) => watch::run(&domain, args, json),
+        Command::Group(action) => group::run(&domain, action, json),
         Command::Peek {
             name,
             count,

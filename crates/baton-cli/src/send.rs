@@ -3,7 +3,7 @@
 use crate::format::{parse_duration, print_json, SCHEMA};
 use crate::stdio::{self, RawStdin, STOP_CHECK};
 use crate::{exit, os_bytes, Failure};
-use baton::{Domain, Queue, SendError};
+use baton::{Domain, Group, GroupError, GroupPolicy, GroupSender, Queue, SendError};
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
@@ -12,8 +12,12 @@ const SEND_BATCH: usize = 64;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(help = crate::NAME_HELP)]
-    name: String,
+    #[arg(help = crate::NAME_HELP, required_unless_present = "group")]
+    name: Option<String>,
+    /// Send to this queue group instead (`baton group`): its policy picks the queue of each
+    /// message. Every argument is then a message.
+    #[arg(long, short = 'g', value_name = "GROUP")]
+    group: Option<String>,
     /// The messages, one per argument (default: read standard input).
     messages: Vec<OsString>,
     /// 0 (highest) to 3.
@@ -49,23 +53,59 @@ enum Source {
     Whole,
 }
 
-pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
+/// Where the messages go.
+enum Target {
+    Queue(baton::Sender),
+    Group(GroupSender),
+}
+
+pub fn run(domain: &Domain, mut args: Args, json: bool) -> Result<(), Failure> {
+    if args.group.is_some() {
+        // `send --group G MESSAGE...`: the first argument is a message, not a queue.
+        if let Some(first) = args.name.take() {
+            args.messages.insert(0, first.into());
+        }
+    }
     if args.messages.is_empty() && stdio::stdin_closed_at_start() {
         return Err(Failure::new(
             exit::ERROR,
             "standard input is closed and no messages were given; refusing to send nothing (give messages, a file or /dev/null)",
         ));
     }
-    let q = Queue::open(domain, &args.name)?;
-    let tx = q
-        .sender()
-        .with_priority(args.priority)?
-        .with_type(args.msg_type)
-        .with_version(args.version);
+    let (target, to) = match (&args.group, &args.name) {
+        (Some(g), _) => (
+            Target::Group(
+                Group::open(domain, g)?
+                    .sender()
+                    .with_priority(args.priority)?
+                    .with_type(args.msg_type),
+            ),
+            g.clone(),
+        ),
+        (None, Some(name)) => (
+            Target::Queue(
+                Queue::open(domain, name)?
+                    .sender()
+                    .with_priority(args.priority)?
+                    .with_type(args.msg_type)
+                    .with_version(args.version),
+            ),
+            name.clone(),
+        ),
+        (None, None) => unreachable!("clap requires a queue or a group"),
+    };
+    // Where each message to a group went, for --json.
+    let delivered_to = std::cell::RefCell::new(Vec::<Vec<String>>::new());
     // From here a signal ends `send` between messages: none is ever half sent.
     stdio::catch_stop_signals();
     let send_one = |payload: &[u8]| -> Result<(), Failure> {
         let deadline = args.timeout.map(|t| Instant::now() + t);
+        let tx = match &target {
+            Target::Queue(tx) => tx,
+            Target::Group(tx) => {
+                return send_to_group(tx, payload, deadline, &args, &delivered_to);
+            }
+        };
         loop {
             if let Some(sig) = stdio::stop_signal() {
                 return Err(Failure::new(
@@ -84,7 +124,7 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
                         format!(
                             "timed out after {} waiting for space in queue {} (priority {})",
                             crate::format::human_duration(args.timeout.unwrap_or_default()),
-                            args.name,
+                            to,
                             args.priority
                         ),
                     ))
@@ -137,7 +177,10 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
                 }
                 // A batch that fails sends nothing; then the record it failed on is sent on
                 // its own, which waits for room or says exactly which record failed and why.
-                let n = tx.try_send_batch(&batch[i..]).unwrap_or(0);
+                let n = match &target {
+                    Target::Queue(tx) => tx.try_send_batch(&batch[i..]).unwrap_or(0),
+                    Target::Group(_) => 0, // each message picks its own queue
+                };
                 sent += n as u64;
                 i += n;
                 if n == 0 {
@@ -167,7 +210,7 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
         (which, Failure::new(f.code, message))
     });
     if json {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "schema": SCHEMA,
             "queue": args.name,
             "sent": sent,
@@ -178,6 +221,11 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
                 "exit_status": f.code,
             })),
         });
+        if let Some(g) = &args.group {
+            v.as_object_mut().map(|o| o.remove("queue"));
+            v["group"] = g.clone().into();
+            v["delivered_to"] = serde_json::json!(delivered_to.borrow().clone());
+        }
         if let Err(e) = print_json(&v, false) {
             return Err(Failure::new(
                 exit::ERROR,
@@ -200,4 +248,59 @@ fn read_failure(e: std::io::Error) -> Failure {
         ),
         None => Failure::new(exit::ERROR, format!("cannot read standard input: {e}")),
     }
+}
+
+/// Sends one message to a group: in slices (to see stop signals) while it waits for space,
+/// except a broadcast, which waits once for all its members (a slice that timed out on one
+/// member after others took the message would send it to them again).
+fn send_to_group(
+    tx: &GroupSender,
+    payload: &[u8],
+    deadline: Option<Instant>,
+    args: &Args,
+    delivered_to: &std::cell::RefCell<Vec<Vec<String>>>,
+) -> Result<(), Failure> {
+    let broadcast = tx.policy() == GroupPolicy::Broadcast;
+    let sent = loop {
+        if let Some(sig) = stdio::stop_signal() {
+            return Err(Failure::new(
+                stdio::signal_status(sig),
+                format!("stopped by signal {sig}"),
+            ));
+        }
+        let r = match (broadcast, deadline) {
+            (true, None) => tx.send(payload),
+            (true, Some(d)) => tx.send_timeout(payload, d.saturating_duration_since(Instant::now())),
+            (false, _) => {
+                let slice = deadline.map_or(STOP_CHECK, |d| {
+                    d.saturating_duration_since(Instant::now()).min(STOP_CHECK)
+                });
+                tx.send_timeout(payload, slice)
+            }
+        };
+        match r {
+            Err(GroupError::Send {
+                error: SendError::Timeout,
+                ..
+            }) if !broadcast && deadline.is_none_or(|d| Instant::now() < d) => continue,
+            Err(e @ GroupError::Send {
+                error: SendError::Timeout,
+                ..
+            }) => {
+                return Err(Failure::new(
+                    exit::TIMEOUT,
+                    format!(
+                        "timed out after {} waiting for space ({e})",
+                        crate::format::human_duration(args.timeout.unwrap_or_default())
+                    ),
+                ))
+            }
+            other => break other?,
+        }
+    };
+    for (queue, why) in &sent.failed {
+        eprintln!("baton: warning: not delivered to member {queue}: {why}");
+    }
+    delivered_to.borrow_mut().push(sent.delivered);
+    Ok(())
 }

@@ -10,7 +10,8 @@ pub const AFTER_HELP: &str = "\
 Events: a queue created or removed (by rm, or for its retention), an owner taking a queue \
 (a takeover says so) or letting it go, a consumer of a shared queue joining or leaving (a dead \
 one is found and said to have left), a priority's bytes in use rising to its threshold or \
-falling back to its available level (`create --threshold`). An owner that dies says nothing itself: the takeover that \
+falling back to its available level (`create --threshold`), a queue group created or removed, \
+a queue added to or removed from a group (`baton group`). An owner that dies says nothing itself: the takeover that \
 follows does. Events are kept in a log of 1024 per domain; a watcher further behind is told how \
 many it missed.
 
@@ -23,7 +24,7 @@ output that goes away (141).";
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Only this queue's events.
+    /// Only this queue's events (or this group's).
     name: Option<String>,
 }
 
@@ -86,6 +87,12 @@ fn parts(kind: &EventKind) -> (&'static str, Vec<(&'static str, serde_json::Valu
             "threshold_available",
             vec![("priority", json!(priority)), ("used", json!(used))],
         ),
+        EventKind::GroupCreated { policy } => {
+            ("group_created", vec![("policy", json!(policy.name()))])
+        }
+        EventKind::GroupRemoved => ("group_removed", vec![]),
+        EventKind::MemberAdded => ("member_added", vec![]),
+        EventKind::MemberRemoved => ("member_removed", vec![]),
         EventKind::Other { kind, a, b } => (
             "other",
             vec![("code", json!(kind)), ("a", json!(a)), ("b", json!(b))],
@@ -106,6 +113,9 @@ fn as_json(f: &Followed) -> String {
             let (name, fields) = parts(&e.kind);
             o.insert("event".into(), name.into());
             o.insert("queue".into(), e.queue.clone().into());
+            if let Some(g) = &e.group {
+                o.insert("group".into(), g.clone().into());
+            }
             o.insert("pid".into(), e.pid.into());
             o.insert("seq".into(), e.seq.into());
             o.insert("time_monotonic_ns".into(), e.time_ns.into());
@@ -154,13 +164,22 @@ fn as_text(f: &Followed) -> String {
                     "priority {priority} back to its available threshold ({} in use)",
                     crate::format::human_size(used)
                 ),
+                EventKind::GroupCreated { policy } => format!("group created ({policy})"),
+                EventKind::GroupRemoved => "group removed".to_string(),
+                EventKind::MemberAdded => format!("added to group {}", e.group.as_deref().unwrap_or("?")),
+                EventKind::MemberRemoved => {
+                    format!("removed from group {}", e.group.as_deref().unwrap_or("?"))
+                }
                 EventKind::Other { kind, a, b } => format!("event {kind} ({a}, {b})"),
                 _ => "event of a newer kind".to_string(),
             };
+            let subject = match (&e.group, e.queue.is_empty()) {
+                (Some(g), true) => g.as_str(),
+                _ => e.queue.as_str(),
+            };
             format!(
-                "{} {} {what} (pid {})",
+                "{} {subject} {what} (pid {})",
                 clock(unix_ns_of_monotonic(e.time_ns)),
-                e.queue,
                 e.pid
             )
         }

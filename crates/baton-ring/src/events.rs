@@ -31,14 +31,15 @@ use crate::sync::{mutant, ord, AtomicU64, Ordering};
 use crate::wake::{Event as WakeEvent, Waiter};
 
 /// Words of a slot in a shared log: a stamp, [`HEAD_WORDS`] words, [`SUBJECT_WORDS`] words of
-/// subject, a checksum (256 bytes).
+/// subject, a checksum (464 bytes).
 pub const SLOT_WORDS: usize = 2 + HEAD_WORDS + SUBJECT_WORDS;
 /// The body's fixed words: `kind | subject length << 16 | pid << 32`, `time_ns`, `a`, `b`, and
 /// the event's sequence number (so that a stalled writer's whole body, checksum included, left
 /// under a later lap's stamp is not taken for that lap's event).
 pub const HEAD_WORDS: usize = 5;
-/// Words of subject in a shared log's slot: 200 bytes.
-pub const SUBJECT_WORDS: usize = 25;
+/// Words of subject in a shared log's slot: 408 bytes, room for two names of 200 bytes and a
+/// separator (a queue group's event names the group and the member).
+pub const SUBJECT_WORDS: usize = 51;
 
 /// One event, as written and read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,10 +329,10 @@ mod tests {
     fn a_subject_longer_than_a_slot_holds_is_cut_not_overflowed() {
         let heap = HeapEventLog::new(2, SUBJECT_WORDS);
         let log = heap.log();
-        log.append(&ev(1, &"x".repeat(250)), &Yield);
+        log.append(&ev(1, &"x".repeat(500)), &Yield);
         let mut c = 0;
         match log.read(&mut c) {
-            Read::Event(e) => assert_eq!(e.subject.len(), 200),
+            Read::Event(e) => assert_eq!(e.subject.len(), SUBJECT_WORDS * 8),
             other => panic!("{other:?}"),
         }
     }

@@ -651,3 +651,110 @@ macro_rules! from_damage {
     )*};
 }
 from_damage!(SendError, RecvError, AckError);
+
+/// Errors from queue groups ([`crate::Group`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// No group of that name in the domain.
+    #[error("no queue group {group:?} in domain {domain:?}")]
+    NotFound {
+        /// The domain.
+        domain: String,
+        /// The group.
+        group: String,
+    },
+    /// A group of that name exists already.
+    #[error("queue group {group:?} exists already in domain {domain:?}")]
+    Exists {
+        /// The domain.
+        domain: String,
+        /// The group.
+        group: String,
+    },
+    /// A message to the group has nowhere to go (SA-Forum `QUEUE_NOT_AVAILABLE`).
+    #[error("queue group {group:?} has no queue to send to: {why}")]
+    NotAvailable {
+        /// The group.
+        group: String,
+        /// Why: no members, none on this node, none whose queue exists.
+        why: &'static str,
+    },
+    /// The queue is a member already.
+    #[error("queue {queue:?} is a member of group {group:?} already")]
+    AlreadyMember {
+        /// The group.
+        group: String,
+        /// The queue.
+        queue: String,
+    },
+    /// The queue is not a member.
+    #[error("queue {queue:?} is not a member of group {group:?}")]
+    NotMember {
+        /// The group.
+        group: String,
+        /// The queue.
+        queue: String,
+    },
+    /// The group has as many members as it can hold.
+    #[error("queue group {group:?} is full: it holds at most {max} members")]
+    Full {
+        /// The group.
+        group: String,
+        /// The most members a group holds.
+        max: usize,
+    },
+    /// The group was removed.
+    #[error("queue group {group:?} has been removed")]
+    Removed {
+        /// The group.
+        group: String,
+    },
+    /// Another process held the group's lock for the whole wait (it is hung, or stopped).
+    #[error("queue group {group:?} is being changed by a process that does not finish (stopped?)")]
+    Busy {
+        /// The group.
+        group: String,
+    },
+    /// A broadcast to the group reached none of its members: why each failed.
+    #[error("queue group {group:?}: the broadcast reached no member ({})", .failed.iter().map(|(q, e)| format!("{q}: {e}")).collect::<Vec<_>>().join("; "))]
+    Undelivered {
+        /// The group.
+        group: String,
+        /// Each member, and why.
+        failed: Vec<(String, GroupError)>,
+    },
+    /// The group's file is damaged (a peer wrote over it).
+    #[error("queue group {group:?} is corrupt: {why}")]
+    Corrupt {
+        /// The group.
+        group: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// Opening the group, or a member queue.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// Sending to the member queue chosen.
+    #[error("sending to queue {queue:?}: {error}")]
+    Send {
+        /// The member queue.
+        queue: String,
+        /// What went wrong.
+        error: SendError,
+    },
+    /// A request to the member queue chosen.
+    #[error("request to queue {queue:?}: {error}")]
+    Request {
+        /// The member queue.
+        queue: String,
+        /// What went wrong.
+        error: RequestError,
+    },
+    /// A request to a broadcast group (it would have one reply per member).
+    #[error("queue group {group:?} broadcasts: a request needs one receiver")]
+    RequestToBroadcast {
+        /// The group.
+        group: String,
+    },
+}

@@ -58,13 +58,15 @@ mod sys;
 
 pub use baton_ring::lane::Corrupt as LaneDamage;
 pub use error::{
-    AckError, AttributeError, Damage, Denial, Incompatibility, LockDamage, OpenError, OwnError,
-    RecvError, ReplyError, RequestError, SegmentDamage, SendError, SlotError, TrySendError,
+    AckError, AttributeError, Damage, Denial, GroupError, Incompatibility, LockDamage, OpenError,
+    OwnError, RecvError, ReplyError, RequestError, SegmentDamage, SendError, SlotError,
+    TrySendError,
 };
 pub use name::{check_queue_name, Domain, DEFAULT_DOMAIN, DOMAIN_ENV, MAX_NAME};
 pub use queue::{
-    Attached, Canceller, Consumer, Delivered, Delivery, Event, EventKind, Events, Followed,
-    InPlace, LaneStatus, ListEntry, Loan, Message, Metadata, Peeked, Queue, Receiver,
+    Attached, Canceller, Consumer, Delivered, Delivery, Event, EventKind, Events, Followed, Group,
+    GroupChange, GroupMember, GroupPolicy, GroupSender, GroupSent, GroupTracker, InPlace,
+    MemberChange, TrackedMember, THIS_NODE, LaneStatus, ListEntry, Loan, Message, Metadata, Peeked, Queue, Receiver,
     ReceiverOptions, Reply, ReplyTo, Sender, StandbyMark, Status, TypeFilter, DEFAULT_SPIN,
 };
 pub use segment::{Attributes, PRIORITIES};

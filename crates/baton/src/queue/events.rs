@@ -60,6 +60,17 @@ pub enum EventKind {
         /// Bytes in use when it was seen.
         used: u64,
     },
+    /// A queue group was created ([`crate::Group::create`]); the event's `group` names it.
+    GroupCreated {
+        /// Its policy.
+        policy: crate::GroupPolicy,
+    },
+    /// A queue group was removed.
+    GroupRemoved,
+    /// A queue (the event's `queue`) was added to a group (its `group`).
+    MemberAdded,
+    /// A queue (the event's `queue`) was removed from a group (its `group`).
+    MemberRemoved,
     /// An event of a kind this version does not know (a newer writer).
     Other {
         /// Its number.
@@ -76,8 +87,10 @@ pub enum EventKind {
 pub struct Event {
     /// What happened.
     pub kind: EventKind,
-    /// To which queue.
+    /// To which queue (empty for a group's own events).
     pub queue: String,
+    /// For a queue group's events: the group.
+    pub group: Option<String>,
     /// The process that wrote the event, in its own pid namespace (for a takeover, the new
     /// owner; for a dead consumer, the process that found it dead).
     pub pid: u32,
@@ -170,7 +183,7 @@ impl Events {
         ))
     }
 
-    /// This follower, for one queue's events only.
+    /// This follower, for one queue's events only (or one group's: a name is either).
     pub fn only(mut self, queue: &str) -> Events {
         self.only = Some(queue.to_string());
         self
@@ -210,13 +223,26 @@ impl Events {
                 Read::NotYet => return None,
                 Read::Missed(n) => return Some(Followed::Missed(n)),
                 Read::Event(r) => {
-                    let queue = String::from_utf8_lossy(&r.subject).into_owned();
-                    if self.only.as_ref().is_some_and(|q| *q != queue) {
+                    let subject = String::from_utf8_lossy(&r.subject).into_owned();
+                    let (group, queue) = match r.kind {
+                        kind::GROUP_CREATED | kind::GROUP_REMOVED => (Some(subject), String::new()),
+                        kind::MEMBER_ADDED | kind::MEMBER_REMOVED => match subject.split_once('/') {
+                            Some((g, q)) => (Some(g.to_string()), q.to_string()),
+                            None => (None, subject),
+                        },
+                        _ => (None, subject),
+                    };
+                    if self
+                        .only
+                        .as_ref()
+                        .is_some_and(|n| *n != queue && group.as_ref() != Some(n))
+                    {
                         continue;
                     }
                     return Some(Followed::Event(Event {
                         kind: kind_of(r.kind, r.a, r.b),
                         queue,
+                        group,
                         pid: r.pid,
                         time_ns: r.time_ns,
                         seq: self.cursor - 1,
@@ -271,7 +297,7 @@ impl Events {
 impl Drop for Events {
     /// Counts this follower out; the last one removes the log.
     fn drop(&mut self) {
-        self.file.leave(&self.domain);
+        self.file.leave();
     }
 }
 
@@ -307,6 +333,13 @@ fn kind_of(k: u16, a: u64, b: u64) -> EventKind {
             priority: a as u8,
             used: b,
         },
+        kind::GROUP_CREATED => match crate::queue::group::GroupPolicy::from_number(a) {
+            Some(policy) => EventKind::GroupCreated { policy },
+            None => EventKind::Other { kind: k, a, b },
+        },
+        kind::GROUP_REMOVED => EventKind::GroupRemoved,
+        kind::MEMBER_ADDED => EventKind::MemberAdded,
+        kind::MEMBER_REMOVED => EventKind::MemberRemoved,
         kind => EventKind::Other { kind, a, b },
     }
 }

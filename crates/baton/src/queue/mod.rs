@@ -9,6 +9,7 @@ mod browse;
 mod cancel;
 mod consumer;
 mod events;
+mod group;
 mod message;
 mod receiver;
 mod request;
@@ -20,6 +21,10 @@ pub use browse::Peeked;
 pub use cancel::Canceller;
 pub use consumer::{Consumer, TypeFilter};
 pub use events::{Event, EventKind, Events, Followed};
+pub use group::{
+    Group, GroupChange, GroupMember, GroupPolicy, GroupSender, GroupSent, GroupTracker,
+    MemberChange, TrackedMember, THIS_NODE,
+};
 pub use message::{InPlace, Message, Metadata};
 pub use receiver::{Receiver, ReceiverOptions};
 pub use request::{Delivered, Delivery, Reply, ReplyTo};

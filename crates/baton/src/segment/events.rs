@@ -12,27 +12,23 @@
 //! |---|---|
 //! | 0 | magic `u64` ("BATONEV\x01"), format `u32`, slots `u32`, slot words `u64`, followers `u32` (at 24; `u32::MAX`: being removed) |
 //! | 128 | `LogControl`: the writers' next sequence number; the readers' event (256 bytes) |
-//! | 4096 | 1024 slots of 256 bytes |
+//! | 4096 | 1024 slots of 464 bytes |
 
-use crate::error::{Denial, OpenError, SegmentDamage};
+use super::file::{Created, SharedFile};
+use crate::error::OpenError;
 use crate::name::Domain;
 use crate::sys::futex::Futex;
-use crate::sys::shm::{self, Temporary, SHM_DIR};
+use crate::sys::shm::{self, SHM_DIR};
 use baton_ring::events::{EventLog, LogControl, Record, SLOT_WORDS};
 use baton_ring::AtomicU64;
-use memmap2::{MmapOptions, MmapRaw};
-use nix::errno::Errno;
-use nix::fcntl::{open, OFlag};
-use nix::sys::stat::{fchmod, fstat, Mode};
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 const MAGIC: u64 = 0x4241_544F_4E45_5601;
-const FORMAT: u32 = 1;
+/// 2: subjects of 408 bytes (a group's name and a member's).
+const FORMAT: u32 = 2;
 /// Events the log keeps: a follower further behind is told how many it missed.
 pub(crate) const SLOTS: u32 = 1024;
 const CONTROL_OFFSET: usize = 128;
@@ -40,24 +36,20 @@ const SLOTS_OFFSET: usize = 4096;
 pub(crate) const SIZE: usize = SLOTS_OFFSET + SLOTS as usize * SLOT_WORDS * 8;
 
 /// A mapped, validated event log file.
+#[derive(Debug)]
 pub(crate) struct EventsFile {
-    map: MmapRaw,
-    /// Kept to look at its size before each use: a peer that shrinks it must not make us
-    /// touch a page that is gone (SIGBUS).
-    file: File,
-    /// Device and inode, to see whether the name now names another file.
-    id: (u64, u64),
+    file: SharedFile,
 }
 
 const FOLLOWERS_OFFSET: usize = 24;
 /// [`EventsFile::followers`] of a log its last follower is removing.
 const CLOSING: u32 = u32::MAX;
-
-impl std::fmt::Debug for EventsFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventsFile").field("id", &self.id).finish()
-    }
-}
+/// The header words a log starts with.
+const HEADER: [u64; 3] = [
+    MAGIC,
+    FORMAT as u64 | (SLOTS as u64) << 32,
+    SLOT_WORDS as u64,
+];
 
 /// The path of `domain`'s event log.
 pub(crate) fn path(domain: &Domain) -> PathBuf {
@@ -74,44 +66,12 @@ impl EventsFile {
     pub(crate) fn create_or_open(domain: &Domain, mode: u32) -> Result<EventsFile, OpenError> {
         let path = path(domain);
         for _ in 0..2 {
-            match EventsFile::open(domain) {
-                Ok(Some(f)) => return Ok(f),
-                Ok(None) => {}
-                Err(e) => return Err(e),
-            }
-            let temp = Temporary::create(&path, SIZE as u64)?;
-            let fd = temp.file().as_raw_fd();
-            fchmod(fd, Mode::from_bits_truncate(mode)).map_err(|e| shm::io("fchmod", e))?;
-            match nix::fcntl::posix_fallocate(fd, 0, SIZE as i64) {
-                Ok(()) => {}
-                Err(Errno::ENOSPC | Errno::EFBIG) => {
-                    return Err(OpenError::NoSpace {
-                        path,
-                        needed: SIZE as u64,
-                    })
-                }
-                Err(e) => return Err(shm::io("posix_fallocate", e)),
-            }
-            let map = MmapOptions::new()
-                .len(SIZE)
-                .map_raw(temp.file())
-                .map_err(|e| shm::io("mmap", e))?;
-            let header = [
-                MAGIC,
-                u64::from(FORMAT) | u64::from(SLOTS) << 32,
-                SLOT_WORDS as u64,
-            ];
-            for (i, w) in header.iter().enumerate() {
-                // SAFETY: inside the mapping, aligned; nobody else sees the file yet.
-                unsafe { std::ptr::write_volatile((map.as_mut_ptr() as *mut u64).add(i), *w) };
-            }
-            match temp.link_as(&path) {
-                Ok(()) => {}
-                Err(Errno::EEXIST) => continue,
-                Err(e) => return Err(shm::io(format!("link {}", path.display()), e)),
-            }
-            if let Ok(Some(f)) = EventsFile::open(domain) {
+            if let Some(f) = EventsFile::open(domain)? {
                 return Ok(f);
+            }
+            match SharedFile::create(&path, SIZE, mode, &HEADER, |_| Ok(()))? {
+                Created::New(file) => return Ok(EventsFile { file }),
+                Created::Exists => continue,
             }
         }
         Err(shm::io(
@@ -126,85 +86,20 @@ impl EventsFile {
     }
 
     fn open_at(path: PathBuf) -> Result<Option<EventsFile>, OpenError> {
-        let corrupt = |reason: SegmentDamage| OpenError::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
-        let fd = match open(&path, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(Errno::ELOOP) => {
-                return Err(OpenError::PermissionDenied {
-                    path,
-                    reason: Denial::SymbolicLink,
-                })
-            }
-            Err(Errno::EACCES | Errno::EPERM) => {
-                return Err(OpenError::PermissionDenied {
-                    path,
-                    reason: Denial::NoAccess,
-                })
-            }
-            Err(e) => return Err(shm::io(format!("open {}", path.display()), e)),
-        };
-        // SAFETY: `open` just returned this descriptor and nothing else owns it.
-        let file = unsafe { File::from_raw_fd(fd) };
-        let st = fstat(file.as_raw_fd()).map_err(|e| shm::io("fstat", e))?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(OpenError::PermissionDenied {
-                path,
-                reason: Denial::NotRegularFile,
-            });
-        }
-        let me = nix::unistd::geteuid().as_raw();
-        if st.st_uid != me {
-            return Err(OpenError::PermissionDenied {
-                path,
-                reason: Denial::OtherUser {
-                    owner: st.st_uid,
-                    user: me,
-                },
-            });
-        }
-        if st.st_size as usize != SIZE {
-            return Err(corrupt(SegmentDamage::Truncated {
-                size: st.st_size as u64,
-                needed: SIZE as u64,
-            }));
-        }
-        let map = MmapOptions::new()
-            .len(SIZE)
-            .map_raw(&file)
-            .map_err(|e| shm::io("mmap", e))?;
-        // SAFETY: the mapping holds SIZE bytes; a volatile read of plain words.
-        let word =
-            |i: usize| unsafe { std::ptr::read_volatile((map.as_ptr() as *const u64).add(i)) };
-        if word(0) != MAGIC
-            || word(1) != u64::from(FORMAT) | u64::from(SLOTS) << 32
-            || word(2) != SLOT_WORDS as u64
-        {
-            return Err(corrupt(SegmentDamage::BadMagic(word(0))));
-        }
-        Ok(Some(EventsFile {
-            map,
-            file,
-            id: (st.st_dev, st.st_ino),
-        }))
+        Ok(SharedFile::open(&path, SIZE, &HEADER)?.map(|file| EventsFile { file }))
     }
 
     /// Whether the file still has its size (a peer may have shrunk it): checked before the
-    /// mapping is touched. (Between this look and the access a shrink could still come: the
-    /// window is a few instructions, as for a queue's segment.)
+    /// mapping is touched.
     pub(crate) fn intact(&self) -> bool {
-        fstat(self.file.as_raw_fd()).is_ok_and(|st| st.st_size as usize == SIZE)
+        self.file.intact()
     }
 
     /// How many followers the log has (a follower killed stays counted).
     fn followers(&self) -> &AtomicU32 {
         // SAFETY: inside the mapping, 4-aligned; an atomic is valid for any bits and lives as
         // long as the mapping, which the reference borrows.
-        unsafe { &*(self.map.as_ptr().add(FOLLOWERS_OFFSET) as *const AtomicU32) }
+        unsafe { &*(self.file.base().add(FOLLOWERS_OFFSET) as *const AtomicU32) }
     }
 
     /// Counts a follower in, unless the log is being removed by its last one (then `false`:
@@ -225,7 +120,7 @@ impl EventsFile {
 
     /// Counts a follower out; the last one removes the log (writers then write nothing until
     /// somebody follows again).
-    pub(crate) fn leave(&self, domain: &Domain) {
+    pub(crate) fn leave(&self) {
         let n = self.followers();
         let mut cur = n.load(Ordering::Relaxed);
         loop {
@@ -235,9 +130,7 @@ impl EventsFile {
             let to = if cur == 1 { CLOSING } else { cur - 1 };
             match n.compare_exchange(cur, to, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) if to == CLOSING => {
-                    if self.current(domain.as_str()) {
-                        let _ = nix::unistd::unlink(&path(domain));
-                    }
+                    self.file.unlink_if_current();
                     return;
                 }
                 Ok(_) => return,
@@ -254,7 +147,7 @@ impl EventsFile {
 
     /// The log.
     pub(crate) fn log(&self) -> EventLog<'_> {
-        let base = self.map.as_ptr();
+        let base = self.file.base();
         // SAFETY: the mapping is SIZE bytes (checked at open), page aligned: the control block
         // at 128 (128-aligned) and the slots' words at 4096 lie inside it. Atomics are valid
         // for any bits and live as long as the mapping, which the view borrows.
@@ -271,8 +164,8 @@ impl EventsFile {
     }
 
     /// Whether the domain's log name still names this file.
-    fn current(&self, domain: &str) -> bool {
-        nix::sys::stat::stat(&path_of(domain)).is_ok_and(|st| (st.st_dev, st.st_ino) == self.id)
+    fn current(&self) -> bool {
+        self.file.current()
     }
 }
 
@@ -288,6 +181,14 @@ pub(crate) mod kind {
     pub(crate) const CONSUMER_LEFT: u16 = 6;
     pub(crate) const THRESHOLD_REACHED: u16 = 7;
     pub(crate) const THRESHOLD_AVAILABLE: u16 = 8;
+    /// Subject: the group; `a`: its policy's number.
+    pub(crate) const GROUP_CREATED: u16 = 9;
+    /// Subject: the group.
+    pub(crate) const GROUP_REMOVED: u16 = 10;
+    /// Subject: `group/queue`.
+    pub(crate) const MEMBER_ADDED: u16 = 11;
+    /// Subject: `group/queue`.
+    pub(crate) const MEMBER_REMOVED: u16 = 12;
 }
 
 /// This process's mappings of the logs it wrote to, by domain.
@@ -320,7 +221,7 @@ pub(crate) fn emit(domain: &str, kind: u16, subject: &str, a: u64, b: u64) {
             }
         };
         match cache.get(domain) {
-            Some(f) if f.current(domain) && f.intact() => Some(f.clone()),
+            Some(f) if f.current() && f.intact() => Some(f.clone()),
             _ => {
                 cache.remove(domain);
                 match EventsFile::open_at(path_of(domain)) {

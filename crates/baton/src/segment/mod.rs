@@ -23,6 +23,8 @@
 
 mod attributes;
 pub(crate) mod events;
+mod file;
+pub(crate) mod group;
 mod layout;
 
 pub use attributes::Attributes;

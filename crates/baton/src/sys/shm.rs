@@ -21,11 +21,15 @@ pub(crate) fn file_name(domain: &Domain, name: &str) -> String {
     if plain.len() <= 255 {
         return plain;
     }
-    // FNV-1a, 64 bits: stable across builds (unlike std's hasher).
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    format!("{FILE_PREFIX}{domain}~#{:016x}", name_hash(name))
+}
+
+/// The hash that stands for a name too long for a file name: FNV-1a, 64 bits, stable across
+/// builds (unlike std's hasher).
+pub(crate) fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    });
-    format!("{FILE_PREFIX}{domain}~#{hash:016x}")
+    })
 }
 
 /// The prefix of every file of `domain` (queues and temporaries).
