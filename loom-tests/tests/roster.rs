@@ -25,7 +25,11 @@ fn a_reader_racing_two_writes_gets_one_whole_generation() {
             assert_eq!(r.write(&[2, 2]), 2);
         });
         let mut out = [0; 2];
-        let g = s.roster.roster().read(&mut out).expect("a copy being written is no scribble");
+        let g = s
+            .roster
+            .roster()
+            .read(&mut out)
+            .expect("a copy being written is no scribble");
         assert!(g <= 2);
         assert_eq!(out, [g, g], "generation {g} read torn");
         writer.join().unwrap();

@@ -63,9 +63,11 @@ pub fn run(domain: &Domain, action: Action, json: bool) -> Result<(), Failure> {
     match action {
         Action::Create { group, policy } => {
             Group::create(domain, &group, policy)?;
-            say(json, json!({"created": group, "policy": policy.name()}), || {
-                format!("created group {group} ({policy})")
-            })?;
+            say(
+                json,
+                json!({"created": group, "policy": policy.name()}),
+                || format!("created group {group} ({policy})"),
+            )?;
         }
         Action::Add { group, queues } => {
             let g = Group::open(domain, &group)?;
@@ -87,7 +89,9 @@ pub fn run(domain: &Domain, action: Action, json: bool) -> Result<(), Failure> {
         }
         Action::Rm { group } => {
             Group::remove(domain, &group)?;
-            say(json, json!({"removed": group}), || format!("removed group {group}"))?;
+            say(json, json!({"removed": group}), || {
+                format!("removed group {group}")
+            })?;
         }
         Action::Ls { group } => {
             let names = match group {
@@ -120,8 +124,11 @@ pub fn run(domain: &Domain, action: Action, json: bool) -> Result<(), Failure> {
                         })
                     })
                     .collect();
-                print_json(&json!({"schema": SCHEMA, "domain": domain.as_str(), "groups": groups}), false)
-                    .map_err(|e| Failure::new(crate::exit::ERROR, format!("cannot write: {e}")))?;
+                print_json(
+                    &json!({"schema": SCHEMA, "domain": domain.as_str(), "groups": groups}),
+                    false,
+                )
+                .map_err(|e| Failure::new(crate::exit::ERROR, format!("cannot write: {e}")))?;
             } else if out.is_empty() {
                 println!("no queue groups in domain {domain}");
             } else {
@@ -158,5 +165,10 @@ fn say(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) -> R
         use std::io::Write;
         writeln!(std::io::stdout(), "{}", text())
     };
-    written.map_err(|e| Failure::new(crate::exit::ERROR, format!("done, but the report cannot be written: {e}")))
+    written.map_err(|e| {
+        Failure::new(
+            crate::exit::ERROR,
+            format!("done, but the report cannot be written: {e}"),
+        )
+    })
 }

@@ -270,7 +270,9 @@ fn send_to_group(
         }
         let r = match (broadcast, deadline) {
             (true, None) => tx.send(payload),
-            (true, Some(d)) => tx.send_timeout(payload, d.saturating_duration_since(Instant::now())),
+            (true, Some(d)) => {
+                tx.send_timeout(payload, d.saturating_duration_since(Instant::now()))
+            }
             (false, _) => {
                 let slice = deadline.map_or(STOP_CHECK, |d| {
                     d.saturating_duration_since(Instant::now()).min(STOP_CHECK)
@@ -283,10 +285,12 @@ fn send_to_group(
                 error: SendError::Timeout,
                 ..
             }) if !broadcast && deadline.is_none_or(|d| Instant::now() < d) => continue,
-            Err(e @ GroupError::Send {
-                error: SendError::Timeout,
-                ..
-            }) => {
+            Err(
+                e @ GroupError::Send {
+                    error: SendError::Timeout,
+                    ..
+                },
+            ) => {
                 return Err(Failure::new(
                     exit::TIMEOUT,
                     format!(

@@ -166,7 +166,9 @@ fn as_text(f: &Followed) -> String {
                 ),
                 EventKind::GroupCreated { policy } => format!("group created ({policy})"),
                 EventKind::GroupRemoved => "group removed".to_string(),
-                EventKind::MemberAdded => format!("added to group {}", e.group.as_deref().unwrap_or("?")),
+                EventKind::MemberAdded => {
+                    format!("added to group {}", e.group.as_deref().unwrap_or("?"))
+                }
                 EventKind::MemberRemoved => {
                     format!("removed from group {}", e.group.as_deref().unwrap_or("?"))
                 }

@@ -226,10 +226,12 @@ impl Events {
                     let subject = String::from_utf8_lossy(&r.subject).into_owned();
                     let (group, queue) = match r.kind {
                         kind::GROUP_CREATED | kind::GROUP_REMOVED => (Some(subject), String::new()),
-                        kind::MEMBER_ADDED | kind::MEMBER_REMOVED => match subject.split_once('/') {
-                            Some((g, q)) => (Some(g.to_string()), q.to_string()),
-                            None => (None, subject),
-                        },
+                        kind::MEMBER_ADDED | kind::MEMBER_REMOVED => {
+                            match subject.split_once('/') {
+                                Some((g, q)) => (Some(g.to_string()), q.to_string()),
+                                None => (None, subject),
+                            }
+                        }
                         _ => (None, subject),
                     };
                     if self

@@ -348,16 +348,18 @@ impl Group {
     /// [`GroupError::NotMember`], [`GroupError::Removed`], [`GroupError::Busy`],
     /// [`GroupError::Corrupt`].
     pub fn remove_member(&self, queue: &str) -> Result<(), GroupError> {
-        self.change(|members| match members.iter().position(|m| m.queue == queue) {
-            Some(i) => {
-                members.remove(i);
-                Ok(())
-            }
-            None => Err(GroupError::NotMember {
-                group: self.inner.name.clone(),
-                queue: queue.to_string(),
-            }),
-        })?;
+        self.change(
+            |members| match members.iter().position(|m| m.queue == queue) {
+                Some(i) => {
+                    members.remove(i);
+                    Ok(())
+                }
+                None => Err(GroupError::NotMember {
+                    group: self.inner.name.clone(),
+                    queue: queue.to_string(),
+                }),
+            },
+        )?;
         self.emit_member(kind::MEMBER_REMOVED, queue);
         Ok(())
     }
@@ -423,7 +425,9 @@ impl Group {
         if cache.generation != Some(now) {
             let (gen, members) = self.read()?;
             cache.generation = Some(gen);
-            cache.queues.retain(|q, _| members.iter().any(|m| m.queue == *q));
+            cache
+                .queues
+                .retain(|q, _| members.iter().any(|m| m.queue == *q));
             cache.members = members;
         }
         let Cache {
@@ -574,7 +578,11 @@ impl GroupSender {
     ///
     /// [`GroupError::RequestToBroadcast`]; [`GroupError::NotAvailable`];
     /// [`GroupError::Request`] from the member chosen.
-    pub fn request(&self, payload: &[u8], timeout: Duration) -> Result<(String, Reply), GroupError> {
+    pub fn request(
+        &self,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<(String, Reply), GroupError> {
         if self.group.policy() == GroupPolicy::Broadcast {
             return Err(GroupError::RequestToBroadcast {
                 group: self.group.name().to_string(),
@@ -625,10 +633,13 @@ impl GroupSender {
                     let free = lane.capacity_cells().saturating_sub(lane.used_cells());
                     (free, m, q)
                 })
-                .fold(None, |best: Option<(u64, &GroupMember, &Queue)>, c| match best {
-                    Some(b) if b.0 >= c.0 => Some(b),
-                    _ => Some(c),
-                })
+                .fold(
+                    None,
+                    |best: Option<(u64, &GroupMember, &Queue)>, c| match best {
+                        Some(b) if b.0 >= c.0 => Some(b),
+                        _ => Some(c),
+                    },
+                )
                 .map(|(_, m, q)| (m.queue.clone(), q.clone()))
         } else {
             in_turn
@@ -719,7 +730,10 @@ impl GroupTracker {
     /// # Errors
     ///
     /// [`GroupError::Removed`] once the group is removed; [`GroupError::Corrupt`].
-    pub fn next_change(&mut self, timeout: Option<Duration>) -> Result<Option<GroupChange>, GroupError> {
+    pub fn next_change(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<GroupChange>, GroupError> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let file = &self.group.inner.file;
         loop {

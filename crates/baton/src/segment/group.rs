@@ -26,6 +26,7 @@ use crate::name::{Domain, MAX_NAME};
 use crate::sys::futex::Futex;
 use crate::sys::robust::{timed_lock, RobustMutex};
 use crate::sys::shm::{self, SHM_DIR};
+use baton_ring::failpoint::failpoint;
 use baton_ring::roster::{Roster, RosterControl};
 use baton_ring::{AtomicU64, Ordering};
 use std::path::PathBuf;
@@ -276,6 +277,7 @@ impl GroupFile {
             if members != before {
                 let table = encode(&members)?;
                 self.roster().write(&table);
+                failpoint("group_changed");
             }
             Ok(r)
         })();
@@ -335,7 +337,11 @@ fn decode_name(words: &[u64], len: usize) -> Option<String> {
     if len == 0 || len > words.len() * 8 {
         return None;
     }
-    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).take(len).collect();
+    let bytes: Vec<u8> = words
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .take(len)
+        .collect();
     String::from_utf8(bytes).ok()
 }
 
