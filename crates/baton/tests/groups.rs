@@ -404,7 +404,7 @@ fn names_of_200_characters_fit_in_files_and_events() {
         Group::open(&t.domain, &gname).unwrap().members().unwrap()[0].queue,
         qname
     );
-    assert_eq!(g.sender().send(b"x").unwrap().delivered, [qname.clone()]);
+    assert_eq!(g.sender().send(b"x").unwrap().delivered, std::slice::from_ref(&qname));
     let mut added = None;
     while let Some(Followed::Event(e)) = events.next_timeout(Duration::from_millis(100)).unwrap() {
         if e.kind == EventKind::MemberAdded {
