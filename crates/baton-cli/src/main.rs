@@ -417,6 +417,12 @@ fn status_of(e: &(dyn std::error::Error + 'static)) -> u8 {
             G::Open(o) => status_of(o),
             G::Send { error, .. } => status_of(error),
             G::Request { error, .. } => status_of(error),
+            // A broadcast that timed out on every member.
+            G::Undelivered { failed, .. }
+                if failed.iter().all(|(_, e)| status_of(e) == exit::TIMEOUT) =>
+            {
+                exit::TIMEOUT
+            }
             _ => exit::ERROR,
         };
     }

@@ -6,7 +6,7 @@ mod common;
 use baton::{Attributes, Group, GroupPolicy, Queue};
 use common::{ok, run, stderr, Child, Cli, TestDomain};
 use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 fn json(o: &std::process::Output) -> serde_json::Value {
@@ -103,16 +103,7 @@ fn a_broadcast_from_the_command_line_reaches_every_member() {
 /// `baton ARGS` with failpoint `fp` set to pause; returns once it has paused there.
 fn paused_at(t: &TestDomain, namespace: bool, args: &[&str], fp: &str) -> Child {
     let mut c = if namespace {
-        let mut c = Command::new("unshare");
-        c.args([
-            "--pid",
-            "--fork",
-            "--kill-child",
-            env!("CARGO_BIN_EXE_baton"),
-        ])
-        .env("BATON_DOMAIN", t.name())
-        .stdin(Stdio::null());
-        c
+        common::baton_in_new_pid_namespace(t)
     } else {
         t.baton()
     };

@@ -81,18 +81,8 @@ fn root() -> bool {
 /// `baton ARGS` as pid 1 of a new pid namespace; killing the returned child (the `unshare`
 /// process, by pid) kills it too (`--kill-child`).
 fn in_pid_namespace(t: &TestDomain, args: &[&str], failpoint: Option<&str>) -> Command {
-    let mut c = Command::new("unshare");
-    c.args([
-        "--pid",
-        "--fork",
-        "--kill-child",
-        env!("CARGO_BIN_EXE_baton"),
-    ])
-    .args(args)
-    .env("BATON_DOMAIN", t.name())
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
+    let mut c = common::baton_in_new_pid_namespace(t);
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
     if let Some(f) = failpoint {
         c.env("BATON_FAILPOINT", f);
     }

@@ -136,12 +136,27 @@ impl Event {
         &self,
         waiter: &W,
         deadline: Option<Instant>,
-        mut ready: impl FnMut() -> bool,
+        ready: impl FnMut() -> bool,
     ) -> bool {
+        self.wait_until_mapped(waiter, deadline, || true, ready)
+            .unwrap_or(false)
+    }
+
+    /// As [`Event::wait_until`], for an event in memory a peer can take away (a shared file it
+    /// can shrink, making the next touch a SIGBUS): `mapped()` is asked after each sleep,
+    /// before the event is touched again; once it says no, this returns `None` at once and
+    /// touches nothing more (the sleeper stays counted in memory that is gone anyway).
+    pub fn wait_until_mapped<W: Waiter>(
+        &self,
+        waiter: &W,
+        deadline: Option<Instant>,
+        mut mapped: impl FnMut() -> bool,
+        mut ready: impl FnMut() -> bool,
+    ) -> Option<bool> {
         loop {
             if mutant("wait_no_recheck") && ready() {
                 // MUTANT: look before announcing, and not again after.
-                return true;
+                return Some(true);
             }
             self.waiters.fetch_add(1, Ordering::Relaxed);
             // SYNC POINT: sleep/wake Dekker pair (waiter side), partner in `notify`.
@@ -150,13 +165,16 @@ impl Event {
             let seen = self.seq.load(ord!(Acquire));
             if !mutant("wait_no_recheck") && ready() {
                 self.waiters.fetch_sub(1, Ordering::Relaxed);
-                return true;
+                return Some(true);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 self.waiters.fetch_sub(1, Ordering::Relaxed);
-                return false;
+                return Some(false);
             }
             waiter.wait(&self.seq, seen, deadline);
+            if !mapped() {
+                return None;
+            }
             self.waiters.fetch_sub(1, Ordering::Relaxed);
         }
     }

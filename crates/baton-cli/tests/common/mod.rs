@@ -21,6 +21,21 @@ impl Cli for TestDomain {
     }
 }
 
+/// The `baton` CLI as pid 1 of a new pid namespace, in the test's domain (root only); killing
+/// the `unshare` process (by pid) kills it too (`--kill-child`).
+pub fn baton_in_new_pid_namespace(t: &TestDomain) -> Command {
+    let mut c = Command::new("unshare");
+    c.args([
+        "--pid",
+        "--fork",
+        "--kill-child",
+        env!("CARGO_BIN_EXE_baton"),
+    ])
+    .env("BATON_DOMAIN", t.name())
+    .stdin(Stdio::null());
+    c
+}
+
 /// Runs `baton ARGS` in the test's domain and waits for it.
 pub fn run(t: &TestDomain, args: &[&str]) -> std::process::Output {
     t.baton().args(args).output().unwrap()

@@ -229,7 +229,18 @@ impl Group {
     ///
     /// [`GroupError::NotFound`], and the errors of opening it.
     pub fn remove(domain: &Domain, name: &str) -> Result<(), GroupError> {
-        let g = Group::open(domain, name)?;
+        let g = match Group::open(domain, name) {
+            Ok(g) => g,
+            // A file that is not a whole group of ours (shrunk, scribbled): its name goes all
+            // the same, or nothing could make the group again (review).
+            Err(GroupError::Corrupt { .. } | GroupError::Open(OpenError::Corrupt { .. })) => {
+                nix::unistd::unlink(&file::path(domain, name))
+                    .map_err(|e| crate::sys::shm::io("unlink the group", e))?;
+                log::emit(domain.as_str(), kind::GROUP_REMOVED, name, 0, 0);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         if !g.inner.file.remove() {
             return Err(GroupError::NotFound {
                 domain: domain.to_string(),
@@ -271,10 +282,18 @@ impl Group {
         self.inner.policy
     }
 
+    /// Whether the group is still there: not removed, and (unless `sending`) its file whole.
+    /// A send looks at the size only when it reads the table again (the generation moved):
+    /// the words a send with an unchanged table touches lie in the first page, and an `fstat`
+    /// per message would cost more than the send (queues trust their peers the same way).
     fn check(&self) -> Result<(), GroupError> {
         if !self.inner.file.intact() {
             return Err(self.corrupt("its file was shrunk by a peer".to_string()));
         }
+        self.check_removed()
+    }
+
+    fn check_removed(&self) -> Result<(), GroupError> {
         if self.inner.file.removed() {
             return Err(GroupError::Removed {
                 group: self.inner.name.clone(),
@@ -419,10 +438,11 @@ impl Group {
     /// The members now (re-read only when they changed) and a queue handle for each that
     /// exists, in member order; `Err` members' queues do not exist.
     fn targets(&self) -> Result<Vec<(GroupMember, Option<Queue>)>, GroupError> {
-        self.check()?;
+        self.check_removed()?;
         let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.inner.file.roster().generation();
         if cache.generation != Some(now) {
+            self.check()?;
             let (gen, members) = self.read()?;
             cache.generation = Some(gen);
             cache
@@ -563,6 +583,9 @@ impl GroupSender {
             }
             return Ok(sent);
         }
+        // A member's queue removed during the send gives `SendError::Removed`, not a try at
+        // the next member: the message may have been stored before the removal (and taken),
+        // and a second queue would then get it too.
         let (name, q) = self.choose()?;
         send(&name, &q)?;
         Ok(GroupSent {
@@ -615,13 +638,22 @@ impl GroupSender {
             return Err(self.not_available("none of its members is on this node"));
         }
         let n = candidates.len() as u64;
-        // Relaxed: a turn counter; nothing is published through it.
+        // The cursor is kept below the member count, so the turn never wraps (review: a
+        // `fetch_add` counter gave a member two turns in a row where it wrapped, and a peer's
+        // word near 2^64 overflowed the index). Relaxed: a turn counter; nothing is published
+        // through it.
         let turn = self
             .group
             .inner
             .file
             .cursor(policy.local())
-            .fetch_add(1, baton_ring::Ordering::Relaxed);
+            .fetch_update(
+                baton_ring::Ordering::Relaxed,
+                baton_ring::Ordering::Relaxed,
+                |c| Some((c % n + 1) % n),
+            )
+            .unwrap_or_else(|c| c)
+            % n;
         let in_turn = (0..n).map(|k| &candidates[((turn + k) % n) as usize]);
         let picked = if policy == GroupPolicy::LocalBestQueue {
             // The most free bytes at this priority; the first in turn among equals.
@@ -767,10 +799,16 @@ impl GroupTracker {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }
+            // The file's size is looked at after each sleep before the mapping is touched
+            // again: a peer that shrinks the file while the tracker sleeps would make that
+            // touch a SIGBUS (review). `check` then says what happened.
             let seen = self.generation;
-            file.roster().changed().wait_until(&Futex, deadline, || {
-                file.roster().generation() != seen || file.removed()
-            });
+            file.roster().changed().wait_until_mapped(
+                &Futex,
+                deadline,
+                || file.intact(),
+                || file.roster().generation() != seen || file.removed(),
+            );
         }
     }
 }

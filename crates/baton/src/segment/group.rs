@@ -137,16 +137,15 @@ impl GroupFile {
                 std::ptr::copy_nonoverlapping(name.as_ptr(), base.add(NAME_OFFSET), name.len());
                 RobustMutex::init(base.add(LOCK_OFFSET) as *mut RobustMutex)
                     .map_err(|e| shm::io("initialise the group's lock", e))?;
+                // The table starts as generation 0, stamped, before anybody can open the file
+                // (review: stamped after the link, an opener in between found it scribbled,
+                // and a creator killed there left it so for good).
+                roster_at(base).init();
             }
             Ok(())
         };
         match SharedFile::create(&path, SIZE, mode, &HEADER, init)? {
-            Created::New(file) => {
-                let g = GroupFile { file };
-                // The table starts as generation 0, stamped: readers take zeros as no members.
-                g.roster().init();
-                Ok(Some(g))
-            }
+            Created::New(file) => Ok(Some(GroupFile { file })),
             Created::Exists => Ok(None),
         }
     }
@@ -215,23 +214,9 @@ impl GroupFile {
 
     /// The members' table.
     pub(crate) fn roster(&self) -> Roster<'_> {
-        let base = self.file.base();
-        // SAFETY: the control block and both copies lie inside the SIZE-byte mapping at
-        // 128-aligned and 8-aligned offsets; atomics are valid for any bits and live as long
-        // as the mapping, which the view borrows.
-        unsafe {
-            let copy = |i: usize| {
-                std::slice::from_raw_parts(
-                    base.add(COPIES_OFFSET + i * COPY_WORDS * 8) as *const AtomicU64,
-                    COPY_WORDS,
-                )
-            };
-            Roster::new(
-                &*(base.add(ROSTER_OFFSET) as *const RosterControl),
-                copy(0),
-                copy(1),
-            )
-        }
+        // SAFETY: the mapping is SIZE bytes and lives as long as `self`, which the view
+        // borrows.
+        unsafe { roster_at(self.file.base()) }
     }
 
     /// The members now, and their generation.
@@ -292,6 +277,29 @@ impl GroupFile {
         self.word(REMOVED_OFFSET).store(1, Ordering::Release);
         self.roster().changed().notify(&Futex);
         self.file.unlink_if_current()
+    }
+}
+
+/// The roster of the group file mapped at `base`.
+///
+/// # Safety
+///
+/// `base` is the start of a SIZE-byte mapping of a group file that outlives `'a`.
+unsafe fn roster_at<'a>(base: *mut u8) -> Roster<'a> {
+    // SAFETY: the control block and both copies lie inside the SIZE-byte mapping at 128-aligned
+    // and 8-aligned offsets; atomics are valid for any bits (the contract covers the lifetime).
+    unsafe {
+        let copy = |i: usize| {
+            std::slice::from_raw_parts(
+                base.add(COPIES_OFFSET + i * COPY_WORDS * 8) as *const AtomicU64,
+                COPY_WORDS,
+            )
+        };
+        Roster::new(
+            &*(base.add(ROSTER_OFFSET) as *const RosterControl),
+            copy(0),
+            copy(1),
+        )
     }
 }
 
