@@ -234,3 +234,55 @@ fn a_segment_truncated_under_a_sleeping_receiver_is_reported_not_a_crash() {
     assert!(!stat.status.success(), "open refuses a truncated segment");
     assert!(String::from_utf8_lossy(&stat.stderr).contains("truncated"));
 }
+
+/// A peer truncates a live segment to nothing (its header's page too) under a process asleep
+/// in it: a receiver, a sender waiting for space, a requester waiting for its reply. Each
+/// reports the truncation when it wakes; none touches the gone page first and dies of SIGBUS
+/// (review: the sleep's own wake-up bookkeeping touched it).
+#[test]
+fn a_segment_truncated_to_nothing_under_sleepers_is_reported_not_a_crash() {
+    let small = Attributes {
+        capacity: [4096; 4],
+        max_message: 1024,
+        ..Attributes::default()
+    };
+    let cases: [(&str, &[&str]); 3] = [
+        ("receiver", &["recv", "q", "--timeout", "30"]),
+        (
+            "sender",
+            &["send", "q", "--priority", "3", "--timeout", "30", "x"],
+        ),
+        ("requester", &["request", "q", "hello", "--timeout", "30"]),
+    ];
+    for (who, args) in cases {
+        let t = TestDomain::new("truncate0");
+        let q = Queue::create(&t.domain, "q", &small).unwrap();
+        if who == "sender" {
+            while q.sender().try_send(&[0u8; 1000][..]).is_ok() {}
+        }
+        drop(q); // this process maps nothing of it when it is truncated
+        let child = Child::spawn(
+            t.baton()
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        // Long enough to be asleep (past its spin).
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(t.file("q"))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let out = child.wait_output(Duration::from_secs(10));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{who}: {:?} {err}",
+            out.status.signal()
+        );
+        assert!(err.contains("truncated"), "{who}: {err}");
+    }
+}

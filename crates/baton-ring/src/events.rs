@@ -412,8 +412,8 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_logs_slot_is_256_bytes() {
-        assert_eq!(SLOT_WORDS * 8, 256);
+    fn a_shared_logs_slot_is_464_bytes() {
+        assert_eq!(SLOT_WORDS * 8, 464);
         assert_eq!(std::mem::size_of::<LogControl>(), 256);
     }
 }

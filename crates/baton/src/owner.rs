@@ -168,6 +168,12 @@ pub(crate) fn acquire(
             recovery::failpoint("keeper.hold");
             // Hold the lock until the guard is dropped (or the process ends).
             let _ = release_rx.recv();
+            if seg.check_size().is_err() {
+                // A peer truncated the segment: the lock's page may be gone, and touching it
+                // would be a SIGBUS. The thread ends holding it; the kernel's robust-list walk
+                // passes over memory it cannot reach.
+                return;
+            }
             release(&seg);
         })?;
     match result_rx.recv() {

@@ -108,7 +108,8 @@ struct SlotKeeper {
     slot: u8,
     /// The fork generation that took the slot: in a forked child the keeper is not there.
     generation: u64,
-    release: mpsc::Sender<()>,
+    /// `false`: let the lock's thread end without unlocking (its page may be gone).
+    release: mpsc::Sender<bool>,
     thread: JoinHandle<()>,
 }
 
@@ -156,7 +157,7 @@ fn take_sender_slot(seg: &Attachment) -> Result<u8, SlotError> {
         std::mem::forget(parents);
     }
     let (answer_tx, answer_rx) = mpsc::channel::<Option<u8>>();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<bool>();
     let locks: Vec<LockPtr> = seg.shared().slots[1..]
         .iter()
         .map(|s| LockPtr(&s.lock))
@@ -183,8 +184,12 @@ fn take_sender_slot(seg: &Attachment) -> Result<u8, SlotError> {
             // thread, the kernel would release the lock, and the process's live claims would
             // be taken for a dead one's. So a panic here ends the process.
             let _abort = AbortOnUnwind;
-            let _ = release_rx.recv();
-            lock(i).unlock();
+            // Closed: unlock. `false`: a peer truncated the segment; the lock's page may be
+            // gone, and the thread ends holding it (the kernel passes over what it cannot
+            // reach).
+            if release_rx.recv().unwrap_or(true) {
+                lock(i).unlock();
+            }
         })
         .map_err(|e| SlotError::NoThread(e.kind()))?;
     let Ok(Some(slot)) = answer_rx.recv() else {
@@ -303,6 +308,12 @@ pub(crate) fn release_sender_slot(seg: &Attachment) {
     let Some(k) = keeper.take() else { return };
     if k.generation != fork_generation() {
         std::mem::forget(k); // a forked child's copy of its parent's keeper: not ours
+        return;
+    }
+    if seg.check_size().is_err() {
+        // A peer truncated the segment: touching it would be a SIGBUS.
+        let _ = k.release.send(false);
+        let _ = k.thread.join();
         return;
     }
     settle_leftovers(seg, k.slot, false);

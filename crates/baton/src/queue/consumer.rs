@@ -509,19 +509,27 @@ impl Consumer {
                 _ => &seg.shared().select_event,
             };
             let mut outcome = None;
-            event.wait_until(&DeathWatch(&seg), until, || {
-                outcome = match seg.check_size() {
-                    _ if cancel.passed(&self.cancels) => Some(Err(RecvError::Interrupted)),
-                    Err(e) => Some(Err(RecvError::Corrupt(e))),
-                    // Woken, perhaps, for a message somebody else took: nobody is on the way
-                    // any more, so senders must wake a sleeper again; then look once more.
-                    Ok(()) => match self.take() {
-                        Ok(None) if lookout.not_coming() => self.take().transpose(),
-                        other => other.transpose(),
-                    },
-                };
-                outcome.is_some()
-            });
+            let woke = event.wait_until_mapped(
+                &DeathWatch(&seg),
+                until,
+                || seg.check_size().is_ok(),
+                || {
+                    outcome = match seg.check_size() {
+                        _ if cancel.passed(&self.cancels) => Some(Err(RecvError::Interrupted)),
+                        Err(e) => Some(Err(RecvError::Corrupt(e))),
+                        // Woken, perhaps, for a message somebody else took: nobody is on the way
+                        // any more, so senders must wake a sleeper again; then look once more.
+                        Ok(()) => match self.take() {
+                            Ok(None) if lookout.not_coming() => self.take().transpose(),
+                            other => other.transpose(),
+                        },
+                    };
+                    outcome.is_some()
+                },
+            );
+            if woke.is_none() {
+                continue; // shrunk while it slept: the first look says so
+            }
             if let Some(o) = outcome {
                 return Ok(self.going_to_work(o?));
             }

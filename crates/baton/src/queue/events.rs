@@ -63,7 +63,7 @@ pub enum EventKind {
     /// A queue group was created ([`crate::Group::create`]); the event's `group` names it.
     GroupCreated {
         /// Its policy.
-        policy: crate::GroupPolicy,
+        policy: super::group::GroupPolicy,
     },
     /// A queue group was removed.
     GroupRemoved,
@@ -276,9 +276,14 @@ impl Events {
                 (None, Some((_, since))) => Some(since + STALLED_WRITER),
                 (d, None) => d,
             };
-            log.readers().wait_until(&Futex, until, || {
-                !matches!(log.read(&mut cursor), Read::NotYet)
-            });
+            // The file's size is looked at after each sleep, before the log is touched again:
+            // a peer's shrink would make that touch a SIGBUS. `try_next` then says so.
+            log.readers().wait_until_mapped(
+                &Futex,
+                until,
+                || self.file.intact(),
+                || !matches!(log.read(&mut cursor), Read::NotYet),
+            );
         }
     }
 

@@ -197,7 +197,9 @@ impl Drop for Receiver {
         }
         // Close first, so that no message handle touches the lanes once the lock is released.
         let mut local = self.owned.lock();
-        if !self.owned.lost() && self.owned.seg.check_size().is_ok() {
+        // Not on a segment a peer has shrunk: touching a page that is gone is a SIGBUS.
+        let whole = self.owned.seg.check_size().is_ok();
+        if whole && !self.owned.lost() {
             // Senders left waiting by this owner's last head moves are not kept waiting for
             // the next one. (Not on a segment a peer has shrunk: that would be a SIGBUS.)
             for p in 0..PRIORITIES {
@@ -206,7 +208,7 @@ impl Drop for Receiver {
                 }
             }
         }
-        let had = local.guard.take().is_some() && !self.owned.lost();
+        let had = local.guard.take().is_some() && whole && !self.owned.lost();
         drop(local);
         if had {
             self.owned.seg.emit(
@@ -682,9 +684,12 @@ impl Receiver {
             // No tick: a sender that dies (with a message committed and not announced, or a
             // claim it will never commit) wakes this sleep through the death watch.
             let mut outcome = None;
-            seg.shared()
-                .data_event
-                .wait_until(&DeathWatch(&seg), deadline, || {
+            let woke = seg.shared().data_event.wait_until_mapped(
+                &DeathWatch(&seg),
+                deadline,
+                // Looked at after each sleep, before the event is touched again.
+                || seg.check_size().is_ok(),
+                || {
                     // Woken (or about to sleep): the segment may have been shrunk meanwhile; look
                     // before touching the lanes.
                     outcome = match seg.check_size() {
@@ -693,7 +698,11 @@ impl Receiver {
                         Ok(()) => self.take_record().transpose(),
                     };
                     outcome.is_some()
-                });
+                },
+            );
+            if woke.is_none() {
+                continue; // shrunk while it slept: the first look says so
+            }
             if let Some(o) = outcome {
                 return o;
             }

@@ -340,9 +340,15 @@ impl Delivery {
             let until = deadline.map_or(tick, |d| d.min(tick));
             if let Some(b) = self.seg.reply_box(self.index) {
                 let (token, slot) = (self.token, self.slot);
-                b.event().wait_until(&Futex, Some(until), || {
-                    !matches!(b.poll(token, slot), Poll::Pending { .. })
-                });
+                let woke = b.event().wait_until_mapped(
+                    &Futex,
+                    Some(until),
+                    || self.seg.check_size().is_ok(),
+                    || !matches!(b.poll(token, slot), Poll::Pending { .. }),
+                );
+                if woke.is_none() {
+                    self.seg.check_size().map_err(RequestError::Corrupt)?;
+                }
             }
         }
     }
@@ -355,6 +361,9 @@ impl Delivery {
     }
 
     fn give_back(&mut self) {
+        if self.seg.check_size().is_err() {
+            return; // the box is in memory a peer took away
+        }
         if let Some(b) = self.seg.reply_box(self.index) {
             if b.give_up(self.token, self.slot, |s| slot_is_dead(&self.seg, s)) == GiveUp::Replied {
                 b.free(self.token, self.slot);
@@ -458,9 +467,10 @@ impl<'a> Pending<'a> {
                 continue;
             }
             let tick = Instant::now() + IDLE_TICK;
-            seg.shared().reply_free.wait_until(
+            let woke = seg.shared().reply_free.wait_until_mapped(
                 &Futex,
                 Some(deadline.map_or(tick, |d| d.min(tick))),
+                || seg.check_size().is_ok(),
                 || {
                     (0..n).any(|i| {
                         seg.reply_box(i)
@@ -468,6 +478,9 @@ impl<'a> Pending<'a> {
                     })
                 },
             );
+            if woke.is_none() {
+                seg.check_size().map_err(RequestError::Corrupt)?;
+            }
         }
     }
 
@@ -491,10 +504,18 @@ impl<'a> Pending<'a> {
             let mut seen = Poll::Pending { replier: 0 };
             let tick = Instant::now() + IDLE_TICK;
             let until = deadline.map_or(tick, |d| d.min(tick));
-            b.event().wait_until(&Futex, Some(until), || {
-                seen = b.poll(self.token, self.slot);
-                !matches!(seen, Poll::Pending { .. })
-            });
+            let woke = b.event().wait_until_mapped(
+                &Futex,
+                Some(until),
+                || self.seg.check_size().is_ok(),
+                || {
+                    seen = b.poll(self.token, self.slot);
+                    !matches!(seen, Poll::Pending { .. })
+                },
+            );
+            if woke.is_none() {
+                self.seg.check_size().map_err(RequestError::Corrupt)?;
+            }
             match seen {
                 Poll::Replied => return self.take(),
                 Poll::Lost => return self.lost(),
@@ -543,8 +564,8 @@ impl<'a> Pending<'a> {
 
     /// Gives the box back unused (the request failed or the requester stops waiting).
     fn give_back(&mut self) {
-        if self.done {
-            return;
+        if self.done || self.seg.check_size().is_err() {
+            return; // done, or the box is in memory a peer took away
         }
         self.done = true;
         let b = self.reply_box;

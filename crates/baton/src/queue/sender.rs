@@ -406,9 +406,10 @@ impl Sender {
                 }
             }
             let until = Instant::now() + IDLE_TICK;
-            lane.space_event().wait_until(
+            let woke = lane.space_event().wait_until_mapped(
                 &Futex,
                 Some(deadline.map_or(until, |d| d.min(until))),
+                || self.seg.check_size().is_ok(),
                 || {
                     outcome = match self.seg.check_size() {
                         Err(e) => Some(Err(SendError::Corrupt(e))),
@@ -417,6 +418,9 @@ impl Sender {
                     outcome.is_some()
                 },
             );
+            if woke.is_none() {
+                continue; // shrunk while it slept: the first look says so
+            }
             if outcome.is_some() || deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
