@@ -511,6 +511,9 @@ pub enum RecvError {
     /// The queue's shared state is damaged.
     #[error("queue is corrupt: {0}")]
     Corrupt(Damage),
+    /// The ready fd (`ready_fd`) could not be made: its eventfd or its helper thread.
+    #[error("cannot make the ready fd: {0}")]
+    NoHelper(std::io::ErrorKind),
 }
 
 /// Errors from acknowledging a message.

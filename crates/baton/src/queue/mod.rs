@@ -11,6 +11,7 @@ mod consumer;
 mod events;
 mod group;
 mod message;
+mod ready;
 mod receiver;
 mod request;
 mod sender;
@@ -504,6 +505,7 @@ impl Queue {
             discarded: 0,
             cancels: Arc::default(),
             batch: Vec::new(),
+            ready: None,
         };
         if options.empty {
             rx.discarded = rx.discard_all().map_err(|source| OwnError::Discard {

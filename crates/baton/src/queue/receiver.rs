@@ -5,6 +5,7 @@ use super::cancel::{CancelPoint, Canceller};
 use super::message::{InPlace, Message, Metadata, Ticket};
 use super::request::split_request;
 use super::spin::SpinWindow;
+use super::ready::ReadyFd;
 use super::Queue;
 use crate::error::{AckError, Damage, OwnError, RecvError};
 use crate::owner::{OwnerGuard, Ownership};
@@ -176,6 +177,8 @@ pub struct Receiver {
     pub(super) cancels: Arc<AtomicU64>,
     /// The records of a batch being received, kept to reuse its memory.
     pub(super) batch: Vec<Found>,
+    /// The pollable descriptor, once asked for ([`Receiver::ready_fd`]).
+    pub(super) ready: Option<ReadyFd>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -190,6 +193,8 @@ impl std::fmt::Debug for Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
+        // Its thread looks at the lanes: ended before they close.
+        drop(self.ready.take());
         if self.owned.forked_copy() {
             // A forked child's copy holds nothing, and its copy of the mutex may be locked for
             // ever (held by a thread of the parent at the fork): touch neither.
@@ -733,7 +738,12 @@ impl Receiver {
             });
         }
         let mut local = owned.lock();
-        self.take_locked(&mut local)
+        let found = self.take_locked(&mut local);
+        drop(local);
+        if let (Ok(None), Some(r)) = (&found, &self.ready) {
+            r.rearm(); // found nothing: the fd goes quiet until something comes
+        }
+        found
     }
 
     /// [`Receiver::take_record`] under the receiver's lock, after its checks.
@@ -822,6 +832,61 @@ impl Receiver {
             lane.wake_owed(&Futex);
         }
         Ok(None)
+    }
+
+    /// A file descriptor that is readable while a message waits for this receiver, for
+    /// `poll`, `epoll`, `select` or an async runtime's reactor (SA-Forum's selection object).
+    ///
+    /// Readable from the moment a message is there until a receive finds the queue empty:
+    /// receive with [`Receiver::try_recv`] (or any receive) until it returns
+    /// [`RecvError::Empty`], then wait on the fd again. Level-triggered for `poll`; with
+    /// `EPOLLET`, one edge each time the queue goes from empty to not empty, so drain it on
+    /// each edge. A readable fd may be a false alarm (a receive then finds nothing); a
+    /// waiting message never leaves it unreadable. While messages keep coming, taking them
+    /// makes no syscall; a receive that finds nothing costs a `read` and a wake-up.
+    ///
+    /// The first call starts a helper thread that sleeps on the queue for the fd (the death
+    /// watch included); the fd and the thread end with the receiver. The same fd each call.
+    /// A forked child's copy of the receiver owns nothing and its fd stays quiet.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::ForkedCopy`] in a forked child; [`RecvError::NoHelper`] if the eventfd or
+    /// the thread cannot be made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, RecvError};
+    /// use std::os::fd::AsRawFd;
+    /// let domain = Domain::new(&format!("doc-ready-fd-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// let mut rx = q.receiver()?;
+    /// let fd = rx.ready_fd()?.as_raw_fd();
+    /// q.sender().send(b"job")?;
+    /// let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    /// assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1); // readable
+    /// assert_eq!(rx.try_recv()?.payload(), b"job");
+    /// assert!(matches!(rx.try_recv(), Err(RecvError::Empty))); // drained: quiet again
+    /// assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0);
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ready_fd(&mut self) -> Result<std::os::fd::BorrowedFd<'_>, RecvError> {
+        if self.owned.forked_copy() {
+            return Err(RecvError::ForkedCopy);
+        }
+        if self.ready.is_none() {
+            let owned = self.owned.clone();
+            let r = ReadyFd::start(
+                self.owned.seg.clone(),
+                |seg| &seg.shared().data_event,
+                move || ready_to_take(&owned),
+            )
+            .map_err(|e| RecvError::NoHelper(e.kind()))?;
+            self.ready = Some(r);
+        }
+        Ok(self.ready.as_ref().expect("just made").fd())
     }
 
     /// An uncommitted claim of sender slot `sender` sits at a cursor. If no live process holds
@@ -914,4 +979,40 @@ pub(super) struct Found {
     pub(super) record: RecordRef,
     /// It was delivered before and not acknowledged.
     pub(super) redelivered: bool,
+}
+
+/// Whether a receive of `owned` would find something now (or fail: its user must be told),
+/// without taking it: what the ready fd's thread asks.
+fn ready_to_take(owned: &Owned) -> bool {
+    if owned.forked_copy() {
+        return false;
+    }
+    let seg = &owned.seg;
+    if seg.is_removed() || owned.lost() {
+        return true; // the receive says so
+    }
+    let local = owned.lock();
+    if local.released.iter().any(|q| !q.is_empty()) {
+        return true;
+    }
+    let max = seg.attributes().max_message;
+    for p in 0..PRIORITIES {
+        let Some(lane) = local.lane(p) else {
+            return true; // closed: the receive says so
+        };
+        let mut at = local.cursor[p].max(lane.head());
+        loop {
+            match lane.at(at, max) {
+                Err(_) | Ok(Slot::Record(_)) => return true,
+                Ok(Slot::End) => break,
+                Ok(Slot::Skip { cells }) => at += cells,
+                Ok(Slot::InFlight { sender }) => {
+                    if !Receiver::check_stuck(seg, sender) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    false
 }

@@ -1,0 +1,202 @@
+//! A pollable file descriptor for a handle that otherwise sleeps on a futex in shared memory:
+//! an `eventfd` that a helper thread makes readable when the handle has something for its user
+//! (a message to receive), so that it can sit in `poll`, `epoll`, `select`, or tokio's reactor
+//! with sockets and timers.
+//!
+//! The protocol, for one handle and its user:
+//! - **Armed**: the helper thread sleeps on the queue's event, as a blocking receive would
+//!   (the same wake-ups, the death watch included), until the handle is ready; then it makes
+//!   the fd readable and is **signaled**.
+//! - The user receives without blocking (`try_recv`) until a receive finds nothing: that
+//!   receive clears the fd and arms the thread again. So the fd is readable from the moment
+//!   something is ready until a receive finds nothing: level-triggered for `poll`, and one
+//!   edge per "nothing, then something" for `EPOLLET` (drain until empty, as with a socket).
+//! - While messages keep coming and the user keeps finding them, nobody sleeps and no
+//!   syscall is made: not by senders (no sleeper announced), not by the user, not by the
+//!   thread. Only a receive that finds nothing costs a `read` of the fd and a wake of the
+//!   thread.
+//!
+//! A readable fd can be a false alarm (the message was taken by a receive that did not find
+//! the queue empty after it, or the helper woke for a dead sender's claim that was abandoned):
+//! the receive then finds nothing and re-arms. A message is never left waiting with the fd
+//! not readable: an armed thread looks before it sleeps, and the sleep is woken by every send
+//! after that look.
+
+use crate::recovery::{Attachment, DeathWatch};
+use crate::sys::liveness::fork_generation;
+use baton_ring::wake::Event as WakeEvent;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+/// The longest the thread sleeps before it looks at the segment's size again.
+const SLICE: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The thread looks and sleeps until the handle is ready.
+    Armed,
+    /// The fd is readable; the thread waits to be armed.
+    Signaled,
+    /// The handle is going: the thread ends.
+    Stop,
+}
+
+struct Control {
+    state: Mutex<State>,
+    cv: Condvar,
+    /// Set with `State::Stop`, read by the thread's sleep on the queue's event.
+    stop: AtomicBool,
+}
+
+/// An fd made readable by a helper thread when a predicate on a queue holds (see the module).
+pub(crate) struct ReadyFd {
+    fd: OwnedFd,
+    ctl: Arc<Control>,
+    seg: Arc<Attachment>,
+    event: fn(&Attachment) -> &WakeEvent,
+    thread: Option<JoinHandle<()>>,
+    generation: u64,
+}
+
+impl std::fmt::Debug for ReadyFd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadyFd")
+            .field("fd", &self.fd.as_raw_fd())
+            .finish()
+    }
+}
+
+impl ReadyFd {
+    /// Starts the helper thread, armed: it sleeps on `event(seg)` until `ready()` says the
+    /// handle has something (`Err`: something its user must be told: also readable).
+    pub(crate) fn start(
+        seg: Arc<Attachment>,
+        event: fn(&Attachment) -> &WakeEvent,
+        mut ready: impl FnMut() -> bool + Send + 'static,
+    ) -> std::io::Result<ReadyFd> {
+        // SAFETY: eventfd with valid flags; the result is checked before use.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `eventfd` just returned this descriptor and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let ctl = Arc::new(Control {
+            state: Mutex::new(State::Armed),
+            cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let thread = {
+            let (ctl, seg) = (ctl.clone(), seg.clone());
+            let writer = fd.try_clone()?;
+            std::thread::Builder::new()
+                .name("baton-ready".into())
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    let stopped = || ctl.stop.load(Ordering::Acquire);
+                    loop {
+                        {
+                            let mut st = ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+                            while *st == State::Signaled {
+                                st = ctl.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                            }
+                            if *st == State::Stop {
+                                return;
+                            }
+                        }
+                        // Armed: look, and sleep until something is there (or the segment
+                        // is found damaged: the user's receive says how).
+                        loop {
+                            if stopped() {
+                                return;
+                            }
+                            if seg.check_size().is_err() || ready() {
+                                break;
+                            }
+                            // In slices: a segment truncated while the thread sleeps cannot be
+                            // poked awake, so it looks now and then.
+                            let slice = std::time::Instant::now() + SLICE;
+                            let woke = event(&seg).wait_until_mapped(
+                                &DeathWatch(&seg),
+                                Some(slice),
+                                || seg.check_size().is_ok(),
+                                || stopped() || ready(),
+                            );
+                            if woke.is_none() {
+                                break;
+                            }
+                        }
+                        if stopped() {
+                            return;
+                        }
+                        let mut st = ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+                        if *st == State::Stop {
+                            return;
+                        }
+                        let one = 1u64.to_ne_bytes();
+                        // SAFETY: writes 8 bytes from a live buffer to our eventfd; it cannot
+                        // block (EFD_NONBLOCK) and cannot overflow from 0 or 1.
+                        unsafe { libc::write(writer.as_raw_fd(), one.as_ptr().cast(), 8) };
+                        *st = State::Signaled;
+                    }
+                })?
+        };
+        Ok(ReadyFd {
+            fd,
+            ctl,
+            seg,
+            event,
+            thread: Some(thread),
+            generation: fork_generation(),
+        })
+    }
+
+    /// The descriptor: readable while the handle is ready (see the module).
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
+    /// Called by a receive that found nothing: clears the fd and arms the thread, unless it
+    /// is armed already. (A `read` and a wake-up, only after the fd was made readable.)
+    pub(crate) fn rearm(&self) {
+        if self.generation != fork_generation() {
+            return; // a forked child's copy: the thread is the parent's
+        }
+        let mut st = self.ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+        if *st != State::Signaled {
+            return;
+        }
+        let mut buf = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live buffer from our non-blocking eventfd.
+        unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+        *st = State::Armed;
+        self.ctl.cv.notify_one();
+    }
+}
+
+impl Drop for ReadyFd {
+    fn drop(&mut self) {
+        if self.generation != fork_generation() {
+            // A forked child's copy: the thread is the parent's, and not in this process.
+            std::mem::forget(self.thread.take());
+            return;
+        }
+        *self.ctl.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Stop;
+        self.ctl.stop.store(true, Ordering::Release);
+        self.ctl.cv.notify_one();
+        if self.seg.check_size().is_err() {
+            // Truncated: no poke can reach its sleep; it ends at its slice's end, on its own.
+            std::mem::forget(self.thread.take());
+            return;
+        }
+        // Wakes the thread if it sleeps on the queue's event (and, harmlessly, any other
+        // sleeper there, who looks and sleeps again).
+        (self.event)(&self.seg).poke(&crate::sys::futex::Futex);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The receiver's pollable descriptor (`Receiver::ready_fd`): readable exactly while something
+//! waits, in `poll` and edge-triggered `epoll`, across processes, after a sender dies half way,
+//! after the owner is killed, in a forked child, and when the receiver goes.
+
+mod common;
+use baton::{Attributes, Queue, RecvError};
+use common::TestDomain;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+fn readable(fd: RawFd, timeout_ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    n == 1 && p.revents & libc::POLLIN != 0
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[test]
+fn the_fd_is_readable_while_messages_wait_and_quiet_once_a_receive_finds_none() {
+    let t = TestDomain::new("fd-level");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let mut rx = q.receiver().unwrap();
+    let fd = rx.ready_fd().unwrap().as_raw_fd();
+    assert_eq!(rx.ready_fd().unwrap().as_raw_fd(), fd, "one fd per receiver");
+    assert!(!readable(fd, 50), "nothing waits");
+    for i in 0..3u8 {
+        q.sender().send(&[i]).unwrap();
+    }
+    assert!(readable(fd, 5000));
+    // Level-triggered: still readable after one of three is taken.
+    assert_eq!(rx.try_recv().unwrap().payload(), [0]);
+    assert!(readable(fd, 0));
+    assert_eq!(rx.try_recv().unwrap().payload(), [1]);
+    assert_eq!(rx.try_recv().unwrap().payload(), [2]);
+    assert!(readable(fd, 0), "quiet only once a receive finds nothing");
+    assert!(matches!(rx.try_recv(), Err(RecvError::Empty)));
+    assert!(!readable(fd, 50));
+    q.sender().with_priority(0).unwrap().send(b"urgent").unwrap();
+    assert!(readable(fd, 5000));
+    assert_eq!(rx.recv().unwrap().payload(), b"urgent");
+}
+
+#[test]
+fn an_edge_triggered_epoll_gets_one_edge_per_empty_to_not_empty() {
+    let t = TestDomain::new("fd-et");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let mut rx = q.receiver().unwrap();
+    let fd = rx.ready_fd().unwrap().as_raw_fd();
+    // SAFETY: plain epoll calls on descriptors we own; `ev` outlives them.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+        u64: 7,
+    };
+    assert_eq!(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) }, 0);
+    let wait = |ms| {
+        let mut out = [libc::epoll_event { events: 0, u64: 0 }; 4];
+        // SAFETY: `out` has room for 4 events.
+        unsafe { libc::epoll_wait(ep, out.as_mut_ptr(), 4, ms) }
+    };
+    for round in 0..20 {
+        for i in 0..3u8 {
+            q.sender().send(&[round, i]).unwrap();
+        }
+        assert_eq!(wait(5000), 1, "round {round}: an edge");
+        let mut got = 0;
+        loop {
+            match rx.try_recv() {
+                Ok(_) => got += 1,
+                Err(RecvError::Empty) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, 3);
+        assert_eq!(wait(0), 0, "round {round}: drained, no edge left");
+    }
+    // SAFETY: closing our epoll descriptor.
+    unsafe { libc::close(ep) };
+}
+
+/// A sender process sends 5000 messages at random moments; this process waits only in
+/// `poll` on the fd and receives until empty each time: every message arrives, in order.
+#[test]
+fn a_poll_loop_receives_everything_a_sender_process_sends() {
+    if let Ok(d) = std::env::var("BATON_FD_SENDER") {
+        let domain = baton::Domain::new(&d).unwrap();
+        let tx = Queue::open(&domain, "q").unwrap().sender();
+        for i in 0..5000u32 {
+            tx.send(&i.to_le_bytes()).unwrap();
+            if i % 97 == 0 {
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        }
+        return;
+    }
+    let t = TestDomain::new("fd-procs");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let mut rx = q.receiver().unwrap();
+    let fd = rx.ready_fd().unwrap().as_raw_fd();
+    let sender = common::Child::spawn(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_poll_loop_receives_everything_a_sender_process_sends",
+            ])
+            .env("BATON_FD_SENDER", t.name()),
+    );
+    let mut next = 0u32;
+    let start = Instant::now();
+    while next < 5000 {
+        assert!(start.elapsed() < Duration::from_secs(60), "stuck at {next}");
+        if !readable(fd, 10_000) {
+            panic!("not readable with {} still to come", 5000 - next);
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(m) => {
+                    assert_eq!(m.payload(), next.to_le_bytes());
+                    next += 1;
+                }
+                Err(RecvError::Empty) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    let out = sender.wait_output(Duration::from_secs(20));
+    assert!(out.status.success());
+}
+
+/// A sender killed between its claim and its commit (a forked child stopped half way) holds
+/// the lane up; its death wakes the fd's thread, the claim is abandoned, and the message after
+/// it makes the fd readable.
+#[test]
+fn a_sender_dying_half_way_does_not_leave_the_fd_quiet() {
+    let t = TestDomain::new("fd-dead-claim");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let mut rx = q.receiver().unwrap();
+    let fd = rx.ready_fd().unwrap().as_raw_fd();
+    let other = Queue::open(&t.domain, "q").unwrap();
+    // SAFETY: the child only sends through baton and sleeps until killed.
+    let child = match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let tx = baton::Queue::open(&t.domain, "q").unwrap().sender();
+            let loan = tx.loan(5, 3).unwrap();
+            std::mem::forget(loan);
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    assert!(common::eventually(Duration::from_secs(10), || q.status().lanes[3].in_flight == 1));
+    other.sender().send(b"after").unwrap();
+    assert!(!readable(fd, 200), "held up behind a live claim");
+    nix::sys::signal::kill(child, nix::sys::signal::SIGKILL).unwrap();
+    let _ = nix::sys::wait::waitpid(child, None);
+    assert!(readable(fd, 5000), "the death wakes it");
+    assert_eq!(rx.try_recv().unwrap().payload(), b"after");
+}
+
+/// The owner polls its fd and is killed; a standby in this process takes over and polls its
+/// own fd: every message arrives, the dead owner's taken one again, flagged.
+#[test]
+fn after_the_owner_is_killed_the_next_owners_fd_gets_everything() {
+    if let Ok(d) = std::env::var("BATON_FD_OWNER") {
+        let domain = baton::Domain::new(&d).unwrap();
+        let q = Queue::open(&domain, "q").unwrap();
+        let mut rx = q.receiver().unwrap();
+        let fd = rx.ready_fd().unwrap().as_raw_fd();
+        assert!(readable(fd, 10_000));
+        let m = rx.try_recv().unwrap(); // taken, never acknowledged
+        println!("took {:?}", m.payload());
+        std::mem::forget(m);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    let t = TestDomain::new("fd-takeover");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let owner = common::Child::spawn(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "after_the_owner_is_killed_the_next_owners_fd_gets_everything",
+                "--nocapture",
+            ])
+            .env("BATON_FD_OWNER", t.name())
+            .stdout(std::process::Stdio::piped()),
+    );
+    assert!(common::eventually(Duration::from_secs(10), || q.status().owner_pid.is_some()));
+    q.sender().send(b"0").unwrap();
+    assert!(common::eventually(Duration::from_secs(10), || q.status().lanes[3].unacknowledged == 1));
+    q.sender().send(b"1").unwrap();
+    drop(owner); // SIGKILL, by pid
+    let mut rx = q.standby(Some(Duration::from_secs(10))).unwrap();
+    assert!(rx.took_over());
+    let fd = rx.ready_fd().unwrap().as_raw_fd();
+    q.sender().send(b"2").unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        assert!(readable(fd, 10_000), "got {got:?}");
+        while let Ok(m) = rx.try_recv() {
+            got.push((m.payload().to_vec(), m.redelivered()));
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            (b"0".to_vec(), true),
+            (b"1".to_vec(), false),
+            (b"2".to_vec(), false)
+        ]
+    );
+}
+
+#[test]
+fn a_removed_queue_makes_the_fd_readable_and_the_receive_says_removed() {
+    let t = TestDomain::new("fd-removed");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let mut rx = q.receiver().unwrap();
+    let fd = rx.ready_fd().unwrap().as_raw_fd();
+    assert!(!readable(fd, 20));
+    Queue::remove(&t.domain, "q").unwrap();
+    assert!(readable(fd, 5000));
+    assert!(matches!(rx.try_recv(), Err(RecvError::Removed)));
+}
+
+#[test]
+fn the_fds_thread_ends_with_its_receiver_and_a_forked_copy_has_none() {
+    let t = TestDomain::new("fd-threads");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let before = threads();
+    let mut rx = q.receiver().unwrap();
+    rx.ready_fd().unwrap();
+    assert!(threads() > before);
+    // SAFETY: the child only asks its copy of the receiver for an fd, then exits.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let code = match rx.ready_fd() {
+                Err(RecvError::ForkedCopy) => 0,
+                _ => 1,
+            };
+            std::mem::forget(rx);
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            assert_eq!(common::reap(child, Duration::from_secs(10)), Some(0));
+        }
+    }
+    let started = Instant::now();
+    drop(rx);
+    assert!(started.elapsed() < Duration::from_secs(1), "the thread is woken to end");
+    assert!(common::eventually(Duration::from_secs(5), || threads() == before));
+    // The queue is free: another receiver takes it.
+    let mut again = q.receiver().unwrap();
+    q.sender().send(b"x").unwrap();
+    assert_eq!(again.recv_timeout(Duration::from_secs(5)).unwrap().payload(), b"x");
+}
