@@ -29,7 +29,11 @@ fn the_fd_is_readable_while_messages_wait_and_quiet_once_a_receive_finds_none() 
     let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
     let mut rx = q.receiver().unwrap();
     let fd = rx.ready_fd().unwrap().as_raw_fd();
-    assert_eq!(rx.ready_fd().unwrap().as_raw_fd(), fd, "one fd per receiver");
+    assert_eq!(
+        rx.ready_fd().unwrap().as_raw_fd(),
+        fd,
+        "one fd per receiver"
+    );
     assert!(!readable(fd, 50), "nothing waits");
     for i in 0..3u8 {
         q.sender().send(&[i]).unwrap();
@@ -43,7 +47,11 @@ fn the_fd_is_readable_while_messages_wait_and_quiet_once_a_receive_finds_none() 
     assert!(readable(fd, 0), "quiet only once a receive finds nothing");
     assert!(matches!(rx.try_recv(), Err(RecvError::Empty)));
     assert!(!readable(fd, 50));
-    q.sender().with_priority(0).unwrap().send(b"urgent").unwrap();
+    q.sender()
+        .with_priority(0)
+        .unwrap()
+        .send(b"urgent")
+        .unwrap();
     assert!(readable(fd, 5000));
     assert_eq!(rx.recv().unwrap().payload(), b"urgent");
 }
@@ -60,7 +68,10 @@ fn an_edge_triggered_epoll_gets_one_edge_per_empty_to_not_empty() {
         events: (libc::EPOLLIN | libc::EPOLLET) as u32,
         u64: 7,
     };
-    assert_eq!(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) }, 0);
+    assert_eq!(
+        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) },
+        0
+    );
     let wait = |ms| {
         let mut out = [libc::epoll_event { events: 0, u64: 0 }; 4];
         // SAFETY: `out` has room for 4 events.
@@ -157,7 +168,11 @@ fn a_sender_dying_half_way_does_not_leave_the_fd_quiet() {
         }
         nix::unistd::ForkResult::Parent { child } => child,
     };
-    assert!(common::eventually(Duration::from_secs(10), || q.status().lanes[3].in_flight == 1));
+    assert!(common::eventually(Duration::from_secs(10), || q
+        .status()
+        .lanes[3]
+        .in_flight
+        == 1));
     other.sender().send(b"after").unwrap();
     assert!(!readable(fd, 200), "held up behind a live claim");
     nix::sys::signal::kill(child, nix::sys::signal::SIGKILL).unwrap();
@@ -195,9 +210,16 @@ fn after_the_owner_is_killed_the_next_owners_fd_gets_everything() {
             .env("BATON_FD_OWNER", t.name())
             .stdout(std::process::Stdio::piped()),
     );
-    assert!(common::eventually(Duration::from_secs(10), || q.status().owner_pid.is_some()));
+    assert!(common::eventually(Duration::from_secs(10), || q
+        .status()
+        .owner_pid
+        .is_some()));
     q.sender().send(b"0").unwrap();
-    assert!(common::eventually(Duration::from_secs(10), || q.status().lanes[3].unacknowledged == 1));
+    assert!(common::eventually(Duration::from_secs(10), || q
+        .status()
+        .lanes[3]
+        .unacknowledged
+        == 1));
     q.sender().send(b"1").unwrap();
     drop(owner); // SIGKILL, by pid
     let mut rx = q.standby(Some(Duration::from_secs(10))).unwrap();
@@ -258,10 +280,115 @@ fn the_fds_thread_ends_with_its_receiver_and_a_forked_copy_has_none() {
     }
     let started = Instant::now();
     drop(rx);
-    assert!(started.elapsed() < Duration::from_secs(1), "the thread is woken to end");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the thread is woken to end"
+    );
     assert!(common::eventually(Duration::from_secs(5), || threads() == before));
     // The queue is free: another receiver takes it.
     let mut again = q.receiver().unwrap();
     q.sender().send(b"x").unwrap();
-    assert_eq!(again.recv_timeout(Duration::from_secs(5)).unwrap().payload(), b"x");
+    assert_eq!(
+        again
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .payload(),
+        b"x"
+    );
+}
+
+/// Two consumers of a shared queue wait in one `poll` on their two fds while a sender process
+/// sends: every message is taken once, by one of them.
+#[test]
+fn two_consumers_polling_their_fds_take_each_message_once() {
+    if let Ok(d) = std::env::var("BATON_FD_SHARED_SENDER") {
+        let domain = baton::Domain::new(&d).unwrap();
+        let tx = Queue::open(&domain, "q").unwrap().sender();
+        for i in 0..3000u32 {
+            tx.send(&i.to_le_bytes()).unwrap();
+            if i % 101 == 0 {
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+        return;
+    }
+    let t = TestDomain::new("fd-shared");
+    let attrs = Attributes {
+        shared: true,
+        ..Attributes::default()
+    };
+    let q = Queue::create(&t.domain, "q", &attrs).unwrap();
+    let mut cs = [q.consumer().unwrap(), q.consumer().unwrap()];
+    let fds: Vec<RawFd> = cs
+        .iter_mut()
+        .map(|c| c.ready_fd().unwrap().as_raw_fd())
+        .collect();
+    let sender = common::Child::spawn(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "two_consumers_polling_their_fds_take_each_message_once",
+            ])
+            .env("BATON_FD_SHARED_SENDER", t.name()),
+    );
+    let mut seen = vec![0u8; 3000];
+    let mut per = [0usize; 2];
+    let mut got = 0;
+    let start = Instant::now();
+    while got < 3000 {
+        assert!(start.elapsed() < Duration::from_secs(60), "stuck at {got}");
+        let mut p: Vec<libc::pollfd> = fds
+            .iter()
+            .map(|&fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: two valid pollfds.
+        let n = unsafe { libc::poll(p.as_mut_ptr(), 2, 10_000) };
+        assert!(n > 0, "neither readable with {} to come", 3000 - got);
+        for (i, pfd) in p.iter().enumerate() {
+            if pfd.revents & libc::POLLIN == 0 {
+                continue;
+            }
+            loop {
+                match cs[i].try_recv() {
+                    Ok(m) => {
+                        let n = u32::from_le_bytes(m.payload().try_into().unwrap()) as usize;
+                        seen[n] += 1;
+                        per[i] += 1;
+                        got += 1;
+                    }
+                    Err(RecvError::Empty) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+    }
+    assert!(seen.iter().all(|n| *n == 1), "each once");
+    assert!(sender.wait_output(Duration::from_secs(20)).status.success());
+    assert_eq!(per[0] + per[1], 3000);
+}
+
+#[test]
+fn a_selective_consumers_fd_is_readable_only_for_the_types_it_takes() {
+    let t = TestDomain::new("fd-select");
+    let attrs = Attributes {
+        shared: true,
+        ..Attributes::default()
+    };
+    let q = Queue::create(&t.domain, "q", &attrs).unwrap();
+    let mut c = q
+        .consumer()
+        .unwrap()
+        .with_filter(baton::TypeFilter::Exactly(7));
+    let fd = c.ready_fd().unwrap().as_raw_fd();
+    q.sender().with_type(3).send(b"three").unwrap();
+    assert!(!readable(fd, 100), "a type it does not take");
+    q.sender().with_type(7).send(b"seven").unwrap();
+    assert!(readable(fd, 5000));
+    assert_eq!(c.try_recv().unwrap().payload(), b"seven");
+    assert!(matches!(c.try_recv(), Err(RecvError::Empty)));
+    assert!(!readable(fd, 100), "only the type 3 message is left");
 }

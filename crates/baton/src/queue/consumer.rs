@@ -16,6 +16,7 @@
 
 use super::cancel::{CancelPoint, Canceller};
 use super::message::{Message, Metadata, Ticket};
+use super::ready::ReadyFd;
 use super::request::split_request;
 use super::spin::SpinWindow;
 use super::{Queue, STUCK_CHECK};
@@ -217,6 +218,8 @@ pub struct Consumer {
     back_soon: bool,
     /// Bumped by this consumer's [`Canceller`]s.
     cancels: Arc<AtomicU64>,
+    /// The pollable descriptor, once asked for ([`Consumer::ready_fd`]).
+    ready: Option<ReadyFd>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -231,6 +234,7 @@ impl std::fmt::Debug for Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
+        drop(self.ready.take());
         if self.state.generation == fork_generation() {
             let seg = &self.state.seg;
             let open = seg.shared().consumers[self.state.slot as usize]
@@ -307,6 +311,7 @@ impl Queue {
             left_at: 0,
             back_soon: true,
             cancels: Arc::default(),
+            ready: None,
         })
     }
 }
@@ -374,6 +379,7 @@ impl Consumer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_filter(mut self, filter: TypeFilter) -> Consumer {
+        self.ready = None; // its thread looked for the old filter's messages
         self.filter = filter;
         self
     }
@@ -388,6 +394,39 @@ impl Consumer {
     /// The slot of the queue's process table that marks this process's messages in flight.
     pub fn slot(&self) -> u8 {
         self.state.slot
+    }
+
+    /// A file descriptor that is readable while a message this consumer may take waits (one
+    /// its filter picks), for `poll`, `epoll`, `select` or an async runtime's reactor: as
+    /// [`Receiver::ready_fd`](crate::Receiver::ready_fd), with [`Consumer::try_recv`] until it
+    /// returns [`RecvError::Empty`]. With other consumers, a readable fd often means a message
+    /// that another consumer takes first: the receive then finds nothing and re-arms. A plain
+    /// consumer's fd thread is one of the sleepers a sender wakes one of; while its fd is
+    /// readable and not drained, that message waits for this consumer. With a filter, each look
+    /// walks the waiting messages until one matches.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::ForkedCopy`] in a forked child; [`RecvError::NoHelper`] if the eventfd or
+    /// the thread cannot be made.
+    pub fn ready_fd(&mut self) -> Result<std::os::fd::BorrowedFd<'_>, RecvError> {
+        if self.state.generation != fork_generation() {
+            return Err(RecvError::ForkedCopy);
+        }
+        if self.ready.is_none() {
+            let state = self.state.clone();
+            let filter = self.filter;
+            let event: fn(&Attachment) -> &baton_ring::wake::Event = match filter {
+                TypeFilter::Any => |seg| &seg.shared().data_event,
+                _ => |seg| &seg.shared().select_event,
+            };
+            let r = ReadyFd::start(self.state.seg.clone(), event, move || {
+                may_take(&state, filter)
+            })
+            .map_err(|e| RecvError::NoHelper(e.kind()))?;
+            self.ready = Some(r);
+        }
+        Ok(self.ready.as_ref().expect("just made").fd())
     }
 
     /// Takes the next message, waiting as long as it takes.
@@ -422,7 +461,12 @@ impl Consumer {
                 self.when_idle(true);
                 match self.take()? {
                     Some(found) => self.deliver(found),
-                    None => Err(RecvError::Empty),
+                    None => {
+                        if let Some(r) = &self.ready {
+                            r.rearm(); // found nothing: the fd goes quiet until something comes
+                        }
+                        Err(RecvError::Empty)
+                    }
                 }
             }
         }
@@ -700,4 +744,28 @@ impl Consumer {
             tracked,
         })
     }
+}
+
+/// Whether a message that `filter` picks waits in the queue (or a receive must fail: its user
+/// must be told), without taking it: what a consumer's ready fd thread asks.
+fn may_take(state: &Consuming, filter: TypeFilter) -> bool {
+    let seg = &state.seg;
+    if seg.is_removed() {
+        return true;
+    }
+    let max = seg.attributes().max_message;
+    for p in 0..PRIORITIES {
+        let Some(lane) = state.lane(p) else {
+            return false; // a forked child's copy: nothing is ever ready
+        };
+        let mut found = false;
+        lane.browse(max, |_, header, _, _| {
+            found = !matches!(filter.pick(header.msg_type), Pick::Skip);
+            !found
+        });
+        if found {
+            return true;
+        }
+    }
+    false
 }

@@ -3,9 +3,9 @@
 
 use super::cancel::{CancelPoint, Canceller};
 use super::message::{InPlace, Message, Metadata, Ticket};
+use super::ready::ReadyFd;
 use super::request::split_request;
 use super::spin::SpinWindow;
-use super::ready::ReadyFd;
 use super::Queue;
 use crate::error::{AckError, Damage, OwnError, RecvError};
 use crate::owner::{OwnerGuard, Ownership};
