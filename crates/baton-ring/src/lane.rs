@@ -1568,7 +1568,7 @@ impl<'a> Lane<'a> {
     }
 
     /// The event senders sleep on while the lane is full.
-    pub fn space_event(&self) -> &Event {
+    pub fn space_event(&self) -> &'a Event {
         &self.ctl.space
     }
 

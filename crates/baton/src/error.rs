@@ -434,6 +434,9 @@ pub enum SendError {
     /// The queue's shared state is damaged.
     #[error("queue is corrupt: {0}")]
     Corrupt(Damage),
+    /// [`crate::Sender::space_fd`]: its eventfd or helper thread could not be made.
+    #[error("cannot make the space fd: {0}")]
+    NoSpaceFd(std::io::ErrorKind),
 }
 
 /// Errors from [`crate::Sender::try_send`]: the message comes back when the lane is full.
@@ -563,6 +566,12 @@ pub enum RequestError {
     /// The request could not be sent.
     #[error("request not sent: {0}")]
     Send(SendError),
+    /// [`crate::PendingRequest`]: its reply was taken already.
+    #[error("the reply to this request was taken already")]
+    ReplyTaken,
+    /// [`crate::PendingRequest::ready_fd`]: its eventfd or helper thread could not be made.
+    #[error("cannot make the reply's ready fd: {0}")]
+    NoHelper(std::io::ErrorKind),
     /// A `Delivery` inherited through `fork`: its report is the sending process's.
     #[error("this delivery was inherited through fork: only the process that sent the message learns of it")]
     ForkedCopy,

@@ -416,9 +416,9 @@ impl Consumer {
         if self.ready.is_none() {
             let state = self.state.clone();
             let filter = self.filter;
-            let event: fn(&Attachment) -> &baton_ring::wake::Event = match filter {
-                TypeFilter::Any => |seg| &seg.shared().data_event,
-                _ => |seg| &seg.shared().select_event,
+            let event: super::ready::EventOf = match filter {
+                TypeFilter::Any => Arc::new(|seg: &Attachment| &seg.shared().data_event),
+                _ => Arc::new(|seg: &Attachment| &seg.shared().select_event),
             };
             let r = ReadyFd::start(self.state.seg.clone(), event, move || {
                 may_take(&state, filter)

@@ -27,8 +27,9 @@ pub use group::{
     MemberChange, TrackedMember, THIS_NODE,
 };
 pub use message::{InPlace, Message, Metadata};
+pub use ready::SpaceFd;
 pub use receiver::{Receiver, ReceiverOptions};
-pub use request::{Delivered, Delivery, Reply, ReplyTo};
+pub use request::{Delivered, Delivery, PendingRequest, Reply, ReplyTo};
 pub use sender::{Loan, Sender};
 pub use status::{Attached, LaneStatus, ListEntry, Status};
 

@@ -30,6 +30,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
+/// Which event of a queue the thread sleeps on.
+pub(crate) type EventOf = Arc<dyn for<'a> Fn(&'a Attachment) -> &'a WakeEvent + Send + Sync>;
+
 /// The longest the thread sleeps before it looks at the segment's size again.
 const SLICE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -55,7 +58,7 @@ pub(crate) struct ReadyFd {
     fd: OwnedFd,
     ctl: Arc<Control>,
     seg: Arc<Attachment>,
-    event: fn(&Attachment) -> &WakeEvent,
+    event: EventOf,
     thread: Option<JoinHandle<()>>,
     generation: u64,
 }
@@ -73,7 +76,7 @@ impl ReadyFd {
     /// handle has something (`Err`: something its user must be told: also readable).
     pub(crate) fn start(
         seg: Arc<Attachment>,
-        event: fn(&Attachment) -> &WakeEvent,
+        event: EventOf,
         mut ready: impl FnMut() -> bool + Send + 'static,
     ) -> std::io::Result<ReadyFd> {
         // SAFETY: eventfd with valid flags; the result is checked before use.
@@ -89,7 +92,7 @@ impl ReadyFd {
             stop: AtomicBool::new(false),
         });
         let thread = {
-            let (ctl, seg) = (ctl.clone(), seg.clone());
+            let (ctl, seg, event) = (ctl.clone(), seg.clone(), event.clone());
             let writer = fd.try_clone()?;
             std::thread::Builder::new()
                 .name("baton-ready".into())
@@ -198,5 +201,72 @@ impl Drop for ReadyFd {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A file descriptor that becomes readable when space is freed in the lane a
+/// [`Sender`](crate::Sender) sends to, for senders that wait in `poll`, `epoll` or an async
+/// runtime instead of blocking in [`Sender::send`](crate::Sender::send). Made by
+/// [`Sender::space_fd`](crate::Sender::space_fd).
+///
+/// The loop: [`SpaceFd::arm`], then [`Sender::try_send`](crate::Sender::try_send); if the lane
+/// is full, wait for the fd to be readable, and again. `arm` notes where the lane's space
+/// stands; the fd is readable once space is freed after that (or the queue is removed or
+/// truncated: the next send says so). Space freed before the try is seen by the try; after it,
+/// by the fd. Each wait needs space to be freed anew, so a lane that stays full costs no CPU.
+/// Like a blocking send, it is woken when the receiver frees cells (at the latest when the
+/// lane is half empty or the receiver goes idle).
+pub struct SpaceFd {
+    ready: ReadyFd,
+    mark: Arc<std::sync::atomic::AtomicU64>,
+    seg: Arc<Attachment>,
+    priority: usize,
+}
+
+impl std::fmt::Debug for SpaceFd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpaceFd")
+            .field("priority", &self.priority)
+            .field("fd", &self.ready.fd.as_raw_fd())
+            .finish()
+    }
+}
+
+impl SpaceFd {
+    pub(crate) fn start(seg: Arc<Attachment>, priority: usize) -> std::io::Result<SpaceFd> {
+        let mark = Arc::new(std::sync::atomic::AtomicU64::new(seg.lane(priority).head()));
+        let ready = {
+            let (seg, mark) = (seg.clone(), mark.clone());
+            ReadyFd::start(
+                seg.clone(),
+                Arc::new(move |seg: &Attachment| seg.lane(priority).space_event()),
+                move || {
+                    seg.is_removed() || seg.lane(priority).head() != mark.load(Ordering::Acquire)
+                },
+            )?
+        };
+        Ok(SpaceFd {
+            ready,
+            mark,
+            seg,
+            priority,
+        })
+    }
+
+    /// Notes where the lane's space stands, before a try: the fd is readable once space is
+    /// freed after this.
+    pub fn arm(&self) {
+        if self.seg.check_size().is_err() {
+            self.ready.rearm();
+            return; // the next send says what happened
+        }
+        self.mark
+            .store(self.seg.lane(self.priority).head(), Ordering::Release);
+        self.ready.rearm();
+    }
+
+    /// The descriptor.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.ready.fd()
     }
 }

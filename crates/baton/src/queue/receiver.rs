@@ -880,7 +880,7 @@ impl Receiver {
             let owned = self.owned.clone();
             let r = ReadyFd::start(
                 self.owned.seg.clone(),
-                |seg| &seg.shared().data_event,
+                Arc::new(|seg: &Attachment| &seg.shared().data_event),
                 move || ready_to_take(&owned),
             )
             .map_err(|e| RecvError::NoHelper(e.kind()))?;

@@ -169,6 +169,47 @@ impl Sender {
         pending.wait(deadline)
     }
 
+    /// Sends `payload` as a request and returns at once with its [`PendingRequest`], through
+    /// which the one reply is taken when it comes: without blocking
+    /// ([`PendingRequest::try_reply`]), waiting ([`PendingRequest::wait`]), or when its
+    /// [`PendingRequest::ready_fd`] is readable (`poll`, an async runtime). The request is the
+    /// same as [`Sender::request`]'s. Nothing here waits: a full lane is
+    /// [`RequestError::Send`] of [`SendError::Timeout`] (wait for space with
+    /// [`Sender::space_fd`]), no free reply box [`RequestError::AllBoxesBusy`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::request`], but never [`RequestError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// use std::time::Duration;
+    /// let domain = Domain::new(&format!("doc-send-request-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "svc", &Attributes::default())?;
+    /// let mut pending = q.sender().send_request(b"ping")?;
+    /// assert!(pending.try_reply()?.is_none()); // nobody has answered yet
+    /// let mut rx = q.receiver()?;
+    /// rx.recv()?.reply(b"pong")?;
+    /// assert_eq!(pending.wait(Duration::from_secs(5))?.payload(), b"pong");
+    /// # drop(rx); Queue::remove(&domain, "svc")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_request(&self, payload: &[u8]) -> Result<PendingRequest, RequestError> {
+        let pending = self.send_with_box(payload, REQUEST, Some(Instant::now()))?;
+        // SAFETY: `pending` borrows the attachment `self.seg` points to (and the mapping it
+        // owns), which lives at a stable address as long as an `Arc` to it does; the
+        // `PendingRequest` keeps one, and drops `pending` before it (field order).
+        let pending: Pending<'static> = unsafe { std::mem::transmute(pending) };
+        Ok(PendingRequest {
+            ready: None,
+            pending: Some(pending),
+            seg: self.seg.clone(),
+            generation: fork_generation(),
+        })
+    }
+
     /// Sends `payload` and returns at once with a [`Delivery`], through which this sender
     /// learns later what became of the message (SA-Forum's `saMsgMessageSendAsync` with
     /// `SA_MSG_MESSAGE_DELIVERED_ACK`, and beyond it): acknowledged by its receiver (end to
@@ -400,6 +441,117 @@ impl From<SendError> for RequestError {
             SendError::Removed => RequestError::Removed,
             e => RequestError::Send(e),
         }
+    }
+}
+
+/// A request sent and its reply to come ([`Sender::send_request`]). Dropping it gives its
+/// reply box back (a reply that comes later is refused to its replier, and counted).
+pub struct PendingRequest {
+    /// Dropped first: its thread polls the box.
+    ready: Option<super::ready::ReadyFd>,
+    /// `None` once the reply was taken (or in a forked child's copy, forgotten).
+    pending: Option<Pending<'static>>,
+    /// Keeps the mapping `pending` borrows: dropped after it.
+    seg: std::sync::Arc<Attachment>,
+    /// The fork generation of the process that sent it: a forked child's copy holds no box.
+    generation: u64,
+}
+
+impl std::fmt::Debug for PendingRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRequest")
+            .field("queue", &self.seg.names().0)
+            .field("box", &self.pending.as_ref().map(|p| p.token.index))
+            .finish()
+    }
+}
+
+impl PendingRequest {
+    fn pending(&mut self) -> Result<&mut Pending<'static>, RequestError> {
+        if self.generation != fork_generation() {
+            return Err(RequestError::ForkedCopy);
+        }
+        self.pending.as_mut().ok_or(RequestError::ReplyTaken)
+    }
+
+    /// The reply if it has come.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::Removed`] (the queue went; the box is given back),
+    /// [`RequestError::Corrupt`], [`RequestError::ForkedCopy`] in a forked child,
+    /// [`RequestError::ReplyTaken`] once the reply was taken.
+    pub fn try_reply(&mut self) -> Result<Option<Reply>, RequestError> {
+        let p = self.pending()?;
+        p.seg.check_size().map_err(RequestError::Corrupt)?;
+        let r = match p.reply_box.poll(p.token, p.slot) {
+            Poll::Replied => p.take().map(Some),
+            Poll::Lost => p.lost().map(Some),
+            Poll::Pending { .. } if p.seg.is_removed() => {
+                p.give_back();
+                Err(RequestError::Removed)
+            }
+            Poll::Pending { .. } => return Ok(None),
+        };
+        self.pending = None;
+        self.ready = None;
+        r
+    }
+
+    /// Waits at most `timeout` for the reply (as [`Sender::request`] does).
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::Timeout`] (the box is given back: a later reply is refused), and as
+    /// [`PendingRequest::try_reply`].
+    pub fn wait(mut self, timeout: Duration) -> Result<Reply, RequestError> {
+        let deadline = deadline_after(timeout);
+        let r = self.pending()?.wait(deadline);
+        self.ready = None;
+        r
+    }
+
+    /// A file descriptor that becomes readable when the reply has come (or the queue is
+    /// removed): then [`PendingRequest::try_reply`]. It has a helper thread of its own, which
+    /// ends with the request.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::NoHelper`] if its eventfd or thread cannot be made; as
+    /// [`PendingRequest::try_reply`].
+    pub fn ready_fd(&mut self) -> Result<std::os::fd::BorrowedFd<'_>, RequestError> {
+        let p = self.pending()?;
+        let (index, token, slot) = (p.token.index, p.token, p.slot);
+        if self.ready.is_none() {
+            let seg = self.seg.clone();
+            let r = super::ready::ReadyFd::start(
+                self.seg.clone(),
+                std::sync::Arc::new(move |seg: &Attachment| match seg.reply_box(index) {
+                    Some(b) => b.event(),
+                    None => &seg.shared().reply_free,
+                }),
+                move || {
+                    seg.is_removed()
+                        || seg
+                            .reply_box(index)
+                            .is_none_or(|b| !matches!(b.poll(token, slot), Poll::Pending { .. }))
+                },
+            )
+            .map_err(|e| RequestError::NoHelper(e.kind()))?;
+            self.ready = Some(r);
+        }
+        Ok(self.ready.as_ref().expect("just made").fd())
+    }
+}
+
+impl Drop for PendingRequest {
+    fn drop(&mut self) {
+        self.ready = None;
+        if self.generation != fork_generation() {
+            // The box is the sending process's: a child's copy gives nothing back.
+            std::mem::forget(self.pending.take());
+        }
+        // Otherwise `pending` is dropped next: it gives the box back.
     }
 }
 

@@ -185,6 +185,46 @@ impl Sender {
         }
     }
 
+    /// A file descriptor that becomes readable when space is freed in this sender's lane (its
+    /// priority's): to wait for space in `poll`, `epoll` or an async runtime (see
+    /// [`SpaceFd`](crate::SpaceFd)). It has a helper thread of its own; make one per waiting
+    /// sender and keep it.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::NoSpaceFd`] if its eventfd or thread cannot be made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, TrySendError};
+    /// use std::os::fd::AsRawFd;
+    /// let domain = Domain::new(&format!("doc-space-fd-{}", std::process::id()))?;
+    /// let attrs = Attributes { capacity: [4096; 4], max_message: 1024, ..Attributes::default() };
+    /// let q = Queue::create(&domain, "q", &attrs)?;
+    /// let tx = q.sender();
+    /// let space = tx.space_fd()?;
+    /// let mut rx = q.receiver()?;
+    /// loop {
+    ///     space.arm();
+    ///     match tx.try_send(&[0u8; 1000][..]) {
+    ///         Ok(()) => continue,
+    ///         Err(TrySendError::Full(_)) => break, // full: wait on the fd
+    ///         Err(TrySendError::Failed(e)) => return Err(e.into()),
+    ///     }
+    /// }
+    /// let mut pfd = libc::pollfd { fd: space.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    /// assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0); // still full
+    /// while rx.try_recv().is_ok() {} // the receiver frees the lane
+    /// assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1); // readable: try again
+    /// # drop(rx); drop(space); Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn space_fd(&self) -> Result<crate::SpaceFd, SendError> {
+        crate::SpaceFd::start(self.seg.clone(), self.priority as usize)
+            .map_err(|e| SendError::NoSpaceFd(e.kind()))
+    }
+
     /// Lends `len` bytes of the lane of `priority` to write a message in place, waiting while
     /// the lane is full: no copy. Write the payload into the [`Loan`] (it derefs to `[u8]`),
     /// then [`Loan::commit`]; dropping it uncommitted cancels it and frees the space. The

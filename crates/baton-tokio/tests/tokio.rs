@@ -1,0 +1,273 @@
+//! baton under tokio: every message once through receives, sends and requests that a
+//! `select!` keeps cancelling; sends that wait for space; takeover after the owner (a tokio
+//! program) is killed.
+
+#[path = "../../baton/tests/common/mod.rs"]
+mod common;
+use baton::{Attributes, Queue, RecvError, RequestError};
+use baton_tokio::{AsyncConsumer, AsyncReceiver, AsyncSender};
+use common::TestDomain;
+use std::time::Duration;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A receive cancelled by a timer thousands of times loses and duplicates nothing.
+#[test]
+fn recv_cancelled_by_select_loses_and_duplicates_nothing() {
+    let t = TestDomain::new("tk-recv-cancel");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    assert!(
+        matches!(
+            AsyncReceiver::new(q.receiver().unwrap()),
+            Err(RecvError::NoHelper(std::io::ErrorKind::Unsupported))
+        ),
+        "outside a runtime: an error, not a panic"
+    );
+    let rt = rt();
+    let mut rx = {
+        let _in = rt.enter();
+        AsyncReceiver::new(q.receiver().unwrap()).unwrap()
+    };
+    let tx = q.sender();
+    let sender = std::thread::spawn(move || {
+        for i in 0..20_000u32 {
+            tx.send(&i.to_le_bytes()).unwrap();
+            if i % 500 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    let (next, cancelled) = rt.block_on(async {
+        let mut next = 0u32;
+        let mut cancelled = 0u32;
+        while next < 20_000 {
+            tokio::select! {
+                m = rx.recv() => {
+                    assert_eq!(m.unwrap().payload(), next.to_le_bytes(), "in order, once");
+                    next += 1;
+                }
+                _ = tokio::time::sleep(Duration::from_micros(100)) => cancelled += 1,
+            }
+        }
+        (next, cancelled)
+    });
+    sender.join().unwrap();
+    assert_eq!(next, 20_000);
+    assert!(cancelled > 0, "the timer won some races");
+    assert!(matches!(rx.get_mut().try_recv(), Err(RecvError::Empty)));
+}
+
+/// Sends into a lane of four cells' worth wait for space (a slow receiver thread frees it);
+/// cancelled sends send nothing; what was sent arrives once, in order.
+#[test]
+fn send_waits_for_space_and_a_cancelled_send_sends_nothing() {
+    let t = TestDomain::new("tk-send");
+    let attrs = Attributes {
+        capacity: [4096; 4],
+        max_message: 1024,
+        ..Attributes::default()
+    };
+    let q = Queue::create(&t.domain, "q", &attrs).unwrap();
+    let mut rx = q.receiver().unwrap();
+    let receiver = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(2)) {
+                Ok(m) => {
+                    let n = u32::from_le_bytes(m.payload()[..4].try_into().unwrap());
+                    got.push(n);
+                    if got.len() % 50 == 0 {
+                        std::thread::sleep(Duration::from_millis(3));
+                    }
+                }
+                Err(RecvError::Timeout) => return got,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    let (sent, cancelled) = rt().block_on(async {
+        let mut tx = AsyncSender::to(&q);
+        let mut sent = Vec::new();
+        let mut cancelled = 0;
+        let mut i = 0u32;
+        while sent.len() < 2000 {
+            let mut msg = vec![0u8; 900];
+            msg[..4].copy_from_slice(&i.to_le_bytes());
+            tokio::select! {
+                r = tx.send(&msg) => { r.unwrap(); sent.push(i); }
+                _ = tokio::time::sleep(Duration::from_micros(300)) => cancelled += 1,
+            }
+            i += 1;
+        }
+        (sent, cancelled)
+    });
+    let got = receiver.join().unwrap();
+    assert_eq!(got, sent, "exactly the sends that returned Ok, in order");
+    assert!(cancelled > 0, "some sends were cancelled while they waited");
+}
+
+/// Requests answered by a server thread; requests cancelled by a timeout give their reply box
+/// back (none stays in use).
+#[test]
+fn requests_are_answered_and_cancelled_ones_give_their_box_back() {
+    let t = TestDomain::new("tk-request");
+    let q = Queue::create(&t.domain, "svc", &Attributes::default()).unwrap();
+    let server = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            let mut rx = q.receiver().unwrap();
+            let mut n = 0;
+            loop {
+                match rx.recv_timeout(Duration::from_secs(2)) {
+                    Ok(m) => {
+                        n += 1;
+                        if m.payload().starts_with(b"slow") {
+                            std::thread::sleep(Duration::from_millis(30));
+                        }
+                        let mut answer = b"re: ".to_vec();
+                        answer.extend_from_slice(m.payload());
+                        let _ = m.reply(&answer); // a late one is refused
+                    }
+                    Err(RecvError::Timeout) => return n,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+    };
+    rt().block_on(async {
+        let mut tx = AsyncSender::to(&q);
+        for i in 0..200 {
+            let ask = format!("q{i}");
+            let reply = tx.request(ask.as_bytes()).await.unwrap();
+            assert_eq!(reply.payload(), format!("re: q{i}").as_bytes());
+        }
+        for _ in 0..5 {
+            let r = tokio::time::timeout(Duration::from_millis(5), tx.request(b"slow")).await;
+            assert!(r.is_err(), "timed out: the future was dropped");
+        }
+    });
+    assert_eq!(server.join().unwrap(), 205);
+    let st = q.status();
+    assert_eq!(st.reply_boxes_in_use, 0, "every box given back");
+    assert_eq!(
+        st.replies_dropped, 5,
+        "the late replies were refused and counted"
+    );
+}
+
+#[test]
+fn two_async_consumers_share_a_queue() {
+    let t = TestDomain::new("tk-consumers");
+    let attrs = Attributes {
+        shared: true,
+        ..Attributes::default()
+    };
+    let q = Queue::create(&t.domain, "q", &attrs).unwrap();
+    let total = rt().block_on(async {
+        let mut a = AsyncConsumer::new(q.consumer().unwrap()).unwrap();
+        let mut b = AsyncConsumer::new(q.consumer().unwrap()).unwrap();
+        let tx = q.sender();
+        let sender = tokio::task::spawn_blocking(move || {
+            for i in 0..1000u32 {
+                tx.send(&i.to_le_bytes()).unwrap();
+            }
+        });
+        let mut seen = vec![0u8; 1000];
+        let mut n = 0;
+        while n < 1000 {
+            let m = tokio::select! { m = a.recv() => m, m = b.recv() => m };
+            let i = u32::from_le_bytes(m.unwrap().payload().try_into().unwrap());
+            seen[i as usize] += 1;
+            n += 1;
+        }
+        sender.await.unwrap();
+        assert!(seen.iter().all(|c| *c == 1));
+        n
+    });
+    assert_eq!(total, 1000);
+}
+
+/// A tokio program owns the queue, takes a message without finishing it, and is killed; the
+/// next owner (a tokio program here, its standby wait on a blocking thread) gets it again,
+/// flagged, and everything after it.
+#[test]
+fn after_a_tokio_owner_is_killed_the_next_tokio_owner_gets_everything() {
+    if let Ok(d) = std::env::var("BATON_TOKIO_OWNER") {
+        let domain = baton::Domain::new(&d).unwrap();
+        let q = Queue::open(&domain, "q").unwrap();
+        rt().block_on(async {
+            let mut rx = AsyncReceiver::new(q.receiver().unwrap()).unwrap();
+            let m = rx.recv().await.unwrap();
+            std::mem::forget(m); // taken, never acknowledged
+            std::future::pending::<()>().await;
+        });
+        return;
+    }
+    let t = TestDomain::new("tk-takeover");
+    let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
+    let owner = common::Child::spawn(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "after_a_tokio_owner_is_killed_the_next_tokio_owner_gets_everything",
+            ])
+            .env("BATON_TOKIO_OWNER", t.name()),
+    );
+    assert!(common::eventually(Duration::from_secs(10), || q
+        .status()
+        .owner_pid
+        .is_some()));
+    q.sender().send(b"0").unwrap();
+    assert!(common::eventually(Duration::from_secs(10), || {
+        q.status().lanes[3].unacknowledged == 1
+    }));
+    let got = rt().block_on(async {
+        let standby = {
+            let q = q.clone();
+            tokio::task::spawn_blocking(move || q.standby(Some(Duration::from_secs(10))))
+        };
+        q.sender().send(b"1").unwrap();
+        drop(owner); // SIGKILL, by pid
+        let mut rx = AsyncReceiver::new(standby.await.unwrap().unwrap()).unwrap();
+        q.sender().send(b"2").unwrap();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let m = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("in time")
+                .unwrap();
+            got.push((m.payload().to_vec(), m.redelivered()));
+        }
+        got
+    });
+    assert_eq!(
+        got,
+        [
+            (b"0".to_vec(), true),
+            (b"1".to_vec(), false),
+            (b"2".to_vec(), false)
+        ]
+    );
+}
+
+#[test]
+fn a_request_to_a_removed_queue_says_so() {
+    let t = TestDomain::new("tk-removed");
+    let q = Queue::create(&t.domain, "svc", &Attributes::default()).unwrap();
+    let r = rt().block_on(async {
+        let mut tx = AsyncSender::to(&q);
+        let fut = tx.request(b"anyone?");
+        let remover = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Queue::remove(&t.domain, "svc").unwrap();
+            std::future::pending::<()>().await
+        };
+        tokio::select! { r = fut => r, _ = remover => unreachable!() }
+    });
+    assert!(matches!(r, Err(RequestError::Removed)), "{r:?}");
+}
