@@ -51,3 +51,18 @@ fn server_pool_answers_every_request_and_the_killed_servers_once_more_flagged() 
     assert!(text.contains("REDELIVERED"), "{text}");
     assert!(text.contains("killed s2"), "{text}");
 }
+
+#[test]
+fn tokio_select_waits_on_a_queue_a_listener_and_a_timer_in_one_loop() {
+    let out = Command::new(example("tokio_select")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("5 messages, 2 connections"), "{text}");
+    for i in 1..=5 {
+        assert!(text.contains(&format!("queue: message {i}")), "{text}");
+    }
+}

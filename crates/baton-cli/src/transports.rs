@@ -30,6 +30,9 @@ pub enum Transport {
     BatonBlocking,
     /// baton, a blocking `recv` that sleeps at once (`set_spin(0)`): against the futex floor.
     BatonSleep,
+    /// baton, the receiver waiting in `poll` on its ready descriptor (`Receiver::ready_fd`),
+    /// then `try_recv` until the queue is empty: the event-loop path.
+    BatonFd,
     /// baton, `loan` and `recv_in_place` (blocking).
     BatonZeroCopy,
     /// baton's batch calls: the sender `send_batch`es runs of up to 64 messages (one claim and
@@ -76,6 +79,7 @@ impl Transport {
             Transport::BatonPolled,
             Transport::BatonBlocking,
             Transport::BatonSleep,
+            Transport::BatonFd,
             Transport::BatonZeroCopy,
             Transport::BatonBatch,
             Transport::BatonRequest,
@@ -99,6 +103,7 @@ impl Transport {
             Transport::BatonPolled => "baton-polled",
             Transport::BatonBlocking => "baton-blocking",
             Transport::BatonSleep => "baton-sleep",
+            Transport::BatonFd => "baton-fd",
             Transport::BatonZeroCopy => "baton-zero-copy",
             Transport::BatonBatch => "baton-batch",
             Transport::BatonRequest => "baton-request",
@@ -240,6 +245,7 @@ pub fn setup(t: Transport, n: &Names, size: usize) -> io::Result<()> {
         Transport::BatonPolled
         | Transport::BatonBlocking
         | Transport::BatonSleep
+        | Transport::BatonFd
         | Transport::BatonZeroCopy
         | Transport::BatonBatch
         | Transport::BatonRequest => {
@@ -278,6 +284,7 @@ pub fn teardown(t: Transport, n: &Names) {
         Transport::BatonPolled
         | Transport::BatonBlocking
         | Transport::BatonSleep
+        | Transport::BatonFd
         | Transport::BatonZeroCopy
         | Transport::BatonBatch
         | Transport::BatonRequest => {
@@ -362,6 +369,7 @@ pub fn open(
         Transport::BatonPolled
         | Transport::BatonBlocking
         | Transport::BatonSleep
+        | Transport::BatonFd
         | Transport::BatonZeroCopy
         | Transport::BatonBatch => {
             let tx = Queue::open(&n.domain(), out).map_err(err)?.sender();
@@ -372,7 +380,14 @@ pub fn open(
             if t == Transport::BatonSleep {
                 rx.set_spin(Duration::ZERO);
             }
-            (Box::new(BatonTx { tx, t }), Box::new(BatonRx { rx, t }))
+            let fd = if t == Transport::BatonFd {
+                Some(std::os::fd::AsRawFd::as_raw_fd(
+                    &rx.ready_fd().map_err(err)?,
+                ))
+            } else {
+                None
+            };
+            (Box::new(BatonTx { tx, t }), Box::new(BatonRx { rx, t, fd }))
         }
         Transport::Pipe => {
             // Open in the same order on both sides, or both block.
@@ -500,6 +515,8 @@ impl Link for BatonTx {
 struct BatonRx {
     rx: Receiver,
     t: Transport,
+    /// `baton-fd`: the receiver's ready descriptor.
+    fd: Option<std::os::fd::RawFd>,
 }
 
 /// `baton-request`, the client: each send is a request; its reply waits for the next recv.
@@ -616,6 +633,29 @@ impl Link for BatonRx {
                         return Ok(seq_of(buf));
                     }
                     Err(baton::RecvError::Empty) => std::hint::spin_loop(),
+                    Err(e) => return Err(err(e)),
+                }
+            },
+            Transport::BatonFd => loop {
+                match self.rx.try_recv() {
+                    Ok(m) => {
+                        buf[..m.len()].copy_from_slice(m.payload());
+                        return Ok(seq_of(buf));
+                    }
+                    Err(baton::RecvError::Empty) => {
+                        let mut p = libc::pollfd {
+                            fd: self.fd.expect("baton-fd has its fd"),
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        // SAFETY: one valid pollfd; waits without a time limit.
+                        if unsafe { libc::poll(&mut p, 1, -1) } < 0 {
+                            let e = io::Error::last_os_error();
+                            if e.kind() != io::ErrorKind::Interrupted {
+                                return Err(e);
+                            }
+                        }
+                    }
                     Err(e) => return Err(err(e)),
                 }
             },
@@ -1493,6 +1533,7 @@ fn open_sender(t: Transport, n: &Names, size: usize) -> io::Result<(Box<dyn Link
         Transport::BatonPolled
         | Transport::BatonBlocking
         | Transport::BatonSleep
+        | Transport::BatonFd
         | Transport::BatonZeroCopy
         | Transport::BatonBatch => (
             Box::new(BatonTx {
