@@ -44,15 +44,20 @@ use tokio::io::unix::AsyncFd;
 
 /// Registers a copy of a baton handle's ready descriptor with tokio's reactor (a copy: the
 /// registration then owns what it watches, whatever the handle does with its own).
-/// Outside a tokio runtime (or one built without I/O): `Unsupported`, not tokio's panic.
+/// Outside a tokio runtime, or in one built without I/O: `Unsupported`, not tokio's panic.
 fn register(fd: BorrowedFd<'_>) -> std::io::Result<AsyncFd<OwnedFd>> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(std::io::ErrorKind::Unsupported.into());
     }
     let owned = fd.try_clone_to_owned()?;
-    // SAFETY: `owned` is a descriptor of our own, open (and the same) until the `AsyncFd` that
-    // takes it is dropped.
-    unsafe { AsyncFd::register(owned) }.map_err(|e| e.into_parts().1)
+    // tokio has no question for "is I/O enabled?": it panics in `register` (review). That
+    // panic is caught here, on this thread, before anything was registered.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: `owned` is a descriptor of our own, open (and the same) until the `AsyncFd`
+        // that takes it is dropped.
+        unsafe { AsyncFd::register(owned) }.map_err(|e| e.into_parts().1)
+    }))
+    .unwrap_or_else(|_| Err(std::io::ErrorKind::Unsupported.into()))
 }
 
 fn io_kind(e: std::io::Error) -> std::io::ErrorKind {
@@ -188,15 +193,20 @@ impl AsyncSender {
         Ok(())
     }
 
-    /// Arms the space descriptor (made the first time), before a try.
+    /// Arms the space descriptor (made the first time, and again in a forked child), after
+    /// a full lane and before the try that decides whether to wait.
     fn arm(&mut self) -> Result<(), SendError> {
-        if self.space.is_none() {
-            let space = self.tx.space_fd()?;
-            let fd = register(space.fd()).map_err(|e| SendError::NoSpaceFd(io_kind(e)))?;
-            self.space = Some((fd, space));
+        loop {
+            if self.space.is_none() {
+                let space = self.tx.space_fd()?;
+                let fd = register(space.fd()).map_err(|e| SendError::NoSpaceFd(io_kind(e)))?;
+                self.space = Some((fd, space));
+            }
+            match self.space.as_ref().expect("just made").1.arm() {
+                Err(SendError::ForkedCopy) => self.space = None, // the parent's: a new one
+                other => return other,
+            }
         }
-        self.space.as_ref().expect("just made").1.arm();
-        Ok(())
     }
 
     /// Sends `payload`, waiting for space while the lane is full. Cancel safe: sent if and
@@ -206,14 +216,14 @@ impl AsyncSender {
     ///
     /// As [`Sender::try_send`], but never "full".
     pub async fn send(&mut self, payload: &[u8]) -> Result<(), SendError> {
-        if self.space.is_none() {
+        loop {
+            // Try first; arm only after a full lane (an armed descriptor's thread sleeps as a
+            // waiting sender, which the receiver would then wake for every head move).
             match self.tx.try_send(payload) {
-                Err(TrySendError::Full(_)) => {}
                 Ok(()) => return Ok(()),
+                Err(TrySendError::Full(_)) => {}
                 Err(TrySendError::Failed(e)) => return Err(e),
             }
-        }
-        loop {
             self.arm()?;
             match self.tx.try_send(payload) {
                 Ok(()) => return Ok(()),
@@ -232,14 +242,21 @@ impl AsyncSender {
     ///
     /// As [`Sender::send_request`] and [`PendingRequest::try_reply`].
     pub async fn request(&mut self, payload: &[u8]) -> Result<Reply, RequestError> {
+        let full = |r: &Result<PendingRequest, RequestError>| {
+            matches!(r, Err(RequestError::Send(SendError::Timeout)))
+        };
         let mut pending = loop {
-            self.arm().map_err(RequestError::Send)?;
-            match self.tx.send_request(payload) {
-                Err(RequestError::Send(SendError::Timeout)) => {
-                    self.space_freed().await.map_err(RequestError::Send)?
-                }
-                other => break other?,
+            // As `send`: try first, arm only after a full lane.
+            let first = self.tx.send_request(payload);
+            if !full(&first) {
+                break first?;
             }
+            self.arm().map_err(RequestError::Send)?;
+            let second = self.tx.send_request(payload);
+            if !full(&second) {
+                break second?;
+            }
+            self.space_freed().await.map_err(RequestError::Send)?;
         };
         wait_reply(&mut pending).await
     }

@@ -443,6 +443,16 @@ impl<'a> std::ops::Deref for LaneConsumer<'a> {
     }
 }
 
+/// What a consumer's walk found.
+enum Walked {
+    /// It took this record.
+    Taken(Taken),
+    /// A record it would take (a walk that does not take).
+    Takeable,
+    /// Nothing to take now.
+    Nothing,
+}
+
 impl<'a> LaneConsumer<'a> {
     /// Takes the first waiting record (`select` is `None`), or the one `select` picks by
     /// message type: the first it answers [`Pick::Now`] for, or else the first of the lowest
@@ -459,8 +469,41 @@ impl<'a> LaneConsumer<'a> {
     pub fn take(
         &self,
         max_message: u32,
-        mut select: Option<&mut dyn FnMut(i64) -> Pick>,
+        select: Option<&mut dyn FnMut(i64) -> Pick>,
     ) -> Result<Option<Taken>, Corrupt> {
+        match self.walk(max_message, select, true)? {
+            Walked::Taken(t) => Ok(Some(t)),
+            Walked::Takeable | Walked::Nothing => Ok(None),
+        }
+    }
+
+    /// Whether [`LaneConsumer::take`] with this `select` would take a record now, without
+    /// taking it: the same walk (it stops where a take stops: at a record its sender is still
+    /// writing), with no record changed (it may help `read` past finished records, as a take
+    /// does). For a consumer's ready descriptor.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] as for [`LaneConsumer::take`].
+    pub fn can_take(
+        &self,
+        max_message: u32,
+        select: Option<&mut dyn FnMut(i64) -> Pick>,
+    ) -> Result<bool, Corrupt> {
+        Ok(matches!(
+            self.walk(max_message, select, false)?,
+            Walked::Takeable
+        ))
+    }
+
+    /// The walk of [`LaneConsumer::take`]; with `take` false, it stops at the record it would
+    /// take and says so.
+    fn walk(
+        &self,
+        max_message: u32,
+        mut select: Option<&mut dyn FnMut(i64) -> Pick>,
+        take: bool,
+    ) -> Result<Walked, Corrupt> {
         let lane = &self.lane;
         let c = &lane.ctl.consumer;
         let mut restarts = 0u32;
@@ -513,6 +556,7 @@ impl<'a> LaneConsumer<'a> {
                             },
                         };
                         match pick {
+                            Pick::Now if !take => return Ok(Walked::Takeable),
                             Pick::Now => match self.try_take(pos, s, max_message)? {
                                 Some(t) => {
                                     if pos == read {
@@ -526,7 +570,7 @@ impl<'a> LaneConsumer<'a> {
                                             Ordering::Relaxed,
                                         );
                                     }
-                                    return Ok(Some(t));
+                                    return Ok(Walked::Taken(t));
                                 }
                                 // Someone else took it, or it was a record of a later lap
                                 // (the head passed us): look again.
@@ -582,12 +626,15 @@ impl<'a> LaneConsumer<'a> {
                 continue 'again;
             }
             if let Some((_, pos, s)) = best {
+                if !take {
+                    return Ok(Walked::Takeable);
+                }
                 match self.try_take(pos, s, max_message)? {
-                    Some(t) => return Ok(Some(t)),
+                    Some(t) => return Ok(Walked::Taken(t)),
                     None => continue 'again,
                 }
             }
-            return Ok(None);
+            return Ok(Walked::Nothing);
         }
     }
 

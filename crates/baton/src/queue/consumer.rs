@@ -402,8 +402,9 @@ impl Consumer {
     /// returns [`RecvError::Empty`]. With other consumers, a readable fd often means a message
     /// that another consumer takes first: the receive then finds nothing and re-arms. A plain
     /// consumer's fd thread is one of the sleepers a sender wakes one of; while its fd is
-    /// readable and not drained, that message waits for this consumer. With a filter, each look
-    /// walks the waiting messages until one matches.
+    /// readable and not drained, that message waits for this consumer. Each look is the walk
+    /// a take makes (with a filter, over the waiting messages until one matches), without
+    /// taking.
     ///
     /// # Errors
     ///
@@ -746,7 +747,7 @@ impl Consumer {
     }
 }
 
-/// Whether a message that `filter` picks waits in the queue (or a receive must fail: its user
+/// Whether a take with `filter` would find a message now (or a receive must fail: its user
 /// must be told), without taking it: what a consumer's ready fd thread asks.
 fn may_take(state: &Consuming, filter: TypeFilter) -> bool {
     let seg = &state.seg;
@@ -754,17 +755,20 @@ fn may_take(state: &Consuming, filter: TypeFilter) -> bool {
         return true;
     }
     let max = seg.attributes().max_message;
+    let mut pick = |ty: i64| filter.pick(ty);
     for p in 0..PRIORITIES {
         let Some(lane) = state.lane(p) else {
             return false; // a forked child's copy: nothing is ever ready
         };
-        let mut found = false;
-        lane.browse(max, |_, header, _, _| {
-            found = !matches!(filter.pick(header.msg_type), Pick::Skip);
-            !found
-        });
-        if found {
-            return true;
+        let select: Option<&mut dyn FnMut(i64) -> Pick> = match filter {
+            TypeFilter::Any => None,
+            _ => Some(&mut pick),
+        };
+        // Exactly what a take would find (review: a walk that looked past a record still
+        // being written said "ready" where a take stops, and the fd spun while it was).
+        match lane.can_take(max, select) {
+            Ok(false) => {}
+            Ok(true) | Err(_) => return true, // an error: the receive says what
         }
     }
     false

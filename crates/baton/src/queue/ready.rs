@@ -191,8 +191,10 @@ impl Drop for ReadyFd {
         self.ctl.stop.store(true, Ordering::Release);
         self.ctl.cv.notify_one();
         if self.seg.check_size().is_err() {
-            // Truncated: no poke can reach its sleep; it ends at its slice's end, on its own.
-            std::mem::forget(self.thread.take());
+            // Truncated: no poke can reach its sleep; it ends at its slice's end, on its own,
+            // detached (dropping the handle detaches it, and its stack is freed when it ends;
+            // review: a forgotten handle kept the stack for good).
+            drop(self.thread.take());
             return;
         }
         // Wakes the thread if it sleeps on the queue's event (and, harmlessly, any other
@@ -209,15 +211,20 @@ impl Drop for ReadyFd {
 /// runtime instead of blocking in [`Sender::send`](crate::Sender::send). Made by
 /// [`Sender::space_fd`](crate::Sender::space_fd).
 ///
-/// The loop: [`SpaceFd::arm`], then [`Sender::try_send`](crate::Sender::try_send); if the lane
-/// is full, wait for the fd to be readable, and again. `arm` notes where the lane's space
-/// stands; the fd is readable once space is freed after that (or the queue is removed or
-/// truncated: the next send says so). Space freed before the try is seen by the try; after it,
-/// by the fd. Each wait needs space to be freed anew, so a lane that stays full costs no CPU.
-/// Like a blocking send, it is woken when the receiver frees cells (at the latest when the
-/// lane is half empty or the receiver goes idle).
+/// The loop: [`Sender::try_send`](crate::Sender::try_send); if the lane is full,
+/// [`SpaceFd::arm`], try again, and if it is still full, wait for the fd to be readable; and
+/// again. `arm` notes where the lane's space stands; the fd is readable once space is freed
+/// after that (or the queue is removed or truncated: the next send says so). Space freed
+/// before the try is seen by the try; after it, by the fd. Each wait needs space to be freed
+/// anew, so a lane that stays full costs no CPU. Arm only after a full lane: an armed fd's
+/// thread sleeps as a waiting sender, and the receiver then wakes it (a syscall) when it frees
+/// space. Like a blocking send, it is woken when the receiver frees cells (at the latest when
+/// the lane is half empty or the receiver goes idle).
 pub struct SpaceFd {
     ready: ReadyFd,
+    /// The fork generation of the process that made it: a forked child's copy shares the
+    /// parent's eventfd, and the parent's thread, which is not in the child.
+    generation: u64,
     mark: Arc<std::sync::atomic::AtomicU64>,
     seg: Arc<Attachment>,
     priority: usize,
@@ -247,6 +254,7 @@ impl SpaceFd {
         };
         Ok(SpaceFd {
             ready,
+            generation: fork_generation(),
             mark,
             seg,
             priority,
@@ -255,14 +263,21 @@ impl SpaceFd {
 
     /// Notes where the lane's space stands, before a try: the fd is readable once space is
     /// freed after this.
-    pub fn arm(&self) {
-        if self.seg.check_size().is_err() {
-            self.ready.rearm();
-            return; // the next send says what happened
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::ForkedCopy`](crate::SendError::ForkedCopy) in a forked child: the fd is the
+    /// parent's (its thread is not in the child); make a new one there.
+    pub fn arm(&self) -> Result<(), crate::SendError> {
+        if self.generation != fork_generation() {
+            return Err(crate::SendError::ForkedCopy);
         }
-        self.mark
-            .store(self.seg.lane(self.priority).head(), Ordering::Release);
+        if self.seg.check_size().is_ok() {
+            self.mark
+                .store(self.seg.lane(self.priority).head(), Ordering::Release);
+        } // else the next send says what happened
         self.ready.rearm();
+        Ok(())
     }
 
     /// The descriptor.

@@ -205,14 +205,9 @@ impl Sender {
     /// let tx = q.sender();
     /// let space = tx.space_fd()?;
     /// let mut rx = q.receiver()?;
-    /// loop {
-    ///     space.arm();
-    ///     match tx.try_send(&[0u8; 1000][..]) {
-    ///         Ok(()) => continue,
-    ///         Err(TrySendError::Full(_)) => break, // full: wait on the fd
-    ///         Err(TrySendError::Failed(e)) => return Err(e.into()),
-    ///     }
-    /// }
+    /// while tx.try_send(&[0u8; 1000][..]).is_ok() {} // until the lane is full
+    /// space.arm()?; // then: arm, and try once more before waiting
+    /// assert!(matches!(tx.try_send(&[0u8; 1000][..]), Err(TrySendError::Full(_))));
     /// let mut pfd = libc::pollfd { fd: space.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
     /// assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0); // still full
     /// while rx.try_recv().is_ok() {} // the receiver frees the lane
