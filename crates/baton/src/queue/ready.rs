@@ -268,9 +268,9 @@ impl SpaceFd {
     ///
     /// [`SendError::ForkedCopy`](crate::SendError::ForkedCopy) in a forked child: the fd is the
     /// parent's (its thread is not in the child); make a new one there.
-    pub fn arm(&self) -> Result<(), crate::SendError> {
+    pub fn arm(&self) -> Result<(), crate::error::SendError> {
         if self.generation != fork_generation() {
-            return Err(crate::SendError::ForkedCopy);
+            return Err(crate::error::SendError::ForkedCopy);
         }
         if self.seg.check_size().is_ok() {
             self.mark

@@ -215,8 +215,8 @@ impl Sender {
     /// # drop(rx); drop(space); Queue::remove(&domain, "q")?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn space_fd(&self) -> Result<crate::SpaceFd, SendError> {
-        crate::SpaceFd::start(self.seg.clone(), self.priority as usize)
+    pub fn space_fd(&self) -> Result<super::ready::SpaceFd, SendError> {
+        super::ready::SpaceFd::start(self.seg.clone(), self.priority as usize)
             .map_err(|e| SendError::NoSpaceFd(e.kind()))
     }
 
