@@ -1,0 +1,1423 @@
+//! The `saMsg*` functions.
+
+use crate::handles::Table;
+use crate::names::{baton_name, sa_name, BadName};
+use crate::types::*;
+use baton::{
+    Attributes, Canceller, Domain, Group, GroupError, GroupPolicy, Message, OpenError, OwnError,
+    Queue, Receiver, ReceiverOptions, RecvError, ReplyError, ReplyTo, RequestError, SendError,
+    TrySendError,
+};
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::raw::c_void;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The library handles.
+static LIBS: Table<Lib> = Table::new();
+/// The queue handles (of every library handle).
+static QUEUES: Table<QueueEntry> = Table::new();
+
+/// The epoll event data of a library's own eventfd (queue handles are never this).
+const WAKE: u64 = u64::MAX;
+
+struct Lib {
+    callbacks: SaMsgCallbacksT,
+    domain: Domain,
+    /// The selection object: readable when `saMsgDispatch` has something to do.
+    epoll: OwnedFd,
+    /// Made readable when a callback is queued, or at finalize.
+    wake: OwnedFd,
+    pending: Mutex<VecDeque<Pending>>,
+    finalized: AtomicBool,
+    /// The queue each request taken by `saMsgMessageGet` came from, by its sender id.
+    requests: Mutex<HashMap<u64, Queue>>,
+    /// Destinations sent to, by name.
+    destinations: Mutex<HashMap<String, Queue>>,
+}
+
+/// A callback waiting for `saMsgDispatch`.
+enum Pending {
+    Opened {
+        invocation: SaInvocationT,
+        handle: SaMsgQueueHandleT,
+        error: SaAisErrorT,
+    },
+    Delivered {
+        invocation: SaInvocationT,
+        error: SaAisErrorT,
+    },
+}
+
+struct QueueEntry {
+    lib: SaMsgHandleT,
+    queue: Queue,
+    canceller: Canceller,
+    /// The receiver's ready fd, registered with the library's epoll (received callbacks).
+    ready: Option<RawFd>,
+    state: Mutex<QueueState>,
+}
+
+struct QueueState {
+    rx: Receiver,
+    /// A message taken for a received callback, or left by a get whose buffer was too small:
+    /// the next get returns it.
+    stash: Option<Message>,
+}
+
+impl Drop for QueueEntry {
+    fn drop(&mut self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = st.stash.take() {
+            let _ = m.release(); // not got: it stays in the queue
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into `SA_AIS_ERR_LIBRARY`: nothing unwinds into C.
+fn guard(f: impl FnOnce() -> SaAisErrorT) -> SaAisErrorT {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or(SA_AIS_ERR_LIBRARY)
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(code) => return code,
+        }
+    };
+}
+
+fn lib(h: SaMsgHandleT) -> Result<std::sync::Arc<Lib>, SaAisErrorT> {
+    LIBS.get(h)
+        .filter(|l| !l.finalized.load(Ordering::Acquire))
+        .ok_or(SA_AIS_ERR_BAD_HANDLE)
+}
+
+fn queue_entry(h: SaMsgQueueHandleT) -> Result<std::sync::Arc<QueueEntry>, SaAisErrorT> {
+    QUEUES.get(h).ok_or(SA_AIS_ERR_BAD_HANDLE)
+}
+
+/// # Safety
+///
+/// As [`baton_name`].
+unsafe fn name_of(n: *const SaNameT) -> Result<String, SaAisErrorT> {
+    // SAFETY: the caller's contract.
+    unsafe { baton_name(n) }.map_err(|e| match e {
+        BadName::Null | BadName::Length => SA_AIS_ERR_INVALID_PARAM,
+        BadName::TooLong => SA_AIS_ERR_NAME_TOO_LONG,
+    })
+}
+
+fn timeout_of(t: SaTimeT) -> Result<Duration, SaAisErrorT> {
+    match t {
+        t if t < 0 => Err(SA_AIS_ERR_INVALID_PARAM),
+        SA_TIME_END => Ok(Duration::MAX),
+        t => Ok(Duration::from_nanos(t as u64)),
+    }
+}
+
+/// `CLOCK_MONOTONIC` nanoseconds (baton's send times) as `CLOCK_REALTIME` (the
+/// specification's absolute `SaTimeT`).
+fn realtime_of(mono_ns: u64) -> SaTimeT {
+    let now = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid clock and out-pointer.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    };
+    let (real, mono) = (now(libc::CLOCK_REALTIME), now(libc::CLOCK_MONOTONIC));
+    real - (mono - mono_ns as i64)
+}
+
+fn open_error(e: &OpenError) -> SaAisErrorT {
+    match e {
+        OpenError::NotFound { .. } => SA_AIS_ERR_NOT_EXIST,
+        OpenError::Exists { .. } | OpenError::Incompatible { .. } => SA_AIS_ERR_EXIST,
+        OpenError::InvalidName { .. } | OpenError::InvalidAttributes(_) => SA_AIS_ERR_INVALID_PARAM,
+        OpenError::PermissionDenied { .. } => SA_AIS_ERR_ACCESS,
+        OpenError::NoSpace { .. } => SA_AIS_ERR_NO_RESOURCES,
+        _ => SA_AIS_ERR_LIBRARY,
+    }
+}
+
+fn send_error(e: &SendError) -> SaAisErrorT {
+    match e {
+        SendError::TooBig { .. } => SA_AIS_ERR_TOO_BIG,
+        SendError::InvalidPriority(_) => SA_AIS_ERR_INVALID_PARAM,
+        SendError::Timeout => SA_AIS_ERR_QUEUE_FULL,
+        SendError::Removed => SA_AIS_ERR_NOT_EXIST,
+        SendError::NoSenderSlot(_) => SA_AIS_ERR_NO_RESOURCES,
+        _ => SA_AIS_ERR_LIBRARY,
+    }
+}
+
+fn recv_error(e: &RecvError) -> SaAisErrorT {
+    match e {
+        RecvError::Empty | RecvError::Timeout => SA_AIS_ERR_TIMEOUT,
+        RecvError::Interrupted => SA_AIS_ERR_INTERRUPT,
+        RecvError::Removed => SA_AIS_ERR_NOT_EXIST,
+        RecvError::OwnershipLost { .. } | RecvError::ForkedCopy => SA_AIS_ERR_BAD_HANDLE,
+        _ => SA_AIS_ERR_LIBRARY,
+    }
+}
+
+fn request_error(e: &RequestError) -> SaAisErrorT {
+    match e {
+        RequestError::Timeout => SA_AIS_ERR_TIMEOUT,
+        RequestError::TooBig { .. } => SA_AIS_ERR_TOO_BIG,
+        RequestError::NoReplyBoxes => SA_AIS_ERR_BAD_OPERATION,
+        RequestError::AllBoxesBusy { .. } => SA_AIS_ERR_NO_RESOURCES,
+        RequestError::Removed => SA_AIS_ERR_NOT_EXIST,
+        RequestError::Send(s) => send_error(s),
+        _ => SA_AIS_ERR_LIBRARY,
+    }
+}
+
+fn group_error(e: &GroupError) -> SaAisErrorT {
+    match e {
+        GroupError::NotFound { .. } | GroupError::NotMember { .. } => SA_AIS_ERR_NOT_EXIST,
+        GroupError::Exists { .. } | GroupError::AlreadyMember { .. } => SA_AIS_ERR_EXIST,
+        GroupError::NotAvailable { .. } | GroupError::Undelivered { .. } => {
+            SA_AIS_ERR_QUEUE_NOT_AVAILABLE
+        }
+        GroupError::Full { .. } => SA_AIS_ERR_NO_RESOURCES,
+        GroupError::Removed { .. } => SA_AIS_ERR_NOT_EXIST,
+        GroupError::Busy { .. } => SA_AIS_ERR_TRY_AGAIN,
+        GroupError::Open(o) => open_error(o),
+        GroupError::Send { error, .. } => send_error(error),
+        GroupError::Request { error, .. } => request_error(error),
+        GroupError::RequestToBroadcast { .. } => SA_AIS_ERR_BAD_OPERATION,
+        _ => SA_AIS_ERR_LIBRARY,
+    }
+}
+
+fn eventfd() -> Result<OwnedFd, SaAisErrorT> {
+    // SAFETY: eventfd with valid flags; checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(SA_AIS_ERR_NO_RESOURCES);
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn epoll_add(epoll: RawFd, fd: RawFd, data: u64, oneshot: bool) -> Result<(), SaAisErrorT> {
+    epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, data, oneshot)
+}
+
+/// A queue's ready fd is registered one-shot: once it has given its callback, it is quiet
+/// until the message is got (or it turns out there was none), then enabled again here.
+fn epoll_enable(epoll: RawFd, fd: RawFd, data: u64) {
+    let _ = epoll_ctl(epoll, libc::EPOLL_CTL_MOD, fd, data, true);
+}
+
+fn epoll_ctl(
+    epoll: RawFd,
+    op: i32,
+    fd: RawFd,
+    data: u64,
+    oneshot: bool,
+) -> Result<(), SaAisErrorT> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32
+            | if oneshot {
+                libc::EPOLLONESHOT as u32
+            } else {
+                0
+            },
+        u64: data,
+    };
+    // SAFETY: our epoll descriptor and a live descriptor; `ev` is read during the call.
+    if unsafe { libc::epoll_ctl(epoll, op, fd, &mut ev) } != 0 {
+        return Err(SA_AIS_ERR_NO_RESOURCES);
+    }
+    Ok(())
+}
+
+impl Lib {
+    fn queue_callback(&self, p: Pending) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(p);
+        self.poke();
+    }
+
+    fn poke(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: 8 bytes from a live buffer into our non-blocking eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) };
+    }
+
+    fn clear_wake(&self) {
+        let mut buf = [0u8; 8];
+        // SAFETY: at most 8 bytes into a live buffer, from our non-blocking eventfd.
+        unsafe { libc::read(self.wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+    }
+
+    /// The queue called `name` (kept open between sends), or the group.
+    fn destination(&self, name: &str) -> Result<Destination, SaAisErrorT> {
+        let mut cache = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = cache.get(name) {
+            return Ok(Destination::Queue(q.clone()));
+        }
+        match Queue::open(&self.domain, name) {
+            Ok(q) => {
+                cache.insert(name.to_string(), q.clone());
+                Ok(Destination::Queue(q))
+            }
+            Err(OpenError::NotFound { .. }) => match Group::open(&self.domain, name) {
+                Ok(g) => Ok(Destination::Group(g)),
+                Err(GroupError::NotFound { .. }) => Err(SA_AIS_ERR_NOT_EXIST),
+                Err(e) => Err(group_error(&e)),
+            },
+            Err(e) => Err(open_error(&e)),
+        }
+    }
+}
+
+impl Lib {
+    /// Sends to `name`; a cached queue found removed is looked up again once (a queue made
+    /// again under the name, or a group).
+    fn send(
+        &self,
+        name: &str,
+        m: &SaMsgMessageT,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> SaAisErrorT {
+        let dest = tri!(self.destination(name));
+        let r = send_to(&dest, m, payload, timeout);
+        if r != SA_AIS_ERR_NOT_EXIST || !matches!(dest, Destination::Queue(_)) {
+            return r;
+        }
+        self.destinations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        let dest = tri!(self.destination(name));
+        send_to(&dest, m, payload, timeout)
+    }
+}
+
+enum Destination {
+    Queue(Queue),
+    Group(Group),
+}
+
+/// The payload a message points to.
+///
+/// # Safety
+///
+/// `m.data` points to `m.size` readable bytes, or is NULL with size 0.
+unsafe fn payload_of(m: &SaMsgMessageT) -> Result<&[u8], SaAisErrorT> {
+    if m.priority > 3 {
+        return Err(SA_AIS_ERR_INVALID_PARAM);
+    }
+    if m.data.is_null() {
+        return if m.size == 0 {
+            Ok(&[])
+        } else {
+            Err(SA_AIS_ERR_INVALID_PARAM)
+        };
+    }
+    let len = usize::try_from(m.size).map_err(|_| SA_AIS_ERR_TOO_BIG)?;
+    // SAFETY: the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(m.data as *const u8, len) })
+}
+
+/// Copies `bytes` into the caller's message: into its buffer, or one the library allocates
+/// (`data` NULL; freed with `saMsgMessageDataFree`). `Err(NO_SPACE)`: the buffer is too small;
+/// `size` then says how big it must be.
+///
+/// # Safety
+///
+/// `m.data` is NULL or points to `m.size` writable bytes.
+unsafe fn fill(m: &mut SaMsgMessageT, bytes: &[u8]) -> Result<(), SaAisErrorT> {
+    if m.data.is_null() {
+        // SAFETY: malloc of at least one byte; checked.
+        let p = unsafe { libc::malloc(bytes.len().max(1)) };
+        if p.is_null() {
+            return Err(SA_AIS_ERR_NO_MEMORY);
+        }
+        m.data = p;
+    } else if (m.size as usize) < bytes.len() {
+        m.size = bytes.len() as u64;
+        return Err(SA_AIS_ERR_NO_SPACE);
+    }
+    // SAFETY: `m.data` holds at least `bytes.len()` bytes (allocated, or checked above).
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), m.data as *mut u8, bytes.len()) };
+    m.size = bytes.len() as u64;
+    if !m.senderName.is_null() {
+        // SAFETY: a caller-provided SaNameT; baton messages carry no sender name.
+        unsafe { (*m.senderName).length = 0 };
+    }
+    Ok(())
+}
+
+/// `saMsgInitialize`.
+///
+/// # Safety
+///
+/// Pointers are NULL or valid, as the specification requires.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgInitialize(
+    msgHandle: *mut SaMsgHandleT,
+    msgCallbacks: *const SaMsgCallbacksT,
+    version: *mut SaVersionT,
+) -> SaAisErrorT {
+    guard(|| {
+        if msgHandle.is_null() || version.is_null() {
+            return SA_AIS_ERR_INVALID_PARAM;
+        }
+        // SAFETY: checked non-NULL; the caller's contract.
+        let v = unsafe { &mut *version };
+        let supported = v.releaseCode == b'B' && v.majorVersion >= 1 && v.majorVersion <= 3;
+        v.releaseCode = b'B';
+        v.majorVersion = 3;
+        v.minorVersion = 1;
+        if !supported {
+            return SA_AIS_ERR_VERSION;
+        }
+        // SAFETY: NULL or a valid struct, per the contract.
+        let callbacks = unsafe { msgCallbacks.as_ref() }
+            .copied()
+            .unwrap_or_default();
+        let domain = match Domain::from_env() {
+            Ok(d) => d,
+            Err(_) => return SA_AIS_ERR_INVALID_PARAM,
+        };
+        // SAFETY: epoll_create1 with a valid flag; checked.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if ep < 0 {
+            return SA_AIS_ERR_NO_RESOURCES;
+        }
+        // SAFETY: a new descriptor nothing else owns.
+        let epoll = unsafe { OwnedFd::from_raw_fd(ep) };
+        let wake = tri!(eventfd());
+        tri!(epoll_add(epoll.as_raw_fd(), wake.as_raw_fd(), WAKE, false));
+        let h = LIBS.insert(Lib {
+            callbacks,
+            domain,
+            epoll,
+            wake,
+            pending: Mutex::new(VecDeque::new()),
+            finalized: AtomicBool::new(false),
+            requests: Mutex::new(HashMap::new()),
+            destinations: Mutex::new(HashMap::new()),
+        });
+        // SAFETY: checked non-NULL.
+        unsafe { *msgHandle = h };
+        SA_AIS_OK
+    })
+}
+
+/// `saMsgSelectionObjectGet`: an epoll descriptor, readable when `saMsgDispatch` has work.
+///
+/// # Safety
+///
+/// `selectionObject` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgSelectionObjectGet(
+    msgHandle: SaMsgHandleT,
+    selectionObject: *mut SaSelectionObjectT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        if selectionObject.is_null() {
+            return SA_AIS_ERR_INVALID_PARAM;
+        }
+        // SAFETY: checked non-NULL.
+        unsafe { *selectionObject = l.epoll.as_raw_fd() as u64 };
+        SA_AIS_OK
+    })
+}
+
+/// `saMsgDispatch`.
+#[no_mangle]
+pub extern "C" fn saMsgDispatch(
+    msgHandle: SaMsgHandleT,
+    dispatchFlags: SaDispatchFlagsT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        if !(SA_DISPATCH_ONE..=SA_DISPATCH_BLOCKING).contains(&dispatchFlags) {
+            return SA_AIS_ERR_INVALID_PARAM;
+        }
+        let one = dispatchFlags == SA_DISPATCH_ONE;
+        let blocking = dispatchFlags == SA_DISPATCH_BLOCKING;
+        loop {
+            let mut did = 0;
+            l.clear_wake();
+            loop {
+                let p = l
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop_front();
+                let Some(p) = p else { break };
+                invoke(&l, p);
+                did += 1;
+                if one {
+                    return SA_AIS_OK;
+                }
+            }
+            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
+            let wait_ms = if blocking && did == 0 { -1 } else { 0 };
+            // SAFETY: our epoll descriptor and a buffer of 16 events.
+            let n =
+                unsafe { libc::epoll_wait(l.epoll.as_raw_fd(), events.as_mut_ptr(), 16, wait_ms) };
+            if l.finalized.load(Ordering::Acquire) {
+                return SA_AIS_OK;
+            }
+            for ev in events.iter().take(n.max(0) as usize) {
+                let data = ev.u64;
+                if data != WAKE && received(&l, data) {
+                    did += 1;
+                    if one {
+                        return SA_AIS_OK;
+                    }
+                }
+            }
+            if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                return SA_AIS_ERR_LIBRARY;
+            }
+            if !blocking && (n <= 0 || did == 0) {
+                return SA_AIS_OK;
+            }
+        }
+    })
+}
+
+fn invoke(l: &Lib, p: Pending) {
+    match p {
+        Pending::Opened {
+            invocation,
+            handle,
+            error,
+        } => {
+            if let Some(cb) = l.callbacks.saMsgQueueOpenCallback {
+                // SAFETY: the application's callback, with the specification's arguments.
+                unsafe { cb(invocation, handle, error) };
+            }
+        }
+        Pending::Delivered { invocation, error } => {
+            if let Some(cb) = l.callbacks.saMsgMessageDeliveredCallback {
+                // SAFETY: as above.
+                unsafe { cb(invocation, error) };
+            }
+        }
+    }
+}
+
+/// A received callback for queue `qh` (its ready fd fired, one-shot), if a message is there
+/// for it: taken into the queue's stash, where the next get finds it. The fd is enabled again
+/// once the message is got (here, if the callback got it; else by that get), or at once if
+/// there was none: one callback per message.
+fn received(l: &Lib, qh: SaMsgQueueHandleT) -> bool {
+    let Ok(q) = queue_entry(qh) else { return false };
+    let Some(fd) = q.ready else { return false };
+    let enable = || epoll_enable(l.epoll.as_raw_fd(), fd, qh);
+    {
+        let mut st = q.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.stash.is_some() {
+            return false; // told already; its get enables the fd again
+        }
+        match st.rx.try_recv() {
+            Ok(m) => st.stash = Some(m),
+            Err(_) => {
+                enable(); // nothing (the try re-armed the fd): quiet until the next message
+                return false;
+            }
+        }
+    }
+    if let Some(cb) = l.callbacks.saMsgMessageReceivedCallback {
+        // SAFETY: the application's callback.
+        unsafe { cb(qh) };
+    }
+    if q.state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .stash
+        .is_none()
+    {
+        enable(); // got in the callback: the next message gets its callback
+    }
+    true
+}
+
+/// `saMsgFinalize`: closes the handle's queues; a blocking dispatch returns.
+#[no_mangle]
+pub extern "C" fn saMsgFinalize(msgHandle: SaMsgHandleT) -> SaAisErrorT {
+    guard(|| {
+        let Some(l) = LIBS.remove(msgHandle) else {
+            return SA_AIS_ERR_BAD_HANDLE;
+        };
+        l.finalized.store(true, Ordering::Release);
+        l.poke();
+        for qh in QUEUES.handles_where(|q| q.lib == msgHandle) {
+            close(qh);
+        }
+        SA_AIS_OK
+    })
+}
+
+fn attributes_of(a: &SaMsgQueueCreationAttributesT) -> Result<Attributes, SaAisErrorT> {
+    if a.creationFlags & !SA_MSG_QUEUE_PERSISTENT != 0 {
+        return Err(SA_AIS_ERR_BAD_FLAGS);
+    }
+    let mut attrs = Attributes::default();
+    for (c, s) in attrs.capacity.iter_mut().zip(a.size) {
+        // baton's lanes are made of 64-byte cells: rounded up.
+        *c = s.max(64).div_ceil(64) * 64;
+    }
+    let largest = attrs.capacity.iter().copied().max().unwrap_or(4096);
+    attrs.max_message = attrs
+        .max_message
+        .min(largest.saturating_sub(64).max(64) as u32);
+    attrs.retention = if a.creationFlags & SA_MSG_QUEUE_PERSISTENT != 0 {
+        None
+    } else {
+        Some(Duration::from_nanos(a.retentionTime.max(0) as u64))
+    };
+    Ok(attrs)
+}
+
+/// Opens (and with `SA_MSG_QUEUE_CREATE`, makes) a queue and takes it: the queue handle.
+///
+/// # Safety
+///
+/// `attrs` is NULL or valid.
+unsafe fn open_queue(
+    h: SaMsgHandleT,
+    l: &Lib,
+    name: String,
+    attrs: *const SaMsgQueueCreationAttributesT,
+    flags: SaMsgQueueOpenFlagsT,
+    timeout: Duration,
+) -> Result<SaMsgQueueHandleT, SaAisErrorT> {
+    if flags & !(SA_MSG_QUEUE_CREATE | SA_MSG_QUEUE_RECEIVE_CALLBACK | SA_MSG_QUEUE_EMPTY) != 0 {
+        return Err(SA_AIS_ERR_BAD_FLAGS);
+    }
+    if flags & SA_MSG_QUEUE_RECEIVE_CALLBACK != 0
+        && l.callbacks.saMsgMessageReceivedCallback.is_none()
+    {
+        return Err(SA_AIS_ERR_INIT);
+    }
+    // SAFETY: the caller's contract.
+    let attrs = unsafe { attrs.as_ref() };
+    let q = if flags & SA_MSG_QUEUE_CREATE != 0 {
+        let a = attributes_of(attrs.ok_or(SA_AIS_ERR_INVALID_PARAM)?)?;
+        Queue::create(&l.domain, &name, &a).map_err(|e| open_error(&e))?
+    } else {
+        if attrs.is_some() {
+            return Err(SA_AIS_ERR_INVALID_PARAM);
+        }
+        Queue::open(&l.domain, &name).map_err(|e| open_error(&e))?
+    };
+    let options = ReceiverOptions {
+        standby: !timeout.is_zero(),
+        timeout: Some(timeout),
+        empty: flags & SA_MSG_QUEUE_EMPTY != 0,
+    };
+    let mut rx = q.receiver_with(options).map_err(|e| match e {
+        OwnError::Busy { .. } => SA_AIS_ERR_BUSY,
+        OwnError::Timeout { .. } => SA_AIS_ERR_TIMEOUT,
+        OwnError::Removed { .. } => SA_AIS_ERR_NOT_EXIST,
+        _ => SA_AIS_ERR_LIBRARY,
+    })?;
+    let ready = if flags & SA_MSG_QUEUE_RECEIVE_CALLBACK != 0 {
+        Some(
+            rx.ready_fd()
+                .map_err(|_| SA_AIS_ERR_NO_RESOURCES)?
+                .as_raw_fd(),
+        )
+    } else {
+        None
+    };
+    let canceller = rx.canceller();
+    let qh = QUEUES.insert(QueueEntry {
+        lib: h,
+        queue: q,
+        canceller,
+        ready,
+        state: Mutex::new(QueueState { rx, stash: None }),
+    });
+    if let Some(fd) = ready {
+        if let Err(e) = epoll_add(l.epoll.as_raw_fd(), fd, qh, true) {
+            QUEUES.remove(qh);
+            return Err(e);
+        }
+    }
+    Ok(qh)
+}
+
+/// `saMsgQueueOpen`: a queue of the domain (`BATON_DOMAIN`), owned through the handle. A
+/// queue another process has open: `SA_AIS_ERR_BUSY` with a timeout of 0; with a longer one,
+/// the call waits (as a standby) for the owner to close or die.
+///
+/// # Safety
+///
+/// Pointers are NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueOpen(
+    msgHandle: SaMsgHandleT,
+    queueName: *const SaNameT,
+    creationAttributes: *const SaMsgQueueCreationAttributesT,
+    openFlags: SaMsgQueueOpenFlagsT,
+    timeout: SaTimeT,
+    queueHandle: *mut SaMsgQueueHandleT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        if queueHandle.is_null() {
+            return SA_AIS_ERR_INVALID_PARAM;
+        }
+        // SAFETY: the caller's contract.
+        let name = tri!(unsafe { name_of(queueName) });
+        let timeout = tri!(timeout_of(timeout));
+        // SAFETY: the caller's contract.
+        let qh = tri!(unsafe {
+            open_queue(msgHandle, &l, name, creationAttributes, openFlags, timeout)
+        });
+        // SAFETY: checked non-NULL.
+        unsafe { *queueHandle = qh };
+        SA_AIS_OK
+    })
+}
+
+/// `saMsgQueueOpenAsync`: the open is done now; its callback comes from `saMsgDispatch`.
+///
+/// # Safety
+///
+/// Pointers are NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueOpenAsync(
+    msgHandle: SaMsgHandleT,
+    invocation: SaInvocationT,
+    queueName: *const SaNameT,
+    creationAttributes: *const SaMsgQueueCreationAttributesT,
+    openFlags: SaMsgQueueOpenFlagsT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        if l.callbacks.saMsgQueueOpenCallback.is_none() {
+            return SA_AIS_ERR_INIT;
+        }
+        // SAFETY: the caller's contract.
+        let name = tri!(unsafe { name_of(queueName) });
+        // SAFETY: the caller's contract.
+        let r = unsafe {
+            open_queue(
+                msgHandle,
+                &l,
+                name,
+                creationAttributes,
+                openFlags,
+                Duration::ZERO,
+            )
+        };
+        let (handle, error) = match r {
+            Ok(qh) => (qh, SA_AIS_OK),
+            Err(e) if e == SA_AIS_ERR_BAD_FLAGS || e == SA_AIS_ERR_INIT => return e,
+            Err(e) => (0, e),
+        };
+        l.queue_callback(Pending::Opened {
+            invocation,
+            handle,
+            error,
+        });
+        SA_AIS_OK
+    })
+}
+
+fn close(qh: SaMsgQueueHandleT) -> SaAisErrorT {
+    let Some(q) = QUEUES.remove(qh) else {
+        return SA_AIS_ERR_BAD_HANDLE;
+    };
+    q.canceller.cancel(); // a get blocked on it returns
+    if let (Some(fd), Some(l)) = (q.ready, LIBS.get(q.lib)) {
+        // SAFETY: removes a descriptor we registered from our epoll.
+        unsafe {
+            libc::epoll_ctl(
+                l.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
+    }
+    // The receiver goes when the last user of the entry lets it go.
+    SA_AIS_OK
+}
+
+/// `saMsgQueueClose`: the queue is no longer owned; its messages stay (and a message taken
+/// for a received callback and not got is given back).
+#[no_mangle]
+pub extern "C" fn saMsgQueueClose(queueHandle: SaMsgQueueHandleT) -> SaAisErrorT {
+    guard(|| close(queueHandle))
+}
+
+/// `saMsgQueueStatusGet`.
+///
+/// # Safety
+///
+/// Pointers are NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueStatusGet(
+    msgHandle: SaMsgHandleT,
+    queueName: *const SaNameT,
+    queueStatus: *mut SaMsgQueueStatusT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        // SAFETY: the caller's contract.
+        let name = tri!(unsafe { name_of(queueName) });
+        // SAFETY: the caller's contract.
+        let Some(out) = (unsafe { queueStatus.as_mut() }) else {
+            return SA_AIS_ERR_INVALID_PARAM;
+        };
+        let st = tri!(Queue::inspect(&l.domain, &name).map_err(|e| open_error(&e)));
+        out.creationFlags = if st.attributes.retention.is_none() {
+            SA_MSG_QUEUE_PERSISTENT
+        } else {
+            0
+        };
+        out.retentionTime = st
+            .attributes
+            .retention
+            .map_or(0, |r| r.as_nanos().min(i64::MAX as u128) as i64);
+        out.closeTime = 0;
+        for (u, lane) in out.saMsgQueueUsage.iter_mut().zip(st.lanes.iter()) {
+            u.queueSize = lane.capacity.min(u64::from(u32::MAX)) as u32;
+            u.queueUsed = lane.used;
+            u.numberOfMessages = lane.messages.min(u64::from(u32::MAX)) as u32;
+        }
+        SA_AIS_OK
+    })
+}
+
+/// `saMsgQueueRetentionTimeSet`: not supported (a queue's retention is fixed at creation).
+///
+/// # Safety
+///
+/// `retentionTime` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueRetentionTimeSet(
+    queueHandle: SaMsgQueueHandleT,
+    retentionTime: *mut SaTimeT,
+) -> SaAisErrorT {
+    guard(|| {
+        tri!(queue_entry(queueHandle));
+        if retentionTime.is_null() {
+            return SA_AIS_ERR_INVALID_PARAM;
+        }
+        SA_AIS_ERR_NOT_SUPPORTED
+    })
+}
+
+/// `saMsgQueueUnlink`: the queue's name goes at once; its holders get errors.
+///
+/// # Safety
+///
+/// `queueName` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueUnlink(
+    msgHandle: SaMsgHandleT,
+    queueName: *const SaNameT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        // SAFETY: the caller's contract.
+        let name = tri!(unsafe { name_of(queueName) });
+        l.destinations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&name);
+        match Queue::remove(&l.domain, &name) {
+            Ok(()) => SA_AIS_OK,
+            Err(e) => open_error(&e),
+        }
+    })
+}
+
+/// Sends `payload` with `m`'s metadata to `dest`, waiting at most `timeout` for space.
+fn send_to(
+    dest: &Destination,
+    m: &SaMsgMessageT,
+    payload: &[u8],
+    timeout: Duration,
+) -> SaAisErrorT {
+    match dest {
+        Destination::Queue(q) => {
+            let tx = match q.sender().with_priority(m.priority) {
+                Ok(tx) => tx.with_type(i64::from(m.type_)).with_version(m.version),
+                Err(e) => return send_error(&e),
+            };
+            let r = if timeout.is_zero() {
+                tx.try_send(payload).map_err(|e| match e {
+                    TrySendError::Full(_) => SendError::Timeout,
+                    TrySendError::Failed(e) => e,
+                })
+            } else {
+                tx.send_timeout(payload, timeout)
+            };
+            match r {
+                Ok(()) => SA_AIS_OK,
+                Err(e) => send_error(&e),
+            }
+        }
+        Destination::Group(g) => {
+            let tx = match g.sender().with_priority(m.priority) {
+                Ok(tx) => tx.with_type(i64::from(m.type_)),
+                Err(e) => return send_error(&e),
+            };
+            match tx.send_timeout(payload, timeout) {
+                Ok(_) => SA_AIS_OK,
+                Err(e) => group_error(&e),
+            }
+        }
+    }
+}
+
+/// `saMsgMessageSend` (to a queue or a queue group).
+///
+/// # Safety
+///
+/// Pointers are NULL or valid; `message->data` holds `message->size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgMessageSend(
+    msgHandle: SaMsgHandleT,
+    destination: *const SaNameT,
+    message: *const SaMsgMessageT,
+    timeout: SaTimeT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        // SAFETY: the caller's contract.
+        let name = tri!(unsafe { name_of(destination) });
+        // SAFETY: the caller's contract.
+        let Some(m) = (unsafe { message.as_ref() }) else {
+            return SA_AIS_ERR_INVALID_PARAM;
+        };
+        // SAFETY: the caller's contract.
+        let payload = tri!(unsafe { payload_of(m) });
+        let timeout = tri!(timeout_of(timeout));
+        l.send(&name, m, payload, timeout)
+    })
+}
+
+/// `saMsgMessageSendAsync`: sent now without waiting for space; with
+/// `SA_MSG_MESSAGE_DELIVERED_ACK`, the delivered callback (the message is in the queue, or
+/// why not) comes from `saMsgDispatch`.
+///
+/// # Safety
+///
+/// As [`saMsgMessageSend`].
+#[no_mangle]
+pub unsafe extern "C" fn saMsgMessageSendAsync(
+    msgHandle: SaMsgHandleT,
+    invocation: SaInvocationT,
+    destination: *const SaNameT,
+    message: *const SaMsgMessageT,
+    ackFlags: SaMsgAckFlagsT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        if ackFlags & !SA_MSG_MESSAGE_DELIVERED_ACK != 0 {
+            return SA_AIS_ERR_BAD_FLAGS;
+        }
+        let ack = ackFlags & SA_MSG_MESSAGE_DELIVERED_ACK != 0;
+        if ack && l.callbacks.saMsgMessageDeliveredCallback.is_none() {
+            return SA_AIS_ERR_INIT;
+        }
+        // SAFETY: the caller's contract.
+        let name = tri!(unsafe { name_of(destination) });
+        // SAFETY: the caller's contract.
+        let Some(m) = (unsafe { message.as_ref() }) else {
+            return SA_AIS_ERR_INVALID_PARAM;
+        };
+        // SAFETY: the caller's contract.
+        let payload = tri!(unsafe { payload_of(m) });
+        let error = l.send(&name, m, payload, Duration::ZERO);
+        if !ack {
+            return error;
+        }
+        l.queue_callback(Pending::Delivered { invocation, error });
+        SA_AIS_OK
+    })
+}
+
+/// `saMsgMessageGet`: the next message, into the caller's buffer or one the library allocates.
+/// A buffer too small: `SA_AIS_ERR_NO_SPACE`, `size` set to what is needed, the message left
+/// for the next get. A message got is gone from the queue (as the specification has it).
+///
+/// # Safety
+///
+/// Pointers are NULL or valid; `message->data` is NULL or holds `message->size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgMessageGet(
+    queueHandle: SaMsgQueueHandleT,
+    message: *mut SaMsgMessageT,
+    sendTime: *mut SaTimeT,
+    senderId: *mut SaMsgSenderIdT,
+    timeout: SaTimeT,
+) -> SaAisErrorT {
+    guard(|| {
+        let q = tri!(queue_entry(queueHandle));
+        // SAFETY: the caller's contract.
+        let Some(out) = (unsafe { message.as_mut() }) else {
+            return SA_AIS_ERR_INVALID_PARAM;
+        };
+        let timeout = tri!(timeout_of(timeout));
+        let mut st = q.state.lock().unwrap_or_else(|e| e.into_inner());
+        let m = match st.stash.take() {
+            Some(m) => {
+                if let (Some(fd), Some(l)) = (q.ready, LIBS.get(q.lib)) {
+                    // The callback's message is got: the next one gets its callback.
+                    epoll_enable(l.epoll.as_raw_fd(), fd, queueHandle);
+                }
+                m
+            }
+            None => {
+                let r = if timeout.is_zero() {
+                    st.rx.try_recv()
+                } else {
+                    st.rx.recv_timeout(timeout)
+                };
+                tri!(r.map_err(|e| recv_error(&e)))
+            }
+        };
+        // SAFETY: the caller's contract.
+        if let Err(e) = unsafe { fill(out, m.payload()) } {
+            st.stash = Some(m); // too small a buffer: it stays for the next get
+            return e;
+        }
+        let meta = *m.meta();
+        out.type_ = meta.msg_type as u32;
+        out.version = meta.version;
+        out.priority = meta.priority;
+        if !sendTime.is_null() {
+            // SAFETY: checked non-NULL.
+            unsafe { *sendTime = realtime_of(meta.sent_ns) };
+        }
+        let id = meta.reply_to.map_or(0, ReplyTo::to_u64);
+        if id != 0 {
+            if let Some(l) = LIBS.get(q.lib) {
+                l.requests
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, q.queue.clone());
+            }
+        }
+        if !senderId.is_null() {
+            // SAFETY: checked non-NULL.
+            unsafe { *senderId = id };
+        }
+        match m.ack() {
+            Ok(()) => SA_AIS_OK,
+            Err(_) => SA_AIS_ERR_LIBRARY,
+        }
+    })
+}
+
+/// `saMsgMessageDataFree`: frees a buffer the library allocated for a get.
+///
+/// # Safety
+///
+/// `data` is NULL or a buffer this library allocated and did not free.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgMessageDataFree(
+    msgHandle: SaMsgHandleT,
+    data: *mut c_void,
+) -> SaAisErrorT {
+    guard(|| {
+        tri!(lib(msgHandle));
+        if data.is_null() {
+            return SA_AIS_ERR_INVALID_PARAM;
+        }
+        // SAFETY: the caller's contract: ours, from malloc.
+        unsafe { libc::free(data) };
+        SA_AIS_OK
+    })
+}
+
+/// `saMsgMessageCancel`: every get blocked on the queue handle returns `SA_AIS_ERR_INTERRUPT`.
+#[no_mangle]
+pub extern "C" fn saMsgMessageCancel(queueHandle: SaMsgQueueHandleT) -> SaAisErrorT {
+    guard(|| {
+        let q = tri!(queue_entry(queueHandle));
+        q.canceller.cancel();
+        SA_AIS_OK
+    })
+}
+
+/// `saMsgMessageSendReceive`: a request and its one reply (see `Sender::request`).
+///
+/// # Safety
+///
+/// Pointers are NULL or valid, as for a send and a get.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgMessageSendReceive(
+    msgHandle: SaMsgHandleT,
+    destination: *const SaNameT,
+    sendMessage: *const SaMsgMessageT,
+    receiveMessage: *mut SaMsgMessageT,
+    replySendTime: *mut SaTimeT,
+    timeout: SaTimeT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        // SAFETY: the caller's contract.
+        let name = tri!(unsafe { name_of(destination) });
+        // SAFETY: the caller's contract.
+        let (Some(m), Some(out)) = (unsafe { sendMessage.as_ref() }, unsafe {
+            receiveMessage.as_mut()
+        }) else {
+            return SA_AIS_ERR_INVALID_PARAM;
+        };
+        // SAFETY: the caller's contract.
+        let payload = tri!(unsafe { payload_of(m) });
+        let timeout = tri!(timeout_of(timeout));
+        let reply = match tri!(l.destination(&name)) {
+            Destination::Queue(q) => {
+                let tx = match q.sender().with_priority(m.priority) {
+                    Ok(tx) => tx.with_type(i64::from(m.type_)).with_version(m.version),
+                    Err(e) => return send_error(&e),
+                };
+                tri!(tx.request(payload, timeout).map_err(|e| request_error(&e)))
+            }
+            Destination::Group(g) => {
+                let tx = match g.sender().with_priority(m.priority) {
+                    Ok(tx) => tx.with_type(i64::from(m.type_)),
+                    Err(e) => return send_error(&e),
+                };
+                tri!(tx.request(payload, timeout).map_err(|e| group_error(&e))).1
+            }
+        };
+        // SAFETY: the caller's contract.
+        tri!(unsafe { fill(out, reply.payload()) });
+        out.type_ = reply.msg_type() as u32;
+        if !replySendTime.is_null() {
+            // SAFETY: checked non-NULL.
+            unsafe { *replySendTime = realtime_of(reply.sent_ns()) };
+        }
+        SA_AIS_OK
+    })
+}
+
+/// `saMsgMessageReply`: the one reply to a request got by this library handle.
+///
+/// # Safety
+///
+/// Pointers are NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgMessageReply(
+    msgHandle: SaMsgHandleT,
+    replyMessage: *const SaMsgMessageT,
+    senderId: *const SaMsgSenderIdT,
+    _timeout: SaTimeT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        // SAFETY: the caller's contract.
+        let (Some(m), Some(&id)) = (unsafe { replyMessage.as_ref() }, unsafe {
+            senderId.as_ref()
+        }) else {
+            return SA_AIS_ERR_INVALID_PARAM;
+        };
+        // SAFETY: the caller's contract.
+        let payload = tri!(unsafe { payload_of(m) });
+        let q = l
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        let Some(q) = q else {
+            return SA_AIS_ERR_NOT_EXIST;
+        };
+        match q.reply_with(
+            ReplyTo::from_u64(id),
+            i64::from(m.type_),
+            m.version,
+            payload,
+        ) {
+            Ok(()) => SA_AIS_OK,
+            Err(ReplyError::TooBig { .. }) => SA_AIS_ERR_TOO_BIG,
+            Err(_) => SA_AIS_ERR_NOT_EXIST,
+        }
+    })
+}
+
+/// `saMsgQueueCapacityThresholdsSet`.
+///
+/// # Safety
+///
+/// `thresholds` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueCapacityThresholdsSet(
+    queueHandle: SaMsgQueueHandleT,
+    thresholds: *const SaMsgQueueThresholdsT,
+) -> SaAisErrorT {
+    guard(|| {
+        let q = tri!(queue_entry(queueHandle));
+        // SAFETY: the caller's contract.
+        let Some(t) = (unsafe { thresholds.as_ref() }) else {
+            return SA_AIS_ERR_INVALID_PARAM;
+        };
+        for p in 0..4 {
+            if q.queue
+                .set_capacity_thresholds(p as u8, t.capacityReached[p], t.capacityAvailable[p])
+                .is_err()
+            {
+                return SA_AIS_ERR_INVALID_PARAM;
+            }
+        }
+        SA_AIS_OK
+    })
+}
+
+/// `saMsgQueueCapacityThresholdsGet`.
+///
+/// # Safety
+///
+/// `thresholds` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueCapacityThresholdsGet(
+    queueHandle: SaMsgQueueHandleT,
+    thresholds: *mut SaMsgQueueThresholdsT,
+) -> SaAisErrorT {
+    guard(|| {
+        let q = tri!(queue_entry(queueHandle));
+        // SAFETY: the caller's contract.
+        let Some(t) = (unsafe { thresholds.as_mut() }) else {
+            return SA_AIS_ERR_INVALID_PARAM;
+        };
+        for p in 0..4 {
+            let (r, a) = q.queue.capacity_thresholds(p as u8).unwrap_or((0, 0));
+            t.capacityReached[p] = r;
+            t.capacityAvailable[p] = a;
+        }
+        SA_AIS_OK
+    })
+}
+
+fn policy_of(p: SaMsgQueueGroupPolicyT) -> Option<GroupPolicy> {
+    Some(match p {
+        1 => GroupPolicy::RoundRobin,
+        2 => GroupPolicy::LocalRoundRobin,
+        3 => GroupPolicy::LocalBestQueue,
+        4 => GroupPolicy::Broadcast,
+        _ => return None,
+    })
+}
+
+/// `saMsgQueueGroupCreate`.
+///
+/// # Safety
+///
+/// `queueGroupName` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueGroupCreate(
+    msgHandle: SaMsgHandleT,
+    queueGroupName: *const SaNameT,
+    queueGroupPolicy: SaMsgQueueGroupPolicyT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        // SAFETY: the caller's contract.
+        let name = tri!(unsafe { name_of(queueGroupName) });
+        let Some(policy) = policy_of(queueGroupPolicy) else {
+            return SA_AIS_ERR_INVALID_PARAM;
+        };
+        match Group::create(&l.domain, &name, policy) {
+            Ok(_) => SA_AIS_OK,
+            Err(e) => group_error(&e),
+        }
+    })
+}
+
+/// `saMsgQueueGroupDelete`.
+///
+/// # Safety
+///
+/// `queueGroupName` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueGroupDelete(
+    msgHandle: SaMsgHandleT,
+    queueGroupName: *const SaNameT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        // SAFETY: the caller's contract.
+        let name = tri!(unsafe { name_of(queueGroupName) });
+        match Group::remove(&l.domain, &name) {
+            Ok(()) => SA_AIS_OK,
+            Err(e) => group_error(&e),
+        }
+    })
+}
+
+/// # Safety
+///
+/// The names are NULL or valid.
+unsafe fn member_change(
+    msgHandle: SaMsgHandleT,
+    group: *const SaNameT,
+    queue: *const SaNameT,
+    add: bool,
+) -> SaAisErrorT {
+    let l = tri!(lib(msgHandle));
+    // SAFETY: the caller's contract.
+    let (g, q) = (
+        tri!(unsafe { name_of(group) }),
+        tri!(unsafe { name_of(queue) }),
+    );
+    let r =
+        Group::open(&l.domain, &g).and_then(|g| if add { g.add(&q) } else { g.remove_member(&q) });
+    match r {
+        Ok(()) => SA_AIS_OK,
+        Err(e) => group_error(&e),
+    }
+}
+
+/// `saMsgQueueGroupInsert`.
+///
+/// # Safety
+///
+/// The names are NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueGroupInsert(
+    msgHandle: SaMsgHandleT,
+    queueGroupName: *const SaNameT,
+    queueName: *const SaNameT,
+) -> SaAisErrorT {
+    // SAFETY: the caller's contract.
+    guard(|| unsafe { member_change(msgHandle, queueGroupName, queueName, true) })
+}
+
+/// `saMsgQueueGroupRemove`.
+///
+/// # Safety
+///
+/// The names are NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueGroupRemove(
+    msgHandle: SaMsgHandleT,
+    queueGroupName: *const SaNameT,
+    queueName: *const SaNameT,
+) -> SaAisErrorT {
+    // SAFETY: the caller's contract.
+    guard(|| unsafe { member_change(msgHandle, queueGroupName, queueName, false) })
+}
+
+/// `saMsgQueueGroupTrack` with `SA_TRACK_CURRENT`: the members now, into the caller's buffer
+/// or one the library allocates (free it with `saMsgQueueGroupNotificationFree`).
+/// `SA_TRACK_CHANGES` and `SA_TRACK_CHANGES_ONLY` are not supported yet.
+///
+/// # Safety
+///
+/// Pointers are NULL or valid; a caller's notification array holds `numberOfItems` entries.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueGroupTrack(
+    msgHandle: SaMsgHandleT,
+    queueGroupName: *const SaNameT,
+    trackFlags: u8,
+    notificationBuffer: *mut SaMsgQueueGroupNotificationBufferT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        // SAFETY: the caller's contract.
+        let name = tri!(unsafe { name_of(queueGroupName) });
+        if trackFlags & !(SA_TRACK_CURRENT | SA_TRACK_CHANGES | SA_TRACK_CHANGES_ONLY) != 0
+            || trackFlags == 0
+        {
+            return SA_AIS_ERR_BAD_FLAGS;
+        }
+        if trackFlags & (SA_TRACK_CHANGES | SA_TRACK_CHANGES_ONLY) != 0 {
+            return SA_AIS_ERR_NOT_SUPPORTED;
+        }
+        // SAFETY: the caller's contract.
+        let Some(buf) = (unsafe { notificationBuffer.as_mut() }) else {
+            return SA_AIS_ERR_INVALID_PARAM;
+        };
+        let g = tri!(Group::open(&l.domain, &name).map_err(|e| group_error(&e)));
+        let members = tri!(g.members().map_err(|e| group_error(&e)));
+        let n = members.len();
+        if buf.notification.is_null() {
+            let bytes = n.max(1) * std::mem::size_of::<SaMsgQueueGroupNotificationT>();
+            // SAFETY: malloc; checked.
+            let p = unsafe { libc::malloc(bytes) } as *mut SaMsgQueueGroupNotificationT;
+            if p.is_null() {
+                return SA_AIS_ERR_NO_MEMORY;
+            }
+            buf.notification = p;
+        } else if (buf.numberOfItems as usize) < n {
+            buf.numberOfItems = n as u32;
+            return SA_AIS_ERR_NO_SPACE;
+        }
+        for (i, m) in members.iter().enumerate() {
+            // SAFETY: the array holds at least `n` entries (allocated, or checked above).
+            unsafe {
+                buf.notification.add(i).write(SaMsgQueueGroupNotificationT {
+                    member: sa_name(&m.queue),
+                    change: SA_MSG_QUEUE_GROUP_NO_CHANGE,
+                })
+            };
+        }
+        buf.numberOfItems = n as u32;
+        buf.queueGroupPolicy = match g.policy() {
+            GroupPolicy::RoundRobin => 1,
+            GroupPolicy::LocalRoundRobin => 2,
+            GroupPolicy::LocalBestQueue => 3,
+            GroupPolicy::Broadcast => 4,
+        };
+        SA_AIS_OK
+    })
+}
+
+/// `saMsgQueueGroupTrackStop`: no tracking of changes is ever under way (not supported yet).
+///
+/// # Safety
+///
+/// `queueGroupName` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueGroupTrackStop(
+    msgHandle: SaMsgHandleT,
+    queueGroupName: *const SaNameT,
+) -> SaAisErrorT {
+    guard(|| {
+        tri!(lib(msgHandle));
+        // SAFETY: the caller's contract.
+        tri!(unsafe { name_of(queueGroupName) });
+        SA_AIS_ERR_NOT_EXIST
+    })
+}
+
+/// `saMsgQueueGroupNotificationFree`.
+///
+/// # Safety
+///
+/// `notification` is NULL or an array this library allocated and did not free.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgQueueGroupNotificationFree(
+    msgHandle: SaMsgHandleT,
+    notification: *mut SaMsgQueueGroupNotificationT,
+) -> SaAisErrorT {
+    guard(|| {
+        tri!(lib(msgHandle));
+        if notification.is_null() {
+            return SA_AIS_ERR_INVALID_PARAM;
+        }
+        // SAFETY: the caller's contract: ours, from malloc.
+        unsafe { libc::free(notification.cast()) };
+        SA_AIS_OK
+    })
+}

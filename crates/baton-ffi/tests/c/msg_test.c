@@ -1,0 +1,373 @@
+/*
+ * The C test of libSaMsg: every function it implements, with bad handles, bad pointers, too
+ * small buffers, timeouts, cancel, the selection object in poll() with saMsgDispatch, and
+ * SendReceive/Reply between two processes. Run by crates/baton-ffi/tests/c_api.rs with
+ * BATON_DOMAIN set to a domain of its own. Prints "ok <n> checks" and exits 0, or names the
+ * first failed check and exits 1.
+ */
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "saMsg.h"
+
+static int checks;
+
+#define CHECK(cond)                                                                    \
+    do {                                                                               \
+        checks++;                                                                      \
+        if (!(cond)) {                                                                 \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
+            exit(1);                                                                   \
+        }                                                                              \
+    } while (0)
+
+#define EXPECT(call, code)                                                             \
+    do {                                                                               \
+        SaAisErrorT rc_ = (call);                                                      \
+        checks++;                                                                      \
+        if (rc_ != (code)) {                                                           \
+            fprintf(stderr, "%s:%d: %s returned %d, not %s (%d)\n", __FILE__, __LINE__, \
+                    #call, (int)rc_, #code, (int)(code));                              \
+            exit(1);                                                                   \
+        }                                                                              \
+    } while (0)
+
+static SaNameT name_of(const char *s) {
+    SaNameT n;
+    memset(&n, 0, sizeof n);
+    n.length = (SaUint16T)strlen(s);
+    memcpy(n.value, s, n.length);
+    return n;
+}
+
+static SaMsgMessageT message_of(const char *text, SaUint8T priority) {
+    SaMsgMessageT m;
+    memset(&m, 0, sizeof m);
+    m.type = 7;
+    m.version = 2;
+    m.size = strlen(text);
+    m.data = (void *)text;
+    m.priority = priority;
+    return m;
+}
+
+static int received_calls;
+static SaMsgQueueHandleT received_on;
+static int delivered_calls;
+static SaAisErrorT delivered_error;
+static int opened_calls;
+static SaMsgQueueHandleT opened_handle;
+
+static void on_received(SaMsgQueueHandleT q) {
+    received_calls++;
+    received_on = q;
+}
+static void on_delivered(SaInvocationT inv, SaAisErrorT err) {
+    CHECK(inv == 42);
+    delivered_calls++;
+    delivered_error = err;
+}
+static void on_opened(SaInvocationT inv, SaMsgQueueHandleT q, SaAisErrorT err) {
+    CHECK(inv == 9);
+    CHECK(err == SA_AIS_OK);
+    opened_calls++;
+    opened_handle = q;
+}
+
+struct cancel_arg {
+    SaMsgQueueHandleT q;
+};
+static SaAisErrorT blocking_rc = 0;
+static void *dispatch_blocking(void *p) {
+    blocking_rc = saMsgDispatch(*(SaMsgHandleT *)p, SA_DISPATCH_BLOCKING);
+    return NULL;
+}
+
+static void *cancel_later(void *p) {
+    struct cancel_arg *a = p;
+    usleep(100 * 1000);
+    saMsgMessageCancel(a->q);
+    return NULL;
+}
+
+int main(void) {
+    SaMsgHandleT h;
+    SaVersionT v = {'B', 3, 1};
+    SaMsgCallbacksT cbs = {on_opened, NULL, on_delivered, on_received};
+
+    /* Initialize: bad versions and pointers. */
+    SaVersionT old = {'A', 1, 1};
+    EXPECT(saMsgInitialize(&h, &cbs, &old), SA_AIS_ERR_VERSION);
+    CHECK(old.releaseCode == 'B' && old.majorVersion == 3);
+    EXPECT(saMsgInitialize(NULL, &cbs, &v), SA_AIS_ERR_INVALID_PARAM);
+    EXPECT(saMsgInitialize(&h, &cbs, &v), SA_AIS_OK);
+
+    /* Bad handles: zero, forged, and (below) finalized ones. */
+    SaSelectionObjectT sel;
+    EXPECT(saMsgSelectionObjectGet(0, &sel), SA_AIS_ERR_BAD_HANDLE);
+    EXPECT(saMsgSelectionObjectGet(h ^ 0x500000000ULL, &sel), SA_AIS_ERR_BAD_HANDLE);
+    EXPECT(saMsgDispatch(12345, SA_DISPATCH_ALL), SA_AIS_ERR_BAD_HANDLE);
+    EXPECT(saMsgQueueClose(777), SA_AIS_ERR_BAD_HANDLE);
+    EXPECT(saMsgMessageCancel(0), SA_AIS_ERR_BAD_HANDLE);
+    EXPECT(saMsgSelectionObjectGet(h, &sel), SA_AIS_OK);
+
+    /* Open: create, not there, exists with other attributes, busy. */
+    SaNameT qn = name_of("safMq=orders,safApp=test");
+    /* Persistent: a queue with retention 0 would go at its close (as the specification has it). */
+    SaMsgQueueCreationAttributesT attrs = {SA_MSG_QUEUE_PERSISTENT, {4096, 4096, 4096, 4096}, 0};
+    SaMsgQueueHandleT q;
+    EXPECT(saMsgQueueOpen(h, &qn, NULL, 0, 0, &q), SA_AIS_ERR_NOT_EXIST);
+    EXPECT(saMsgQueueOpen(h, &qn, &attrs, 0x80, 0, &q), SA_AIS_ERR_BAD_FLAGS);
+    EXPECT(saMsgQueueOpen(h, &qn, &attrs, SA_MSG_QUEUE_CREATE, 0, NULL), SA_AIS_ERR_INVALID_PARAM);
+    EXPECT(saMsgQueueOpen(h, NULL, &attrs, SA_MSG_QUEUE_CREATE, 0, &q), SA_AIS_ERR_INVALID_PARAM);
+    EXPECT(saMsgQueueOpen(h, &qn, &attrs, SA_MSG_QUEUE_CREATE, 0, &q), SA_AIS_OK);
+    SaMsgQueueHandleT q2;
+    EXPECT(saMsgQueueOpen(h, &qn, NULL, 0, 0, &q2), SA_AIS_ERR_BUSY);
+    SaMsgQueueCreationAttributesT other = {0, {8192, 8192, 8192, 8192}, 0};
+    SaNameT qn_other = name_of("safMq=orders,safApp=test");
+    EXPECT(saMsgQueueOpen(h, &qn_other, &other, SA_MSG_QUEUE_CREATE, 0, &q2), SA_AIS_ERR_EXIST);
+
+    /* Send and get: the caller's buffer, one too small (the message stays), the library's. */
+    SaMsgMessageT m = message_of("hello", 1);
+    EXPECT(saMsgMessageSend(h, &qn, &m, SA_TIME_MAX), SA_AIS_OK);
+    m.priority = 9;
+    EXPECT(saMsgMessageSend(h, &qn, &m, SA_TIME_MAX), SA_AIS_ERR_INVALID_PARAM);
+    EXPECT(saMsgMessageSend(h, &qn, NULL, SA_TIME_MAX), SA_AIS_ERR_INVALID_PARAM);
+    SaNameT nowhere = name_of("nowhere");
+    m.priority = 1;
+    EXPECT(saMsgMessageSend(h, &nowhere, &m, SA_TIME_MAX), SA_AIS_ERR_NOT_EXIST);
+
+    char small[2];
+    SaMsgMessageT got;
+    memset(&got, 0, sizeof got);
+    got.data = small;
+    got.size = sizeof small;
+    SaTimeT sent_at = 0;
+    SaMsgSenderIdT sender = 99;
+    EXPECT(saMsgMessageGet(q, &got, &sent_at, &sender, 0), SA_AIS_ERR_NO_SPACE);
+    CHECK(got.size == 5);
+    char buf[64];
+    got.data = buf;
+    got.size = sizeof buf;
+    EXPECT(saMsgMessageGet(q, &got, &sent_at, &sender, 0), SA_AIS_OK);
+    CHECK(got.size == 5 && memcmp(buf, "hello", 5) == 0);
+    CHECK(got.type == 7 && got.version == 2 && got.priority == 1);
+    CHECK(sender == 0);
+    CHECK(sent_at > 1600000000LL * SA_TIME_ONE_SECOND); /* an absolute time */
+    EXPECT(saMsgMessageGet(q, &got, NULL, NULL, 0), SA_AIS_ERR_TIMEOUT);
+    EXPECT(saMsgMessageGet(q, &got, NULL, NULL, 20 * SA_TIME_ONE_MILLISECOND), SA_AIS_ERR_TIMEOUT);
+
+    m = message_of("allocated", 3);
+    EXPECT(saMsgMessageSend(h, &qn, &m, 0), SA_AIS_OK);
+    memset(&got, 0, sizeof got);
+    EXPECT(saMsgMessageGet(q, &got, NULL, NULL, SA_TIME_MAX), SA_AIS_OK);
+    CHECK(got.data != NULL && got.size == 9 && memcmp(got.data, "allocated", 9) == 0);
+    EXPECT(saMsgMessageDataFree(h, got.data), SA_AIS_OK);
+    EXPECT(saMsgMessageDataFree(h, NULL), SA_AIS_ERR_INVALID_PARAM);
+
+    /* A full queue: QUEUE_FULL at once, and after a timeout. */
+    static char big[1000];
+    memset(big, 'x', sizeof big);
+    SaMsgMessageT bm = message_of("", 0);
+    bm.data = big;
+    bm.size = sizeof big;
+    int sent = 0;
+    while (saMsgMessageSend(h, &qn, &bm, 0) == SA_AIS_OK) sent++;
+    CHECK(sent >= 2);
+    EXPECT(saMsgMessageSend(h, &qn, &bm, 0), SA_AIS_ERR_QUEUE_FULL);
+    EXPECT(saMsgMessageSend(h, &qn, &bm, 10 * SA_TIME_ONE_MILLISECOND), SA_AIS_ERR_QUEUE_FULL);
+    for (int i = 0; i < sent; i++) {
+        got.data = NULL;
+        EXPECT(saMsgMessageGet(q, &got, NULL, NULL, 0), SA_AIS_OK);
+        saMsgMessageDataFree(h, got.data);
+    }
+
+    /* Cancel: a get blocked without a time limit returns INTERRUPT. */
+    pthread_t t;
+    struct cancel_arg ca = {q};
+    pthread_create(&t, NULL, cancel_later, &ca);
+    got.data = buf;
+    got.size = sizeof buf;
+    EXPECT(saMsgMessageGet(q, &got, NULL, NULL, SA_TIME_MAX), SA_AIS_ERR_INTERRUPT);
+    pthread_join(t, NULL);
+
+    /* Status. */
+    SaMsgQueueStatusT st;
+    m = message_of("counted", 2);
+    EXPECT(saMsgMessageSend(h, &qn, &m, 0), SA_AIS_OK);
+    EXPECT(saMsgQueueStatusGet(h, &qn, &st), SA_AIS_OK);
+    CHECK(st.saMsgQueueUsage[2].numberOfMessages == 1);
+    CHECK(st.saMsgQueueUsage[2].queueSize == 4096);
+    CHECK(st.creationFlags == SA_MSG_QUEUE_PERSISTENT);
+    EXPECT(saMsgQueueStatusGet(h, &nowhere, &st), SA_AIS_ERR_NOT_EXIST);
+    EXPECT(saMsgMessageGet(q, &got, NULL, NULL, 0), SA_AIS_OK);
+
+    /* Thresholds. */
+    SaMsgQueueThresholdsT th = {{2048, 2048, 2048, 2048}, {1024, 1024, 1024, 1024}};
+    EXPECT(saMsgQueueCapacityThresholdsSet(q, &th), SA_AIS_OK);
+    SaMsgQueueThresholdsT th2;
+    memset(&th2, 0, sizeof th2);
+    EXPECT(saMsgQueueCapacityThresholdsGet(q, &th2), SA_AIS_OK);
+    CHECK(th2.capacityReached[1] == 2048 && th2.capacityAvailable[3] == 1024);
+    SaMsgQueueThresholdsT bad = {{1024, 1024, 1024, 1024}, {2048, 2048, 2048, 2048}};
+    EXPECT(saMsgQueueCapacityThresholdsSet(q, &bad), SA_AIS_ERR_INVALID_PARAM);
+    EXPECT(saMsgQueueRetentionTimeSet(q, &st.retentionTime), SA_AIS_ERR_NOT_SUPPORTED);
+
+    /* A non-persistent queue with retention 0 goes when it is closed. */
+    SaNameT tn = name_of("transient");
+    SaMsgQueueCreationAttributesT transient = {0, {4096, 4096, 4096, 4096}, 0};
+    SaMsgQueueHandleT tq;
+    EXPECT(saMsgQueueOpen(h, &tn, &transient, SA_MSG_QUEUE_CREATE, 0, &tq), SA_AIS_OK);
+    EXPECT(saMsgQueueClose(tq), SA_AIS_OK);
+    EXPECT(saMsgQueueOpen(h, &tn, NULL, 0, 0, &tq), SA_AIS_ERR_NOT_EXIST);
+
+    /* Close, then the handle is dead; the queue is there, and another open takes it. */
+    EXPECT(saMsgQueueClose(q), SA_AIS_OK);
+    EXPECT(saMsgQueueClose(q), SA_AIS_ERR_BAD_HANDLE);
+    EXPECT(saMsgMessageGet(q, &got, NULL, NULL, 0), SA_AIS_ERR_BAD_HANDLE);
+
+    /* The received callback, through the selection object in poll() and saMsgDispatch. */
+    EXPECT(saMsgQueueOpen(h, &qn, NULL, SA_MSG_QUEUE_RECEIVE_CALLBACK, 0, &q), SA_AIS_OK);
+    struct pollfd pfd = {(int)sel, POLLIN, 0};
+    CHECK(poll(&pfd, 1, 50) == 0);
+    m = message_of("callback", 0);
+    EXPECT(saMsgMessageSend(h, &qn, &m, 0), SA_AIS_OK);
+    CHECK(poll(&pfd, 1, 5000) == 1);
+    EXPECT(saMsgDispatch(h, SA_DISPATCH_ONE), SA_AIS_OK);
+    CHECK(received_calls == 1 && received_on == q);
+    got.data = buf;
+    got.size = sizeof buf;
+    EXPECT(saMsgMessageGet(q, &got, NULL, NULL, 0), SA_AIS_OK);
+    CHECK(got.size == 8 && memcmp(buf, "callback", 8) == 0);
+    EXPECT(saMsgDispatch(h, SA_DISPATCH_ALL), SA_AIS_OK);
+    CHECK(received_calls == 1);
+    EXPECT(saMsgDispatch(h, 99), SA_AIS_ERR_INVALID_PARAM);
+
+    /* SendAsync with the delivered callback; OpenAsync's callback. */
+    m = message_of("async", 3);
+    EXPECT(saMsgMessageSendAsync(h, 42, &qn, &m, SA_MSG_MESSAGE_DELIVERED_ACK), SA_AIS_OK);
+    EXPECT(saMsgMessageSendAsync(h, 42, &qn, &m, 0x10), SA_AIS_ERR_BAD_FLAGS);
+    /* The two callbacks come as their events do (the message's through the queue's helper
+       thread): dispatch until both came, or 5 s. */
+    for (int i = 0; i < 50 && (delivered_calls < 1 || received_calls < 2); i++) {
+        poll(&pfd, 1, 100);
+        EXPECT(saMsgDispatch(h, SA_DISPATCH_ALL), SA_AIS_OK);
+    }
+    CHECK(delivered_calls == 1 && delivered_error == SA_AIS_OK);
+    CHECK(received_calls == 2);
+    EXPECT(saMsgMessageGet(q, &got, NULL, NULL, 0), SA_AIS_OK);
+    CHECK(got.size == 5 && memcmp(buf, "async", 5) == 0);
+
+    SaNameT an = name_of("async-opened");
+    EXPECT(saMsgQueueOpenAsync(h, 9, &an, &attrs, SA_MSG_QUEUE_CREATE), SA_AIS_OK);
+    EXPECT(saMsgDispatch(h, SA_DISPATCH_ALL), SA_AIS_OK);
+    CHECK(opened_calls == 1 && opened_handle != 0);
+    EXPECT(saMsgQueueClose(opened_handle), SA_AIS_OK);
+    EXPECT(saMsgQueueUnlink(h, &an), SA_AIS_OK);
+    EXPECT(saMsgQueueUnlink(h, &an), SA_AIS_ERR_NOT_EXIST);
+
+    /* Groups. */
+    SaNameT gn = name_of("safMqg=workers");
+    SaNameT w1 = name_of("worker1"), w2 = name_of("worker2");
+    SaMsgQueueHandleT h1, h2;
+    EXPECT(saMsgQueueOpen(h, &w1, &attrs, SA_MSG_QUEUE_CREATE, 0, &h1), SA_AIS_OK);
+    EXPECT(saMsgQueueOpen(h, &w2, &attrs, SA_MSG_QUEUE_CREATE, 0, &h2), SA_AIS_OK);
+    EXPECT(saMsgQueueGroupCreate(h, &gn, SA_MSG_QUEUE_GROUP_ROUND_ROBIN), SA_AIS_OK);
+    EXPECT(saMsgQueueGroupCreate(h, &gn, SA_MSG_QUEUE_GROUP_BROADCAST), SA_AIS_ERR_EXIST);
+    EXPECT(saMsgQueueGroupCreate(h, &an, 17), SA_AIS_ERR_INVALID_PARAM);
+    m = message_of("nobody", 0);
+    EXPECT(saMsgMessageSend(h, &gn, &m, 0), SA_AIS_ERR_QUEUE_NOT_AVAILABLE);
+    EXPECT(saMsgQueueGroupInsert(h, &gn, &w1), SA_AIS_OK);
+    EXPECT(saMsgQueueGroupInsert(h, &gn, &w2), SA_AIS_OK);
+    EXPECT(saMsgQueueGroupInsert(h, &gn, &w2), SA_AIS_ERR_EXIST);
+    EXPECT(saMsgQueueGroupInsert(h, &gn, &nowhere), SA_AIS_ERR_NOT_EXIST);
+    SaMsgQueueGroupNotificationBufferT nb = {0, NULL, 0};
+    EXPECT(saMsgQueueGroupTrack(h, &gn, SA_TRACK_CURRENT, &nb), SA_AIS_OK);
+    CHECK(nb.numberOfItems == 2 && nb.queueGroupPolicy == SA_MSG_QUEUE_GROUP_ROUND_ROBIN);
+    CHECK(nb.notification[0].member.queueName.length == 7);
+    CHECK(memcmp(nb.notification[1].member.queueName.value, "worker2", 7) == 0);
+    CHECK(nb.notification[0].change == SA_MSG_QUEUE_GROUP_NO_CHANGE);
+    EXPECT(saMsgQueueGroupNotificationFree(h, nb.notification), SA_AIS_OK);
+    SaMsgQueueGroupNotificationT one[1];
+    SaMsgQueueGroupNotificationBufferT small_nb = {1, one, 0};
+    EXPECT(saMsgQueueGroupTrack(h, &gn, SA_TRACK_CURRENT, &small_nb), SA_AIS_ERR_NO_SPACE);
+    CHECK(small_nb.numberOfItems == 2);
+    EXPECT(saMsgQueueGroupTrack(h, &gn, SA_TRACK_CHANGES, &nb), SA_AIS_ERR_NOT_SUPPORTED);
+    m = message_of("turn", 0);
+    EXPECT(saMsgMessageSend(h, &gn, &m, 0), SA_AIS_OK);
+    EXPECT(saMsgMessageSend(h, &gn, &m, 0), SA_AIS_OK);
+    EXPECT(saMsgMessageGet(h1, &got, NULL, NULL, 0), SA_AIS_OK);
+    EXPECT(saMsgMessageGet(h2, &got, NULL, NULL, 0), SA_AIS_OK);
+    EXPECT(saMsgQueueGroupRemove(h, &gn, &w2), SA_AIS_OK);
+    EXPECT(saMsgQueueGroupRemove(h, &gn, &w2), SA_AIS_ERR_NOT_EXIST);
+    EXPECT(saMsgQueueGroupDelete(h, &gn), SA_AIS_OK);
+    EXPECT(saMsgQueueGroupDelete(h, &gn), SA_AIS_ERR_NOT_EXIST);
+
+    /* SendReceive and Reply between two processes. */
+    SaNameT svc = name_of("service");
+    SaMsgQueueHandleT sq;
+    EXPECT(saMsgQueueOpen(h, &svc, &attrs, SA_MSG_QUEUE_CREATE, 0, &sq), SA_AIS_OK);
+    EXPECT(saMsgQueueClose(sq), SA_AIS_OK);
+    pid_t child = fork();
+    if (child == 0) {
+        SaMsgHandleT ch;
+        SaVersionT cv = {'B', 3, 1};
+        if (saMsgInitialize(&ch, NULL, &cv) != SA_AIS_OK) _exit(2);
+        SaMsgQueueHandleT cq;
+        if (saMsgQueueOpen(ch, &svc, NULL, 0, 5 * SA_TIME_ONE_SECOND, &cq) != SA_AIS_OK) _exit(3);
+        char rb[64];
+        SaMsgMessageT req;
+        memset(&req, 0, sizeof req);
+        req.data = rb;
+        req.size = sizeof rb;
+        SaMsgSenderIdT id = 0;
+        if (saMsgMessageGet(cq, &req, NULL, &id, 5 * SA_TIME_ONE_SECOND) != SA_AIS_OK) _exit(4);
+        if (id == 0) _exit(5);
+        SaMsgMessageT rep = message_of("pong", 0);
+        if (saMsgMessageReply(ch, &rep, &id, SA_TIME_MAX) != SA_AIS_OK) _exit(6);
+        if (saMsgMessageReply(ch, &rep, &id, SA_TIME_MAX) != SA_AIS_ERR_NOT_EXIST) _exit(7);
+        saMsgFinalize(ch);
+        _exit(0);
+    }
+    SaMsgMessageT ask = message_of("ping", 0), answer;
+    memset(&answer, 0, sizeof answer);
+    SaTimeT reply_at = 0;
+    EXPECT(saMsgMessageSendReceive(h, &svc, &ask, &answer, &reply_at, 10 * SA_TIME_ONE_SECOND),
+           SA_AIS_OK);
+    CHECK(answer.size == 4 && memcmp(answer.data, "pong", 4) == 0 && reply_at > 0);
+    saMsgMessageDataFree(h, answer.data);
+    int status = 0;
+    waitpid(child, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    SaMsgSenderIdT forged = 12345;
+    EXPECT(saMsgMessageReply(h, &ask, &forged, 0), SA_AIS_ERR_NOT_EXIST);
+
+    /* Finalize: a blocking dispatch on another thread returns; every handle is dead. */
+    pthread_t d;
+    pthread_create(&d, NULL, dispatch_blocking, &h);
+    usleep(50 * 1000);
+    EXPECT(saMsgFinalize(h), SA_AIS_OK);
+    pthread_join(d, NULL);
+    CHECK(blocking_rc == SA_AIS_OK);
+    EXPECT(saMsgFinalize(h), SA_AIS_ERR_BAD_HANDLE);
+    EXPECT(saMsgMessageGet(h1, &got, NULL, NULL, 0), SA_AIS_ERR_BAD_HANDLE);
+    EXPECT(saMsgMessageSend(h, &qn, &m, 0), SA_AIS_ERR_BAD_HANDLE);
+    EXPECT(saMsgDispatch(h, SA_DISPATCH_ALL), SA_AIS_ERR_BAD_HANDLE);
+
+    /* Clean up what this test made (a new handle). */
+    EXPECT(saMsgInitialize(&h, NULL, &v), SA_AIS_OK);
+    const char *made[] = {"safMq=orders,safApp=test", "worker1", "worker2", "service"};
+    for (unsigned i = 0; i < sizeof made / sizeof *made; i++) {
+        SaNameT n = name_of(made[i]);
+        EXPECT(saMsgQueueUnlink(h, &n), SA_AIS_OK);
+    }
+    EXPECT(saMsgFinalize(h), SA_AIS_OK);
+    printf("ok %d checks\n", checks);
+    return 0;
+}
