@@ -24,7 +24,14 @@ static QUEUES: Table<QueueEntry> = Table::new();
 /// The epoll event data of a library's own eventfd (queue handles are never this).
 const WAKE: u64 = u64::MAX;
 
+/// The longest a get's receive waits before it looks for a cancel or close it might have
+/// missed (one that came between its look and its receive's start).
+const CANCEL_SLICE: Duration = Duration::from_millis(50);
+
 struct Lib {
+    /// The process that made it: in a forked child the handle is the parent's (its epoll
+    /// instance is shared with the parent) and refused.
+    pid: u32,
     callbacks: SaMsgCallbacksT,
     domain: Domain,
     /// The selection object: readable when `saMsgDispatch` has something to do.
@@ -54,8 +61,14 @@ enum Pending {
 
 struct QueueEntry {
     lib: SaMsgHandleT,
+    /// As `Lib::pid`.
+    pid: u32,
     queue: Queue,
     canceller: Canceller,
+    /// Bumped by `saMsgMessageCancel` and close: a get samples it before it waits for the
+    /// queue's state, so that a cancel while it waited (or before its receive began) counts.
+    cancels: std::sync::atomic::AtomicU64,
+    closed: AtomicBool,
     /// The receiver's ready fd, registered with the library's epoll (received callbacks).
     ready: Option<RawFd>,
     state: Mutex<QueueState>,
@@ -93,12 +106,15 @@ macro_rules! tri {
 
 fn lib(h: SaMsgHandleT) -> Result<std::sync::Arc<Lib>, SaAisErrorT> {
     LIBS.get(h)
-        .filter(|l| !l.finalized.load(Ordering::Acquire))
+        .filter(|l| !l.finalized.load(Ordering::Acquire) && l.pid == std::process::id())
         .ok_or(SA_AIS_ERR_BAD_HANDLE)
 }
 
 fn queue_entry(h: SaMsgQueueHandleT) -> Result<std::sync::Arc<QueueEntry>, SaAisErrorT> {
-    QUEUES.get(h).ok_or(SA_AIS_ERR_BAD_HANDLE)
+    QUEUES
+        .get(h)
+        .filter(|q| q.pid == std::process::id() && !q.closed.load(Ordering::Acquire))
+        .ok_or(SA_AIS_ERR_BAD_HANDLE)
 }
 
 /// # Safety
@@ -404,6 +420,7 @@ pub unsafe extern "C" fn saMsgInitialize(
         let wake = tri!(eventfd());
         tri!(epoll_add(epoll.as_raw_fd(), wake.as_raw_fd(), WAKE, false));
         let h = LIBS.insert(Lib {
+            pid: std::process::id(),
             callbacks,
             domain,
             epoll,
@@ -471,9 +488,12 @@ pub extern "C" fn saMsgDispatch(
             }
             let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
             let wait_ms = if blocking && did == 0 { -1 } else { 0 };
+            // One event for ONE: the queues' events are one-shot, and an event taken and not
+            // handled would leave its queue without callbacks (review).
+            let max = if one { 1 } else { 16 };
             // SAFETY: our epoll descriptor and a buffer of 16 events.
             let n =
-                unsafe { libc::epoll_wait(l.epoll.as_raw_fd(), events.as_mut_ptr(), 16, wait_ms) };
+                unsafe { libc::epoll_wait(l.epoll.as_raw_fd(), events.as_mut_ptr(), max, wait_ms) };
             if l.finalized.load(Ordering::Acquire) {
                 return SA_AIS_OK;
             }
@@ -526,16 +546,23 @@ fn received(l: &Lib, qh: SaMsgQueueHandleT) -> bool {
     let Some(fd) = q.ready else { return false };
     let enable = || epoll_enable(l.epoll.as_raw_fd(), fd, qh);
     {
-        let mut st = q.state.lock().unwrap_or_else(|e| e.into_inner());
+        // A get under way on another thread takes the message, and enables the fd when it
+        // ends: never wait for it here (review: a dispatch stalled behind a blocking get).
+        let Ok(mut st) = q.state.try_lock() else {
+            return false;
+        };
         if st.stash.is_some() {
             return false; // told already; its get enables the fd again
         }
         match st.rx.try_recv() {
             Ok(m) => st.stash = Some(m),
-            Err(_) => {
+            Err(RecvError::Empty) => {
                 enable(); // nothing (the try re-armed the fd): quiet until the next message
                 return false;
             }
+            // Removed, lost, damaged: the fd would be readable for ever; it stays off (review:
+            // a blocking dispatch spun on an unlinked queue). The next get says what happened.
+            Err(_) => return false,
         }
     }
     if let Some(cb) = l.callbacks.saMsgMessageReceivedCallback {
@@ -645,8 +672,11 @@ unsafe fn open_queue(
     let canceller = rx.canceller();
     let qh = QUEUES.insert(QueueEntry {
         lib: h,
+        pid: std::process::id(),
         queue: q,
         canceller,
+        cancels: std::sync::atomic::AtomicU64::new(0),
+        closed: AtomicBool::new(false),
         ready,
         state: Mutex::new(QueueState { rx, stash: None }),
     });
@@ -655,6 +685,12 @@ unsafe fn open_queue(
             QUEUES.remove(qh);
             return Err(e);
         }
+    }
+    if lib(h).is_err() {
+        // Finalized while the open waited (review: the queue stayed owned through a handle
+        // that no longer existed).
+        close(qh);
+        return Err(SA_AIS_ERR_BAD_HANDLE);
     }
     Ok(qh)
 }
@@ -739,10 +775,15 @@ pub unsafe extern "C" fn saMsgQueueOpenAsync(
 }
 
 fn close(qh: SaMsgQueueHandleT) -> SaAisErrorT {
+    if queue_entry(qh).is_err() {
+        return SA_AIS_ERR_BAD_HANDLE; // not ours (a forked child's copy), or gone
+    }
     let Some(q) = QUEUES.remove(qh) else {
         return SA_AIS_ERR_BAD_HANDLE;
     };
-    q.canceller.cancel(); // a get blocked on it returns
+    q.closed.store(true, Ordering::Release);
+    q.cancels.fetch_add(1, Ordering::AcqRel);
+    q.canceller.cancel(); // a get blocked on it returns; one waiting for it sees `closed`
     if let (Some(fd), Some(l)) = (q.ready, LIBS.get(q.lib)) {
         // SAFETY: removes a descriptor we registered from our epoll.
         unsafe {
@@ -977,22 +1018,64 @@ pub unsafe extern "C" fn saMsgMessageGet(
             return SA_AIS_ERR_INVALID_PARAM;
         };
         let timeout = tri!(timeout_of(timeout));
+        // Sampled before waiting for the queue's state: a cancel or close while another get
+        // holds it, or before this one's receive begins, interrupts this one too (review: a
+        // second get blocked for ever after a cancel or close).
+        let point = q.cancels.load(Ordering::Acquire);
+        let interrupted = || {
+            if q.closed.load(Ordering::Acquire) {
+                Some(SA_AIS_ERR_BAD_HANDLE)
+            } else if q.cancels.load(Ordering::Acquire) != point {
+                Some(SA_AIS_ERR_INTERRUPT)
+            } else {
+                None
+            }
+        };
         let mut st = q.state.lock().unwrap_or_else(|e| e.into_inner());
+        let enable = || {
+            if let (Some(fd), Some(l)) = (q.ready, LIBS.get(q.lib)) {
+                // A dispatch that found this get under way left the fd off: on again.
+                epoll_enable(l.epoll.as_raw_fd(), fd, queueHandle);
+            }
+        };
         let m = match st.stash.take() {
             Some(m) => {
-                if let (Some(fd), Some(l)) = (q.ready, LIBS.get(q.lib)) {
-                    // The callback's message is got: the next one gets its callback.
-                    epoll_enable(l.epoll.as_raw_fd(), fd, queueHandle);
-                }
+                enable(); // the callback's message is got: the next one gets its callback
                 m
             }
             None => {
-                let r = if timeout.is_zero() {
-                    st.rx.try_recv()
-                } else {
-                    st.rx.recv_timeout(timeout)
+                if let Some(code) = interrupted() {
+                    return code;
+                }
+                // In slices, looking at cancels and close between them: a cancel that came
+                // after the look above and before the receive began is seen within a slice.
+                let deadline = std::time::Instant::now().checked_add(timeout);
+                let r = loop {
+                    let left = deadline.map_or(Duration::MAX, |d| {
+                        d.saturating_duration_since(std::time::Instant::now())
+                    });
+                    let r = if left.is_zero() {
+                        st.rx.try_recv()
+                    } else {
+                        st.rx.recv_timeout(left.min(CANCEL_SLICE))
+                    };
+                    match r {
+                        Err(RecvError::Timeout) if !left.is_zero() => {}
+                        other => break other,
+                    }
+                    if let Some(code) = interrupted() {
+                        enable();
+                        return code;
+                    }
                 };
-                tri!(r.map_err(|e| recv_error(&e)))
+                enable();
+                match r {
+                    Ok(m) => m,
+                    Err(RecvError::Interrupted) => {
+                        return interrupted().unwrap_or(SA_AIS_ERR_INTERRUPT)
+                    }
+                    Err(e) => return recv_error(&e),
+                }
             }
         };
         // SAFETY: the caller's contract.
@@ -1054,6 +1137,7 @@ pub unsafe extern "C" fn saMsgMessageDataFree(
 pub extern "C" fn saMsgMessageCancel(queueHandle: SaMsgQueueHandleT) -> SaAisErrorT {
     guard(|| {
         let q = tri!(queue_entry(queueHandle));
+        q.cancels.fetch_add(1, Ordering::AcqRel);
         q.canceller.cancel();
         SA_AIS_OK
     })

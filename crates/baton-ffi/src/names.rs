@@ -1,6 +1,6 @@
 //! SA-Forum names (`SaNameT`, often a DN such as `safMq=orders,safApp=shop`) as baton names
-//! (`[A-Za-z0-9._-]`, not starting with `.`): every other byte, and a leading `.`, becomes
-//! `.XX` (its hex value), so different SA names stay different baton names.
+//! (`[A-Za-z0-9._-]`, not starting with `.`): every byte but `[A-Za-z0-9_-]` (so `.` too)
+//! becomes `.XX` (its hex value), so different SA names stay different baton names.
 
 use crate::types::{SaNameT, SA_MAX_NAME_LENGTH};
 
@@ -29,8 +29,10 @@ pub(crate) unsafe fn baton_name(name: *const SaNameT) -> Result<String, BadName>
         return Err(BadName::Length);
     }
     let mut out = String::with_capacity(len);
-    for (i, &b) in n.value[..len].iter().enumerate() {
-        let plain = b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0);
+    for &b in &n.value[..len] {
+        // `.` is always escaped: it starts every escape, so a name that holds `.XX` stays
+        // apart from one with the byte XX (review: "a.2Cb" and "a,b" were one queue).
+        let plain = b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
         if plain {
             out.push(b as char);
         } else {
@@ -101,6 +103,8 @@ mod tests {
         assert!(baton::check_queue_name(&a).is_ok());
         let b = encoded("safMq=orders.safApp=shop").unwrap();
         assert_ne!(a, b);
+        assert_ne!(encoded("a,b"), encoded("a.2Cb"));
+        assert_eq!(encoded("a.b").unwrap(), "a.2Eb");
         assert_eq!(encoded("plain").unwrap(), "plain");
         assert_eq!(encoded(".x").unwrap(), ".2Ex");
         // SAFETY: NULL is allowed.
