@@ -93,6 +93,16 @@ typedef struct {
     SaSizeT capacityAvailable[SA_MSG_MESSAGE_LOWEST_PRIORITY + 1];
 } SaMsgQueueThresholdsT;
 
+typedef enum {
+    SA_MSG_MAX_PRIORITY_AREA_SIZE_ID = 1,
+    SA_MSG_MAX_QUEUE_SIZE_ID = 2,
+    SA_MSG_MAX_NUM_QUEUES_ID = 3,
+    SA_MSG_MAX_NUM_QUEUE_GROUPS_ID = 4,
+    SA_MSG_MAX_NUM_QUEUES_PER_GROUP_ID = 5,
+    SA_MSG_MAX_MESSAGE_SIZE_ID = 6,
+    SA_MSG_MAX_REPLY_SIZE_ID = 7
+} SaMsgLimitIdT;
+
 typedef void (*SaMsgQueueOpenCallbackT)(SaInvocationT invocation,
                                         SaMsgQueueHandleT queueHandle,
                                         SaAisErrorT error);
@@ -160,6 +170,13 @@ SaAisErrorT saMsgMessageSendReceive(SaMsgHandleT msgHandle, const SaNameT *desti
                                     SaTimeT timeout);
 SaAisErrorT saMsgMessageReply(SaMsgHandleT msgHandle, const SaMsgMessageT *replyMessage,
                               const SaMsgSenderIdT *senderId, SaTimeT timeout);
+
+SaAisErrorT saMsgMessageReplyAsync(SaMsgHandleT msgHandle, SaInvocationT invocation,
+                                   const SaMsgMessageT *replyMessage,
+                                   const SaMsgSenderIdT *senderId, SaMsgAckFlagsT ackFlags);
+SaAisErrorT saMsgMetadataSizeGet(SaMsgHandleT msgHandle, SaUint32T *metadataSize);
+SaAisErrorT saMsgLimitGet(SaMsgHandleT msgHandle, SaMsgLimitIdT limitId,
+                          SaLimitValueT *limitValue);
 
 SaAisErrorT saMsgQueueCapacityThresholdsSet(SaMsgQueueHandleT queueHandle,
                                             const SaMsgQueueThresholdsT *thresholds);

@@ -1240,6 +1240,105 @@ pub unsafe extern "C" fn saMsgMessageReply(
     })
 }
 
+/// `saMsgMessageReplyAsync`: the reply is written into the requester's box at once (a reply
+/// never waits); with `SA_MSG_MESSAGE_DELIVERED_ACK` its delivered callback comes from
+/// `saMsgDispatch`.
+///
+/// # Safety
+///
+/// Pointers are NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgMessageReplyAsync(
+    msgHandle: SaMsgHandleT,
+    invocation: SaInvocationT,
+    replyMessage: *const SaMsgMessageT,
+    senderId: *const SaMsgSenderIdT,
+    ackFlags: SaMsgAckFlagsT,
+) -> SaAisErrorT {
+    guard(|| {
+        let l = tri!(lib(msgHandle));
+        if ackFlags & !SA_MSG_MESSAGE_DELIVERED_ACK != 0 {
+            return SA_AIS_ERR_BAD_FLAGS;
+        }
+        let ack = ackFlags & SA_MSG_MESSAGE_DELIVERED_ACK != 0;
+        if ack && l.callbacks.saMsgMessageDeliveredCallback.is_none() {
+            return SA_AIS_ERR_INIT;
+        }
+        // SAFETY: the caller's contract.
+        let error = unsafe { saMsgMessageReply(msgHandle, replyMessage, senderId, 0) };
+        if !ack || error == SA_AIS_ERR_INVALID_PARAM {
+            return error;
+        }
+        l.queue_callback(Pending::Delivered { invocation, error });
+        SA_AIS_OK
+    })
+}
+
+/// `saMsgMetadataSizeGet`: what a message costs in a queue beyond its payload (its record
+/// header, in 64-byte cells: 32 bytes, rounded up with the payload).
+///
+/// # Safety
+///
+/// `metadataSize` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgMetadataSizeGet(
+    msgHandle: SaMsgHandleT,
+    metadataSize: *mut u32,
+) -> SaAisErrorT {
+    guard(|| {
+        tri!(lib(msgHandle));
+        // SAFETY: the caller's contract.
+        let Some(out) = (unsafe { metadataSize.as_mut() }) else {
+            return SA_AIS_ERR_INVALID_PARAM;
+        };
+        *out = 32;
+        SA_AIS_OK
+    })
+}
+
+/// `SaLimitValueT`.
+#[repr(C)]
+pub union SaLimitValueT {
+    pub int64Value: i64,
+    pub uint64Value: u64,
+    pub timeValue: SaTimeT,
+    pub floatValue: f32,
+    pub doubleValue: f64,
+}
+
+/// `saMsgLimitGet`: baton's limits (`SA_MSG_MAX_NUM_QUEUES_ID` and `_GROUPS_ID` have none but
+/// memory: `SA_AIS_ERR_NOT_SUPPORTED`).
+///
+/// # Safety
+///
+/// `limitValue` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn saMsgLimitGet(
+    msgHandle: SaMsgHandleT,
+    limitId: u32,
+    limitValue: *mut SaLimitValueT,
+) -> SaAisErrorT {
+    guard(|| {
+        tri!(lib(msgHandle));
+        if limitValue.is_null() {
+            return SA_AIS_ERR_INVALID_PARAM;
+        }
+        // A lane holds at most 2^24 cells of 64 bytes (baton-ring's MAX_LANE_CELLS).
+        const LANE_BYTES: u64 = (1 << 24) * 64;
+        let v: u64 = match limitId {
+            1 => LANE_BYTES,
+            2 => 4 * LANE_BYTES,
+            5 => 64, // a group's members
+            6 | 7 => u64::from(Attributes::MAX_MESSAGE_LIMIT),
+            3 | 4 => return SA_AIS_ERR_NOT_SUPPORTED, // no limit but memory
+            _ => return SA_AIS_ERR_INVALID_PARAM,
+        };
+        // SAFETY: checked non-NULL; the caller's contract.
+        unsafe { (*limitValue).uint64Value = v };
+        SA_AIS_OK
+    })
+}
+
 /// `saMsgQueueCapacityThresholdsSet`.
 ///
 /// # Safety

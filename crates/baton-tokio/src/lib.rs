@@ -64,6 +64,26 @@ fn io_kind(e: std::io::Error) -> std::io::ErrorKind {
     e.kind()
 }
 
+/// Receives with `try_recv` until it finds nothing, then waits for `fd` (a receiver's or a
+/// consumer's ready descriptor, which that empty receive re-armed), and again. A message is
+/// taken only in the poll that returns it: cancel safe.
+async fn recv_on(
+    fd: &AsyncFd<OwnedFd>,
+    mut try_recv: impl FnMut() -> Result<Message, RecvError>,
+) -> Result<Message, RecvError> {
+    loop {
+        match try_recv() {
+            Err(RecvError::Empty) => {}
+            other => return other,
+        }
+        let mut ready = fd
+            .readable()
+            .await
+            .map_err(|e| RecvError::NoHelper(io_kind(e)))?;
+        ready.clear_ready();
+    }
+}
+
 /// A queue's [`baton::Receiver`] whose receives are awaited.
 #[derive(Debug)]
 pub struct AsyncReceiver {
@@ -91,18 +111,7 @@ impl AsyncReceiver {
     ///
     /// As [`baton::Receiver::try_recv`], but never [`RecvError::Empty`].
     pub async fn recv(&mut self) -> Result<Message, RecvError> {
-        loop {
-            match self.rx.try_recv() {
-                Err(RecvError::Empty) => {}
-                other => return other,
-            }
-            let mut ready = self
-                .fd
-                .readable()
-                .await
-                .map_err(|e| RecvError::NoHelper(io_kind(e)))?;
-            ready.clear_ready();
-        }
+        recv_on(&self.fd, || self.rx.try_recv()).await
     }
 
     /// The receiver, for its other calls (a receive that finds the queue empty re-arms the
@@ -143,18 +152,7 @@ impl AsyncConsumer {
     ///
     /// As [`Consumer::try_recv`], but never [`RecvError::Empty`].
     pub async fn recv(&mut self) -> Result<Message, RecvError> {
-        loop {
-            match self.consumer.try_recv() {
-                Err(RecvError::Empty) => {}
-                other => return other,
-            }
-            let mut ready = self
-                .fd
-                .readable()
-                .await
-                .map_err(|e| RecvError::NoHelper(io_kind(e)))?;
-            ready.clear_ready();
-        }
+        recv_on(&self.fd, || self.consumer.try_recv()).await
     }
 
     /// The consumer back.

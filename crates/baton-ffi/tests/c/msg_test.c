@@ -347,6 +347,25 @@ int main(void) {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     SaMsgSenderIdT forged = 12345;
     EXPECT(saMsgMessageReply(h, &ask, &forged, 0), SA_AIS_ERR_NOT_EXIST);
+    EXPECT(saMsgMessageReplyAsync(h, 42, &ask, &forged, 0), SA_AIS_ERR_NOT_EXIST);
+    EXPECT(saMsgMessageReplyAsync(h, 42, &ask, &forged, 0x8), SA_AIS_ERR_BAD_FLAGS);
+    delivered_calls = 0;
+    EXPECT(saMsgMessageReplyAsync(h, 42, &ask, &forged, SA_MSG_MESSAGE_DELIVERED_ACK), SA_AIS_OK);
+    EXPECT(saMsgDispatch(h, SA_DISPATCH_ALL), SA_AIS_OK);
+    CHECK(delivered_calls == 1 && delivered_error == SA_AIS_ERR_NOT_EXIST);
+
+    /* Limits and metadata. */
+    SaUint32T meta = 0;
+    EXPECT(saMsgMetadataSizeGet(h, &meta), SA_AIS_OK);
+    CHECK(meta == 32);
+    SaLimitValueT lim;
+    EXPECT(saMsgLimitGet(h, SA_MSG_MAX_MESSAGE_SIZE_ID, &lim), SA_AIS_OK);
+    CHECK(lim.uint64Value > 60000000);
+    EXPECT(saMsgLimitGet(h, SA_MSG_MAX_NUM_QUEUES_PER_GROUP_ID, &lim), SA_AIS_OK);
+    CHECK(lim.uint64Value == 64);
+    EXPECT(saMsgLimitGet(h, SA_MSG_MAX_NUM_QUEUES_ID, &lim), SA_AIS_ERR_NOT_SUPPORTED);
+    EXPECT(saMsgLimitGet(h, 99, &lim), SA_AIS_ERR_INVALID_PARAM);
+    EXPECT(saMsgLimitGet(h, SA_MSG_MAX_MESSAGE_SIZE_ID, NULL), SA_AIS_ERR_INVALID_PARAM);
 
     /* Finalize: a blocking dispatch on another thread returns; every handle is dead. */
     pthread_t d;
