@@ -266,6 +266,28 @@ impl Lib {
         self.poke();
     }
 
+    /// Whether an async call asks for its delivered callback (`ackFlags` checked).
+    fn ack_flag(&self, flags: SaMsgAckFlagsT) -> Result<bool, SaAisErrorT> {
+        if flags & !SA_MSG_MESSAGE_DELIVERED_ACK != 0 {
+            return Err(SA_AIS_ERR_BAD_FLAGS);
+        }
+        let ack = flags & SA_MSG_MESSAGE_DELIVERED_ACK != 0;
+        if ack && self.callbacks.saMsgMessageDeliveredCallback.is_none() {
+            return Err(SA_AIS_ERR_INIT);
+        }
+        Ok(ack)
+    }
+
+    /// An async call's outcome: returned as is without a delivered acknowledgement; with one,
+    /// told by its callback from `saMsgDispatch` (and the call returns OK).
+    fn acknowledge(&self, invocation: SaInvocationT, ack: bool, error: SaAisErrorT) -> SaAisErrorT {
+        if !ack {
+            return error;
+        }
+        self.queue_callback(Pending::Delivered { invocation, error });
+        SA_AIS_OK
+    }
+
     fn poke(&self) {
         let one = 1u64.to_ne_bytes();
         // SAFETY: 8 bytes from a live buffer into our non-blocking eventfd.
@@ -972,13 +994,7 @@ pub unsafe extern "C" fn saMsgMessageSendAsync(
 ) -> SaAisErrorT {
     guard(|| {
         let l = tri!(lib(msgHandle));
-        if ackFlags & !SA_MSG_MESSAGE_DELIVERED_ACK != 0 {
-            return SA_AIS_ERR_BAD_FLAGS;
-        }
-        let ack = ackFlags & SA_MSG_MESSAGE_DELIVERED_ACK != 0;
-        if ack && l.callbacks.saMsgMessageDeliveredCallback.is_none() {
-            return SA_AIS_ERR_INIT;
-        }
+        let ack = tri!(l.ack_flag(ackFlags));
         // SAFETY: the caller's contract.
         let name = tri!(unsafe { name_of(destination) });
         // SAFETY: the caller's contract.
@@ -988,11 +1004,7 @@ pub unsafe extern "C" fn saMsgMessageSendAsync(
         // SAFETY: the caller's contract.
         let payload = tri!(unsafe { payload_of(m) });
         let error = l.send(&name, m, payload, Duration::ZERO);
-        if !ack {
-            return error;
-        }
-        l.queue_callback(Pending::Delivered { invocation, error });
-        SA_AIS_OK
+        l.acknowledge(invocation, ack, error)
     })
 }
 
@@ -1257,20 +1269,13 @@ pub unsafe extern "C" fn saMsgMessageReplyAsync(
 ) -> SaAisErrorT {
     guard(|| {
         let l = tri!(lib(msgHandle));
-        if ackFlags & !SA_MSG_MESSAGE_DELIVERED_ACK != 0 {
-            return SA_AIS_ERR_BAD_FLAGS;
-        }
-        let ack = ackFlags & SA_MSG_MESSAGE_DELIVERED_ACK != 0;
-        if ack && l.callbacks.saMsgMessageDeliveredCallback.is_none() {
-            return SA_AIS_ERR_INIT;
-        }
+        let ack = tri!(l.ack_flag(ackFlags));
         // SAFETY: the caller's contract.
         let error = unsafe { saMsgMessageReply(msgHandle, replyMessage, senderId, 0) };
-        if !ack || error == SA_AIS_ERR_INVALID_PARAM {
-            return error;
+        if error == SA_AIS_ERR_INVALID_PARAM {
+            return error; // the call's own mistake: said now, not in a callback
         }
-        l.queue_callback(Pending::Delivered { invocation, error });
-        SA_AIS_OK
+        l.acknowledge(invocation, ack, error)
     })
 }
 
