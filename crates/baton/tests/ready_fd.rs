@@ -527,3 +527,33 @@ fn a_forked_childs_space_fd_says_forked_copy() {
         }
     }
 }
+
+/// A `PendingRequest` leaked with `mem::forget` holds its reply box only while its process
+/// lives: once the process is gone, the next request reclaims the box (as for a `Delivery`).
+#[test]
+fn a_leaked_pending_request_holds_its_box_only_while_its_process_lives() {
+    let t = TestDomain::new("fd-leak-request");
+    let one = Attributes {
+        reply_boxes: 1,
+        ..Attributes::default()
+    };
+    let q = Queue::create(&t.domain, "q", &one).unwrap();
+    // SAFETY: the child sends a request, leaks its PendingRequest and ends.
+    let child = match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let q = Queue::open(&t.domain, "q").unwrap();
+            std::mem::forget(q.sender().send_request(b"leaked").unwrap());
+            // SAFETY: ends the child at once, the request leaked.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    assert_eq!(common::reap(child, Duration::from_secs(10)), Some(0));
+    assert_eq!(q.status().reply_boxes_in_use, 1);
+    let pending = q.sender().send_request(b"next").unwrap();
+    assert_eq!(q.status().reply_boxes_in_use, 1, "the dead child's box, reclaimed");
+    let mut rx = q.receiver().unwrap();
+    drop(rx.recv().unwrap()); // the leaked request: its requester is gone
+    rx.recv().unwrap().reply(b"answer").unwrap();
+    assert_eq!(pending.wait(Duration::from_secs(10)).unwrap().payload(), b"answer");
+}

@@ -445,7 +445,9 @@ impl From<SendError> for RequestError {
 }
 
 /// A request sent and its reply to come ([`Sender::send_request`]). Dropping it gives its
-/// reply box back (a reply that comes later is refused to its replier, and counted).
+/// reply box back (a reply that comes later is refused to its replier, and counted). One leaked
+/// with `mem::forget` holds its box until its process ends; the next requester that needs a box
+/// then reclaims it.
 pub struct PendingRequest {
     /// Dropped first: its thread polls the box.
     ready: Option<super::ready::ReadyFd>,
