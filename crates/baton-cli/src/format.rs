@@ -30,6 +30,18 @@ pub fn parse_threshold(s: &str) -> Result<(u8, u64, u64), String> {
     Ok((p, parse_size(r)?, parse_size(a)?))
 }
 
+/// A retention as a user types it: a duration, or `none` (kept until removed).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention(pub Option<Duration>);
+
+/// Parses a [`Retention`].
+pub fn parse_retention(s: &str) -> Result<Retention, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(Retention(None));
+    }
+    parse_duration(s).map(|d| Retention(Some(d)))
+}
+
 /// A duration as a user types it: `5s`, `250ms`, `1m30s`, or a bare number of seconds (`0.5`);
 /// at most [`LONGEST`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -736,3 +736,31 @@ pub fn purge(domain: &Domain, name: &str, priority: Option<u8>, json: bool) -> R
     }
     Ok(())
 }
+
+/// `retention`: sets the queue's retention in force.
+pub fn set_retention(
+    domain: &Domain,
+    name: &str,
+    retention: Option<Duration>,
+    json: bool,
+) -> Result<(), Failure> {
+    let q = Queue::open(domain, name)?;
+    q.set_retention(retention)
+        .map_err(|e| Failure::new(exit::ERROR, format!("queue {name}: {e}")))?;
+    if json {
+        print_json(
+            &json!({
+                "schema": SCHEMA,
+                "queue": name,
+                "retention": retention.map(|d| d.as_secs_f64()),
+            }),
+            false,
+        )?;
+    } else {
+        println!(
+            "queue {name}: retention {}",
+            retention.map_or("none (kept until removed)".to_string(), human_duration)
+        );
+    }
+    Ok(())
+}

@@ -5,7 +5,7 @@
 use baton::{Domain, OpenError, OwnError, SendError};
 use baton_cli::transports;
 use clap::{Parser, Subcommand, ValueEnum};
-use format::{parse_capacity, parse_duration, parse_mode, parse_size};
+use format::{parse_capacity, parse_duration, parse_mode, parse_retention, parse_size, Retention};
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -228,6 +228,24 @@ Exit status: 0, 1 error, 2 bad usage, 4 no such queue, 5 owned by a live process
         /// Only this priority (0 highest to 3).
         #[arg(long, short, value_parser = clap::value_parser!(u8).range(0..=3))]
         priority: Option<u8>,
+    },
+    /// Change a queue's retention: how long it is kept once it has no owner.
+    #[command(after_help = "\
+The new retention is in force at once, for every process, and counts from when the queue's \
+last owner went (even if that was before). `create` then compares against it.
+
+Examples:
+  baton retention jobs 30s      # deleted once it has had no owner for 30 s
+  baton retention jobs 0        # deleted when its owner closes or dies with no standby
+  baton retention jobs none     # kept until `baton rm`
+
+Exit status: 0, 1 error (e.g. a shared queue has no retention), 2 bad usage, 4 no such queue.")]
+    Retention {
+        #[arg(help = NAME_HELP)]
+        name: String,
+        /// A duration (`30s`, `500ms`, or seconds), or `none` to keep the queue until removed.
+        #[arg(value_name = "DURATION|none", value_parser = parse_retention)]
+        retention: Retention,
     },
     /// List the queues of the domain (or of every domain), changing nothing.
     #[command(after_help = "\
@@ -512,6 +530,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             except,
         } => inspect::peek(&domain, &name, count, msg_type, except, json),
         Command::Purge { name, priority } => inspect::purge(&domain, &name, priority, json),
+        Command::Retention { name, retention } => {
+            inspect::set_retention(&domain, &name, retention.0, json)
+        }
         Command::Ls { all_domains, watch } => inspect::watching(watch, format, |one_line| {
             inspect::ls(&domain, all_domains, format, one_line)
         }),

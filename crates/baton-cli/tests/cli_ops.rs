@@ -210,6 +210,47 @@ fn inspection_reports_expired_queues_and_dead_owners_without_touching_them() {
     );
 }
 
+/// `retention` changes a queue's retention for everyone, at once; `stat` shows it.
+#[test]
+fn retention_changes_how_long_a_queue_is_kept_without_an_owner() {
+    let t = TestDomain::new("ops-retention");
+    assert!(run(&t, &["create", "q"]).status.success());
+    assert!(run(&t, &["send", "q", "kept"]).status.success());
+    assert!(run(&t, &["recv", "q", "--count", "0"]).status.success());
+    let o = run(&t, &["retention", "q", "50ms"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("retention 0.05 s"), "{}", stdout(&o));
+    std::thread::sleep(Duration::from_millis(100));
+    let st = stdout(&run(&t, &["stat", "q"]));
+    assert!(st.contains("state      expired"), "{st}");
+    // Too late to keep it: opening an expired queue removes it, like any open.
+    assert_eq!(run(&t, &["retention", "q", "none"]).status.code(), Some(4));
+    assert!(!t.file("q").exists());
+
+    assert!(run(&t, &["create", "q", "--retention", "1h"])
+        .status
+        .success());
+    let v: serde_json::Value =
+        serde_json::from_slice(&run(&t, &["--json", "retention", "q", "none"]).stdout).unwrap();
+    assert_eq!(v["retention"], serde_json::Value::Null);
+    let st = stdout(&run(&t, &["stat", "q"]));
+    assert!(st.contains("retention none"), "{st}");
+
+    let bad = run(&t, &["retention", "q", "soon"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("not a duration"), "{}", stderr(&bad));
+    let missing = run(&t, &["retention", "nowhere", "1s"]);
+    assert_eq!(missing.status.code(), Some(4));
+    assert!(run(&t, &["create", "pool", "--shared"]).status.success());
+    let shared = run(&t, &["retention", "pool", "1s"]);
+    assert_eq!(shared.status.code(), Some(1));
+    assert!(
+        stderr(&shared).contains("shared queue"),
+        "{}",
+        stderr(&shared)
+    );
+}
+
 /// `ls --all-domains` lists the queues of every domain, like `ipcs -q`.
 #[test]
 fn ls_all_domains_lists_every_domain() {

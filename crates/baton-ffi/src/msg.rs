@@ -867,7 +867,8 @@ pub unsafe extern "C" fn saMsgQueueStatusGet(
     })
 }
 
-/// `saMsgQueueRetentionTimeSet`: not supported (a queue's retention is fixed at creation).
+/// `saMsgQueueRetentionTimeSet`: the queue's new retention, in force at once for every
+/// process; a persistent queue has none to set (`SA_AIS_ERR_BAD_OPERATION`).
 ///
 /// # Safety
 ///
@@ -878,11 +879,21 @@ pub unsafe extern "C" fn saMsgQueueRetentionTimeSet(
     retentionTime: *mut SaTimeT,
 ) -> SaAisErrorT {
     guard(|| {
-        tri!(queue_entry(queueHandle));
-        if retentionTime.is_null() {
+        let q = tri!(queue_entry(queueHandle));
+        // SAFETY: the caller's contract.
+        let Some(&t) = (unsafe { retentionTime.as_ref() }) else {
+            return SA_AIS_ERR_INVALID_PARAM;
+        };
+        if t < 0 {
             return SA_AIS_ERR_INVALID_PARAM;
         }
-        SA_AIS_ERR_NOT_SUPPORTED
+        if q.queue.attributes().retention.is_none() {
+            return SA_AIS_ERR_BAD_OPERATION;
+        }
+        match q.queue.set_retention(Some(Duration::from_nanos(t as u64))) {
+            Ok(()) => SA_AIS_OK,
+            Err(_) => SA_AIS_ERR_INVALID_PARAM,
+        }
     })
 }
 

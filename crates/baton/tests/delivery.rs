@@ -341,6 +341,74 @@ fn a_queue_with_retention_expires_after_that_long_without_an_owner() {
 }
 
 #[test]
+fn a_retention_set_later_is_in_force_for_every_mapping_and_counts_from_the_last_owner() {
+    let t = TestDomain::new("setret");
+    let q = queue(&t, Attributes::default()); // kept until removed
+    q.sender().send(b"m").unwrap();
+    drop(q.receiver().unwrap()); // owned once, then closed: unowned from now
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!Queue::inspect(&t.domain, "q").unwrap().expired);
+
+    // Another mapping sets it: this one sees it at once, and the clock started at the close.
+    let other = Queue::open(&t.domain, "q").unwrap();
+    other
+        .set_retention(Some(Duration::from_millis(100)))
+        .unwrap();
+    assert_eq!(q.attributes().retention, Some(Duration::from_millis(100)));
+    assert!(Queue::inspect(&t.domain, "q").unwrap().expired);
+
+    // Back to none: kept again.
+    q.set_retention(None).unwrap();
+    assert!(!Queue::inspect(&t.domain, "q").unwrap().expired);
+
+    // `create` compares against the retention in force, not the one it was made with.
+    q.set_retention(Some(Duration::from_secs(3600))).unwrap();
+    let made_with = Attributes::default();
+    assert!(matches!(
+        Queue::create(&t.domain, "q", &made_with),
+        Err(OpenError::Exists { difference, .. }) if difference.contains("retention")
+    ));
+    q.set_retention(None).unwrap();
+    Queue::create(&t.domain, "q", &made_with).expect("the same attributes again");
+    assert_eq!(q.receiver().unwrap().try_recv().unwrap().payload(), b"m");
+
+    // Set to 0 while owned: the owner's close removes it.
+    let rx = q.receiver().unwrap();
+    q.set_retention(Some(Duration::ZERO)).unwrap();
+    drop(rx);
+    assert!(matches!(
+        Queue::open(&t.domain, "q"),
+        Err(OpenError::NotFound { .. })
+    ));
+    assert!(t.leftovers().is_empty(), "{:?}", t.leftovers());
+}
+
+#[test]
+fn a_retention_is_refused_on_a_shared_queue_and_past_what_nanoseconds_hold() {
+    let t = TestDomain::new("setret-bad");
+    let shared = queue(
+        &t,
+        Attributes {
+            shared: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        shared.set_retention(Some(Duration::from_secs(1))),
+        Err(baton::AttributeError::RetentionOnShared)
+    );
+    assert_eq!(shared.attributes().retention, None);
+    Queue::remove(&t.domain, "q").unwrap();
+    let q = queue(&t, Attributes::default());
+    assert_eq!(
+        q.set_retention(Some(Duration::MAX)),
+        Err(baton::AttributeError::Retention)
+    );
+    assert_eq!(q.attributes().retention, None, "unchanged");
+    Queue::remove(&t.domain, "q").unwrap();
+}
+
+#[test]
 fn gc_removes_expired_queues_and_dead_temporaries_but_nothing_else() {
     let t = TestDomain::new("gc");
     let keep = Queue::create(&t.domain, "keep", &Attributes::default()).unwrap();

@@ -551,9 +551,16 @@ fn a_leaked_pending_request_holds_its_box_only_while_its_process_lives() {
     assert_eq!(common::reap(child, Duration::from_secs(10)), Some(0));
     assert_eq!(q.status().reply_boxes_in_use, 1);
     let pending = q.sender().send_request(b"next").unwrap();
-    assert_eq!(q.status().reply_boxes_in_use, 1, "the dead child's box, reclaimed");
+    assert_eq!(
+        q.status().reply_boxes_in_use,
+        1,
+        "the dead child's box, reclaimed"
+    );
     let mut rx = q.receiver().unwrap();
     drop(rx.recv().unwrap()); // the leaked request: its requester is gone
     rx.recv().unwrap().reply(b"answer").unwrap();
-    assert_eq!(pending.wait(Duration::from_secs(10)).unwrap().payload(), b"answer");
+    assert_eq!(
+        pending.wait(Duration::from_secs(10)).unwrap().payload(),
+        b"answer"
+    );
 }

@@ -217,13 +217,31 @@ int main(void) {
     CHECK(th2.capacityReached[1] == 2048 && th2.capacityAvailable[3] == 1024);
     SaMsgQueueThresholdsT bad = {{1024, 1024, 1024, 1024}, {2048, 2048, 2048, 2048}};
     EXPECT(saMsgQueueCapacityThresholdsSet(q, &bad), SA_AIS_ERR_INVALID_PARAM);
-    EXPECT(saMsgQueueRetentionTimeSet(q, &st.retentionTime), SA_AIS_ERR_NOT_SUPPORTED);
+    /* A persistent queue has no retention to set. */
+    SaTimeT retention = SA_TIME_ONE_SECOND;
+    EXPECT(saMsgQueueRetentionTimeSet(q, &retention), SA_AIS_ERR_BAD_OPERATION);
+    EXPECT(saMsgQueueRetentionTimeSet(q, NULL), SA_AIS_ERR_INVALID_PARAM);
+    EXPECT(saMsgQueueRetentionTimeSet(0, &retention), SA_AIS_ERR_BAD_HANDLE);
 
     /* A non-persistent queue with retention 0 goes when it is closed. */
     SaNameT tn = name_of("transient");
     SaMsgQueueCreationAttributesT transient = {0, {4096, 4096, 4096, 4096}, 0};
     SaMsgQueueHandleT tq;
     EXPECT(saMsgQueueOpen(h, &tn, &transient, SA_MSG_QUEUE_CREATE, 0, &tq), SA_AIS_OK);
+    EXPECT(saMsgQueueClose(tq), SA_AIS_OK);
+    EXPECT(saMsgQueueOpen(h, &tn, NULL, 0, 0, &tq), SA_AIS_ERR_NOT_EXIST);
+
+    /* Its retention set: made with an hour, set to 0, it goes at close; status tells it. */
+    SaMsgQueueCreationAttributesT hour = {0, {4096, 4096, 4096, 4096}, 3600 * SA_TIME_ONE_SECOND};
+    EXPECT(saMsgQueueOpen(h, &tn, &hour, SA_MSG_QUEUE_CREATE, 0, &tq), SA_AIS_OK);
+    retention = -1;
+    EXPECT(saMsgQueueRetentionTimeSet(tq, &retention), SA_AIS_ERR_INVALID_PARAM);
+    retention = 5 * SA_TIME_ONE_SECOND;
+    EXPECT(saMsgQueueRetentionTimeSet(tq, &retention), SA_AIS_OK);
+    EXPECT(saMsgQueueStatusGet(h, &tn, &st), SA_AIS_OK);
+    CHECK(st.retentionTime == 5 * SA_TIME_ONE_SECOND && st.creationFlags == 0);
+    retention = 0;
+    EXPECT(saMsgQueueRetentionTimeSet(tq, &retention), SA_AIS_OK);
     EXPECT(saMsgQueueClose(tq), SA_AIS_OK);
     EXPECT(saMsgQueueOpen(h, &tn, NULL, 0, 0, &tq), SA_AIS_ERR_NOT_EXIST);
 

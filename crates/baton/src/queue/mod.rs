@@ -305,6 +305,47 @@ impl Queue {
         Ok(())
     }
 
+    /// Changes the queue's retention (SA-Forum's `saMsgQueueRetentionTimeSet`): `None` keeps
+    /// it until removed; `Some(d)` deletes it, with its messages, once it has had no owner for
+    /// `d`, counted from when its last owner went, even if that was before this call. Every
+    /// process sees the new retention at once; [`Queue::attributes`] reports it, and
+    /// `create`/`open` with attributes compare against it.
+    ///
+    /// # Errors
+    ///
+    /// [`AttributeError::RetentionOnShared`] for a shared queue (it has no owner), and
+    /// [`AttributeError::Retention`] for a retention over 584 years.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue};
+    /// use std::time::Duration;
+    /// # let domain = Domain::new(&format!("doc-retention-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "q", &Attributes::default())?; // kept until removed
+    /// q.set_retention(Some(Duration::from_secs(30)))?;
+    /// assert_eq!(q.attributes().retention, Some(Duration::from_secs(30)));
+    /// # Queue::remove(&domain, "q")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_retention(&self, retention: Option<Duration>) -> Result<(), AttributeError> {
+        if self.attributes().shared {
+            return Err(AttributeError::RetentionOnShared);
+        }
+        let asked = Attributes {
+            retention,
+            ..self.attributes()
+        };
+        match asked.normalized() {
+            Ok(_) => {
+                self.seg.set_retention(retention);
+                Ok(())
+            }
+            Err(OpenError::InvalidAttributes(e)) => Err(e),
+            Err(_) => Err(AttributeError::Retention),
+        }
+    }
+
     /// The capacity thresholds of priority `priority`, `(reached, available)` (`(0, _)`: none;
     /// SA-Forum's `saMsgQueueCapacityThresholdGet`), or `None` for a priority over 3.
     pub fn capacity_thresholds(&self, priority: u8) -> Option<(u64, u64)> {

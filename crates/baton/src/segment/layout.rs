@@ -19,7 +19,7 @@ pub const PRIORITIES: usize = 4;
 /// `"BATONQ\0\x01"`: the first word of every segment; byte-swapped it reveals an endian mismatch.
 pub(crate) const MAGIC: u64 = 0x4241_544F_4E51_0001;
 /// Version of the layout described here.
-pub(crate) const FORMAT: u32 = 7;
+pub(crate) const FORMAT: u32 = 8;
 /// Bytes before the first lane.
 pub(crate) const HEADER_SIZE: usize = 16384;
 pub(crate) const SHARED_OFFSET: usize = 1024;
@@ -164,6 +164,11 @@ pub(crate) struct OwnerBlock {
     /// `CLOCK_MONOTONIC` ns since when the queue has had no owner (its last owner's close, or
     /// the moment its death was found); 0 while it has never had one.
     pub(crate) unowned_since_ns: AtomicU64,
+    /// The retention in force, in nanoseconds (`u64::MAX`: none): the identity's at creation,
+    /// then whatever `Queue::set_retention` stored (SA-Forum's `saMsgQueueRetentionTimeSet`).
+    /// Any value is a retention, so a peer's scribble can change when the queue goes, as
+    /// `rm` could, but breaks nothing.
+    pub(crate) retention_ns: AtomicU64,
 }
 
 /// Queue-wide counters.
@@ -370,6 +375,7 @@ mod layout_doc {
         assert_eq!(std::mem::offset_of!(OwnerBlock, pid), 40);
         assert_eq!(std::mem::offset_of!(OwnerBlock, owned_since_ns), 64);
         assert_eq!(std::mem::offset_of!(OwnerBlock, unowned_since_ns), 72);
+        assert_eq!(std::mem::offset_of!(OwnerBlock, retention_ns), 80);
         assert_eq!(std::mem::offset_of!(Shared, data_event), 128);
         assert_eq!(std::mem::offset_of!(Shared, stats), 256);
         assert_eq!(std::mem::offset_of!(Stats, removed), 16);

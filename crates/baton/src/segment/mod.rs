@@ -104,7 +104,7 @@ impl Segment {
         for _ in 0..2 {
             match Segment::open(domain, name) {
                 Ok(seg) => {
-                    return match seg.attrs.difference(&attrs) {
+                    return match seg.attributes().difference(&attrs) {
                         None => Ok(seg),
                         Some(difference) => Err(OpenError::Exists {
                             name: name.to_string(),
@@ -138,6 +138,12 @@ impl Segment {
             unsafe { std::ptr::write_volatile(map.as_mut_ptr() as *mut Identity, identity) };
             // SAFETY: as above; `Shared` lies inside the header page (const-asserted).
             unsafe { init_locks(map.as_mut_ptr().add(SHARED_OFFSET) as *mut Shared)? };
+            // SAFETY: as above.
+            let shared = unsafe { &*(map.as_ptr().add(SHARED_OFFSET) as *const Shared) };
+            shared
+                .owner
+                .retention_ns
+                .store(identity.retention_ns, Ordering::Relaxed);
             // Each reply box starts at a random claim number, so that a reply token of another
             // queue, or of an earlier queue of this name, is refused here (review).
             let mut seed = random_seed(identity.created_unix_ns);
@@ -376,9 +382,29 @@ impl Segment {
         })
     }
 
-    /// The queue's attributes.
+    /// The queue's attributes: those it was created with, but the retention in force.
     pub(crate) fn attributes(&self) -> Attributes {
-        self.attrs
+        Attributes {
+            retention: self.retention(),
+            ..self.attrs
+        }
+    }
+
+    /// The retention in force (`None` for a shared queue, whatever its word says).
+    pub(crate) fn retention(&self) -> Option<std::time::Duration> {
+        // Relaxed: a retention is read when a queue may go; one set a moment ago and not yet
+        // seen is the same as one set a moment later.
+        let ns = self.shared().owner.retention_ns.load(Ordering::Relaxed);
+        (ns != NO_RETENTION && !self.attrs.shared).then(|| std::time::Duration::from_nanos(ns))
+    }
+
+    /// Stores the retention in force (checked by the caller: in range, not a shared queue).
+    pub(crate) fn set_retention(&self, retention: Option<std::time::Duration>) {
+        let ns = retention.map_or(NO_RETENTION, |d| d.as_nanos() as u64);
+        self.shared()
+            .owner
+            .retention_ns
+            .store(ns, Ordering::Relaxed);
     }
 
     /// The backing file.
