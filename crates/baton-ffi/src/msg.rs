@@ -4,9 +4,9 @@ use crate::handles::Table;
 use crate::names::{baton_name, sa_name, BadName};
 use crate::types::*;
 use baton::{
-    Attributes, Canceller, Domain, Group, GroupError, GroupPolicy, Message, OpenError, OwnError,
-    Queue, Receiver, ReceiverOptions, RecvError, ReplyError, ReplyTo, RequestError, SendError,
-    TrySendError,
+    Attributes, Canceller, Domain, Group, GroupError, GroupPolicy, GroupTracker, MemberChange,
+    Message, OpenError, OwnError, Queue, Receiver, ReceiverOptions, RecvError, ReplyError, ReplyTo,
+    RequestError, SendError, TrySendError,
 };
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -23,6 +23,10 @@ static QUEUES: Table<QueueEntry> = Table::new();
 
 /// The epoll event data of a library's own eventfd (queue handles are never this).
 const WAKE: u64 = u64::MAX;
+
+/// The epoll event data of a group tracker is its id shifted past the low 32 bits, which are
+/// 0; a queue handle's never are (`handles`), nor are `WAKE`'s.
+const TRACKER_SHIFT: u32 = 32;
 
 /// The longest a get's receive waits before it looks for a cancel or close it might have
 /// missed (one that came between its look and its receive's start).
@@ -44,6 +48,42 @@ struct Lib {
     requests: Mutex<HashMap<u64, Queue>>,
     /// Destinations sent to, by name.
     destinations: Mutex<HashMap<String, Queue>>,
+    /// Groups tracked with `SA_TRACK_CHANGES` or `SA_TRACK_CHANGES_ONLY`, by name.
+    trackers: Mutex<HashMap<String, Tracking>>,
+    /// The last tracker id given (ids start at 1).
+    last_tracker: std::sync::atomic::AtomicU32,
+}
+
+/// A group tracked for its changes: its tracker's ready fd is in the library's epoll,
+/// level-triggered, under `id << TRACKER_SHIFT`.
+struct Tracking {
+    id: u32,
+    tracker: GroupTracker,
+    changes_only: bool,
+}
+
+impl Lib {
+    /// Stops tracking `group`'s changes; whether it was tracked.
+    fn untrack(&self, group: &str) -> bool {
+        let gone = self
+            .trackers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(group);
+        let Some(mut t) = gone else { return false };
+        if let Ok(fd) = t.tracker.ready_fd() {
+            // SAFETY: removes a descriptor we registered from our epoll.
+            unsafe {
+                libc::epoll_ctl(
+                    self.epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    fd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                )
+            };
+        }
+        true
+    }
 }
 
 /// A callback waiting for `saMsgDispatch`.
@@ -55,6 +95,15 @@ enum Pending {
     },
     Delivered {
         invocation: SaInvocationT,
+        error: SaAisErrorT,
+    },
+    /// A group's members for its track callback: `(queue, change)` items, the number of
+    /// members now, the policy, and the callback's error (`SA_AIS_OK` or the items are none).
+    Tracked {
+        group: String,
+        items: Vec<(String, u32)>,
+        members: u32,
+        policy: SaMsgQueueGroupPolicyT,
         error: SaAisErrorT,
     },
 }
@@ -210,6 +259,7 @@ fn group_error(e: &GroupError) -> SaAisErrorT {
         GroupError::Send { error, .. } => send_error(error),
         GroupError::Request { error, .. } => request_error(error),
         GroupError::RequestToBroadcast { .. } => SA_AIS_ERR_BAD_OPERATION,
+        GroupError::NoHelper(_) => SA_AIS_ERR_NO_RESOURCES,
         _ => SA_AIS_ERR_LIBRARY,
     }
 }
@@ -451,6 +501,8 @@ pub unsafe extern "C" fn saMsgInitialize(
             finalized: AtomicBool::new(false),
             requests: Mutex::new(HashMap::new()),
             destinations: Mutex::new(HashMap::new()),
+            trackers: Mutex::new(HashMap::new()),
+            last_tracker: std::sync::atomic::AtomicU32::new(0),
         });
         // SAFETY: checked non-NULL.
         unsafe { *msgHandle = h };
@@ -521,7 +573,12 @@ pub extern "C" fn saMsgDispatch(
             }
             for ev in events.iter().take(n.max(0) as usize) {
                 let data = ev.u64;
-                if data != WAKE && received(&l, data) {
+                let handled = match data {
+                    WAKE => false,
+                    d if d & u64::from(u32::MAX) == 0 => tracked(&l, (d >> TRACKER_SHIFT) as u32),
+                    d => received(&l, d),
+                };
+                if handled {
                     did += 1;
                     if one {
                         return SA_AIS_OK;
@@ -556,6 +613,116 @@ fn invoke(l: &Lib, p: Pending) {
                 unsafe { cb(invocation, error) };
             }
         }
+        Pending::Tracked {
+            group,
+            items,
+            members,
+            policy,
+            error,
+        } => {
+            let Some(cb) = l.callbacks.saMsgQueueGroupTrackCallback else {
+                return;
+            };
+            let mut notes: Vec<SaMsgQueueGroupNotificationT> = items
+                .iter()
+                .map(|(queue, change)| SaMsgQueueGroupNotificationT {
+                    member: sa_name(queue),
+                    change: *change,
+                })
+                .collect();
+            let buffer = SaMsgQueueGroupNotificationBufferT {
+                numberOfItems: notes.len() as u32,
+                notification: if notes.is_empty() {
+                    std::ptr::null_mut()
+                } else {
+                    notes.as_mut_ptr()
+                },
+                queueGroupPolicy: policy,
+            };
+            let name = sa_name(&group);
+            // SAFETY: the application's callback; the name and the buffer live until it
+            // returns (the specification: the buffer is the library's, valid in the callback).
+            unsafe { cb(&name, &buffer, members, error) };
+        }
+    }
+}
+
+fn sa_policy(p: GroupPolicy) -> SaMsgQueueGroupPolicyT {
+    match p {
+        GroupPolicy::RoundRobin => 1,
+        GroupPolicy::LocalRoundRobin => 2,
+        GroupPolicy::LocalBestQueue => 3,
+        GroupPolicy::Broadcast => 4,
+    }
+}
+
+/// A track callback for tracker `id` (its fd is readable), if a change is there: the members
+/// with their changes (or only those changed). A group removed is told as every member
+/// removed, and damage as `SA_AIS_ERR_LIBRARY`; either ends the tracking. Nothing there: the
+/// tracker re-arms its fd.
+fn tracked(l: &Lib, id: u32) -> bool {
+    let outcome = {
+        let mut trackers = l.trackers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((group, t)) = trackers.iter_mut().find(|(_, t)| t.id == id) else {
+            return false; // stopped meanwhile
+        };
+        let policy = sa_policy(t.tracker.group().policy());
+        match t.tracker.next_change(Some(Duration::ZERO)) {
+            Ok(None) => return false,
+            Ok(Some(change)) => {
+                let members = change
+                    .members
+                    .iter()
+                    .filter(|m| m.change != MemberChange::Removed)
+                    .count() as u32;
+                let items = change
+                    .members
+                    .iter()
+                    .filter(|m| !t.changes_only || m.change != MemberChange::NoChange)
+                    .map(|m| (m.member.queue.clone(), change_of(m.change)))
+                    .collect();
+                Ok((group.clone(), items, members, policy))
+            }
+            Err(GroupError::Removed { .. }) => {
+                let items = t
+                    .tracker
+                    .current()
+                    .iter()
+                    .map(|m| (m.queue.clone(), SA_MSG_QUEUE_GROUP_REMOVED))
+                    .collect();
+                Err((group.clone(), items, policy, SA_AIS_OK))
+            }
+            Err(_) => Err((group.clone(), Vec::new(), policy, SA_AIS_ERR_LIBRARY)),
+        }
+    };
+    let pending = match outcome {
+        Ok((group, items, members, policy)) => Pending::Tracked {
+            group,
+            items,
+            members,
+            policy,
+            error: SA_AIS_OK,
+        },
+        Err((group, items, policy, error)) => {
+            l.untrack(&group);
+            Pending::Tracked {
+                group,
+                items,
+                members: 0,
+                policy,
+                error,
+            }
+        }
+    };
+    invoke(l, pending);
+    true
+}
+
+fn change_of(c: MemberChange) -> u32 {
+    match c {
+        MemberChange::NoChange => SA_MSG_QUEUE_GROUP_NO_CHANGE,
+        MemberChange::Added => SA_MSG_QUEUE_GROUP_ADDED,
+        MemberChange::Removed => SA_MSG_QUEUE_GROUP_REMOVED,
     }
 }
 
@@ -613,6 +780,16 @@ pub extern "C" fn saMsgFinalize(msgHandle: SaMsgHandleT) -> SaAisErrorT {
         l.poke();
         for qh in QUEUES.handles_where(|q| q.lib == msgHandle) {
             close(qh);
+        }
+        let groups: Vec<String> = l
+            .trackers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for g in groups {
+            l.untrack(&g);
         }
         SA_AIS_OK
     })
@@ -1517,9 +1694,12 @@ pub unsafe extern "C" fn saMsgQueueGroupRemove(
     guard(|| unsafe { member_change(msgHandle, queueGroupName, queueName, false) })
 }
 
-/// `saMsgQueueGroupTrack` with `SA_TRACK_CURRENT`: the members now, into the caller's buffer
-/// or one the library allocates (free it with `saMsgQueueGroupNotificationFree`).
-/// `SA_TRACK_CHANGES` and `SA_TRACK_CHANGES_ONLY` are not supported yet.
+/// `saMsgQueueGroupTrack`: with `SA_TRACK_CURRENT`, the members now, into the caller's
+/// buffer (or one allocated for it: `saMsgQueueGroupNotificationFree`), or with a NULL buffer
+/// through the track callback; with `SA_TRACK_CHANGES` (every member, each with its change)
+/// or `SA_TRACK_CHANGES_ONLY` (only those changed), a track callback at each change, from
+/// `saMsgDispatch`, until `saMsgQueueGroupTrackStop` or the group's removal (told as every
+/// member removed). Tracking a group tracked already changes its flags.
 ///
 /// # Safety
 ///
@@ -1535,54 +1715,117 @@ pub unsafe extern "C" fn saMsgQueueGroupTrack(
         let l = tri!(lib(msgHandle));
         // SAFETY: the caller's contract.
         let name = tri!(unsafe { name_of(queueGroupName) });
+        let changes = trackFlags & (SA_TRACK_CHANGES | SA_TRACK_CHANGES_ONLY);
         if trackFlags & !(SA_TRACK_CURRENT | SA_TRACK_CHANGES | SA_TRACK_CHANGES_ONLY) != 0
             || trackFlags == 0
+            || changes == SA_TRACK_CHANGES | SA_TRACK_CHANGES_ONLY
         {
             return SA_AIS_ERR_BAD_FLAGS;
         }
-        if trackFlags & (SA_TRACK_CHANGES | SA_TRACK_CHANGES_ONLY) != 0 {
-            return SA_AIS_ERR_NOT_SUPPORTED;
+        let current = trackFlags & SA_TRACK_CURRENT != 0;
+        let to_callback = current && notificationBuffer.is_null();
+        if (changes != 0 || to_callback) && l.callbacks.saMsgQueueGroupTrackCallback.is_none() {
+            return SA_AIS_ERR_INIT;
         }
-        // SAFETY: the caller's contract.
-        let Some(buf) = (unsafe { notificationBuffer.as_mut() }) else {
+        if !current && !notificationBuffer.is_null() {
             return SA_AIS_ERR_INVALID_PARAM;
-        };
+        }
         let g = tri!(Group::open(&l.domain, &name).map_err(|e| group_error(&e)));
-        let members = tri!(g.members().map_err(|e| group_error(&e)));
-        let n = members.len();
-        if buf.notification.is_null() {
-            let bytes = n.max(1) * std::mem::size_of::<SaMsgQueueGroupNotificationT>();
-            // SAFETY: malloc; checked.
-            let p = unsafe { libc::malloc(bytes) } as *mut SaMsgQueueGroupNotificationT;
-            if p.is_null() {
-                return SA_AIS_ERR_NO_MEMORY;
+        let mut tracker = tri!(g.track().map_err(|e| group_error(&e)));
+        let members: Vec<String> = tracker.current().iter().map(|m| m.queue.clone()).collect();
+        let policy = sa_policy(g.policy());
+        if current && !to_callback {
+            // SAFETY: the caller's contract (non-NULL: checked above).
+            let buf = unsafe { &mut *notificationBuffer };
+            // SAFETY: the caller's contract on the array.
+            tri!(unsafe { fill_current(buf, &members, policy) });
+        }
+        if changes != 0 {
+            let changes_only = changes == SA_TRACK_CHANGES_ONLY;
+            let mut trackers = l.trackers.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(t) = trackers.get_mut(&name) {
+                t.changes_only = changes_only; // tracked already: new flags, same changes
+            } else {
+                let id = l
+                    .last_tracker
+                    .fetch_add(1, Ordering::Relaxed)
+                    .wrapping_add(1);
+                let fd = tri!(tracker.ready_fd().map_err(|e| group_error(&e))).as_raw_fd();
+                tri!(epoll_add(
+                    l.epoll.as_raw_fd(),
+                    fd,
+                    u64::from(id) << TRACKER_SHIFT,
+                    false
+                ));
+                trackers.insert(
+                    name.clone(),
+                    Tracking {
+                        id,
+                        tracker,
+                        changes_only,
+                    },
+                );
             }
-            buf.notification = p;
-        } else if (buf.numberOfItems as usize) < n {
-            buf.numberOfItems = n as u32;
-            return SA_AIS_ERR_NO_SPACE;
         }
-        for (i, m) in members.iter().enumerate() {
-            // SAFETY: the array holds at least `n` entries (allocated, or checked above).
-            unsafe {
-                buf.notification.add(i).write(SaMsgQueueGroupNotificationT {
-                    member: sa_name(&m.queue),
-                    change: SA_MSG_QUEUE_GROUP_NO_CHANGE,
-                })
-            };
+        if to_callback {
+            l.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(Pending::Tracked {
+                    group: name,
+                    members: members.len() as u32,
+                    items: members
+                        .into_iter()
+                        .map(|m| (m, SA_MSG_QUEUE_GROUP_NO_CHANGE))
+                        .collect(),
+                    policy,
+                    error: SA_AIS_OK,
+                });
+            l.poke();
         }
-        buf.numberOfItems = n as u32;
-        buf.queueGroupPolicy = match g.policy() {
-            GroupPolicy::RoundRobin => 1,
-            GroupPolicy::LocalRoundRobin => 2,
-            GroupPolicy::LocalBestQueue => 3,
-            GroupPolicy::Broadcast => 4,
-        };
         SA_AIS_OK
     })
 }
 
-/// `saMsgQueueGroupTrackStop`: no tracking of changes is ever under way (not supported yet).
+/// Writes `members` into the caller's notification buffer, or into one allocated for it.
+///
+/// # Safety
+///
+/// A non-NULL `buf.notification` holds `buf.numberOfItems` entries.
+unsafe fn fill_current(
+    buf: &mut SaMsgQueueGroupNotificationBufferT,
+    members: &[String],
+    policy: SaMsgQueueGroupPolicyT,
+) -> Result<(), SaAisErrorT> {
+    let n = members.len();
+    if buf.notification.is_null() {
+        let bytes = n.max(1) * std::mem::size_of::<SaMsgQueueGroupNotificationT>();
+        // SAFETY: malloc; checked.
+        let p = unsafe { libc::malloc(bytes) } as *mut SaMsgQueueGroupNotificationT;
+        if p.is_null() {
+            return Err(SA_AIS_ERR_NO_MEMORY);
+        }
+        buf.notification = p;
+    } else if (buf.numberOfItems as usize) < n {
+        buf.numberOfItems = n as u32;
+        return Err(SA_AIS_ERR_NO_SPACE);
+    }
+    for (i, m) in members.iter().enumerate() {
+        // SAFETY: the array holds at least `n` entries (allocated, or checked above).
+        unsafe {
+            buf.notification.add(i).write(SaMsgQueueGroupNotificationT {
+                member: sa_name(m),
+                change: SA_MSG_QUEUE_GROUP_NO_CHANGE,
+            })
+        };
+    }
+    buf.numberOfItems = n as u32;
+    buf.queueGroupPolicy = policy;
+    Ok(())
+}
+
+/// `saMsgQueueGroupTrackStop`: no more track callbacks for the group (those queued already
+/// may still come); `SA_AIS_ERR_NOT_EXIST` if its changes were not tracked.
 ///
 /// # Safety
 ///
@@ -1593,10 +1836,14 @@ pub unsafe extern "C" fn saMsgQueueGroupTrackStop(
     queueGroupName: *const SaNameT,
 ) -> SaAisErrorT {
     guard(|| {
-        tri!(lib(msgHandle));
+        let l = tri!(lib(msgHandle));
         // SAFETY: the caller's contract.
-        tri!(unsafe { name_of(queueGroupName) });
-        SA_AIS_ERR_NOT_EXIST
+        let name = tri!(unsafe { name_of(queueGroupName) });
+        if l.untrack(&name) {
+            SA_AIS_OK
+        } else {
+            SA_AIS_ERR_NOT_EXIST
+        }
     })
 }
 

@@ -54,6 +54,8 @@ pub const SA_TRACK_CURRENT: u8 = 1;
 pub const SA_TRACK_CHANGES: u8 = 2;
 pub const SA_TRACK_CHANGES_ONLY: u8 = 4;
 pub const SA_MSG_QUEUE_GROUP_NO_CHANGE: u32 = 1;
+pub const SA_MSG_QUEUE_GROUP_ADDED: u32 = 2;
+pub const SA_MSG_QUEUE_GROUP_REMOVED: u32 = 3;
 
 pub const SA_MAX_NAME_LENGTH: usize = 256;
 

@@ -769,4 +769,8 @@ pub enum GroupError {
         /// The group.
         group: String,
     },
+    /// A tracker's ready fd (`GroupTracker::ready_fd`) could not be made: its eventfd or its
+    /// helper thread.
+    #[error("cannot make the tracker's ready fd: {0}")]
+    NoHelper(std::io::ErrorKind),
 }

@@ -564,3 +564,133 @@ fn a_leaked_pending_request_holds_its_box_only_while_its_process_lives() {
         b"answer"
     );
 }
+
+fn group_file(t: &TestDomain, group: &str) -> std::path::PathBuf {
+    std::path::Path::new(baton::SHM_DIR).join(format!("baton.{}~.group.{group}", t.name()))
+}
+
+/// A group tracker's fd: readable while a change waits to be told, from this process or
+/// another, quiet once `next_change` finds none; readable for the group's removal, which the
+/// next `next_change` says; its thread ends with the tracker.
+#[test]
+fn a_trackers_fd_is_readable_while_a_change_waits_from_any_process() {
+    use baton::{Group, GroupError, GroupPolicy, MemberChange};
+    let t = TestDomain::new("fd-track");
+    for q in ["a", "b"] {
+        Queue::create(&t.domain, q, &Attributes::default()).unwrap();
+    }
+    let g = Group::create(&t.domain, "g", GroupPolicy::RoundRobin).unwrap();
+    g.add("a").unwrap();
+    let before = ready_threads();
+    let mut tracker = g.track().unwrap();
+    let fd = tracker.ready_fd().unwrap().as_raw_fd();
+    assert_eq!(ready_threads(), before + 1);
+    assert!(!readable(fd, 50), "no change since the tracker was made");
+
+    g.add("b").unwrap();
+    assert!(readable(fd, 5000));
+    assert!(readable(fd, 0), "level-triggered: readable until told");
+    let change = tracker.next_change(Some(Duration::ZERO)).unwrap().unwrap();
+    let added: Vec<_> = change
+        .changes_only()
+        .map(|m| m.member.queue.clone())
+        .collect();
+    assert_eq!(added, ["b"]);
+    assert!(readable(fd, 0), "quiet only once next_change finds none");
+    assert!(tracker.next_change(Some(Duration::ZERO)).unwrap().is_none());
+    assert!(!readable(fd, 50));
+
+    // A change made by another process.
+    // SAFETY: the child removes a member and exits without returning into the harness.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let ok = Group::open(&t.domain, "g")
+                .and_then(|g| g.remove_member("a"))
+                .is_ok();
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            assert_eq!(common::reap(child, Duration::from_secs(10)), Some(0));
+        }
+    }
+    assert!(readable(fd, 5000));
+    let change = tracker.next_change(Some(Duration::ZERO)).unwrap().unwrap();
+    assert!(change
+        .members
+        .iter()
+        .any(|m| m.member.queue == "a" && m.change == MemberChange::Removed));
+    assert!(tracker.next_change(Some(Duration::ZERO)).unwrap().is_none());
+    assert!(!readable(fd, 50));
+
+    // The group removed: readable, and the tracker says so.
+    Group::remove(&t.domain, "g").unwrap();
+    assert!(readable(fd, 5000));
+    assert!(matches!(
+        tracker.next_change(Some(Duration::ZERO)),
+        Err(GroupError::Removed { .. })
+    ));
+    drop(tracker);
+    assert!(common::eventually(
+        Duration::from_secs(5),
+        || ready_threads() == before
+    ));
+    for q in ["a", "b"] {
+        Queue::remove(&t.domain, q).unwrap();
+    }
+}
+
+/// A tracker's fd whose group file a peer shrinks: readable, the tracker reports the damage,
+/// nobody dies of SIGBUS; a forked child's tracker makes its own fd, which works.
+#[test]
+fn a_trackers_fd_survives_a_shrunk_file_and_a_fork() {
+    use baton::{Group, GroupError, GroupPolicy};
+    let t = TestDomain::new("fd-track-edge");
+    let g = Group::create(&t.domain, "g", GroupPolicy::Broadcast).unwrap();
+    Queue::create(&t.domain, "a", &Attributes::default()).unwrap();
+    let mut tracker = g.track().unwrap();
+    tracker.ready_fd().unwrap();
+    // SAFETY: the child uses its copy of the tracker, then exits without returning.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let code = (|| {
+                let fd = tracker.ready_fd().ok()?.as_raw_fd();
+                Group::open(&t.domain, "g").ok()?.add("a").ok()?;
+                readable(fd, 5000).then_some(())?;
+                tracker.next_change(Some(Duration::ZERO)).ok()??;
+                Some(())
+            })()
+            .map_or(1, |()| 0);
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            assert_eq!(common::reap(child, Duration::from_secs(10)), Some(0));
+        }
+    }
+    // The parent's fd saw the child's change too.
+    let fd = tracker.ready_fd().unwrap().as_raw_fd();
+    assert!(readable(fd, 5000));
+    assert!(tracker.next_change(Some(Duration::ZERO)).unwrap().is_some());
+    assert!(tracker.next_change(Some(Duration::ZERO)).unwrap().is_none());
+    assert!(!readable(fd, 50));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(group_file(&t, "g"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert!(
+        readable(fd, 5000),
+        "the thread finds the file shrunk within its slice"
+    );
+    assert!(matches!(
+        tracker.next_change(Some(Duration::ZERO)),
+        Err(GroupError::Corrupt { .. })
+    ));
+    drop(tracker);
+    drop(g);
+    let _ = Group::remove(&t.domain, "g");
+    let _ = std::fs::remove_file(group_file(&t, "g"));
+    Queue::remove(&t.domain, "a").unwrap();
+}

@@ -80,6 +80,33 @@ static void on_opened(SaInvocationT inv, SaMsgQueueHandleT q, SaAisErrorT err) {
     opened_handle = q;
 }
 
+static int track_calls;
+static SaUint32T track_members, track_items;
+static SaAisErrorT track_error;
+static char track_group[64];
+static char track_name[8][64];
+static SaMsgQueueGroupChangesT track_change[8];
+static void on_track(const SaNameT *group, const SaMsgQueueGroupNotificationBufferT *buf,
+                     SaUint32T members, SaAisErrorT err) {
+    track_calls++;
+    track_members = members;
+    track_error = err;
+    snprintf(track_group, sizeof track_group, "%.*s", (int)group->length, group->value);
+    track_items = err == SA_AIS_OK ? buf->numberOfItems : 0;
+    for (SaUint32T i = 0; i < track_items && i < 8; i++) {
+        const SaNameT *n = &buf->notification[i].member.queueName;
+        snprintf(track_name[i], sizeof track_name[i], "%.*s", (int)n->length, n->value);
+        track_change[i] = buf->notification[i].change;
+    }
+}
+
+/* The change told for member `name` in the last track callback, or 0. */
+static SaMsgQueueGroupChangesT told(const char *name) {
+    for (SaUint32T i = 0; i < track_items && i < 8; i++)
+        if (strcmp(track_name[i], name) == 0) return track_change[i];
+    return 0;
+}
+
 struct cancel_arg {
     SaMsgQueueHandleT q;
 };
@@ -316,7 +343,64 @@ int main(void) {
     SaMsgQueueGroupNotificationBufferT small_nb = {1, one, 0};
     EXPECT(saMsgQueueGroupTrack(h, &gn, SA_TRACK_CURRENT, &small_nb), SA_AIS_ERR_NO_SPACE);
     CHECK(small_nb.numberOfItems == 2);
-    EXPECT(saMsgQueueGroupTrack(h, &gn, SA_TRACK_CHANGES, &nb), SA_AIS_ERR_NOT_SUPPORTED);
+    /* Tracking changes needs a track callback; flags are checked. */
+    EXPECT(saMsgQueueGroupTrack(h, &gn, SA_TRACK_CHANGES, NULL), SA_AIS_ERR_INIT);
+    EXPECT(saMsgQueueGroupTrack(h, &gn, SA_TRACK_CURRENT, NULL), SA_AIS_ERR_INIT);
+    EXPECT(saMsgQueueGroupTrackStop(h, &gn), SA_AIS_ERR_NOT_EXIST);
+    SaMsgHandleT trh;
+    SaMsgCallbacksT tcbs = {NULL, on_track, NULL, NULL};
+    EXPECT(saMsgInitialize(&trh, &tcbs, &v), SA_AIS_OK);
+    EXPECT(saMsgQueueGroupTrack(trh, &gn, SA_TRACK_CHANGES | SA_TRACK_CHANGES_ONLY, NULL),
+           SA_AIS_ERR_BAD_FLAGS);
+    EXPECT(saMsgQueueGroupTrack(trh, &gn, 8, NULL), SA_AIS_ERR_BAD_FLAGS);
+    EXPECT(saMsgQueueGroupTrack(trh, &nowhere, SA_TRACK_CHANGES, NULL), SA_AIS_ERR_NOT_EXIST);
+    SaSelectionObjectT tsel;
+    EXPECT(saMsgSelectionObjectGet(trh, &tsel), SA_AIS_OK);
+    struct pollfd tpfd = {(int)tsel, POLLIN, 0};
+
+    /* The current members through the callback (no buffer), then each change. */
+    EXPECT(saMsgQueueGroupTrack(trh, &gn, SA_TRACK_CURRENT | SA_TRACK_CHANGES, NULL), SA_AIS_OK);
+    CHECK(poll(&tpfd, 1, 5000) == 1);
+    EXPECT(saMsgDispatch(trh, SA_DISPATCH_ALL), SA_AIS_OK);
+    CHECK(track_calls == 1 && track_error == SA_AIS_OK && track_members == 2);
+    CHECK(strcmp(track_group, "safMqg=workers") == 0);
+    CHECK(told("worker1") == SA_MSG_QUEUE_GROUP_NO_CHANGE && told("worker2") != 0);
+    CHECK(poll(&tpfd, 1, 50) == 0);
+    EXPECT(saMsgQueueGroupRemove(h, &gn, &w2), SA_AIS_OK);
+    CHECK(poll(&tpfd, 1, 5000) == 1);
+    EXPECT(saMsgDispatch(trh, SA_DISPATCH_ALL), SA_AIS_OK);
+    CHECK(track_calls == 2 && track_members == 1 && track_items == 2);
+    CHECK(told("worker1") == SA_MSG_QUEUE_GROUP_NO_CHANGE);
+    CHECK(told("worker2") == SA_MSG_QUEUE_GROUP_REMOVED);
+    CHECK(poll(&tpfd, 1, 50) == 0);
+
+    /* CHANGES_ONLY (new flags for a group tracked already), a change made by another process. */
+    EXPECT(saMsgQueueGroupTrack(trh, &gn, SA_TRACK_CHANGES_ONLY, NULL), SA_AIS_OK);
+    pid_t inserter = fork();
+    if (inserter == 0) {
+        SaMsgHandleT ih;
+        SaVersionT iv = {'B', 3, 1};
+        if (saMsgInitialize(&ih, NULL, &iv) != SA_AIS_OK) _exit(2);
+        _exit(saMsgQueueGroupInsert(ih, &gn, &w2) == SA_AIS_OK ? 0 : 3);
+    }
+    int inserted;
+    CHECK(waitpid(inserter, &inserted, 0) == inserter && WIFEXITED(inserted) &&
+          WEXITSTATUS(inserted) == 0);
+    CHECK(poll(&tpfd, 1, 5000) == 1);
+    EXPECT(saMsgDispatch(trh, SA_DISPATCH_ONE), SA_AIS_OK);
+    CHECK(track_calls == 3 && track_members == 2 && track_items == 1);
+    CHECK(told("worker2") == SA_MSG_QUEUE_GROUP_ADDED);
+
+    /* Stopped: no more callbacks; then tracked again, the group's removal is told as every
+     * member removed, and tracking ends with it. */
+    EXPECT(saMsgQueueGroupTrackStop(trh, &gn), SA_AIS_OK);
+    EXPECT(saMsgQueueGroupTrackStop(trh, &gn), SA_AIS_ERR_NOT_EXIST);
+    EXPECT(saMsgQueueGroupRemove(h, &gn, &w2), SA_AIS_OK);
+    CHECK(poll(&tpfd, 1, 100) == 0);
+    EXPECT(saMsgDispatch(trh, SA_DISPATCH_ALL), SA_AIS_OK);
+    CHECK(track_calls == 3);
+    EXPECT(saMsgQueueGroupInsert(h, &gn, &w2), SA_AIS_OK);
+    EXPECT(saMsgQueueGroupTrack(trh, &gn, SA_TRACK_CHANGES, NULL), SA_AIS_OK);
     m = message_of("turn", 0);
     EXPECT(saMsgMessageSend(h, &gn, &m, 0), SA_AIS_OK);
     EXPECT(saMsgMessageSend(h, &gn, &m, 0), SA_AIS_OK);
@@ -326,6 +410,15 @@ int main(void) {
     EXPECT(saMsgQueueGroupRemove(h, &gn, &w2), SA_AIS_ERR_NOT_EXIST);
     EXPECT(saMsgQueueGroupDelete(h, &gn), SA_AIS_OK);
     EXPECT(saMsgQueueGroupDelete(h, &gn), SA_AIS_ERR_NOT_EXIST);
+    CHECK(poll(&tpfd, 1, 5000) == 1);
+    EXPECT(saMsgDispatch(trh, SA_DISPATCH_ALL), SA_AIS_OK);
+    /* One callback: the members last told (worker2's removal was not), all removed. */
+    CHECK(track_calls == 4 && track_members == 0 && track_error == SA_AIS_OK);
+    CHECK(told("worker1") == SA_MSG_QUEUE_GROUP_REMOVED && track_items == 2);
+    CHECK(told("worker2") == SA_MSG_QUEUE_GROUP_REMOVED);
+    EXPECT(saMsgQueueGroupTrackStop(trh, &gn), SA_AIS_ERR_NOT_EXIST);
+    CHECK(poll(&tpfd, 1, 50) == 0);
+    EXPECT(saMsgFinalize(trh), SA_AIS_OK);
 
     /* SendReceive and Reply between two processes. */
     SaNameT svc = name_of("service");

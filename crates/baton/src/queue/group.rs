@@ -2,6 +2,7 @@
 //! to as one, by a policy: round robin, local round robin, local best queue, or broadcast;
 //! members that come and go at run time; tracking of those changes.
 
+use super::ready::{ReadyFd, Watched};
 use super::{Queue, Reply};
 use crate::error::{GroupError, OpenError, SendError};
 use crate::name::{check_queue_name, Domain};
@@ -9,7 +10,10 @@ use crate::segment::events::{self as log, kind};
 use crate::segment::group::{self as file, Change, GroupFile, StoredMember, MAX_MEMBERS};
 use crate::segment::PRIORITIES;
 use crate::sys::futex::Futex;
+use baton_ring::wake::Event as WakeEvent;
 use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -432,6 +436,8 @@ impl Group {
             group: self.clone(),
             generation,
             members,
+            ready: None,
+            seen: Arc::new(AtomicU64::new(generation)),
         })
     }
 
@@ -748,9 +754,86 @@ pub struct GroupTracker {
     group: Group,
     generation: u64,
     members: Vec<GroupMember>,
+    /// The fd of [`GroupTracker::ready_fd`], once asked for.
+    ready: Option<ReadyFd>,
+    /// `generation`, for the fd's thread.
+    seen: Arc<AtomicU64>,
+}
+
+/// A group's file, for a ready fd's thread: it sleeps on the roster's event, which every
+/// change of the members (and the group's removal) notifies.
+struct OnGroup(Group);
+
+impl Watched for OnGroup {
+    fn intact(&self) -> bool {
+        self.0.inner.file.intact()
+    }
+
+    fn event(&self) -> &WakeEvent {
+        self.0.inner.file.roster().changed()
+    }
+
+    fn sleep(&self, deadline: Instant, ready: &mut dyn FnMut() -> bool) -> Option<bool> {
+        self.event()
+            .wait_until_mapped(&Futex, Some(deadline), || self.intact(), ready)
+    }
 }
 
 impl GroupTracker {
+    /// The group tracked.
+    pub fn group(&self) -> &Group {
+        &self.group
+    }
+
+    /// A file descriptor that is readable while a change is waiting to be told (or the group
+    /// is removed or damaged: [`GroupTracker::next_change`] then says so), for `poll`, `epoll`
+    /// or an async runtime, like [`Receiver::ready_fd`](crate::Receiver::ready_fd): it stays
+    /// readable until a `next_change` finds no change (call it with a zero timeout until it
+    /// returns `Ok(None)`, as one drains a socket). A helper thread of the tracker makes it
+    /// readable; the first call starts it (and, in a forked child, starts the child's own).
+    ///
+    /// # Errors
+    ///
+    /// [`GroupError::NoHelper`] if the eventfd or the thread cannot be made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Group, GroupPolicy, Queue};
+    /// use std::os::fd::AsRawFd;
+    /// # let domain = Domain::new(&format!("doc-track-fd-{}", std::process::id()))?;
+    /// let group = Group::create(&domain, "workers", GroupPolicy::RoundRobin)?;
+    /// let mut tracker = group.track()?;
+    /// let fd = tracker.ready_fd()?.as_raw_fd();
+    /// Queue::create(&domain, "w1", &Attributes::default())?;
+    /// group.add("w1")?;
+    /// let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    /// assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
+    /// let change = tracker.next_change(Some(std::time::Duration::ZERO))?.unwrap();
+    /// assert_eq!(change.changes_only().count(), 1);
+    /// assert!(tracker.next_change(Some(std::time::Duration::ZERO))?.is_none()); // re-arms
+    /// # Group::remove(&domain, "workers")?;
+    /// # Queue::remove(&domain, "w1")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ready_fd(&mut self) -> Result<BorrowedFd<'_>, GroupError> {
+        if self.ready.as_ref().is_none_or(|r| r.forked()) {
+            // A forked child's copy is forgotten by its drop: the thread is the parent's.
+            self.ready = None;
+            let file = self.group.clone();
+            let seen = self.seen.clone();
+            let ready = ReadyFd::watch(Arc::new(OnGroup(self.group.clone())), move || {
+                let f = &file.inner.file;
+                !f.intact()
+                    || f.removed()
+                    || f.roster().generation() != seen.load(Ordering::Acquire)
+            })
+            .map_err(|e| GroupError::NoHelper(e.kind()))?;
+            self.ready = Some(ready);
+        }
+        Ok(self.ready.as_ref().map(|r| r.fd()).expect("made above"))
+    }
+
     /// The members as of the last change told (or of the tracker's making).
     pub fn current(&self) -> &[GroupMember] {
         &self.members
@@ -790,6 +873,7 @@ impl GroupTracker {
                     }
                 }));
                 self.generation = generation;
+                self.seen.store(generation, Ordering::Release);
                 self.members = now;
                 return Ok(Some(GroupChange {
                     generation,
@@ -797,6 +881,9 @@ impl GroupTracker {
                 }));
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
+                if let Some(r) = &self.ready {
+                    r.rearm(); // found nothing: the fd is readable again at the next change
+                }
                 return Ok(None);
             }
             // The file's size is looked at after each sleep before the mapping is touched

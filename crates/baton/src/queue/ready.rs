@@ -33,6 +33,43 @@ use std::thread::JoinHandle;
 /// Which event of a queue the thread sleeps on.
 pub(crate) type EventOf = Arc<dyn for<'a> Fn(&'a Attachment) -> &'a WakeEvent + Send + Sync>;
 
+/// What a helper thread watches: an event in shared memory that a peer may take away by
+/// shrinking the file (a queue's segment, a group's file).
+pub(crate) trait Watched: Send + Sync + 'static {
+    /// Whether the memory is all there; nothing else is touched once it says no.
+    fn intact(&self) -> bool;
+    /// The event the thread sleeps on (touched only while [`Watched::intact`]).
+    fn event(&self) -> &WakeEvent;
+    /// Sleeps on the event until `ready()`, `deadline`, or the memory is found gone (`None`).
+    fn sleep(&self, deadline: std::time::Instant, ready: &mut dyn FnMut() -> bool) -> Option<bool>;
+}
+
+/// An event of a queue, slept on with the queue's death watch (a sender that dies in a claim
+/// wakes the sleeper, as it would a blocking receive).
+struct OnQueue {
+    seg: Arc<Attachment>,
+    event: EventOf,
+}
+
+impl Watched for OnQueue {
+    fn intact(&self) -> bool {
+        self.seg.check_size().is_ok()
+    }
+
+    fn event(&self) -> &WakeEvent {
+        (self.event)(&self.seg)
+    }
+
+    fn sleep(&self, deadline: std::time::Instant, ready: &mut dyn FnMut() -> bool) -> Option<bool> {
+        self.event().wait_until_mapped(
+            &DeathWatch(&self.seg),
+            Some(deadline),
+            || self.intact(),
+            ready,
+        )
+    }
+}
+
 /// The longest the thread sleeps before it looks at the segment's size again.
 const SLICE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -57,8 +94,7 @@ struct Control {
 pub(crate) struct ReadyFd {
     fd: OwnedFd,
     ctl: Arc<Control>,
-    seg: Arc<Attachment>,
-    event: EventOf,
+    watched: Arc<dyn Watched>,
     thread: Option<JoinHandle<()>>,
     generation: u64,
 }
@@ -73,10 +109,19 @@ impl std::fmt::Debug for ReadyFd {
 
 impl ReadyFd {
     /// Starts the helper thread, armed: it sleeps on `event(seg)` until `ready()` says the
-    /// handle has something (`Err`: something its user must be told: also readable).
+    /// handle has something (or the segment is found damaged: also readable).
     pub(crate) fn start(
         seg: Arc<Attachment>,
         event: EventOf,
+        ready: impl FnMut() -> bool + Send + 'static,
+    ) -> std::io::Result<ReadyFd> {
+        ReadyFd::watch(Arc::new(OnQueue { seg, event }), ready)
+    }
+
+    /// Starts the helper thread, armed: it sleeps on `watched`'s event until `ready()` says the
+    /// handle has something (or the memory is found gone: also readable).
+    pub(crate) fn watch(
+        watched: Arc<dyn Watched>,
         mut ready: impl FnMut() -> bool + Send + 'static,
     ) -> std::io::Result<ReadyFd> {
         // SAFETY: eventfd with valid flags; the result is checked before use.
@@ -92,7 +137,7 @@ impl ReadyFd {
             stop: AtomicBool::new(false),
         });
         let thread = {
-            let (ctl, seg, event) = (ctl.clone(), seg.clone(), event.clone());
+            let (ctl, watched) = (ctl.clone(), watched.clone());
             let writer = fd.try_clone()?;
             std::thread::Builder::new()
                 .name("baton-ready".into())
@@ -115,18 +160,13 @@ impl ReadyFd {
                             if stopped() {
                                 return;
                             }
-                            if seg.check_size().is_err() || ready() {
+                            if !watched.intact() || ready() {
                                 break;
                             }
-                            // In slices: a segment truncated while the thread sleeps cannot be
+                            // In slices: memory truncated while the thread sleeps cannot be
                             // poked awake, so it looks now and then.
                             let slice = std::time::Instant::now() + SLICE;
-                            let woke = event(&seg).wait_until_mapped(
-                                &DeathWatch(&seg),
-                                Some(slice),
-                                || seg.check_size().is_ok(),
-                                || stopped() || ready(),
-                            );
+                            let woke = watched.sleep(slice, &mut || stopped() || ready());
                             if woke.is_none() {
                                 break;
                             }
@@ -149,11 +189,15 @@ impl ReadyFd {
         Ok(ReadyFd {
             fd,
             ctl,
-            seg,
-            event,
+            watched,
             thread: Some(thread),
             generation: fork_generation(),
         })
+    }
+
+    /// Whether this is a forked child's copy (the thread is the parent's).
+    pub(crate) fn forked(&self) -> bool {
+        self.generation != fork_generation()
     }
 
     /// The descriptor: readable while the handle is ready (see the module).
@@ -190,7 +234,7 @@ impl Drop for ReadyFd {
         *self.ctl.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Stop;
         self.ctl.stop.store(true, Ordering::Release);
         self.ctl.cv.notify_one();
-        if self.seg.check_size().is_err() {
+        if !self.watched.intact() {
             // Truncated: no poke can reach its sleep; it ends at its slice's end, on its own,
             // detached (dropping the handle detaches it, and its stack is freed when it ends;
             // review: a forgotten handle kept the stack for good).
@@ -199,7 +243,7 @@ impl Drop for ReadyFd {
         }
         // Wakes the thread if it sleeps on the queue's event (and, harmlessly, any other
         // sleeper there, who looks and sleeps again).
-        (self.event)(&self.seg).poke(&crate::sys::futex::Futex);
+        self.watched.event().poke(&crate::sys::futex::Futex);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
