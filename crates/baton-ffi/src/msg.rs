@@ -128,11 +128,18 @@ struct QueueState {
     /// A message taken for a received callback, or left by a get whose buffer was too small:
     /// the next get returns it.
     stash: Option<Message>,
+    /// The message the last get returned: acknowledged by the next get or the close, so that
+    /// one got by a process that dies before either is delivered again to the next opener
+    /// (at least once, as in baton).
+    current: Option<Message>,
 }
 
 impl Drop for QueueEntry {
     fn drop(&mut self) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = st.current.take() {
+            let _ = m.ack(); // got, and the queue closed: done with
+        }
         if let Some(m) = st.stash.take() {
             let _ = m.release(); // not got: it stays in the queue
         }
@@ -877,7 +884,11 @@ unsafe fn open_queue(
         cancels: std::sync::atomic::AtomicU64::new(0),
         closed: AtomicBool::new(false),
         ready,
-        state: Mutex::new(QueueState { rx, stash: None }),
+        state: Mutex::new(QueueState {
+            rx,
+            stash: None,
+            current: None,
+        }),
     });
     if let Some(fd) = ready {
         if let Err(e) = epoll_add(l.epoll.as_raw_fd(), fd, qh, true) {
@@ -1232,6 +1243,11 @@ pub unsafe extern "C" fn saMsgMessageGet(
             }
         };
         let mut st = q.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = st.current.take() {
+            // An ack refused (the queue removed, damaged, or taken over) leaves nothing to do
+            // here: the receive below says what happened.
+            let _ = m.ack();
+        }
         let enable = || {
             if let (Some(fd), Some(l)) = (q.ready, LIBS.get(q.lib)) {
                 // A dispatch that found this get under way left the fd off: on again.
@@ -1304,10 +1320,8 @@ pub unsafe extern "C" fn saMsgMessageGet(
             // SAFETY: checked non-NULL.
             unsafe { *senderId = id };
         }
-        match m.ack() {
-            Ok(()) => SA_AIS_OK,
-            Err(_) => SA_AIS_ERR_LIBRARY,
-        }
+        st.current = Some(m); // acknowledged by the next get, or the close
+        SA_AIS_OK
     })
 }
 

@@ -420,6 +420,54 @@ int main(void) {
     CHECK(poll(&tpfd, 1, 50) == 0);
     EXPECT(saMsgFinalize(trh), SA_AIS_OK);
 
+    /* At least once: a message got is acknowledged by the next get or the close; a process
+     * killed before either leaves it to the next opener. */
+    SaNameT aln = name_of("atleast");
+    SaMsgQueueHandleT alq;
+    EXPECT(saMsgQueueOpen(h, &aln, &attrs, SA_MSG_QUEUE_CREATE, 0, &alq), SA_AIS_OK);
+    m = message_of("first", 1);
+    EXPECT(saMsgMessageSend(h, &aln, &m, 0), SA_AIS_OK);
+    m = message_of("second", 1);
+    EXPECT(saMsgMessageSend(h, &aln, &m, 0), SA_AIS_OK);
+    got.data = buf;
+    got.size = sizeof buf;
+    EXPECT(saMsgMessageGet(alq, &got, NULL, NULL, 0), SA_AIS_OK);
+    CHECK(memcmp(buf, "first", 5) == 0);
+    EXPECT(saMsgQueueClose(alq), SA_AIS_OK); /* "first" done with */
+    int got_one[2];
+    CHECK(pipe(got_one) == 0);
+    pid_t getter = fork();
+    if (getter == 0) {
+        SaMsgHandleT gh;
+        SaVersionT gv = {'B', 3, 1};
+        if (saMsgInitialize(&gh, NULL, &gv) != SA_AIS_OK) _exit(2);
+        SaMsgQueueHandleT gq;
+        if (saMsgQueueOpen(gh, &aln, NULL, 0, 5 * SA_TIME_ONE_SECOND, &gq) != SA_AIS_OK) _exit(3);
+        char gb[16];
+        SaMsgMessageT gm;
+        memset(&gm, 0, sizeof gm);
+        gm.data = gb;
+        gm.size = sizeof gb;
+        if (saMsgMessageGet(gq, &gm, NULL, NULL, 5 * SA_TIME_ONE_SECOND) != SA_AIS_OK) _exit(4);
+        if (memcmp(gb, "second", 6) != 0) _exit(5);
+        if (write(got_one[1], "g", 1) != 1) _exit(6);
+        pause(); /* killed with "second" got, before another get or a close */
+        _exit(7);
+    }
+    char g;
+    CHECK(read(got_one[0], &g, 1) == 1);
+    kill(getter, SIGKILL);
+    int gs;
+    CHECK(waitpid(getter, &gs, 0) == getter && WIFSIGNALED(gs));
+    EXPECT(saMsgQueueOpen(h, &aln, NULL, 0, 5 * SA_TIME_ONE_SECOND, &alq), SA_AIS_OK);
+    memset(buf, 0, sizeof buf);
+    got.size = sizeof buf;
+    EXPECT(saMsgMessageGet(alq, &got, NULL, NULL, 0), SA_AIS_OK);
+    CHECK(memcmp(buf, "second", 6) == 0); /* again: its getter died before it was done */
+    EXPECT(saMsgMessageGet(alq, &got, NULL, NULL, 0), SA_AIS_ERR_TIMEOUT);
+    EXPECT(saMsgQueueClose(alq), SA_AIS_OK);
+    EXPECT(saMsgQueueUnlink(h, &aln), SA_AIS_OK);
+
     /* SendReceive and Reply between two processes. */
     SaNameT svc = name_of("service");
     SaMsgQueueHandleT sq;
