@@ -35,6 +35,10 @@ typedef struct {
 #define SA_MSG_QUEUE_CREATE 0x1
 #define SA_MSG_QUEUE_RECEIVE_CALLBACK 0x2
 #define SA_MSG_QUEUE_EMPTY 0x4
+/* baton's extension, not the specification's: a message got stays in the queue, unacknowledged,
+ * until the getting thread's next get on the handle or the handle's close; if the process dies
+ * first, the queue's next opener gets it again (at least once). It keeps its space meanwhile. */
+#define BATON_MSG_QUEUE_AT_LEAST_ONCE 0x100
 typedef SaUint32T SaMsgQueueOpenFlagsT;
 
 typedef struct {

@@ -17,9 +17,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// The library handles.
-static LIBS: Table<Lib> = Table::new();
+static LIBS: Table<Lib> = Table::new(1);
 /// The queue handles (of every library handle).
-static QUEUES: Table<QueueEntry> = Table::new();
+static QUEUES: Table<QueueEntry> = Table::new(2);
 
 /// The epoll event data of a library's own eventfd (queue handles are never this).
 const WAKE: u64 = u64::MAX;
@@ -71,6 +71,12 @@ impl Lib {
             .unwrap_or_else(|e| e.into_inner())
             .remove(group);
         let Some(mut t) = gone else { return false };
+        self.unregister(&mut t);
+        true
+    }
+
+    /// Takes a tracker's fd out of the selection object (before the tracker goes).
+    fn unregister(&self, t: &mut Tracking) {
         if let Ok(fd) = t.tracker.ready_fd() {
             // SAFETY: removes a descriptor we registered from our epoll.
             unsafe {
@@ -82,7 +88,6 @@ impl Lib {
                 )
             };
         }
-        true
     }
 }
 
@@ -120,6 +125,8 @@ struct QueueEntry {
     closed: AtomicBool,
     /// The receiver's ready fd, registered with the library's epoll (received callbacks).
     ready: Option<RawFd>,
+    /// Opened with `BATON_MSG_QUEUE_AT_LEAST_ONCE`: gets leave their messages in hand.
+    at_least_once: bool,
     state: Mutex<QueueState>,
 }
 
@@ -128,16 +135,17 @@ struct QueueState {
     /// A message taken for a received callback, or left by a get whose buffer was too small:
     /// the next get returns it.
     stash: Option<Message>,
-    /// The message the last get returned: acknowledged by the next get or the close, so that
-    /// one got by a process that dies before either is delivered again to the next opener
-    /// (at least once, as in baton).
-    current: Option<Message>,
+    /// With `BATON_MSG_QUEUE_AT_LEAST_ONCE`, per getting thread, the message its last get
+    /// returned: acknowledged by that thread's next get or the close, so that one in hand when
+    /// the process dies goes to the next opener (at least once, as in baton). Per thread
+    /// (review: one thread's get acknowledged the message another still worked on).
+    in_hand: HashMap<std::thread::ThreadId, Message>,
 }
 
 impl Drop for QueueEntry {
     fn drop(&mut self) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = st.current.take() {
+        for (_, m) in st.in_hand.drain() {
             let _ = m.ack(); // got, and the queue closed: done with
         }
         if let Some(m) = st.stash.take() {
@@ -836,7 +844,13 @@ unsafe fn open_queue(
     flags: SaMsgQueueOpenFlagsT,
     timeout: Duration,
 ) -> Result<SaMsgQueueHandleT, SaAisErrorT> {
-    if flags & !(SA_MSG_QUEUE_CREATE | SA_MSG_QUEUE_RECEIVE_CALLBACK | SA_MSG_QUEUE_EMPTY) != 0 {
+    if flags
+        & !(SA_MSG_QUEUE_CREATE
+            | SA_MSG_QUEUE_RECEIVE_CALLBACK
+            | SA_MSG_QUEUE_EMPTY
+            | BATON_MSG_QUEUE_AT_LEAST_ONCE)
+        != 0
+    {
         return Err(SA_AIS_ERR_BAD_FLAGS);
     }
     if flags & SA_MSG_QUEUE_RECEIVE_CALLBACK != 0
@@ -884,10 +898,11 @@ unsafe fn open_queue(
         cancels: std::sync::atomic::AtomicU64::new(0),
         closed: AtomicBool::new(false),
         ready,
+        at_least_once: flags & BATON_MSG_QUEUE_AT_LEAST_ONCE != 0,
         state: Mutex::new(QueueState {
             rx,
             stash: None,
-            current: None,
+            in_hand: HashMap::new(),
         }),
     });
     if let Some(fd) = ready {
@@ -1243,7 +1258,7 @@ pub unsafe extern "C" fn saMsgMessageGet(
             }
         };
         let mut st = q.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = st.current.take() {
+        if let Some(m) = st.in_hand.remove(&std::thread::current().id()) {
             // An ack refused (the queue removed, damaged, or taken over) leaves nothing to do
             // here: the receive below says what happened.
             let _ = m.ack();
@@ -1320,8 +1335,14 @@ pub unsafe extern "C" fn saMsgMessageGet(
             // SAFETY: checked non-NULL.
             unsafe { *senderId = id };
         }
-        st.current = Some(m); // acknowledged by the next get, or the close
-        SA_AIS_OK
+        if q.at_least_once {
+            st.in_hand.insert(std::thread::current().id(), m); // until its next get, or the close
+            return SA_AIS_OK;
+        }
+        match m.ack() {
+            Ok(()) => SA_AIS_OK,
+            Err(_) => SA_AIS_ERR_LIBRARY,
+        }
     })
 }
 
@@ -1757,28 +1778,39 @@ pub unsafe extern "C" fn saMsgQueueGroupTrack(
         if changes != 0 {
             let changes_only = changes == SA_TRACK_CHANGES_ONLY;
             let mut trackers = l.trackers.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(t) = trackers.get_mut(&name) {
-                t.changes_only = changes_only; // tracked already: new flags, same changes
-            } else {
-                let id = l
-                    .last_tracker
-                    .fetch_add(1, Ordering::Relaxed)
-                    .wrapping_add(1);
-                let fd = tri!(tracker.ready_fd().map_err(|e| group_error(&e))).as_raw_fd();
-                tri!(epoll_add(
-                    l.epoll.as_raw_fd(),
-                    fd,
-                    u64::from(id) << TRACKER_SHIFT,
-                    false
-                ));
-                trackers.insert(
-                    name.clone(),
-                    Tracking {
-                        id,
-                        tracker,
-                        changes_only,
-                    },
-                );
+            match trackers.get_mut(&name) {
+                // Tracked already, the same group, and no new snapshot given: new flags, the
+                // same changes to come.
+                Some(t) if !current && !t.tracker.group().is_removed() => {
+                    t.changes_only = changes_only;
+                }
+                _ => {
+                    // A new baseline: the snapshot just given, or a group made again under the
+                    // name (review: the old group's tracker was kept, and the new one's changes
+                    // never came).
+                    if let Some(mut old) = trackers.remove(&name) {
+                        l.unregister(&mut old);
+                    }
+                    let id = l
+                        .last_tracker
+                        .fetch_add(1, Ordering::Relaxed)
+                        .wrapping_add(1);
+                    let fd = tri!(tracker.ready_fd().map_err(|e| group_error(&e))).as_raw_fd();
+                    tri!(epoll_add(
+                        l.epoll.as_raw_fd(),
+                        fd,
+                        u64::from(id) << TRACKER_SHIFT,
+                        false
+                    ));
+                    trackers.insert(
+                        name.clone(),
+                        Tracking {
+                            id,
+                            tracker,
+                            changes_only,
+                        },
+                    );
+                }
             }
         }
         if to_callback {

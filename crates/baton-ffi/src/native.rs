@@ -140,8 +140,8 @@ impl Drop for ReceiverState {
     }
 }
 
-static QUEUES: Table<QueueEntry> = Table::new();
-static RECEIVERS: Table<ReceiverEntry> = Table::new();
+static QUEUES: Table<QueueEntry> = Table::new(3);
+static RECEIVERS: Table<ReceiverEntry> = Table::new(4);
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -191,6 +191,19 @@ unsafe fn domain_of(d: *const c_char) -> Result<Domain, BatonStatus> {
     }
     // SAFETY: the caller's contract.
     Domain::new(unsafe { text(d, "the domain") }?).map_err(|e| open_status(&e))
+}
+
+/// A queue's domain and name.
+///
+/// # Safety
+///
+/// As [`text`], for both.
+unsafe fn where_of<'a>(
+    domain: *const c_char,
+    name: *const c_char,
+) -> Result<(Domain, &'a str), BatonStatus> {
+    // SAFETY: the caller's contract.
+    unsafe { Ok((domain_of(domain)?, text(name, "the name")?)) }
 }
 
 fn timeout_of(ns: i64) -> Option<Duration> {
@@ -315,10 +328,7 @@ pub unsafe extern "C" fn baton_queue_create(
 ) -> BatonStatus {
     guard(|| {
         // SAFETY: the caller's contract.
-        let (domain, name) = (
-            tri!(unsafe { domain_of(domain) }),
-            tri!(unsafe { text(name, "the name") }),
-        );
+        let (domain, name) = tri!(unsafe { where_of(domain, name) });
         if out.is_null() {
             return fail(BATON_INVALID_ARGUMENT, "out is NULL");
         }
@@ -336,14 +346,24 @@ pub unsafe extern "C" fn baton_queue_create(
             },
         };
         let q = tri!(Queue::create(&domain, name, &attributes).map_err(|e| open_status(&e)));
-        let h = QUEUES.insert(QueueEntry {
-            pid: std::process::id(),
-            queue: q,
-        });
         // SAFETY: checked non-NULL; the caller's contract.
-        unsafe { *out = h };
-        BATON_OK
+        unsafe { give_queue(q, out) }
     })
+}
+
+/// Puts `q` in the table and its handle in `*out`.
+///
+/// # Safety
+///
+/// `out` is valid for writes.
+unsafe fn give_queue(q: Queue, out: *mut BatonQueue) -> BatonStatus {
+    let h = QUEUES.insert(QueueEntry {
+        pid: std::process::id(),
+        queue: q,
+    });
+    // SAFETY: the caller's contract.
+    unsafe { *out = h };
+    BATON_OK
 }
 
 /// Opens existing queue `name` in `domain` (NULL: `$BATON_DOMAIN`, or "default") into `*out`.
@@ -359,21 +379,13 @@ pub unsafe extern "C" fn baton_queue_open(
 ) -> BatonStatus {
     guard(|| {
         // SAFETY: the caller's contract.
-        let (domain, name) = (
-            tri!(unsafe { domain_of(domain) }),
-            tri!(unsafe { text(name, "the name") }),
-        );
+        let (domain, name) = tri!(unsafe { where_of(domain, name) });
         if out.is_null() {
             return fail(BATON_INVALID_ARGUMENT, "out is NULL");
         }
         let q = tri!(Queue::open(&domain, name).map_err(|e| open_status(&e)));
-        let h = QUEUES.insert(QueueEntry {
-            pid: std::process::id(),
-            queue: q,
-        });
-        // SAFETY: checked non-NULL.
-        unsafe { *out = h };
-        BATON_OK
+        // SAFETY: checked non-NULL; the caller's contract.
+        unsafe { give_queue(q, out) }
     })
 }
 
@@ -399,10 +411,7 @@ pub unsafe extern "C" fn baton_queue_remove(
 ) -> BatonStatus {
     guard(|| {
         // SAFETY: the caller's contract.
-        let (domain, name) = (
-            tri!(unsafe { domain_of(domain) }),
-            tri!(unsafe { text(name, "the name") }),
-        );
+        let (domain, name) = tri!(unsafe { where_of(domain, name) });
         tri!(Queue::remove(&domain, name).map_err(|e| open_status(&e)));
         BATON_OK
     })
@@ -427,6 +436,17 @@ pub unsafe extern "C" fn baton_send(
         let q = tri!(queue(q));
         if data.is_null() && len != 0 {
             return fail(BATON_INVALID_ARGUMENT, "data is NULL");
+        }
+        // Before the slice is made: a length past what any queue holds is refused here, and
+        // never becomes a slice longer than memory (review).
+        if len > Attributes::MAX_MESSAGE_LIMIT as usize {
+            return fail(
+                BATON_TOO_BIG,
+                format!(
+                    "{len} bytes: no queue takes messages over {}",
+                    Attributes::MAX_MESSAGE_LIMIT
+                ),
+            );
         }
         let payload = if len == 0 {
             &[][..]
@@ -494,7 +514,9 @@ pub unsafe extern "C" fn baton_receiver_open(
 /// length, and `info` (if not NULL) its metadata. The message before it on this receiver is
 /// acknowledged first; this one stays unacknowledged until the next receive, `baton_ack` or
 /// `baton_receiver_close`. `BATON_NO_SPACE`: `cap` is too small, `*len` is what is needed,
-/// and the message is kept for the next call.
+/// and the message is kept for the next call. One call at a time per receiver: a `baton_ack`
+/// or `baton_receiver_fd` from another thread waits until a blocked `baton_recv` returns
+/// (`baton_receiver_close` does not: it interrupts it).
 ///
 /// # Safety
 ///

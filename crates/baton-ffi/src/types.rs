@@ -47,6 +47,8 @@ pub const SA_MSG_QUEUE_PERSISTENT: SaMsgQueueCreationFlagsT = 1;
 pub const SA_MSG_QUEUE_CREATE: SaMsgQueueOpenFlagsT = 1;
 pub const SA_MSG_QUEUE_RECEIVE_CALLBACK: SaMsgQueueOpenFlagsT = 2;
 pub const SA_MSG_QUEUE_EMPTY: SaMsgQueueOpenFlagsT = 4;
+/// baton's extension (saMsg.h): gets acknowledge at the thread's next get or the close.
+pub const BATON_MSG_QUEUE_AT_LEAST_ONCE: SaMsgQueueOpenFlagsT = 0x100;
 pub const SA_DISPATCH_ONE: SaDispatchFlagsT = 1;
 pub const SA_DISPATCH_ALL: SaDispatchFlagsT = 2;
 pub const SA_DISPATCH_BLOCKING: SaDispatchFlagsT = 3;

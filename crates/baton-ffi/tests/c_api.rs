@@ -1,59 +1,17 @@
 //! Compiles the C test program (`tests/c/msg_test.c`) with `cc` against the headers and
 //! `libSaMsg.so` this build made, and runs it in a domain of its own.
 
+mod cc;
 #[path = "../../baton/tests/common/mod.rs"]
 mod common;
-use std::path::PathBuf;
 use std::process::Command;
-
-/// `target/<profile>`: where cargo put this test binary's `deps/`, and the libraries.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
 
 /// Compiles `tests/c/<file>` against the headers and `libSaMsg.so`, and runs it in domain
 /// `t`; its standard output.
 fn compile_and_run(file: &str, t: &common::TestDomain) -> String {
-    let profile = profile_dir();
-    let lib = profile.join("libSaMsg.so");
-    assert!(
-        lib.exists(),
-        "{} was not built: `cargo test` builds no cdylib; run `cargo build --release -p baton-ffi` \
-         (the README's test command does) first",
-        lib.display()
-    );
-    let include = profile.parent().unwrap().join("include");
-    assert!(
-        include.join("saMsg.h").exists() && include.join("baton.h").exists(),
-        "headers not written to {}",
-        include.display()
-    );
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/c")
-        .join(file);
-    let exe = std::env::temp_dir().join(format!("baton-{file}-{}", t.name()));
-    let cc = Command::new("cc")
-        .args([
-            "-std=c11",
-            "-D_DEFAULT_SOURCE",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-o",
-        ])
-        .arg(&exe)
-        .arg(&src)
-        .arg(format!("-I{}", include.display()))
-        .arg(format!("-L{}", profile.display()))
-        .arg(format!("-Wl,-rpath,{}", profile.display()))
-        .args(["-lSaMsg", "-lpthread"])
-        .output()
-        .expect("cc runs");
-    assert!(
-        cc.status.success(),
-        "cc: {}",
-        String::from_utf8_lossy(&cc.stderr)
+    let exe = cc::compile(
+        &[cc::source(format!("tests/c/{file}"))],
+        &format!("{file}-{}", t.name()),
     );
     let out = Command::new(&exe)
         .env("BATON_DOMAIN", t.name())

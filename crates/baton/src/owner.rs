@@ -239,8 +239,7 @@ fn release(seg: &Attachment) {
     owner
         .unowned_since_ns
         .store(monotonic_ns(), Ordering::Relaxed);
-    if seg.attributes().retention == Some(Duration::ZERO)
-        && !recovery::standby_waiting_besides_own_marks(seg)
+    if seg.retention() == Some(Duration::ZERO) && !recovery::standby_waiting_besides_own_marks(seg)
     {
         let _ = seg.remove();
     }

@@ -484,3 +484,36 @@ fn timeouts_too_long_for_the_clock_wait_without_limit_instead_of_panicking() {
     let mut c = s.consumer().unwrap();
     assert_eq!(c.recv_timeout(Duration::MAX).unwrap().payload(), b"shared");
 }
+
+/// `status()` on a segment a peer truncated to nothing reports it, touching nothing past the
+/// file's end. (Review: the retention in force, read from shared memory, made it a SIGBUS.)
+#[test]
+fn status_of_a_segment_truncated_to_nothing_reports_it_without_sigbus() {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+    let t = TestDomain::new("status-trunc0");
+    let q = Queue::create(&t.domain, "q", &small()).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.file("q"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    // SAFETY: the child only calls status() and attributes() and exits with _exit.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let st = q.status();
+            let ok = st.file_size == Some(0) && q.attributes() == st.attributes;
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        ForkResult::Parent { child } => {
+            let status = waitpid(child, None).unwrap();
+            assert_eq!(
+                status,
+                WaitStatus::Exited(child, 0),
+                "status() on a truncated segment"
+            );
+        }
+    }
+}

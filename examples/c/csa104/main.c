@@ -8,7 +8,9 @@
  *
  * run.sh plays the guide's story: an active, a standby sending, the active killed, the next
  * active taking the queue over, and checks that every numbered message arrived. */
-#define _DEFAULT_SOURCE
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* usleep, getpid with -std=c11 */
+#endif
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>

@@ -2,7 +2,9 @@
  * each marked "baton:" below: the creation attributes set all four priorities (the guide's
  * loop stops before the lowest, leaving its size uninitialised), and the message version is
  * a number (SaUint32T in SA-AIS-MSG-B.03.01; the guide's SAFplus header had a SaVersionT). */
-#define _DEFAULT_SOURCE
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* usleep, getpid with -std=c11 */
+#endif
 #include <assert.h>
 #include <string.h>
 #include <unistd.h>

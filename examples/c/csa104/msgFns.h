@@ -4,7 +4,9 @@
 #ifndef MSGFNS_H
 #define MSGFNS_H
 
+#include <signal.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,6 +38,11 @@ static inline void clLogLine(const char *severity, const char *format, ...)
         text[--n] = 0; /* the guide's formats end in "\n\r" or nothing: one line each */
     printf("(%d : %s) %s\n", (int)getpid(), severity, text);
     fflush(stdout);
+    /* Tests only: stop (SIGSTOP) right after logging a line containing $CSA104_STOP_AT, so
+     * that a kill lands while the message just received is in hand, before the next get. */
+    const char *stop = getenv("CSA104_STOP_AT");
+    if (stop && *stop && strstr(text, stop))
+        raise(SIGSTOP);
 }
 
 #endif

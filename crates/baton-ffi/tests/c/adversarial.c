@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "saMsg.h"
+#include "baton.h"
 
 static SaNameT name_of(const char *s) {
     SaNameT n; memset(&n, 0, sizeof n);
@@ -257,6 +258,125 @@ static void t_dispatch_beside_looping_get(void) {
     if (stalls > 0) FAIL("another queue's callbacks stalled behind a get");
 }
 
+/* ---- 11 (review 16): a got message kept its space until the next get ----
+ * saMsgMessageGet left what it returned unacknowledged until the handle's next get, so a queue
+ * that a get had emptied was still full for senders and its status still counted the message;
+ * a receive-callback queue sized for one message deadlocked. Now a get acknowledges, as the
+ * specification has it; the deferral is BATON_MSG_QUEUE_AT_LEAST_ONCE, asked for. */
+static void t_got_holds_space(void) {
+    SaMsgHandleT h = init();
+    SaNameT n = name_of("qspace");
+    SaMsgQueueCreationAttributesT a = attrs();
+    for (int i = 0; i < 4; i++) a.size[i] = 256; /* one 100-byte message per priority */
+    SaMsgQueueHandleT q;
+    if (saMsgQueueOpen(h, &n, &a, SA_MSG_QUEUE_CREATE, 0, &q) != SA_AIS_OK) FAIL("open");
+    char payload[100]; memset(payload, 'p', sizeof payload);
+    SaMsgMessageT m; memset(&m, 0, sizeof m); m.data = payload; m.size = sizeof payload;
+    int sent = 0;
+    while (sent < 16 && saMsgMessageSend(h, &n, &m, 0) == SA_AIS_OK) sent++;
+    char b[128]; SaMsgMessageT g; memset(&g, 0, sizeof g); g.data = b; g.size = sizeof b;
+    SaAisErrorT grc = saMsgMessageGet(q, &g, NULL, NULL, 0);
+    SaMsgQueueStatusT st; memset(&st, 0, sizeof st);
+    saMsgQueueStatusGet(h, &n, &st);
+    SaAisErrorT src = saMsgMessageSend(h, &n, &m, SA_TIME_ONE_SECOND / 2);
+    printf("  %d sent until full; get rc=%d; messages after the get: %u; send after the get rc=%d (1=OK, 23=QUEUE_FULL)\n",
+           sent, grc, st.saMsgQueueUsage[0].numberOfMessages, src);
+    if (sent != 1 || grc != SA_AIS_OK) FAIL("setup");
+    if (src != SA_AIS_OK || st.saMsgQueueUsage[0].numberOfMessages != 0)
+        FAIL("a message got is still in the queue: it takes the space of the next one");
+}
+
+/* ---- 12 (review 16): two threads get from one handle; the process dies ----
+ * "the only message an SA program can see twice is the one it had in hand when it died; none
+ * is lost": thread A gets m1 and works on it; thread B's get acknowledges m1 (the handle's
+ * "current"), though A still has it in hand. The process is killed: m1 is lost. */
+static volatile int a_has_it;
+static SaMsgQueueHandleT two_q;
+static void *hold_one(void *p) {
+    (void)p; char b[16]; SaMsgMessageT m; memset(&m, 0, sizeof m); m.data = b; m.size = sizeof b;
+    if (saMsgMessageGet(two_q, &m, NULL, NULL, SA_TIME_ONE_SECOND) == SA_AIS_OK) a_has_it = 1;
+    for (;;) pause(); /* working on it */
+    return NULL;
+}
+static void t_two_threads_in_hand(void) {
+    pid_t c = fork();
+    if (c == 0) {
+        SaMsgHandleT h = init();
+        two_q = open_q(h, "qtwo", BATON_MSG_QUEUE_AT_LEAST_ONCE);
+        send_to(h, "qtwo", "m1"); send_to(h, "qtwo", "m2");
+        pthread_t t; pthread_create(&t, NULL, hold_one, NULL);
+        while (!a_has_it) usleep(1000);
+        char b[16]; SaMsgMessageT m; memset(&m, 0, sizeof m); m.data = b; m.size = sizeof b;
+        if (saMsgMessageGet(two_q, &m, NULL, NULL, SA_TIME_ONE_SECOND) != SA_AIS_OK) _exit(3);
+        kill(getpid(), SIGKILL); /* both threads have a message in hand */
+    }
+    int st; waitpid(c, &st, 0);
+    if (!WIFSIGNALED(st)) FAIL("child setup (status %d)", st);
+    SaMsgHandleT h = init();
+    SaNameT n = name_of("qtwo"); SaMsgQueueHandleT q;
+    if (saMsgQueueOpen(h, &n, NULL, 0, SA_TIME_ONE_SECOND, &q) != SA_AIS_OK) FAIL("reopen");
+    int m1 = 0, m2 = 0;
+    for (int i = 0; i < 2; i++) {
+        char b[16] = {0}; SaMsgMessageT m; memset(&m, 0, sizeof m); m.data = b; m.size = sizeof b - 1;
+        if (saMsgMessageGet(q, &m, NULL, NULL, SA_TIME_ONE_SECOND / 4) != SA_AIS_OK) break;
+        if (!strcmp(b, "m1")) m1++;
+        if (!strcmp(b, "m2")) m2++;
+    }
+    printf("  after the kill: m1 came again %d times, m2 %d times\n", m1, m2);
+    if (m1 == 0) FAIL("m1, in thread A's hands when the process died, was acknowledged by thread B's get: lost");
+}
+
+/* ---- 13 (review 16): tracking a group recreated under the same name ----
+ * A tracked group is deleted and created again; the application tracks the new one
+ * (SA_AIS_OK: "tracked already: new flags"), but the entry is the old group's tracker, which
+ * then reports the old group's removal and ends: the new group's changes never come. */
+static int track_calls, track_added;
+static void on_track(const SaNameT *g, const SaMsgQueueGroupNotificationBufferT *buf,
+                     SaUint32T members, SaAisErrorT err) {
+    (void)g; (void)members; (void)err; track_calls++;
+    for (SaUint32T i = 0; buf && i < buf->numberOfItems; i++)
+        if (buf->notification[i].change == SA_MSG_QUEUE_GROUP_ADDED) track_added++;
+}
+static void t_track_recreated_group(void) {
+    SaMsgHandleT h; SaVersionT v = {'B', 3, 1};
+    SaMsgCallbacksT cb; memset(&cb, 0, sizeof cb); cb.saMsgQueueGroupTrackCallback = on_track;
+    if (saMsgInitialize(&h, &cb, &v) != SA_AIS_OK) FAIL("init");
+    open_q(h, "qmember", 0);
+    SaNameT g = name_of("grecreated"), qm = name_of("qmember");
+    if (saMsgQueueGroupCreate(h, &g, SA_MSG_QUEUE_GROUP_ROUND_ROBIN) != SA_AIS_OK) FAIL("create");
+    if (saMsgQueueGroupTrack(h, &g, SA_TRACK_CHANGES_ONLY, NULL) != SA_AIS_OK) FAIL("track");
+    saMsgQueueGroupDelete(h, &g);
+    if (saMsgQueueGroupCreate(h, &g, SA_MSG_QUEUE_GROUP_ROUND_ROBIN) != SA_AIS_OK) FAIL("re-create");
+    SaAisErrorT trc = saMsgQueueGroupTrack(h, &g, SA_TRACK_CHANGES_ONLY, NULL);
+    for (int i = 0; i < 3; i++) { saMsgDispatch(h, SA_DISPATCH_ALL); usleep(50000); } /* the old one's removal */
+    int before = track_added;
+    saMsgQueueGroupInsert(h, &g, &qm);
+    for (int i = 0; i < 10 && track_added == before; i++) { saMsgDispatch(h, SA_DISPATCH_ALL); usleep(50000); }
+    printf("  track of the new group rc=%d; callbacks %d; ADDED told after the insert: %d\n",
+           trc, track_calls, track_added - before);
+    saMsgQueueGroupDelete(h, &g);
+    if (trc == SA_AIS_OK && track_added == before)
+        FAIL("tracking the re-created group said OK, but its changes are never told");
+}
+
+/* ---- 14 (review 16): baton.h handles of different kinds are the same numbers ----
+ * QUEUES and RECEIVERS are separate tables with the same handle encoding: the first queue
+ * and the first receiver are both 0x100000001, so a queue handle passed where a receiver is
+ * expected (both are uint64_t to C) is accepted and acts on an unrelated receiver. */
+static void t_native_handle_kinds(void) {
+    BatonQueue q; BatonReceiver r;
+    if (baton_queue_create(NULL, "nkinds", NULL, &q) != BATON_OK) FAIL("create: %s", baton_last_error());
+    if (baton_receiver_open(q, 0, &r) != BATON_OK) FAIL("receiver: %s", baton_last_error());
+    enum BatonStatus crc = baton_receiver_close((BatonReceiver)q); /* the wrong kind */
+    char b[8]; size_t len = 0;
+    enum BatonStatus rrc = baton_recv(r, b, sizeof b, &len, NULL, 0);
+    printf("  queue handle %#llx, receiver handle %#llx; receiver_close(queue handle) = %d (2=BAD_HANDLE); then recv(receiver) = %d (6=TIMEOUT)\n",
+           (unsigned long long)q, (unsigned long long)r, crc, rrc);
+    baton_queue_remove(NULL, "nkinds");
+    if (crc != BATON_BAD_HANDLE || rrc != BATON_TIMEOUT)
+        FAIL("a queue handle closed a receiver");
+}
+
 static void run(const char *name, void (*f)(void)) {
     printf("%s\n", name); fflush(stdout);
     pid_t c = fork();
@@ -274,6 +394,9 @@ int main(int argc, char **argv) {
         {"fork_close", t_fork_close}, {"fork_dispatch", t_fork_dispatch},
         {"finalize_vs_open", t_finalize_vs_open},
         {"dispatch_beside_looping_get", t_dispatch_beside_looping_get},
+        {"got_holds_space", t_got_holds_space}, {"two_threads_in_hand", t_two_threads_in_hand},
+        {"track_recreated_group", t_track_recreated_group},
+        {"native_handle_kinds", t_native_handle_kinds},
     };
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
         if (argc < 2 || strcmp(argv[1], ts[i].n) == 0) run(ts[i].n, ts[i].f);

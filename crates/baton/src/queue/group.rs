@@ -290,6 +290,12 @@ impl Group {
     /// A send looks at the size only when it reads the table again (the generation moved):
     /// the words a send with an unchanged table touches lie in the first page, and an `fstat`
     /// per message would cost more than the send (queues trust their peers the same way).
+    /// Whether the group was removed (`Group::remove`, `baton group rm`): a group made again
+    /// under its name is another group, which this handle does not see.
+    pub fn is_removed(&self) -> bool {
+        self.inner.file.intact() && self.inner.file.removed()
+    }
+
     fn check(&self) -> Result<(), GroupError> {
         if !self.inner.file.intact() {
             return Err(self.corrupt("its file was shrunk by a peer".to_string()));

@@ -370,7 +370,7 @@ impl Queue {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn attributes(&self) -> Attributes {
-        self.seg.attributes()
+        self.seg.attributes_in_force()
     }
 
     /// The queue's name.

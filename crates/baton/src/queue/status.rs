@@ -222,7 +222,7 @@ impl Queue {
         Status {
             name: name.to_string(),
             domain: domain.to_string(),
-            attributes: attrs,
+            attributes: seg.attributes_in_force(),
             lanes,
             sent,
             received,
@@ -451,7 +451,7 @@ impl Status {
 /// Whether `seg`'s retention has run out, found without changing anything (see
 /// [`expire_if_due`], which removes it).
 pub(super) fn retention_ran_out(seg: &Segment) -> bool {
-    let Some(retention) = seg.attributes().retention else {
+    let Some(retention) = seg.retention() else {
         return false;
     };
     let Some(since) = owner::unowned_since_unchanged(seg) else {
@@ -470,7 +470,7 @@ pub(super) fn retention_due(seg: &Segment, since: u64, retention: Duration) -> b
 
 /// Removes `seg`'s queue if its retention has run out; returns whether it is gone.
 pub(super) fn expire_if_due(seg: &Segment) -> bool {
-    let Some(retention) = seg.attributes().retention else {
+    let Some(retention) = seg.retention() else {
         return false;
     };
     if seg.is_removed() {

@@ -104,7 +104,7 @@ impl Segment {
         for _ in 0..2 {
             match Segment::open(domain, name) {
                 Ok(seg) => {
-                    return match seg.attributes().difference(&attrs) {
+                    return match seg.attributes_in_force().difference(&attrs) {
                         None => Ok(seg),
                         Some(difference) => Err(OpenError::Exists {
                             name: name.to_string(),
@@ -382,8 +382,17 @@ impl Segment {
         })
     }
 
-    /// The queue's attributes: those it was created with, but the retention in force.
+    /// The queue's attributes as it was created (a private copy: touches nothing shared).
     pub(crate) fn attributes(&self) -> Attributes {
+        self.attrs
+    }
+
+    /// The queue's attributes with the retention in force (`Queue::set_retention`), or as
+    /// created if a peer shrank the file (the retention's word is past its end: review).
+    pub(crate) fn attributes_in_force(&self) -> Attributes {
+        if self.check_size().is_err() {
+            return self.attrs;
+        }
         Attributes {
             retention: self.retention(),
             ..self.attrs
