@@ -28,10 +28,6 @@ const WAKE: u64 = u64::MAX;
 /// 0; a queue handle's never are (`handles`), nor are `WAKE`'s.
 const TRACKER_SHIFT: u32 = 32;
 
-/// The longest a get's receive waits before it looks for a cancel or close it might have
-/// missed (one that came between its look and its receive's start).
-const CANCEL_SLICE: Duration = Duration::from_millis(50);
-
 struct Lib {
     /// The process that made it: in a forked child the handle is the parent's (its epoll
     /// instance is shared with the parent) and refused.
@@ -118,10 +114,10 @@ struct QueueEntry {
     /// As `Lib::pid`.
     pid: u32,
     queue: Queue,
+    /// Cancelled by `saMsgMessageCancel` and close: a get takes a point of it before it waits
+    /// for the queue's state, so that a cancel while it waited (or before its receive began)
+    /// interrupts it (`Receiver::recv_timeout_since`).
     canceller: Canceller,
-    /// Bumped by `saMsgMessageCancel` and close: a get samples it before it waits for the
-    /// queue's state, so that a cancel while it waited (or before its receive began) counts.
-    cancels: std::sync::atomic::AtomicU64,
     closed: AtomicBool,
     /// The receiver's ready fd, registered with the library's epoll (received callbacks).
     ready: Option<RawFd>,
@@ -895,7 +891,6 @@ unsafe fn open_queue(
         pid: std::process::id(),
         queue: q,
         canceller,
-        cancels: std::sync::atomic::AtomicU64::new(0),
         closed: AtomicBool::new(false),
         ready,
         at_least_once: flags & BATON_MSG_QUEUE_AT_LEAST_ONCE != 0,
@@ -1007,7 +1002,6 @@ fn close(qh: SaMsgQueueHandleT) -> SaAisErrorT {
         return SA_AIS_ERR_BAD_HANDLE;
     };
     q.closed.store(true, Ordering::Release);
-    q.cancels.fetch_add(1, Ordering::AcqRel);
     q.canceller.cancel(); // a get blocked on it returns; one waiting for it sees `closed`
     if let (Some(fd), Some(l)) = (q.ready, LIBS.get(q.lib)) {
         // SAFETY: removes a descriptor we registered from our epoll.
@@ -1247,11 +1241,11 @@ pub unsafe extern "C" fn saMsgMessageGet(
         // Sampled before waiting for the queue's state: a cancel or close while another get
         // holds it, or before this one's receive begins, interrupts this one too (review: a
         // second get blocked for ever after a cancel or close).
-        let point = q.cancels.load(Ordering::Acquire);
+        let point = q.canceller.point();
         let interrupted = || {
             if q.closed.load(Ordering::Acquire) {
                 Some(SA_AIS_ERR_BAD_HANDLE)
-            } else if q.cancels.load(Ordering::Acquire) != point {
+            } else if q.canceller.cancelled_since(point) {
                 Some(SA_AIS_ERR_INTERRUPT)
             } else {
                 None
@@ -1278,26 +1272,13 @@ pub unsafe extern "C" fn saMsgMessageGet(
                 if let Some(code) = interrupted() {
                     return code;
                 }
-                // In slices, looking at cancels and close between them: a cancel that came
-                // after the look above and before the receive began is seen within a slice.
-                let deadline = std::time::Instant::now().checked_add(timeout);
-                let r = loop {
-                    let left = deadline.map_or(Duration::MAX, |d| {
-                        d.saturating_duration_since(std::time::Instant::now())
-                    });
-                    let r = if left.is_zero() {
-                        st.rx.try_recv()
-                    } else {
-                        st.rx.recv_timeout(left.min(CANCEL_SLICE))
-                    };
-                    match r {
-                        Err(RecvError::Timeout) if !left.is_zero() => {}
-                        other => break other,
-                    }
-                    if let Some(code) = interrupted() {
-                        enable();
-                        return code;
-                    }
+                // Interrupted by any cancel or close since `point`, even one made between the
+                // look above and the receive's start (no slices: review, a blocked get woke
+                // 20 times a second to look).
+                let r = if timeout.is_zero() {
+                    st.rx.try_recv()
+                } else {
+                    st.rx.recv_timeout_since(point, timeout)
                 };
                 enable();
                 match r {
@@ -1372,7 +1353,6 @@ pub unsafe extern "C" fn saMsgMessageDataFree(
 pub extern "C" fn saMsgMessageCancel(queueHandle: SaMsgQueueHandleT) -> SaAisErrorT {
     guard(|| {
         let q = tri!(queue_entry(queueHandle));
-        q.cancels.fetch_add(1, Ordering::AcqRel);
         q.canceller.cancel();
         SA_AIS_OK
     })

@@ -14,8 +14,8 @@
 
 use crate::handles::Table;
 use baton::{
-    Attributes, Canceller, Domain, Message, OpenError, OwnError, Queue, Receiver, RecvError,
-    SendError,
+    Attributes, CancelPoint, Canceller, Domain, Message, OpenError, OwnError, Queue, Receiver,
+    RecvError, SendError,
 };
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -533,6 +533,8 @@ pub unsafe extern "C" fn baton_recv(
 ) -> BatonStatus {
     guard(|| {
         let r = tri!(receiver(r));
+        // Before the receiver's lock: a close while another call holds it interrupts this one.
+        let since = r.canceller.point();
         if len.is_null() || (buf.is_null() && cap != 0) {
             return fail(
                 BATON_INVALID_ARGUMENT,
@@ -545,7 +547,7 @@ pub unsafe extern "C" fn baton_recv(
         }
         let m = match st.stash.take() {
             Some(m) => m,
-            None => tri!(receive(&r, &mut st.rx, timeout_of(timeout_ns))),
+            None => tri!(receive(&r, &mut st.rx, since, timeout_of(timeout_ns))),
         };
         let n = m.payload().len();
         // SAFETY: checked non-NULL; the caller's contract.
@@ -577,36 +579,26 @@ pub unsafe extern "C" fn baton_recv(
     })
 }
 
-/// The longest a receive waits before it looks whether its receiver was closed meanwhile (a
-/// close between its look and its wait's start would not interrupt it).
-const CLOSE_SLICE: Duration = Duration::from_millis(50);
-
-/// Receives within `timeout` (`None`: for ever), in slices that look for a close.
+/// Receives within `timeout` (`None`: for ever), interrupted by a close since `since`, even
+/// one made before the receive began (no polling for it: `Receiver::recv_timeout_since`).
 fn receive(
     r: &ReceiverEntry,
     rx: &mut Receiver,
+    since: CancelPoint,
     timeout: Option<Duration>,
 ) -> Result<Message, BatonStatus> {
-    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
-    loop {
-        if r.closed.load(Ordering::Acquire) {
-            return Err(fail(
-                BATON_BAD_HANDLE,
-                "the receiver was closed while it waited",
-            ));
-        }
-        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        let got = match left {
-            Some(Duration::ZERO) => rx.try_recv(),
-            Some(left) => rx.recv_timeout(left.min(CLOSE_SLICE)),
-            None => rx.recv_timeout(CLOSE_SLICE),
-        };
-        match got {
-            Err(RecvError::Timeout | RecvError::Interrupted) if left != Some(Duration::ZERO) => {
-                continue
-            }
-            got => return got.map_err(|e| recv_status(&e)),
-        }
+    let closed = || fail(BATON_BAD_HANDLE, "the receiver was closed while it waited");
+    if r.closed.load(Ordering::Acquire) {
+        return Err(closed());
+    }
+    let got = match timeout {
+        Some(Duration::ZERO) => rx.try_recv(),
+        Some(t) => rx.recv_timeout_since(since, t),
+        None => rx.recv_timeout_since(since, Duration::MAX),
+    };
+    match got {
+        Err(RecvError::Interrupted) => Err(closed()), // only a close cancels
+        got => got.map_err(|e| recv_status(&e)),
     }
 }
 
@@ -647,7 +639,8 @@ pub unsafe extern "C" fn baton_receiver_fd(r: BatonReceiver, fd: *mut i32) -> Ba
 
 /// Lets the queue go (a standby takes it over): the message the last `baton_recv` returned
 /// is acknowledged, one kept by `BATON_NO_SPACE` stays in the queue. A `baton_recv` blocked
-/// on another thread returns `BATON_BAD_HANDLE`; the queue goes when it has.
+/// on another thread (or about to block) returns `BATON_BAD_HANDLE` at once; the queue goes
+/// when it has.
 #[no_mangle]
 pub extern "C" fn baton_receiver_close(r: BatonReceiver) -> BatonStatus {
     guard(|| {

@@ -517,3 +517,52 @@ fn status_of_a_segment_truncated_to_nothing_reports_it_without_sigbus() {
         }
     }
 }
+
+/// A cancel made after `Canceller::point` interrupts `recv_timeout_since`, whether it comes
+/// before the receive begins, while it spins, or while it sleeps; a receive given a point
+/// after the cancel waits as usual.
+#[test]
+fn a_cancel_after_the_point_interrupts_the_receive_wherever_it_lands() {
+    let t = TestDomain::new("recv-since");
+    let q = Queue::create(&t.domain, "q", &small()).unwrap();
+    let mut rx = q.receiver().unwrap();
+    let canceller = rx.canceller();
+    for i in 0..200u64 {
+        let since = canceller.point();
+        let c = canceller.clone();
+        let delay = Duration::from_micros((i * 37) % 300);
+        let cancelling = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            c.cancel();
+        });
+        if i % 2 == 0 {
+            std::thread::sleep(Duration::from_micros((i * 53) % 300));
+        }
+        assert!(
+            matches!(
+                rx.recv_timeout_since(since, Duration::from_secs(30)),
+                Err(RecvError::Interrupted)
+            ),
+            "round {i}"
+        );
+        cancelling.join().unwrap();
+        assert!(canceller.cancelled_since(since));
+    }
+    let since = canceller.point();
+    assert!(!canceller.cancelled_since(since));
+    assert!(matches!(
+        rx.recv_timeout_since(since, Duration::from_millis(20)),
+        Err(RecvError::Timeout)
+    ));
+    q.sender().send(b"m").unwrap();
+    canceller.cancel();
+    assert_eq!(
+        rx.recv_timeout_since(since, Duration::from_secs(1))
+            .unwrap()
+            .payload(),
+        b"m",
+        "a waiting message is taken, cancel or not"
+    );
+    drop(rx);
+    Queue::remove(&t.domain, "q").unwrap();
+}

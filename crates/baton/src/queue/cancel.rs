@@ -38,12 +38,25 @@ impl Canceller {
         shared.data_event.poke(&Futex);
         shared.select_event.poke(&Futex);
     }
+
+    /// A point in this canceller's history, for [`Receiver::recv_timeout_since`]
+    /// (crate::Receiver::recv_timeout_since) and [`Canceller::cancelled_since`]: a caller that
+    /// looks for its own reasons to stop (a handle closed) before it waits takes one first, so
+    /// that a cancel between its look and its wait still interrupts the wait.
+    pub fn point(&self) -> CancelPoint {
+        CancelPoint::now(&self.cancels)
+    }
+
+    /// Whether [`Canceller::cancel`] was called since `point`.
+    pub fn cancelled_since(&self, point: CancelPoint) -> bool {
+        point.passed(&self.cancels)
+    }
 }
 
-/// What a receive samples when it begins, and asks while it waits: whether a cancel came
-/// since.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct CancelPoint(u64);
+/// A point in a [`Canceller`]'s history ([`Canceller::point`]): a receive given one is
+/// interrupted by every cancel after it, even one made before the receive began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CancelPoint(u64);
 
 impl CancelPoint {
     pub(super) fn now(cancels: &AtomicU64) -> CancelPoint {

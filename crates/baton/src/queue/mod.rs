@@ -19,7 +19,7 @@ mod spin;
 mod status;
 
 pub use browse::Peeked;
-pub use cancel::Canceller;
+pub use cancel::{CancelPoint, Canceller};
 pub use consumer::{Consumer, TypeFilter};
 pub use events::{Event, EventKind, Events, Followed};
 pub use group::{

@@ -328,6 +328,42 @@ impl Receiver {
         self.recv_until(Deadline::After(timeout))
     }
 
+    /// As [`Receiver::recv_timeout`], but interrupted by every cancel of this receiver's
+    /// cancellers after `since` ([`Canceller::point`]), even one made before this call began:
+    /// for a caller that looks for its own reasons to stop before it waits (a C handle closed
+    /// from another thread), and must not sleep through a cancel made between its look and
+    /// its wait.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Interrupted`] if a cancel came after `since` (at once if it came before the
+    /// call, and no message is waiting), and as [`Receiver::recv_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baton::{Attributes, Domain, Queue, RecvError};
+    /// use std::time::Duration;
+    /// # let domain = Domain::new(&format!("doc-recv-since-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "jobs", &Attributes::default())?;
+    /// let mut rx = q.receiver()?;
+    /// let canceller = rx.canceller();
+    /// let since = canceller.point(); // before this thread looks at its own state
+    /// canceller.cancel(); // another thread, between the look and the wait
+    /// let r = rx.recv_timeout_since(since, Duration::MAX);
+    /// assert!(matches!(r, Err(RecvError::Interrupted))); // not asleep for ever
+    /// # drop(rx); Queue::remove(&domain, "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_timeout_since(
+        &mut self,
+        since: CancelPoint,
+        timeout: Duration,
+    ) -> Result<Message, RecvError> {
+        let found = self.next_record_since(Deadline::After(timeout), since)?;
+        self.deliver(found)
+    }
+
     /// Receives a message if one is waiting.
     ///
     /// # Errors
@@ -669,6 +705,15 @@ impl Receiver {
     /// Waits for the next record: polls for the spin window, then sleeps on the receiver event.
     pub(super) fn next_record(&mut self, deadline: Deadline) -> Result<Found, RecvError> {
         let cancel = CancelPoint::now(&self.cancels);
+        self.next_record_since(deadline, cancel)
+    }
+
+    /// As [`Receiver::next_record`], interrupted by any cancel after `cancel`.
+    fn next_record_since(
+        &mut self,
+        deadline: Deadline,
+        cancel: CancelPoint,
+    ) -> Result<Found, RecvError> {
         if let Some(f) = self.take_record()? {
             return Ok(f);
         }
