@@ -9,7 +9,8 @@ use crate::{ClusterError, Delivery, Member, Reason};
 use libloading::Library;
 use std::collections::VecDeque;
 use std::ffi::{c_int, c_uint, c_void};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ const CS_OK: CsError = 1;
 const CS_ERR_TRY_AGAIN: CsError = 6;
 const CS_ERR_ACCESS: CsError = 11;
 const CS_ERR_NAME_TOO_LONG: CsError = 13;
+const CS_ERR_EXIST: CsError = 14;
 const CS_ERR_TOO_BIG: CsError = 26;
 const CS_DISPATCH_ALL: c_uint = 2;
 const CPG_MODEL_V1: c_uint = 1;
@@ -158,7 +160,7 @@ unsafe fn inbox<'a>(handle: Handle) -> Option<&'a mut Inbox> {
     }
     // SAFETY: the context is the connection's boxed inbox, which outlives its dispatches, and
     // only the dispatching thread (the connection's user, `&mut`) touches it meanwhile.
-    Some(unsafe { &mut *(ctx as *mut Inbox) })
+    Some(unsafe { &mut *ctx.cast::<Inbox>() })
 }
 
 /// # Safety
@@ -244,10 +246,19 @@ unsafe extern "C" fn on_confchg(
 pub(crate) struct Connection {
     handle: Handle,
     name: CpgName,
-    /// The connection's context: boxed, so its address stays put.
-    inbox: Box<Inbox>,
+    /// The connection's context: `Box::into_raw`ed, so its address stays put and every access
+    /// (ours and the callbacks') goes through this one raw pointer; freed after `cpg_finalize`.
+    inbox: NonNull<Inbox>,
     fd: RawFd,
     joined: bool,
+    /// The process that connected: a forked child's copy of the handle must neither use nor
+    /// finalize the parent's connection (libqb's rings and socket are shared with it).
+    owner: u32,
+    /// Readable while the inbox holds deliveries (an eventfd), and whether it is now.
+    ready: OwnedFd,
+    signalled: bool,
+    /// What `fd()` gives: an epoll set of corosync's descriptor and `ready`.
+    epoll: OwnedFd,
 }
 
 // SAFETY: the connection is used by one thread at a time (`&mut self` for everything that
@@ -261,6 +272,10 @@ fn cs(e: CsError, what: &str) -> ClusterError {
             "{what}: access denied (corosync lets root, or users its uidgid directive names)"
         )),
         CS_ERR_NAME_TOO_LONG => ClusterError::NameTooLong { max: MAX_NAME },
+        CS_ERR_EXIST => ClusterError::Corosync(format!(
+            "{what}: this process is a member of that group already (corosync knows members by \
+             node and pid: one membership per process and group)"
+        )),
         CS_ERR_TOO_BIG => ClusterError::Corosync(format!("{what}: message too big for corosync")),
         e => ClusterError::Corosync(format!(
             "{what} failed with corosync error {e} (is corosync running, in this network namespace?)"
@@ -282,6 +297,13 @@ fn retrying(mut call: impl FnMut() -> CsError) -> CsError {
     }
 }
 
+/// `left` as `poll`'s timeout: whole milliseconds rounded up (a wait never ends early), at
+/// most `c_int::MAX` (review: a fraction of a millisecond over that overflowed to a negative
+/// timeout, a wait for ever).
+fn poll_ms(left: Duration) -> c_int {
+    left.as_nanos().div_ceil(1_000_000).min(c_int::MAX as u128) as c_int
+}
+
 /// How long a connection, join or leave is retried while corosync says "try again".
 const RETRY_FOR: Duration = Duration::from_secs(10);
 
@@ -298,7 +320,22 @@ impl Connection {
             length: name.len() as u32,
             value,
         };
-        let mut inbox = Box::<Inbox>::default();
+        let os = |what: &str| {
+            ClusterError::Corosync(format!("{what}: {}", std::io::Error::last_os_error()))
+        };
+        // SAFETY: a plain syscall.
+        let ready = match unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) } {
+            -1 => return Err(os("eventfd")),
+            // SAFETY: a fresh descriptor, ours alone.
+            fd => unsafe { OwnedFd::from_raw_fd(fd) },
+        };
+        // SAFETY: a plain syscall.
+        let epoll = match unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } {
+            -1 => return Err(os("epoll_create1")),
+            // SAFETY: a fresh descriptor, ours alone.
+            fd => unsafe { OwnedFd::from_raw_fd(fd) },
+        };
+        let inbox = NonNull::from(Box::leak(Box::<Inbox>::default()));
         let mut model = ModelV1 {
             model: CPG_MODEL_V1,
             deliver: Some(on_deliver),
@@ -307,12 +344,14 @@ impl Connection {
             flags: 0,
         };
         let mut handle = 0;
-        let ctx = &mut *inbox as *mut Inbox as *mut c_void;
+        let ctx = inbox.as_ptr() as *mut c_void;
         // SAFETY: out pointer, the V1 model data (copied by libcpg), our inbox as context.
         let rc = retrying(|| unsafe {
             (cpg.model_initialize)(&mut handle, CPG_MODEL_V1, &mut model, ctx)
         });
         if rc != CS_OK {
+            // SAFETY: leaked above, never given to libcpg (no handle).
+            drop(unsafe { Box::from_raw(inbox.as_ptr()) });
             return Err(cs(rc, "connecting to corosync (cpg_model_initialize)"));
         }
         let mut conn = Connection {
@@ -321,6 +360,10 @@ impl Connection {
             inbox,
             fd: -1,
             joined: false,
+            owner: std::process::id(),
+            ready,
+            signalled: false,
+            epoll,
         };
         let mut fd: c_int = -1;
         // SAFETY: a live handle and an out pointer.
@@ -329,6 +372,17 @@ impl Connection {
             return Err(cs(rc, "cpg_fd_get"));
         }
         conn.fd = fd;
+        for watched in [fd, conn.ready.as_raw_fd()] {
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: watched as u64,
+            };
+            let epfd = conn.epoll.as_raw_fd();
+            // SAFETY: our epoll set, a live descriptor, one event.
+            if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, watched, &mut ev) } < 0 {
+                return Err(os("epoll_ctl"));
+            }
+        }
         // SAFETY: a live handle and a valid name.
         let rc = retrying(|| unsafe { (cpg.join)(handle, &conn.name) });
         if rc != CS_OK {
@@ -341,6 +395,7 @@ impl Connection {
     /// Multicasts `payload` to the group, in agreed order; `TryAgain` while corosync's flow
     /// control holds this connection back.
     pub(crate) fn try_send(&mut self, payload: &[u8]) -> Result<(), ClusterError> {
+        self.mine()?;
         let cpg = cpg()?;
         let iov = libc::iovec {
             iov_base: payload.as_ptr() as *mut c_void,
@@ -359,18 +414,44 @@ impl Connection {
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<Option<Delivery>, ClusterError> {
+        self.mine()?;
+        let got = self.next_inner(timeout);
+        // `fd()` stays readable while deliveries are queued.
+        // SAFETY: our inbox; no dispatch runs now.
+        let want = !unsafe { self.inbox.as_ref() }.deliveries.is_empty();
+        if want != self.signalled {
+            let mut one = 1u64;
+            // SAFETY: 8 bytes to or from our eventfd.
+            unsafe {
+                if want {
+                    libc::write(
+                        self.ready.as_raw_fd(),
+                        &one as *const u64 as *const c_void,
+                        8,
+                    );
+                } else {
+                    libc::read(
+                        self.ready.as_raw_fd(),
+                        &mut one as *mut u64 as *mut c_void,
+                        8,
+                    );
+                }
+            }
+            self.signalled = want;
+        }
+        got
+    }
+
+    fn next_inner(&mut self, timeout: Option<Duration>) -> Result<Option<Delivery>, ClusterError> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
-            if let Some(d) = self.inbox.deliveries.pop_front() {
+            // SAFETY: our inbox; no dispatch runs now (`&mut self`).
+            if let Some(d) = unsafe { self.inbox.as_mut() }.deliveries.pop_front() {
                 return Ok(Some(d));
             }
             let wait_ms: c_int = match deadline {
                 None => -1,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    left.as_millis().min(c_int::MAX as u128) as c_int
-                        + c_int::from(left.subsec_nanos() % 1_000_000 != 0)
-                }
+                Some(d) => poll_ms(d.saturating_duration_since(Instant::now())),
             };
             let mut pfd = libc::pollfd {
                 fd: self.fd,
@@ -417,6 +498,7 @@ impl Connection {
 
     /// The group's members now, as corosync has them.
     pub(crate) fn members(&mut self) -> Result<Vec<Member>, ClusterError> {
+        self.mine()?;
         let cpg = cpg()?;
         let mut list = [CpgAddress::default(); MAX_MEMBERS];
         let mut n: c_int = MAX_MEMBERS as c_int;
@@ -434,6 +516,7 @@ impl Connection {
 
     /// This node's id.
     pub(crate) fn local_node(&self) -> Result<u32, ClusterError> {
+        self.mine()?;
         let cpg = cpg()?;
         let mut node: c_uint = 0;
         // SAFETY: a live handle and an out pointer.
@@ -443,9 +526,22 @@ impl Connection {
         }
     }
 
-    /// The descriptor corosync makes readable when something is there for this member.
+    /// An epoll descriptor: readable while deliveries wait in the inbox or corosync has
+    /// something for this member.
     pub(crate) fn fd(&self) -> RawFd {
-        self.fd
+        self.epoll.as_raw_fd()
+    }
+
+    /// Refuses a forked child's use of its parent's connection.
+    fn mine(&self) -> Result<(), ClusterError> {
+        if std::process::id() == self.owner {
+            Ok(())
+        } else {
+            Err(ClusterError::Corosync(format!(
+                "this member is process {}'s: a forked child cannot use its connection",
+                self.owner
+            )))
+        }
     }
 
     /// Leaves the group (the others get a LEAVE for this member).
@@ -453,6 +549,7 @@ impl Connection {
         if !self.joined {
             return Ok(());
         }
+        self.mine()?;
         let cpg = cpg()?;
         // SAFETY: a live handle and our name.
         let rc = retrying(|| unsafe { (cpg.leave)(self.handle, &self.name) });
@@ -466,10 +563,37 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            // A forked child's copy: finalizing would end the parent's membership. Leak the
+            // inbox too (libcpg's copy in this process still points at it).
+            return;
+        }
         if let Ok(cpg) = cpg() {
             // Finalizing leaves the group too; the inbox goes after libcpg lets the handle go.
             // SAFETY: a live handle, finalized once.
             unsafe { (cpg.finalize)(self.handle) };
         }
+        // SAFETY: from Box::leak in `join`; libcpg has let the handle (and its context) go.
+        drop(unsafe { Box::from_raw(self.inbox.as_ptr()) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_timeouts_round_up_and_stay_positive() {
+        assert_eq!(poll_ms(Duration::ZERO), 0);
+        assert_eq!(poll_ms(Duration::from_nanos(1)), 1);
+        assert_eq!(poll_ms(Duration::from_micros(1500)), 2);
+        assert_eq!(poll_ms(Duration::from_millis(7)), 7);
+        let huge = Duration::from_millis(c_int::MAX as u64 + 60_000) + Duration::from_micros(500);
+        assert_eq!(poll_ms(huge), c_int::MAX);
+        assert_eq!(
+            poll_ms(Duration::from_millis(c_int::MAX as u64)),
+            c_int::MAX
+        );
+        assert_eq!(poll_ms(Duration::MAX), c_int::MAX);
     }
 }

@@ -128,7 +128,8 @@ pub enum ClusterError {
     EmptyName,
 }
 
-/// This process's membership of one process group.
+/// This process's membership of one process group. A forked child's copy is the parent's
+/// membership: every call with it fails, and dropping it leaves the parent's alone.
 pub struct ProcessGroup {
     name: String,
     conn: cpg::Connection,
@@ -171,8 +172,9 @@ impl ProcessGroup {
     }
 
     /// Multicasts `payload` to every member, this one included, in the group's total order.
-    /// Never dropped silently: refused at once with [`ClusterError::TryAgain`] while the group
-    /// is full (flow control).
+    /// Never dropped silently: refused with [`ClusterError::TryAgain`] while the group is full
+    /// (flow control). A message over corosync's atomic size (1,047,552 bytes here) is sent in
+    /// fragments by libcpg, which itself waits up to about a second for room between them.
     ///
     /// # Errors
     ///
@@ -238,8 +240,9 @@ impl ProcessGroup {
         })
     }
 
-    /// A descriptor readable when something may be there for [`ProcessGroup::recv`] (with a
-    /// zero timeout), for `poll`/`epoll`.
+    /// A descriptor (an epoll set of the member's own) readable while something may be there
+    /// for [`ProcessGroup::recv`] with a zero timeout, for `poll`/`epoll`: deliveries already
+    /// taken from corosync and not yet received keep it readable.
     pub fn fd(&self) -> RawFd {
         self.conn.fd()
     }

@@ -358,8 +358,12 @@ fn three_members_see_every_message_in_one_order_their_own_included() {
                         return fail(format!("send {n}: {e}"));
                     }
                     // Receive along the way, so that flow control never blocks everyone.
-                    while let Ok(Some(d)) = g.recv(Some(Duration::ZERO)) {
-                        got.push(d);
+                    loop {
+                        match g.recv(Some(Duration::ZERO)) {
+                            Ok(Some(d)) => got.push(d),
+                            Ok(None) => break,
+                            Err(e) => return fail(format!("recv: {e}")),
+                        }
                     }
                 }
                 let count = |got: &Vec<Delivery>| {
@@ -572,11 +576,15 @@ fn bad_names_big_messages_and_no_corosync_are_clear_errors() {
     }
     let node = Node::start("errors");
     let mut g = node.join("errors");
+    match ProcessGroup::join(Backend::Corosync, "errors") {
+        Err(ClusterError::Corosync(why)) => assert!(why.contains("already"), "{why}"),
+        other => panic!("a second membership of one process: {other:?}"),
+    }
     assert!(matches!(
         g.send(&vec![0u8; ProcessGroup::MAX_MESSAGE + 1]),
         Err(ClusterError::TooBig { .. })
     ));
-    let big = vec![7u8; 256 * 1024]; // over corosync's atomic size: fragmented, whole again
+    let big = vec![7u8; 256 * 1024]; // many totem packets, one libcpg message
     g.send_timeout(&big, Duration::from_secs(10)).unwrap();
     let seen = until(&mut g, |d| matches!(d, Delivery::Message { .. }));
     assert!(is_message(seen.last().unwrap(), &big));
@@ -619,8 +627,12 @@ fn two_nodes_agree_on_one_order_and_a_dead_node_is_told_nodedown() {
                 {
                     return false;
                 }
-                while let Ok(Some(d)) = b.recv(Some(Duration::ZERO)) {
-                    got.push(d);
+                loop {
+                    match b.recv(Some(Duration::ZERO)) {
+                        Ok(Some(d)) => got.push(d),
+                        Ok(None) => break,
+                        Err(_) => return false,
+                    }
                 }
             }
             while got
@@ -643,7 +655,11 @@ fn two_nodes_agree_on_one_order_and_a_dead_node_is_told_nodedown() {
                     _ => None,
                 })
                 .collect();
-            if std::fs::write(&out, lines.join("\n")).is_err() {
+            // Whole or not at all: the parent reads it once it exists.
+            let part = out.with_extension("part");
+            if std::fs::write(&part, lines.join("\n")).is_err()
+                || std::fs::rename(&part, &out).is_err()
+            {
                 return false;
             }
             loop {
@@ -699,7 +715,6 @@ fn two_nodes_agree_on_one_order_and_a_dead_node_is_told_nodedown() {
         assert!(Instant::now() < deadline, "b never wrote what it saw");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(100)); // written whole
     let b_saw: Vec<String> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()
@@ -720,4 +735,151 @@ fn two_nodes_agree_on_one_order_and_a_dead_node_is_told_nodedown() {
     assert_eq!(a.members().unwrap(), vec![me_a]);
     let _ = nix::sys::signal::kill(b, nix::sys::signal::Signal::SIGKILL);
     let _ = nix::sys::wait::waitpid(b, None);
+}
+
+// ---- review 17 ----
+
+/// Corosync stops while a member waits in `recv(None)`: the wait ends with an error (it must
+/// neither hang nor spin).
+#[test]
+fn recv_errors_when_corosync_stops() {
+    let _serial = serial();
+    if !root() {
+        return;
+    }
+    let node = Node::start("stop");
+    let mut g = node.join("stop");
+    let me = g.me().unwrap();
+    until(&mut g, |d| is_change(d, me, Reason::Join));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let r = g.recv(None);
+        let _ = tx.send(format!("{r:?}"));
+        g
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(node.corosync.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(r) => {
+            assert!(
+                r.starts_with("Err(Corosync"),
+                "recv after corosync died: {r}"
+            );
+            drop(waiter.join().unwrap());
+        }
+        Err(_) => panic!("recv(None) still waiting 10 s after corosync was killed"),
+    }
+}
+
+/// A message of exactly `MAX_MESSAGE` bytes (over libcpg's atomic size, so really
+/// fragmented) is accepted and delivered whole.
+#[test]
+fn a_message_of_exactly_max_message_is_delivered() {
+    let _serial = serial();
+    if !root() {
+        return;
+    }
+    let node = Node::start("max");
+    let mut g = node.join("max");
+    let big: Vec<u8> = (0..ProcessGroup::MAX_MESSAGE)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    g.send_timeout(&big, Duration::from_secs(10)).unwrap();
+    let seen = until(&mut g, |d| matches!(d, Delivery::Message { .. }));
+    assert!(is_message(seen.last().unwrap(), &big));
+}
+
+/// A name of exactly 128 bytes joins, and the member gets its own join and its message.
+#[test]
+fn a_name_of_128_bytes_joins() {
+    let _serial = serial();
+    if !root() {
+        return;
+    }
+    let node = Node::start("name128");
+    let name = "n".repeat(128);
+    let mut g = node.join(&name);
+    let me = g.me().unwrap();
+    until(&mut g, |d| is_change(d, me, Reason::Join));
+    g.send(b"hi").unwrap();
+    until(&mut g, |d| is_message(d, b"hi"));
+    assert_eq!(g.members().unwrap(), vec![me]);
+}
+
+/// `fd()` is "readable when `recv` may have something": with three messages waiting, a
+/// poll, one `recv(ZERO)`, and a poll again must find the fd readable (two are still there).
+#[test]
+fn fd_is_readable_while_deliveries_are_queued() {
+    let _serial = serial();
+    if !root() {
+        return;
+    }
+    let node = Node::start("fd");
+    let mut g = node.join("fd");
+    let me = g.me().unwrap();
+    until(&mut g, |d| is_change(d, me, Reason::Join));
+    for m in [&b"one"[..], b"two", b"three"] {
+        g.send(m).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500)); // all three at this member's corosync
+    let readable = |g: &ProcessGroup| {
+        let mut pfd = libc::pollfd {
+            fd: g.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 2000) == 1 }
+    };
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        assert!(
+            readable(&g),
+            "fd not readable; got {got:?}; inbox still had: {:?}",
+            {
+                let mut rest = Vec::new();
+                while let Ok(Some(d)) = g.recv(Some(Duration::ZERO)) {
+                    rest.push(d);
+                }
+                rest
+            }
+        );
+        if let Some(d) = g.recv(Some(Duration::ZERO)).unwrap() {
+            got.push(d);
+        }
+    }
+}
+
+/// A forked child that drops its copy of the parent's handle (a child returning from the
+/// scope that held it) must not take the parent out of the group.
+#[test]
+fn a_forked_child_dropping_the_handle_leaves_the_parent_a_member() {
+    let _serial = serial();
+    if !root() {
+        return;
+    }
+    let node = Node::start("fork");
+    let mut a = node.join("fork");
+    let me = a.me().unwrap();
+    until(&mut a, |d| is_change(d, me, Reason::Join));
+    let a_ref = &a;
+    let child = member_process(move || {
+        // The child's own copy of the parent's handle goes out of scope.
+        // SAFETY: the child owns its copy of the parent's memory; the parent never sees it.
+        drop(unsafe { std::ptr::read(a_ref) });
+        true
+    });
+    assert_eq!(reap(child, Duration::from_secs(20)), Some(0));
+    a.send(b"still here").unwrap();
+    let seen = until(&mut a, |d| is_message(d, b"still here"));
+    assert!(
+        seen.iter()
+            .all(|d| !matches!(d, Delivery::Membership { .. })),
+        "{seen:?}"
+    );
+    assert_eq!(a.members().unwrap(), vec![me]);
 }
