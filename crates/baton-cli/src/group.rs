@@ -1,4 +1,5 @@
-//! `baton group`: queue groups (create, add, remove, ls, rm).
+//! `baton group`: queue groups (create, add, remove, ls, rm), and process groups (join, send,
+//! members: `pgroup`).
 
 use crate::format::{print_json, SCHEMA};
 use crate::Failure;
@@ -21,8 +22,19 @@ Examples:
   baton group remove workers worker-b
   baton group rm workers
 
-Exit status: 0, 1 error, 2 bad usage, 4 no such group (or, for add, no such queue), 5 the \
-queue is a member already (add) or not a member (remove), or the group exists (create).";
+A process group (join, send, members) is another thing: Corosync's closed process group, a set \
+of processes that all receive the same messages and membership changes (join, leave, \
+process-down, node-down, node-up) in one total order, their own messages included. It needs \
+corosync running on the node (its name is corosync's, cluster-wide: domains do not apply); \
+see docs/groups.md.
+
+  baton group join replicas              # prints each message and change, until stopped
+  baton group send replicas 'set x 1'    # joins, sends, waits for it to come back, leaves
+  baton group members replicas
+
+Exit status: 0, 1 error, 2 bad usage, 3 timeout (send), 4 no such group (or, for add, no such \
+queue), 5 the queue is a member already (add) or not a member (remove), or the group exists \
+(create); 130/143/129 join stopped by a signal.";
 
 #[derive(clap::Subcommand)]
 pub enum Action {
@@ -50,6 +62,28 @@ pub enum Action {
     Ls { group: Option<String> },
     /// Remove a group (its queues stay).
     Rm { group: String },
+    /// Join a process group and print each message and membership change, in the group's
+    /// order, until stopped (or COUNT messages came).
+    Join {
+        /// The process group's name (corosync's; up to 128 bytes).
+        group: String,
+        /// Leave after this many messages.
+        #[arg(long, short = 'n')]
+        count: Option<usize>,
+    },
+    /// Send each MESSAGE to a process group (joining it for the while): every member
+    /// receives them, in one order; returns once they are delivered back here.
+    #[command(name = "send")]
+    Multicast {
+        group: String,
+        #[arg(required = true)]
+        messages: Vec<String>,
+        /// Give up after this long (flow control, or no delivery).
+        #[arg(long, default_value = "10s", value_parser = crate::format::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// List a process group's members (node/pid), without joining it.
+    Members { group: String },
 }
 
 fn parse_policy(s: &str) -> Result<GroupPolicy, String> {
@@ -61,6 +95,13 @@ fn parse_policy(s: &str) -> Result<GroupPolicy, String> {
 
 pub fn run(domain: &Domain, action: Action, json: bool) -> Result<(), Failure> {
     match action {
+        Action::Join { group, count } => return crate::pgroup::join(&group, count, json),
+        Action::Multicast {
+            group,
+            messages,
+            timeout,
+        } => return crate::pgroup::send(&group, &messages, timeout, json),
+        Action::Members { group } => return crate::pgroup::members(&group, json),
         Action::Create { group, policy } => {
             Group::create(domain, &group, policy)?;
             say(

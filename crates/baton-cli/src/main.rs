@@ -15,6 +15,7 @@ mod format;
 mod group;
 mod inspect;
 mod manual;
+mod pgroup;
 mod recv;
 mod request;
 mod send;
@@ -177,7 +178,7 @@ queue.")]
     /// and removed, owners taking over and letting go, consumers joining and leaving.
     #[command(after_help = watch::AFTER_HELP)]
     Watch(watch::Args),
-    /// Queue groups: create, add and remove members, list, remove.
+    /// Queue groups (create, add, remove, ls, rm) and process groups (join, send, members).
     #[command(subcommand, after_help = group::AFTER_HELP)]
     Group(group::Action),
     /// Show the messages waiting in a queue (payloads and metadata), taking none.

@@ -310,6 +310,19 @@ const RETRY_FOR: Duration = Duration::from_secs(10);
 impl Connection {
     /// Connects to the local corosync and joins group `name`.
     pub(crate) fn join(name: &str) -> Result<Connection, ClusterError> {
+        let mut conn = Connection::connect(name)?;
+        let cpg = cpg()?;
+        // SAFETY: a live handle and a valid name.
+        let rc = retrying(|| unsafe { (cpg.join)(conn.handle, &conn.name) });
+        if rc != CS_OK {
+            return Err(cs(rc, "cpg_join"));
+        }
+        conn.joined = true;
+        Ok(conn)
+    }
+
+    /// Connects to the local corosync, for group `name`, without joining it.
+    pub(crate) fn connect(name: &str) -> Result<Connection, ClusterError> {
         let cpg = cpg()?;
         if name.len() > MAX_NAME {
             return Err(ClusterError::NameTooLong { max: MAX_NAME });
@@ -383,12 +396,6 @@ impl Connection {
                 return Err(os("epoll_ctl"));
             }
         }
-        // SAFETY: a live handle and a valid name.
-        let rc = retrying(|| unsafe { (cpg.join)(handle, &conn.name) });
-        if rc != CS_OK {
-            return Err(cs(rc, "cpg_join"));
-        }
-        conn.joined = true;
         Ok(conn)
     }
 

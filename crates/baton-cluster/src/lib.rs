@@ -166,6 +166,20 @@ impl ProcessGroup {
         }
     }
 
+    /// The members of group `name` now, asked without joining it (so nobody is told a join).
+    ///
+    /// # Errors
+    ///
+    /// As [`ProcessGroup::join`].
+    pub fn members_of(backend: Backend, name: &str) -> Result<Vec<Member>, ClusterError> {
+        if name.is_empty() {
+            return Err(ClusterError::EmptyName);
+        }
+        match backend {
+            Backend::Corosync => cpg::Connection::connect(name)?.members(),
+        }
+    }
+
     /// The group's name.
     pub fn name(&self) -> &str {
         &self.name
