@@ -106,18 +106,7 @@ pub fn join(group: &str, count: Option<usize>, json: bool) -> Result<(), Failure
             continue;
         };
         messages += usize::from(matches!(d, Delivery::Message { .. }));
-        let mut text = line(group, &d, json);
-        text.push('\n');
-        match stdio::write_stdout(text.as_bytes(), &mut stdio::Grace::default()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                return Err(Failure::new(stdio::signal_status(libc::SIGPIPE), ""))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                return Err(stopped(stdio::stop_signal().unwrap_or(libc::SIGINT)))
-            }
-            Err(e) => return Err(Failure::new(exit::ERROR, format!("cannot write: {e}"))),
-        }
+        crate::watch::stdio_line(line(group, &d, json))?;
     }
     member.leave().map_err(|e| failure(group, e))
 }
@@ -148,12 +137,14 @@ pub fn send(
         match member.recv(Some(left)).map_err(|e| failure(group, e))? {
             Some(Delivery::Message { from, .. }) if from == me => own += 1,
             Some(_) => {}
-            None => return Err(Failure::new(
-                exit::TIMEOUT,
-                format!(
+            None => {
+                return Err(Failure::new(
+                    exit::TIMEOUT,
+                    format!(
                     "process group {group}: sent, but not yet delivered back within the timeout"
                 ),
-            )),
+                ))
+            }
         }
     }
     member.leave().map_err(|e| failure(group, e))?;

@@ -48,18 +48,24 @@ pub fn run(domain: &Domain, args: Args, json: bool) -> Result<(), Failure> {
             }
             continue;
         };
-        let mut line = if json { as_json(&next) } else { as_text(&next) };
-        line.push('\n');
-        match stdio::write_stdout(line.as_bytes(), &mut stdio::Grace::default()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                return Err(Failure::new(stdio::signal_status(libc::SIGPIPE), ""))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                return Err(stopped(stdio::stop_signal().unwrap_or(libc::SIGINT)))
-            }
-            Err(e) => return Err(Failure::new(exit::ERROR, format!("cannot write: {e}"))),
+        stdio_line(if json { as_json(&next) } else { as_text(&next) })?;
+    }
+}
+
+/// Writes `line` and a newline to standard output, for a command that prints until stopped:
+/// a reader gone is SIGPIPE's status, a stop signal during the write is its own status.
+pub fn stdio_line(mut line: String) -> Result<(), Failure> {
+    line.push('\n');
+    match stdio::write_stdout(line.as_bytes(), &mut stdio::Grace::default()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::new(stdio::signal_status(libc::SIGPIPE), ""))
         }
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(Failure::new(
+            stdio::signal_status(stdio::stop_signal().unwrap_or(libc::SIGINT)),
+            "",
+        )),
+        Err(e) => Err(Failure::new(exit::ERROR, format!("cannot write: {e}"))),
     }
 }
 
