@@ -1270,6 +1270,7 @@ pub unsafe extern "C" fn saMsgMessageGet(
             }
             None => {
                 if let Some(code) = interrupted() {
+                    enable(); // a dispatch that found this get under way left the fd off
                     return code;
                 }
                 // Interrupted by any cancel or close since `point`, even one made between the

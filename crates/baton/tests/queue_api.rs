@@ -566,3 +566,36 @@ fn a_cancel_after_the_point_interrupts_the_receive_wherever_it_lands() {
     drop(rx);
     Queue::remove(&t.domain, "q").unwrap();
 }
+
+/// Review: a point is of one canceller. A point taken of another receiver's (or a consumer's)
+/// canceller must not make `recv_timeout_since` report a cancel that never happened to this
+/// receiver (nor hide one that did).
+#[test]
+fn a_point_of_another_canceller_is_not_a_cancel_of_this_receiver() {
+    let t = TestDomain::new("recv-since-foreign");
+    let qa = Queue::create(&t.domain, "a", &small()).unwrap();
+    let qb = Queue::create(&t.domain, "b", &small()).unwrap();
+    let mut a = qa.receiver().unwrap();
+    let b = qb.receiver().unwrap();
+    let other = b.canceller();
+    other.cancel(); // b's history moves on; a's never does
+    let foreign = other.point();
+    // Refusing the point (a panic, as `Condvar::wait` with a second mutex) would do; a
+    // cancel that never happened would not.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        a.recv_timeout_since(foreign, Duration::from_millis(50))
+    }));
+    assert!(
+        !matches!(r, Ok(Err(RecvError::Interrupted))),
+        "a's receive was interrupted though nobody cancelled a: {r:?}"
+    );
+    assert!(!matches!(
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a
+            .canceller()
+            .cancelled_since(foreign))),
+        Ok(true)
+    ));
+    drop((a, b));
+    Queue::remove(&t.domain, "a").unwrap();
+    Queue::remove(&t.domain, "b").unwrap();
+}

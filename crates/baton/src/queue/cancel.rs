@@ -48,7 +48,13 @@ impl Canceller {
     }
 
     /// Whether [`Canceller::cancel`] was called since `point`.
+    ///
+    /// # Panics
+    ///
+    /// If `point` is of another handle's cancellers (a point only means something in the
+    /// history it was taken of).
     pub fn cancelled_since(&self, point: CancelPoint) -> bool {
+        point.check_of(&self.cancels);
         point.passed(&self.cancels)
     }
 }
@@ -56,14 +62,31 @@ impl Canceller {
 /// A point in a [`Canceller`]'s history ([`Canceller::point`]): a receive given one is
 /// interrupted by every cancel after it, even one made before the receive began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CancelPoint(u64);
+pub struct CancelPoint {
+    /// The count it was taken of (its address: the counter is shared by the handle's
+    /// cancellers and lives as long as any of them).
+    of: usize,
+    at: u64,
+}
 
 impl CancelPoint {
     pub(super) fn now(cancels: &AtomicU64) -> CancelPoint {
-        CancelPoint(cancels.load(Ordering::Acquire))
+        CancelPoint {
+            of: std::ptr::from_ref(cancels) as usize,
+            at: cancels.load(Ordering::Acquire),
+        }
     }
 
     pub(super) fn passed(self, cancels: &AtomicU64) -> bool {
-        cancels.load(Ordering::Acquire) != self.0
+        cancels.load(Ordering::Acquire) != self.at
+    }
+
+    /// Panics unless this point was taken of `cancels` (as `Condvar::wait` given a second
+    /// mutex): another handle's point would read as a cancel that never came, or hide one.
+    pub(super) fn check_of(self, cancels: &AtomicU64) {
+        assert!(
+            self.of == std::ptr::from_ref(cancels) as usize,
+            "a CancelPoint of another handle's Canceller"
+        );
     }
 }

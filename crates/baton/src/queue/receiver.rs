@@ -339,6 +339,10 @@ impl Receiver {
     /// [`RecvError::Interrupted`] if a cancel came after `since` (at once if it came before the
     /// call, and no message is waiting), and as [`Receiver::recv_timeout`].
     ///
+    /// # Panics
+    ///
+    /// If `since` is a point of another handle's canceller.
+    ///
     /// # Examples
     ///
     /// ```
@@ -360,6 +364,7 @@ impl Receiver {
         since: CancelPoint,
         timeout: Duration,
     ) -> Result<Message, RecvError> {
+        since.check_of(&self.cancels);
         let found = self.next_record_since(Deadline::After(timeout), since)?;
         self.deliver(found)
     }
