@@ -1564,11 +1564,18 @@ pub unsafe extern "C" fn saMsgQueueCapacityThresholdsSet(
         let Some(t) = (unsafe { thresholds.as_ref() }) else {
             return SA_AIS_ERR_INVALID_PARAM;
         };
+        // All four or none: a bad priority's thresholds leave the others as they were.
+        let before: Vec<(u64, u64)> = (0..4u8)
+            .map(|p| q.queue.capacity_thresholds(p).unwrap_or((0, 0)))
+            .collect();
         for p in 0..4 {
             if q.queue
                 .set_capacity_thresholds(p as u8, t.capacityReached[p], t.capacityAvailable[p])
                 .is_err()
             {
+                for (earlier, &(r, a)) in before.iter().enumerate().take(p) {
+                    let _ = q.queue.set_capacity_thresholds(earlier as u8, r, a);
+                }
                 return SA_AIS_ERR_INVALID_PARAM;
             }
         }

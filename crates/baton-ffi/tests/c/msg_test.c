@@ -278,6 +278,12 @@ int main(void) {
     CHECK(th2.capacityReached[1] == 2048 && th2.capacityAvailable[3] == 1024);
     SaMsgQueueThresholdsT bad = {{1024, 1024, 1024, 1024}, {2048, 2048, 2048, 2048}};
     EXPECT(saMsgQueueCapacityThresholdsSet(q, &bad), SA_AIS_ERR_INVALID_PARAM);
+    /* Only priority 3 bad: none is changed. */
+    SaMsgQueueThresholdsT last_bad = {{3072, 3072, 3072, 1024}, {512, 512, 512, 2048}};
+    EXPECT(saMsgQueueCapacityThresholdsSet(q, &last_bad), SA_AIS_ERR_INVALID_PARAM);
+    memset(&th2, 0, sizeof th2);
+    EXPECT(saMsgQueueCapacityThresholdsGet(q, &th2), SA_AIS_OK);
+    CHECK(th2.capacityReached[0] == 2048 && th2.capacityAvailable[0] == 1024);
     /* A persistent queue has no retention to set. */
     SaTimeT retention = SA_TIME_ONE_SECOND;
     EXPECT(saMsgQueueRetentionTimeSet(q, &retention), SA_AIS_ERR_BAD_OPERATION);
