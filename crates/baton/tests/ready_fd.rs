@@ -19,12 +19,49 @@ fn readable(fd: RawFd, timeout_ms: i32) -> bool {
     n == 1 && p.revents & libc::POLLIN != 0
 }
 
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
+/// Tests that count this process's threads or measure its memory run alone; the others run
+/// side by side (a parallel test's helper thread starting or ending would skew the count).
+static PROCESS_WIDE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn side_by_side() -> std::sync::RwLockReadGuard<'static, ()> {
+    PROCESS_WIDE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    PROCESS_WIDE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The ids of this process's fd helper threads. A test running alone still sees helpers of
+/// earlier tests that are ending, so tests compare sets of ids, never counts.
+fn ready_threads() -> std::collections::BTreeSet<u32> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            let named = std::fs::read_to_string(e.path().join("comm"))
+                .is_ok_and(|c| c.trim() == "baton-ready");
+            named.then(|| e.file_name().to_str().unwrap().parse().unwrap())
+        })
+        .collect()
+}
+
+/// The helper threads started since `before`, once there are `n` (a new thread names itself
+/// after it starts), or what there are after 5 s.
+fn started_since(before: &std::collections::BTreeSet<u32>, n: usize) -> Vec<u32> {
+    let new = || -> Vec<u32> { ready_threads().difference(before).copied().collect() };
+    common::eventually(Duration::from_secs(5), || new().len() >= n);
+    new()
+}
+
+/// True once none of `threads` runs any more.
+fn all_ended(threads: &[u32]) -> bool {
+    let now = ready_threads();
+    threads.iter().all(|t| !now.contains(t))
 }
 
 #[test]
 fn the_fd_is_readable_while_messages_wait_and_quiet_once_a_receive_finds_none() {
+    let _running = side_by_side();
     let t = TestDomain::new("fd-level");
     let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
     let mut rx = q.receiver().unwrap();
@@ -58,6 +95,7 @@ fn the_fd_is_readable_while_messages_wait_and_quiet_once_a_receive_finds_none() 
 
 #[test]
 fn an_edge_triggered_epoll_gets_one_edge_per_empty_to_not_empty() {
+    let _running = side_by_side();
     let t = TestDomain::new("fd-et");
     let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
     let mut rx = q.receiver().unwrap();
@@ -100,6 +138,7 @@ fn an_edge_triggered_epoll_gets_one_edge_per_empty_to_not_empty() {
 /// `poll` on the fd and receives until empty each time: every message arrives, in order.
 #[test]
 fn a_poll_loop_receives_everything_a_sender_process_sends() {
+    let _running = side_by_side();
     if let Ok(d) = std::env::var("BATON_FD_SENDER") {
         let domain = baton::Domain::new(&d).unwrap();
         let tx = Queue::open(&domain, "q").unwrap().sender();
@@ -150,6 +189,7 @@ fn a_poll_loop_receives_everything_a_sender_process_sends() {
 /// it makes the fd readable.
 #[test]
 fn a_sender_dying_half_way_does_not_leave_the_fd_quiet() {
+    let _running = side_by_side();
     let t = TestDomain::new("fd-dead-claim");
     let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
     let mut rx = q.receiver().unwrap();
@@ -184,6 +224,7 @@ fn a_sender_dying_half_way_does_not_leave_the_fd_quiet() {
 /// own fd: every message arrives, the dead owner's taken one again, flagged.
 #[test]
 fn after_the_owner_is_killed_the_next_owners_fd_gets_everything() {
+    let _running = side_by_side();
     if let Ok(d) = std::env::var("BATON_FD_OWNER") {
         let domain = baton::Domain::new(&d).unwrap();
         let q = Queue::open(&domain, "q").unwrap();
@@ -244,6 +285,7 @@ fn after_the_owner_is_killed_the_next_owners_fd_gets_everything() {
 
 #[test]
 fn a_removed_queue_makes_the_fd_readable_and_the_receive_says_removed() {
+    let _running = side_by_side();
     let t = TestDomain::new("fd-removed");
     let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
     let mut rx = q.receiver().unwrap();
@@ -256,12 +298,14 @@ fn a_removed_queue_makes_the_fd_readable_and_the_receive_says_removed() {
 
 #[test]
 fn the_fds_thread_ends_with_its_receiver_and_a_forked_copy_has_none() {
+    let _running = alone();
     let t = TestDomain::new("fd-threads");
     let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
-    let before = threads();
+    let before = ready_threads();
     let mut rx = q.receiver().unwrap();
     rx.ready_fd().unwrap();
-    assert!(threads() > before);
+    let helper = started_since(&before, 1);
+    assert_eq!(helper.len(), 1, "one helper thread for the fd");
     // SAFETY: the child only asks its copy of the receiver for an fd, then exits.
     match unsafe { nix::unistd::fork() }.unwrap() {
         nix::unistd::ForkResult::Child => {
@@ -283,7 +327,9 @@ fn the_fds_thread_ends_with_its_receiver_and_a_forked_copy_has_none() {
         started.elapsed() < Duration::from_secs(1),
         "the thread is woken to end"
     );
-    assert!(common::eventually(Duration::from_secs(5), || threads() == before));
+    assert!(common::eventually(Duration::from_secs(5), || all_ended(
+        &helper
+    )));
     // The queue is free: another receiver takes it.
     let mut again = q.receiver().unwrap();
     q.sender().send(b"x").unwrap();
@@ -300,6 +346,7 @@ fn the_fds_thread_ends_with_its_receiver_and_a_forked_copy_has_none() {
 /// sends: every message is taken once, by one of them.
 #[test]
 fn two_consumers_polling_their_fds_take_each_message_once() {
+    let _running = side_by_side();
     if let Ok(d) = std::env::var("BATON_FD_SHARED_SENDER") {
         let domain = baton::Domain::new(&d).unwrap();
         let tx = Queue::open(&domain, "q").unwrap().sender();
@@ -372,6 +419,7 @@ fn two_consumers_polling_their_fds_take_each_message_once() {
 
 #[test]
 fn a_selective_consumers_fd_is_readable_only_for_the_types_it_takes() {
+    let _running = side_by_side();
     let t = TestDomain::new("fd-select");
     let attrs = Attributes {
         shared: true,
@@ -397,6 +445,7 @@ fn a_selective_consumers_fd_is_readable_only_for_the_types_it_takes() {
 /// over and over (review: 22 788 false alarms in 0.5 s).
 #[test]
 fn a_consumers_fd_stays_quiet_behind_a_message_still_being_written() {
+    let _running = side_by_side();
     for filter in [baton::TypeFilter::Any, baton::TypeFilter::Exactly(7)] {
         let t = TestDomain::new("fd-open-claim");
         let attrs = Attributes {
@@ -439,21 +488,12 @@ fn vm_size_kb() -> u64 {
         .unwrap()
 }
 
-fn ready_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter(|e| {
-            std::fs::read_to_string(e.as_ref().unwrap().path().join("comm"))
-                .is_ok_and(|c| c.trim() == "baton-ready")
-        })
-        .count()
-}
-
 /// Receivers dropped after their segments were truncated to nothing leave their helper threads
 /// to end on their own, detached: their stacks are freed (review: forgotten handles kept 40
 /// stacks of 128 KiB).
 #[test]
 fn helpers_left_on_truncated_segments_end_and_free_their_stacks() {
+    let _running = alone();
     const N: usize = 40;
     let t = TestDomain::new("fd-trunc-leak");
     let small = Attributes {
@@ -461,6 +501,7 @@ fn helpers_left_on_truncated_segments_end_and_free_their_stacks() {
         max_message: 1024,
         ..Attributes::default()
     };
+    let before = ready_threads();
     let mut rxs = Vec::new();
     for i in 0..N {
         let q = Queue::create(&t.domain, &format!("q{i}"), &small).unwrap();
@@ -468,7 +509,8 @@ fn helpers_left_on_truncated_segments_end_and_free_their_stacks() {
         rx.ready_fd().unwrap();
         rxs.push(rx);
     }
-    std::thread::sleep(Duration::from_millis(100));
+    let helpers = started_since(&before, N);
+    assert_eq!(helpers.len(), N, "one helper thread per fd");
     for i in 0..N {
         std::fs::OpenOptions::new()
             .write(true)
@@ -478,10 +520,9 @@ fn helpers_left_on_truncated_segments_end_and_free_their_stacks() {
             .unwrap();
     }
     drop(rxs);
-    assert!(common::eventually(
-        Duration::from_secs(5),
-        || ready_threads() == 0
-    ));
+    assert!(common::eventually(Duration::from_secs(5), || all_ended(
+        &helpers
+    )));
     std::thread::sleep(Duration::from_millis(100));
     let v1 = vm_size_kb();
     let hs: Vec<_> = (0..N)
@@ -507,6 +548,7 @@ fn helpers_left_on_truncated_segments_end_and_free_their_stacks() {
 /// spinning on the parent's readable eventfd (review).
 #[test]
 fn a_forked_childs_space_fd_says_forked_copy() {
+    let _running = side_by_side();
     let t = TestDomain::new("fd-space-fork");
     let q = Queue::create(&t.domain, "q", &Attributes::default()).unwrap();
     let space = q.sender().space_fd().unwrap();
@@ -532,6 +574,7 @@ fn a_forked_childs_space_fd_says_forked_copy() {
 /// lives: once the process is gone, the next request reclaims the box (as for a `Delivery`).
 #[test]
 fn a_leaked_pending_request_holds_its_box_only_while_its_process_lives() {
+    let _running = side_by_side();
     let t = TestDomain::new("fd-leak-request");
     let one = Attributes {
         reply_boxes: 1,
@@ -574,6 +617,7 @@ fn group_file(t: &TestDomain, group: &str) -> std::path::PathBuf {
 /// next `next_change` says; its thread ends with the tracker.
 #[test]
 fn a_trackers_fd_is_readable_while_a_change_waits_from_any_process() {
+    let _running = alone();
     use baton::{Group, GroupError, GroupPolicy, MemberChange};
     let t = TestDomain::new("fd-track");
     for q in ["a", "b"] {
@@ -584,7 +628,8 @@ fn a_trackers_fd_is_readable_while_a_change_waits_from_any_process() {
     let before = ready_threads();
     let mut tracker = g.track().unwrap();
     let fd = tracker.ready_fd().unwrap().as_raw_fd();
-    assert_eq!(ready_threads(), before + 1);
+    let helper = started_since(&before, 1);
+    assert_eq!(helper.len(), 1, "one helper thread for the tracker's fd");
     assert!(!readable(fd, 50), "no change since the tracker was made");
 
     g.add("b").unwrap();
@@ -631,10 +676,9 @@ fn a_trackers_fd_is_readable_while_a_change_waits_from_any_process() {
         Err(GroupError::Removed { .. })
     ));
     drop(tracker);
-    assert!(common::eventually(
-        Duration::from_secs(5),
-        || ready_threads() == before
-    ));
+    assert!(common::eventually(Duration::from_secs(5), || all_ended(
+        &helper
+    )));
     for q in ["a", "b"] {
         Queue::remove(&t.domain, q).unwrap();
     }
@@ -644,6 +688,7 @@ fn a_trackers_fd_is_readable_while_a_change_waits_from_any_process() {
 /// nobody dies of SIGBUS; a forked child's tracker makes its own fd, which works.
 #[test]
 fn a_trackers_fd_survives_a_shrunk_file_and_a_fork() {
+    let _running = side_by_side();
     use baton::{Group, GroupError, GroupPolicy};
     let t = TestDomain::new("fd-track-edge");
     let g = Group::create(&t.domain, "g", GroupPolicy::Broadcast).unwrap();
