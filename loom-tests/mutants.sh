@@ -29,6 +29,8 @@ cases=(
   "reply_cas_relaxed|reply|a_reply_dropped_for_a_gone_requester_comes_before_the_next_reply|a dropped reply's box freed without Release"
   "event_no_checksum|events|two_writers_of_one_slot_leave_a_whole_event_or_a_missed_one|an event's checksum not checked"
   "event_no_seq|events|two_writers_of_one_slot_leave_a_whole_event_or_a_missed_one|an event's sequence number not checked"
+  "log_free_past_cursor|log|two_members_read_every_message_in_order_before_its_cells_are_reused|a log freed past the slowest member's cursor"
+  "log_sweep_no_fence|log|the_last_members_read_is_always_swept|a member and a log sweeper without their SeqCst fences"
   "roster_no_writing_stamp|roster|a_reader_racing_two_writes_gets_one_whole_generation|a group's table rewritten under its old stamp"
 )
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The ordering sweep: weakens every synchronising atomic ordering of the lane and the wake
-# protocol (each `ord!(...)` site in crates/baton-ring/src/lane.rs, lane/shared.rs, wake.rs, lookout.rs, reply.rs, events.rs and roster.rs), one at a time, to Relaxed (a
+# protocol (each `ord!(...)` site in crates/baton-ring/src/lane.rs, lane/shared.rs, lane/log.rs, wake.rs, lookout.rs, reply.rs, events.rs and roster.rs), one at a time, to Relaxed (a
 # fence: to none), and runs the loom models against it. Every weakening must be caught by a
 # model; one that is not either needs a model or is not needed, and then the code must say why
 # and use the weaker ordering. The sites are switched at run time in loom builds only
@@ -48,6 +48,8 @@ models=(
   "shared a_consumer_starting_at_a_read_moved_into_a_run_never_sees_its_middle_stamps"
   "shared a_record_given_back_was_read_before_its_cell_is_reused"
   "shared two_consumers_take_each_message_once_and_every_ack_at_the_head_is_swept"
+  "log the_last_members_read_is_always_swept"
+  "log two_members_read_every_message_in_order_before_its_cells_are_reused"
 )
 # The slowest model (a minute) runs only with SLOW=1.
 [ "${SLOW:-0}" = 1 ] && models+=("lane two_senders_and_a_receiver_across_the_wrap_around")
@@ -59,7 +61,7 @@ while IFS= read -r line; do
   [ -n "$name" ] && bin[${name% *}]=${name#* }
 done < <(cargo test -p baton-loom-tests --release --target-dir "$TARGET" --no-run \
            --message-format=json -q 2>/dev/null | grep '"executable":"/')
-for f in lane wake recovery shared reply events roster; do
+for f in lane wake recovery shared reply events roster log; do
   [ -n "${bin[$f]:-}" ] || { echo "no loom test binary for $f"; exit 1; }
 done
 
@@ -74,7 +76,7 @@ listing=$(awk '{
     line = substr(line, i + 5); col += 5
   }
   if (found) pending = 0
-}' crates/baton-ring/src/lane.rs crates/baton-ring/src/lane/shared.rs crates/baton-ring/src/wake.rs crates/baton-ring/src/lookout.rs crates/baton-ring/src/reply.rs crates/baton-ring/src/events.rs crates/baton-ring/src/roster.rs | grep -F -- "$filter")
+}' crates/baton-ring/src/lane.rs crates/baton-ring/src/lane/shared.rs crates/baton-ring/src/lane/log.rs crates/baton-ring/src/wake.rs crates/baton-ring/src/lookout.rs crates/baton-ring/src/reply.rs crates/baton-ring/src/events.rs crates/baton-ring/src/roster.rs | grep -F -- "$filter")
 sites=$(sed -n 's/^S //p' <<<"$listing")
 for site in $(sed -n 's/^K //p' <<<"$listing"); do
   echo "kept        $site (not swept: the reason is in the code)   [$(sed -n "$(cut -d: -f2 <<<"$site")p" "$(cut -d: -f1 <<<"$site")" | sed 's/^ *//' | cut -c1-70)]"

@@ -84,7 +84,9 @@ use crate::sync::{
 use crate::wake::{Event, Waiter};
 use crossbeam_utils::CachePadded;
 
+mod log;
 mod shared;
+pub use log::{sweep_log, LogReader};
 pub use shared::{sweep, LaneConsumer, Pick, SweepLock, Taken};
 
 /// Bytes in a data cell: the unit of allocation in a lane.
@@ -417,6 +419,14 @@ pub struct Claim {
     sender: u8,
     /// The lane it was made on (see [`Lane::id`]): a claim is used on no other.
     lane: usize,
+}
+
+impl Claim {
+    /// The claim's position in the lane.
+    #[inline]
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
 }
 
 /// A committed record, found by [`LaneOwner::at`] or [`LaneOwner::peek`]. Only the lane makes
