@@ -24,9 +24,11 @@ Examples:
 
 A process group (join, send, members) is another thing: Corosync's closed process group, a set \
 of processes that all receive the same messages and membership changes (join, leave, \
-process-down, node-down, node-up) in one total order, their own messages included. It needs \
-corosync running on the node (its name is corosync's, cluster-wide: domains do not apply); \
-see docs/groups.md.
+process-down, and with corosync node-down, node-up) in one total order, their own messages \
+included. --backend local (the default, or BATON_GROUP_BACKEND): this node's processes, in \
+shared memory, in the domain. --backend corosync: every node of the cluster; needs corosync \
+running on the node (the name is corosync's, cluster-wide: domains do not apply). See \
+docs/groups.md.
 
   baton group join replicas              # prints each message and change, until stopped
   baton group send replicas 'set x 1'    # joins, sends, waits for it to come back, leaves
@@ -65,11 +67,15 @@ pub enum Action {
     /// Join a process group and print each message and membership change, in the group's
     /// order, until stopped (or COUNT messages came).
     Join {
-        /// The process group's name (corosync's; up to 128 bytes).
+        /// The process group's name (local: a queue name's rules; corosync: up to 128 bytes).
         group: String,
         /// Leave after this many messages.
         #[arg(long, short = 'n')]
         count: Option<usize>,
+        /// Where the group lives: local (this node's processes, in shared memory, in the
+        /// domain) or corosync (every node of the corosync cluster; domains do not apply).
+        #[arg(long, default_value = "local", env = "BATON_GROUP_BACKEND", value_parser = ["local", "corosync"])]
+        backend: String,
     },
     /// Send each MESSAGE to a process group (joining it for the while): every member
     /// receives them, in one order; returns once they are delivered back here.
@@ -81,9 +87,28 @@ pub enum Action {
         /// Give up after this long (flow control, or no delivery).
         #[arg(long, default_value = "10s", value_parser = crate::format::parse_duration)]
         timeout: std::time::Duration,
+        /// Where the group lives: local (this node's processes, in shared memory, in the
+        /// domain) or corosync (every node of the corosync cluster; domains do not apply).
+        #[arg(long, default_value = "local", env = "BATON_GROUP_BACKEND", value_parser = ["local", "corosync"])]
+        backend: String,
     },
-    /// List a process group's members (node/pid), without joining it.
-    Members { group: String },
+    /// List a process group's members (node/pid; node 0 on the local backend), without
+    /// joining it.
+    Members {
+        group: String,
+        /// Where the group lives: local (this node's processes, in shared memory, in the
+        /// domain) or corosync (every node of the corosync cluster; domains do not apply).
+        #[arg(long, default_value = "local", env = "BATON_GROUP_BACKEND", value_parser = ["local", "corosync"])]
+        backend: String,
+    },
+}
+
+/// The process-group backend called `name` (clap allows only the two), local ones in `domain`.
+fn backend_of(name: &str, domain: &Domain) -> baton_cluster::Backend {
+    match name {
+        "corosync" => baton_cluster::Backend::Corosync,
+        _ => baton_cluster::Backend::local(domain),
+    }
 }
 
 fn parse_policy(s: &str) -> Result<GroupPolicy, String> {
@@ -95,13 +120,28 @@ fn parse_policy(s: &str) -> Result<GroupPolicy, String> {
 
 pub fn run(domain: &Domain, action: Action, json: bool) -> Result<(), Failure> {
     match action {
-        Action::Join { group, count } => return crate::pgroup::join(&group, count, json),
+        Action::Join {
+            group,
+            count,
+            backend,
+        } => return crate::pgroup::join(&backend_of(&backend, domain), &group, count, json),
         Action::Multicast {
             group,
             messages,
             timeout,
-        } => return crate::pgroup::send(&group, &messages, timeout, json),
-        Action::Members { group } => return crate::pgroup::members(&group, json),
+            backend,
+        } => {
+            return crate::pgroup::send(
+                &backend_of(&backend, domain),
+                &group,
+                &messages,
+                timeout,
+                json,
+            )
+        }
+        Action::Members { group, backend } => {
+            return crate::pgroup::members(&backend_of(&backend, domain), &group, json)
+        }
         Action::Create { group, policy } => {
             Group::create(domain, &group, policy)?;
             say(

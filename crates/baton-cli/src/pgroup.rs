@@ -1,4 +1,5 @@
-//! `baton group join|send|members`: process groups (Corosync CPG semantics, over corosync).
+//! `baton group join|send|members`: process groups (Corosync CPG semantics), local or over
+//! corosync.
 
 use crate::format::SCHEMA;
 use crate::{exit, stdio, Failure};
@@ -11,7 +12,11 @@ fn failure(group: &str, e: ClusterError) -> Failure {
     let code = match e {
         ClusterError::NameTooLong { .. }
         | ClusterError::EmptyName
-        | ClusterError::TooBig { .. } => exit::USAGE,
+        | ClusterError::TooBig { .. }
+        | ClusterError::Config(_) => exit::USAGE,
+        ClusterError::Local(baton::ProcessGroupError::Open(baton::OpenError::InvalidName {
+            ..
+        })) => exit::USAGE,
         ClusterError::Timeout | ClusterError::TryAgain => exit::TIMEOUT,
         _ => exit::ERROR,
     };
@@ -90,9 +95,14 @@ fn line(group: &str, d: &Delivery, json: bool) -> String {
 
 /// `group join`: prints every delivery, in the group's order, until stopped (or `count`
 /// messages came).
-pub fn join(group: &str, count: Option<usize>, json: bool) -> Result<(), Failure> {
+pub fn join(
+    backend: &Backend,
+    group: &str,
+    count: Option<usize>,
+    json: bool,
+) -> Result<(), Failure> {
     stdio::catch_stop_signals();
-    let mut member = ProcessGroup::join(Backend::Corosync, group).map_err(|e| failure(group, e))?;
+    let mut member = ProcessGroup::join(backend.clone(), group).map_err(|e| failure(group, e))?;
     let stopped = |sig: i32| Failure::new(stdio::signal_status(sig), "");
     let mut messages = 0;
     while count.is_none_or(|c| messages < c) {
@@ -114,12 +124,13 @@ pub fn join(group: &str, count: Option<usize>, json: bool) -> Result<(), Failure
 /// `group send`: joins, multicasts each message, waits until the last has come back in the
 /// group's order (so it is ordered for every member), and leaves.
 pub fn send(
+    backend: &Backend,
     group: &str,
     messages: &[String],
     timeout: Duration,
     json: bool,
 ) -> Result<(), Failure> {
-    let mut member = ProcessGroup::join(Backend::Corosync, group).map_err(|e| failure(group, e))?;
+    let mut member = ProcessGroup::join(backend.clone(), group).map_err(|e| failure(group, e))?;
     let me = member.me().map_err(|e| failure(group, e))?;
     let deadline = Instant::now() + timeout;
     for (i, m) in messages.iter().enumerate() {
@@ -160,9 +171,9 @@ pub fn send(
 }
 
 /// `group members`: the members now, asked without joining.
-pub fn members(group: &str, json: bool) -> Result<(), Failure> {
+pub fn members(backend: &Backend, group: &str, json: bool) -> Result<(), Failure> {
     let members =
-        ProcessGroup::members_of(Backend::Corosync, group).map_err(|e| failure(group, e))?;
+        ProcessGroup::members_of(backend.clone(), group).map_err(|e| failure(group, e))?;
     if json {
         println!(
             "{}",

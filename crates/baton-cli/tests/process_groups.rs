@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 /// `baton ARGS` (run from a thread in the node's network namespace, so the child is in it).
 fn baton(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
-    c.args(args).stdin(Stdio::null());
+    c.args(args)
+        .stdin(Stdio::null())
+        .env("BATON_GROUP_BACKEND", "corosync");
     c
 }
 

@@ -7,15 +7,18 @@
 //! [`recv`](ProcessGroup::recv)s one stream of [`Delivery`]: messages and membership changes
 //! (a member joined, left, died, or went with its node).
 //!
-//! **Status (issue 17, in progress).** The backend over a real Corosync ([`Backend::Corosync`],
-//! libcpg opened at run time) is built and tested against corosync in private network
-//! namespaces. The node-local backend in shared memory, the bridge between nodes' queues, the
-//! CLI and the benchmark are not built yet.
+//! Two backends, one API: [`Backend::Local`], a group of this node's processes in shared memory
+//! (`baton::LocalMember`), and [`Backend::Corosync`], a group over a real Corosync (libcpg,
+//! opened at run time) that spans the cluster. [`Backend::from_env`] picks one from the
+//! environment, so a program moves from one node to a cluster without code changes.
+//!
+//! **Status (issue 17, in progress).** Both backends are built and tested; the bridge between
+//! nodes' queues is not built yet.
 //!
 //! ```no_run
 //! use baton_cluster::{Backend, Delivery, ProcessGroup};
 //! use std::time::Duration;
-//! let mut member = ProcessGroup::join(Backend::Corosync, "replicas")?;
+//! let mut member = ProcessGroup::join(Backend::from_env()?, "replicas")?;
 //! member.send(b"set x = 1")?;
 //! while let Some(d) = member.recv(Some(Duration::from_secs(1)))? {
 //!     match d {
@@ -34,11 +37,57 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 /// Where a group lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
+    /// This node's processes, in shared memory (`/dev/shm/baton.<domain>~.pgroup.<name>`),
+    /// with the log sized by the configuration when the first member makes it. Members are
+    /// `Member { node: 0, pid }`.
+    Local(baton::Domain, baton::LocalGroupConfig),
     /// Corosync's CPG service on this node (libcpg): the group spans every node of the
     /// corosync cluster.
     Corosync,
+}
+
+/// The environment variable that chooses a backend for [`Backend::from_env`].
+pub const BACKEND_ENV: &str = "BATON_GROUP_BACKEND";
+
+impl Backend {
+    /// The local backend in `domain`, with the default log.
+    pub fn local(domain: &baton::Domain) -> Backend {
+        Backend::Local(domain.clone(), baton::LocalGroupConfig::default())
+    }
+
+    /// The backend that `BATON_GROUP_BACKEND` names: `local` (the default; in the domain of
+    /// `BATON_DOMAIN`) or `corosync`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Config`] for another value or a bad domain.
+    pub fn from_env() -> Result<Backend, ClusterError> {
+        Backend::named(
+            std::env::var(BACKEND_ENV)
+                .ok()
+                .as_deref()
+                .unwrap_or("local"),
+        )
+    }
+
+    /// The backend called `name`: `local` (in the domain of `BATON_DOMAIN`) or `corosync`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Config`] for another name or a bad domain.
+    pub fn named(name: &str) -> Result<Backend, ClusterError> {
+        match name {
+            "local" => baton::Domain::from_env()
+                .map(|d| Backend::local(&d))
+                .map_err(|e| ClusterError::Config(e.to_string())),
+            "corosync" => Ok(Backend::Corosync),
+            other => Err(ClusterError::Config(format!(
+                "unknown process group backend {other:?}: local or corosync"
+            ))),
+        }
+    }
 }
 
 /// A member: a process on a node (node ids are corosync's).
@@ -95,7 +144,14 @@ pub enum Delivery {
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClusterError {
+    /// The local backend failed (its message says how).
+    #[error(transparent)]
+    Local(baton::ProcessGroupError),
+    /// A backend chosen by name or environment that does not exist.
+    #[error("{0}")]
+    Config(String),
     /// libcpg cannot be loaded.
     #[error("the corosync backend needs libcpg: {0}")]
     NoCorosync(String),
@@ -132,7 +188,54 @@ pub enum ClusterError {
 /// membership: every call with it fails, and dropping it leaves the parent's alone.
 pub struct ProcessGroup {
     name: String,
-    conn: cpg::Connection,
+    conn: Conn,
+}
+
+/// A member's link to its backend.
+enum Conn {
+    Local(baton::LocalMember),
+    Corosync(cpg::Connection),
+}
+
+/// A local member's pid as a [`Member`] (node 0: this node).
+fn local(pid: u32) -> Member {
+    Member { node: 0, pid }
+}
+
+impl From<baton::ProcessGroupError> for ClusterError {
+    fn from(e: baton::ProcessGroupError) -> Self {
+        use baton::{ProcessGroupError as E, SendError};
+        match e {
+            E::Send(SendError::TooBig { len, max }) => ClusterError::TooBig {
+                len,
+                max: max as usize,
+            },
+            E::Send(SendError::Timeout) | E::Timeout => ClusterError::Timeout,
+            e => ClusterError::Local(e),
+        }
+    }
+}
+
+fn local_delivery(d: baton::LocalDelivery) -> Delivery {
+    match d {
+        baton::LocalDelivery::Message { pid, payload } => Delivery::Message {
+            from: local(pid),
+            payload,
+        },
+        baton::LocalDelivery::Membership {
+            pid,
+            change,
+            members,
+        } => Delivery::Membership {
+            member: local(pid),
+            reason: match change {
+                baton::LocalChange::Join => Reason::Join,
+                baton::LocalChange::Leave => Reason::Leave,
+                baton::LocalChange::ProcessDown => Reason::ProcessDown,
+            },
+            members: members.into_iter().map(local).collect(),
+        },
+    }
 }
 
 impl std::fmt::Debug for ProcessGroup {
@@ -144,7 +247,8 @@ impl std::fmt::Debug for ProcessGroup {
 }
 
 impl ProcessGroup {
-    /// The largest message a group takes (corosync fragments what is over its atomic size).
+    /// The largest message a corosync group takes (corosync fragments what is over its atomic
+    /// size). A local group's is its configuration's.
     pub const MAX_MESSAGE: usize = 1 << 20;
 
     /// Joins group `name` (at most 128 bytes). The first delivery this member receives is its
@@ -158,12 +262,16 @@ impl ProcessGroup {
         if name.is_empty() {
             return Err(ClusterError::EmptyName);
         }
-        match backend {
-            Backend::Corosync => Ok(ProcessGroup {
-                name: name.to_string(),
-                conn: cpg::Connection::join(name)?,
-            }),
-        }
+        let conn = match backend {
+            Backend::Local(domain, config) => {
+                Conn::Local(baton::LocalMember::join(&domain, name, &config)?)
+            }
+            Backend::Corosync => Conn::Corosync(cpg::Connection::join(name)?),
+        };
+        Ok(ProcessGroup {
+            name: name.to_string(),
+            conn,
+        })
     }
 
     /// The members of group `name` now, asked without joining it (so nobody is told a join).
@@ -176,6 +284,10 @@ impl ProcessGroup {
             return Err(ClusterError::EmptyName);
         }
         match backend {
+            Backend::Local(domain, _) => Ok(baton::LocalMember::members_of(&domain, name)?
+                .into_iter()
+                .map(local)
+                .collect()),
             Backend::Corosync => cpg::Connection::connect(name)?.members(),
         }
     }
@@ -194,13 +306,21 @@ impl ProcessGroup {
     ///
     /// [`ClusterError::TryAgain`], [`ClusterError::TooBig`], [`ClusterError::Corosync`].
     pub fn send(&mut self, payload: &[u8]) -> Result<(), ClusterError> {
-        if payload.len() > Self::MAX_MESSAGE {
-            return Err(ClusterError::TooBig {
-                len: payload.len(),
-                max: Self::MAX_MESSAGE,
-            });
+        match &mut self.conn {
+            Conn::Local(m) => match m.try_send(payload)? {
+                true => Ok(()),
+                false => Err(ClusterError::TryAgain),
+            },
+            Conn::Corosync(c) => {
+                if payload.len() > Self::MAX_MESSAGE {
+                    return Err(ClusterError::TooBig {
+                        len: payload.len(),
+                        max: Self::MAX_MESSAGE,
+                    });
+                }
+                c.try_send(payload)
+            }
         }
-        self.conn.try_send(payload)
     }
 
     /// As [`ProcessGroup::send`], waiting up to `timeout` while the group is full.
@@ -209,6 +329,10 @@ impl ProcessGroup {
     ///
     /// [`ClusterError::Timeout`], and as [`ProcessGroup::send`].
     pub fn send_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<(), ClusterError> {
+        if let Conn::Local(m) = &self.conn {
+            // Sleeps until a member's read frees room, rather than polling.
+            return Ok(m.send_timeout(payload, timeout)?);
+        }
         let deadline = Instant::now().checked_add(timeout);
         loop {
             match self.send(payload) {
@@ -230,7 +354,10 @@ impl ProcessGroup {
     ///
     /// [`ClusterError::Corosync`] (corosync stopped).
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Option<Delivery>, ClusterError> {
-        self.conn.next(timeout)
+        match &mut self.conn {
+            Conn::Local(m) => Ok(m.recv(timeout)?.map(local_delivery)),
+            Conn::Corosync(c) => c.next(timeout),
+        }
     }
 
     /// The members now.
@@ -239,7 +366,10 @@ impl ProcessGroup {
     ///
     /// [`ClusterError::Corosync`].
     pub fn members(&mut self) -> Result<Vec<Member>, ClusterError> {
-        self.conn.members()
+        match &mut self.conn {
+            Conn::Local(m) => Ok(m.members().into_iter().map(local).collect()),
+            Conn::Corosync(c) => c.members(),
+        }
     }
 
     /// This member.
@@ -248,17 +378,30 @@ impl ProcessGroup {
     ///
     /// [`ClusterError::Corosync`].
     pub fn me(&self) -> Result<Member, ClusterError> {
-        Ok(Member {
-            node: self.conn.local_node()?,
-            pid: std::process::id(),
-        })
+        match &self.conn {
+            Conn::Local(m) => Ok(local(m.me())),
+            Conn::Corosync(c) => Ok(Member {
+                node: c.local_node()?,
+                pid: std::process::id(),
+            }),
+        }
     }
 
-    /// A descriptor (an epoll set of the member's own) readable while something may be there
-    /// for [`ProcessGroup::recv`] with a zero timeout, for `poll`/`epoll`: deliveries already
-    /// taken from corosync and not yet received keep it readable.
-    pub fn fd(&self) -> RawFd {
-        self.conn.fd()
+    /// A descriptor readable while something may be there for [`ProcessGroup::recv`] with a
+    /// zero timeout, for `poll`/`epoll`; it goes quiet once a `recv` finds nothing. Corosync:
+    /// an epoll set of the member's own (deliveries already taken from corosync and not yet
+    /// received keep it readable). Local: an eventfd a helper thread makes readable (started
+    /// by the first call).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Local`] when the local helper cannot be made.
+    pub fn fd(&mut self) -> Result<RawFd, ClusterError> {
+        use std::os::fd::AsRawFd;
+        match &mut self.conn {
+            Conn::Local(m) => Ok(m.ready_fd()?.as_raw_fd()),
+            Conn::Corosync(c) => Ok(c.fd()),
+        }
     }
 
     /// Leaves the group: the other members get a [`Reason::Leave`] for this one. (Dropping the
@@ -267,7 +410,10 @@ impl ProcessGroup {
     /// # Errors
     ///
     /// [`ClusterError::Corosync`].
-    pub fn leave(mut self) -> Result<(), ClusterError> {
-        self.conn.leave()
+    pub fn leave(self) -> Result<(), ClusterError> {
+        match self.conn {
+            Conn::Local(m) => Ok(m.leave()?),
+            Conn::Corosync(mut c) => c.leave(),
+        }
     }
 }

@@ -519,9 +519,10 @@ fn fd_is_readable_while_deliveries_are_queued() {
         g.send(m).unwrap();
     }
     std::thread::sleep(Duration::from_millis(500)); // all three at this member's corosync
-    let readable = |g: &ProcessGroup| {
+    let fd = g.fd().unwrap();
+    let readable = |_: &ProcessGroup| {
         let mut pfd = libc::pollfd {
-            fd: g.fd(),
+            fd,
             events: libc::POLLIN,
             revents: 0,
         };

@@ -774,3 +774,53 @@ pub enum GroupError {
     #[error("cannot make the tracker's ready fd: {0}")]
     NoHelper(std::io::ErrorKind),
 }
+
+/// What a local process group says went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessGroupError {
+    /// The group's segment cannot be made or opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// A send failed.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// This process is a member of the group already: a member is a process.
+    #[error("this process is a member of process group {0:?} already")]
+    AlreadyMember(String),
+    /// A configuration too small for a JOIN record.
+    #[error("a process group's maximum message must be at least {min} bytes (a JOIN lists every member), not {max_message}")]
+    MaxMessageTooSmall {
+        /// What was asked for.
+        max_message: u32,
+        /// The least.
+        min: u32,
+    },
+    /// This process cannot take a slot in the group (every one is held).
+    #[error("cannot join: {0}")]
+    NoSlot(#[from] SlotError),
+    /// The log stayed full (a member does not read) until the deadline.
+    #[error("the process group's log stayed full: a member is not reading")]
+    Timeout,
+    /// This handle was inherited through `fork`: the membership is the parent's.
+    #[error("this member handle was inherited through fork: the membership is the parent's")]
+    ForkedCopy,
+    /// The group was removed.
+    #[error("the process group has been removed")]
+    Removed,
+    /// This member has left.
+    #[error("this member has left the group")]
+    Left,
+    /// The descriptor of `LocalMember::ready_fd` cannot be made (no eventfd, no thread).
+    #[error("cannot make the member's descriptor: {0}")]
+    NoHelper(std::io::ErrorKind),
+    /// The group's log holds what no member wrote.
+    #[error("the process group's log is corrupt: {0}")]
+    Corrupt(Damage),
+}
+
+impl From<baton_ring::lane::Corrupt> for ProcessGroupError {
+    fn from(c: baton_ring::lane::Corrupt) -> Self {
+        ProcessGroupError::Corrupt(c.into())
+    }
+}

@@ -66,9 +66,10 @@ pub use name::{check_queue_name, Domain, DEFAULT_DOMAIN, DOMAIN_ENV, MAX_NAME};
 pub use queue::{
     Attached, CancelPoint, Canceller, Consumer, Delivered, Delivery, Event, EventKind, Events,
     Followed, Group, GroupChange, GroupMember, GroupPolicy, GroupSender, GroupSent, GroupTracker,
-    InPlace, LaneStatus, ListEntry, Loan, MemberChange, Message, Metadata, Peeked, PendingRequest,
-    Queue, Receiver, ReceiverOptions, Reply, ReplyTo, Sender, SpaceFd, StandbyMark, Status,
-    TrackedMember, TypeFilter, DEFAULT_SPIN, THIS_NODE,
+    InPlace, LaneStatus, ListEntry, Loan, LocalChange, LocalDelivery, LocalGroupConfig,
+    LocalMember, MemberChange, Message, Metadata, Peeked, PendingRequest, ProcessGroupError, Queue,
+    Receiver, ReceiverOptions, Reply, ReplyTo, Sender, SpaceFd, StandbyMark, Status, TrackedMember,
+    TypeFilter, DEFAULT_SPIN, THIS_NODE,
 };
 pub use segment::{Attributes, PRIORITIES};
 pub use sys::clock::monotonic_ns;

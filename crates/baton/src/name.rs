@@ -110,6 +110,11 @@ pub fn check_queue_name(name: &str) -> Result<(), OpenError> {
     check("queue name", name)
 }
 
+/// Checks a process group's name (the rules of a queue name).
+pub(crate) fn check_group_name(name: &str) -> Result<(), OpenError> {
+    check("process group name", name)
+}
+
 fn check(what: &'static str, name: &str) -> Result<(), OpenError> {
     let bad = |reason| {
         Err(OpenError::InvalidName {

@@ -248,6 +248,9 @@ fn settle_leftovers(seg: &Segment, slot: u8, died: bool) -> u64 {
         }
     }
     settle_reply_boxes(seg, slot);
+    // A process group's member that went without leaving: its PROCDOWN, claimed under this
+    // slot (after its own claims were abandoned above).
+    crate::segment::membership::member_gone(seg, slot);
     if resolved + returned > 0 {
         // The records given back are for the consumers that sleep; an abandoned claim may
         // have held back the messages behind it.

@@ -11,6 +11,7 @@ mod consumer;
 mod events;
 mod group;
 mod message;
+pub(crate) mod process_group;
 mod ready;
 mod receiver;
 mod request;
@@ -27,6 +28,9 @@ pub use group::{
     MemberChange, TrackedMember, THIS_NODE,
 };
 pub use message::{InPlace, Message, Metadata};
+pub use process_group::{
+    LocalChange, LocalDelivery, LocalGroupConfig, LocalMember, ProcessGroupError,
+};
 pub use ready::SpaceFd;
 pub use receiver::{Receiver, ReceiverOptions};
 pub use request::{Delivered, Delivery, PendingRequest, Reply, ReplyTo};

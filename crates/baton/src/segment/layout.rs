@@ -19,9 +19,9 @@ pub const PRIORITIES: usize = 4;
 /// `"BATONQ\0\x01"`: the first word of every segment; byte-swapped it reveals an endian mismatch.
 pub(crate) const MAGIC: u64 = 0x4241_544F_4E51_0001;
 /// Version of the layout described here.
-pub(crate) const FORMAT: u32 = 8;
+pub(crate) const FORMAT: u32 = 9;
 /// Bytes before the first lane.
-pub(crate) const HEADER_SIZE: usize = 16384;
+pub(crate) const HEADER_SIZE: usize = 20480;
 pub(crate) const SHARED_OFFSET: usize = 1024;
 pub(crate) const PAGE: u64 = 4096;
 pub(crate) const NAME_FIELD: usize = 256;
@@ -92,6 +92,9 @@ pub(crate) struct Identity {
 
 /// [`Identity::flags`]: the queue is shared by competing consumers ([`Attributes::shared`]).
 pub(crate) const FLAG_SHARED: u32 = 1;
+/// [`Identity::flags`]: the segment is a process group's log (`queue::process_group`), not a
+/// queue.
+pub(crate) const FLAG_PROCESS_GROUP: u32 = 2;
 
 /// Slots in the sender table; slot 0 is never handed out.
 pub(crate) const SENDER_SLOTS: usize = 256;
@@ -120,6 +123,38 @@ pub(crate) struct Shared {
     /// Per priority, the capacity thresholds (SA-Forum's `saMsgQueueCapacityThresholdSet`) and
     /// which side of them the lane is on.
     pub(crate) thresholds: CachePadded<[Threshold; PRIORITIES]>,
+    /// Process groups: per sender slot, the member whose process holds the slot (see
+    /// `queue::process_group`).
+    pub(crate) members: [MemberEntry; SENDER_SLOTS],
+    /// Process groups: the membership change under way, for whoever takes the group lock
+    /// after its writer died.
+    pub(crate) membership: CachePadded<MembershipJournal>,
+}
+
+/// A process group's member of one sender slot.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub(crate) struct MemberEntry {
+    /// The first log position the member has not read: nothing from here on is freed.
+    pub(crate) cursor: AtomicU64,
+    /// `nonce << 32 | pid` of the member (a nonce tells one membership of the slot from the
+    /// next), or 0 when the slot has none.
+    pub(crate) state: AtomicU64,
+}
+
+/// The membership change the holder of a process group's lock is making (see
+/// `queue::process_group`): written before its record is claimed, cleared once it is applied.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub(crate) struct MembershipJournal {
+    /// The record's type (join, leave, process down), 0 when no change is under way.
+    pub(crate) kind: AtomicU64,
+    /// The member's slot.
+    pub(crate) slot: AtomicU64,
+    /// The member's `nonce << 32 | pid`.
+    pub(crate) member: AtomicU64,
+    /// `position + 1` of the record once claimed, 0 before.
+    pub(crate) claimed: AtomicU64,
 }
 
 /// A lane's capacity thresholds: crossing above `reached` bytes in use, and then back to

@@ -26,13 +26,14 @@ pub(crate) mod events;
 mod file;
 pub(crate) mod group;
 mod layout;
+pub(crate) mod membership;
 
 pub use attributes::Attributes;
 pub use layout::PRIORITIES;
 pub(crate) use layout::{Shared, SENDER_SLOTS};
 
 use crate::error::{AttributeError, Denial, Incompatibility, OpenError, SegmentDamage};
-use crate::name::{check_queue_name, Domain};
+use crate::name::{check_group_name, check_queue_name, Domain};
 use crate::sys::futex::Futex;
 
 /// While a consumer looks for messages (see [`Shared::lookout`]), senders wake no other
@@ -47,8 +48,8 @@ use baton_ring::lane::{Lane, LaneControl, LaneGeometry, CELL};
 use baton_ring::reply::{ReplyBox, ReplyBoxControl};
 use baton_ring::DataCell;
 use layout::{
-    init_locks, layout, AbiTag, Identity, LaneLayout, ReplyLayout, FLAG_SHARED, FORMAT,
-    HEADER_SIZE, MAGIC, NAME_FIELD, SHARED_OFFSET,
+    init_locks, layout, AbiTag, Identity, LaneLayout, ReplyLayout, FLAG_PROCESS_GROUP, FLAG_SHARED,
+    FORMAT, HEADER_SIZE, MAGIC, NAME_FIELD, SHARED_OFFSET,
 };
 use memmap2::{MmapOptions, MmapRaw};
 use nix::errno::Errno;
@@ -77,6 +78,8 @@ pub(crate) struct Segment {
     geometry: [LaneGeometry; 4],
     /// This mapping's `create` made the queue (rather than finding it).
     pub(crate) made_here: bool,
+    /// A process group's log, not a queue ([`FLAG_PROCESS_GROUP`]).
+    process_group: bool,
 }
 
 impl std::fmt::Debug for Segment {
@@ -96,13 +99,40 @@ impl Segment {
         attrs: &Attributes,
     ) -> Result<Segment, OpenError> {
         check_queue_name(name)?;
+        Segment::create_as(domain, name, attrs, false)
+    }
+
+    /// Creates process group `group`'s log, or opens it if it exists with the same attributes
+    /// (see `queue::process_group`). Its file is `baton.<domain>~.pgroup.<group>`: a name no
+    /// queue has.
+    pub(crate) fn create_process_group(
+        domain: &Domain,
+        group: &str,
+        attrs: &Attributes,
+    ) -> Result<Segment, OpenError> {
+        check_group_name(group)?;
+        Segment::create_as(domain, &process_group_file(group), attrs, true)
+    }
+
+    /// Opens process group `group`'s log.
+    pub(crate) fn open_process_group(domain: &Domain, group: &str) -> Result<Segment, OpenError> {
+        check_group_name(group)?;
+        Segment::open_as(domain, &process_group_file(group), false, true)
+    }
+
+    fn create_as(
+        domain: &Domain,
+        name: &str,
+        attrs: &Attributes,
+        process_group: bool,
+    ) -> Result<Segment, OpenError> {
         let attrs = attrs.normalized()?;
         let (lanes, replies, total) =
             layout(&attrs).ok_or(OpenError::InvalidAttributes(AttributeError::NoLayout))?;
         let path = Path::new(SHM_DIR).join(shm::file_name(domain, name));
         // Two rounds: if someone else links the name between our look and our link, open theirs.
         for _ in 0..2 {
-            match Segment::open(domain, name) {
+            match Segment::open_as(domain, name, false, process_group) {
                 Ok(seg) => {
                     return match seg.attributes_in_force().difference(&attrs) {
                         None => Ok(seg),
@@ -132,7 +162,10 @@ impl Segment {
                 .len(total as usize)
                 .map_raw(temp.file())
                 .map_err(|e| shm::io("mmap", e))?;
-            let identity = Identity::new(domain, name, &attrs, lanes, total);
+            let mut identity = Identity::new(domain, name, &attrs, lanes, total);
+            if process_group {
+                identity.flags |= FLAG_PROCESS_GROUP;
+            }
             // SAFETY: the mapping is `total >= HEADER_SIZE` bytes, page aligned, and private to us
             // until it is linked under its name below; `Identity` is plain data.
             unsafe { std::ptr::write_volatile(map.as_mut_ptr() as *mut Identity, identity) };
@@ -178,6 +211,7 @@ impl Segment {
                         head_seen: Default::default(),
                         geometry: geometry(&lanes, attrs.tag_bits),
                         made_here: true,
+                        process_group,
                     });
                 }
                 Err(Errno::EEXIST) => continue,
@@ -209,6 +243,17 @@ impl Segment {
         accept_mode: bool,
     ) -> Result<Segment, OpenError> {
         check_queue_name(name)?;
+        Segment::open_as(domain, name, accept_mode, false)
+    }
+
+    /// Opens segment `name` of `domain`, which must be a queue (or with `process_group`, a
+    /// process group's log).
+    fn open_as(
+        domain: &Domain,
+        name: &str,
+        accept_mode: bool,
+        process_group: bool,
+    ) -> Result<Segment, OpenError> {
         let path = Path::new(SHM_DIR).join(shm::file_name(domain, name));
         let seg = Segment::open_path_checked(&path, accept_mode).map_err(|e| match e {
             OpenError::NotFound { .. } => OpenError::NotFound {
@@ -217,7 +262,7 @@ impl Segment {
             },
             e => e,
         })?;
-        if seg.name != name || seg.domain != domain.as_str() {
+        if seg.name != name || seg.domain != domain.as_str() || seg.process_group != process_group {
             return Err(OpenError::Corrupt {
                 path,
                 reason: SegmentDamage::OtherQueue {
@@ -320,7 +365,7 @@ impl Segment {
             shared: id.flags & FLAG_SHARED != 0,
             reply_boxes: id.reply_boxes,
         };
-        if id.flags & !FLAG_SHARED != 0 {
+        if id.flags & !(FLAG_SHARED | FLAG_PROCESS_GROUP) != 0 {
             return Err(corrupt(SegmentDamage::Flags(id.flags)));
         }
         let attrs = match stored.normalized() {
@@ -379,6 +424,7 @@ impl Segment {
             head_seen: Default::default(),
             geometry: geometry(&lanes, attrs.tag_bits),
             made_here: false,
+            process_group: id.flags & FLAG_PROCESS_GROUP != 0,
         })
     }
 
@@ -457,6 +503,12 @@ impl Segment {
         removed
     }
 
+    /// Removes a process group's log: marked removed (members and senders say so), then its
+    /// name unlinked.
+    pub(crate) fn remove_process_group(&self) -> Result<(), OpenError> {
+        self.unlink_name()
+    }
+
     fn unlink_name(&self) -> Result<(), OpenError> {
         self.shared()
             .stats
@@ -485,6 +537,16 @@ impl Segment {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// The file's device and inode: the same in every mapping of it in this process.
+    pub(crate) fn file_key(&self) -> (u64, u64) {
+        fstat(self.file.as_raw_fd()).map_or((0, 0), |st| (st.st_dev as u64, st.st_ino as u64))
+    }
+
+    /// Whether the segment is a process group's log rather than a queue.
+    pub(crate) fn is_process_group(&self) -> bool {
+        self.process_group
     }
 
     /// Whether the segment has been marked removed.
@@ -685,6 +747,11 @@ impl Segment {
 }
 
 /// 64 random bits from the kernel, or (if it has none to give) from the clock and the pid.
+/// A random number (from the kernel, or from the clock and pid when it has none to give).
+pub(crate) fn random_u64() -> u64 {
+    random_seed(crate::sys::clock::monotonic_ns())
+}
+
 fn random_seed(now_ns: u64) -> u64 {
     let mut b = [0u8; 8];
     // SAFETY: writing at most 8 bytes into an 8-byte buffer.
@@ -712,6 +779,12 @@ fn geometry(lanes: &[LaneLayout; 4], tag_bits: u32) -> [LaneGeometry; 4] {
 /// Removes a queue's name. Processes that have it open find it marked removed: their next send
 /// or receive fails with `Removed`. A segment that cannot be opened (corrupt, foreign) is
 /// unlinked all the same.
+/// The segment name of process group `group`'s log (a name no queue can have: see
+/// `segment::group` for the files after a domain's `~.`).
+pub(crate) fn process_group_file(group: &str) -> String {
+    format!(".pgroup.{group}")
+}
+
 pub(crate) fn remove(domain: &Domain, name: &str) -> Result<(), OpenError> {
     check_queue_name(name)?;
     let path = Path::new(SHM_DIR).join(shm::file_name(domain, name));
