@@ -17,6 +17,7 @@ filter="${1:-}"
 
 # The models, fastest first: a weakening is caught as soon as one of them fails.
 models=(
+  "log the_last_members_read_is_always_swept"
   "roster a_reader_that_sees_a_generation_reads_its_words"
   "roster a_reader_racing_two_writes_gets_one_whole_generation"
   "events a_published_event_seen_at_first_look_is_read_with_its_own_words"
@@ -48,7 +49,6 @@ models=(
   "shared a_consumer_starting_at_a_read_moved_into_a_run_never_sees_its_middle_stamps"
   "shared a_record_given_back_was_read_before_its_cell_is_reused"
   "shared two_consumers_take_each_message_once_and_every_ack_at_the_head_is_swept"
-  "log the_last_members_read_is_always_swept"
   "log two_members_read_every_message_in_order_before_its_cells_are_reused"
 )
 # The slowest model (a minute) runs only with SLOW=1.

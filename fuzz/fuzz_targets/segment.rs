@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use std::os::unix::fs::FileExt;
 
 /// Bytes before the first lane (`segment::HEADER_SIZE`).
-const HEADER: u64 = 16384;
+const HEADER: u64 = 32768;
 
 fn domain() -> Domain {
     Domain::new(&format!("fuzz-{}", std::process::id())).unwrap()

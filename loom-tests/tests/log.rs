@@ -6,7 +6,7 @@
 //! Each model has a mutant that it must catch (`loom-tests/mutants.sh`).
 #![cfg(loom)]
 
-use baton_loom_tests::{send, LoomSweepLock, LoomWaiter};
+use baton_loom_tests::{send, try_send, LoomSweepLock, LoomWaiter};
 use baton_ring::lane::{sweep_log, HeapLane, Lane, Slot};
 use baton_ring::{AtomicU64, Ordering};
 use loom::sync::Arc;
@@ -50,21 +50,21 @@ fn read_one(
     }
 }
 
-/// Two members read a two-cell log while a sender appends a third message, which reuses a
-/// cell that only the slower member's move frees: both members read all three, in order, each
-/// before its cells are reused. Catches `log_free_past_cursor` (a sweep up to the faster
-/// member's cursor).
+/// Two members read a one-cell log while a sender appends a second message, which reuses the
+/// cell only the slower member's read frees: both members read both messages, in order, each
+/// before its cell is reused. (Bounded tries in the threads; the main thread finishes what
+/// they left, so every interleaving ends.) Catches `log_free_past_cursor` (a sweep up to the
+/// faster member's cursor lets the sender write the cell the slower one reads).
 #[test]
 fn two_members_read_every_message_in_order_before_its_cells_are_reused() {
     let mut model = loom::model::Builder::new();
-    model.preemption_bound = Some(2);
+    model.preemption_bound = Some(3);
     model.check(|| {
-        let heap = Arc::new(HeapLane::new(2));
+        let heap = Arc::new(HeapLane::new(1));
         let waiter = Arc::new(LoomWaiter::default());
         let lock = Arc::new(LoomSweepLock::default());
         let cursors = Arc::new(Cursors([AtomicU64::new(0), AtomicU64::new(0)]));
         send(&heap.lane(), 1, &[0]);
-        send(&heap.lane(), 1, &[1]);
         let members: Vec<_> = [0usize, 1]
             .into_iter()
             .map(|m| {
@@ -72,20 +72,51 @@ fn two_members_read_every_message_in_order_before_its_cells_are_reused() {
                     (heap.clone(), waiter.clone(), lock.clone(), cursors.clone());
                 loom::thread::spawn(move || {
                     let mut got = Vec::new();
-                    while got.len() < 3 {
+                    for _ in 0..3 {
                         match read_one(&heap.lane(), m, &cursors, &lock, &waiter) {
                             Some(msg) => got.push(msg[0]),
                             None => loom::thread::yield_now(),
+                        }
+                        if got.len() == 2 {
+                            break;
                         }
                     }
                     got
                 })
             })
             .collect();
-        // The sender needs each cell freed by both members' reads.
-        send(&heap.lane(), 2, &[2]);
-        let got: Vec<_> = members.into_iter().map(|m| m.join().unwrap()).collect();
-        assert_eq!(got, vec![vec![0, 1, 2], vec![0, 1, 2]]);
+        let sender = {
+            let heap = heap.clone();
+            loom::thread::spawn(move || {
+                for _ in 0..2 {
+                    if try_send(&heap.lane(), 2, &[1]) {
+                        return true;
+                    }
+                    loom::thread::yield_now();
+                }
+                false
+            })
+        };
+        let mut got: Vec<Vec<u8>> = members.into_iter().map(|m| m.join().unwrap()).collect();
+        let sent = sender.join().unwrap();
+        let lane = heap.lane();
+        for (m, g) in got.iter_mut().enumerate() {
+            if g.is_empty() {
+                g.push(read_one(&lane, m, &cursors, &lock, &waiter).unwrap()[0]);
+            }
+        }
+        if !sent {
+            assert!(
+                try_send(&lane, 2, &[1]),
+                "both members read the first message: its cell is free"
+            );
+        }
+        for (m, g) in got.iter_mut().enumerate() {
+            if g.len() == 1 {
+                g.push(read_one(&lane, m, &cursors, &lock, &waiter).unwrap()[0]);
+            }
+        }
+        assert_eq!(got, vec![vec![0, 1], vec![0, 1]]);
     });
 }
 

@@ -224,7 +224,7 @@ fn scribbled_lane_stamps_make_receive_fail_with_corrupt_not_crash() {
 /// Finds the file offset of the stamp for position `pos` of lane 0 by its tag.
 fn find_stamp(t: &TestDomain, pos: u64) -> u64 {
     let bytes = std::fs::read(t.file("q")).unwrap();
-    (16384..bytes.len() as u64)
+    (32768..bytes.len() as u64)
         .step_by(8)
         .find(|&off| {
             let w = u64::from_ne_bytes(bytes[off as usize..off as usize + 8].try_into().unwrap());

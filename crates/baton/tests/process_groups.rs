@@ -41,8 +41,9 @@ fn is_change(d: &LocalDelivery, pid: u32, change: LocalChange) -> bool {
 
 /// Runs `body` in a forked child that writes lines to a pipe; returns its pid and the lines'
 /// reader. The child exits 0 when `body` returns, 1 if it panics.
-fn member_process(body: impl FnOnce(&mut dyn Write)) -> (Pid, BufReader<std::io::PipeReader>) {
-    let (r, mut w) = std::io::pipe().unwrap();
+fn member_process(body: impl FnOnce(&mut dyn Write)) -> (Pid, BufReader<std::fs::File>) {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let (r, mut w) = (std::fs::File::from(r), std::fs::File::from(w));
     // SAFETY: the child runs `body` (baton's API and the pipe) and exits without returning
     // into the test harness.
     match unsafe { fork() }.unwrap() {
@@ -60,7 +61,7 @@ fn member_process(body: impl FnOnce(&mut dyn Write)) -> (Pid, BufReader<std::io:
     }
 }
 
-fn line(r: &mut BufReader<std::io::PipeReader>) -> String {
+fn line(r: &mut BufReader<std::fs::File>) -> String {
     let mut s = String::new();
     r.read_line(&mut s).unwrap();
     s.trim_end().to_string()
@@ -134,10 +135,8 @@ fn three_member_processes_see_one_total_order() {
                 let mut seen = Vec::new();
                 let mut from_all = 0;
                 while from_all < 3 * EACH {
-                    if sent < EACH {
-                        if m.try_send(&sent.to_le_bytes()).unwrap() {
-                            sent += 1;
-                        }
+                    if sent < EACH && m.try_send(&sent.to_le_bytes()).unwrap() {
+                        sent += 1;
                     }
                     if let Some(d) = m.recv(Some(Duration::ZERO)).unwrap() {
                         if let LocalDelivery::Message { pid, payload } = &d {

@@ -381,11 +381,15 @@ impl LocalMember {
         timeout: Option<Duration>,
     ) -> Result<Option<LocalDelivery>, ProcessGroupError> {
         self.check()?;
-        let deadline = timeout.and_then(deadline_after);
+        // The deadline is fixed when the first wait begins: a poll (a zero timeout), or a
+        // receive that finds a record at once, reads no clock.
+        let mut deadline = None;
+        let mut until = || *deadline.get_or_insert_with(|| timeout.and_then(deadline_after));
         let max = self.seg.attributes().max_message;
         let mut payload = Vec::new();
         loop {
-            self.seg.check_size().map_err(ProcessGroupError::Corrupt)?;
+            // (The file's size is checked before each sleep and after it, as a receiver's: a
+            // peer that shrinks it under a busy member is a SIGBUS, as for a queue.)
             let reader = self.reader();
             match reader.at(self.cursor, max)? {
                 Slot::Record(r) => {
@@ -405,7 +409,7 @@ impl LocalMember {
                         continue;
                     }
                     self.rearm();
-                    if !self.wait(deadline)? {
+                    if timeout == Some(Duration::ZERO) || !self.wait(until())? {
                         return Ok(None);
                     }
                 }
@@ -414,7 +418,7 @@ impl LocalMember {
                         return Err(ProcessGroupError::Removed);
                     }
                     self.rearm();
-                    if !self.wait(deadline)? {
+                    if timeout == Some(Duration::ZERO) || !self.wait(until())? {
                         return Ok(None);
                     }
                 }
@@ -520,6 +524,29 @@ impl LocalMember {
     fn wait(&self, deadline: Option<Instant>) -> Result<bool, ProcessGroupError> {
         let max = self.seg.attributes().max_message;
         let reader = self.reader();
+        let something = || {
+            !matches!(
+                reader.at(self.cursor, max),
+                Ok(Slot::End | Slot::InFlight { .. })
+            )
+        };
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            // A poll (a zero timeout): it touches no shared word, so that polling members
+            // cost the senders nothing (a sleeper's announcement would make them wake it).
+            return Ok(false);
+        }
+        // A short spin first: a message due within microseconds costs no sleep, and its
+        // sender no wake-up.
+        let spin_until = deadline.map_or(now + super::DEFAULT_SPIN, |d| {
+            d.min(now + super::DEFAULT_SPIN)
+        });
+        while Instant::now() < spin_until {
+            if something() || self.seg.is_removed() {
+                return Ok(true);
+            }
+            baton_ring::spin_hint();
+        }
         let mut damaged = None;
         let seg = &self.seg;
         let woke = seg.shared().data_event.wait_until_mapped(
@@ -630,13 +657,23 @@ impl Drop for LocalMember {
 /// First reclaims the slots of members found dead (their PROCDOWN), whose cursors would pin
 /// the log for ever.
 pub(crate) fn sweep(seg: &Segment) -> u64 {
+    let freed = membership::free_read(seg);
+    if freed > 0 {
+        return freed;
+    }
+    // Nothing freed: perhaps the slowest member is dead and nobody has taken its slot yet.
     let shared = seg.shared();
-    for (i, m) in shared.members.iter().enumerate() {
+    let mut reclaimed = false;
+    for (i, m) in membership::members(seg).iter().enumerate() {
         if m.state.load(Ordering::Relaxed) != 0
             && shared.slots[i].lock.holder() == crate::sys::robust::Holder::Died
         {
-            let _ = recovery::reclaim_if_dead(seg, i as u8);
+            reclaimed |= recovery::reclaim_if_dead(seg, i as u8).is_some();
         }
     }
-    membership::free_read(seg)
+    if reclaimed {
+        membership::free_read(seg)
+    } else {
+        0
+    }
 }

@@ -21,7 +21,7 @@ pub(crate) const MAGIC: u64 = 0x4241_544F_4E51_0001;
 /// Version of the layout described here.
 pub(crate) const FORMAT: u32 = 9;
 /// Bytes before the first lane.
-pub(crate) const HEADER_SIZE: usize = 20480;
+pub(crate) const HEADER_SIZE: usize = 32768;
 pub(crate) const SHARED_OFFSET: usize = 1024;
 pub(crate) const PAGE: u64 = 4096;
 pub(crate) const NAME_FIELD: usize = 256;
@@ -131,9 +131,11 @@ pub(crate) struct Shared {
     pub(crate) membership: CachePadded<MembershipJournal>,
 }
 
-/// A process group's member of one sender slot.
+/// A process group's member of one sender slot, on a cache line of its own: each member
+/// stores its cursor after every record it reads (three members' cursors on one line made
+/// every read a cache miss at the other two).
 #[derive(Debug, Default)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub(crate) struct MemberEntry {
     /// The first log position the member has not read: nothing from here on is freed.
     pub(crate) cursor: AtomicU64,
@@ -155,6 +157,9 @@ pub(crate) struct MembershipJournal {
     pub(crate) member: AtomicU64,
     /// `position + 1` of the record once claimed, 0 before.
     pub(crate) claimed: AtomicU64,
+    /// One past the highest slot a member ever joined from (slots are taken lowest first):
+    /// the member table is scanned up to here. Only grows, under the group lock.
+    pub(crate) high: AtomicU64,
 }
 
 /// A lane's capacity thresholds: crossing above `reached` bytes in use, and then back to
@@ -402,7 +407,10 @@ mod layout_doc {
         assert_eq!(std::mem::offset_of!(Identity, max_message), 136);
         assert_eq!(std::mem::offset_of!(Identity, name), 160);
         assert_eq!(std::mem::offset_of!(Identity, domain), 416);
-        assert_eq!(std::mem::size_of::<Shared>(), 14208);
+        assert_eq!(std::mem::size_of::<Shared>(), 30720);
+        assert_eq!(std::mem::offset_of!(Shared, members), 14208);
+        assert_eq!(std::mem::size_of::<MemberEntry>(), 64);
+        assert_eq!(std::mem::offset_of!(Shared, membership), 30592);
         assert_eq!(std::mem::offset_of!(Shared, thresholds), 14080);
         assert_eq!(std::mem::offset_of!(Shared, lookout), 13824);
         assert_eq!(std::mem::offset_of!(Shared, select_event), 12672);
@@ -425,10 +433,10 @@ mod layout_doc {
         let (lanes, replies, total) = layout(&Attributes::default()).unwrap();
         assert_eq!(
             (lanes[0].control, lanes[0].stamps, lanes[0].data),
-            (16384, 16768, 24960)
+            (32768, 33152, 41344)
         );
-        assert_eq!(lanes[1].control, 94208);
-        assert_eq!((replies.offset, replies.stride), (327680, 4160));
-        assert_eq!(total, 397312);
+        assert_eq!(lanes[1].control, 110592);
+        assert_eq!((replies.offset, replies.stride), (344064, 4160));
+        assert_eq!(total, 413696);
     }
 }

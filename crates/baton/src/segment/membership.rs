@@ -72,8 +72,7 @@ pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The slowest cursor of the members in the table but `gone` (Acquire: what each has read is
 /// done before a sweep frees it), or `None` when there are none.
 pub(crate) fn slowest(seg: &Segment, gone: Option<u8>) -> Option<u64> {
-    seg.shared()
-        .members
+    members(seg)
         .iter()
         .enumerate()
         .filter(|&(i, m)| Some(i as u8) != gone && m.state.load(Ordering::Acquire) != 0)
@@ -81,6 +80,16 @@ pub(crate) fn slowest(seg: &Segment, gone: Option<u8>) -> Option<u64> {
         // SYNC POINT: record read (Acquire side).
         .map(|m| m.cursor.load(Ordering::Acquire))
         .min()
+}
+
+/// The part of the member table any member was ever in (see `MembershipJournal::high`; a
+/// peer's scribble there can only make the scan longer or shorter, never out of bounds).
+pub(crate) fn members(seg: &Segment) -> &[super::layout::MemberEntry] {
+    let all = &seg.shared().members;
+    // Relaxed: a member's entry is published by its state (Acquire where it matters); a
+    // scan that misses a member joining right now misses one whose cursor the lock pins.
+    let high = seg.shared().membership.high.load(Ordering::Relaxed);
+    &all[..(high as usize).min(all.len())]
 }
 
 /// The group lock (the segment's robust owner mutex), for sweeps: never waited for.
@@ -275,6 +284,7 @@ pub(crate) unsafe fn change(
         // A DOWN's member reads nothing more: its cursor does not hold the log.
         let gone = (kind == record::DOWN).then_some(slot);
         if kind == record::JOIN {
+            j.high.fetch_max(u64::from(slot) + 1, Ordering::Relaxed);
             // Under the lock no sweep runs: nothing from `head` on is freed before this
             // cursor is seen by the next sweep, which takes the lock.
             entry.cursor.store(lane.head(), Ordering::Relaxed);

@@ -541,7 +541,7 @@ impl Segment {
 
     /// The file's device and inode: the same in every mapping of it in this process.
     pub(crate) fn file_key(&self) -> (u64, u64) {
-        fstat(self.file.as_raw_fd()).map_or((0, 0), |st| (st.st_dev as u64, st.st_ino as u64))
+        fstat(self.file.as_raw_fd()).map_or((0, 0), |st| (st.st_dev, st.st_ino))
     }
 
     /// Whether the segment is a process group's log rather than a queue.
