@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod bench;
+mod bridge;
 mod format;
 mod group;
 mod inspect;
@@ -181,6 +182,10 @@ queue.")]
     /// Queue groups (create, add, remove, ls, rm) and process groups (join, send, members).
     #[command(subcommand, after_help = group::AFTER_HELP)]
     Group(group::Action),
+    /// Run this node's bridge: forward what senders address to NODE/QUEUE to other nodes'
+    /// bridges, and deliver what they forward here.
+    #[command(after_help = bridge::AFTER_HELP)]
+    Bridge(bridge::Args),
     /// Show the messages waiting in a queue (payloads and metadata), taking none.
     #[command(after_help = "\
 Highest priority first, oldest first within a priority: the order a plain receiver takes them \
@@ -524,6 +529,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => recv::serve(&domain, args),
         Command::Watch(args) => watch::run(&domain, args, json),
         Command::Group(action) => group::run(&domain, action, json),
+        Command::Bridge(args) => bridge::run(args, json),
         Command::Peek {
             name,
             count,

@@ -44,6 +44,9 @@ pub struct Args {
     /// Split standard input on NUL bytes instead of newlines.
     #[arg(long, short = '0', conflicts_with = "messages")]
     null: bool,
+    /// For NODE/QUEUE: the outbox queue of this node's bridge (`baton bridge`).
+    #[arg(long, env = "BATON_OUTBOX", default_value = baton::DEFAULT_OUTBOX)]
+    outbox: String,
 }
 
 /// Where a message came from, to say which one failed.
@@ -57,6 +60,8 @@ enum Source {
 enum Target {
     Queue(baton::Sender),
     Group(GroupSender),
+    /// A queue on another node: each message goes into the bridge's outbox in an envelope.
+    Remote(baton::Sender, baton::RemoteAddress),
 }
 
 pub fn run(domain: &Domain, mut args: Args, json: bool) -> Result<(), Failure> {
@@ -82,6 +87,21 @@ pub fn run(domain: &Domain, mut args: Args, json: bool) -> Result<(), Failure> {
             ),
             g.clone(),
         ),
+        (None, Some(name)) if name.contains('/') => {
+            let to = baton::RemoteAddress::parse(name)?.expect("a name with a '/'");
+            let outbox = baton_cluster::bridge::outbox(domain, &args.outbox)?;
+            (
+                Target::Remote(
+                    outbox
+                        .sender()
+                        .with_priority(args.priority)?
+                        .with_type(args.msg_type)
+                        .with_version(args.version),
+                    to,
+                ),
+                name.clone(),
+            )
+        }
         (None, Some(name)) => (
             Target::Queue(
                 Queue::open(domain, name)?
@@ -100,8 +120,13 @@ pub fn run(domain: &Domain, mut args: Args, json: bool) -> Result<(), Failure> {
     stdio::catch_stop_signals();
     let send_one = |payload: &[u8]| -> Result<(), Failure> {
         let deadline = args.timeout.map(|t| Instant::now() + t);
-        let tx = match &target {
-            Target::Queue(tx) => tx,
+        let enveloped;
+        let (tx, payload) = match &target {
+            Target::Queue(tx) => (tx, payload),
+            Target::Remote(tx, to) => {
+                enveloped = to.envelope(payload);
+                (tx, &enveloped[..])
+            }
             Target::Group(tx) => {
                 return send_to_group(tx, payload, deadline, &args, &delivered_to);
             }
@@ -179,7 +204,8 @@ pub fn run(domain: &Domain, mut args: Args, json: bool) -> Result<(), Failure> {
                 // its own, which waits for room or says exactly which record failed and why.
                 let n = match &target {
                     Target::Queue(tx) => tx.try_send_batch(&batch[i..]).unwrap_or(0),
-                    Target::Group(_) => 0, // each message picks its own queue
+                    // Each message picks its own queue, or needs its envelope.
+                    Target::Group(_) | Target::Remote(..) => 0,
                 };
                 sent += n as u64;
                 i += n;

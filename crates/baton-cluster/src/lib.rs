@@ -31,6 +31,7 @@
 //! # Ok::<(), baton_cluster::ClusterError>(())
 //! ```
 
+pub mod bridge;
 mod cpg;
 
 use std::os::fd::RawFd;
@@ -329,7 +330,7 @@ impl ProcessGroup {
     ///
     /// [`ClusterError::Timeout`], and as [`ProcessGroup::send`].
     pub fn send_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<(), ClusterError> {
-        if let Conn::Local(m) = &self.conn {
+        if let Conn::Local(m) = &mut self.conn {
             // Sleeps until a member's read frees room, rather than polling.
             return Ok(m.send_timeout(payload, timeout)?);
         }

@@ -14,6 +14,7 @@ mod message;
 pub(crate) mod process_group;
 mod ready;
 mod receiver;
+mod remote;
 mod request;
 mod sender;
 mod spin;
@@ -33,6 +34,7 @@ pub use process_group::{
 };
 pub use ready::SpaceFd;
 pub use receiver::{Receiver, ReceiverOptions};
+pub use remote::{check_node_name, RemoteAddress, DEFAULT_OUTBOX, MAX_NODE_NAME};
 pub use request::{Delivered, Delivery, PendingRequest, Reply, ReplyTo};
 pub use sender::{Loan, Sender};
 pub use status::{Attached, LaneStatus, ListEntry, Status};

@@ -29,12 +29,13 @@
 
 use super::sender::Sender;
 pub use crate::error::ProcessGroupError;
-use crate::error::{Damage, OpenError, TrySendError};
+use crate::error::{Damage, OpenError, SendError, TrySendError};
 use crate::name::Domain;
 use crate::recovery::{self, Attachment, DeathWatch};
 use crate::segment::membership::{self, change, pair, record, JOIN_TIMEOUT, LOG, MIN_MAX_MESSAGE};
 use crate::segment::{Attributes, Segment};
 use crate::sys::clock::deadline_after;
+use crate::sys::futex::Futex;
 use crate::sys::liveness::fork_generation;
 use baton_ring::lane::{record_cells, Corrupt, LogReader, RecordHeader, Slot, CELL};
 use std::collections::BTreeMap;
@@ -134,7 +135,17 @@ pub struct LocalMember {
     key: (u64, u64, u64),
     /// The pollable descriptor's helper, once asked for.
     ready: Option<super::ready::ReadyFd>,
+    /// Records read by a send that waited for room, not yet received (with their bytes).
+    inbox: std::collections::VecDeque<(RecordHeader, Vec<u8>)>,
+    inbox_bytes: usize,
+    /// How many records the inbox holds, for the descriptor's helper thread.
+    inbox_len: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// What a record in the inbox counts for besides its payload.
+const RECORD_OVERHEAD: usize = 64;
+/// How often a send waiting for room looks again (records may have come that it must read).
+const SEND_TICK: Duration = Duration::from_millis(10);
 
 impl std::fmt::Debug for LocalMember {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -217,8 +228,8 @@ impl LocalMember {
             // whose DOWN could not be written when the slot was taken (the log was full): it
             // comes first.
             unsafe {
-                change(&seg, slot, record::DOWN, slot, 0, deadline)?;
-                change(&seg, slot, record::JOIN, slot, me, deadline)?;
+                change(&seg, slot, record::DOWN, slot, 0, deadline, true)?;
+                change(&seg, slot, record::JOIN, slot, me, deadline, true)?;
             }
             Ok((slot, me))
         })();
@@ -252,6 +263,9 @@ impl LocalMember {
             generation: fork_generation(),
             key,
             ready: None,
+            inbox: Default::default(),
+            inbox_bytes: 0,
+            inbox_len: Default::default(),
         })
     }
 
@@ -271,6 +285,7 @@ impl LocalMember {
             let seg = self.seg.clone();
             let slot = self.slot as usize;
             let max = seg.attributes().max_message;
+            let inbox = self.inbox_len.clone();
             let ready = super::ready::ReadyFd::start(
                 self.seg.clone(),
                 Arc::new(|s: &Attachment| &s.shared().data_event),
@@ -278,7 +293,8 @@ impl LocalMember {
                     let cursor = seg.shared().members[slot].cursor.load(Ordering::Relaxed);
                     // SAFETY: only looks at the stamp of the member's own cursor.
                     let reader = unsafe { seg.lane(LOG).reader() };
-                    seg.is_removed()
+                    inbox.load(Ordering::Relaxed) > 0
+                        || seg.is_removed()
                         || !matches!(
                             reader.at(cursor, max),
                             Ok(Slot::End | Slot::InFlight { .. })
@@ -324,15 +340,16 @@ impl LocalMember {
         Ok(Segment::open_process_group(domain, group)?.remove_process_group()?)
     }
 
-    /// Multicasts `payload` to every member, this one included, waiting while the log is full.
+    /// Multicasts `payload` to every member, this one included, waiting while the log is full
+    /// (reading meanwhile what comes, into the member's inbox, so that its own unread records
+    /// never hold the log: `recv` gives them first, in order).
     ///
     /// # Errors
     ///
     /// [`SendError::TooBig`] over the group's maximum, [`SendError::Removed`], and the
     /// member's own: [`ProcessGroupError::ForkedCopy`], [`ProcessGroupError::Left`].
-    pub fn send(&self, payload: &[u8]) -> Result<(), ProcessGroupError> {
-        self.check()?;
-        Ok(self.sender.send(payload)?)
+    pub fn send(&mut self, payload: &[u8]) -> Result<(), ProcessGroupError> {
+        self.send_until(payload, None)
     }
 
     /// As [`LocalMember::send`], waiting at most `timeout` for space.
@@ -340,9 +357,12 @@ impl LocalMember {
     /// # Errors
     ///
     /// As [`LocalMember::send`], and [`SendError::Timeout`].
-    pub fn send_timeout(&self, payload: &[u8], timeout: Duration) -> Result<(), ProcessGroupError> {
-        self.check()?;
-        Ok(self.sender.send_timeout(payload, timeout)?)
+    pub fn send_timeout(
+        &mut self,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<(), ProcessGroupError> {
+        self.send_until(payload, deadline_after(timeout))
     }
 
     /// As [`LocalMember::send`], without waiting: a full log is `Ok(false)` ("try again").
@@ -350,22 +370,113 @@ impl LocalMember {
     /// # Errors
     ///
     /// As [`LocalMember::send`].
-    pub fn try_send(&self, payload: &[u8]) -> Result<bool, ProcessGroupError> {
+    pub fn try_send(&mut self, payload: &[u8]) -> Result<bool, ProcessGroupError> {
         self.check()?;
+        if self.try_once(payload)? {
+            return Ok(true);
+        }
+        // Full: what this member has not read holds the log as much as anyone's; read it
+        // into the inbox (recv gives it first), free what all have read, and try again.
+        self.make_room()?;
+        self.try_once(payload)
+    }
+
+    /// Sends, waiting for room until `deadline` (`None`: as long as it takes). While it waits
+    /// it keeps reading into the inbox, so that its own cursor never holds the log: a member
+    /// blocked in `send` would otherwise wait for itself (an adversarial review found two
+    /// members doing exactly that, for ever).
+    fn send_until(
+        &mut self,
+        payload: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), ProcessGroupError> {
+        self.check()?;
+        loop {
+            if self.try_once(payload)? {
+                return Ok(());
+            }
+            self.make_room()?;
+            if self.try_once(payload)? {
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(ProcessGroupError::Send(SendError::Timeout));
+            }
+            if self.seg.is_removed() {
+                return Err(ProcessGroupError::Send(SendError::Removed));
+            }
+            self.seg.check_size().map_err(ProcessGroupError::Corrupt)?;
+            // Sleep until a member's read frees room (its sweep notifies the space event),
+            // or a tick: records may also come that this member must read to make room.
+            let lane = self.seg.lane(LOG);
+            let need = record_cells(payload.len());
+            let until = Instant::now() + SEND_TICK;
+            let _ = lane.space_event().wait_until_mapped(
+                &Futex,
+                Some(deadline.map_or(until, |d| d.min(until))),
+                || self.seg.check_size().is_ok(),
+                || lane.used_cells() + need <= lane.capacity_cells(),
+            );
+        }
+    }
+
+    /// One try of the sender: `Ok(false)` when the log is full.
+    fn try_once(&self, payload: &[u8]) -> Result<bool, ProcessGroupError> {
         match self.sender.try_send(payload) {
             Ok(()) => Ok(true),
-            Err(TrySendError::Full(_)) => {
-                // A sweep may free what every member has read.
-                if sweep(&self.seg) > 0 {
-                    return match self.sender.try_send(payload) {
-                        Ok(()) => Ok(true),
-                        Err(TrySendError::Full(_)) => Ok(false),
-                        Err(TrySendError::Failed(e)) => Err(e.into()),
-                    };
-                }
-                Ok(false)
-            }
+            Err(TrySendError::Full(_)) => Ok(false),
             Err(TrySendError::Failed(e)) => Err(e.into()),
+        }
+    }
+
+    /// Reads what is there into the inbox (up to a log's worth), then frees what every member
+    /// has read.
+    fn make_room(&mut self) -> Result<(), ProcessGroupError> {
+        let cap = self.seg.lane(LOG).capacity_cells() as usize * CELL;
+        while self.inbox_bytes < cap {
+            match self.read_record()? {
+                Some((header, payload)) => {
+                    self.inbox_bytes += payload.len() + RECORD_OVERHEAD;
+                    self.inbox.push_back((header, payload));
+                }
+                None => break,
+            }
+        }
+        let was = self.inbox_len.swap(self.inbox.len(), Ordering::Relaxed);
+        if self.ready.is_some() && was == 0 && !self.inbox.is_empty() {
+            // The descriptor's thread sleeps on the group's event: it looks again, and finds
+            // the inbox.
+            self.seg.shared().data_event.notify(&Futex);
+        }
+        sweep(&self.seg);
+        Ok(())
+    }
+
+    /// The record at the cursor, copied, with the cursor moved past it (and past padding and
+    /// abandoned claims before it); `None` when nothing committed is there now.
+    fn read_record(&mut self) -> Result<Option<(RecordHeader, Vec<u8>)>, ProcessGroupError> {
+        let max = self.seg.attributes().max_message;
+        loop {
+            let reader = self.reader();
+            match reader.at(self.cursor, max)? {
+                Slot::Record(r) => {
+                    let mut payload = Vec::with_capacity(r.header().len as usize);
+                    reader.copy_payload(&r, &mut payload)?;
+                    let header = *r.header();
+                    self.advance(r.cells());
+                    return Ok(Some((header, payload)));
+                }
+                Slot::Skip { cells } => self.advance(cells),
+                Slot::InFlight { sender } => {
+                    // A claim of a process that is gone is abandoned by whoever takes its slot.
+                    if sender != self.slot && recovery::reclaim_if_dead(&self.seg, sender).is_some()
+                    {
+                        continue;
+                    }
+                    return Ok(None);
+                }
+                Slot::End => return Ok(None),
+            }
         }
     }
 
@@ -381,39 +492,28 @@ impl LocalMember {
         timeout: Option<Duration>,
     ) -> Result<Option<LocalDelivery>, ProcessGroupError> {
         self.check()?;
+        // What a send read while it waited for room comes first.
+        while let Some((header, mut payload)) = self.inbox.pop_front() {
+            self.inbox_bytes -= payload.len() + RECORD_OVERHEAD;
+            self.inbox_len.store(self.inbox.len(), Ordering::Relaxed);
+            if let Some(d) = self.apply(&header, &mut payload)? {
+                return Ok(Some(d));
+            }
+        }
         // The deadline is fixed when the first wait begins: a poll (a zero timeout), or a
         // receive that finds a record at once, reads no clock.
         let mut deadline = None;
         let mut until = || *deadline.get_or_insert_with(|| timeout.and_then(deadline_after));
-        let max = self.seg.attributes().max_message;
-        let mut payload = Vec::new();
         loop {
             // (The file's size is checked before each sleep and after it, as a receiver's: a
             // peer that shrinks it under a busy member is a SIGBUS, as for a queue.)
-            let reader = self.reader();
-            match reader.at(self.cursor, max)? {
-                Slot::Record(r) => {
-                    payload.clear();
-                    reader.copy_payload(&r, &mut payload)?;
-                    let header = *r.header();
-                    self.advance(r.cells());
+            match self.read_record()? {
+                Some((header, mut payload)) => {
                     if let Some(d) = self.apply(&header, &mut payload)? {
                         return Ok(Some(d));
                     }
                 }
-                Slot::Skip { cells } => self.advance(cells),
-                Slot::InFlight { sender } => {
-                    // A claim of a process that is gone is abandoned by whoever takes its slot.
-                    if sender != self.slot && recovery::reclaim_if_dead(&self.seg, sender).is_some()
-                    {
-                        continue;
-                    }
-                    self.rearm();
-                    if timeout == Some(Duration::ZERO) || !self.wait(until())? {
-                        return Ok(None);
-                    }
-                }
-                Slot::End => {
+                None => {
                     if self.seg.is_removed() {
                         return Err(ProcessGroupError::Removed);
                     }
@@ -476,6 +576,7 @@ impl LocalMember {
                 self.slot,
                 self.me,
                 deadline_after(JOIN_TIMEOUT),
+                true,
             )
         }
         .map(|_| ())
@@ -515,6 +616,7 @@ impl LocalMember {
         let lane = self.seg.lane(LOG);
         if self.cursor.saturating_sub(lane.head()) >= lane.capacity_cells() / 4
             || lane.space_event().waiters() != 0
+            || membership::owed_downs(&self.seg)
         {
             sweep(&self.seg);
         }
@@ -657,23 +759,18 @@ impl Drop for LocalMember {
 /// First reclaims the slots of members found dead (their PROCDOWN), whose cursors would pin
 /// the log for ever.
 pub(crate) fn sweep(seg: &Segment) -> u64 {
-    let freed = membership::free_read(seg);
-    if freed > 0 {
-        return freed;
-    }
-    // Nothing freed: perhaps the slowest member is dead and nobody has taken its slot yet.
-    let shared = seg.shared();
-    let mut reclaimed = false;
-    for (i, m) in membership::members(seg).iter().enumerate() {
-        if m.state.load(Ordering::Relaxed) != 0
-            && shared.slots[i].lock.holder() == crate::sys::robust::Holder::Died
-        {
-            reclaimed |= recovery::reclaim_if_dead(seg, i as u8).is_some();
+    let mut freed = membership::free_read(seg);
+    let owed = membership::owed_downs(seg);
+    if freed == 0 || owed {
+        // Nothing freed, or a PROCDOWN owed: a member whose process is gone (or let its slot
+        // go) and whose PROCDOWN is not written yet; whoever takes its slot's lock writes it.
+        let mut reclaimed = false;
+        for slot in membership::unheld_members(seg) {
+            reclaimed |= recovery::reclaim_if_dead(seg, slot).is_some();
+        }
+        if reclaimed {
+            freed += membership::free_read(seg);
         }
     }
-    if reclaimed {
-        membership::free_read(seg)
-    } else {
-        0
-    }
+    freed
 }

@@ -387,10 +387,6 @@ impl Sender {
     /// doing it (see `baton_ring::lane::sweep`); returns whether cells were freed. Nothing in
     /// an owned queue (only its owner frees cells).
     fn free_finished(&self, lane: &LaneSender<'_>) -> bool {
-        if self.seg.is_process_group() {
-            // A process group's log: freed up to its slowest member's cursor.
-            return super::process_group::sweep(&self.seg) > 0;
-        }
         let freed = self.seg.attributes().shared
             && super::consumer::OwnerLockSweep(&self.seg)
                 .sweep(lane)

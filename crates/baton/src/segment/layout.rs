@@ -160,6 +160,8 @@ pub(crate) struct MembershipJournal {
     /// One past the highest slot a member ever joined from (slots are taken lowest first):
     /// the member table is scanned up to here. Only grows, under the group lock.
     pub(crate) high: AtomicU64,
+    /// 1 when a PROCDOWN could not be written for lack of room: the next sweep writes it.
+    pub(crate) owed: AtomicU64,
 }
 
 /// A lane's capacity thresholds: crossing above `reached` bytes in use, and then back to

@@ -70,15 +70,22 @@ pub(crate) fn pair(b: &[u8]) -> Option<(u8, u64, &[u8])> {
 pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The slowest cursor of the members in the table but `gone` (Acquire: what each has read is
-/// done before a sweep frees it), or `None` when there are none.
+/// done before a sweep frees it), or `None` when there are none. A member whose slot no live
+/// process holds (its holder died, or let it go with its DOWN not yet written) reads nothing
+/// more: its cursor does not count (else two dead members would each keep the log too full
+/// for the other's DOWN: found in review).
 pub(crate) fn slowest(seg: &Segment, gone: Option<u8>) -> Option<u64> {
+    let slots = &seg.shared().slots;
     members(seg)
         .iter()
         .enumerate()
-        .filter(|&(i, m)| Some(i as u8) != gone && m.state.load(Ordering::Acquire) != 0)
-        .map(|(_, m)| m)
+        .filter(|&(i, m)| {
+            Some(i as u8) != gone
+                && m.state.load(Ordering::Acquire) != 0
+                && slots[i].lock.holder() == crate::sys::robust::Holder::Alive
+        })
         // SYNC POINT: record read (Acquire side).
-        .map(|m| m.cursor.load(Ordering::Acquire))
+        .map(|(_, m)| m.cursor.load(Ordering::Acquire))
         .min()
 }
 
@@ -128,6 +135,9 @@ fn lock_group(
     let far = Instant::now() + Duration::from_secs(3600);
     loop {
         seg.check_size().map_err(ProcessGroupError::Corrupt)?;
+        if seg.is_removed() {
+            return Err(ProcessGroupError::Removed);
+        }
         match timed_lock(
             mutex.raw(),
             deadline.unwrap_or(far).min(Instant::now() + IDLE_TICK),
@@ -228,6 +238,7 @@ pub(crate) unsafe fn change(
     slot: u8,
     member: u64,
     deadline: Option<Instant>,
+    wait_room: bool,
 ) -> Result<bool, ProcessGroupError> {
     let shared = seg.shared();
     let entry = &shared.members[slot as usize];
@@ -295,7 +306,15 @@ pub(crate) unsafe fn change(
         if matches!(claim, Err(ClaimError::Full)) {
             // SAFETY: the group lock is held: the one view that moves the head.
             let owner = unsafe { seg.lane(LOG).owner() };
-            owner.free_before(slowest(seg, gone).unwrap_or(u64::MAX), max, &Futex)?;
+            if let Err(c) = owner.free_before(slowest(seg, gone).unwrap_or(u64::MAX), max, &Futex) {
+                // Undone, as below: a JOIN left in the table without its record would be in
+                // later joiners' lists and in no older member's view.
+                if kind == record::JOIN {
+                    entry.state.store(0, Ordering::Relaxed);
+                }
+                j.kind.store(0, Ordering::Relaxed);
+                return Err(c.into());
+            }
             claim = lane.try_claim(payload.len());
         }
         let claim = match claim {
@@ -307,6 +326,9 @@ pub(crate) unsafe fn change(
                 }
                 j.kind.store(0, Ordering::Relaxed);
                 drop(guard);
+                if !wait_room {
+                    return Err(ProcessGroupError::Timeout);
+                }
                 wait_for_room(seg, gone, deadline)?;
                 continue;
             }
@@ -330,12 +352,20 @@ pub(crate) unsafe fn change(
         };
         lane.write_payload(&claim, &payload);
         lane.write_header(&claim, &header);
-        lane.commit(claim).map_err(|e| match e {
-            baton_ring::lane::CommitError::Abandoned => {
-                ProcessGroupError::Send(SendError::Abandoned)
+        if let Err(e) = lane.commit(claim) {
+            // Not in the log: undone (a stale journal would be replayed by a later recovery
+            // against whatever then lies at `claimed - 1`).
+            if kind == record::JOIN {
+                entry.state.store(0, Ordering::Relaxed);
             }
-            baton_ring::lane::CommitError::Corrupt(c) => c.into(),
-        })?;
+            j.kind.store(0, Ordering::Relaxed);
+            return Err(match e {
+                baton_ring::lane::CommitError::Abandoned => {
+                    ProcessGroupError::Send(SendError::Abandoned)
+                }
+                baton_ring::lane::CommitError::Corrupt(c) => c.into(),
+            });
+        }
         failpoint("pgroup.committed");
         if kind != record::JOIN {
             entry.state.store(0, Ordering::Relaxed);
@@ -380,7 +410,9 @@ fn wait_for_room(
 /// again: writes the PROCDOWN of the member that process was, if it was one and has not left.
 /// The record is claimed under that slot, whose holder the caller is now (if the caller dies
 /// too, the next taker of the slot abandons the claim and writes the PROCDOWN again: the table
-/// still has the member).
+/// still has the member). It does not wait for room (its caller may be the one member whose
+/// reading would make it): a PROCDOWN that does not fit is left in the table, marked owed,
+/// and the next sweep writes it (`owed_downs`).
 pub(crate) fn member_gone(seg: &Segment, slot: u8) {
     if !seg.is_process_group() {
         return;
@@ -392,7 +424,7 @@ pub(crate) fn member_gone(seg: &Segment, slot: u8) {
         return;
     }
     // SAFETY: the caller holds `slot`'s lock, and not the group lock (see `recovery`).
-    let _ = unsafe {
+    let written = unsafe {
         change(
             seg,
             slot,
@@ -400,8 +432,37 @@ pub(crate) fn member_gone(seg: &Segment, slot: u8) {
             slot,
             0,
             deadline_after(JOIN_TIMEOUT),
+            false,
         )
     };
+    if written.is_err() {
+        seg.shared().membership.owed.store(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether a PROCDOWN could not be written for lack of room (see [`member_gone`]): a member
+/// that reads looks, and sweeps.
+pub(crate) fn owed_downs(seg: &Segment) -> bool {
+    seg.shared().membership.owed.load(Ordering::Relaxed) != 0
+}
+
+/// The slots whose member no live process holds (it died, or let its slot go with its
+/// PROCDOWN owed): their PROCDOWN is to be written by whoever takes the slot's lock.
+pub(crate) fn unheld_members(seg: &Segment) -> Vec<u8> {
+    // Cleared first: a PROCDOWN that fails again marks it again.
+    seg.shared().membership.owed.store(0, Ordering::Relaxed);
+    let slots = &seg.shared().slots;
+    members(seg)
+        .iter()
+        .enumerate()
+        // Slot 0 is never handed out: a member there is a scribble, not one to reclaim.
+        .skip(1)
+        .filter(|&(i, m)| {
+            m.state.load(Ordering::Relaxed) != 0
+                && slots[i].lock.holder() != crate::sys::robust::Holder::Alive
+        })
+        .map(|(i, _)| i as u8)
+        .collect()
 }
 
 /// Frees what every member of the group has read, if nobody else is doing it; returns the
