@@ -25,7 +25,7 @@
 //! record file was lost (the node rebooted) while the source still had the message.
 
 use crate::{Backend, ClusterError, Delivery, Member, ProcessGroup, Reason};
-use baton::{Attributes, Domain, Message, OpenError, Queue, Receiver, RecvError, RemoteAddress};
+use baton::{Domain, Message, OpenError, Queue, Receiver, RecvError, RemoteAddress};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -130,25 +130,13 @@ impl BridgeConfig {
     }
 }
 
-/// The outbox of `domain` (made if it does not exist, so that senders can send before the
-/// bridge runs): what senders to other nodes' queues send into.
+/// The outbox of `domain` (made if it does not exist): see `baton::outbox`.
 ///
 /// # Errors
 ///
 /// The queue's errors.
 pub fn outbox(domain: &Domain, name: &str) -> Result<Queue, OpenError> {
-    match Queue::open(domain, name) {
-        Err(OpenError::NotFound { .. }) => Queue::create(
-            domain,
-            name,
-            &Attributes {
-                // An envelope and a message of the default maximum.
-                max_message: 4096 + 256,
-                ..Attributes::default()
-            },
-        ),
-        other => other,
-    }
+    baton::outbox(domain, name)
 }
 
 /// What the bridges say to each other.

@@ -63,14 +63,14 @@ pub use error::{
     TrySendError,
 };
 pub use name::{check_queue_name, Domain, DEFAULT_DOMAIN, DOMAIN_ENV, MAX_NAME};
-pub use queue::check_node_name;
+pub use queue::{check_node_name, outbox};
 pub use queue::{
     Attached, CancelPoint, Canceller, Consumer, Delivered, Delivery, Event, EventKind, Events,
     Followed, Group, GroupChange, GroupMember, GroupPolicy, GroupSender, GroupSent, GroupTracker,
     InPlace, LaneStatus, ListEntry, Loan, LocalChange, LocalDelivery, LocalGroupConfig,
     LocalMember, MemberChange, Message, Metadata, Peeked, PendingRequest, ProcessGroupError, Queue,
     Receiver, ReceiverOptions, RemoteAddress, Reply, ReplyTo, Sender, SpaceFd, StandbyMark, Status,
-    TrackedMember, TypeFilter, DEFAULT_OUTBOX, DEFAULT_SPIN, MAX_NODE_NAME, THIS_NODE,
+    TrackedMember, TypeFilter, DEFAULT_OUTBOX, DEFAULT_SPIN, MAX_NODE_NAME, OTHER_NODE, THIS_NODE,
 };
 pub use segment::{Attributes, PRIORITIES};
 pub use sys::clock::monotonic_ns;

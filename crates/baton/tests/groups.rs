@@ -683,3 +683,63 @@ fn a_broken_group_can_be_removed_and_made_again() {
     Group::remove(&t.domain, "g").unwrap();
     Group::create(&t.domain, "g", GroupPolicy::Broadcast).unwrap();
 }
+
+/// A member on another node (`NODE/QUEUE`): round-robin and broadcast send it its messages
+/// through this node's bridge outbox, in an envelope naming it; the "local" policies pass it
+/// by, as the specification means; a request is refused; a bad address is an error.
+#[test]
+fn a_member_on_another_node_goes_through_the_outbox_and_local_policies_pass_it_by() {
+    let t = TestDomain::new("grp-remote");
+    let qs = queues(&t, &["a"]);
+    for (policy, local) in [
+        (GroupPolicy::RoundRobin, false),
+        (GroupPolicy::LocalRoundRobin, true),
+        (GroupPolicy::Broadcast, false),
+    ] {
+        let g = group(&t, policy, &["a", "n2/b"]);
+        assert_eq!(g.members().unwrap()[1].node, baton::OTHER_NODE);
+        let tx = g.sender();
+        let mut to = Vec::new();
+        for i in 0..4u8 {
+            to.push(tx.send(&[i]).unwrap().delivered);
+        }
+        let outbox = baton::outbox(&t.domain, baton::DEFAULT_OUTBOX).unwrap();
+        let remote: Vec<Vec<u8>> = drain(&outbox)
+            .iter()
+            .map(|e| {
+                let (addr, payload) = baton::RemoteAddress::open_envelope(e).unwrap();
+                assert_eq!(addr.to_string(), "n2/b");
+                payload.to_vec()
+            })
+            .collect();
+        let here = drain(&qs[0]);
+        match (policy, local) {
+            (GroupPolicy::Broadcast, _) => {
+                assert!(to.iter().all(|d| d == &["a", "n2/b"]), "{to:?}");
+                assert_eq!((here.len(), remote.len()), (4, 4));
+            }
+            (_, true) => {
+                assert!(to.iter().all(|d| d == &["a"]), "{to:?}");
+                assert_eq!((here.len(), remote.len()), (4, 0));
+            }
+            _ => {
+                assert_eq!((here.len(), remote.len()), (2, 2), "{to:?}");
+            }
+        }
+        Group::remove(&t.domain, "g").unwrap();
+    }
+    let g = group(&t, GroupPolicy::RoundRobin, &["n2/b"]);
+    assert!(matches!(
+        g.sender().request(b"?", Duration::from_millis(100)),
+        Err(GroupError::NotAvailable { .. })
+    ));
+    assert!(matches!(
+        g.add("a/b/c"),
+        Err(GroupError::Open(OpenError::InvalidName { .. }))
+    ));
+    assert!(matches!(
+        g.add(&format!("{}/q", "n".repeat(65))),
+        Err(GroupError::Open(OpenError::InvalidName { .. }))
+    ));
+    Group::remove(&t.domain, "g").unwrap();
+}

@@ -85,17 +85,19 @@ impl std::fmt::Display for GroupPolicy {
     }
 }
 
-/// The node of a member queue on this node. Members are queues of the group's domain, on this
-/// node: the number is kept for a path between nodes, whose members would carry their node's.
+/// The node of a member queue on this node.
 pub const THIS_NODE: u32 = 0;
+/// The node of a member queue on another node: its name is then `NODE/QUEUE`, and a message
+/// to it goes through this node's bridge outbox (`baton::RemoteAddress`, `baton bridge`).
+pub const OTHER_NODE: u32 = 1;
 
 /// A member of a group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct GroupMember {
-    /// The queue's name (in the group's domain).
+    /// The queue's name (in the group's domain), or `NODE/QUEUE` for one on another node.
     pub queue: String,
-    /// The node it is on: [`THIS_NODE`].
+    /// The node it is on: [`THIS_NODE`], or [`OTHER_NODE`].
     pub node: u32,
 }
 
@@ -338,15 +340,32 @@ impl Group {
         Ok((gen, members.into_iter().map(GroupMember::from).collect()))
     }
 
-    /// Adds queue `queue` of the group's domain (it must exist).
+    /// Adds queue `queue` of the group's domain (it must exist), or `NODE/QUEUE`, a queue on
+    /// another node (reached through the bridge: messages the policy sends it go into this
+    /// node's outbox; the "local" policies pass it by).
     ///
     /// # Errors
     ///
-    /// [`OpenError::NotFound`] (no such queue), [`GroupError::AlreadyMember`],
+    /// [`OpenError::NotFound`] (no such queue here), [`OpenError::InvalidName`] (a bad
+    /// `NODE/QUEUE`, or one over 200 characters), [`GroupError::AlreadyMember`],
     /// [`GroupError::Full`], [`GroupError::Removed`], [`GroupError::Busy`],
     /// [`GroupError::Corrupt`].
     pub fn add(&self, queue: &str) -> Result<(), GroupError> {
-        Queue::open(&self.inner.domain, queue)?;
+        let node = match super::RemoteAddress::parse(queue)? {
+            Some(_) if queue.len() > crate::name::MAX_NAME => {
+                return Err(OpenError::InvalidName {
+                    what: "remote member",
+                    name: queue.to_string(),
+                    reason: "NODE/QUEUE is longer than 200 characters",
+                }
+                .into())
+            }
+            Some(_) => OTHER_NODE,
+            None => {
+                Queue::open(&self.inner.domain, queue)?;
+                THIS_NODE
+            }
+        };
         self.change(|members| {
             if members.iter().any(|m| m.queue == queue) {
                 Err(GroupError::AlreadyMember {
@@ -360,7 +379,7 @@ impl Group {
                 })
             } else {
                 members.push(StoredMember {
-                    node: THIS_NODE,
+                    node,
                     queue: queue.to_string(),
                 });
                 Ok(())
@@ -468,7 +487,11 @@ impl Group {
         let mut out = Vec::with_capacity(members.len());
         for m in members.iter() {
             let q = if m.node != THIS_NODE {
-                None // no path to another node yet
+                // Another node's queue: through this node's bridge outbox.
+                Some(super::remote::outbox(
+                    &self.inner.domain,
+                    super::DEFAULT_OUTBOX,
+                )?)
             } else {
                 // A handle on a queue removed since (or never made) is looked up again.
                 if queues.get(&m.queue).is_some_and(|q| q.seg.is_removed()) {
@@ -560,6 +583,12 @@ impl GroupSender {
                 .with_priority(self.priority)
                 .expect("checked")
                 .with_type(self.msg_type);
+            // A member on another node (`NODE/QUEUE`): its envelope, into the outbox.
+            let enveloped = super::RemoteAddress::parse(name)
+                .ok()
+                .flatten()
+                .map(|to| to.envelope(payload));
+            let payload = enveloped.as_deref().unwrap_or(payload);
             let r = match deadline {
                 None => tx.send(payload),
                 Some(d) => tx.send_timeout(payload, d.saturating_duration_since(Instant::now())),
@@ -624,6 +653,11 @@ impl GroupSender {
             });
         }
         let (name, q) = self.choose()?;
+        if name.contains('/') {
+            return Err(self.not_available(
+                "the member picked is on another node, and a request's reply does not cross the bridge",
+            ));
+        }
         let tx = q
             .sender()
             .with_priority(self.priority)
@@ -702,7 +736,9 @@ impl GroupSender {
 
     fn missing(&self, m: &GroupMember) -> GroupError {
         if m.node != THIS_NODE {
-            return self.not_available("the member is on another node, and there is no path there");
+            return self.not_available(
+                "the member is on another node, and this node has no bridge outbox",
+            );
         }
         GroupError::Open(OpenError::NotFound {
             domain: self.group.domain().to_string(),

@@ -26,7 +26,7 @@ pub use consumer::{Consumer, TypeFilter};
 pub use events::{Event, EventKind, Events, Followed};
 pub use group::{
     Group, GroupChange, GroupMember, GroupPolicy, GroupSender, GroupSent, GroupTracker,
-    MemberChange, TrackedMember, THIS_NODE,
+    MemberChange, TrackedMember, OTHER_NODE, THIS_NODE,
 };
 pub use message::{InPlace, Message, Metadata};
 pub use process_group::{
@@ -34,7 +34,7 @@ pub use process_group::{
 };
 pub use ready::SpaceFd;
 pub use receiver::{Receiver, ReceiverOptions};
-pub use remote::{check_node_name, RemoteAddress, DEFAULT_OUTBOX, MAX_NODE_NAME};
+pub use remote::{check_node_name, outbox, RemoteAddress, DEFAULT_OUTBOX, MAX_NODE_NAME};
 pub use request::{Delivered, Delivery, PendingRequest, Reply, ReplyTo};
 pub use sender::{Loan, Sender};
 pub use status::{Attached, LaneStatus, ListEntry, Status};

@@ -2,12 +2,35 @@
 //! through this node's bridge outbox (the `baton bridge` daemon of `baton-cluster` takes it
 //! from there; see `docs/groups.md`, *The bridge*).
 
+use super::Queue;
 use crate::error::OpenError;
-use crate::name::check_queue_name;
+use crate::name::{check_queue_name, Domain};
+use crate::segment::Attributes;
 
 /// The queue a node's bridge forwards from, by default: senders on the node put messages for
 /// other nodes' queues in it, each in an envelope naming its destination.
 pub const DEFAULT_OUTBOX: &str = "bridge.out";
+
+/// Outbox `name` of `domain`, made if it does not exist (so that senders can send to other
+/// nodes before the bridge runs; the bridge makes it the same way): a queue whose messages
+/// hold an envelope and a message of the default maximum.
+///
+/// # Errors
+///
+/// The queue's errors.
+pub fn outbox(domain: &Domain, name: &str) -> Result<Queue, OpenError> {
+    match Queue::open(domain, name) {
+        Err(OpenError::NotFound { .. }) => Queue::create(
+            domain,
+            name,
+            &Attributes {
+                max_message: 4096 + 512,
+                ..Attributes::default()
+            },
+        ),
+        other => other,
+    }
+}
 
 /// The longest node name, in bytes.
 pub const MAX_NODE_NAME: usize = 64;

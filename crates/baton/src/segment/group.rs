@@ -314,8 +314,8 @@ fn decode(table: &[u64]) -> Result<Vec<StoredMember>, &'static str> {
         let node = u32::try_from(e[0]).map_err(|_| "a member's node is out of range")?;
         let len = e[1] as usize;
         let queue = decode_name(&e[2..], len)
-            .filter(|n| crate::name::check_queue_name(n).is_ok())
-            .ok_or("a member's name is not a queue name")?;
+            .filter(|n| member_name_ok(node, n))
+            .ok_or("a member's name is not a queue name (or node/queue for another node's)")?;
         members.push(StoredMember { node, queue });
     }
     Ok(members)
@@ -338,6 +338,17 @@ fn encode(members: &[StoredMember]) -> Result<Vec<u64>, &'static str> {
         }
     }
     Ok(table)
+}
+
+/// Whether `name` is a member's: a queue name on this node (node 0), `NODE/QUEUE` on another.
+fn member_name_ok(node: u32, name: &str) -> bool {
+    use crate::name::check_queue_name;
+    if node == 0 {
+        return check_queue_name(name).is_ok();
+    }
+    name.split_once('/').is_some_and(|(n, q)| {
+        n.len() <= 64 && check_queue_name(n).is_ok() && check_queue_name(q).is_ok()
+    })
 }
 
 /// `len` bytes of name from little-endian words, if valid text of that length.
