@@ -8,8 +8,8 @@ mod common;
 use baton::{LocalChange, LocalDelivery, LocalGroupConfig, LocalMember, ProcessGroupError};
 use common::TestDomain;
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{fork, ForkResult, Pid};
-use std::io::{BufRead, BufReader, Write};
+use nix::unistd::Pid;
+use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(10));
@@ -21,31 +21,6 @@ fn small() -> LocalGroupConfig {
     }
 }
 
-fn member_process(body: impl FnOnce(&mut dyn Write)) -> (Pid, BufReader<std::fs::File>) {
-    let (r, w) = nix::unistd::pipe().unwrap();
-    let (r, mut w) = (std::fs::File::from(r), std::fs::File::from(w));
-    // SAFETY: the child runs `body` and exits without returning into the harness.
-    match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            drop(r);
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut w)));
-            let _ = w.flush();
-            // SAFETY: ends the child at once.
-            unsafe { libc::_exit(if ok.is_ok() { 0 } else { 1 }) }
-        }
-        ForkResult::Parent { child } => {
-            drop(w);
-            (child, BufReader::new(r))
-        }
-    }
-}
-
-fn line(r: &mut BufReader<std::fs::File>) -> String {
-    let mut s = String::new();
-    r.read_line(&mut s).unwrap();
-    s.trim_end().to_string()
-}
-
 fn is_change(d: &LocalDelivery, pid: u32, change: LocalChange) -> bool {
     matches!(d, LocalDelivery::Membership { pid: p, change: c, .. } if *p == pid && *c == change)
 }
@@ -53,13 +28,13 @@ fn is_change(d: &LocalDelivery, pid: u32, change: LocalChange) -> bool {
 /// A child that joins, says "joined", and never reads (killed later).
 fn idle_member(domain: &baton::Domain, cfg: LocalGroupConfig) -> Pid {
     let domain = domain.clone();
-    let (child, mut r) = member_process(move |out| {
+    let (child, mut r) = common::fork_writing(move |out| {
         let _m = LocalMember::join(&domain, "g", &cfg).unwrap();
         writeln!(out, "joined").unwrap();
         out.flush().unwrap();
         std::thread::sleep(Duration::from_secs(120));
     });
-    assert_eq!(line(&mut r), "joined");
+    assert_eq!(common::read_line(&mut r), "joined");
     child
 }
 
@@ -119,14 +94,14 @@ fn two_dead_members_holding_the_log_block_neither_procdown_nor_a_join() {
     let c1 = idle_member(&t.domain, cfg);
     let domain = t.domain.clone();
     // c2 fills the log and dies without reading.
-    let (c2, mut r) = member_process(move |out| {
+    let (c2, mut r) = common::fork_writing(move |out| {
         let mut m = LocalMember::join(&domain, "g", &cfg).unwrap();
         while m.try_send(&[7u8; 1000]).unwrap() {}
         writeln!(out, "full").unwrap();
         out.flush().unwrap();
         std::thread::sleep(Duration::from_secs(120));
     });
-    assert_eq!(line(&mut r), "full");
+    assert_eq!(common::read_line(&mut r), "full");
     kill_and_reap(c1);
     kill_and_reap(c2);
     let t0 = Instant::now();
@@ -159,7 +134,7 @@ fn churn_join_snapshots_agree_and_each_member_ends_once() {
         for k in 0..3u32 {
             let domain = t.domain.clone();
             let kill_it = (round + k) % 2 == 0;
-            let (pid, r) = member_process(move |out| {
+            let (pid, r) = common::fork_writing(move |out| {
                 let mut m = LocalMember::join(&domain, "g", &cfg).unwrap();
                 let first = m.recv(WAIT).unwrap().unwrap();
                 writeln!(out, "{first:?}").unwrap();
@@ -374,7 +349,7 @@ fn removal_ends_a_join_waiting_for_room() {
     while a.try_send(&[7u8; 1000]).unwrap() {}
     while a.try_send(&[7u8; 1]).unwrap() {}
     let domain = t.domain.clone();
-    let (child, mut r) = member_process(move |out| {
+    let (child, mut r) = common::fork_writing(move |out| {
         let t0 = Instant::now();
         let e = LocalMember::join(&domain, "g", &small()).map(std::mem::forget);
         writeln!(out, "{:?} {e:?}", t0.elapsed()).unwrap();
@@ -382,7 +357,7 @@ fn removal_ends_a_join_waiting_for_room() {
     std::thread::sleep(Duration::from_millis(300));
     LocalMember::remove(&t.domain, "g").unwrap();
     let t0 = Instant::now();
-    let j = line(&mut r);
+    let j = common::read_line(&mut r);
     let waited = t0.elapsed();
     let _ = common::reap(child, Duration::from_secs(20));
     kill_and_reap(holder);
@@ -440,7 +415,7 @@ fn a_member_waiting_in_send_reads_meanwhile_so_its_own_records_never_hold_the_lo
     let senders: Vec<_> = (0..2)
         .map(|_| {
             let domain = t.domain.clone();
-            member_process(move |out| {
+            common::fork_writing(move |out| {
                 let mut m = LocalMember::join(&domain, "two", &small()).unwrap();
                 while m.members().len() < 2 {
                     m.recv(WAIT).unwrap();
@@ -464,7 +439,7 @@ fn a_member_waiting_in_send_reads_meanwhile_so_its_own_records_never_hold_the_lo
         })
         .collect();
     for (pid, mut r) in senders {
-        assert_eq!(line(&mut r), "done");
+        assert_eq!(common::read_line(&mut r), "done");
         let _ = common::reap(pid, Duration::from_secs(20));
     }
 }

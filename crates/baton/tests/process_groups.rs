@@ -9,8 +9,6 @@ use baton::{
 };
 use common::TestDomain;
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{fork, ForkResult, Pid};
-use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(10));
@@ -37,34 +35,6 @@ fn recv_until(
 
 fn is_change(d: &LocalDelivery, pid: u32, change: LocalChange) -> bool {
     matches!(d, LocalDelivery::Membership { pid: p, change: c, .. } if *p == pid && *c == change)
-}
-
-/// Runs `body` in a forked child that writes lines to a pipe; returns its pid and the lines'
-/// reader. The child exits 0 when `body` returns, 1 if it panics.
-fn member_process(body: impl FnOnce(&mut dyn Write)) -> (Pid, BufReader<std::fs::File>) {
-    let (r, w) = nix::unistd::pipe().unwrap();
-    let (r, mut w) = (std::fs::File::from(r), std::fs::File::from(w));
-    // SAFETY: the child runs `body` (baton's API and the pipe) and exits without returning
-    // into the test harness.
-    match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            drop(r);
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut w)));
-            let _ = w.flush();
-            // SAFETY: ends the child at once.
-            unsafe { libc::_exit(if ok.is_ok() { 0 } else { 1 }) }
-        }
-        ForkResult::Parent { child } => {
-            drop(w);
-            (child, BufReader::new(r))
-        }
-    }
-}
-
-fn line(r: &mut BufReader<std::fs::File>) -> String {
-    let mut s = String::new();
-    r.read_line(&mut s).unwrap();
-    s.trim_end().to_string()
 }
 
 #[test]
@@ -123,7 +93,7 @@ fn three_member_processes_see_one_total_order() {
     let members: Vec<_> = (0..3)
         .map(|_| {
             let domain = domain.clone();
-            member_process(move |out| {
+            common::fork_writing(move |out| {
                 let mut m = LocalMember::join(&domain, "g", &small).unwrap();
                 // Wait until all three are in, then send.
                 recv_until(&mut m, |d| {
@@ -160,11 +130,11 @@ fn three_member_processes_see_one_total_order() {
     let mut sequences = Vec::new();
     let mut pids = Vec::new();
     for (pid, mut r) in members {
-        assert_eq!(line(&mut r), "ready");
+        assert_eq!(common::read_line(&mut r), "ready");
         pids.push(pid);
         sequences.push(r);
     }
-    let sequences: Vec<String> = sequences.iter_mut().map(line).collect();
+    let sequences: Vec<String> = sequences.iter_mut().map(common::read_line).collect();
     for pid in &pids {
         assert_eq!(common::reap(*pid, Duration::from_secs(10)), Some(0));
     }
@@ -197,7 +167,7 @@ fn joins_leaves_and_deaths_come_in_order_with_the_messages_each_once() {
     ));
     a.send(b"before").unwrap();
     let domain = t.domain.clone();
-    let (child, mut r) = member_process(move |out| {
+    let (child, mut r) = common::fork_writing(move |out| {
         let mut b = LocalMember::join(&domain, "g", &config()).unwrap();
         let first = b.recv(WAIT).unwrap().unwrap();
         writeln!(out, "{first:?}").unwrap();
@@ -206,7 +176,7 @@ fn joins_leaves_and_deaths_come_in_order_with_the_messages_each_once() {
         b.send(b"two").unwrap();
         b.leave().unwrap();
     });
-    let first = line(&mut r);
+    let first = common::read_line(&mut r);
     assert_eq!(
         first,
         format!(
@@ -254,14 +224,14 @@ fn joins_leaves_and_deaths_come_in_order_with_the_messages_each_once() {
 
     // A member killed with SIGKILL: its PROCDOWN after its last message, once.
     let domain = t.domain.clone();
-    let (child, mut r) = member_process(move |out| {
+    let (child, mut r) = common::fork_writing(move |out| {
         let mut c = LocalMember::join(&domain, "g", &config()).unwrap();
         c.send(b"last words").unwrap();
         writeln!(out, "sent").unwrap();
         out.flush().unwrap();
         std::thread::sleep(Duration::from_secs(60));
     });
-    assert_eq!(line(&mut r), "sent");
+    assert_eq!(common::read_line(&mut r), "sent");
     kill(child, Signal::SIGKILL).unwrap();
     let c = child.as_raw() as u32;
     let got = recv_until(&mut a, |d| is_change(d, c, LocalChange::ProcessDown));
@@ -295,13 +265,13 @@ fn the_slowest_member_bounds_reuse_and_a_dead_ones_cursor_is_released() {
     };
     let mut a = LocalMember::join(&t.domain, "g", &small).unwrap();
     let domain = t.domain.clone();
-    let (child, mut r) = member_process(move |out| {
+    let (child, mut r) = common::fork_writing(move |out| {
         let _slow = LocalMember::join(&domain, "g", &small).unwrap();
         writeln!(out, "joined").unwrap();
         out.flush().unwrap();
         std::thread::sleep(Duration::from_secs(60)); // never reads; killed
     });
-    assert_eq!(line(&mut r), "joined");
+    assert_eq!(common::read_line(&mut r), "joined");
     let mut sent = 0u32;
     while a.try_send(&[7u8; 1000]).unwrap() {
         sent += 1;
@@ -367,11 +337,11 @@ fn bad_input_is_refused_with_a_clear_error() {
     m.send(&[0u8; 4096]).unwrap();
     // A forked child's copy is the parent's membership: refused, and dropping it leaves the
     // parent a member.
-    let (child, mut r) = member_process(|out| {
+    let (child, mut r) = common::fork_writing(|out| {
         let e = m.try_send(b"x").unwrap_err();
         writeln!(out, "{}", matches!(e, ProcessGroupError::ForkedCopy)).unwrap();
     });
-    assert_eq!(line(&mut r), "true");
+    assert_eq!(common::read_line(&mut r), "true");
     assert_eq!(common::reap(child, Duration::from_secs(10)), Some(0));
     let got = recv_until(&mut m, |d| matches!(d, LocalDelivery::Message { .. }));
     assert_eq!(got.len(), 2, "{got:?}");

@@ -174,3 +174,36 @@ pub fn reap(child: nix::unistd::Pid, limit: Duration) -> Option<i32> {
     }
     code
 }
+
+/// Runs `body` in a forked child that writes lines to a pipe; returns its pid and the pipe's
+/// reading end. The child exits 0 when `body` returns, 1 if it panics, and never returns into
+/// the test harness.
+pub fn fork_writing(
+    body: impl FnOnce(&mut dyn std::io::Write),
+) -> (nix::unistd::Pid, std::io::BufReader<std::fs::File>) {
+    use std::io::Write;
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let (r, mut w) = (std::fs::File::from(r), std::fs::File::from(w));
+    // SAFETY: the child runs `body` and exits without returning into the test harness.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut w)));
+            let _ = w.flush();
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(if ok.is_ok() { 0 } else { 1 }) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            (child, std::io::BufReader::new(r))
+        }
+    }
+}
+
+/// The next line from a child's pipe, without its newline ("" at its end).
+pub fn read_line(r: &mut std::io::BufReader<std::fs::File>) -> String {
+    use std::io::BufRead;
+    let mut s = String::new();
+    r.read_line(&mut s).unwrap();
+    s.trim_end().to_string()
+}
