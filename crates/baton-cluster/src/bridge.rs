@@ -6,26 +6,37 @@
 //!   queue (`baton::DEFAULT_OUTBOX`, made by whichever comes first).
 //! - The bridge owns the outbox. It multicasts each message to the bridges' group as a
 //!   *forward* with an id (this node, the outbox's creation, the message's id in the outbox:
-//!   the same on a redelivery) and keeps the message, unacknowledged, until the destination's
-//!   bridge says *done*; it forwards it again every `retransmit_ms`, and at once when that
-//!   bridge (re)joins.
+//!   the same on a redelivery) and its stream's *mark* (the lowest id of that priority to that
+//!   node it has not had confirmed), and keeps the message, unacknowledged, until the
+//!   destination's bridge says *done*; it forwards it again every `retransmit_ms`, and at once
+//!   when that bridge (re)joins. Only messages to nodes whose bridge is there count against
+//!   the 4,096 in flight and are forwarded again: a node that is down holds up no other.
 //! - The destination's bridge sends the message into its queue (same priority and type), then
 //!   records the id as delivered (in a file that outlives the bridge, not the node) and
-//!   multicasts *done*; a forward it has recorded is only answered *done* again. A queue it
-//!   cannot send to (none of that name, a message too big) is answered *refused*, with why.
+//!   multicasts *done*; a forward it has recorded, or below its stream's mark, is only
+//!   answered *done* again. A full queue is not answered (the forward comes again), and the
+//!   stream's later forwards wait behind it. A queue it cannot send to (none of that name, a
+//!   message too big) is answered *refused*, with why; so is a message too big for the group.
 //! - On *done* the source bridge acknowledges the outbox message (a sender that used
 //!   `send_tracked` learns `Acknowledged`: it is in the remote queue), or replies to it if it
 //!   was a request (`ok`, or `refused: why`). A refused plain message goes to the dead-letter
-//!   queue `<outbox>.failed`, the reason before it, and is acknowledged.
+//!   queue `<outbox>.failed`, the reason before it, and is acknowledged once written there (it
+//!   is kept until then).
+//! - Two bridges with one node name: the second to be seen exits with an error.
 //!
 //! End to end: at least once, in order per sender and destination queue except around a
 //! destination bridge's restart. Lost only with the source node (the outbox is in its shared
-//! memory) before its bridge forwarded the message. Duplicated only if a destination bridge
-//! dies between its send into the queue and its record of the id (microseconds), or if the
-//! record file was lost (the node rebooted) while the source still had the message.
+//! memory) before the destination confirmed the message. Duplicated only if a destination
+//! bridge dies between its send into the queue and its record of the id (microseconds), or if
+//! the record file was lost (the node rebooted) while the source still had the message. An
+//! adversarial review found seven ways these did not hold (a message too big for the group
+//! lost, dead letters lost, order broken by a full queue, one absent node stopping all
+//! traffic, two bridges of one name both delivering, a queue made again refused, a late
+//! retransmit after 65,536 other deliveries delivered twice); each has its test in
+//! `crates/baton-cli/tests/bridge_review.rs`.
 
 use crate::{Backend, ClusterError, Delivery, Member, ProcessGroup, Reason};
-use baton::{Domain, Message, OpenError, Queue, Receiver, RecvError, RemoteAddress};
+use baton::{Attributes, Domain, Message, OpenError, Queue, Receiver, RecvError, RemoteAddress};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -184,71 +195,148 @@ struct Pending {
     sent: Instant,
 }
 
-/// The ids this node's bridge has delivered, kept in a file that outlives the bridge (a ring
-/// of the last `SEEN_KEPT`).
+/// The forwards this node's bridge has delivered, by stream (source node, outbox creation,
+/// priority), kept in a file that outlives the bridge (not the node). Each forward carries its
+/// source's *mark*: the lowest id of that stream it has not had confirmed (ids of a lane only
+/// grow, and a source takes them in order). Every id below the mark was delivered here or
+/// refused, and is answered again without a second delivery; only the ids from the mark on are
+/// remembered, so the memory is the source's window of unconfirmed messages, whatever came
+/// meanwhile. (It was a ring of the last 65,536 ids of all sources: a source back after that
+/// many other deliveries had its message delivered twice; found in review.)
 struct Seen {
+    path: std::path::PathBuf,
     file: std::fs::File,
-    ids: HashSet<Id>,
-    ring: Vec<Id>,
-    next: usize,
+    streams: HashMap<(u64, u64, u8), Stream>,
+    /// Records in the file, to know when to write it anew.
+    records: usize,
+}
+
+#[derive(Default)]
+struct Stream {
+    mark: u64,
+    ids: std::collections::BTreeSet<u64>,
 }
 
 /// How long a starting bridge waits for corosync.
 const COROSYNC_WAIT: Duration = Duration::from_secs(30);
 
-/// How many delivered ids a bridge remembers.
-const SEEN_KEPT: usize = 65536;
+/// The end of a refusal for a queue removed while the bridge held it.
+const REMOVED: &str = ": the queue was removed";
+
+/// A record of the file: kind (0 a delivered id, 1 a mark), source, epoch, the id or mark.
+const SEEN_RECORD: usize = 25;
 
 impl Seen {
     fn open(path: &std::path::Path) -> std::io::Result<Seen> {
         let mut file = std::fs::OpenOptions::new()
             .read(true)
-            .write(true)
+            .append(true)
             .create(true)
-            .truncate(false)
             .open(path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let mut ring = Vec::new();
-        let mut next = 0;
-        if bytes.len() >= 8 {
-            next = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default()) as usize;
-            for c in bytes[8..].chunks_exact(24) {
-                if let Some((id, _)) = get_id(c) {
-                    ring.push(id);
+        let mut seen = Seen {
+            path: path.to_path_buf(),
+            file,
+            streams: HashMap::new(),
+            records: 0,
+        };
+        // Whatever a peer wrote there is only ids: a record that makes no sense is skipped.
+        for r in bytes.chunks_exact(SEEN_RECORD) {
+            let w = |i: usize| u64::from_le_bytes(r[i..i + 8].try_into().unwrap_or_default());
+            let (src, epoch, v) = (w(1), w(9), w(17));
+            match r[0] {
+                0 => seen.remember(src, epoch, v),
+                1 => {
+                    seen.raise_mark(src, epoch, v);
                 }
+                _ => {}
+            }
+            seen.records += 1;
+        }
+        Ok(seen)
+    }
+
+    fn stream(&mut self, src: u64, epoch: u64, v: u64) -> &mut Stream {
+        // A newer outbox of a source: its older ones' streams are done with.
+        let newer = self.streams.keys().any(|&(s, e, _)| s == src && e > epoch);
+        if !newer {
+            self.streams.retain(|&(s, e, _), _| s != src || e >= epoch);
+        }
+        self.streams.entry((src, epoch, (v & 3) as u8)).or_default()
+    }
+
+    fn remember(&mut self, src: u64, epoch: u64, id: u64) {
+        let s = self.stream(src, epoch, id);
+        if id >= s.mark {
+            s.ids.insert(id);
+        }
+    }
+
+    fn raise_mark(&mut self, src: u64, epoch: u64, mark: u64) -> bool {
+        let s = self.stream(src, epoch, mark);
+        if mark <= s.mark {
+            return false;
+        }
+        s.mark = mark;
+        s.ids = s.ids.split_off(&mark);
+        true
+    }
+
+    /// Whether the forward `id` was delivered here (or is below its source's mark).
+    fn delivered(&self, id: &Id) -> bool {
+        self.streams
+            .get(&(id[0], id[1], (id[2] & 3) as u8))
+            .is_some_and(|s| id[2] < s.mark || s.ids.contains(&id[2]))
+    }
+
+    /// A forward's mark: what is below it is forgotten.
+    fn mark(&mut self, id: &Id, mark: u64) -> std::io::Result<()> {
+        if (mark & 3) != (id[2] & 3) || !self.raise_mark(id[0], id[1], mark) {
+            return Ok(());
+        }
+        self.append(1, id[0], id[1], mark)
+    }
+
+    /// Records a delivery.
+    fn record(&mut self, id: Id) -> std::io::Result<()> {
+        self.remember(id[0], id[1], id[2]);
+        self.append(0, id[0], id[1], id[2])
+    }
+
+    fn append(&mut self, kind: u8, src: u64, epoch: u64, v: u64) -> std::io::Result<()> {
+        let mut r = Vec::with_capacity(SEEN_RECORD);
+        r.push(kind);
+        for w in [src, epoch, v] {
+            r.extend_from_slice(&w.to_le_bytes());
+        }
+        std::io::Write::write_all(&mut self.file, &r)?;
+        self.records += 1;
+        let live: usize = self.streams.values().map(|s| s.ids.len() + 1).sum();
+        if self.records > 4 * live + 4096 {
+            self.rewrite()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the file anew with what is remembered (into a temporary file, then renamed).
+    fn rewrite(&mut self) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        let mut n = 0;
+        for (&(src, epoch, _), s) in &self.streams {
+            for (kind, v) in std::iter::once((1u8, s.mark)).chain(s.ids.iter().map(|&i| (0, i))) {
+                out.push(kind);
+                for w in [src, epoch, v] {
+                    out.extend_from_slice(&w.to_le_bytes());
+                }
+                n += 1;
             }
         }
-        ring.truncate(SEEN_KEPT);
-        let next = if ring.is_empty() { 0 } else { next % SEEN_KEPT };
-        let ids = ring.iter().copied().filter(|id| *id != [0; 3]).collect();
-        Ok(Seen {
-            file,
-            ids,
-            ring,
-            next,
-        })
-    }
-
-    fn contains(&self, id: &Id) -> bool {
-        self.ids.contains(id)
-    }
-
-    fn record(&mut self, id: Id) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        if self.ring.len() < SEEN_KEPT {
-            self.ring.push(id);
-        } else {
-            let old = std::mem::replace(&mut self.ring[self.next], id);
-            self.ids.remove(&old);
-        }
-        let at = self.next;
-        self.next = (self.next + 1) % SEEN_KEPT;
-        self.ids.insert(id);
-        let mut b = Vec::with_capacity(24);
-        put_id(&mut b, &id);
-        self.file.write_at(&b, 8 + 24 * at as u64)?;
-        self.file.write_at(&(self.next as u64).to_le_bytes(), 0)?;
+        let temp = self.path.with_extension("new");
+        std::fs::write(&temp, &out)?;
+        std::fs::rename(&temp, &self.path)?;
+        self.file = std::fs::OpenOptions::new().append(true).open(&self.path)?;
+        self.records = n;
         Ok(())
     }
 }
@@ -264,6 +352,11 @@ pub struct Bridge {
     pending: BTreeMap<Id, Pending>,
     seen: Seen,
     queues: HashMap<String, Queue>,
+    /// Refused messages whose dead letter could not be written yet (kept, not lost).
+    undead: Vec<(Message, String)>,
+    /// Per (source, outbox epoch, priority, queue): the first forward a full queue could not
+    /// take; later ones of that stream wait behind it (order per sender and queue).
+    blocked: HashMap<(u64, u64, u8, String), u64>,
     epoch: u64,
     me: u64,
     log: Box<dyn FnMut(&str) + Send>,
@@ -275,6 +368,20 @@ impl std::fmt::Debug for Bridge {
             .field("node", &self.config.node)
             .field("pending", &self.pending.len())
             .finish()
+    }
+}
+
+/// What the bridge holds goes back to the outbox, unacknowledged (dropping a `Message`
+/// acknowledges it: without this, only the field order, the receiver dropped first, kept a
+/// stopped bridge's unconfirmed messages).
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        for (_, p) in std::mem::take(&mut self.pending) {
+            let _ = p.message.release();
+        }
+        for (m, _) in std::mem::take(&mut self.undead) {
+            let _ = m.release();
+        }
     }
 }
 
@@ -299,7 +406,7 @@ impl Bridge {
         let outbox = outbox(&domain, &config.outbox).map_err(|e| fail("outbox", &e))?;
         let rx = outbox.receiver().map_err(|e| fail("outbox", &e))?;
         let seen_path = std::path::Path::new(baton::SHM_DIR)
-            .join(format!("baton.{domain}~.bridge-seen.{}", config.node));
+            .join(format!("baton.{domain}~.bridge-delivered.{}", config.node));
         let seen =
             Seen::open(&seen_path).map_err(|e| fail(&seen_path.display().to_string(), &e))?;
         // A bridge may start before corosync is up (at boot): it waits for it a while.
@@ -324,6 +431,8 @@ impl Bridge {
             pending: BTreeMap::new(),
             seen,
             queues: HashMap::new(),
+            undead: Vec::new(),
+            blocked: HashMap::new(),
             epoch,
             me,
             log,
@@ -369,12 +478,25 @@ impl Bridge {
     /// what waited too long; sleeps up to `wait` when there is nothing.
     fn step(&mut self, wait: Duration, group_fd: i32) -> Result<(), ClusterError> {
         let mut busy = false;
-        // The outbox: at most a bounded number in flight.
-        while self.pending.len() < 4096 {
+        // The outbox: at most a bounded number in flight to bridges that are there (what
+        // waits for a node without a bridge holds only outbox room, and must not stop the
+        // traffic to the others).
+        let up: HashSet<&String> = self.names.values().collect();
+        let mut in_flight = self
+            .pending
+            .values()
+            .filter(|p| up.contains(&p.node))
+            .count();
+        drop(up);
+        while in_flight + self.undead.len() < 4096 {
             match self.rx.try_recv() {
                 Ok(m) => {
                     busy = true;
+                    let before = self.pending.len();
                     self.take(m)?;
+                    if self.pending.len() > before {
+                        in_flight += 1;
+                    }
                 }
                 Err(RecvError::Empty) => break,
                 Err(e) => return Err(ClusterError::Config(format!("outbox: {e}"))),
@@ -385,14 +507,19 @@ impl Bridge {
             self.deliver(d)?;
         }
         let every = Duration::from_millis(self.config.retransmit_ms);
+        let up: HashSet<&String> = self.names.values().collect();
         let due: Vec<Id> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.sent.elapsed() >= every)
+            // A node without a bridge gets its messages when its bridge says hello.
+            .filter(|(_, p)| p.sent.elapsed() >= every && up.contains(&p.node))
             .map(|(id, _)| *id)
             .collect();
         for id in due {
             self.resend(&id)?;
+        }
+        for (m, why) in std::mem::take(&mut self.undead) {
+            self.dead_letter(m, &why, false);
         }
         if !busy {
             let rx_fd = {
@@ -430,8 +557,16 @@ impl Bridge {
             return Ok(());
         };
         let id: Id = [self.me, self.epoch, m.id()];
+        // The stream's mark: its lowest id not yet confirmed, this one's or a pending one's.
+        let mark = self
+            .pending
+            .iter()
+            .filter(|(k, p)| p.node == to.node && (k[2] & 3) == (id[2] & 3))
+            .map(|(k, _)| k[2])
+            .fold(id[2], u64::min);
         let mut f = vec![wire::FORWARD];
         put_id(&mut f, &id);
+        f.extend_from_slice(&mark.to_le_bytes());
         f.push(to.node.len() as u8);
         f.extend_from_slice(to.node.as_bytes());
         f.push(to.queue.len() as u8);
@@ -439,7 +574,23 @@ impl Bridge {
         f.push(m.priority());
         f.extend_from_slice(&m.msg_type().to_le_bytes());
         f.extend_from_slice(payload);
-        self.multicast(&f)?;
+        match self.multicast(&f) {
+            Ok(()) => {}
+            Err(ClusterError::TooBig { len, max }) => {
+                self.refused(
+                    m,
+                    &format!(
+                        "{to}: a forward of {len} bytes is over the bridges' group's largest message ({max})"
+                    ),
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                // Given back (dropping it would acknowledge it): the next bridge forwards it.
+                let _ = m.release();
+                return Err(e);
+            }
+        }
         self.pending.insert(
             id,
             Pending {
@@ -467,17 +618,44 @@ impl Bridge {
         (self.log)(&format!("refused: {why}"));
         if m.meta().is_request() {
             let _ = m.reply(format!("refused: {why}").as_bytes());
+            let _ = m.ack();
         } else {
-            let dead = format!("{}.failed", self.config.outbox);
-            let letter = [format!("{why}\n").as_bytes(), m.payload()].concat();
-            let sent = outbox(&self.domain, &dead)
-                .map_err(|e| e.to_string())
-                .and_then(|q| q.sender().try_send(letter).map_err(|e| e.to_string()));
-            if let Err(e) = sent {
-                (self.log)(&format!("dead letter to {dead} lost: {e}"));
+            self.dead_letter(m, why, true);
+        }
+    }
+
+    /// Writes a refused message to the dead letters and acknowledges it; kept (and tried again
+    /// each round) while that fails.
+    fn dead_letter(&mut self, m: Message, why: &str, first: bool) {
+        let dead = format!("{}.failed", self.config.outbox);
+        let letter = [format!("{why}\n").as_bytes(), m.payload()].concat();
+        let sent = match Queue::open(&self.domain, &dead) {
+            Err(OpenError::NotFound { .. }) => Queue::create(
+                &self.domain,
+                &dead,
+                &Attributes {
+                    // The whole envelope and a reason.
+                    max_message: (m.payload().len() + 1024).max(4096 + 256 + 1024) as u32,
+                    ..Attributes::default()
+                },
+            ),
+            other => other,
+        }
+        .map_err(|e| e.to_string())
+        .and_then(|q| q.sender().try_send(letter).map_err(|e| e.to_string()));
+        match sent {
+            Ok(()) => {
+                let _ = m.ack();
+            }
+            Err(e) => {
+                if first {
+                    (self.log)(&format!(
+                        "dead letter to {dead} not written (kept, tried again each round): {e}"
+                    ));
+                }
+                self.undead.push((m, why.to_string()));
             }
         }
-        let _ = m.ack();
     }
 
     fn deliver(&mut self, d: Delivery) -> Result<(), ClusterError> {
@@ -499,6 +677,19 @@ impl Bridge {
             Delivery::Message { from, payload } => match payload.first() {
                 Some(&wire::HELLO) => {
                     let name = String::from_utf8_lossy(&payload[1..]).into_owned();
+                    if name == self.config.node {
+                        let me = self.group.me()?;
+                        if from != me {
+                            // Two bridges of one node name would both deliver its forwards:
+                            // one of them (the greater member, the same choice on both) stops.
+                            (self.log)(&format!("bridge of {name} is {from} too"));
+                            if me > from {
+                                return Err(ClusterError::Config(format!(
+                                    "node {name}: another bridge ({from}) has this name"
+                                )));
+                            }
+                        }
+                    }
                     if self.names.insert(from, name.clone()).as_ref() != Some(&name) {
                         (self.log)(&format!("bridge of {name} is {from}"));
                         // What waits for that node goes now.
@@ -529,6 +720,13 @@ impl Bridge {
         let Some((id, rest)) = get_id(b) else {
             return Ok(());
         };
+        let (Some(mark), Some(rest)) = (
+            rest.get(..8)
+                .map(|m| u64::from_le_bytes(m.try_into().unwrap_or_default())),
+            rest.get(8..),
+        ) else {
+            return Ok(());
+        };
         let Some((node, rest)) = get_str(rest) else {
             return Ok(());
         };
@@ -543,9 +741,22 @@ impl Bridge {
         };
         let msg_type = i64::from_le_bytes(t.try_into().unwrap_or_default());
         let payload = &rest[9..];
-        let outcome = if self.seen.contains(&id) {
+        let stream = (id[0], id[1], priority, queue.to_string());
+        if mark <= id[2] {
+            if let Err(e) = self.seen.mark(&id, mark) {
+                (self.log)(&format!("cannot record a mark: {e}"));
+            }
+        }
+        let outcome = if self.seen.delivered(&id) {
+            if self.blocked.get(&stream) == Some(&id[2]) {
+                self.blocked.remove(&stream);
+            }
             Ok(()) // delivered before: only confirmed again
         } else {
+            if self.blocked.get(&stream).is_some_and(|&b| b < id[2]) {
+                // An earlier one of this stream waits for room: this one goes after it.
+                return Ok(());
+            }
             let queue = queue.to_string();
             let sent = self.send_local(&queue, priority, msg_type, payload);
             match sent {
@@ -553,10 +764,23 @@ impl Bridge {
                     if let Err(e) = self.seen.record(id) {
                         (self.log)(&format!("cannot record a delivery: {e}"));
                     }
+                    if self.blocked.get(&stream) == Some(&id[2]) {
+                        self.blocked.remove(&stream);
+                    }
                     Ok(())
                 }
-                Err(Some(why)) => Err(why),
-                Err(None) => return Ok(()), // full for now: the next forward tries again
+                Err(Some(why)) => {
+                    if self.blocked.get(&stream) == Some(&id[2]) {
+                        self.blocked.remove(&stream);
+                    }
+                    Err(why)
+                }
+                Err(None) => {
+                    // Full for now: the next forward tries again, and later ones wait.
+                    let b = self.blocked.entry(stream).or_insert(id[2]);
+                    *b = (*b).min(id[2]);
+                    return Ok(());
+                }
             }
         };
         let mut d = vec![wire::DONE];
@@ -574,6 +798,22 @@ impl Bridge {
     /// Sends into a local queue: `Err(None)` while it is full (try again later), `Err(why)`
     /// when it cannot take the message at all.
     fn send_local(
+        &mut self,
+        queue: &str,
+        priority: u8,
+        msg_type: i64,
+        payload: &[u8],
+    ) -> Result<(), Option<String>> {
+        match self.send_local_once(queue, priority, msg_type, payload) {
+            // A cached handle of a queue removed and made again: once more, opened afresh.
+            Err(Some(why)) if why.ends_with(REMOVED) => {
+                self.send_local_once(queue, priority, msg_type, payload)
+            }
+            other => other,
+        }
+    }
+
+    fn send_local_once(
         &mut self,
         queue: &str,
         priority: u8,
@@ -599,10 +839,7 @@ impl Bridge {
             Err(baton::SendError::Timeout) => Err(None),
             Err(baton::SendError::Removed) => {
                 self.queues.remove(queue);
-                Err(Some(format!(
-                    "{}/{queue}: the queue was removed",
-                    self.config.node
-                )))
+                Err(Some(format!("{}/{queue}{REMOVED}", self.config.node)))
             }
             Err(e) => Err(Some(format!("{}/{queue}: {e}", self.config.node))),
         }
@@ -653,16 +890,42 @@ mod tests {
     }
 
     #[test]
-    fn delivered_ids_survive_a_reopen_and_the_oldest_go_first() {
+    fn deliveries_and_marks_survive_a_reopen_and_the_marks_bound_the_memory() {
         let path = std::env::temp_dir().join(format!("baton-seen-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
+        let id = |pos: u64| -> Id { [1, 2, pos << 2 | 3] };
         let mut s = Seen::open(&path).unwrap();
-        for i in 1..=3u64 {
-            s.record([1, 2, i]).unwrap();
+        for pos in 1..=3 {
+            s.record(id(pos)).unwrap();
         }
+        s.mark(&id(3), id(2)[2]).unwrap();
+        drop(s);
+        let mut s = Seen::open(&path).unwrap();
+        assert!(
+            s.delivered(&id(1)),
+            "below the mark: answered, not delivered again"
+        );
+        assert!(s.delivered(&id(3)) && !s.delivered(&id(4)));
+        assert!(
+            !s.delivered(&[1, 2, 4 << 2]),
+            "another priority is another stream"
+        );
+        // Many deliveries behind a moving mark: the memory stays the window.
+        for pos in 4..20_000 {
+            s.record(id(pos)).unwrap();
+            s.mark(&id(pos), id(pos - 1)[2]).unwrap();
+        }
+        assert!(s.streams.values().map(|st| st.ids.len()).sum::<usize>() < 4);
+        assert!(
+            std::fs::metadata(&path).unwrap().len() < 400_000,
+            "rewritten"
+        );
         drop(s);
         let s = Seen::open(&path).unwrap();
-        assert!(s.contains(&[1, 2, 2]) && !s.contains(&[1, 2, 4]));
+        assert!(s.delivered(&id(19_999)) && !s.delivered(&id(20_000)));
+        // A file a peer wrote garbage into: read without a panic.
+        std::fs::write(&path, [0xffu8; 1000]).unwrap();
+        assert!(!Seen::open(&path).unwrap().delivered(&id(1)));
         let _ = std::fs::remove_file(&path);
     }
 }
