@@ -376,11 +376,23 @@ mod tests {
                 queue: "a".into(),
             },
             StoredMember {
-                node: 7,
+                node: 0,
                 queue: "q".repeat(MAX_NAME),
+            },
+            StoredMember {
+                node: 1,
+                queue: "node2/q".into(),
             },
         ];
         assert_eq!(decode(&encode(&members).unwrap()).unwrap(), members);
+        // Another node's member is NODE/QUEUE; this node's a queue name.
+        for (node, queue) in [(1, "q"), (0, "node2/q"), (1, "a/b/c"), (1, "/q")] {
+            let bad = vec![StoredMember {
+                node,
+                queue: queue.into(),
+            }];
+            assert!(decode(&encode(&bad).unwrap()).is_err(), "{node} {queue}");
+        }
     }
 
     #[test]
