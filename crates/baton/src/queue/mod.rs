@@ -395,6 +395,24 @@ impl Queue {
         self.seg.names().0
     }
 
+    /// Whether this queue has been removed (its name may now be another queue's): a handle
+    /// kept for long is looked up again then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use baton::{Attributes, Domain, Queue};
+    /// # let domain = Domain::new(&format!("doc-is-removed-{}", std::process::id()))?;
+    /// let q = Queue::create(&domain, "q", &Attributes::default())?;
+    /// assert!(!q.is_removed());
+    /// Queue::remove(&domain, "q")?;
+    /// assert!(q.is_removed());
+    /// # Ok::<(), baton::OpenError>(())
+    /// ```
+    pub fn is_removed(&self) -> bool {
+        self.seg.is_removed()
+    }
+
     /// A sender at the lowest priority (3), message type 0, version 0.
     ///
     /// # Examples

@@ -1,0 +1,206 @@
+//! A component is its whole process tree, as Sun Cluster's process monitor sees it: it has
+//! ended when its last process has, and one that daemonizes (forks, and its parent exits) is
+//! still followed.
+//!
+//! Each component's processes carry a marker in their environment
+//! (`BATON_SUPERVISE_MARK=<supervisor>/<component>/<start>`), which every descendant inherits
+//! unless it clears its environment on purpose; the supervisor finds the tree by that marker in
+//! `/proc`, in any process group or session. It is the children's subreaper
+//! (`PR_SET_CHILD_SUBREAPER`), so an orphaned descendant becomes its child and is reaped by it,
+//! not left a zombie. (A cgroup would be exact; this needs none, and a process that clears its
+//! environment is the one it cannot follow: documented.)
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The environment variable that marks a component's processes.
+pub const MARK_ENV: &str = "BATON_SUPERVISE_MARK";
+
+/// Makes this process the subreaper of its descendants (see the module).
+///
+/// # Errors
+///
+/// The `prctl` error.
+pub fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: prctl with an integer argument; no memory is passed.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Ended {
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal ended it.
+    Signaled(i32),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Exited(c) => write!(f, "exit status {c}"),
+            Ended::Signaled(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+/// Reaps every child that has ended (the components' first processes, and orphans handed to
+/// this subreaper); returns each with how it ended.
+pub fn reap() -> Vec<(i32, Ended)> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut out = Vec::new();
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw(), Ended::Exited(code))),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                out.push((pid.as_raw(), Ended::Signaled(sig as i32)))
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return out,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The pids of the live processes whose environment carries `mark` (zombies excluded).
+pub fn marked(mark: &str) -> BTreeSet<i32> {
+    let want = format!("{MARK_ENV}={mark}");
+    let mut out = BTreeSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if has_mark(pid, &want) && !is_zombie(pid) {
+            out.insert(pid);
+        }
+    }
+    out
+}
+
+fn has_mark(pid: i32, want: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == want.as_bytes()))
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        // The state follows the command's closing parenthesis.
+        s.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st == "Z"))
+            .unwrap_or(true)
+    })
+}
+
+/// Whether any process of `pids` still carries `mark` (the pids of a dead process may be
+/// reused: the mark tells).
+pub fn any_alive(pids: &BTreeSet<i32>, mark: &str) -> bool {
+    let want = format!("{MARK_ENV}={mark}");
+    pids.iter().any(|&p| has_mark(p, &want) && !is_zombie(p))
+}
+
+/// Sends `sig` to every process of the tree marked `mark` (found anew, so a process forked
+/// since is included).
+pub fn signal_tree(mark: &str, sig: i32) -> usize {
+    let pids = marked(mark);
+    for &p in &pids {
+        // SAFETY: kill with a pid and a signal number.
+        unsafe { libc::kill(p, sig) };
+    }
+    pids.len()
+}
+
+/// Stops the tree marked `mark`: SIGTERM, then SIGKILL after `grace` to what is left.
+/// Returns once none of it lives (or after `grace` and a second more).
+pub fn stop_tree(mark: &str, grace: Duration) {
+    if signal_tree(mark, libc::SIGTERM) == 0 {
+        return;
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        reap();
+        if marked(mark).is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal_tree(mark, libc::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline && !marked(mark).is_empty() {
+        reap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    reap();
+}
+
+/// Runs a method (validate, stop, monitor_check, a probe) to its end, at most `timeout`
+/// (then its tree is killed); its status and what it printed (standard output and error,
+/// the first 4 KiB).
+pub fn run_method(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&Path>,
+    timeout: Duration,
+) -> (Option<Ended>, String) {
+    use std::io::Read;
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return (None, format!("cannot run {:?}: {e}", argv[0])),
+    };
+    let pid = child.id() as i32;
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_end(&mut text);
+        }
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_end(&mut text);
+        }
+        text.truncate(4096);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                // Past its time: the method's process group goes.
+                // SAFETY: kill of a process group we made.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let text = reader.join().unwrap_or_default();
+    use std::os::unix::process::ExitStatusExt;
+    let ended = status.map(|s| match (s.code(), s.signal()) {
+        (Some(c), _) => Ended::Exited(c),
+        (_, Some(sig)) => Ended::Signaled(sig),
+        _ => Ended::Exited(-1),
+    });
+    (ended, text)
+}
