@@ -21,6 +21,7 @@ mod recv;
 mod request;
 mod send;
 mod stdio;
+mod supervise;
 mod watch;
 
 /// The exit statuses, the same for every command.
@@ -186,6 +187,9 @@ queue.")]
     /// bridges, and deliver what they forward here.
     #[command(after_help = bridge::AFTER_HELP)]
     Bridge(bridge::Args),
+    /// Run components under a supervisor (restart, probe, fail over), or ask one how they are.
+    #[command(after_help = supervise::AFTER_HELP)]
+    Supervise(supervise::Args),
     /// Show the messages waiting in a queue (payloads and metadata), taking none.
     #[command(after_help = "\
 Highest priority first, oldest first within a priority: the order a plain receiver takes them \
@@ -530,6 +534,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Watch(args) => watch::run(&domain, args, json),
         Command::Group(action) => group::run(&domain, action, json),
         Command::Bridge(args) => bridge::run(args, json),
+        Command::Supervise(args) => supervise::run(args, json),
         Command::Peek {
             name,
             count,

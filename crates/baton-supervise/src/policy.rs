@@ -101,6 +101,11 @@ impl Escalation {
         self.scores.iter().map(|&(_, s)| s).sum()
     }
 
+    /// A restart recorded before (the supervisor's state file), at `at`.
+    pub fn replay_restart(&mut self, at: Instant) {
+        self.restarts.push_back(at);
+    }
+
     /// After a failover the history starts again (the component runs as a standby now).
     pub fn reset(&mut self) {
         self.restarts.clear();
@@ -161,16 +166,25 @@ mod tests {
     fn restarts_up_to_the_count_then_fails_over_and_the_window_forgets() {
         let t0 = Instant::now();
         let mut e = Escalation::default();
-        assert_eq!(e.failed(t0, &L), Step::Restart { after: Duration::from_millis(100) });
+        assert_eq!(
+            e.failed(t0, &L),
+            Step::Restart {
+                after: Duration::from_millis(100)
+            }
+        );
         assert_eq!(
             e.failed(t0 + Duration::from_secs(1), &L),
-            Step::Restart { after: Duration::from_millis(200) }
+            Step::Restart {
+                after: Duration::from_millis(200)
+            }
         );
         assert_eq!(e.failed(t0 + Duration::from_secs(2), &L), Step::Failover);
         // A minute after the first two, they no longer count.
         assert_eq!(
             e.failed(t0 + Duration::from_secs(62), &L),
-            Step::Restart { after: Duration::from_millis(100) }
+            Step::Restart {
+                after: Duration::from_millis(100)
+            }
         );
     }
 
@@ -181,12 +195,24 @@ mod tests {
         assert_eq!(e.probed(t0, 50, &L), Step::Continue);
         assert_eq!(e.probed(t0 + Duration::from_secs(1), 0, &L), Step::Continue);
         // 50 + 50 = 100: a complete failure, the first restart.
-        assert!(matches!(e.probed(t0 + Duration::from_secs(2), 50, &L), Step::Restart { .. }));
+        assert!(matches!(
+            e.probed(t0 + Duration::from_secs(2), 50, &L),
+            Step::Restart { .. }
+        ));
         assert_eq!(e.score_in_window(t0 + Duration::from_secs(2), &L), 0);
         // 50 now, 50 after the window: never 100 together.
-        assert_eq!(e.probed(t0 + Duration::from_secs(3), 50, &L), Step::Continue);
-        assert_eq!(e.probed(t0 + Duration::from_secs(70), 50, &L), Step::Continue);
-        assert_eq!(e.probed(t0 + Duration::from_secs(71), 201, &L), Step::Failover);
+        assert_eq!(
+            e.probed(t0 + Duration::from_secs(3), 50, &L),
+            Step::Continue
+        );
+        assert_eq!(
+            e.probed(t0 + Duration::from_secs(70), 50, &L),
+            Step::Continue
+        );
+        assert_eq!(
+            e.probed(t0 + Duration::from_secs(71), 201, &L),
+            Step::Failover
+        );
     }
 
     #[test]

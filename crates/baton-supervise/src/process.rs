@@ -3,7 +3,7 @@
 //! still followed.
 //!
 //! Each component's processes carry a marker in their environment
-//! (`BATON_SUPERVISE_MARK=<supervisor>/<component>/<start>`), which every descendant inherits
+//! (`BATON_SUPERVISE_MARK=<domain>/<supervisor>/<component>/<start>`), which every descendant inherits
 //! unless it clears its environment on purpose; the supervisor finds the tree by that marker in
 //! `/proc`, in any process group or session. It is the children's subreaper
 //! (`PR_SET_CHILD_SUBREAPER`), so an orphaned descendant becomes its child and is reaped by it,
@@ -97,6 +97,29 @@ fn is_zombie(pid: i32) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st == "Z"))
             .unwrap_or(true)
     })
+}
+
+/// The pids of the live processes whose mark starts with `prefix` (every component of a
+/// supervisor: `<domain>/<supervisor>/`).
+pub fn marked_prefix(prefix: &str) -> BTreeSet<i32> {
+    let want = format!("{MARK_ENV}={prefix}");
+    let mut out = BTreeSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let has = std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+            env.split(|&b| b == 0)
+                .any(|v| v.starts_with(want.as_bytes()))
+        });
+        if has && !is_zombie(pid) {
+            out.insert(pid);
+        }
+    }
+    out
 }
 
 /// Whether any process of `pids` still carries `mark` (the pids of a dead process may be

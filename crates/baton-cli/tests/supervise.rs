@@ -1,0 +1,456 @@
+//! `baton supervise` with real processes and short windows: restart in place, failover to the
+//! standby, give-over with its action program, an immediate failover (201), a probe that
+//! times out, a hung owner (SIGSTOP) failed over by the queue probe, a component that
+//! daemonizes, the supervisor killed with SIGKILL and started again with its history, a second
+//! supervisor refused, configuration errors, a failing validate and a failing monitor_check.
+
+mod common;
+use common::{Cli, TestDomain};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `baton --json supervise CONFIG`, its events on a channel.
+struct Sup {
+    child: Child,
+    events: mpsc::Receiver<serde_json::Value>,
+    seen: Vec<serde_json::Value>,
+}
+
+impl Sup {
+    fn start(t: &TestDomain, config: &std::path::Path) -> Sup {
+        let mut child = t
+            .baton()
+            .args(["--json", "supervise"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&l) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        Sup {
+            child,
+            events,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (20 s at most) for `event` of `component`; its detail.
+    fn wait_for(&mut self, component: &str, event: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if v["component"] == component && v["event"] == event {
+                        return v["detail"].as_str().unwrap_or_default().to_string();
+                    }
+                }
+                Err(_) => panic!(
+                    "no {event} of {component}; the supervisor said:\n{}",
+                    self.seen
+                        .iter()
+                        .map(|v| format!("{} {} {}", v["component"], v["event"], v["detail"]))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Every event so far of `component`, in order, as `event` names.
+    fn story(&mut self, component: &str) -> Vec<String> {
+        while let Ok(v) = self.events.try_recv() {
+            self.seen.push(v);
+        }
+        self.seen
+            .iter()
+            .filter(|v| v["component"] == component)
+            .map(|v| v["event"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill with our child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Sup {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(t: &TestDomain, body: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("baton-supervise-{}.toml", t.name()));
+    std::fs::write(
+        &path,
+        format!(
+            "[supervisor]\nname = \"sup\"\ndomain = \"{}\"\n{body}",
+            t.name()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The live processes of component `component` (all the supervisor's for "") by their mark.
+fn marked(t: &TestDomain, component: &str) -> std::collections::BTreeSet<i32> {
+    let prefix = if component.is_empty() {
+        format!("{}/sup/", t.name())
+    } else {
+        format!("{}/sup/{component}/", t.name())
+    };
+    baton_supervise::process::marked_prefix(&prefix)
+}
+
+/// No process of the test's supervisor is left (by its mark).
+fn none_left(t: &TestDomain) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if marked(t, "").is_empty() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// An active that fails three times is restarted twice in place, then failed over to its
+/// standby and restarted as a standby; when the new active fails past its restarts too, the
+/// second failover is over the limit: the supervisor gives over and runs its action.
+#[test]
+fn restart_then_failover_then_give_over_with_the_action() {
+    let t = TestDomain::new("sup-escalate");
+    let marker = std::env::temp_dir().join(format!("baton-gave-over-{}", t.name()));
+    let _ = std::fs::remove_file(&marker);
+    let path = config(
+        &t,
+        &format!(
+            r#"failover_limit = 1
+failover_window = "1m"
+give_over = "echo \"$BATON_COMPONENT: $BATON_GIVE_OVER_REASON\" > {}"
+
+[[component]]
+name = "a"
+command = '[ "$BATON_HA_STATE" = active ] && {{ sleep 0.2; exit 3; }}; exec sleep 60'
+redundancy = "s"
+retry_count = 2
+retry_interval = "1m"
+restart_backoff = "10ms"
+stop_timeout = "1s"
+
+[[component]]
+name = "b"
+command = '[ "$BATON_HA_STATE" = active ] && {{ sleep 0.2; exit 4; }}; exec sleep 60'
+redundancy = "s"
+# Made active by the failover while it runs as a standby: its probe (run with its role now)
+# fails it, and its restart as the active exits.
+probe = 'if [ "$BATON_HA_STATE" = active ]; then exit 100; fi; exit 0'
+probe_interval = "100ms"
+start_timeout = "100ms"
+retry_count = 1
+retry_interval = "1m"
+restart_backoff = "10ms"
+stop_timeout = "1s"
+"#,
+            marker.display()
+        ),
+    );
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("a", "failover");
+    assert_eq!(
+        s.story("a")
+            .iter()
+            .filter(|e| *e == "restart" || *e == "failover")
+            .collect::<Vec<_>>(),
+        ["restart", "restart", "failover"]
+    );
+    let detail = s.wait_for("b", "give-over");
+    assert!(detail.contains("failovers"), "{detail}");
+    s.wait_for("b", "give-over-action");
+    let said = std::fs::read_to_string(&marker).unwrap();
+    assert!(
+        said.starts_with("b: ") && said.contains("failovers"),
+        "{said}"
+    );
+    assert!(s.story("a").contains(&"started".to_string()));
+    s.stop();
+    assert!(none_left(&t), "components left running");
+    let _ = std::fs::remove_file(&marker);
+}
+
+/// A probe that exits 201 fails the active over at once (no restart first); a probe that
+/// runs past its timeout scores 100, a restart.
+#[test]
+fn a_201_probe_fails_over_at_once_and_a_probe_timeout_is_a_complete_failure() {
+    let t = TestDomain::new("sup-probe");
+    let path = config(
+        &t,
+        r#"
+[[component]]
+name = "a"
+command = "exec sleep 60"
+redundancy = "s"
+probe = 'if [ "$BATON_HA_STATE" = active ]; then exit 201; fi; exit 0'
+probe_interval = "100ms"
+start_timeout = "100ms"
+retry_count = 5
+
+[[component]]
+name = "b"
+command = "exec sleep 60"
+redundancy = "s"
+
+[[component]]
+name = "slow"
+command = "exec sleep 60"
+probe = "sleep 5"
+probe_interval = "100ms"
+probe_timeout = "200ms"
+start_timeout = "100ms"
+retry_count = 3
+"#,
+    );
+    let mut s = Sup::start(&t, &path);
+    let d = s.wait_for("a", "failover");
+    assert!(d.contains("201") && d.contains("a -> b"), "{d}");
+    assert!(!s.story("a").contains(&"restart".to_string()));
+    s.wait_for("slow", "probe-timeout");
+    let d = s.wait_for("slow", "restart");
+    assert!(d.contains("probe scored 100"), "{d}");
+    s.stop();
+    assert!(none_left(&t));
+}
+
+/// An active that owns its queue and hangs (SIGSTOP) while messages wait: the queue probe
+/// scores it 100, the supervisor fails it over (retry_count 0), and the standby, waiting on
+/// the queue, takes it over and receives what waited.
+#[test]
+fn a_hung_owner_is_failed_over_and_the_standby_gets_the_messages() {
+    let t = TestDomain::new("sup-hung");
+    let q = baton::Queue::create(&t.domain, "orders", &baton::Attributes::default()).unwrap();
+    let out = std::env::temp_dir().join(format!("baton-hung-{}", t.name()));
+    let baton_bin = env!("CARGO_BIN_EXE_baton");
+    let path = config(
+        &t,
+        &format!(
+            r#"
+[[component]]
+name = "a"
+command = ["{baton_bin}", "recv", "--standby", "orders"]
+queues = ["orders"]
+redundancy = "s"
+probe = "queue"
+probe_interval = "100ms"
+probe_timeout = "300ms"
+start_timeout = "300ms"
+retry_count = 0
+stop_timeout = "300ms"
+
+[[component]]
+name = "b"
+command = '"{baton_bin}" recv --standby orders > {}'
+queues = ["orders"]
+redundancy = "s"
+"#,
+            out.display()
+        ),
+    );
+    let mut s = Sup::start(&t, &path);
+    let a = s.wait_for("a", "started");
+    s.wait_for("b", "started");
+    let pid: i32 = a
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    // a owns the queue once it runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while q.status().owner_pid.is_none() {
+        assert!(Instant::now() < deadline, "a never took the queue");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill with a pid the supervisor reported.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    for i in 0..5 {
+        q.sender().send(format!("m{i}").as_bytes()).unwrap();
+    }
+    let d = s.wait_for("a", "failover");
+    assert!(
+        d.contains("probe scored 100") && d.contains("a -> b"),
+        "{d}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = std::fs::read_to_string(&out).unwrap_or_default();
+        if got.lines().count() == 5 {
+            assert_eq!(got, "m0\nm1\nm2\nm3\nm4\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the standby got {got:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.stop();
+    assert!(none_left(&t));
+    let _ = std::fs::remove_file(&out);
+}
+
+/// A component that daemonizes (its first process exits 0, a child goes on) is still running;
+/// when that child dies, it is restarted. Its exit is recorded.
+#[test]
+fn a_component_that_daemonizes_is_followed_to_its_last_process() {
+    let t = TestDomain::new("sup-daemon");
+    let path = config(
+        &t,
+        r#"
+[[component]]
+name = "d"
+command = "sleep 60 & exit 0"
+restart_backoff = "10ms"
+"#,
+    );
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("d", "started");
+    let d = s.wait_for("d", "exited");
+    assert!(d.contains("exit status 0"), "{d}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !s.story("d").contains(&"restart".to_string()),
+        "a daemon whose first process exited was taken for dead"
+    );
+    let daemons = marked(&t, "d");
+    assert_eq!(daemons.len(), 1, "{daemons:?}");
+    for p in &daemons {
+        // SAFETY: kill with a pid found by its mark.
+        unsafe { libc::kill(*p, libc::SIGKILL) };
+    }
+    s.wait_for("d", "restart");
+    s.wait_for("d", "started");
+    s.stop();
+    assert!(none_left(&t));
+}
+
+/// The supervisor killed with SIGKILL leaves its components running; started again, it adopts
+/// them (no second copy) and keeps their restart history. A second supervisor of the same name
+/// is refused meanwhile.
+#[test]
+fn a_supervisor_killed_and_started_again_adopts_its_components_and_history() {
+    let t = TestDomain::new("sup-restart");
+    let path = config(
+        &t,
+        r#"
+[[component]]
+name = "c"
+command = "sleep 0.3; exec sleep 60"
+retry_count = 5
+restart_backoff = "10ms"
+"#,
+    );
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("c", "started");
+    // One restart on the record: kill the component's tree once.
+    std::thread::sleep(Duration::from_millis(100));
+    for p in marked(&t, "c") {
+        // SAFETY: kill with a pid found by its mark.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    s.wait_for("c", "restart");
+    s.wait_for("c", "started");
+    let second = t.baton().args(["supervise"]).arg(&path).output().unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another supervisor named sup"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let running = marked(&t, "c");
+    assert!(!running.is_empty());
+    // SIGKILL: no stopping of components.
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(marked(&t, "c"), running);
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("c", "adopted");
+    assert!(!s.story("c").contains(&"started".to_string()));
+    let status = t
+        .baton()
+        .args(["--json", "supervise", "status"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let c = &v["state"]["components"][0];
+    assert_eq!(c["restarts_total"], 1, "{v}");
+    assert_eq!(c["restarts"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(c["phase"], "running");
+    s.stop();
+    assert!(none_left(&t));
+}
+
+/// Configuration errors name the file, line and field (exit 2); a failing validate refuses
+/// the start with its output; a standby that fails its monitor_check is not chosen (the
+/// failover has nowhere to go: give over).
+#[test]
+fn bad_configurations_failing_validates_and_monitor_checks() {
+    let t = TestDomain::new("sup-checks");
+    let path = config(
+        &t,
+        "\n[[component]]\nname = \"x\"\ncommand = \"true\"\nprobe_interval = \"later\"\n",
+    );
+    let o = t.baton().args(["supervise"]).arg(&path).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("line 8") && err.contains("component[0].probe_interval"),
+        "{err}"
+    );
+
+    let path = config(
+        &t,
+        r#"
+[[component]]
+name = "v"
+command = "exec sleep 60"
+validate = "echo the config is missing; exit 1"
+retry_count = 1
+restart_backoff = "10ms"
+
+[[component]]
+name = "a"
+command = '[ "$BATON_HA_STATE" = active ] && exit 3; exec sleep 60'
+redundancy = "s"
+retry_count = 0
+
+[[component]]
+name = "b"
+command = "exec sleep 60"
+redundancy = "s"
+monitor_check = "echo not ready; exit 1"
+"#,
+    );
+    let mut s = Sup::start(&t, &path);
+    let d = s.wait_for("v", "validate-failed");
+    assert!(d.contains("the config is missing"), "{d}");
+    assert!(!s.story("v").contains(&"started".to_string()));
+    let d = s.wait_for("b", "monitor-check-failed");
+    assert!(d.contains("not ready"), "{d}");
+    let d = s.wait_for("a", "give-over");
+    assert!(d.contains("no standby"), "{d}");
+    s.stop();
+    assert!(none_left(&t));
+}

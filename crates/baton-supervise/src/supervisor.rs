@@ -1,0 +1,808 @@
+//! The supervisor: runs the components, watches their process trees, probes them, and
+//! escalates (restart, failover, give over) by the policy of `policy`.
+//!
+//! One supervisor per name runs at a time: it owns the queue `supervise.<name>` of its domain
+//! (the same robust ownership as any queue: a second supervisor is refused while the first
+//! lives, in whatever pid namespace, and takes over when it dies). Operators' commands
+//! (`restart`, `failover`, `stop`) come to it as requests on that queue. Its state (roles,
+//! restart and failover history, what it started) is a file in `/dev/shm`, written at every
+//! change: a supervisor killed and started again reads it, finds its components still running
+//! (by their mark, `process`) and goes on with their history.
+
+use crate::config::{Component, Config, Probe};
+use crate::policy::{Escalation, Failovers, Limits, Step, COMPLETE_FAILURE};
+use crate::process::{self, Ended, MARK_ENV};
+use baton::{Domain, Queue, Receiver};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What a component is in its redundancy set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Not in a set.
+    Alone,
+    /// The set's active.
+    Active,
+    /// A standby of its set.
+    Standby,
+}
+
+/// Where a component is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Running (its tree has a live process).
+    Running,
+    /// Waiting to be started again (restart back-off).
+    Restarting,
+    /// Stopped by an operator.
+    Stopped,
+    /// Given over: not started again.
+    GaveOver,
+}
+
+/// A component's state, as the state file and `status` show it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ComponentState {
+    /// Its name.
+    pub name: String,
+    /// Active, standby or alone.
+    pub role: Role,
+    /// Running, restarting, stopped, gave-over.
+    pub phase: Phase,
+    /// The pid of its first process (in the supervisor's pid namespace), while it has one.
+    pub pid: Option<i32>,
+    /// Its mark's generation (one per start).
+    pub generation: u64,
+    /// Restarts in place in the current window (unix ns of each).
+    pub restarts: Vec<u64>,
+    /// Restarts since the supervisor first ran.
+    pub restarts_total: u64,
+    /// The last probe scores (newest last).
+    pub scores: Vec<u32>,
+    /// How its last process tree ended.
+    pub last_end: Option<String>,
+}
+
+/// The whole state.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct State {
+    /// The supervisor's name.
+    pub name: String,
+    /// Its pid.
+    pub pid: u32,
+    /// Failovers in the window (unix ns).
+    pub failovers: Vec<u64>,
+    /// Why it gave over, if it did.
+    pub gave_over: Option<String>,
+    /// The components.
+    pub components: Vec<ComponentState>,
+}
+
+/// What the supervisor reports, line by line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// The component, if it is about one.
+    pub component: Option<String>,
+    /// `started`, `exited`, `probe`, `restart`, `failover`, `give-over`, `validate-failed`,
+    /// `monitor-check-failed`, `stopped`, `adopted`, `command`, ...
+    pub event: String,
+    /// Details.
+    pub detail: String,
+}
+
+struct Comp {
+    cfg: Component,
+    st: ComponentState,
+    esc: Escalation,
+    next_probe: Instant,
+    started: Instant,
+    /// The tree's pids last found (for a component whose first process ended).
+    tree: BTreeSet<i32>,
+    last_scan: Instant,
+    /// When it was first started by this supervisor.
+    first_launch: Option<Instant>,
+}
+
+impl Comp {
+    fn mark(&self, sup: &str) -> String {
+        format!("{sup}/{}/{}", self.cfg.name, self.st.generation)
+    }
+
+    fn mark_in(&self, domain: &Domain, sup: &str) -> String {
+        self.mark(&format!("{domain}/{sup}"))
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            retry_count: self.cfg.retry_count,
+            retry_interval: self.cfg.retry_interval,
+            restart_backoff: self.cfg.restart_backoff,
+        }
+    }
+}
+
+/// A running supervisor.
+pub struct Supervisor {
+    cfg: Config,
+    domain: Domain,
+    comps: Vec<Comp>,
+    failovers: Failovers,
+    failover_times: Vec<u64>,
+    gave_over: Option<String>,
+    control: Receiver,
+    _control_queue: Queue,
+    state_path: std::path::PathBuf,
+    report: Box<dyn FnMut(Report)>,
+}
+
+/// What can stop a supervisor from running.
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    /// Another supervisor of that name runs.
+    #[error("another supervisor named {name} runs (pid {pid})")]
+    AlreadyRunning {
+        /// The name.
+        name: String,
+        /// Its pid, as its queue shows it.
+        pid: String,
+    },
+    /// A baton error (the control queue).
+    #[error("supervisor {0}")]
+    Baton(String),
+    /// The OS refused something (subreaper, the state file).
+    #[error("supervisor: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The queue a supervisor owns (its liveness and its operators' commands).
+pub fn control_queue_name(supervisor: &str) -> String {
+    format!("supervise.{supervisor}")
+}
+
+/// The state file of supervisor `name` in `domain`.
+pub fn state_path(domain: &Domain, name: &str) -> std::path::PathBuf {
+    std::path::Path::new(baton::SHM_DIR).join(format!("baton.{domain}~.supervise.{name}"))
+}
+
+/// Reads a supervisor's state file.
+///
+/// # Errors
+///
+/// The file's, or a message saying it is not a state.
+pub fn read_state(domain: &Domain, name: &str) -> Result<State, String> {
+    let path = state_path(domain, name);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl Supervisor {
+    /// Takes the supervisor's name (refused while another supervisor of that name lives),
+    /// reads its state if it ran before, adopts the components still running, and makes
+    /// itself the subreaper of what it starts.
+    ///
+    /// # Errors
+    ///
+    /// [`SuperviseError::AlreadyRunning`], and what the control queue and the OS refuse.
+    pub fn start(
+        cfg: Config,
+        report: Box<dyn FnMut(Report)>,
+    ) -> Result<Supervisor, SuperviseError> {
+        let domain = match &cfg.supervisor.domain {
+            Some(d) => Domain::new(d),
+            None => Domain::from_env(),
+        }
+        .map_err(|e| SuperviseError::Baton(e.to_string()))?;
+        let name = cfg.supervisor.name.clone();
+        let qname = control_queue_name(&name);
+        let q = match Queue::open(&domain, &qname) {
+            Err(baton::OpenError::NotFound { .. }) => {
+                Queue::create(&domain, &qname, &baton::Attributes::default())
+            }
+            other => other,
+        }
+        .map_err(|e| SuperviseError::Baton(e.to_string()))?;
+        let control = match q.receiver() {
+            Ok(r) => r,
+            Err(baton::OwnError::Busy { .. }) => {
+                return Err(SuperviseError::AlreadyRunning {
+                    pid: q
+                        .status()
+                        .owner_pid
+                        .map_or("unknown".into(), |p| p.to_string()),
+                    name,
+                })
+            }
+            Err(e) => return Err(SuperviseError::Baton(e.to_string())),
+        };
+        process::become_subreaper()?;
+        let state_path = state_path(&domain, &name);
+        let old: Option<State> = std::fs::read_to_string(&state_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let now = Instant::now();
+        let now_ns = unix_ns();
+        let at = |ns: u64| now.checked_sub(Duration::from_nanos(now_ns.saturating_sub(ns)));
+        let mut seen_sets = BTreeSet::new();
+        let mut comps = Vec::new();
+        for c in &cfg.components {
+            let prior = old
+                .as_ref()
+                .and_then(|o| o.components.iter().find(|s| s.name == c.name));
+            let role = match (&c.redundancy, prior) {
+                (None, _) => Role::Alone,
+                (Some(_), Some(p)) if p.role != Role::Alone => p.role,
+                (Some(r), _) => {
+                    if seen_sets.insert(r.clone()) {
+                        Role::Active
+                    } else {
+                        Role::Standby
+                    }
+                }
+            };
+            if let Some(r) = &c.redundancy {
+                seen_sets.insert(r.clone());
+            }
+            let mut esc = Escalation::default();
+            let mut restarts = Vec::new();
+            if let Some(p) = prior {
+                for &t in &p.restarts {
+                    if let Some(i) = at(t) {
+                        esc.replay_restart(i);
+                        restarts.push(t);
+                    }
+                }
+            }
+            comps.push(Comp {
+                st: ComponentState {
+                    name: c.name.clone(),
+                    role,
+                    phase: prior.map_or(Phase::Restarting, |p| match p.phase {
+                        Phase::Running => Phase::Running,
+                        other => other,
+                    }),
+                    pid: None,
+                    generation: prior.map_or(0, |p| p.generation),
+                    restarts,
+                    restarts_total: prior.map_or(0, |p| p.restarts_total),
+                    scores: Vec::new(),
+                    last_end: prior.and_then(|p| p.last_end.clone()),
+                },
+                cfg: c.clone(),
+                esc,
+                next_probe: now + c.start_timeout.min(c.probe_interval),
+                started: now,
+                tree: BTreeSet::new(),
+                last_scan: now,
+                first_launch: None,
+            });
+        }
+        let mut failovers = Failovers::default();
+        let mut failover_times = Vec::new();
+        if let Some(o) = &old {
+            for &t in &o.failovers {
+                if let Some(i) = at(t) {
+                    failovers.allow(i, u32::MAX, cfg.supervisor.failover_window);
+                    failover_times.push(t);
+                }
+            }
+        }
+        let mut s = Supervisor {
+            gave_over: old.as_ref().and_then(|o| o.gave_over.clone()),
+            cfg,
+            domain,
+            comps,
+            failovers,
+            failover_times,
+            control,
+            _control_queue: q,
+            state_path,
+            report,
+        };
+        // Components a dead supervisor left running are adopted, not started twice.
+        for i in 0..s.comps.len() {
+            s.comps[i].next_probe = now;
+            if s.comps[i].st.phase == Phase::Running {
+                let mark = s.comps[i].mark_in(&s.domain, &s.cfg.supervisor.name);
+                let tree = process::marked(&mark);
+                if tree.is_empty() {
+                    s.comps[i].st.phase = Phase::Restarting;
+                } else {
+                    s.say(Some(i), "adopted", format!("running as {tree:?}"));
+                    s.comps[i].tree = tree;
+                    s.comps[i].first_launch = Some(now);
+                }
+            }
+        }
+        s.save();
+        Ok(s)
+    }
+
+    /// The baton domain of the components' queues.
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+
+    fn say(&mut self, i: Option<usize>, event: &str, detail: String) {
+        (self.report)(Report {
+            component: i.map(|i| self.comps[i].cfg.name.clone()),
+            event: event.into(),
+            detail,
+        });
+    }
+
+    fn save(&self) {
+        let state = State {
+            name: self.cfg.supervisor.name.clone(),
+            pid: std::process::id(),
+            failovers: self.failover_times.clone(),
+            gave_over: self.gave_over.clone(),
+            components: self.comps.iter().map(|c| c.st.clone()).collect(),
+        };
+        if let Ok(text) = serde_json::to_string_pretty(&state) {
+            let temp = self.state_path.with_extension("new");
+            if std::fs::write(&temp, text).is_ok() {
+                let _ = std::fs::rename(&temp, &self.state_path);
+            }
+        }
+    }
+
+    /// Runs until `stop()` says so; then stops every component, last first.
+    pub fn run(&mut self, stop: impl Fn() -> bool) {
+        while !stop() {
+            self.tick();
+            std::thread::sleep(TICK);
+        }
+        for i in (0..self.comps.len()).rev() {
+            self.stop_component(i, "the supervisor stops");
+        }
+        self.save();
+    }
+
+    /// One round: reap, watch, probe, restart, take operators' commands.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        for (pid, ended) in process::reap() {
+            if let Some(i) = self.comps.iter().position(|c| c.st.pid == Some(pid)) {
+                self.comps[i].st.pid = None;
+                self.comps[i].st.last_end = Some(ended.to_string());
+                self.say(Some(i), "exited", format!("first process {pid}: {ended}"));
+                self.save();
+            }
+        }
+        for i in 0..self.comps.len() {
+            match self.comps[i].st.phase {
+                Phase::Running => {
+                    if !self.alive(i, now) {
+                        let why = self.comps[i]
+                            .st
+                            .last_end
+                            .clone()
+                            .unwrap_or_else(|| "its processes are gone".into());
+                        self.say(Some(i), "failed", format!("its process tree ended ({why})"));
+                        let step = {
+                            let l = self.comps[i].limits();
+                            self.comps[i].esc.failed(now, &l)
+                        };
+                        self.escalate(i, step, "process tree ended");
+                    } else if now >= self.comps[i].next_probe {
+                        self.probe(i, now);
+                    }
+                }
+                Phase::Restarting => {
+                    if now >= self.comps[i].next_probe && self.may_launch(i, now) {
+                        self.launch(i);
+                    }
+                }
+                Phase::Stopped | Phase::GaveOver => {}
+            }
+        }
+        self.commands();
+    }
+
+    /// A standby starts once its set's active has had a moment (`start_timeout`, at most
+    /// 300 ms) since it was first started: the active takes its queues first.
+    fn may_launch(&self, i: usize, now: Instant) -> bool {
+        let c = &self.comps[i];
+        if c.st.role != Role::Standby {
+            return true;
+        }
+        self.comps
+            .iter()
+            .find(|a| a.st.role == Role::Active && a.cfg.redundancy == c.cfg.redundancy)
+            .is_none_or(|a| {
+                a.first_launch
+                    .is_some_and(|t| now >= t + a.cfg.start_timeout.min(Duration::from_millis(300)))
+            })
+    }
+
+    fn alive(&mut self, i: usize, now: Instant) -> bool {
+        let c = &mut self.comps[i];
+        if c.st.pid.is_some() {
+            return true;
+        }
+        // The first process ended (or was adopted): the tree lives while a marked process
+        // does (a daemon's children). Looked for at most every 50 ms.
+        if now.duration_since(c.last_scan) >= Duration::from_millis(50) || c.tree.is_empty() {
+            c.last_scan = now;
+            c.tree = process::marked(&format!(
+                "{}/{}/{}/{}",
+                self.domain, self.cfg.supervisor.name, c.cfg.name, c.st.generation
+            ));
+        }
+        !c.tree.is_empty()
+    }
+
+    /// Starts component `i` (validate first): its process tree carries its mark.
+    fn launch(&mut self, i: usize) {
+        let c = &self.comps[i];
+        if let Some(v) = c.cfg.validate.clone() {
+            let (ended, out) =
+                process::run_method(&v, &self.env(i), self.cwd(i), c.cfg.start_timeout);
+            if ended != Some(Ended::Exited(0)) {
+                let why = ended.map_or("timed out".to_string(), |e| e.to_string());
+                self.say(Some(i), "validate-failed", format!("{why}: {}", out.trim()));
+                let now = Instant::now();
+                let step = {
+                    let l = self.comps[i].limits();
+                    self.comps[i].esc.failed(now, &l)
+                };
+                self.escalate(i, step, "validate failed");
+                return;
+            }
+        }
+        self.comps[i].st.generation += 1;
+        let mark = self.comps[i].mark_in(&self.domain, &self.cfg.supervisor.name);
+        let argv = self.comps[i]
+            .cfg
+            .start
+            .clone()
+            .unwrap_or_else(|| self.comps[i].cfg.command.clone());
+        let mut cmd = std::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .envs(self.env(i))
+            .env(MARK_ENV, &mark)
+            .stdin(std::process::Stdio::null());
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        if let Some(d) = self.cwd(i) {
+            cmd.current_dir(d);
+        }
+        let now = Instant::now();
+        match cmd.spawn() {
+            Ok(child) => {
+                let pid = child.id() as i32;
+                std::mem::forget(child); // reaped by `process::reap`, as every child
+                let c = &mut self.comps[i];
+                c.st.pid = Some(pid);
+                c.st.phase = Phase::Running;
+                c.started = now;
+                c.first_launch.get_or_insert(now);
+                c.tree.clear();
+                c.next_probe = now + c.cfg.start_timeout.min(c.cfg.probe_interval);
+                let role = c.st.role;
+                self.say(Some(i), "started", format!("pid {pid} as {role:?}"));
+            }
+            Err(e) => {
+                self.say(Some(i), "start-failed", format!("{:?}: {e}", argv[0]));
+                let step = {
+                    let l = self.comps[i].limits();
+                    self.comps[i].esc.failed(now, &l)
+                };
+                self.escalate(i, step, "could not start");
+                return;
+            }
+        }
+        self.save();
+    }
+
+    fn env(&self, i: usize) -> Vec<(String, String)> {
+        let c = &self.comps[i];
+        let mut env: Vec<(String, String)> = c
+            .cfg
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.push(("BATON_DOMAIN".into(), self.domain.to_string()));
+        env.push(("BATON_COMPONENT".into(), c.cfg.name.clone()));
+        env.push((
+            "BATON_HA_STATE".into(),
+            match c.st.role {
+                Role::Alone | Role::Active => "active",
+                Role::Standby => "standby",
+            }
+            .into(),
+        ));
+        env
+    }
+
+    fn cwd(&self, i: usize) -> Option<&std::path::Path> {
+        self.comps[i].cfg.cwd.as_deref().map(std::path::Path::new)
+    }
+
+    /// Probes component `i` and acts on the score.
+    fn probe(&mut self, i: usize, now: Instant) {
+        let c = &mut self.comps[i];
+        c.next_probe = now + c.cfg.probe_interval;
+        let score = match c.cfg.probe.clone() {
+            Probe::None => return,
+            Probe::Command(argv) => {
+                let (ended, out) = process::run_method(
+                    &argv,
+                    &self.env(i),
+                    self.cwd(i),
+                    self.comps[i].cfg.probe_timeout,
+                );
+                match ended {
+                    Some(Ended::Exited(code)) => code.clamp(0, 255) as u32,
+                    Some(Ended::Signaled(_)) => COMPLETE_FAILURE,
+                    None => {
+                        self.say(Some(i), "probe-timeout", out);
+                        COMPLETE_FAILURE
+                    }
+                }
+            }
+            Probe::Queue => self.queue_score(i),
+        };
+        let c = &mut self.comps[i];
+        c.st.scores.push(score);
+        if c.st.scores.len() > 8 {
+            c.st.scores.remove(0);
+        }
+        if score == 0 {
+            return;
+        }
+        self.say(Some(i), "probe", format!("score {score}"));
+        let step = {
+            let l = self.comps[i].limits();
+            self.comps[i].esc.probed(now, score, &l)
+        };
+        self.escalate(i, step, &format!("probe scored {score}"));
+    }
+
+    /// The built-in queue probe (see `config::Probe::Queue`). Only an active's queues are
+    /// judged (a standby owns none).
+    fn queue_score(&mut self, i: usize) -> u32 {
+        let c = &self.comps[i];
+        if c.st.role == Role::Standby {
+            return 0;
+        }
+        let mut score = 0;
+        for name in &c.cfg.queues {
+            let Ok(q) = Queue::open(&self.domain, name) else {
+                continue; // not made yet: the component makes it
+            };
+            let st = q.status();
+            let waiting: u64 = st
+                .lanes
+                .iter()
+                .map(|l| l.messages.saturating_sub(l.unacknowledged))
+                .sum();
+            if st.owner_pid.is_none() && waiting > 0 {
+                score = score.max(COMPLETE_FAILURE); // nobody takes what waits
+            } else if st.owner_stalled(c.cfg.probe_timeout) {
+                score = score.max(COMPLETE_FAILURE); // hung: owns, and takes nothing
+            } else if waiting > c.cfg.depth_limit {
+                score = score.max(50);
+            }
+        }
+        score
+    }
+
+    fn escalate(&mut self, i: usize, step: Step, why: &str) {
+        match step {
+            Step::Continue => {}
+            Step::Restart { after } => {
+                self.stop_tree(i);
+                let c = &mut self.comps[i];
+                c.st.phase = Phase::Restarting;
+                c.st.restarts_total += 1;
+                c.st.restarts.push(unix_ns());
+                let window = c.cfg.retry_interval.as_nanos() as u64;
+                let now_ns = unix_ns();
+                c.st.restarts.retain(|&t| now_ns.saturating_sub(t) < window);
+                c.next_probe = Instant::now() + after;
+                self.say(Some(i), "restart", format!("{why}; in {after:?}"));
+                self.save();
+            }
+            Step::Failover => self.failover(i, why),
+        }
+    }
+
+    /// Fails component `i` over to a standby of its set that passes its monitor_check, or
+    /// gives over.
+    fn failover(&mut self, i: usize, why: &str) {
+        if self.comps[i].st.role != Role::Active {
+            // A standby (or a component alone) past its restarts: nothing to fail over to.
+            let whom = if self.comps[i].st.role == Role::Standby {
+                "a standby"
+            } else {
+                "a component without standbys"
+            };
+            self.give_over(i, &format!("{why}: {whom}, past its restarts"), false);
+            return;
+        }
+        let set = self.comps[i].cfg.redundancy.clone();
+        let candidates: Vec<usize> = match &set {
+            Some(r) => (0..self.comps.len())
+                // A standby not started yet (it waits for the active's first moments, or
+                // for a restart) is a candidate too: it is started as the active.
+                .filter(|&j| {
+                    j != i
+                        && self.comps[j].cfg.redundancy.as_ref() == Some(r)
+                        && matches!(self.comps[j].st.phase, Phase::Running | Phase::Restarting)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut chosen = None;
+        for j in candidates {
+            if let Some(m) = self.comps[j].cfg.monitor_check.clone() {
+                let (ended, out) = process::run_method(
+                    &m,
+                    &self.env(j),
+                    self.cwd(j),
+                    self.comps[j].cfg.start_timeout,
+                );
+                if ended != Some(Ended::Exited(0)) {
+                    self.say(Some(j), "monitor-check-failed", out.trim().to_string());
+                    continue;
+                }
+            }
+            chosen = Some(j);
+            break;
+        }
+        let Some(j) = chosen else {
+            self.give_over(i, &format!("{why}, and no standby to fail over to"), true);
+            return;
+        };
+        let limit = self.cfg.supervisor.failover_limit;
+        let window = self.cfg.supervisor.failover_window;
+        if !self.failovers.allow(Instant::now(), limit, window) {
+            self.give_over(
+                i,
+                &format!("{why}, and {limit} failovers within {window:?} already"),
+                true,
+            );
+            return;
+        }
+        self.failover_times.push(unix_ns());
+        let window_ns = window.as_nanos() as u64;
+        let now_ns = unix_ns();
+        self.failover_times
+            .retain(|&t| now_ns.saturating_sub(t) < window_ns);
+        // The failed one goes: its queues' owner lock with it, and the standby, waiting on
+        // it, takes the queues over with every message.
+        self.stop_tree(i);
+        self.comps[j].st.role = Role::Active;
+        if self.comps[j].st.phase == Phase::Restarting {
+            self.comps[j].next_probe = Instant::now();
+        }
+        let c = &mut self.comps[i];
+        c.st.role = Role::Standby;
+        c.esc.reset();
+        c.st.restarts.clear();
+        c.st.phase = Phase::Restarting;
+        c.next_probe = Instant::now();
+        let (from, to) = (
+            self.comps[i].cfg.name.clone(),
+            self.comps[j].cfg.name.clone(),
+        );
+        self.say(
+            Some(i),
+            "failover",
+            format!("{why}: {from} -> {to}; {from} restarts as a standby"),
+        );
+        self.save();
+    }
+
+    /// Gives over: the component (and with `whole_set` its set) stop and are not started
+    /// again; the configured action runs with the reason.
+    fn give_over(&mut self, i: usize, why: &str, whole_set: bool) {
+        let set = self.comps[i].cfg.redundancy.clone();
+        for j in 0..self.comps.len() {
+            if j == i || (whole_set && set.is_some() && self.comps[j].cfg.redundancy == set) {
+                self.stop_tree(j);
+                self.comps[j].st.phase = Phase::GaveOver;
+            }
+        }
+        self.gave_over = Some(format!("{}: {why}", self.comps[i].cfg.name));
+        self.say(Some(i), "give-over", why.to_string());
+        if let Some(action) = self.cfg.supervisor.give_over.clone() {
+            let mut env = self.env(i);
+            env.push(("BATON_GIVE_OVER_REASON".into(), why.to_string()));
+            let (ended, out) = process::run_method(&action, &env, None, Duration::from_secs(60));
+            self.say(
+                Some(i),
+                "give-over-action",
+                format!(
+                    "{}: {}",
+                    ended.map_or("timed out".into(), |e| e.to_string()),
+                    out.trim()
+                ),
+            );
+        }
+        self.save();
+    }
+
+    fn stop_tree(&mut self, i: usize) {
+        let mark = self.comps[i].mark_in(&self.domain, &self.cfg.supervisor.name);
+        if let Some(stop) = self.comps[i].cfg.stop.clone() {
+            let _ = process::run_method(
+                &stop,
+                &self.env(i),
+                self.cwd(i),
+                self.comps[i].cfg.stop_timeout,
+            );
+        }
+        process::stop_tree(&mark, self.comps[i].cfg.stop_timeout);
+        self.comps[i].st.pid = None;
+        self.comps[i].tree.clear();
+    }
+
+    fn stop_component(&mut self, i: usize, why: &str) {
+        if self.comps[i].st.phase == Phase::Running {
+            self.stop_tree(i);
+            self.say(Some(i), "stopped", why.to_string());
+        }
+    }
+
+    /// Operators' commands: requests on the control queue, `restart NAME`, `failover NAME`,
+    /// `stop NAME`, `start NAME`; each replied `ok` or why not.
+    fn commands(&mut self) {
+        while let Ok(m) = self.control.try_recv() {
+            let text = String::from_utf8_lossy(m.payload()).into_owned();
+            let (verb, name) = text.split_once(' ').unwrap_or((&text, ""));
+            let answer = match self.comps.iter().position(|c| c.cfg.name == name) {
+                None => format!("no component named {name:?}"),
+                Some(i) => {
+                    self.say(Some(i), "command", text.clone());
+                    match verb {
+                        "restart" => {
+                            self.stop_tree(i);
+                            self.comps[i].st.phase = Phase::Restarting;
+                            self.comps[i].next_probe = Instant::now();
+                            "ok".into()
+                        }
+                        "failover" if self.comps[i].st.role == Role::Active => {
+                            self.failover(i, "an operator asked");
+                            "ok".into()
+                        }
+                        "failover" => format!("{name} is not an active"),
+                        "stop" => {
+                            self.stop_component(i, "an operator asked");
+                            self.comps[i].st.phase = Phase::Stopped;
+                            self.save();
+                            "ok".into()
+                        }
+                        "start" => {
+                            self.comps[i].st.phase = Phase::Restarting;
+                            self.comps[i].next_probe = Instant::now();
+                            "ok".into()
+                        }
+                        other => {
+                            format!("unknown command {other:?}: restart, failover, stop, start")
+                        }
+                    }
+                }
+            };
+            if m.meta().is_request() {
+                let _ = m.reply(answer.as_bytes());
+            }
+            let _ = m.ack();
+        }
+    }
+}
+
+/// How often the supervisor looks.
+const TICK: Duration = Duration::from_millis(20);
