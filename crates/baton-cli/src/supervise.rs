@@ -10,8 +10,9 @@ Runs the components of CONFIG (TOML, see docs/supervise.md), follows each one's 
 probes it, restarts it in place up to retry_count times within retry_interval, then fails it \
 over to a standby of its redundancy set (the standby takes its queues over), and past \
 failover_limit failovers within failover_window gives over (runs the give_over program). Logs \
-a line per event (--json: objects) until SIGINT/SIGTERM/SIGHUP, then stops every component, \
-last first.
+a line per event (--json: objects) until SIGINT/SIGTERM, then stops every component, last \
+first. SIGHUP reloads CONFIG: components whose definition did not change go on untouched; \
+changed ones are validated, then restarted; a failing validate refuses the reload.
 
   baton supervise csa104.toml                 # foreground
   baton supervise status csa104.toml          # each component: role, state, pid, restarts, scores
@@ -77,7 +78,7 @@ pub fn run(args: Args, json: bool) -> Result<(), Failure> {
                     "a configuration file is needed: baton supervise CONFIG",
                 )
             })?;
-            supervise(&load(&path)?, json)
+            supervise(&path, &load(&path)?, json)
         }
         Some(Action::Status { config }) => status(&load(&config)?, json),
         Some(Action::Restart { config, component }) => {
@@ -95,8 +96,23 @@ pub fn run(args: Args, json: bool) -> Result<(), Failure> {
     }
 }
 
-fn supervise(cfg: &Config, json: bool) -> Result<(), Failure> {
+/// Set by SIGHUP: reload the configuration.
+static RELOAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_hup(_: libc::c_int) {
+    RELOAD.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn supervise(path: &std::path::Path, cfg: &Config, json: bool) -> Result<(), Failure> {
     stdio::catch_stop_signals();
+    // SIGHUP reloads instead of stopping.
+    // SAFETY: a handler that only stores to an atomic (async-signal-safe).
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = on_hup as *const () as usize;
+        libc::sigemptyset(&mut act.sa_mask);
+        libc::sigaction(libc::SIGHUP, &act, std::ptr::null_mut());
+    }
     let name = cfg.supervisor.name.clone();
     let say = move |r: Report| {
         let line = if json {
@@ -113,7 +129,15 @@ fn supervise(cfg: &Config, json: bool) -> Result<(), Failure> {
         SuperviseError::AlreadyRunning { .. } => Failure::new(exit::ERROR, e.to_string()),
         e => Failure::new(exit::ERROR, e.to_string()),
     })?;
-    s.run(|| stdio::stop_signal().is_some());
+    let path = path.to_path_buf();
+    s.run(
+        || stdio::stop_signal().is_some(),
+        || {
+            RELOAD
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+                .then(|| Config::load(&path).map_err(|e| e.to_string()))
+        },
+    );
     match stdio::stop_signal() {
         Some(sig) => Err(Failure::new(stdio::signal_status(sig), "")),
         None => Ok(()),

@@ -68,6 +68,23 @@ impl Sup {
         }
     }
 
+    /// Waits (20 s at most) for `event` about no component; its detail.
+    fn wait_for_event(&mut self, event: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if v["component"].is_null() && v["event"] == event {
+                        return v["detail"].as_str().unwrap_or_default().to_string();
+                    }
+                }
+                Err(_) => panic!("no {event}"),
+            }
+        }
+    }
+
     /// Every event so far of `component`, in order, as `event` names.
     fn story(&mut self, component: &str) -> Vec<String> {
         while let Ok(v) = self.events.try_recv() {
@@ -451,6 +468,59 @@ monitor_check = "echo not ready; exit 1"
     assert!(d.contains("not ready"), "{d}");
     let d = s.wait_for("a", "give-over");
     assert!(d.contains("no standby"), "{d}");
+    s.stop();
+    assert!(none_left(&t));
+}
+
+/// SIGHUP reloads the configuration: an unchanged component goes on (same process), a changed
+/// one is restarted with its new definition, a new one starts; a reload whose validate fails
+/// is refused and changes nothing.
+#[test]
+fn sighup_reloads_without_restarting_what_did_not_change() {
+    let t = TestDomain::new("sup-reload");
+    let path = config(
+        &t,
+        "\n[[component]]\nname = \"keep\"\ncommand = \"exec sleep 60\"\n\n[[component]]\nname = \"change\"\ncommand = \"exec sleep 60\"\n",
+    );
+    let mut s = Sup::start(&t, &path);
+    let keep = s.wait_for("keep", "started");
+    s.wait_for("change", "started");
+    let reload = |s: &Sup| {
+        // SAFETY: kill with our child's pid.
+        unsafe { libc::kill(s.child.id() as i32, libc::SIGHUP) };
+    };
+    let body = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        body.replace(
+            "name = \"change\"\ncommand = \"exec sleep 60\"",
+            "name = \"change\"\ncommand = \"exec sleep 61\"\nvalidate = \"echo no; exit 1\"",
+        ),
+    )
+    .unwrap();
+    reload(&s);
+    let d = s.wait_for_event("reload-refused");
+    assert!(d.contains("change: validate failed: no"), "{d}");
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n[[component]]\nname = \"new\"\ncommand = \"exec sleep 60\"\n",
+            body.replace(
+                "exec sleep 60\"\n\n[[component]]\nname = \"change\"\ncommand = \"exec sleep 60\"",
+                "exec sleep 60\"\n\n[[component]]\nname = \"change\"\ncommand = \"exec sleep 61\""
+            )
+        ),
+    )
+    .unwrap();
+    reload(&s);
+    s.wait_for("new", "started");
+    let started = |s: &mut Sup, c: &str| s.story(c).iter().filter(|e| *e == "started").count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while started(&mut s, "change") < 2 {
+        assert!(Instant::now() < deadline, "change was not restarted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(started(&mut s, "keep"), 1, "keep was restarted ({keep})");
     s.stop();
     assert!(none_left(&t));
 }

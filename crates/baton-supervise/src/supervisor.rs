@@ -330,6 +330,94 @@ impl Supervisor {
         &self.domain
     }
 
+    /// Takes a new configuration (SIGHUP): components whose definition did not change go on
+    /// untouched (their processes, roles and history); changed ones are validated first (a
+    /// failing `validate` refuses the whole reload, with its output), then stopped and
+    /// started with the new definition; removed ones are stopped; new ones are started.
+    ///
+    /// # Errors
+    ///
+    /// Why the reload was refused (nothing changed then).
+    pub fn reload(&mut self, new: Config) -> Result<(), String> {
+        if new.supervisor.name != self.cfg.supervisor.name
+            || new.supervisor.domain != self.cfg.supervisor.domain
+        {
+            return Err("the supervisor's name and domain cannot change on a reload".into());
+        }
+        for c in &new.components {
+            let same = self.comps.iter().any(|o| o.cfg == *c);
+            if let (false, Some(v)) = (same, &c.validate) {
+                let cwd = c.cwd.as_deref().map(std::path::Path::new);
+                let (ended, out) = process::run_method(v, &[], cwd, c.start_timeout);
+                if ended != Some(Ended::Exited(0)) {
+                    return Err(format!("{}: validate failed: {}", c.name, out.trim()));
+                }
+            }
+        }
+        // Removed or changed: stopped.
+        for i in (0..self.comps.len()).rev() {
+            let keep = new.components.iter().any(|c| *c == self.comps[i].cfg);
+            if !keep {
+                self.stop_component(i, "the configuration changed");
+                let gone = self.comps.remove(i);
+                self.say(
+                    None,
+                    "reload",
+                    format!("{} stopped for the new configuration", gone.cfg.name),
+                );
+            }
+        }
+        let now = Instant::now();
+        let mut comps = Vec::new();
+        for c in &new.components {
+            match self.comps.iter().position(|o| o.cfg == *c) {
+                Some(i) => comps.push(self.comps.remove(i)),
+                None => {
+                    let role = match &c.redundancy {
+                        None => Role::Alone,
+                        Some(r) => {
+                            let has_active =
+                                comps.iter().chain(self.comps.iter()).any(|o: &Comp| {
+                                    o.cfg.redundancy.as_ref() == Some(r)
+                                        && o.st.role == Role::Active
+                                });
+                            if has_active {
+                                Role::Standby
+                            } else {
+                                Role::Active
+                            }
+                        }
+                    };
+                    comps.push(Comp {
+                        cfg: c.clone(),
+                        st: ComponentState {
+                            name: c.name.clone(),
+                            role,
+                            phase: Phase::Restarting,
+                            pid: None,
+                            generation: 0,
+                            restarts: Vec::new(),
+                            restarts_total: 0,
+                            scores: Vec::new(),
+                            last_end: None,
+                        },
+                        esc: Escalation::default(),
+                        next_probe: now,
+                        started: now,
+                        tree: BTreeSet::new(),
+                        last_scan: now,
+                        first_launch: None,
+                    });
+                }
+            }
+        }
+        self.comps = comps;
+        self.cfg = new;
+        self.say(None, "reload", "the new configuration is in force".into());
+        self.save();
+        Ok(())
+    }
+
     fn say(&mut self, i: Option<usize>, event: &str, detail: String) {
         (self.report)(Report {
             component: i.map(|i| self.comps[i].cfg.name.clone()),
@@ -354,9 +442,23 @@ impl Supervisor {
         }
     }
 
-    /// Runs until `stop()` says so; then stops every component, last first.
-    pub fn run(&mut self, stop: impl Fn() -> bool) {
+    /// Runs until `stop()` says so; then stops every component, last first. `reload()` is
+    /// asked every round: a new configuration it gives is taken (see [`Supervisor::reload`]).
+    pub fn run(
+        &mut self,
+        stop: impl Fn() -> bool,
+        mut reload: impl FnMut() -> Option<Result<Config, String>>,
+    ) {
         while !stop() {
+            match reload() {
+                Some(Ok(new)) => {
+                    if let Err(why) = self.reload(new) {
+                        self.say(None, "reload-refused", why);
+                    }
+                }
+                Some(Err(why)) => self.say(None, "reload-refused", why),
+                None => {}
+            }
             self.tick();
             std::thread::sleep(TICK);
         }
