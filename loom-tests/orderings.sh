@@ -87,7 +87,23 @@ sweep_site() {
   local site=$1 code start caught="" reached="" m file model out rc why
   code=$(sed -n "$(cut -d: -f2 <<<"$site")p" "$(cut -d: -f1 <<<"$site")" | sed 's/^ *//' | cut -c1-70)
   start=$(date +%s)
-  for m in "${models[@]}"; do
+  # The models of the site's own file first (a site is nearly always caught by one of them;
+  # the others, run first, took most of the sweep's time), then the rest, fastest first.
+  local own
+  case "$site" in
+    */lane/shared.rs:*) own=shared ;;
+    */lane/log.rs:*) own=log ;;
+    */lane.rs:*) own=lane ;;
+    */wake.rs:* | */lookout.rs:*) own=wake ;;
+    */reply.rs:*) own=reply ;;
+    */events.rs:*) own=events ;;
+    */roster.rs:*) own=roster ;;
+    *) own="" ;;
+  esac
+  local ordered=()
+  for m in "${models[@]}"; do [ "${m%% *}" = "$own" ] && ordered+=("$m"); done
+  for m in "${models[@]}"; do [ "${m%% *}" != "$own" ] && ordered+=("$m"); done
+  for m in "${ordered[@]}"; do
     read -r file model <<<"$m"
     out=$(BATON_WEAKEN="$site" timeout 900 "${bin[$file]}" --exact "$model" --nocapture 2>&1)
     rc=$?

@@ -524,3 +524,24 @@ fn sighup_reloads_without_restarting_what_did_not_change() {
     s.stop();
     assert!(none_left(&t));
 }
+
+/// The csa104 demo under the supervisor (`examples/csa104/run.sh`): four kills of the active
+/// receiver give two restarts, then two failovers, and every numbered message arrives once or
+/// flagged as a redelivery (the script checks both).
+#[test]
+fn the_csa104_demo_runs_its_story_under_the_supervisor() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/csa104/run.sh");
+    let o = std::process::Command::new("bash")
+        .args([script, "20", "50"])
+        .env("BATON_BIN", env!("CARGO_BIN_EXE_baton"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("all 20 messages arrived"),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("escalation: 2 restarts, 2 failovers"), "{out}");
+}

@@ -70,6 +70,18 @@ pub fn reap() -> Vec<(i32, Ended)> {
 /// The pids of the live processes whose environment carries `mark` (zombies excluded).
 pub fn marked(mark: &str) -> BTreeSet<i32> {
     let want = format!("{MARK_ENV}={mark}");
+    marked_where(|v| v == want.as_bytes())
+}
+
+/// The pids of the live processes whose mark starts with `prefix` (every component of a
+/// supervisor: `<domain>/<supervisor>/`).
+pub fn marked_prefix(prefix: &str) -> BTreeSet<i32> {
+    let want = format!("{MARK_ENV}={prefix}");
+    marked_where(|v| v.starts_with(want.as_bytes()))
+}
+
+/// The live processes with an environment variable `matches` takes.
+fn marked_where(matches: impl Fn(&[u8]) -> bool) -> BTreeSet<i32> {
     let mut out = BTreeSet::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out;
@@ -78,7 +90,9 @@ pub fn marked(mark: &str) -> BTreeSet<i32> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        if has_mark(pid, &want) && !is_zombie(pid) {
+        let has = std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|&b| b == 0).any(&matches));
+        if has && !is_zombie(pid) {
             out.insert(pid);
         }
     }
@@ -97,29 +111,6 @@ fn is_zombie(pid: i32) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st == "Z"))
             .unwrap_or(true)
     })
-}
-
-/// The pids of the live processes whose mark starts with `prefix` (every component of a
-/// supervisor: `<domain>/<supervisor>/`).
-pub fn marked_prefix(prefix: &str) -> BTreeSet<i32> {
-    let want = format!("{MARK_ENV}={prefix}");
-    let mut out = BTreeSet::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let has = std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-            env.split(|&b| b == 0)
-                .any(|v| v.starts_with(want.as_bytes()))
-        });
-        if has && !is_zombie(pid) {
-            out.insert(pid);
-        }
-    }
-    out
 }
 
 /// Whether any process of `pids` still carries `mark` (the pids of a dead process may be
