@@ -354,3 +354,40 @@ fn bad_input_is_refused_with_a_clear_error() {
     ));
     assert!(matches!(m.recv(WAIT), Err(ProcessGroupError::Removed)));
 }
+
+/// A member handle leaked with `mem::forget` keeps its membership while its process lives (no
+/// LEAVE is written, nothing is freed under it); when the process goes, its PROCDOWN comes.
+#[test]
+fn a_leaked_member_stays_a_member_until_its_process_goes() {
+    let t = TestDomain::new("pg-leak");
+    let mut a = LocalMember::join(&t.domain, "g", &config()).unwrap();
+    let me = std::process::id();
+    assert!(is_change(
+        &a.recv(WAIT).unwrap().unwrap(),
+        me,
+        LocalChange::Join
+    ));
+    let domain = t.domain.clone();
+    let (child, mut r) = common::fork_writing(move |out| {
+        let mut m = LocalMember::join(&domain, "g", &config()).unwrap();
+        m.send(b"then forgotten").unwrap();
+        std::mem::forget(m);
+        writeln!(out, "leaked").unwrap();
+        out.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    assert_eq!(common::read_line(&mut r), "leaked");
+    let c = child.as_raw() as u32;
+    let got = recv_until(&mut a, |d| matches!(d, LocalDelivery::Message { .. }));
+    assert!(is_change(&got[0], c, LocalChange::Join), "{got:?}");
+    assert_eq!(
+        a.recv(Some(Duration::from_millis(100))).unwrap(),
+        None,
+        "no LEAVE while it lives"
+    );
+    assert_eq!(a.members(), vec![me, c]);
+    assert_eq!(common::reap(child, Duration::from_secs(10)), Some(0));
+    let got = recv_until(&mut a, |d| is_change(d, c, LocalChange::ProcessDown));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(a.members(), vec![me]);
+}
