@@ -199,9 +199,15 @@ fn command(cfg: &Config, verb: &str, component: &str, json: bool) -> Result<(), 
     .map_err(|e| {
         Failure::new(
             exit::NOT_FOUND,
-            format!("supervisor {}: {e}", cfg.supervisor.name),
+            format!("supervisor {}: not running ({e})", cfg.supervisor.name),
         )
     })?;
+    if q.status().owner_pid.is_none() {
+        return Err(Failure::new(
+            exit::NOT_FOUND,
+            format!("supervisor {}: not running", cfg.supervisor.name),
+        ));
+    }
     let reply = q
         .sender()
         .request(

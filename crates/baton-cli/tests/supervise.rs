@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 /// A running `baton --json supervise CONFIG`, its events on a channel.
 struct Sup {
     child: Child,
+    /// The marks of its components' processes (killed with it when a test fails).
+    marks: String,
     events: mpsc::Receiver<serde_json::Value>,
     seen: Vec<serde_json::Value>,
 }
@@ -39,6 +41,7 @@ impl Sup {
         });
         Sup {
             child,
+            marks: format!("{}/sup/", t.name()),
             events,
             seen: Vec::new(),
         }
@@ -108,6 +111,11 @@ impl Drop for Sup {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A test that failed leaves no component running either.
+        for p in baton_supervise::process::marked_prefix(&self.marks) {
+            // SAFETY: kill with the pid of a process carrying this test's mark.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
     }
 }
 
@@ -324,6 +332,196 @@ redundancy = "s"
     s.stop();
     assert!(none_left(&t));
     let _ = std::fs::remove_file(&out);
+}
+
+/// The roles follow the queue's owner. The active is killed: the standby, waiting on the
+/// queue, takes it over at once, and the supervisor makes it the active (a `role` line) while
+/// it restarts the dead one, now as a standby. Then that owner (labelled the standby before)
+/// hangs: the queue probe blames it, not the other one, which gets the queue and the messages.
+#[test]
+fn the_roles_follow_the_queues_owner_and_a_hung_owner_is_the_one_stopped() {
+    let t = TestDomain::new("sup-roles");
+    let q = baton::Queue::create(&t.domain, "orders", &baton::Attributes::default()).unwrap();
+    let out = std::env::temp_dir().join(format!("baton-roles-{}", t.name()));
+    let _ = std::fs::remove_file(&out);
+    let baton_bin = env!("CARGO_BIN_EXE_baton");
+    let component = |name: &str| {
+        format!(
+            r#"
+[[component]]
+name = "{name}"
+command = '"{baton_bin}" recv --standby orders >> {}'
+queues = ["orders"]
+redundancy = "s"
+probe = "queue"
+probe_interval = "100ms"
+probe_timeout = "300ms"
+start_timeout = "300ms"
+retry_count = 1
+retry_interval = "1m"
+restart_backoff = "50ms"
+stop_timeout = "300ms"
+"#,
+            out.display()
+        )
+    };
+    let path = config(&t, &(component("a") + &component("b")));
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("a", "started");
+    s.wait_for("b", "started");
+    let owner_of = |name: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mine = marked(&t, name);
+            if let Some(p) = q.status().owner_pid {
+                if mine.contains(&(p as i32)) {
+                    return p as i32;
+                }
+            }
+            assert!(Instant::now() < deadline, "{name} never owned the queue");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let a = owner_of("a");
+    // SAFETY: kill with the owner's pid, one of the test's components.
+    unsafe { libc::kill(a, libc::SIGKILL) };
+    s.wait_for("a", "restart");
+    let d = s.wait_for("b", "role");
+    assert!(d.contains("a is a standby now"), "{d}");
+    let d = s.wait_for("a", "started");
+    assert!(d.contains("as Standby"), "{d}");
+    let st = baton_supervise::supervisor::read_state(&t.domain, "sup").unwrap();
+    let role = |n: &str| st.components.iter().find(|c| c.name == n).unwrap().role;
+    assert_eq!(
+        (role("a"), role("b")),
+        (
+            baton_supervise::supervisor::Role::Standby,
+            baton_supervise::supervisor::Role::Active
+        )
+    );
+    let b = owner_of("b");
+    // b, labelled the standby when it took the queue, hangs while messages wait.
+    // SAFETY: as above.
+    unsafe { libc::kill(b, libc::SIGSTOP) };
+    for i in 0..3 {
+        q.sender().send(format!("m{i}").as_bytes()).unwrap();
+    }
+    let d = s.wait_for("b", "restart");
+    assert!(d.contains("probe scored 100"), "{d}");
+    let d = s.wait_for("a", "role");
+    assert!(d.contains("b is a standby now"), "{d}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = std::fs::read_to_string(&out).unwrap_or_default();
+        if got.lines().count() == 3 {
+            assert_eq!(got, "m0\nm1\nm2\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "a got {got:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The hung process went (SIGTERM with SIGCONT), and a was restarted only for its death.
+    assert!(!baton_supervise::process::lives(b));
+    let a_story = s.story("a");
+    assert_eq!(
+        a_story.iter().filter(|e| *e == "restart").count(),
+        1,
+        "{a_story:?}"
+    );
+    s.stop();
+    assert!(none_left(&t));
+    let _ = std::fs::remove_file(&out);
+}
+
+/// Operators' commands. `failover a` checks every standby: b fails its monitor_check and is
+/// restarted before a goes (left waiting, it could have taken the queue), c passes and takes
+/// the queue over. `failover` of a standby and of an unknown name are refused, `stop` and
+/// `start` do what they say, and a command to a supervisor that is not running says so at
+/// once.
+#[test]
+fn operators_commands_and_an_unfit_standby_left_out_of_the_failover() {
+    let t = TestDomain::new("sup-ops");
+    let q = baton::Queue::create(&t.domain, "orders", &baton::Attributes::default()).unwrap();
+    let baton_bin = env!("CARGO_BIN_EXE_baton");
+    let component = |name: &str, check: &str| {
+        format!(
+            r#"
+[[component]]
+name = "{name}"
+command = ["{baton_bin}", "recv", "--standby", "orders"]
+queues = ["orders"]
+redundancy = "s"
+monitor_check = ["{check}"]
+start_timeout = "300ms"
+restart_backoff = "50ms"
+stop_timeout = "300ms"
+"#
+        )
+    };
+    let path = config(
+        &t,
+        &(component("a", "true") + &component("b", "false") + &component("c", "true")),
+    );
+    let op = |verb: &str, name: &str| {
+        let out = t
+            .baton()
+            .args(["supervise", verb])
+            .arg(&path)
+            .arg(name)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, said) = op("stop", "a");
+    assert_eq!(code, Some(4), "{said}");
+    assert!(said.contains("not running"), "{said}");
+    let mut s = Sup::start(&t, &path);
+    for n in ["a", "b", "c"] {
+        s.wait_for(n, "started");
+    }
+    let owner = || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(p) = q.status().owner_pid {
+                for n in ["a", "b", "c"] {
+                    if marked(&t, n).contains(&(p as i32)) {
+                        return n;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no component owns the queue");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    assert_eq!(owner(), "a");
+    assert_eq!(op("failover", "a"), (Some(0), "failover a: ok\n".into()));
+    s.wait_for("b", "monitor-check-failed");
+    s.wait_for("b", "restart");
+    let d = s.wait_for("a", "failover");
+    assert!(d.contains("a -> c"), "{d}");
+    assert_eq!(owner(), "c");
+    let (code, said) = op("failover", "b");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("b is not an active"), "{said}");
+    let (code, said) = op("restart", "nobody");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("no component named \"nobody\""), "{said}");
+    // c stopped: another takes the queue and the roles follow; c started again.
+    assert_eq!(op("stop", "c").0, Some(0));
+    s.wait_for("c", "stopped");
+    let next = owner();
+    assert_ne!(next, "c");
+    s.wait_for(next, "role");
+    assert!(marked(&t, "c").is_empty());
+    assert_eq!(op("start", "c").0, Some(0));
+    let d = s.wait_for("c", "started");
+    assert!(d.contains("as Standby"), "{d}");
+    s.stop();
+    assert!(none_left(&t));
 }
 
 /// A component that daemonizes (its first process exits 0, a child goes on) is still running;

@@ -104,6 +104,20 @@ fn has_mark(pid: i32, want: &str) -> bool {
         .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == want.as_bytes()))
 }
 
+/// The mark of process `pid` (what follows `BATON_SUPERVISE_MARK=`), if it has one.
+pub fn mark_of(pid: i32) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let want = format!("{MARK_ENV}=");
+    env.split(|&b| b == 0)
+        .find_map(|v| v.strip_prefix(want.as_bytes()))
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+}
+
+/// Whether process `pid` lives (exists and is not a zombie).
+pub fn lives(pid: i32) -> bool {
+    !is_zombie(pid)
+}
+
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
         // The state follows the command's closing parenthesis.
@@ -131,12 +145,14 @@ pub fn signal_tree(mark: &str, sig: i32) -> usize {
     pids.len()
 }
 
-/// Stops the tree marked `mark`: SIGTERM, then SIGKILL after `grace` to what is left.
-/// Returns once none of it lives (or after `grace` and a second more).
+/// Stops the tree marked `mark`: SIGTERM (and SIGCONT, so a stopped process acts on it at
+/// once rather than at the SIGKILL), then SIGKILL after `grace` to what is left. Returns once
+/// none of it lives (or after `grace` and a second more).
 pub fn stop_tree(mark: &str, grace: Duration) {
     if signal_tree(mark, libc::SIGTERM) == 0 {
         return;
     }
+    signal_tree(mark, libc::SIGCONT);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         reap();

@@ -86,7 +86,8 @@ pub struct Report {
     /// The component, if it is about one.
     pub component: Option<String>,
     /// `started`, `exited`, `probe`, `restart`, `failover`, `give-over`, `validate-failed`,
-    /// `monitor-check-failed`, `stopped`, `adopted`, `command`, ...
+    /// `monitor-check-failed`, `stopped`, `adopted`, `command`, `role` (the roles followed a
+    /// queue's owner), ...
     pub event: String,
     /// Details.
     pub detail: String,
@@ -135,6 +136,8 @@ pub struct Supervisor {
     _control_queue: Queue,
     state_path: std::path::PathBuf,
     report: Box<dyn FnMut(Report)>,
+    /// When the roles are next compared with the queues' owners.
+    next_owner_look: Instant,
 }
 
 /// What can stop a supervisor from running.
@@ -305,6 +308,7 @@ impl Supervisor {
             _control_queue: q,
             state_path,
             report,
+            next_owner_look: now,
         };
         // Components a dead supervisor left running are adopted, not started twice.
         for i in 0..s.comps.len() {
@@ -506,7 +510,97 @@ impl Supervisor {
                 Phase::Stopped | Phase::GaveOver => {}
             }
         }
+        if now >= self.next_owner_look {
+            self.next_owner_look = now + OWNER_LOOK;
+            for i in 0..self.comps.len() {
+                let first_of_set = self.comps[i].cfg.redundancy.as_ref().is_some_and(|r| {
+                    !self.comps[..i]
+                        .iter()
+                        .any(|o| o.cfg.redundancy.as_ref() == Some(r))
+                });
+                if first_of_set {
+                    self.follow_owner(i);
+                }
+            }
+        }
         self.commands();
+    }
+
+    /// Makes the roles of component `i`'s redundancy set follow its queues' owner.
+    ///
+    /// baton moves a queue without the supervisor: at an owner's death the standby waiting
+    /// on it takes it over at once, whatever the supervisor's roles say. So the roles are
+    /// read from the queues: the component whose process tree owns one of the set's queues
+    /// is the active (found by the mark of the owning process), the one labelled active
+    /// before becomes a standby, and a `role` line says so. What the roles drive follows:
+    /// the queue probe judges the owner, `BATON_HA_STATE` of a start, a failover's
+    /// direction, `status`. A labelled active whose tree is dead but whose death has not been
+    /// handled yet keeps its label until it is, so its death escalates as the active's.
+    fn follow_owner(&mut self, i: usize) {
+        let Some(set) = self.comps[i].cfg.redundancy.clone() else {
+            return;
+        };
+        let members: Vec<usize> = (0..self.comps.len())
+            .filter(|&k| self.comps[k].cfg.redundancy.as_ref() == Some(&set))
+            .collect();
+        let queues: BTreeSet<String> = members
+            .iter()
+            .flat_map(|&k| self.comps[k].cfg.queues.iter().cloned())
+            .collect();
+        for name in queues {
+            let Ok(q) = Queue::open(&self.domain, &name) else {
+                continue;
+            };
+            let Some(pid) = q.status().owner_pid else {
+                continue;
+            };
+            let Some(j) = self.component_of(pid) else {
+                continue; // not one of ours (or in a pid namespace of its own)
+            };
+            if !members.contains(&j) || self.comps[j].st.role == Role::Active {
+                return;
+            }
+            let old = members
+                .iter()
+                .copied()
+                .find(|&k| self.comps[k].st.role == Role::Active);
+            if let Some(k) = old {
+                if self.comps[k].st.phase == Phase::Running && !self.lives(k) {
+                    return; // its death is handled first, as the active's
+                }
+                self.comps[k].st.role = Role::Standby;
+            }
+            self.comps[j].st.role = Role::Active;
+            let was = old.map_or(String::new(), |k| {
+                format!("; {} is a standby now", self.comps[k].cfg.name)
+            });
+            self.say(
+                Some(j),
+                "role",
+                format!("it owns {name} (pid {pid}): the active{was}"),
+            );
+            self.save();
+            return;
+        }
+    }
+
+    /// The component whose current start's process tree holds `pid` (by the process's mark).
+    fn component_of(&self, pid: u32) -> Option<usize> {
+        let mark = process::mark_of(i32::try_from(pid).ok()?)?;
+        self.comps
+            .iter()
+            .position(|c| c.mark_in(&self.domain, &self.cfg.supervisor.name) == mark)
+    }
+
+    /// Whether component `k`'s tree lives now (without waiting for the next reap).
+    fn lives(&self, k: usize) -> bool {
+        let c = &self.comps[k];
+        match c.st.pid {
+            Some(p) => process::lives(p),
+            None => {
+                process::any_alive(&c.tree, &c.mark_in(&self.domain, &self.cfg.supervisor.name))
+            }
+        }
     }
 
     /// A standby starts once its set's active has had a moment (`start_timeout`, at most
@@ -544,6 +638,7 @@ impl Supervisor {
 
     /// Starts component `i` (validate first): its process tree carries its mark.
     fn launch(&mut self, i: usize) {
+        self.follow_owner(i); // its BATON_HA_STATE is what the queues say
         let c = &self.comps[i];
         if let Some(v) = c.cfg.validate.clone() {
             let (ended, out) =
@@ -673,8 +768,11 @@ impl Supervisor {
     }
 
     /// The built-in queue probe (see `config::Probe::Queue`). Only an active's queues are
-    /// judged (a standby owns none).
+    /// judged (a standby owns none), the roles brought up to date with the queues' owners
+    /// first; a stall is the owner's: it is blamed on `i` unless the owner is another of
+    /// the supervisor's components.
     fn queue_score(&mut self, i: usize) -> u32 {
+        self.follow_owner(i);
         let c = &self.comps[i];
         if c.st.role == Role::Standby {
             return 0;
@@ -692,7 +790,12 @@ impl Supervisor {
                 .sum();
             if st.owner_pid.is_none() && waiting > 0 {
                 score = score.max(COMPLETE_FAILURE); // nobody takes what waits
-            } else if st.owner_stalled(c.cfg.probe_timeout) {
+            } else if st.owner_stalled(c.cfg.probe_timeout)
+                && st
+                    .owner_pid
+                    .and_then(|p| self.component_of(p))
+                    .is_none_or(|j| j == i)
+            {
                 score = score.max(COMPLETE_FAILURE); // hung: owns, and takes nothing
             } else if waiting > c.cfg.depth_limit {
                 score = score.max(50);
@@ -747,7 +850,11 @@ impl Supervisor {
                 .collect(),
             None => Vec::new(),
         };
+        // Every candidate is checked: a standby waiting on the queues could take them over
+        // whatever the supervisor chose, so one that fails its monitor_check must not be
+        // left waiting.
         let mut chosen = None;
+        let mut unfit = Vec::new();
         for j in candidates {
             if let Some(m) = self.comps[j].cfg.monitor_check.clone() {
                 let (ended, out) = process::run_method(
@@ -758,16 +865,27 @@ impl Supervisor {
                 );
                 if ended != Some(Ended::Exited(0)) {
                     self.say(Some(j), "monitor-check-failed", out.trim().to_string());
+                    unfit.push(j);
                     continue;
                 }
             }
-            chosen = Some(j);
-            break;
+            chosen = chosen.or(Some(j));
         }
         let Some(j) = chosen else {
             self.give_over(i, &format!("{why}, and no standby to fail over to"), true);
             return;
         };
+        // The unfit standbys are restarted (their own escalation) before the active goes,
+        // so none of them is waiting to take its queues.
+        for k in unfit {
+            if self.comps[k].st.phase == Phase::Running {
+                let step = {
+                    let l = self.comps[k].limits();
+                    self.comps[k].esc.failed(Instant::now(), &l)
+                };
+                self.escalate(k, step, "its monitor_check failed");
+            }
+        }
         let limit = self.cfg.supervisor.failover_limit;
         let window = self.cfg.supervisor.failover_window;
         if !self.failovers.allow(Instant::now(), limit, window) {
@@ -908,3 +1026,6 @@ impl Supervisor {
 
 /// How often the supervisor looks.
 const TICK: Duration = Duration::from_millis(20);
+
+/// How often the roles are compared with the queues' owners (a probe compares them too).
+const OWNER_LOOK: Duration = Duration::from_millis(100);
