@@ -150,6 +150,7 @@ pub fn signal_tree(mark: &str, sig: i32) -> usize {
 /// none of it lives (or after `grace` and a second more).
 pub fn stop_tree(mark: &str, grace: Duration) {
     if signal_tree(mark, libc::SIGTERM) == 0 {
+        reap(); // what died of itself (zombies are not marked) is reaped all the same
         return;
     }
     signal_tree(mark, libc::SIGCONT);
@@ -157,6 +158,7 @@ pub fn stop_tree(mark: &str, grace: Duration) {
     while Instant::now() < deadline {
         reap();
         if marked(mark).is_empty() {
+            reap(); // one that died since the last reap is a zombie, not marked: reaped here
             return;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -233,4 +235,45 @@ pub fn run_method(
         _ => Ended::Exited(-1),
     });
     (ended, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `stop_tree` returns with the tree reaped, also when its process had died already and
+    /// was a zombie (unmarked): left, it went to whoever reaps after the supervisor (an init
+    /// that may not).
+    #[test]
+    fn a_stopped_tree_is_reaped_not_left_a_zombie() {
+        let mark = format!("test/process/stop/{}", std::process::id());
+        let child = std::process::Command::new("sleep")
+            .arg("60")
+            .env(MARK_ENV, &mark)
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        std::mem::forget(child); // reaped by stop_tree, as the supervisor's children are
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while marked(&mark).is_empty() {
+            assert!(Instant::now() < deadline, "the child never showed its mark");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // It dies of itself, and is a zombie when the tree is stopped.
+        // SAFETY: kill with our child's pid.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        while lives(pid) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        stop_tree(&mark, Duration::from_secs(5));
+        let r = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+        assert_eq!(
+            r,
+            Err(nix::errno::Errno::ECHILD),
+            "pid {pid} was left a zombie"
+        );
+    }
 }

@@ -469,6 +469,7 @@ impl Supervisor {
         for i in (0..self.comps.len()).rev() {
             self.stop_component(i, "the supervisor stops");
         }
+        process::reap(); // no zombie is left to an init that may not reap
         self.save();
     }
 
