@@ -18,6 +18,7 @@ fn small() -> LocalGroupConfig {
     LocalGroupConfig {
         log_bytes: 16 << 10,
         max_message: 4096,
+        ..LocalGroupConfig::default()
     }
 }
 
@@ -124,6 +125,7 @@ fn churn_join_snapshots_agree_and_each_member_ends_once() {
     let cfg = LocalGroupConfig {
         log_bytes: 8 << 10,
         max_message: 4096,
+        ..LocalGroupConfig::default()
     };
     let mut a = LocalMember::join(&t.domain, "g", &cfg).unwrap();
     let mut firsts = std::collections::HashMap::new();

@@ -88,6 +88,7 @@ fn three_member_processes_see_one_total_order() {
     let small = LocalGroupConfig {
         log_bytes: 64 << 10, // small: senders wait for the slowest reader many times
         max_message: 4096,
+        ..LocalGroupConfig::default()
     };
     let domain = t.domain.clone();
     let members: Vec<_> = (0..3)
@@ -150,6 +151,105 @@ fn three_member_processes_see_one_total_order() {
             .collect();
         assert_eq!(mine, (0..EACH).collect::<Vec<_>>());
     }
+}
+
+/// The log's position tags wrap many times (10-bit tags: 1,024 positions, against 2^32 in
+/// production, with the same code): three member processes send messages of varying sizes
+/// (so records start on shifting cells), all agree on one order with every message once, and
+/// a member that joins and leaves after the wraps gets its own join first and its own messages.
+#[test]
+fn the_log_keeps_one_order_after_its_position_tags_wrap() {
+    const EACH: u32 = 800;
+    let t = TestDomain::new("pg-wrap");
+    let narrow = LocalGroupConfig {
+        log_bytes: 4 << 10, // 64 cells: senders wait for the slowest reader all along
+        max_message: 2315,
+        tag_bits: 10,
+    };
+    // The tags are the log's: a log over what 10 bits allow is refused.
+    let e = LocalMember::join(
+        &t.domain,
+        "too-long",
+        &LocalGroupConfig {
+            log_bytes: 64 << 10,
+            ..narrow
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("10-bit tags"), "{e}");
+    let domain = t.domain.clone();
+    let members: Vec<_> = (0..3)
+        .map(|_| {
+            let domain = domain.clone();
+            common::fork_writing(move |out| {
+                let mut m = LocalMember::join(&domain, "g", &narrow).unwrap();
+                recv_until(&mut m, |d| {
+                    matches!(d, LocalDelivery::Membership { members, .. } if members.len() == 3)
+                });
+                writeln!(out, "ready").unwrap();
+                out.flush().unwrap();
+                let mut sent = 0u32;
+                let mut seen = Vec::new();
+                while seen.len() < 3 * EACH as usize {
+                    // 4 to 200 bytes: one to four cells.
+                    let mut msg = sent.to_le_bytes().to_vec();
+                    msg.resize(4 + (sent as usize * 37) % 197, sent as u8);
+                    if sent < EACH && m.try_send(&msg).unwrap() {
+                        sent += 1;
+                    }
+                    if let Some(LocalDelivery::Message { pid, payload }) =
+                        m.recv(Some(Duration::ZERO)).unwrap()
+                    {
+                        let n = u32::from_le_bytes(payload[..4].try_into().unwrap());
+                        let mut want = n.to_le_bytes().to_vec();
+                        want.resize(4 + (n as usize * 37) % 197, n as u8);
+                        assert_eq!(payload, want, "message {n} of {pid} came back changed");
+                        seen.push(format!("{pid}:{n}"));
+                    }
+                }
+                writeln!(out, "{}", seen.join(",")).unwrap();
+                out.flush().unwrap();
+            })
+        })
+        .collect();
+    let mut readers = Vec::new();
+    let mut pids = Vec::new();
+    for (pid, mut r) in members {
+        assert_eq!(common::read_line(&mut r), "ready");
+        pids.push(pid);
+        readers.push(r);
+    }
+    let sequences: Vec<String> = readers.iter_mut().map(common::read_line).collect();
+    for pid in &pids {
+        assert_eq!(common::reap(*pid, Duration::from_secs(10)), Some(0));
+    }
+    assert_eq!(sequences[0], sequences[1], "members 0 and 1 disagree");
+    assert_eq!(sequences[0], sequences[2], "members 0 and 2 disagree");
+    for pid in &pids {
+        let mine: Vec<u32> = sequences[0]
+            .split(',')
+            .filter_map(|e| e.strip_prefix(&format!("{pid}:")))
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(mine, (0..EACH).collect::<Vec<_>>());
+    }
+    // Well past the wraps now (2,400 messages of one to four cells, and the memberships).
+    let mut late = LocalMember::join(&t.domain, "g", &narrow).unwrap();
+    let me = std::process::id();
+    let first = recv_until(&mut late, |_| true);
+    assert!(is_change(&first[0], me, LocalChange::Join), "{first:?}");
+    for i in 0..300u32 {
+        late.send(&i.to_le_bytes()).unwrap();
+        assert_eq!(
+            late.recv(WAIT).unwrap(),
+            Some(LocalDelivery::Message {
+                pid: me,
+                payload: i.to_le_bytes().to_vec()
+            })
+        );
+    }
+    late.leave().unwrap();
+    LocalMember::remove(&t.domain, "g").unwrap();
 }
 
 /// A joiner's first delivery is its own join with every member in it; nothing sent before
@@ -262,6 +362,7 @@ fn the_slowest_member_bounds_reuse_and_a_dead_ones_cursor_is_released() {
     let small = LocalGroupConfig {
         log_bytes: 16 << 10,
         max_message: 4096,
+        ..LocalGroupConfig::default()
     };
     let mut a = LocalMember::join(&t.domain, "g", &small).unwrap();
     let domain = t.domain.clone();
@@ -303,6 +404,7 @@ fn bad_input_is_refused_with_a_clear_error() {
     let small = LocalGroupConfig {
         log_bytes: 64 << 10,
         max_message: 4096,
+        ..LocalGroupConfig::default()
     };
     assert!(matches!(
         LocalMember::join(&t.domain, "a/b", &small),

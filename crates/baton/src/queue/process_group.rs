@@ -51,6 +51,9 @@ pub struct LocalGroupConfig {
     pub log_bytes: u64,
     /// The largest message, in bytes (at least 2,315: a JOIN lists every member).
     pub max_message: u32,
+    /// Bits of a position the log's stamps keep ([`Attributes::tag_bits`]): 32, or fewer so
+    /// that a test wraps them in a short run (the log is then at most 2^(bits - 2) cells).
+    pub tag_bits: u32,
 }
 
 impl Default for LocalGroupConfig {
@@ -59,6 +62,7 @@ impl Default for LocalGroupConfig {
         LocalGroupConfig {
             log_bytes: 4 << 20,
             max_message: 64 << 10,
+            tag_bits: Attributes::default().tag_bits,
         }
     }
 }
@@ -78,6 +82,7 @@ impl LocalGroupConfig {
             capacity: [self.log_bytes.max(one), one, one, one],
             max_message: self.max_message,
             reply_boxes: 0,
+            tag_bits: self.tag_bits,
             ..Attributes::default()
         })
     }
