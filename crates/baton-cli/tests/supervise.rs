@@ -743,3 +743,458 @@ fn the_csa104_demo_runs_its_story_under_the_supervisor() {
     );
     assert!(out.contains("escalation: 2 restarts, 2 failovers"), "{out}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Review 18 (adversarial): each test below fails on the code it was written against.
+// ---------------------------------------------------------------------------------------------
+
+impl Sup {
+    /// Waits at most `within` for `event` of `component`; its detail.
+    fn wait_within(&mut self, component: &str, event: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if v["component"] == component && v["event"] == event {
+                        return v["detail"].as_str().unwrap_or_default().to_string();
+                    }
+                }
+                Err(_) => panic!(
+                    "no {event} of {component} within {within:?}; the supervisor said:\n{}",
+                    self.seen
+                        .iter()
+                        .map(|v| format!("{} {} {}", v["component"], v["event"], v["detail"]))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            }
+        }
+    }
+}
+
+/// `baton supervise start CONFIG NAME` of a component that is running starts a second copy of
+/// it (a new generation: the old tree is no longer followed, and survives the supervisor's
+/// SIGTERM). docs/supervise.md: "none is started twice"; `start` is "Start a stopped component".
+#[test]
+fn start_of_a_running_component_does_not_start_it_twice() {
+    let t = TestDomain::new("rv-start-twice");
+    let path = config(
+        &t,
+        "\n[[component]]\nname = \"c\"\ncommand = \"exec sleep 60\"\n",
+    );
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("c", "started");
+    let o = t
+        .baton()
+        .args(["supervise", "start"])
+        .arg(&path)
+        .arg("c")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    std::thread::sleep(Duration::from_millis(500));
+    let running = marked(&t, "c");
+    assert_eq!(
+        running.len(),
+        1,
+        "`start c` ({said:?}) while c runs: c runs as {running:?}; events {:?}",
+        s.story("c")
+    );
+    s.stop();
+    assert!(
+        none_left(&t),
+        "components left running: {:?}",
+        marked(&t, "")
+    );
+}
+
+/// The supervisor killed with SIGKILL, its state file then lost or truncated (it lives in
+/// /dev/shm; a crash mid-write, a peer's write, an operator's cleanup): started again, it
+/// starts the component a second time with the very mark of the copy still running (the
+/// generation starts again at 1), so two copies run and are taken for one tree.
+#[test]
+fn a_truncated_state_file_does_not_start_a_running_component_twice() {
+    let t = TestDomain::new("rv-state-trunc");
+    let path = config(
+        &t,
+        "\n[[component]]\nname = \"c\"\ncommand = \"exec sleep 60\"\n",
+    );
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("c", "started");
+    let first = marked(&t, "c");
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let state = baton_supervise::supervisor::state_path(&t.domain, "sup");
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(&state, &text[..text.len() / 2]).unwrap();
+    let mut s = Sup::start(&t, &path);
+    std::thread::sleep(Duration::from_millis(800));
+    let now = marked(&t, "c");
+    assert_eq!(
+        now,
+        first,
+        "c ran as {first:?}; after a restart with a truncated state file it runs as {now:?} \
+         (events {:?})",
+        s.story("c")
+    );
+    s.stop();
+    assert!(none_left(&t));
+}
+
+/// A component added at the head of a redundancy set while the supervisor was down (or the
+/// set's first component renamed): started again, the supervisor labels the new one active
+/// (the first of its set without a prior state) AND keeps the prior active's label: two
+/// actives, both started with BATON_HA_STATE=active, and nothing ever corrects it.
+#[test]
+fn a_component_added_while_the_supervisor_was_down_does_not_make_two_actives() {
+    let t = TestDomain::new("rv-two-actives");
+    let comp = |n: &str| {
+        format!(
+            "\n[[component]]\nname = \"{n}\"\ncommand = \"exec sleep 60\"\nredundancy = \"s\"\nstop_timeout = \"300ms\"\nstart_timeout = \"100ms\"\n"
+        )
+    };
+    let path = config(&t, &(comp("a") + &comp("b")));
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("a", "started");
+    s.wait_for("b", "started");
+    s.stop();
+    let path = config(&t, &(comp("n") + &comp("a") + &comp("b")));
+    let mut s = Sup::start(&t, &path);
+    for n in ["n", "a", "b"] {
+        if !s.story(n).contains(&"started".to_string()) {
+            s.wait_for(n, "started");
+        }
+    }
+    let st = baton_supervise::supervisor::read_state(&t.domain, "sup").unwrap();
+    let actives: Vec<_> = st
+        .components
+        .iter()
+        .filter(|c| c.role == baton_supervise::supervisor::Role::Active)
+        .map(|c| c.name.clone())
+        .collect();
+    let ha_active: Vec<i32> = marked(&t, "")
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/environ"))
+                .is_ok_and(|e| e.split(|&b| b == 0).any(|v| v == b"BATON_HA_STATE=active"))
+        })
+        .collect();
+    s.stop();
+    assert!(none_left(&t));
+    assert_eq!(
+        actives.len(),
+        1,
+        "labelled active: {actives:?}; processes with BATON_HA_STATE=active: {ha_active:?}"
+    );
+}
+
+/// A reload that removes a set's active (or moves it to another set) leaves the set with no
+/// active at all: the remaining standby is never made active (without a queue owner to follow,
+/// nothing ever does), and its own death is then "a standby, past its restarts".
+#[test]
+fn a_reload_that_removes_the_active_leaves_the_set_an_active() {
+    let t = TestDomain::new("rv-reload-active");
+    let comp = |n: &str| {
+        format!(
+            "\n[[component]]\nname = \"{n}\"\ncommand = \"exec sleep 60\"\nredundancy = \"s\"\nstop_timeout = \"300ms\"\nstart_timeout = \"100ms\"\n"
+        )
+    };
+    let path = config(&t, &(comp("a") + &comp("b")));
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("a", "started");
+    s.wait_for("b", "started");
+    config(&t, &comp("b"));
+    // SAFETY: kill with our child's pid.
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGHUP) };
+    s.wait_for_event("reload");
+    std::thread::sleep(Duration::from_millis(500));
+    let st = baton_supervise::supervisor::read_state(&t.domain, "sup").unwrap();
+    let roles: Vec<_> = st
+        .components
+        .iter()
+        .map(|c| (c.name.clone(), c.role))
+        .collect();
+    s.stop();
+    assert!(none_left(&t));
+    assert!(
+        roles
+            .iter()
+            .any(|(_, r)| *r == baton_supervise::supervisor::Role::Active),
+        "after the reload that removed the active a, set s has no active: {roles:?}"
+    );
+}
+
+/// A method that leaves a child behind holding its standard output (a probe, validate, stop
+/// or monitor_check that backgrounds something: `daemon-ctl status`, `logger &`, ...)
+/// freezes the whole supervisor until that child exits: `run_method` reads the pipe to its
+/// end. Here the probe itself ends at once, but the supervisor does not see another component
+/// die (nor take commands, nor SIGTERM) for 30 s. (The same with a probe past its timeout
+/// whose child did `setsid`: the process-group kill misses it, and the read blocks.) The
+/// leftover child of a method that ended is never killed either.
+#[test]
+fn a_methods_child_holding_its_output_does_not_freeze_the_supervisor() {
+    let t = TestDomain::new("rv-method-pipe");
+    let path = config(
+        &t,
+        &format!(
+            r#"
+[[component]]
+name = "p"
+command = "exec sleep 60"
+# The leftover child carries a mark of the test's, so it is killed when the test ends.
+probe = 'env BATON_SUPERVISE_MARK={}/sup/leftover/0 sleep 30 & exit 0'
+probe_interval = "100ms"
+probe_timeout = "300ms"
+start_timeout = "100ms"
+
+[[component]]
+name = "w"
+command = "exec sleep 60"
+restart_backoff = "10ms"
+"#,
+            t.name()
+        ),
+    );
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("p", "started");
+    s.wait_for("w", "started");
+    std::thread::sleep(Duration::from_millis(500)); // p's first probe has run
+    for p in marked(&t, "w") {
+        // SAFETY: kill with a pid found by its mark.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    s.wait_within("w", "restart", Duration::from_secs(5));
+    // What a method leaves in its process group is killed when it ends.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !marked(&t, "leftover").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the probe's leftover child lives on"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.stop();
+    assert!(none_left(&t));
+}
+
+/// Hostile configurations must be refused with the file, line and field (exit 2), never
+/// accepted to panic later: an empty method (`validate = []`: index out of bounds at the first
+/// start) or a duration too large for an Instant (overflow when adding it, at the first probe,
+/// restart or stop: the supervisor dies and leaves its components running).
+#[test]
+fn hostile_configurations_are_refused_not_panics() {
+    let t = TestDomain::new("rv-hostile");
+    let cases = [
+        ("validate = []", "exec sleep 60"),
+        (
+            "probe = []\nprobe_interval = \"100ms\"\nstart_timeout = \"100ms\"",
+            "exec sleep 60",
+        ),
+        ("start = []", "exec sleep 60"),
+        ("stop = []\nstart_timeout = \"100ms\"", "exit 1"),
+        (
+            "probe = \"true\"\nprobe_interval = \"500000000000y\"\nstart_timeout = \"100ms\"",
+            "exec sleep 60",
+        ),
+        ("restart_backoff = \"500000000000y\"", "exit 1"),
+        // Every validate and monitor_check would be killed before it ran.
+        ("start_timeout = \"0s\"", "exec sleep 60"),
+    ];
+    let mut bad = Vec::new();
+    for (extra, command) in cases {
+        let path = config(
+            &t,
+            &format!("\n[[component]]\nname = \"c\"\ncommand = \"{command}\"\n{extra}\n"),
+        );
+        let mut child = t
+            .baton()
+            .args(["supervise"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break Some(st);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let outcome = match status {
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                "accepted (still running after 2 s)".to_string()
+            }
+            Some(st) => {
+                // The components it started hold its standard error: they go first.
+                for p in marked(&t, "") {
+                    // SAFETY: kill with the pid of a process carrying this test's mark.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+                let mut err = String::new();
+                use std::io::Read;
+                let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+                if st.code() == Some(2) {
+                    continue;
+                }
+                let panic: Vec<&str> = err
+                    .lines()
+                    .skip_while(|l| !l.contains("panicked"))
+                    .take(2)
+                    .collect();
+                format!(
+                    "{st}: {}",
+                    if panic.is_empty() {
+                        err.trim()
+                    } else {
+                        panic[1]
+                    }
+                )
+            }
+        };
+        for p in marked(&t, "") {
+            // SAFETY: kill with the pid of a process carrying this test's mark.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        bad.push(format!("{extra:?}: {outcome}"));
+    }
+    assert!(bad.is_empty(), "not refused:\n{}", bad.join("\n"));
+}
+
+/// Every supervisor of a domain writes its state through the same temporary file:
+/// `state_path(..).with_extension("new")` replaces the supervisor's NAME (the text after the
+/// last dot of `baton.<domain>~.supervise.<name>`), so it is `baton.<domain>~.supervise.new`
+/// for all of them: the state file of a supervisor named `new` (and `x.y` writes through the
+/// state of `x.new`). Here supervisor `alpha` starts and its first save moves the state of
+/// supervisor `new` onto its own path: `new`'s state is gone (`status` says it never ran, a
+/// restart of it adopts nothing and starts its components twice). Two supervisors of other
+/// names saving at the same moment rename each other's state into place the same way (seen:
+/// "the state file of alpha holds beta's state"; a race, so not asserted here).
+#[test]
+fn two_supervisors_of_a_domain_do_not_write_each_others_state() {
+    let t = TestDomain::new("rv-state-peer");
+    let mut sups = Vec::new();
+    for name in ["new", "alpha"] {
+        let path = std::env::temp_dir().join(format!("baton-supervise-{}-{name}.toml", t.name()));
+        let body = format!(
+            "[supervisor]\nname = \"{name}\"\ndomain = \"{}\"\n\n[[component]]\nname = \"{name}0\"\ncommand = \"exec sleep 60\"\n",
+            t.name()
+        );
+        std::fs::write(&path, body).unwrap();
+        let mut s = Sup::start(&t, &path);
+        s.marks = format!("{}/{name}/", t.name());
+        s.wait_for(&format!("{name}0"), "started");
+        sups.push((s, path));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let new = baton_supervise::supervisor::read_state(&t.domain, "new").map(|st| st.name);
+    for (s, path) in sups {
+        s.stop();
+        let _ = std::fs::remove_file(path);
+    }
+    assert_eq!(
+        new,
+        Ok("new".to_string()),
+        "the state of supervisor new, after supervisor alpha started in its domain"
+    );
+}
+
+/// A component's death during another component's stop is lost: `process::stop_tree` reaps
+/// every child of the supervisor while it waits (`reap()`, results dropped), so the first
+/// process of a component that ends meanwhile is reaped there, its `pid` stays set, and
+/// `alive()` ("a first process is ours until reaped") takes it for running for ever: never
+/// restarted, `status` shows it running with a pid that no longer exists. Any stop that waits
+/// does it: an operator's stop or restart, a failover's stop of the active, a restart of a hung
+/// one, a reload.
+#[test]
+fn a_death_during_another_components_stop_is_not_lost() {
+    let t = TestDomain::new("rv-reap-lost");
+    let path = config(
+        &t,
+        r#"
+[[component]]
+name = "x"
+command = "trap '' TERM; exec sleep 60"
+stop_timeout = "1500ms"
+
+[[component]]
+name = "y"
+command = "exec sleep 60"
+restart_backoff = "10ms"
+"#,
+    );
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("x", "started");
+    s.wait_for("y", "started");
+    let mut op = t
+        .baton()
+        .args(["supervise", "stop"])
+        .arg(&path)
+        .arg("x")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    s.wait_for("x", "command");
+    std::thread::sleep(Duration::from_millis(300)); // x ignores SIGTERM: its stop waits
+    let y = marked(&t, "y");
+    for p in &y {
+        // SAFETY: kill with a pid found by its mark.
+        unsafe { libc::kill(*p, libc::SIGKILL) };
+    }
+    let _ = op.wait();
+    let story = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.wait_within("y", "restart", Duration::from_secs(5));
+    }));
+    let st = baton_supervise::supervisor::read_state(&t.domain, "sup").unwrap();
+    let ys = st
+        .components
+        .iter()
+        .find(|c| c.name == "y")
+        .unwrap()
+        .clone();
+    s.stop();
+    assert!(none_left(&t));
+    assert!(
+        story.is_ok(),
+        "y ({y:?}) was killed during x's stop and never restarted; its state: phase {:?}, pid {:?}",
+        ys.phase,
+        ys.pid
+    );
+}
+
+/// A set whose active an operator stopped (a set without queues: the roles are labels), then
+/// the supervisor restarted: the standby is never started again. `may_launch` makes a standby
+/// wait for its set's active's first launch by this supervisor, which never comes (stopped).
+#[test]
+fn a_standby_is_started_when_its_stopped_active_never_is() {
+    let t = TestDomain::new("rv-standby-wait");
+    let comp = |n: &str| {
+        format!(
+            "\n[[component]]\nname = \"{n}\"\ncommand = \"exec sleep 60\"\nredundancy = \"s\"\nstop_timeout = \"300ms\"\nstart_timeout = \"100ms\"\n"
+        )
+    };
+    let path = config(&t, &(comp("a") + &comp("b")));
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("a", "started");
+    s.wait_for("b", "started");
+    let o = t
+        .baton()
+        .args(["supervise", "stop"])
+        .arg(&path)
+        .arg("a")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    s.stop();
+    let mut s = Sup::start(&t, &path);
+    s.wait_within("b", "started", Duration::from_secs(5));
+    s.stop();
+    assert!(none_left(&t));
+}

@@ -124,14 +124,25 @@ struct RawSupervisor {
     give_over: Option<Command>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Clone)]
 #[serde(untagged)]
 enum Command {
     Words(Vec<String>),
     Shell(String),
 }
 
+/// The largest duration taken (100 years).
+const MAX_DURATION: Duration = Duration::from_secs(100 * 366 * 86_400);
+
 impl Command {
+    /// An empty argument list, or an empty program name.
+    fn is_empty(&self) -> bool {
+        match self {
+            Command::Words(w) => w.first().is_none_or(String::is_empty),
+            Command::Shell(_) => false,
+        }
+    }
+
     fn words(self) -> Vec<String> {
         match self {
             Command::Words(w) => w,
@@ -261,6 +272,15 @@ impl Config {
         let s = raw.supervisor;
         baton::check_queue_name(&s.name)
             .map_err(|e| bad("supervisor.name".into(), e.to_string()))?;
+        if s.give_over.as_ref().is_some_and(Command::is_empty) {
+            return Err(bad("supervisor.give_over".into(), "empty".into()));
+        }
+        if s.failover_window > MAX_DURATION {
+            return Err(bad(
+                "supervisor.failover_window".into(),
+                "too large (at most 100 years)".into(),
+            ));
+        }
         if let Some(d) = &s.domain {
             baton::Domain::new(d).map_err(|e| bad("supervisor.domain".into(), e.to_string()))?;
         }
@@ -279,10 +299,10 @@ impl Config {
             for q in &c.queues {
                 baton::check_queue_name(q).map_err(|e| bad(at("queues"), e.to_string()))?;
             }
-            let probe = match c.probe {
+            let probe = match &c.probe {
                 None => Probe::None,
                 Some(Command::Shell(s)) if s == "queue" => Probe::Queue,
-                Some(cmd) => Probe::Command(cmd.words()),
+                Some(cmd) => Probe::Command(cmd.clone().words()),
             };
             if probe == Probe::Queue && c.queues.is_empty() {
                 return Err(bad(
@@ -294,9 +314,35 @@ impl Config {
                 ("probe_interval", c.probe_interval),
                 ("probe_timeout", c.probe_timeout),
                 ("retry_interval", c.retry_interval),
+                ("start_timeout", c.start_timeout),
             ] {
                 if d.is_zero() {
                     return Err(bad(at(f), "must be more than zero".into()));
+                }
+            }
+            // Every duration is added to an Instant (and the back-off doubled up to 2^16
+            // times): one too large would overflow it, a panic at the first use.
+            for (f, d) in [
+                ("probe_interval", c.probe_interval),
+                ("probe_timeout", c.probe_timeout),
+                ("retry_interval", c.retry_interval),
+                ("restart_backoff", c.restart_backoff),
+                ("stop_timeout", c.stop_timeout),
+                ("start_timeout", c.start_timeout),
+            ] {
+                if d > MAX_DURATION {
+                    return Err(bad(at(f), "too large (at most 100 years)".into()));
+                }
+            }
+            for (f, m) in [
+                ("validate", &c.validate),
+                ("start", &c.start),
+                ("stop", &c.stop),
+                ("monitor_check", &c.monitor_check),
+                ("probe", &c.probe),
+            ] {
+                if m.as_ref().is_some_and(Command::is_empty) {
+                    return Err(bad(at(f), "empty".into()));
                 }
             }
             components.push(Component {

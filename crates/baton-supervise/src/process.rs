@@ -147,34 +147,40 @@ pub fn signal_tree(mark: &str, sig: i32) -> usize {
 
 /// Stops the tree marked `mark`: SIGTERM (and SIGCONT, so a stopped process acts on it at
 /// once rather than at the SIGKILL), then SIGKILL after `grace` to what is left. Returns once
-/// none of it lives (or after `grace` and a second more).
-pub fn stop_tree(mark: &str, grace: Duration) {
+/// none of it lives (or after `grace` and a second more), with every child it reaped meanwhile
+/// (any of the supervisor's children: the caller must see their ends, or a component whose
+/// first process ended during another's stop would be taken for running for ever).
+pub fn stop_tree(mark: &str, grace: Duration) -> Vec<(i32, Ended)> {
+    let mut reaped = Vec::new();
     if signal_tree(mark, libc::SIGTERM) == 0 {
-        reap(); // what died of itself (zombies are not marked) is reaped all the same
-        return;
+        reaped.extend(reap()); // what died of itself (a zombie is not marked) is reaped too
+        return reaped;
     }
     signal_tree(mark, libc::SIGCONT);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        reap();
+        reaped.extend(reap());
         if marked(mark).is_empty() {
-            reap(); // one that died since the last reap is a zombie, not marked: reaped here
-            return;
+            reaped.extend(reap()); // one that died since the last reap is a zombie, not marked
+            return reaped;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    signal_tree(mark, libc::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < deadline && !marked(mark).is_empty() {
-        reap();
+    // SIGKILL again while any is left: one forked since the last scan is found by the next.
+    while Instant::now() < deadline && signal_tree(mark, libc::SIGKILL) > 0 {
+        reaped.extend(reap());
         std::thread::sleep(Duration::from_millis(5));
     }
-    reap();
+    reaped.extend(reap());
+    reaped
 }
 
 /// Runs a method (validate, stop, monitor_check, a probe) to its end, at most `timeout`
-/// (then its tree is killed); its status and what it printed (standard output and error,
-/// the first 4 KiB).
+/// (then its process group is killed), in a process group of its own, which is killed when
+/// it ends too (a method leaves nothing running); its status and what it printed (standard
+/// output and error, the first 4 KiB, read until a moment after it ended: a child that
+/// escaped its group may hold the pipes open).
 pub fn run_method(
     argv: &[String],
     env: &[(String, String)],
@@ -200,23 +206,51 @@ pub fn run_method(
         Err(e) => return (None, format!("cannot run {:?}: {e}", argv[0])),
     };
     let pid = child.id() as i32;
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_end(&mut text);
-        }
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_end(&mut text);
-        }
-        text.truncate(4096);
-        String::from_utf8_lossy(&text).into_owned()
-    });
+    // The output is read by a thread per pipe into one buffer; it is not waited for past a
+    // moment after the method ended: a child the method left behind (or one that escaped its
+    // process group) may hold the pipes open for ever, and the supervisor must go on.
+    let text = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let pipes: Vec<Box<dyn Read + Send>> = [
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let readers = pipes.len();
+    for mut pipe in pipes {
+        let text = text.clone();
+        let done = done_tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut t = text.lock().unwrap_or_else(|e| e.into_inner());
+                let room = 4096usize.saturating_sub(t.len());
+                t.extend_from_slice(&buf[..n.min(room)]);
+            }
+            let _ = done.send(());
+        });
+    }
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
+            Ok(Some(s)) => {
+                // What it left behind in its process group goes with it (the group outlives
+                // its reaped leader while a member lives, so its id is not reused meanwhile).
+                // SAFETY: kill of a process group we made.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                break Some(s);
+            }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             _ => {
                 // Past its time: the method's process group goes.
@@ -227,7 +261,17 @@ pub fn run_method(
             }
         }
     };
-    let text = reader.join().unwrap_or_default();
+    let grace = Instant::now() + Duration::from_millis(100);
+    for _ in 0..readers {
+        if done_rx
+            .recv_timeout(grace.saturating_duration_since(Instant::now()))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let text =
+        String::from_utf8_lossy(&text.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
     use std::os::unix::process::ExitStatusExt;
     let ended = status.map(|s| match (s.code(), s.signal()) {
         (Some(c), _) => Ended::Exited(c),

@@ -138,6 +138,8 @@ pub struct Supervisor {
     report: Box<dyn FnMut(Report)>,
     /// When the roles are next compared with the queues' owners.
     next_owner_look: Instant,
+    /// Children reaped while a tree was being stopped, handled at the next tick.
+    reaped: Vec<(i32, Ended)>,
 }
 
 /// What can stop a supervisor from running.
@@ -233,26 +235,18 @@ impl Supervisor {
         let now = Instant::now();
         let now_ns = unix_ns();
         let at = |ns: u64| now.checked_sub(Duration::from_nanos(now_ns.saturating_sub(ns)));
-        let mut seen_sets = BTreeSet::new();
         let mut comps = Vec::new();
         for c in &cfg.components {
             let prior = old
                 .as_ref()
                 .and_then(|o| o.components.iter().find(|s| s.name == c.name));
+            // A prior role is kept; a component new to its set is a standby, and a set left
+            // without an active (or with two) is put right below (`settle_roles`).
             let role = match (&c.redundancy, prior) {
                 (None, _) => Role::Alone,
                 (Some(_), Some(p)) if p.role != Role::Alone => p.role,
-                (Some(r), _) => {
-                    if seen_sets.insert(r.clone()) {
-                        Role::Active
-                    } else {
-                        Role::Standby
-                    }
-                }
+                (Some(_), _) => Role::Standby,
             };
-            if let Some(r) = &c.redundancy {
-                seen_sets.insert(r.clone());
-            }
             let mut esc = Escalation::default();
             let mut restarts = Vec::new();
             if let Some(p) = prior {
@@ -309,8 +303,55 @@ impl Supervisor {
             state_path,
             report,
             next_owner_look: now,
+            reaped: Vec::new(),
         };
-        // Components a dead supervisor left running are adopted, not started twice.
+        if old.is_none() && s.state_path.exists() {
+            s.say(
+                None,
+                "state-unreadable",
+                format!(
+                    "{}: not a state; the running components are found by their marks",
+                    s.state_path.display()
+                ),
+            );
+        }
+        // Components a dead supervisor left running are adopted, not started twice: found by
+        // their marks, whatever the state file says (lost, truncated, or saved before a start
+        // it did not see), the newest generation running is adopted, older ones stopped.
+        for i in 0..s.comps.len() {
+            let prefix = format!(
+                "{}/{}/{}/",
+                s.domain, s.cfg.supervisor.name, s.comps[i].cfg.name
+            );
+            let mut gens = BTreeSet::new();
+            for p in process::marked_prefix(&prefix) {
+                if let Some(g) = process::mark_of(p)
+                    .and_then(|m| m.strip_prefix(&prefix).and_then(|g| g.parse::<u64>().ok()))
+                {
+                    gens.insert(g);
+                }
+            }
+            if let Some(&newest) = gens.last() {
+                if newest >= s.comps[i].st.generation
+                    && matches!(s.comps[i].st.phase, Phase::Running | Phase::Restarting)
+                {
+                    s.comps[i].st.generation = newest;
+                    s.comps[i].st.phase = Phase::Running;
+                }
+                for &g in &gens {
+                    let running =
+                        s.comps[i].st.phase == Phase::Running && g == s.comps[i].st.generation;
+                    if !running {
+                        s.say(Some(i), "stale", format!("generation {g} stopped"));
+                        let _ = process::stop_tree(
+                            &format!("{prefix}{g}"),
+                            s.comps[i].cfg.stop_timeout,
+                        );
+                    }
+                }
+            }
+        }
+        s.settle_roles();
         for i in 0..s.comps.len() {
             s.comps[i].next_probe = now;
             if s.comps[i].st.phase == Phase::Running {
@@ -417,6 +458,7 @@ impl Supervisor {
         }
         self.comps = comps;
         self.cfg = new;
+        self.settle_roles();
         self.say(None, "reload", "the new configuration is in force".into());
         self.save();
         Ok(())
@@ -439,7 +481,11 @@ impl Supervisor {
             components: self.comps.iter().map(|c| c.st.clone()).collect(),
         };
         if let Ok(text) = serde_json::to_string_pretty(&state) {
-            let temp = self.state_path.with_extension("new");
+            // Not `with_extension`: that replaces what follows the name's last dot (the
+            // supervisor's name), the same file for every supervisor of the domain. `~` is in
+            // no name.
+            let mut temp = self.state_path.clone().into_os_string();
+            temp.push("~new");
             if std::fs::write(&temp, text).is_ok() {
                 let _ = std::fs::rename(&temp, &self.state_path);
             }
@@ -476,7 +522,9 @@ impl Supervisor {
     /// One round: reap, watch, probe, restart, take operators' commands.
     pub fn tick(&mut self) {
         let now = Instant::now();
-        for (pid, ended) in process::reap() {
+        let mut reaped = std::mem::take(&mut self.reaped);
+        reaped.extend(process::reap());
+        for (pid, ended) in reaped {
             if let Some(i) = self.comps.iter().position(|c| c.st.pid == Some(pid)) {
                 self.comps[i].st.pid = None;
                 self.comps[i].st.last_end = Some(ended.to_string());
@@ -585,6 +633,45 @@ impl Supervisor {
         }
     }
 
+    /// Every redundancy set has one active: a set left without (its active removed by a reload,
+    /// or moved to another set; a state file that does not say) gets its first member that is
+    /// not stopped or given over; of two (a state file's), the first stays.
+    fn settle_roles(&mut self) {
+        let sets: BTreeSet<String> = self
+            .comps
+            .iter()
+            .filter_map(|c| c.cfg.redundancy.clone())
+            .collect();
+        for set in sets {
+            let members: Vec<usize> = (0..self.comps.len())
+                .filter(|&k| self.comps[k].cfg.redundancy.as_ref() == Some(&set))
+                .collect();
+            let mut actives = members
+                .iter()
+                .copied()
+                .filter(|&k| self.comps[k].st.role == Role::Active);
+            match actives.next() {
+                Some(_) => {
+                    for k in actives.collect::<Vec<_>>() {
+                        self.comps[k].st.role = Role::Standby;
+                    }
+                }
+                None => {
+                    let first = members
+                        .iter()
+                        .copied()
+                        .find(|&k| {
+                            !matches!(self.comps[k].st.phase, Phase::Stopped | Phase::GaveOver)
+                        })
+                        .or(members.first().copied());
+                    if let Some(k) = first {
+                        self.comps[k].st.role = Role::Active;
+                    }
+                }
+            }
+        }
+    }
+
     /// The component whose current start's process tree holds `pid` (by the process's mark).
     fn component_of(&self, pid: u32) -> Option<usize> {
         let mark = process::mark_of(i32::try_from(pid).ok()?)?;
@@ -615,8 +702,11 @@ impl Supervisor {
             .iter()
             .find(|a| a.st.role == Role::Active && a.cfg.redundancy == c.cfg.redundancy)
             .is_none_or(|a| {
-                a.first_launch
-                    .is_some_and(|t| now >= t + a.cfg.start_timeout.min(Duration::from_millis(300)))
+                // An active stopped or given over is not waited for: it may never start.
+                !matches!(a.st.phase, Phase::Running | Phase::Restarting)
+                    || a.first_launch.is_some_and(|t| {
+                        now >= t + a.cfg.start_timeout.min(Duration::from_millis(300))
+                    })
             })
     }
 
@@ -902,8 +992,9 @@ impl Supervisor {
         let now_ns = unix_ns();
         self.failover_times
             .retain(|&t| now_ns.saturating_sub(t) < window_ns);
-        // The failed one goes: its queues' owner lock with it, and the standby, waiting on
-        // it, takes the queues over with every message.
+        self.save(); // the failover counts even if the supervisor dies during the stop
+                     // The failed one goes: its queues' owner lock with it, and the standby, waiting on
+                     // it, takes the queues over with every message.
         self.stop_tree(i);
         self.comps[j].st.role = Role::Active;
         if self.comps[j].st.phase == Phase::Restarting {
@@ -966,7 +1057,11 @@ impl Supervisor {
                 self.comps[i].cfg.stop_timeout,
             );
         }
-        process::stop_tree(&mark, self.comps[i].cfg.stop_timeout);
+        let reaped = process::stop_tree(&mark, self.comps[i].cfg.stop_timeout);
+        // Its own first process among them is done with; any other is another's end.
+        let own = self.comps[i].st.pid;
+        self.reaped
+            .extend(reaped.into_iter().filter(|&(p, _)| Some(p) != own));
         self.comps[i].st.pid = None;
         self.comps[i].tree.clear();
     }
@@ -1005,6 +1100,14 @@ impl Supervisor {
                             self.comps[i].st.phase = Phase::Stopped;
                             self.save();
                             "ok".into()
+                        }
+                        "start"
+                            if matches!(
+                                self.comps[i].st.phase,
+                                Phase::Running | Phase::Restarting
+                            ) =>
+                        {
+                            format!("{name} is running already")
                         }
                         "start" => {
                             self.comps[i].st.phase = Phase::Restarting;
