@@ -79,23 +79,22 @@ fn a_member_first_receives_its_own_join_then_every_message_its_own_included() {
     LocalMember::remove(&t.domain, "g").unwrap();
 }
 
-/// Three member processes send 300 messages each at once: every member receives all 900 and
-/// the same membership changes, in one identical order, each sender's in its order.
-#[test]
-fn three_member_processes_see_one_total_order() {
-    const EACH: u32 = 300;
-    let t = TestDomain::new("pg-order");
-    let small = LocalGroupConfig {
-        log_bytes: 64 << 10, // small: senders wait for the slowest reader many times
-        max_message: 4096,
-        ..LocalGroupConfig::default()
+/// Three member processes join `g` with `cfg` and, once all three are in, each sends `each`
+/// messages (message `n` is `n` as 4 bytes, padded to `size(n)` bytes of `n as u8`) while it
+/// receives. Every member must receive all of them intact, and the same membership changes,
+/// in one identical order, each sender's in its order. Returns when the members have exited.
+fn three_members_agree(t: &TestDomain, cfg: LocalGroupConfig, each: u32, size: fn(u32) -> usize) {
+    let message = move |n: u32| {
+        let mut m = n.to_le_bytes().to_vec();
+        m.resize(size(n).max(4), n as u8);
+        m
     };
     let domain = t.domain.clone();
     let members: Vec<_> = (0..3)
         .map(|_| {
             let domain = domain.clone();
             common::fork_writing(move |out| {
-                let mut m = LocalMember::join(&domain, "g", &small).unwrap();
+                let mut m = LocalMember::join(&domain, "g", &cfg).unwrap();
                 // Wait until all three are in, then send.
                 recv_until(&mut m, |d| {
                     matches!(d, LocalDelivery::Membership { members, .. } if members.len() == 3)
@@ -105,52 +104,68 @@ fn three_member_processes_see_one_total_order() {
                 let mut sent = 0u32;
                 let mut seen = Vec::new();
                 let mut from_all = 0;
-                while from_all < 3 * EACH {
-                    if sent < EACH && m.try_send(&sent.to_le_bytes()).unwrap() {
+                while from_all < 3 * each {
+                    if sent < each && m.try_send(&message(sent)).unwrap() {
                         sent += 1;
                     }
                     if let Some(d) = m.recv(Some(Duration::ZERO)).unwrap() {
                         if let LocalDelivery::Message { pid, payload } = &d {
                             from_all += 1;
-                            seen.push(format!(
-                                "{pid}:{}",
-                                u32::from_le_bytes(payload[..4].try_into().unwrap())
-                            ));
+                            let n = u32::from_le_bytes(payload[..4].try_into().unwrap());
+                            assert_eq!(*payload, message(n), "message {n} of {pid} changed");
+                            seen.push(format!("{pid}:{n}"));
                         } else {
                             seen.push(format!("{d:?}"));
                         }
                     }
                 }
-                writeln!(out, "{}", seen.join(",")).unwrap();
+                writeln!(out, "{}", seen.join(";")).unwrap();
                 out.flush().unwrap();
                 // Leaving now is fine: every message is in the log before this LEAVE, and
-                // the others stop at their 900th message.
+                // the others stop at their last message.
             })
         })
         .collect();
-    let mut sequences = Vec::new();
+    let mut readers = Vec::new();
     let mut pids = Vec::new();
     for (pid, mut r) in members {
         assert_eq!(common::read_line(&mut r), "ready");
         pids.push(pid);
-        sequences.push(r);
+        readers.push(r);
     }
-    let sequences: Vec<String> = sequences.iter_mut().map(common::read_line).collect();
+    let sequences: Vec<String> = readers.iter_mut().map(common::read_line).collect();
     for pid in &pids {
         assert_eq!(common::reap(*pid, Duration::from_secs(10)), Some(0));
     }
-    assert_eq!(sequences[0].split(',').count(), 3 * EACH as usize);
+    let messages = sequences[0]
+        .split(';')
+        .filter(|e| !e.starts_with("Membership"))
+        .count();
+    assert_eq!(messages, 3 * each as usize);
     assert_eq!(sequences[0], sequences[1], "members 0 and 1 disagree");
     assert_eq!(sequences[0], sequences[2], "members 0 and 2 disagree");
     // Each sender's messages in its order.
     for pid in &pids {
         let mine: Vec<u32> = sequences[0]
-            .split(',')
+            .split(';')
             .filter_map(|e| e.strip_prefix(&format!("{pid}:")))
             .map(|n| n.parse().unwrap())
             .collect();
-        assert_eq!(mine, (0..EACH).collect::<Vec<_>>());
+        assert_eq!(mine, (0..each).collect::<Vec<_>>());
     }
+}
+
+/// Three member processes send 300 messages each at once: every member receives all 900 and
+/// the same membership changes, in one identical order, each sender's in its order.
+#[test]
+fn three_member_processes_see_one_total_order() {
+    let t = TestDomain::new("pg-order");
+    let small = LocalGroupConfig {
+        log_bytes: 64 << 10, // small: senders wait for the slowest reader many times
+        max_message: 4096,
+        ..LocalGroupConfig::default()
+    };
+    three_members_agree(&t, small, 300, |_| 4);
 }
 
 /// The log's position tags wrap many times (10-bit tags: 1,024 positions, against 2^32 in
@@ -159,7 +174,6 @@ fn three_member_processes_see_one_total_order() {
 /// a member that joins and leaves after the wraps gets its own join first and its own messages.
 #[test]
 fn the_log_keeps_one_order_after_its_position_tags_wrap() {
-    const EACH: u32 = 800;
     let t = TestDomain::new("pg-wrap");
     let narrow = LocalGroupConfig {
         log_bytes: 4 << 10, // 64 cells: senders wait for the slowest reader all along
@@ -177,62 +191,8 @@ fn the_log_keeps_one_order_after_its_position_tags_wrap() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("10-bit tags"), "{e}");
-    let domain = t.domain.clone();
-    let members: Vec<_> = (0..3)
-        .map(|_| {
-            let domain = domain.clone();
-            common::fork_writing(move |out| {
-                let mut m = LocalMember::join(&domain, "g", &narrow).unwrap();
-                recv_until(&mut m, |d| {
-                    matches!(d, LocalDelivery::Membership { members, .. } if members.len() == 3)
-                });
-                writeln!(out, "ready").unwrap();
-                out.flush().unwrap();
-                let mut sent = 0u32;
-                let mut seen = Vec::new();
-                while seen.len() < 3 * EACH as usize {
-                    // 4 to 200 bytes: one to four cells.
-                    let mut msg = sent.to_le_bytes().to_vec();
-                    msg.resize(4 + (sent as usize * 37) % 197, sent as u8);
-                    if sent < EACH && m.try_send(&msg).unwrap() {
-                        sent += 1;
-                    }
-                    if let Some(LocalDelivery::Message { pid, payload }) =
-                        m.recv(Some(Duration::ZERO)).unwrap()
-                    {
-                        let n = u32::from_le_bytes(payload[..4].try_into().unwrap());
-                        let mut want = n.to_le_bytes().to_vec();
-                        want.resize(4 + (n as usize * 37) % 197, n as u8);
-                        assert_eq!(payload, want, "message {n} of {pid} came back changed");
-                        seen.push(format!("{pid}:{n}"));
-                    }
-                }
-                writeln!(out, "{}", seen.join(",")).unwrap();
-                out.flush().unwrap();
-            })
-        })
-        .collect();
-    let mut readers = Vec::new();
-    let mut pids = Vec::new();
-    for (pid, mut r) in members {
-        assert_eq!(common::read_line(&mut r), "ready");
-        pids.push(pid);
-        readers.push(r);
-    }
-    let sequences: Vec<String> = readers.iter_mut().map(common::read_line).collect();
-    for pid in &pids {
-        assert_eq!(common::reap(*pid, Duration::from_secs(10)), Some(0));
-    }
-    assert_eq!(sequences[0], sequences[1], "members 0 and 1 disagree");
-    assert_eq!(sequences[0], sequences[2], "members 0 and 2 disagree");
-    for pid in &pids {
-        let mine: Vec<u32> = sequences[0]
-            .split(',')
-            .filter_map(|e| e.strip_prefix(&format!("{pid}:")))
-            .map(|n| n.parse().unwrap())
-            .collect();
-        assert_eq!(mine, (0..EACH).collect::<Vec<_>>());
-    }
+    // 4 to 200 bytes: one to four cells.
+    three_members_agree(&t, narrow, 800, |n| 4 + (n as usize * 37) % 197);
     // Well past the wraps now (2,400 messages of one to four cells, and the memberships).
     let mut late = LocalMember::join(&t.domain, "g", &narrow).unwrap();
     let me = std::process::id();
