@@ -438,6 +438,94 @@ stop_timeout = "300ms"
     let _ = std::fs::remove_file(&out);
 }
 
+/// A component whose receiver runs in a pid namespace of its own (pid 1 there, which is what
+/// the queue shows as its owner): the supervisor cannot match that pid with a mark, so the set
+/// keeps its roles (no `role` line), and when that owner hangs, the stall is blamed on the
+/// labelled active, which it is: a is restarted, b takes the queue and the messages, and the
+/// roles follow b, an owner in the supervisor's namespace.
+#[test]
+fn an_owner_in_a_pid_namespace_of_its_own_keeps_its_role_and_its_hang_is_blamed_on_it() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root for unshare --pid");
+        return;
+    }
+    let t = TestDomain::new("sup-pidns");
+    let q = baton::Queue::create(&t.domain, "orders", &baton::Attributes::default()).unwrap();
+    let out = std::env::temp_dir().join(format!("baton-pidns-{}", t.name()));
+    let _ = std::fs::remove_file(&out);
+    let baton_bin = env!("CARGO_BIN_EXE_baton");
+    let component = |name: &str, prefix: &str| {
+        format!(
+            r#"
+[[component]]
+name = "{name}"
+command = '{prefix}"{baton_bin}" recv --standby orders >> {}'
+queues = ["orders"]
+redundancy = "s"
+probe = "queue"
+probe_interval = "100ms"
+probe_timeout = "300ms"
+start_timeout = "300ms"
+retry_count = 1
+retry_interval = "1m"
+restart_backoff = "50ms"
+stop_timeout = "300ms"
+"#,
+            out.display()
+        )
+    };
+    let path = config(
+        &t,
+        &(component("a", "unshare --pid --fork --kill-child ") + &component("b", "")),
+    );
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("a", "started");
+    s.wait_for("b", "started");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = q.status();
+        if st.owner_pid == Some(1) && st.standbys == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a never owned the queue: {st:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // three looks at the owner
+    assert!(!s.story("b").contains(&"role".to_string()));
+    let st = baton_supervise::supervisor::read_state(&t.domain, "sup").unwrap();
+    assert_eq!(
+        st.components.iter().map(|c| c.role).collect::<Vec<_>>(),
+        [
+            baton_supervise::supervisor::Role::Active,
+            baton_supervise::supervisor::Role::Standby
+        ]
+    );
+    for p in marked(&t, "a") {
+        // SAFETY: kill with a pid found by its mark (the shell, unshare, the receiver).
+        unsafe { libc::kill(p, libc::SIGSTOP) };
+    }
+    for i in 0..3 {
+        q.sender().send(format!("m{i}").as_bytes()).unwrap();
+    }
+    let d = s.wait_for("a", "restart");
+    assert!(d.contains("probe scored 100"), "{d}");
+    let d = s.wait_for("b", "role");
+    assert!(d.contains("a is a standby now"), "{d}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = std::fs::read_to_string(&out).unwrap_or_default();
+        if got.lines().count() == 3 {
+            assert_eq!(got, "m0\nm1\nm2\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "b got {got:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.stop();
+    assert!(none_left(&t));
+    let _ = std::fs::remove_file(&out);
+}
+
 /// Operators' commands. `failover a` checks every standby: b fails its monitor_check and is
 /// restarted before a goes (left waiting, it could have taken the queue), c passes and takes
 /// the queue over. `failover` of a standby and of an unknown name are refused, `stop` and
