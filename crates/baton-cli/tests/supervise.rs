@@ -617,6 +617,59 @@ stop_timeout = "300ms"
     assert!(none_left(&t));
 }
 
+/// Command probes run beside the supervisor's loop: while one component's probe takes 5 s,
+/// another component's death is seen and restarted, an operator's command answered, and the
+/// slow probe's score still counts when it comes (100: a restart).
+#[test]
+fn a_slow_probe_holds_up_nothing_else() {
+    let t = TestDomain::new("sup-slowprobe");
+    let path = config(
+        &t,
+        r#"
+[[component]]
+name = "slow"
+command = "exec sleep 60"
+probe = "sleep 5; exit 100"
+probe_interval = "100ms"
+probe_timeout = "10s"
+start_timeout = "100ms"
+restart_backoff = "10ms"
+
+[[component]]
+name = "w"
+command = "exec sleep 60"
+restart_backoff = "10ms"
+"#,
+    );
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("slow", "started");
+    s.wait_for("w", "started");
+    std::thread::sleep(Duration::from_millis(500)); // slow's first probe is under way
+    let killed = Instant::now();
+    for p in marked(&t, "w") {
+        // SAFETY: kill with a pid found by its mark.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    s.wait_within("w", "restart", Duration::from_secs(3));
+    s.wait_within("w", "started", Duration::from_secs(3));
+    let o = t
+        .baton()
+        .args(["supervise", "stop"])
+        .arg(&path)
+        .arg("w")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        killed.elapsed() < Duration::from_secs(4),
+        "the slow probe held the supervisor up"
+    );
+    let d = s.wait_within("slow", "restart", Duration::from_secs(10));
+    assert!(d.contains("probe scored 100"), "{d}");
+    s.stop();
+    assert!(none_left(&t));
+}
+
 /// A component that daemonizes (its first process exits 0, a child goes on) is still running;
 /// when that child dies, it is restarted. Its exit is recorded.
 #[test]

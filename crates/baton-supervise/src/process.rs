@@ -10,7 +10,7 @@
 //! not left a zombie. (A cgroup would be exact; this needs none, and a process that clears its
 //! environment is the one it cannot follow: documented.)
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -50,20 +50,47 @@ impl std::fmt::Display for Ended {
     }
 }
 
+/// Methods running now, by pid, with how each ended once [`reap`] (run by another thread)
+/// found it first: their ends are their callers', not the supervisor's loop's.
+static METHODS: std::sync::Mutex<BTreeMap<i32, Option<Ended>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn methods() -> std::sync::MutexGuard<'static, BTreeMap<i32, Option<Ended>>> {
+    METHODS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Reaps every child that has ended (the components' first processes, and orphans handed to
-/// this subreaper); returns each with how it ended.
+/// this subreaper); returns each with how it ended. A method running in another thread
+/// ([`run_method`]) is not returned: its end is kept for it, and what it left in its process
+/// group is killed then, before its pid can be reused.
 pub fn reap() -> Vec<(i32, Ended)> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut running = methods();
     let mut out = Vec::new();
     loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw(), Ended::Exited(code))),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                out.push((pid.as_raw(), Ended::Signaled(sig as i32)))
-            }
+        let (pid, ended) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), Ended::Exited(code)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid.as_raw(), Ended::Signaled(sig as i32)),
             Ok(WaitStatus::StillAlive) | Err(_) => return out,
-            Ok(_) => {}
+            Ok(_) => continue,
+        };
+        match running.get_mut(&pid) {
+            Some(slot) => {
+                // SAFETY: kill of the process group of a method we made; its leader was just
+                // reaped under the lock every spawn of a method takes.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                *slot = Some(ended);
+            }
+            None => out.push((pid, ended)),
         }
+    }
+}
+
+/// Kills every method still running (the supervisor is ending).
+pub fn kill_methods() {
+    for &pid in methods().keys() {
+        // SAFETY: kill of the process group of a method we made and have not reaped.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
     }
 }
 
@@ -201,9 +228,17 @@ pub fn run_method(
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return (None, format!("cannot run {:?}: {e}", argv[0])),
+    // Spawned under the lock `reap` takes, and registered before it is let go: `reap`, in
+    // another thread, keeps the method's end for it.
+    let mut child = {
+        let mut running = methods();
+        match cmd.spawn() {
+            Ok(c) => {
+                running.insert(c.id() as i32, None);
+                c
+            }
+            Err(e) => return (None, format!("cannot run {:?}: {e}", argv[0])),
+        }
     };
     let pid = child.id() as i32;
     // The output is read by a thread per pipe into one buffer; it is not waited for past a
@@ -242,25 +277,35 @@ pub fn run_method(
         });
     }
     let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => {
-                // What it left behind in its process group goes with it (the group outlives
-                // its reaped leader while a member lives, so its id is not reused meanwhile).
-                // SAFETY: kill of a process group we made.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-                break Some(s);
+    let ended = loop {
+        let state = {
+            let running = methods();
+            match running.get(&pid).copied().flatten() {
+                Some(ended) => Some(Some(ended)), // `reap` found it (and killed its group)
+                _ if exited(pid) => {
+                    // What it left behind in its process group goes with it, killed while
+                    // its leader is a zombie, so the group's id cannot be reused yet.
+                    // SAFETY: kill of a process group we made.
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    Some(child.try_wait().ok().flatten().map(ended_of))
+                }
+                _ if Instant::now() >= deadline => {
+                    // Past its time: the method's process group goes.
+                    // SAFETY: kill of a process group we made, its leader not reaped.
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    drop(running);
+                    let _ = child.wait(); // or `reap` took it: either way, done
+                    Some(None)
+                }
+                _ => None,
             }
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            _ => {
-                // Past its time: the method's process group goes.
-                // SAFETY: kill of a process group we made.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-                let _ = child.wait();
-                break None;
-            }
+        };
+        match state {
+            Some(e) => break e,
+            None => std::thread::sleep(Duration::from_millis(5)),
         }
     };
+    methods().remove(&pid);
     let grace = Instant::now() + Duration::from_millis(100);
     for _ in 0..readers {
         if done_rx
@@ -272,24 +317,51 @@ pub fn run_method(
     }
     let text =
         String::from_utf8_lossy(&text.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+
+    (ended, text)
+}
+
+/// Whether child `pid` has ended (a zombie, not reaped: it is left for `try_wait`).
+fn exited(pid: i32) -> bool {
+    // SAFETY: waitid with a zeroed siginfo we own; WNOWAIT leaves the child as it is.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        rc == 0 && info.si_pid() != 0
+    }
+}
+
+fn ended_of(s: std::process::ExitStatus) -> Ended {
     use std::os::unix::process::ExitStatusExt;
-    let ended = status.map(|s| match (s.code(), s.signal()) {
+    match (s.code(), s.signal()) {
         (Some(c), _) => Ended::Exited(c),
         (_, Some(sig)) => Ended::Signaled(sig),
         _ => Ended::Exited(-1),
-    });
-    (ended, text)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `reap` takes any child of this process: the tests that reap run one at a time.
+    static REAPING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn alone() -> std::sync::MutexGuard<'static, ()> {
+        REAPING.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// `stop_tree` returns with the tree reaped, also when its process had died already and
     /// was a zombie (unmarked): left, it went to whoever reaps after the supervisor (an init
     /// that may not).
     #[test]
     fn a_stopped_tree_is_reaped_not_left_a_zombie() {
+        let _alone = alone();
         let mark = format!("test/process/stop/{}", std::process::id());
         let child = std::process::Command::new("sleep")
             .arg("60")
@@ -318,6 +390,36 @@ mod tests {
             r,
             Err(nix::errno::Errno::ECHILD),
             "pid {pid} was left a zombie"
+        );
+    }
+
+    /// A method's end is its caller's even when another thread reaps all along (the
+    /// supervisor's loop while a probe runs in its thread): each of 200 quick methods reports
+    /// its exit status, never a timeout or another's.
+    #[test]
+    fn a_methods_end_is_kept_for_it_while_another_thread_reaps() {
+        let _alone = alone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reaper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut others = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    others.extend(reap());
+                }
+                others
+            })
+        };
+        for n in 0..200 {
+            let argv = ["sh".to_string(), "-c".into(), format!("exit {}", n % 100)];
+            let (ended, _) = run_method(&argv, &[], None, Duration::from_secs(10));
+            assert_eq!(ended, Some(Ended::Exited(n % 100)), "method {n}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let others = reaper.join().unwrap();
+        assert!(
+            others.is_empty(),
+            "the reaper was handed methods' ends: {others:?}"
         );
     }
 }

@@ -93,6 +93,9 @@ pub struct Report {
     pub detail: String,
 }
 
+/// How a method ended (`None`: past its time) and what it printed.
+type MethodOutcome = (Option<Ended>, String);
+
 struct Comp {
     cfg: Component,
     st: ComponentState,
@@ -104,6 +107,9 @@ struct Comp {
     last_scan: Instant,
     /// When it was first started by this supervisor.
     first_launch: Option<Instant>,
+    /// A command probe running in a thread of its own: the start it probes (generation) and
+    /// where its outcome comes.
+    probing: Option<(u64, std::sync::mpsc::Receiver<MethodOutcome>)>,
 }
 
 impl Comp {
@@ -279,6 +285,7 @@ impl Supervisor {
                 tree: BTreeSet::new(),
                 last_scan: now,
                 first_launch: None,
+                probing: None,
             });
         }
         let mut failovers = Failovers::default();
@@ -452,6 +459,7 @@ impl Supervisor {
                         tree: BTreeSet::new(),
                         last_scan: now,
                         first_launch: None,
+                        probing: None,
                     });
                 }
             }
@@ -515,6 +523,7 @@ impl Supervisor {
         for i in (0..self.comps.len()).rev() {
             self.stop_component(i, "the supervisor stops");
         }
+        process::kill_methods(); // probes still running in their threads
         process::reap(); // no zombie is left to an init that may not reap
         self.save();
     }
@@ -547,8 +556,11 @@ impl Supervisor {
                             self.comps[i].esc.failed(now, &l)
                         };
                         self.escalate(i, step, "process tree ended");
-                    } else if now >= self.comps[i].next_probe {
-                        self.probe(i, now);
+                    } else {
+                        self.probe_outcome(i, now);
+                        if now >= self.comps[i].next_probe && self.comps[i].probing.is_none() {
+                            self.probe(i, now);
+                        }
                     }
                 }
                 Phase::Restarting => {
@@ -818,30 +830,71 @@ impl Supervisor {
         self.comps[i].cfg.cwd.as_deref().map(std::path::Path::new)
     }
 
-    /// Probes component `i` and acts on the score.
+    /// Probes component `i`: the queue probe at once; a command probe in a thread of its own
+    /// (one component's slow probe does not hold up the others' deaths, probes and commands),
+    /// its outcome taken by `probe_outcome` at a later tick.
     fn probe(&mut self, i: usize, now: Instant) {
         let c = &mut self.comps[i];
         c.next_probe = now + c.cfg.probe_interval;
-        let score = match c.cfg.probe.clone() {
-            Probe::None => return,
+        match c.cfg.probe.clone() {
+            Probe::None => {}
             Probe::Command(argv) => {
-                let (ended, out) = process::run_method(
-                    &argv,
-                    &self.env(i),
-                    self.cwd(i),
-                    self.comps[i].cfg.probe_timeout,
-                );
-                match ended {
-                    Some(Ended::Exited(code)) => code.clamp(0, 255) as u32,
-                    Some(Ended::Signaled(_)) => COMPLETE_FAILURE,
-                    None => {
-                        self.say(Some(i), "probe-timeout", out);
-                        COMPLETE_FAILURE
+                let (tx, rx) = std::sync::mpsc::channel();
+                let env = self.env(i);
+                let cwd = self.cwd(i).map(std::path::Path::to_path_buf);
+                let timeout = self.comps[i].cfg.probe_timeout;
+                let spawned = std::thread::Builder::new()
+                    .name("baton-probe".into())
+                    .spawn(move || {
+                        let _ = tx.send(process::run_method(&argv, &env, cwd.as_deref(), timeout));
+                    });
+                match spawned {
+                    Ok(_) => self.comps[i].probing = Some((self.comps[i].st.generation, rx)),
+                    Err(e) => {
+                        self.say(Some(i), "probe-failed", format!("no thread to run it: {e}"));
+                        self.scored(i, now, COMPLETE_FAILURE);
                     }
                 }
             }
-            Probe::Queue => self.queue_score(i),
+            Probe::Queue => {
+                let score = self.queue_score(i);
+                self.scored(i, now, score);
+            }
+        }
+    }
+
+    /// Takes the outcome of component `i`'s command probe, if it has come. One of an earlier
+    /// start (the component was restarted meanwhile) is dropped.
+    fn probe_outcome(&mut self, i: usize, now: Instant) {
+        let Some((generation, rx)) = &self.comps[i].probing else {
+            return;
         };
+        let generation = *generation;
+        let (ended, out) = match rx.try_recv() {
+            Ok(outcome) => outcome,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                self.comps[i].probing = None;
+                return;
+            }
+        };
+        self.comps[i].probing = None;
+        if generation != self.comps[i].st.generation {
+            return;
+        }
+        let score = match ended {
+            Some(Ended::Exited(code)) => code.clamp(0, 255) as u32,
+            Some(Ended::Signaled(_)) => COMPLETE_FAILURE,
+            None => {
+                self.say(Some(i), "probe-timeout", out);
+                COMPLETE_FAILURE
+            }
+        };
+        self.scored(i, now, score);
+    }
+
+    /// Records a probe's score for component `i` and escalates on it.
+    fn scored(&mut self, i: usize, now: Instant, score: u32) {
         let c = &mut self.comps[i];
         c.st.scores.push(score);
         if c.st.scores.len() > 8 {
