@@ -526,6 +526,83 @@ stop_timeout = "300ms"
     let _ = std::fs::remove_file(&out);
 }
 
+/// An owner in a pid namespace of its own whose pid there (what the queue shows)
+/// is, in the supervisor's namespace, the pid of another member's process (b's): the set
+/// keeps its roles, as documented ("cannot be matched by its pid: its set keeps the roles it
+/// had"). It flipped them: b, which owns nothing, was made the active and a the standby.
+#[test]
+fn an_owner_in_a_pid_namespace_whose_pid_there_is_another_members_keeps_its_role() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root for unshare --pid");
+        return;
+    }
+    let t = TestDomain::new("sup-pidnsclash");
+    let q = baton::Queue::create(&t.domain, "orders", &baton::Attributes::default()).unwrap();
+    let pidfile = std::env::temp_dir().join(format!("baton-pidns-{}.pid", t.name()));
+    let out = std::env::temp_dir().join(format!("baton-pidns-{}.out", t.name()));
+    let _ = std::fs::remove_file(&pidfile);
+    let baton_bin = env!("CARGO_BIN_EXE_baton");
+    // a waits for b's pid, then starts its receiver as that pid in a pid namespace of its own.
+    let path = config(
+        &t,
+        &format!(
+            r#"
+[[component]]
+name = "a"
+command = '''while [ ! -s {f} ]; do sleep 0.05; done; exec unshare --pid --fork --kill-child sh -c 'n=$(cat {f}); echo $((n - 1)) > /proc/sys/kernel/ns_last_pid; "{baton_bin}" recv --standby orders >> {o}; true' '''
+queues = ["orders"]
+redundancy = "s"
+start_timeout = "300ms"
+stop_timeout = "300ms"
+
+[[component]]
+name = "b"
+command = "exec sleep 60"
+queues = ["orders"]
+redundancy = "s"
+start_timeout = "300ms"
+stop_timeout = "300ms"
+"#,
+            f = pidfile.display(),
+            o = out.display()
+        ),
+    );
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("a", "started");
+    let d = s.wait_for("b", "started");
+    let b_pid: u32 = d.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let tmp = pidfile.with_extension("tmp");
+    std::fs::write(&tmp, b_pid.to_string()).unwrap();
+    std::fs::rename(&tmp, &pidfile).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while q.status().owner_pid != Some(b_pid) {
+        assert!(
+            Instant::now() < deadline,
+            "a never owned the queue as pid {b_pid}: {:?}",
+            q.status()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(400)); // four looks at the owner
+    let story = s.story("b");
+    let st = baton_supervise::supervisor::read_state(&t.domain, "sup").unwrap();
+    s.stop();
+    let _ = std::fs::remove_file(&pidfile);
+    let _ = std::fs::remove_file(&out);
+    assert!(
+        !story.contains(&"role".to_string()),
+        "b made the active: {story:?}"
+    );
+    assert_eq!(
+        st.components.iter().map(|c| c.role).collect::<Vec<_>>(),
+        [
+            baton_supervise::supervisor::Role::Active,
+            baton_supervise::supervisor::Role::Standby
+        ]
+    );
+    assert!(none_left(&t));
+}
+
 /// Operators' commands. `failover a` checks every standby: b fails its monitor_check and is
 /// restarted before a goes (left waiting, it could have taken the queue), c passes and takes
 /// the queue over. `failover` of a standby and of an unknown name are refused, `stop` and
@@ -667,6 +744,94 @@ restart_backoff = "10ms"
     let d = s.wait_within("slow", "restart", Duration::from_secs(10));
     assert!(d.contains("probe scored 100"), "{d}");
     s.stop();
+    assert!(none_left(&t));
+}
+
+/// A restart while the earlier start's probe still runs (an operator's `restart`
+/// here; a death is the same): the new start is probed at its interval. The earlier start's
+/// probe (8 s) is dropped when it comes, and it did not hold up the new start's probes
+/// (`probing` was left set with the old generation, and no probe ran until it ended).
+#[test]
+fn a_new_start_is_probed_while_the_earlier_starts_probe_still_runs() {
+    let t = TestDomain::new("sup-staleprobe");
+    let flag = std::env::temp_dir().join(format!("baton-supervise-{}.flag", t.name()));
+    let _ = std::fs::remove_file(&flag);
+    let path = config(
+        &t,
+        &format!(
+            r#"
+[[component]]
+name = "c"
+command = "exec sleep 60"
+probe = "if [ -e {f} ]; then exit 100; fi; touch {f}; sleep 8"
+probe_interval = "100ms"
+probe_timeout = "20s"
+start_timeout = "100ms"
+restart_backoff = "10ms"
+retry_count = 100
+"#,
+            f = flag.display()
+        ),
+    );
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("c", "started");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !flag.exists() {
+        assert!(Instant::now() < deadline, "the first probe never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = t
+        .baton()
+        .args(["supervise", "restart"])
+        .arg(&path)
+        .arg("c")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    s.wait_for("c", "started");
+    let started = Instant::now();
+    // The new start's first probe scores 100 at once; it must not wait for the old one (8 s).
+    let d = s.wait_within("c", "probe", Duration::from_secs(3));
+    assert!(d.contains("score 100"), "{d}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    s.stop();
+    let _ = std::fs::remove_file(&flag);
+    assert!(none_left(&t));
+}
+
+/// A probe's outcome that gives the component over (201, no standby) is its last
+/// probe: no other probe of it is started in the same round (it was, as the probe had taken
+/// longer than probe_interval: a probe of a given-over component).
+#[test]
+fn no_probe_runs_after_the_probe_that_gave_the_component_over() {
+    let t = TestDomain::new("sup-probegaveover");
+    let runs = std::env::temp_dir().join(format!("baton-supervise-{}.runs", t.name()));
+    let _ = std::fs::remove_file(&runs);
+    let path = config(
+        &t,
+        &format!(
+            r#"
+[[component]]
+name = "c"
+command = "exec sleep 60"
+probe = "echo run >> {f}; sleep 0.3; exit 201"
+probe_interval = "100ms"
+probe_timeout = "5s"
+start_timeout = "100ms"
+"#,
+            f = runs.display()
+        ),
+    );
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("c", "give-over");
+    std::thread::sleep(Duration::from_secs(1));
+    let n = std::fs::read_to_string(&runs)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    s.stop();
+    let _ = std::fs::remove_file(&runs);
+    assert_eq!(n, 1, "probes run of c, given over after the first");
     assert!(none_left(&t));
 }
 

@@ -68,19 +68,35 @@ pub fn reap() -> Vec<(i32, Ended)> {
     let mut running = methods();
     let mut out = Vec::new();
     loop {
-        let (pid, ended) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), Ended::Exited(code)),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid.as_raw(), Ended::Signaled(sig as i32)),
-            Ok(WaitStatus::StillAlive) | Err(_) => return out,
+        // Who ended is looked at first (WNOWAIT), so a method's process group is killed
+        // while its leader is still a zombie: its id cannot have been reused yet.
+        // SAFETY: waitid with a zeroed siginfo we own.
+        let pid = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let rc = libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            );
+            if rc != 0 || info.si_pid() == 0 {
+                return out;
+            }
+            info.si_pid()
+        };
+        let method = running.contains_key(&pid);
+        if method {
+            // SAFETY: kill of the process group of a method we made, its leader a zombie.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        let ended = match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Ended::Exited(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Ended::Signaled(sig as i32),
             Ok(_) => continue,
+            Err(_) => return out,
         };
         match running.get_mut(&pid) {
-            Some(slot) => {
-                // SAFETY: kill of the process group of a method we made; its leader was just
-                // reaped under the lock every spawn of a method takes.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-                *slot = Some(ended);
-            }
+            Some(slot) => *slot = Some(ended),
             None => out.push((pid, ended)),
         }
     }
@@ -88,7 +104,8 @@ pub fn reap() -> Vec<(i32, Ended)> {
 
 /// Kills every method still running (the supervisor is ending).
 pub fn kill_methods() {
-    for &pid in methods().keys() {
+    // Not one `reap` took already (its thread has yet to see it): its pid may be reused.
+    for (&pid, _) in methods().iter().filter(|(_, ended)| ended.is_none()) {
         // SAFETY: kill of the process group of a method we made and have not reaped.
         unsafe { libc::kill(-pid, libc::SIGKILL) };
     }
@@ -138,6 +155,14 @@ pub fn mark_of(pid: i32) -> Option<String> {
     env.split(|&b| b == 0)
         .find_map(|v| v.strip_prefix(want.as_bytes()))
         .map(|m| String::from_utf8_lossy(m).into_owned())
+}
+
+/// The pids of process `pid` in each pid namespace it is in, outermost (this process's, if
+/// it sees it) first, innermost (what the process itself sees) last: `NSpid` of its status.
+pub fn ns_pids(pid: i32) -> Option<Vec<i32>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().map(|p| p.parse().ok()).collect()
 }
 
 /// Whether process `pid` lives (exists and is not a zombie).
@@ -277,35 +302,43 @@ pub fn run_method(
         });
     }
     let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
     let ended = loop {
         let state = {
-            let running = methods();
-            match running.get(&pid).copied().flatten() {
-                Some(ended) => Some(Some(ended)), // `reap` found it (and killed its group)
+            let mut running = methods();
+            let state = match running.get(&pid).copied().flatten() {
+                // `reap` found it (and killed its group).
+                Some(ended) => Some((!timed_out).then_some(ended)),
                 _ if exited(pid) => {
                     // What it left behind in its process group goes with it, killed while
                     // its leader is a zombie, so the group's id cannot be reused yet.
                     // SAFETY: kill of a process group we made.
                     unsafe { libc::kill(-pid, libc::SIGKILL) };
-                    Some(child.try_wait().ok().flatten().map(ended_of))
+                    let ended = child.try_wait().ok().flatten().map(ended_of);
+                    Some(if timed_out { None } else { ended })
                 }
-                _ if Instant::now() >= deadline => {
-                    // Past its time: the method's process group goes.
+                _ if !timed_out && Instant::now() >= deadline => {
+                    // Past its time: the method's process group goes; its leader is reaped
+                    // by a later round (here or by `reap`), never outside the lock.
                     // SAFETY: kill of a process group we made, its leader not reaped.
                     unsafe { libc::kill(-pid, libc::SIGKILL) };
-                    drop(running);
-                    let _ = child.wait(); // or `reap` took it: either way, done
-                    Some(None)
+                    timed_out = true;
+                    None
                 }
                 _ => None,
+            };
+            // Its pid leaves the registry under the lock that saw it reaped: let go between,
+            // the pid could be another method's already (whose entry this would remove).
+            if state.is_some() {
+                running.remove(&pid);
             }
+            state
         };
         match state {
             Some(e) => break e,
             None => std::thread::sleep(Duration::from_millis(5)),
         }
     };
-    methods().remove(&pid);
     let grace = Instant::now() + Duration::from_millis(100);
     for _ in 0..readers {
         if done_rx
@@ -421,5 +454,33 @@ mod tests {
             others.is_empty(),
             "the reaper was handed methods' ends: {others:?}"
         );
+    }
+
+    /// A method past its time is a timeout (None) whichever reaps its leader, and its pid
+    /// leaves the registry: no end is handed to the reaper.
+    #[test]
+    fn a_method_past_its_time_is_a_timeout_while_another_thread_reaps() {
+        let _alone = alone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reaper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut others = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    others.extend(reap());
+                }
+                others
+            })
+        };
+        for _ in 0..5 {
+            let argv = ["sh".to_string(), "-c".into(), "sleep 5".into()];
+            let t = Instant::now();
+            let (ended, _) = run_method(&argv, &[], None, Duration::from_millis(100));
+            assert_eq!(ended, None);
+            assert!(t.elapsed() < Duration::from_secs(2));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reaper.join().unwrap().is_empty());
+        assert!(methods().is_empty(), "{:?}", *methods());
     }
 }

@@ -558,7 +558,11 @@ impl Supervisor {
                         self.escalate(i, step, "process tree ended");
                     } else {
                         self.probe_outcome(i, now);
-                        if now >= self.comps[i].next_probe && self.comps[i].probing.is_none() {
+                        // The outcome may have restarted, failed over or given it over.
+                        if self.comps[i].st.phase == Phase::Running
+                            && now >= self.comps[i].next_probe
+                            && self.comps[i].probing.is_none()
+                        {
                             self.probe(i, now);
                         }
                     }
@@ -685,11 +689,33 @@ impl Supervisor {
     }
 
     /// The component whose current start's process tree holds `pid` (by the process's mark).
+    ///
+    /// `pid` is what the owner sees (`Status::owner_pid`): in a pid namespace of its own, it
+    /// may be the pid of another process here. A match with the labelled active changes
+    /// nothing and is taken as it is; any other is taken only when exactly one of the
+    /// supervisor's marked processes has `pid` as its own pid, and that one is in the
+    /// supervisor's pid namespace (a scan of the marks, so only when the roles would change).
     fn component_of(&self, pid: u32) -> Option<usize> {
-        let mark = process::mark_of(i32::try_from(pid).ok()?)?;
-        self.comps
+        let pid = i32::try_from(pid).ok()?;
+        let mark = process::mark_of(pid)?;
+        let j = self
+            .comps
             .iter()
-            .position(|c| c.mark_in(&self.domain, &self.cfg.supervisor.name) == mark)
+            .position(|c| c.mark_in(&self.domain, &self.cfg.supervisor.name) == mark)?;
+        if self.comps[j].st.role == Role::Active {
+            return Some(j);
+        }
+        let depth = process::ns_pids(std::process::id() as i32)?.len();
+        let prefix = format!("{}/{}/", self.domain, self.cfg.supervisor.name);
+        let seen: Vec<Vec<i32>> = process::marked_prefix(&prefix)
+            .into_iter()
+            .filter_map(process::ns_pids)
+            .filter(|ns| ns.last() == Some(&pid))
+            .collect();
+        if seen.len() != 1 || seen[0].len() != depth {
+            return None; // ambiguous: the roles stay as they are
+        }
+        Some(j)
     }
 
     /// Whether component `k`'s tree lives now (without waiting for the next reap).
@@ -872,6 +898,15 @@ impl Supervisor {
         let generation = *generation;
         let (ended, out) = match rx.try_recv() {
             Ok(outcome) => outcome,
+            // A probe of an earlier start is not waited for: it would hold up the probes of
+            // this one until it ended (up to probe_timeout). It runs on to its own end, its
+            // outcome dropped with the channel.
+            Err(std::sync::mpsc::TryRecvError::Empty)
+                if generation != self.comps[i].st.generation =>
+            {
+                self.comps[i].probing = None;
+                return;
+            }
             Err(std::sync::mpsc::TryRecvError::Empty) => return,
             Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                 self.comps[i].probing = None;
