@@ -147,6 +147,45 @@ fn marked(t: &TestDomain, component: &str) -> std::collections::BTreeSet<i32> {
     baton_supervise::process::marked_prefix(&prefix)
 }
 
+/// Waits (10 s at most) until the receivers' output file `out` has as many lines as `want`;
+/// they must be `want`.
+fn received(out: &std::path::Path, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = std::fs::read_to_string(out).unwrap_or_default();
+        if got.lines().count() >= want.len() {
+            assert_eq!(got.lines().collect::<Vec<_>>(), want);
+            return;
+        }
+        assert!(Instant::now() < deadline, "the receivers got {got:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A receiver of `orders` in redundancy set `s` (`baton recv --standby`, after `prefix`,
+/// appending to `out`), probed by the queue probe every 100 ms, restarted once in a minute.
+fn receiver(name: &str, prefix: &str, out: &std::path::Path) -> String {
+    format!(
+        r#"
+[[component]]
+name = "{name}"
+command = '{prefix}"{}" recv --standby orders >> {}'
+queues = ["orders"]
+redundancy = "s"
+probe = "queue"
+probe_interval = "100ms"
+probe_timeout = "300ms"
+start_timeout = "300ms"
+retry_count = 1
+retry_interval = "1m"
+restart_backoff = "50ms"
+stop_timeout = "300ms"
+"#,
+        env!("CARGO_BIN_EXE_baton"),
+        out.display()
+    )
+}
+
 /// No process of the test's supervisor is left (by its mark).
 fn none_left(t: &TestDomain) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -324,16 +363,7 @@ redundancy = "s"
         d.contains("probe scored 100") && d.contains("a -> b"),
         "{d}"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = std::fs::read_to_string(&out).unwrap_or_default();
-        if got.lines().count() == 5 {
-            assert_eq!(got, "m0\nm1\nm2\nm3\nm4\n");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the standby got {got:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    received(&out, &["m0", "m1", "m2", "m3", "m4"]);
     s.stop();
     assert!(none_left(&t));
     let _ = std::fs::remove_file(&out);
@@ -349,28 +379,7 @@ fn the_roles_follow_the_queues_owner_and_a_hung_owner_is_the_one_stopped() {
     let q = baton::Queue::create(&t.domain, "orders", &baton::Attributes::default()).unwrap();
     let out = std::env::temp_dir().join(format!("baton-roles-{}", t.name()));
     let _ = std::fs::remove_file(&out);
-    let baton_bin = env!("CARGO_BIN_EXE_baton");
-    let component = |name: &str| {
-        format!(
-            r#"
-[[component]]
-name = "{name}"
-command = '"{baton_bin}" recv --standby orders >> {}'
-queues = ["orders"]
-redundancy = "s"
-probe = "queue"
-probe_interval = "100ms"
-probe_timeout = "300ms"
-start_timeout = "300ms"
-retry_count = 1
-retry_interval = "1m"
-restart_backoff = "50ms"
-stop_timeout = "300ms"
-"#,
-            out.display()
-        )
-    };
-    let path = config(&t, &(component("a") + &component("b")));
+    let path = config(&t, &(receiver("a", "", &out) + &receiver("b", "", &out)));
     let mut s = Sup::start(&t, &path);
     s.wait_for("a", "started");
     s.wait_for("b", "started");
@@ -415,16 +424,7 @@ stop_timeout = "300ms"
     assert!(d.contains("probe scored 100"), "{d}");
     let d = s.wait_for("a", "role");
     assert!(d.contains("b is a standby now"), "{d}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = std::fs::read_to_string(&out).unwrap_or_default();
-        if got.lines().count() == 3 {
-            assert_eq!(got, "m0\nm1\nm2\n");
-            break;
-        }
-        assert!(Instant::now() < deadline, "a got {got:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    received(&out, &["m0", "m1", "m2"]);
     // The hung process went (SIGTERM with SIGCONT), and a was restarted only for its death.
     assert!(!baton_supervise::process::lives(b));
     let a_story = s.story("a");
@@ -453,30 +453,9 @@ fn an_owner_in_a_pid_namespace_of_its_own_keeps_its_role_and_its_hang_is_blamed_
     let q = baton::Queue::create(&t.domain, "orders", &baton::Attributes::default()).unwrap();
     let out = std::env::temp_dir().join(format!("baton-pidns-{}", t.name()));
     let _ = std::fs::remove_file(&out);
-    let baton_bin = env!("CARGO_BIN_EXE_baton");
-    let component = |name: &str, prefix: &str| {
-        format!(
-            r#"
-[[component]]
-name = "{name}"
-command = '{prefix}"{baton_bin}" recv --standby orders >> {}'
-queues = ["orders"]
-redundancy = "s"
-probe = "queue"
-probe_interval = "100ms"
-probe_timeout = "300ms"
-start_timeout = "300ms"
-retry_count = 1
-retry_interval = "1m"
-restart_backoff = "50ms"
-stop_timeout = "300ms"
-"#,
-            out.display()
-        )
-    };
     let path = config(
         &t,
-        &(component("a", "unshare --pid --fork --kill-child ") + &component("b", "")),
+        &(receiver("a", "unshare --pid --fork --kill-child ", &out) + &receiver("b", "", &out)),
     );
     let mut s = Sup::start(&t, &path);
     s.wait_for("a", "started");
@@ -511,16 +490,7 @@ stop_timeout = "300ms"
     assert!(d.contains("probe scored 100"), "{d}");
     let d = s.wait_for("b", "role");
     assert!(d.contains("a is a standby now"), "{d}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = std::fs::read_to_string(&out).unwrap_or_default();
-        if got.lines().count() == 3 {
-            assert_eq!(got, "m0\nm1\nm2\n");
-            break;
-        }
-        assert!(Instant::now() < deadline, "b got {got:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    received(&out, &["m0", "m1", "m2"]);
     s.stop();
     assert!(none_left(&t));
     let _ = std::fs::remove_file(&out);

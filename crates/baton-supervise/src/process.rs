@@ -389,6 +389,25 @@ mod tests {
         REAPING.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `f` while another thread reaps all along, as the supervisor's loop does while a
+    /// probe runs in its thread; what that thread was handed.
+    fn while_another_thread_reaps(f: impl FnOnce()) -> Vec<(i32, Ended)> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reaper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut others = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    others.extend(reap());
+                }
+                others
+            })
+        };
+        f();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reaper.join().unwrap()
+    }
+
     /// `stop_tree` returns with the tree reaped, also when its process had died already and
     /// was a zombie (unmarked): left, it went to whoever reaps after the supervisor (an init
     /// that may not).
@@ -432,24 +451,13 @@ mod tests {
     #[test]
     fn a_methods_end_is_kept_for_it_while_another_thread_reaps() {
         let _alone = alone();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let reaper = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut others = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    others.extend(reap());
-                }
-                others
-            })
-        };
-        for n in 0..200 {
-            let argv = ["sh".to_string(), "-c".into(), format!("exit {}", n % 100)];
-            let (ended, _) = run_method(&argv, &[], None, Duration::from_secs(10));
-            assert_eq!(ended, Some(Ended::Exited(n % 100)), "method {n}");
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let others = reaper.join().unwrap();
+        let others = while_another_thread_reaps(|| {
+            for n in 0..200 {
+                let argv = ["sh".to_string(), "-c".into(), format!("exit {}", n % 100)];
+                let (ended, _) = run_method(&argv, &[], None, Duration::from_secs(10));
+                assert_eq!(ended, Some(Ended::Exited(n % 100)), "method {n}");
+            }
+        });
         assert!(
             others.is_empty(),
             "the reaper was handed methods' ends: {others:?}"
@@ -461,26 +469,16 @@ mod tests {
     #[test]
     fn a_method_past_its_time_is_a_timeout_while_another_thread_reaps() {
         let _alone = alone();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let reaper = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut others = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    others.extend(reap());
-                }
-                others
-            })
-        };
-        for _ in 0..5 {
-            let argv = ["sh".to_string(), "-c".into(), "sleep 5".into()];
-            let t = Instant::now();
-            let (ended, _) = run_method(&argv, &[], None, Duration::from_millis(100));
-            assert_eq!(ended, None);
-            assert!(t.elapsed() < Duration::from_secs(2));
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        assert!(reaper.join().unwrap().is_empty());
+        let others = while_another_thread_reaps(|| {
+            for _ in 0..5 {
+                let argv = ["sh".to_string(), "-c".into(), "sleep 5".into()];
+                let t = Instant::now();
+                let (ended, _) = run_method(&argv, &[], None, Duration::from_millis(100));
+                assert_eq!(ended, None);
+                assert!(t.elapsed() < Duration::from_secs(2));
+            }
+        });
+        assert!(others.is_empty(), "{others:?}");
         assert!(methods().is_empty(), "{:?}", *methods());
     }
 }
