@@ -19,6 +19,9 @@ use baton::{monotonic_ns, Attributes, Domain, Queue};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/latency.rs"]
+mod latency;
+
 const ROLE: &str = "BATON_BENCH_ROLE";
 
 fn main() {
@@ -85,39 +88,24 @@ fn run(trials: usize, interval: Duration) -> Res<()> {
         let _ = std::fs::remove_file(baton_supervise::supervisor::state_path(d, "bench"));
     }
     let (mut bare_t, mut killed, mut hung) = result?;
-    for v in [&mut bare_t, &mut killed, &mut hung] {
-        v.sort_unstable();
-    }
-    let ms = |v: &[u64], q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1e6;
     println!(
         "failover under baton supervise, {trials} trials each; time to the standby having the \
-         next waiting message (ms)"
+         next waiting message"
     );
-    println!(
-        "{:<44} {:>9} {:>9} {:>9} {:>9}",
-        "", "p50", "p90", "p99", "max"
+    latency::print_table(
+        "ms",
+        1e6,
+        3,
+        &mut [
+            ("bare takeover, SIGKILL of the owner", &mut bare_t),
+            ("under the supervisor, SIGKILL of the active", &mut killed),
+            (
+                &format!("under the supervisor, SIGSTOP, probe {interval:?}"),
+                &mut hung,
+            ),
+        ],
     );
-    for (name, v) in [
-        ("bare takeover, SIGKILL of the owner", &bare_t),
-        ("under the supervisor, SIGKILL of the active", &killed),
-        (
-            &*format!("under the supervisor, SIGSTOP, probe {interval:?}"),
-            &hung,
-        ),
-    ] {
-        println!(
-            "{name:<44} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-            ms(v, 0.5),
-            ms(v, 0.9),
-            ms(v, 0.99),
-            ms(v, 1.0)
-        );
-    }
-    println!(
-        "ratio supervised / bare (SIGKILL): p50 {:.2}x, p99 {:.2}x",
-        ms(&killed, 0.5) / ms(&bare_t, 0.5),
-        ms(&killed, 0.99) / ms(&bare_t, 0.99)
-    );
+    latency::print_ratio("supervised / bare (SIGKILL)", &killed, &bare_t);
     Ok(())
 }
 

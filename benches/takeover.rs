@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
+#[path = "common/latency.rs"]
+mod latency;
+
 const ROLE: &str = "BATON_BENCH_ROLE";
 
 fn main() {
@@ -58,31 +61,17 @@ fn run(trials: usize) -> Result<(), Box<dyn std::error::Error>> {
     drop(queue);
     Queue::remove(&domain, "q")?;
     let (mut floor, mut baton) = result?;
-    floor.sort_unstable();
-    baton.sort_unstable();
-    let us = |v: &[u64], q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
-    println!("takeover latency, {trials} trials each, kill(2) to having the next message (µs)");
-    println!(
-        "{:<34} {:>9} {:>9} {:>9} {:>9}",
-        "", "p50", "p90", "p99", "max"
+    println!("takeover latency, {trials} trials each, kill(2) to having the next message");
+    latency::print_table(
+        "µs",
+        1e3,
+        1,
+        &mut [
+            ("robust mutex floor (EOWNERDEAD)", &mut floor),
+            ("baton standby, message received", &mut baton),
+        ],
     );
-    for (name, v) in [
-        ("robust mutex floor (EOWNERDEAD)", &floor),
-        ("baton standby, message received", &baton),
-    ] {
-        println!(
-            "{name:<34} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            us(v, 0.5),
-            us(v, 0.9),
-            us(v, 0.99),
-            us(v, 1.0)
-        );
-    }
-    println!(
-        "ratio baton / floor: p50 {:.2}x, p99 {:.2}x",
-        us(&baton, 0.5) / us(&floor, 0.5),
-        us(&baton, 0.99) / us(&floor, 0.99)
-    );
+    latency::print_ratio("baton / floor", &baton, &floor);
     Ok(())
 }
 

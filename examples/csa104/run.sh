@@ -28,6 +28,22 @@ cleanup() {
 trap cleanup EXIT
 
 "$baton" create csa104msgqueue > /dev/null
+# A receiver of the queue, in the redundancy set: the active receives, the standby waits.
+receiver() {
+    cat <<COMPONENT
+[[component]]
+name = "$1"
+command = '"$baton" --json recv --standby csa104msgqueue >> "$work/received"'
+queues = ["csa104msgqueue"]
+redundancy = "csa104"
+probe = "queue"
+probe_interval = "200ms"
+retry_count = 1
+retry_interval = "1m"
+restart_backoff = "50ms"
+stop_timeout = "1s"
+COMPONENT
+}
 cat > "$work/csa104.toml" <<CONF
 [supervisor]
 name = "csa104"
@@ -35,29 +51,9 @@ domain = "$BATON_DOMAIN"
 failover_limit = 2
 failover_window = "1m"
 
-[[component]]
-name = "receiver-1"
-command = '"$baton" --json recv --standby csa104msgqueue >> "$work/received"'
-queues = ["csa104msgqueue"]
-redundancy = "csa104"
-probe = "queue"
-probe_interval = "200ms"
-retry_count = 1
-retry_interval = "1m"
-restart_backoff = "50ms"
-stop_timeout = "1s"
+$(receiver receiver-1)
 
-[[component]]
-name = "receiver-2"
-command = '"$baton" --json recv --standby csa104msgqueue >> "$work/received"'
-queues = ["csa104msgqueue"]
-redundancy = "csa104"
-probe = "queue"
-probe_interval = "200ms"
-retry_count = 1
-retry_interval = "1m"
-restart_backoff = "50ms"
-stop_timeout = "1s"
+$(receiver receiver-2)
 
 [[component]]
 name = "sender"
