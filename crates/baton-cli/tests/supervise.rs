@@ -175,7 +175,7 @@ redundancy = "s"
 probe = "queue"
 probe_interval = "100ms"
 probe_timeout = "300ms"
-start_timeout = "300ms"
+start_timeout = "5s" # a standby waits for the active to own the queue
 retry_count = 1
 retry_interval = "1m"
 restart_backoff = "50ms"
@@ -326,7 +326,7 @@ redundancy = "s"
 probe = "queue"
 probe_interval = "100ms"
 probe_timeout = "300ms"
-start_timeout = "300ms"
+start_timeout = "5s" # a standby waits for the active to own the queue
 retry_count = 0
 stop_timeout = "300ms"
 
@@ -433,6 +433,32 @@ fn the_roles_follow_the_queues_owner_and_a_hung_owner_is_the_one_stopped() {
         1,
         "{a_story:?}"
     );
+    s.stop();
+    assert!(none_left(&t));
+    let _ = std::fs::remove_file(&out);
+}
+
+/// An active slow to take its queue (0.8 s here, past the 300 ms a standby used to wait) is
+/// still the one that takes it: its standby starts once a queue of the set has an owner.
+#[test]
+fn a_standby_starts_once_its_slow_active_owns_the_queue() {
+    let t = TestDomain::new("sup-slow-active");
+    let q = baton::Queue::create(&t.domain, "orders", &baton::Attributes::default()).unwrap();
+    let out = std::env::temp_dir().join(format!("baton-slow-{}", t.name()));
+    let _ = std::fs::remove_file(&out);
+    let path = config(
+        &t,
+        &(receiver("a", "sleep 0.8; exec ", &out) + &receiver("b", "", &out)),
+    );
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("b", "started");
+    let owner = q
+        .status()
+        .owner_pid
+        .expect("an owner before the standby started");
+    assert!(marked(&t, "a").contains(&(owner as i32)));
+    std::thread::sleep(Duration::from_millis(300)); // three looks at the owner
+    assert!(!s.story("b").contains(&"role".to_string()));
     s.stop();
     assert!(none_left(&t));
     let _ = std::fs::remove_file(&out);
@@ -592,7 +618,7 @@ command = ["{baton_bin}", "recv", "--standby", "orders"]
 queues = ["orders"]
 redundancy = "s"
 monitor_check = ["{check}"]
-start_timeout = "300ms"
+start_timeout = "5s" # a standby waits for the active to own the queue
 restart_backoff = "50ms"
 stop_timeout = "300ms"
 "#
@@ -873,8 +899,14 @@ restart_backoff = "10ms"
         "{}",
         String::from_utf8_lossy(&second.stderr)
     );
+    // Its tree settles when the shell has exec'd `sleep 60` (until then: the shell and its
+    // `sleep 0.3`), however late this look comes.
+    assert!(common::eventually(Duration::from_secs(10), || marked(
+        &t, "c"
+    )
+    .len()
+        == 1));
     let running = marked(&t, "c");
-    assert!(!running.is_empty());
     // SIGKILL: no stopping of components.
     let _ = s.child.kill();
     let _ = s.child.wait();

@@ -729,8 +729,10 @@ impl Supervisor {
         }
     }
 
-    /// A standby starts once its set's active has had a moment (`start_timeout`, at most
-    /// 300 ms) since it was first started: the active takes its queues first.
+    /// A standby starts once its set's active has taken its queues first: when a queue of the
+    /// set has an owner (looked at from 300 ms after the active was first started), or, for a
+    /// set without queues, 300 ms after; in any case once the active's `start_timeout` has
+    /// passed (an active that never takes its queues is not waited for longer).
     fn may_launch(&self, i: usize, now: Instant) -> bool {
         let c = &self.comps[i];
         if c.st.role != Role::Standby {
@@ -741,10 +743,30 @@ impl Supervisor {
             .find(|a| a.st.role == Role::Active && a.cfg.redundancy == c.cfg.redundancy)
             .is_none_or(|a| {
                 // An active stopped or given over is not waited for: it may never start.
-                !matches!(a.st.phase, Phase::Running | Phase::Restarting)
-                    || a.first_launch.is_some_and(|t| {
-                        now >= t + a.cfg.start_timeout.min(Duration::from_millis(300))
-                    })
+                if !matches!(a.st.phase, Phase::Running | Phase::Restarting) {
+                    return true;
+                }
+                let Some(first) = a.first_launch else {
+                    return false;
+                };
+                now >= first + a.cfg.start_timeout
+                    || (now >= first + a.cfg.start_timeout.min(Duration::from_millis(300))
+                        && self.set_took_its_queues(i))
+            })
+    }
+
+    /// Whether the redundancy set of component `i` has no queues, or one of them has an owner.
+    fn set_took_its_queues(&self, i: usize) -> bool {
+        let set = &self.comps[i].cfg.redundancy;
+        let mut queues = self
+            .comps
+            .iter()
+            .filter(|c| &c.cfg.redundancy == set)
+            .flat_map(|c| c.cfg.queues.iter())
+            .peekable();
+        queues.peek().is_none()
+            || queues.any(|name| {
+                Queue::inspect(&self.domain, name).is_ok_and(|st| st.owner_pid.is_some())
             })
     }
 
