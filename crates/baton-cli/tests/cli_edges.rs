@@ -367,25 +367,38 @@ fn a_partial_send_says_what_went_and_what_failed() {
 fn watch_refreshes_json_lines_until_a_signal() {
     let t = TestDomain::new("edge-watch");
     ok(&t, &["create", "q"]);
-    let w = common::Child::spawn(
+    let mut w = common::Child::spawn(
         t.baton()
             .args(["--json", "stat", "q", "--watch", "50ms"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Each refresh's `sent`, as it comes.
+    let (sent_tx, sent) = std::sync::mpsc::channel();
+    let stdout = w.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let v = serde_json::from_str::<serde_json::Value>(&line).unwrap()["sent"]
+                .as_u64()
+                .unwrap();
+            seen.push(v);
+            let _ = sent_tx.send(v);
+        }
+        seen
+    });
+    let next = || sent.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(next(), 0);
     ok(&t, &["send", "q", "x"]);
-    std::thread::sleep(Duration::from_millis(300));
+    while next() != 1 {}
+    next(); // and it goes on refreshing
     let out = stop(w, Signal::SIGINT);
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
-    let seen: Vec<u64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["sent"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let seen = reader.join().unwrap();
     assert!(seen.len() >= 3, "{seen:?}");
     assert_eq!(
         (seen.first(), seen.last()),

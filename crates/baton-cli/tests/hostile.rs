@@ -267,8 +267,18 @@ fn a_segment_truncated_to_nothing_under_sleepers_is_reported_not_a_crash() {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped()),
         );
-        // Long enough to be asleep (past its spin).
-        std::thread::sleep(Duration::from_millis(300));
+        // Asleep in its wait (past its spin), as the queue and the process show.
+        let waiting = |st: baton::Status| match who {
+            "receiver" => st.owner_sleeping,
+            "sender" => st.lanes[3].waiting_senders > 0,
+            _ => st.reply_boxes_in_use == 1,
+        };
+        assert!(
+            common::eventually(Duration::from_secs(10), || {
+                Queue::inspect(&t.domain, "q").is_ok_and(waiting) && common::sleeps(child.pid())
+            }),
+            "{who} never slept"
+        );
         std::fs::OpenOptions::new()
             .write(true)
             .open(t.file("q"))

@@ -198,7 +198,11 @@ fn an_owner_in_another_pid_namespace_is_seen_alive_then_dead_and_taken_over() {
         &["recv", "q", "--count", "2"],
         Some("recv.marked:pause"),
     ));
-    assert!(eventually(LONG, || status(&q).owner_pid == Some(1)));
+    // Owner first, then m0 taken: the owner's pid shows before it receives.
+    assert!(eventually(LONG, || {
+        let st = status(&q);
+        st.owner_pid == Some(1) && st.lanes[3].unacknowledged == 1
+    }));
     assert_eq!(status(&q).dead_owner_pid, None);
     drop(owner);
     // Here pid 1 is alive: only the lock says the owner died.

@@ -180,7 +180,7 @@ fn a_reply_that_could_not_be_written_leaves_the_request_in_the_queue() {
     ok(&t, &["create", "svc"]);
     let requester = {
         let mut c = t.baton();
-        c.args(["request", "svc", "x", "--timeout", "4"])
+        c.args(["request", "svc", "x", "--timeout", "30"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         Child::spawn(&mut c)

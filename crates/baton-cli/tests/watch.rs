@@ -14,20 +14,49 @@ fn watch(t: &TestDomain, args: &[&str]) -> Child {
     Child::spawn(&mut c)
 }
 
-/// After `settle_ms` (for the last events to be printed), ends a watcher with `sig` and
-/// collects its output.
-fn stop(w: Child, settle_ms: u64, sig: nix::sys::signal::Signal) -> std::process::Output {
-    std::thread::sleep(Duration::from_millis(settle_ms));
+/// Ends a watcher with `sig` once it has printed a line containing `last` (the last event the
+/// test makes; at most `LONG` waited for), and collects its output.
+fn stop(mut w: Child, last: &str, sig: nix::sys::signal::Signal) -> std::process::Output {
+    use std::io::BufRead;
+    let stdout = w.0.stdout.take().unwrap();
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    let last = last.to_string();
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains(&last) {
+                let _ = seen_tx.send(());
+            }
+            text.extend_from_slice(line.as_bytes());
+            text.push(b'\n');
+        }
+        text
+    });
+    let _ = seen.recv_timeout(LONG); // if it never comes, the test's assertions say what did
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(w.pid() as i32), sig).unwrap();
-    w.wait_output(LONG)
+    let mut out = w.wait_output(LONG);
+    out.stdout = reader.join().unwrap();
+    out
 }
 
-/// Waits until the domain has its event log (the watcher made it and follows it).
+/// Waits until the domain's event log has a follower (the watcher joined it: events from now
+/// on reach it).
 fn following(t: &TestDomain) {
-    assert!(eventually(LONG, || t
-        .leftovers()
-        .iter()
-        .any(|f| f.ends_with(".events"))));
+    let followed = || {
+        t.leftovers()
+            .iter()
+            .filter(|f| f.ends_with(".events"))
+            .any(|f| {
+                let mut n = [0u8; 4];
+                std::fs::File::open(std::path::Path::new(baton::SHM_DIR).join(f))
+                    .and_then(|file| std::os::unix::fs::FileExt::read_exact_at(&file, &mut n, 24))
+                    .is_ok_and(|()| (1..u32::MAX).contains(&u32::from_ne_bytes(n)))
+            })
+    };
+    assert!(eventually(LONG, followed));
 }
 
 #[test]
@@ -40,7 +69,7 @@ fn watch_prints_a_queues_events_as_json_lines_and_ends_cleanly_on_sigint() {
     ok(&t, &["send", "jobs", "a"]);
     ok(&t, &["recv", "jobs", "--count", "1"]);
     ok(&t, &["rm", "jobs", "--force"]);
-    let out = stop(w, 300, nix::sys::signal::Signal::SIGINT);
+    let out = stop(w, "queue_removed", nix::sys::signal::Signal::SIGINT);
     assert_eq!(
         out.status.code(),
         Some(130),
@@ -94,7 +123,7 @@ fn watch_says_a_takeover_in_text() {
     drop(owner); // SIGKILL, by pid
     let o = run(&t, &["recv", "jobs", "--standby", "--timeout", "0.2"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let out = stop(w, 200, nix::sys::signal::Signal::SIGTERM);
+    let out = stop(w, "let go by its owner", nix::sys::signal::Signal::SIGTERM);
     assert_eq!(out.status.code(), Some(143));
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
@@ -142,7 +171,7 @@ fn create_sets_thresholds_that_stat_shows_and_watch_tells() {
     let o = ok(&t, &["stat", "q"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("thresholds 8 KiB / 4 KiB REACHED"));
     ok(&t, &["recv", "q", "--drain"]);
-    let out = stop(w, 300, nix::sys::signal::Signal::SIGINT);
+    let out = stop(w, "threshold_available", nix::sys::signal::Signal::SIGINT);
     let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

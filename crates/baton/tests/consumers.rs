@@ -286,8 +286,8 @@ fn purge_while_consumers_take_removes_each_message_or_leaves_it_delivered_once()
 fn a_consumer_going_to_work_wakes_a_sleeper_for_a_message_of_another_priority() {
     let t = TestDomain::new("consumer-lookout-lanes");
     let q = shared_queue(&t, 4096);
-    let mut worst = Duration::ZERO;
-    for _round in 0..3 {
+    let mut waits = Vec::new();
+    for _round in 0..5 {
         let (tx, rx) = std::sync::mpsc::channel::<(Vec<u8>, std::time::Instant)>();
         let mut threads = Vec::new();
         for _ in 0..2 {
@@ -316,11 +316,13 @@ fn a_consumer_going_to_work_wakes_a_sleeper_for_a_message_of_another_priority() 
         for th in threads {
             th.join().unwrap();
         }
-        worst = worst.max(m2.expect("M2 taken"));
+        waits.push(m2.expect("M2 taken"));
     }
-    // The sleeper's own tick would take it after 80 ms (100 ms less the 20 ms it slept).
+    // The sleeper's own tick would take it after 80 ms (100 ms less the 20 ms it slept), in
+    // every round; a loaded machine slows some rounds, not most.
+    waits.sort();
     assert!(
-        worst < Duration::from_millis(50),
-        "M2 waited {worst:?} while a consumer slept idle"
+        waits[2] < Duration::from_millis(50),
+        "M2 waited {waits:?} while a consumer slept idle"
     );
 }

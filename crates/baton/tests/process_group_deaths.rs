@@ -356,7 +356,10 @@ fn removal_ends_a_join_waiting_for_room() {
         let e = LocalMember::join(&domain, "g", &small()).map(std::mem::forget);
         writeln!(out, "{:?} {e:?}", t0.elapsed()).unwrap();
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Waiting in its join (the child's one thread sleeps only there).
+    assert!(common::eventually(Duration::from_secs(10), || {
+        common::sleeps(child.as_raw() as u32)
+    }));
     LocalMember::remove(&t.domain, "g").unwrap();
     let t0 = Instant::now();
     let j = common::read_line(&mut r);

@@ -9,6 +9,7 @@ use baton::{
 };
 use common::TestDomain;
 use nix::sys::signal::{kill, Signal};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(10));
@@ -430,14 +431,22 @@ fn a_leaked_member_stays_a_member_until_its_process_goes() {
         LocalChange::Join
     ));
     let domain = t.domain.clone();
+    // The child lives until this process closes `go_on`'s writing end (its end of file).
+    let (go_on, go_on_writer) = nix::unistd::pipe().unwrap();
+    let (rfd, wfd) = (go_on.as_raw_fd(), go_on_writer.as_raw_fd());
     let (child, mut r) = common::fork_writing(move |out| {
+        // SAFETY: the child's copy of the writing end, which it never uses.
+        unsafe { libc::close(wfd) };
         let mut m = LocalMember::join(&domain, "g", &config()).unwrap();
         m.send(b"then forgotten").unwrap();
         std::mem::forget(m);
         writeln!(out, "leaked").unwrap();
         out.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        let mut byte = 0u8;
+        // SAFETY: a read into a byte of ours, from the child's copy of the reading end.
+        unsafe { libc::read(rfd, (&mut byte as *mut u8).cast(), 1) };
     });
+    drop(go_on);
     assert_eq!(common::read_line(&mut r), "leaked");
     let c = child.as_raw() as u32;
     let got = recv_until(&mut a, |d| matches!(d, LocalDelivery::Message { .. }));
@@ -448,6 +457,7 @@ fn a_leaked_member_stays_a_member_until_its_process_goes() {
         "no LEAVE while it lives"
     );
     assert_eq!(a.members(), vec![me, c]);
+    drop(go_on_writer);
     assert_eq!(common::reap(child, Duration::from_secs(10)), Some(0));
     let got = recv_until(&mut a, |d| is_change(d, c, LocalChange::ProcessDown));
     assert_eq!(got.len(), 1, "{got:?}");

@@ -399,7 +399,10 @@ fn a_cancel_interrupts_the_receives_under_way_and_nothing_else() {
             .map(|m| m.payload().to_vec());
         (r, rx)
     });
-    std::thread::sleep(Duration::from_millis(100));
+    // Under way: asleep in it (a cancel before the receive begins is no cancel of it).
+    assert!(common::eventually(Duration::from_secs(10), || q
+        .status()
+        .owner_sleeping));
     let since = std::time::Instant::now();
     cancel.cancel();
     let (r, mut rx) = blocked.join().unwrap();

@@ -268,14 +268,25 @@ fn a_consumer_of_a_shared_queue_replies_the_same_way() {
         ..Attributes::default()
     };
     let q = Queue::create(&t.domain, "pool", &attrs).unwrap();
+    // The workers serve until told to stop (an idle timeout could end both while this thread
+    // is descheduled between two requests).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers: Vec<_> = (0..2)
         .map(|w| {
             let q = q.clone();
+            let done = done.clone();
             std::thread::spawn(move || {
                 let mut c = q.consumer().unwrap();
-                while let Ok(m) = c.recv_timeout(Duration::from_millis(300)) {
-                    m.reply(format!("{w}:{}", String::from_utf8_lossy(m.payload())).as_bytes())
-                        .unwrap();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    match c.recv_timeout(Duration::from_millis(50)) {
+                        Ok(m) => m
+                            .reply(
+                                format!("{w}:{}", String::from_utf8_lossy(m.payload())).as_bytes(),
+                            )
+                            .unwrap(),
+                        Err(baton::RecvError::Timeout) => {}
+                        Err(e) => panic!("{e}"),
+                    }
                 }
             })
         })
@@ -286,6 +297,7 @@ fn a_consumer_of_a_shared_queue_replies_the_same_way() {
         let text = String::from_utf8(r.into_payload()).unwrap();
         assert!(text.ends_with(&format!(":{i}")), "{text}");
     }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
     }

@@ -18,6 +18,17 @@ fn retention0(t: &TestDomain) -> Queue {
     Queue::create(&t.domain, "q", &attrs).unwrap()
 }
 
+/// Whether a thread waits for the owner lock of queue `q` (glibc's `FUTEX_WAITERS` bit in the
+/// robust mutex's lock word, the first word of the shared header at offset 1024; a waiter
+/// sets it before it goes to sleep in the kernel).
+fn someone_waits_to_own(t: &TestDomain) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut word = [0u8; 4];
+    std::fs::File::open(t.file("q"))
+        .and_then(|f| f.read_exact_at(&mut word, 1024))
+        .is_ok_and(|()| u32::from_ne_bytes(word) & 0x8000_0000 != 0)
+}
+
 /// Waits for a forked child, at most `LONG` (then kills it by pid); its exit code.
 fn reap(child: Pid) -> Option<i32> {
     common::reap(child, LONG)
@@ -117,14 +128,15 @@ fn a_standby_wait_started_under_a_mark_stays_counted_after_the_mark_goes() {
     let owner_handle = Queue::open(&t.domain, "q").unwrap();
     let rx = owner_handle.receiver().unwrap();
     let mark = q.standby_mark().unwrap();
+    assert!(!someone_waits_to_own(&t));
     let q2 = q.clone();
     let waiter = std::thread::spawn(move || {
         q2.standby(Some(LONG))
             .map(|mut rx| rx.try_recv().map(|m| m.payload().to_vec()))
     });
-    // Not a timing assertion: only lets the waiter's keeper pass its registration decision and
-    // block in pthread_mutex_timedlock (there is nothing shared to observe it by: that is the bug).
-    std::thread::sleep(Duration::from_millis(300));
+    // The waiter's keeper has passed its registration decision and blocks in
+    // pthread_mutex_timedlock (nothing baton counts shows it: that is the bug).
+    assert!(eventually(LONG, || someone_waits_to_own(&t)));
     drop(mark);
     assert_eq!(
         q.status().standbys,
@@ -173,9 +185,10 @@ fn marks_and_waits_through_one_handle_count_once() {
     let rx = owner_handle.receiver().unwrap();
     let first = q.standby_mark().unwrap();
     let second = q.standby_mark().unwrap();
+    assert!(!someone_waits_to_own(&t));
     let q2 = q.clone();
     let waiter = std::thread::spawn(move || q2.standby(Some(Duration::from_secs(2))).is_ok());
-    std::thread::sleep(Duration::from_millis(300)); // let the wait start
+    assert!(eventually(LONG, || someone_waits_to_own(&t))); // the wait has started
     let st = q.status();
     drop(first);
     drop(second);

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "asleep.h"
 #include "saMsg.h"
 #include "baton.h"
 
@@ -52,21 +53,30 @@ static void send_to(SaMsgHandleT h, const char *name, const char *text) {
 #define FAIL(...) do { printf("  FAIL: " __VA_ARGS__); printf("\n"); exit(1); } while (0)
 
 /* ---- 1: close with two gets blocked on one queue: the second is never interrupted ---- */
-struct getarg { SaMsgQueueHandleT q; volatile int done; SaAisErrorT rc; };
+struct getarg { SaMsgQueueHandleT q; volatile int done; SaAisErrorT rc; volatile pid_t tid; };
 static void *getter(void *p) {
     struct getarg *g = p; char buf[64]; SaMsgMessageT m; memset(&m, 0, sizeof m);
+    g->tid = this_thread();
     m.data = buf; m.size = sizeof buf;
     g->rc = saMsgMessageGet(g->q, &m, NULL, NULL, SA_TIME_END);
     g->done = 1; return NULL;
 }
+/* Both getters asleep in their gets (a get not yet begun is not one under way). */
+static void getters_asleep(struct getarg *a, struct getarg *b) {
+    if (!wait_asleep(&a->tid) || !wait_asleep(&b->tid)) FAIL("a getter never blocked in its get");
+}
+/* Waits at most 3 s for both getters to have returned. */
+static void getters_done(struct getarg *a, struct getarg *b) {
+    for (int i = 0; i < 300 && !(a->done && b->done); i++) usleep(10000);
+}
 static void t_close_two_getters(void) {
     SaMsgHandleT h = init();
-    struct getarg a = {open_q(h, "q1", 0), 0, 0}, b = a;
+    struct getarg a = {open_q(h, "q1", 0), 0, 0, 0}, b = a;
     pthread_t ta, tb;
     pthread_create(&ta, NULL, getter, &a); pthread_create(&tb, NULL, getter, &b);
-    usleep(200000);
+    getters_asleep(&a, &b);
     SaAisErrorT rc = saMsgQueueClose(a.q);
-    usleep(500000);
+    getters_done(&a, &b);
     printf("  close rc=%d; getter A done=%d rc=%d; getter B done=%d rc=%d\n", rc, a.done, a.rc, b.done, b.rc);
     /* and the queue is still owned by the stuck getter: another handle cannot open it */
     SaMsgHandleT h2 = init(); SaNameT n = name_of("q1"); SaMsgQueueHandleT q2;
@@ -79,12 +89,12 @@ static void t_close_two_getters(void) {
 /* ---- 2: cancel with two gets blocked on one queue: only one is interrupted ---- */
 static void t_cancel_two_getters(void) {
     SaMsgHandleT h = init();
-    struct getarg a = {open_q(h, "q2", 0), 0, 0}, b = a;
+    struct getarg a = {open_q(h, "q2", 0), 0, 0, 0}, b = a;
     pthread_t ta, tb;
     pthread_create(&ta, NULL, getter, &a); pthread_create(&tb, NULL, getter, &b);
-    usleep(200000);
+    getters_asleep(&a, &b);
     SaAisErrorT rc = saMsgMessageCancel(a.q);
-    usleep(500000);
+    getters_done(&a, &b);
     printf("  cancel rc=%d; A done=%d rc=%d; B done=%d rc=%d\n", rc, a.done, a.rc, b.done, b.rc);
     if (!(a.done && b.done)) FAIL("saMsgMessageCancel left a pending get blocked");
 }
@@ -125,7 +135,7 @@ static void t_name_collision(void) {
 /* ---- 5: a blocked get holds the queue's state lock: dispatch (all queues) stalls ---- */
 static void t_dispatch_behind_get(void) {
     SaMsgHandleT h = init();
-    struct getarg a = {open_q(h, "qc", SA_MSG_QUEUE_RECEIVE_CALLBACK), 0, 0};
+    struct getarg a = {open_q(h, "qc", SA_MSG_QUEUE_RECEIVE_CALLBACK), 0, 0, 0};
     open_q(h, "qd", SA_MSG_QUEUE_RECEIVE_CALLBACK);
     /* a message on qc fires its ready fd; a getter takes it and blocks again */
     send_to(h, "qc", "1");
@@ -133,7 +143,8 @@ static void t_dispatch_behind_get(void) {
     pthread_t t;
     a.done = 0; pthread_create(&t, NULL, getter, &a); usleep(100000); /* took "1" */
     pthread_join(t, NULL);
-    a.done = 0; pthread_create(&t, NULL, getter, &a); usleep(100000); /* blocked now, lock held */
+    a.done = 0; a.tid = 0; pthread_create(&t, NULL, getter, &a);
+    if (!wait_asleep(&a.tid)) FAIL("the getter never blocked"); /* blocked now, lock held */
     send_to(h, "qd", "2");
     usleep(200000);
     alarm(3);

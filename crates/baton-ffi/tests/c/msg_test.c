@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "asleep.h"
 #include "saMsg.h"
 
 static int checks;
@@ -145,19 +146,23 @@ struct cancel_arg {
     SaMsgQueueHandleT q;
 };
 static SaAisErrorT blocking_rc = 0;
+static volatile pid_t dispatcher;
 static void *dispatch_blocking(void *p) {
+    dispatcher = this_thread();
     blocking_rc = saMsgDispatch(*(SaMsgHandleT *)p, SA_DISPATCH_BLOCKING);
     return NULL;
 }
 
+/* Cancels once the main thread (the getter) sleeps in its get. */
 static void *cancel_later(void *p) {
     struct cancel_arg *a = p;
-    usleep(100 * 1000);
-    saMsgMessageCancel(a->q);
+    volatile pid_t getter = getpid();
+    if (wait_asleep(&getter)) saMsgMessageCancel(a->q);
     return NULL;
 }
 
 int main(void) {
+    alarm(120); /* a hang is a failure, not a stuck suite */
     SaMsgHandleT h;
     SaVersionT v = {'B', 3, 1};
     SaMsgCallbacksT cbs = {on_opened, NULL, on_delivered, on_received};
@@ -553,7 +558,7 @@ int main(void) {
     /* Finalize: a blocking dispatch on another thread returns; every handle is dead. */
     pthread_t d;
     pthread_create(&d, NULL, dispatch_blocking, &h);
-    usleep(50 * 1000);
+    CHECK(wait_asleep(&dispatcher));
     EXPECT(saMsgFinalize(h), SA_AIS_OK);
     pthread_join(d, NULL);
     CHECK(blocking_rc == SA_AIS_OK);

@@ -120,6 +120,15 @@ impl Drop for Child {
 
 /// Polls `cond` every millisecond until it holds or `limit` passes; returns whether it held.
 /// Used to wait for another process to reach a state, never to assert on timing.
+/// Whether thread `tid` (a process's first thread: its pid) sleeps now (state S in /proc).
+pub fn sleeps(tid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/task/{tid}/stat")).is_ok_and(|stat| {
+        // The name, in parentheses, may hold anything: the state follows the last ')'.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('S'))
+    })
+}
+
 pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
