@@ -900,12 +900,15 @@ restart_backoff = "10ms"
         String::from_utf8_lossy(&second.stderr)
     );
     // Its tree settles when the shell has exec'd `sleep 60` (until then: the shell and its
-    // `sleep 0.3`), however late this look comes.
-    assert!(common::eventually(Duration::from_secs(10), || marked(
-        &t, "c"
-    )
-    .len()
-        == 1));
+    // `sleep 0.3`, then the shell alone, which an exec under way hides from the scan).
+    let settled = || {
+        let m = marked(&t, "c");
+        m.len() == 1
+            && m.iter().all(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == b"sleep\x0060\0")
+            })
+    };
+    assert!(common::eventually(Duration::from_secs(10), settled));
     let running = marked(&t, "c");
     // SIGKILL: no stopping of components.
     let _ = s.child.kill();

@@ -134,9 +134,8 @@ fn marked_where(matches: impl Fn(&[u8]) -> bool) -> BTreeSet<i32> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let has = std::fs::read(format!("/proc/{pid}/environ"))
-            .is_ok_and(|env| env.split(|&b| b == 0).any(&matches));
-        if has && !is_zombie(pid) {
+        let has = |env: &[u8]| env.split(|&b| b == 0).any(&matches);
+        if environ(pid, has).is_some_and(|env| has(&env)) && !is_zombie(pid) {
             out.insert(pid);
         }
     }
@@ -144,14 +143,68 @@ fn marked_where(matches: impl Fn(&[u8]) -> bool) -> BTreeSet<i32> {
 }
 
 fn has_mark(pid: i32, want: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == want.as_bytes()))
+    let has = |env: &[u8]| env.split(|&b| b == 0).any(|v| v == want.as_bytes());
+    environ(pid, has).is_some_and(|env| has(&env))
+}
+
+/// The environment of process `pid` (`NUL`-separated) once it shows `enough`, or all of it,
+/// read through an exec under way. In the middle of an exec the kernel shows the new
+/// environment growing from nothing, a variable at a time (its end moves over each), and a
+/// marked process read then looked unmarked: a daemon that execs was taken for gone. A read
+/// without `enough` is believed when it was all of the environment: the process is not
+/// running (an exec runs, or waits uninterruptibly), is exiting, is a kernel thread, or its
+/// environment read as long as its `stat` said and ends where the exec's file name begins
+/// (`AT_EXECFN`: an exec writes the end last). Otherwise it is read again, for at most about
+/// 50 ms.
+fn environ(pid: i32, enough: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    for _ in 0..500 {
+        // The stat first: an exec that ends between the two reads does not vouch for a read
+        // of its middle.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        if enough(&env) {
+            return Some(env);
+        }
+        // Fields after the command's closing parenthesis, from the state (field 3) on.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        let in_no_exec = !matches!(fields.first(), Some(&("R" | "D")));
+        let kernel_thread = field(9).is_some_and(|flags| flags & PF_KTHREAD != 0);
+        let whole = match (field(50), field(51)) {
+            (Some(start), Some(end)) => {
+                end != 0
+                    && end.checked_sub(start) == Some(env.len() as u64)
+                    && exec_file_name_at(pid) == Some(end)
+            }
+            _ => false,
+        };
+        if in_no_exec || kernel_thread || whole {
+            return Some(env);
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    None
+}
+
+/// Where the exec's file name lies in process `pid`'s memory (`AT_EXECFN` of its auxiliary
+/// vector), right after its environment's strings.
+fn exec_file_name_at(pid: i32) -> Option<u64> {
+    const AT_EXECFN: u64 = 31;
+    let auxv = std::fs::read(format!("/proc/{pid}/auxv")).ok()?;
+    auxv.chunks_exact(16).find_map(|pair| {
+        let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().unwrap_or_default());
+        (word(&pair[..8]) == AT_EXECFN).then(|| word(&pair[8..]))
+    })
 }
 
 /// The mark of process `pid` (what follows `BATON_SUPERVISE_MARK=`), if it has one.
 pub fn mark_of(pid: i32) -> Option<String> {
-    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     let want = format!("{MARK_ENV}=");
+    let env = environ(pid, |env| {
+        env.split(|&b| b == 0)
+            .any(|v| v.starts_with(want.as_bytes()))
+    })?;
     env.split(|&b| b == 0)
         .find_map(|v| v.strip_prefix(want.as_bytes()))
         .map(|m| String::from_utf8_lossy(m).into_owned())
@@ -406,6 +459,56 @@ mod tests {
         f();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         reaper.join().unwrap()
+    }
+
+    /// A marked process that execs over and over is found marked at every look: in the middle
+    /// of an exec the kernel shows an empty environment for a moment, which one plain read in
+    /// about 500 took for an unmarked process. A process whose environment is empty is read as
+    /// empty.
+    #[test]
+    fn a_process_is_found_marked_through_its_execs() {
+        let _alone = alone();
+        let mark = format!("test/process/exec/{}", std::process::id());
+        let want = format!("{MARK_ENV}={mark}");
+        let mut execing = std::process::Command::new("sh")
+            .args(["-c", r#"exec sh -c "$0" "$0""#, r#"exec sh -c "$0" "$0""#])
+            .env(MARK_ENV, &mark)
+            .spawn()
+            .unwrap();
+        let pid = execing.id() as i32;
+        std::thread::sleep(Duration::from_millis(50));
+        let missed = (0..20_000).filter(|_| !has_mark(pid, &want)).count();
+        let _ = execing.kill();
+        let _ = execing.wait();
+        assert_eq!(missed, 0, "not found marked in {missed} of 20000 looks");
+        let mut empty = std::process::Command::new("sleep")
+            .arg("60")
+            .env_clear()
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        // Read whole (not looked at again until the reading gives up: None).
+        assert_eq!(environ(empty.id() as i32, |_| false), Some(Vec::new()));
+        let _ = empty.kill();
+        let _ = empty.wait();
+        // Running, so possibly in an exec: read whole by where its environment ends.
+        for vars in [&[][..], &[("A", "1"), (MARK_ENV, "x")][..]] {
+            let mut busy = std::process::Command::new("/bin/sh")
+                .args(["-c", "while :; do :; done"])
+                .env_clear()
+                .envs(vars.iter().copied())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            let env = environ(busy.id() as i32, |_| false);
+            let _ = busy.kill();
+            let _ = busy.wait();
+            let want: Vec<u8> = vars
+                .iter()
+                .flat_map(|(k, v)| format!("{k}={v}\0").into_bytes())
+                .collect();
+            assert_eq!(env, Some(want));
+        }
     }
 
     /// `stop_tree` returns with the tree reaped, also when its process had died already and
