@@ -464,6 +464,49 @@ fn a_standby_starts_once_its_slow_active_owns_the_queue() {
     let _ = std::fs::remove_file(&out);
 }
 
+/// An active with two queues, slow (0.8 s) to take its second, still takes both: its standby
+/// starts once the active owns its queues, not once it owns one of them (its standby would
+/// take the other at once, and the set's queues be split between the two).
+#[test]
+fn a_standby_starts_once_its_active_owns_every_queue() {
+    let t = TestDomain::new("sup-two-queues");
+    let orders = baton::Queue::create(&t.domain, "orders", &baton::Attributes::default()).unwrap();
+    let payments =
+        baton::Queue::create(&t.domain, "payments", &baton::Attributes::default()).unwrap();
+    let bin = env!("CARGO_BIN_EXE_baton");
+    let component = |name: &str, slow: &str| {
+        format!(
+            r#"
+[[component]]
+name = "{name}"
+command = '"{bin}" recv --standby orders >/dev/null & {slow}exec "{bin}" recv --standby payments >/dev/null'
+queues = ["orders", "payments"]
+redundancy = "s"
+start_timeout = "5s"
+stop_timeout = "300ms"
+"#
+        )
+    };
+    let path = config(&t, &(component("a", "sleep 0.8; ") + &component("b", "")));
+    let mut s = Sup::start(&t, &path);
+    s.wait_for("b", "started");
+    assert!(common::eventually(Duration::from_secs(5), || {
+        orders.status().owner_pid.is_some() && payments.status().owner_pid.is_some()
+    }));
+    let a = marked(&t, "a");
+    for q in [&orders, &payments] {
+        let st = q.status();
+        let owner = st.owner_pid.unwrap() as i32;
+        assert!(
+            a.contains(&owner),
+            "{} is owned by {owner}, not by a ({a:?})",
+            st.name
+        );
+    }
+    s.stop();
+    assert!(none_left(&t));
+}
+
 /// A component whose receiver runs in a pid namespace of its own (pid 1 there, which is what
 /// the queue shows as its owner): the supervisor cannot match that pid with a mark, so the set
 /// keeps its roles (no `role` line), and when that owner hangs, the stall is blamed on the

@@ -151,51 +151,152 @@ fn has_mark(pid: i32, want: &str) -> bool {
 /// read through an exec under way. In the middle of an exec the kernel shows the new
 /// environment growing from nothing, a variable at a time (its end moves over each), and a
 /// marked process read then looked unmarked: a daemon that execs was taken for gone. A read
-/// without `enough` is believed when it was all of the environment: the process is not
-/// running (an exec runs, or waits uninterruptibly), is exiting, is a kernel thread, or its
-/// environment read as long as its `stat` said and ends where the exec's file name begins
-/// (`AT_EXECFN`: an exec writes the end last). Otherwise it is read again, for at most about
-/// 50 ms.
+/// without `enough` is believed when it was all of the environment (see [`look`]); otherwise
+/// it is read again, for at most about 50 ms.
 fn environ(pid: i32, enough: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
-    const PF_KTHREAD: u64 = 0x0020_0000;
     for _ in 0..500 {
-        // The stat first: an exec that ends between the two reads does not vouch for a read
-        // of its middle.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-        if enough(&env) {
-            return Some(env);
+        match look(pid, None, &enough) {
+            Look::Env(env) => return Some(env),
+            Look::Gone => return None,
+            Look::Again => std::thread::sleep(Duration::from_micros(100)),
         }
-        // Fields after the command's closing parenthesis, from the state (field 3) on.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-        let in_no_exec = !matches!(fields.first(), Some(&("R" | "D")));
-        let kernel_thread = field(9).is_some_and(|flags| flags & PF_KTHREAD != 0);
-        let whole = match (field(50), field(51)) {
-            (Some(start), Some(end)) => {
-                end != 0
-                    && end.checked_sub(start) == Some(env.len() as u64)
-                    && exec_file_name_at(pid) == Some(end)
-            }
-            _ => false,
-        };
-        if in_no_exec || kernel_thread || whole {
-            return Some(env);
-        }
-        std::thread::sleep(Duration::from_micros(100));
     }
     None
 }
 
-/// Where the exec's file name lies in process `pid`'s memory (`AT_EXECFN` of its auxiliary
-/// vector), right after its environment's strings.
-fn exec_file_name_at(pid: i32) -> Option<u64> {
+/// What one look at a process's environment found.
+enum Look {
+    /// Its environment: it shows `enough`, or is all of it.
+    Env(Vec<u8>),
+    /// Perhaps part of it (an exec under way): to be read again.
+    Again,
+    /// No environment: the process is gone, or not readable.
+    Gone,
+}
+
+/// One look at the environment of process `pid` (of its thread `tid`, if given). A read
+/// without `enough` is believed when it was all of the environment: the process is a kernel
+/// thread, or its environment read as long as its `stat` said and ends where the exec's file
+/// name begins (`AT_EXECFN`, in 8- or 4-byte words: an exec writes the end last), or it was
+/// not running (asleep, stopped) and had not run when its `stat` was read again (an exec
+/// faults pages in: its fault counts would have moved; a `stat` read while it slept says
+/// nothing of an exec it woke for a moment later). A process whose first thread has ended
+/// while another lives on shows a zombie without memory, its threads counting it (for a
+/// moment when another thread execs, which takes the pid next; for good when the first called
+/// `pthread_exit`): it is read through its other threads, which share its memory.
+fn look(pid: i32, tid: Option<i32>, enough: &impl Fn(&[u8]) -> bool) -> Look {
+    const PF_EXITING: u64 = 0x0000_0004;
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    // Fields after the command's closing parenthesis, from the state (field 3) on.
+    fn fields(stat: &str) -> Option<Vec<&str>> {
+        Some(stat.rsplit_once(')')?.1.split_whitespace().collect())
+    }
+    fn field(fields: &[&str], n: usize) -> Option<u64> {
+        fields.get(n - 3).and_then(|f| f.parse::<u64>().ok())
+    }
+    let dir = match tid {
+        Some(t) => format!("/proc/{pid}/task/{t}"),
+        None => format!("/proc/{pid}"),
+    };
+    // The stat first: an exec that ends between the two reads does not vouch for a read of
+    // its middle.
+    let Ok(stat) = std::fs::read_to_string(format!("{dir}/stat")) else {
+        return Look::Gone;
+    };
+    let Some(before) = fields(&stat) else {
+        return Look::Gone;
+    };
+    let state = before.first().copied();
+    let read = std::fs::read(format!("{dir}/environ"));
+    // No memory: a kernel thread, a process exiting or a zombie (read as empty by some
+    // kernels), or a first thread ended.
+    let no_memory =
+        state == Some("Z") || matches!(&read, Err(e) if e.raw_os_error() == Some(libc::ESRCH));
+    let env = match read {
+        _ if no_memory && tid.is_none() => match field(&before, 20) {
+            // Its other threads live on.
+            Some(2..) => {
+                let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                    return Look::Again;
+                };
+                for t in tasks
+                    .flatten()
+                    .filter_map(|t| t.file_name().to_str()?.parse::<i32>().ok())
+                    .filter(|&t| t != pid)
+                {
+                    if let Look::Env(env) = look(pid, Some(t), enough) {
+                        return Look::Env(env);
+                    }
+                }
+                return Look::Again;
+            }
+            // Taken out of its thread group: released, or its pid taken by its exec'ing
+            // thread.
+            Some(0) => return Look::Again,
+            // Not exiting, no kernel thread, and no memory: for a moment in an exec from
+            // another thread, once that thread has taken the pid.
+            _ if state != Some("Z")
+                && field(&before, 9)
+                    .is_some_and(|flags| flags & (PF_EXITING | PF_KTHREAD) == 0) =>
+            {
+                return Look::Again
+            }
+            _ => match read {
+                Ok(env) => return Look::Env(env),
+                Err(_) => return Look::Gone,
+            },
+        },
+        Ok(env) => env,
+        Err(_) => return Look::Gone,
+    };
+    if enough(&env) {
+        return Look::Env(env);
+    }
+    let kernel_thread = field(&before, 9).is_some_and(|flags| flags & PF_KTHREAD != 0);
+    let whole = match (field(&before, 50), field(&before, 51)) {
+        (Some(start), Some(end)) => {
+            end != 0
+                && end.checked_sub(start) == Some(env.len() as u64)
+                && exec_file_name_at(&dir).contains(&Some(end))
+        }
+        _ => false,
+    };
+    if kernel_thread || whole {
+        return Look::Env(env);
+    }
+    if !matches!(state, Some("R" | "D")) {
+        let Ok(again) = std::fs::read_to_string(format!("{dir}/stat")) else {
+            return Look::Gone;
+        };
+        let after = fields(&again).unwrap_or_default();
+        let still = !matches!(after.first(), Some(&("R" | "D" | "Z")) | None)
+            && [10, 12]
+                .iter()
+                .all(|&n| field(&before, n) == field(&after, n));
+        if still {
+            return Look::Env(env);
+        }
+    }
+    Look::Again
+}
+
+/// Where the exec's file name lies in the memory of the process of `/proc` directory `dir`
+/// (`AT_EXECFN` of its auxiliary vector), right after its environment's strings: as read in
+/// 8-byte words, and in 4-byte ones (a 32-bit process's).
+fn exec_file_name_at(dir: &str) -> [Option<u64>; 2] {
     const AT_EXECFN: u64 = 31;
-    let auxv = std::fs::read(format!("/proc/{pid}/auxv")).ok()?;
-    auxv.chunks_exact(16).find_map(|pair| {
-        let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().unwrap_or_default());
-        (word(&pair[..8]) == AT_EXECFN).then(|| word(&pair[8..]))
-    })
+    let Ok(auxv) = std::fs::read(format!("{dir}/auxv")) else {
+        return [None, None];
+    };
+    let find = |w: usize| {
+        let word = |b: &[u8]| match w {
+            8 => u64::from_ne_bytes(b.try_into().unwrap_or_default()),
+            _ => u64::from(u32::from_ne_bytes(b.try_into().unwrap_or_default())),
+        };
+        auxv.chunks_exact(2 * w)
+            .find_map(|pair| (word(&pair[..w]) == AT_EXECFN).then(|| word(&pair[w..])))
+    };
+    [find(8), find(4)]
 }
 
 /// The mark of process `pid` (what follows `BATON_SUPERVISE_MARK=`), if it has one.
@@ -224,12 +325,30 @@ pub fn lives(pid: i32) -> bool {
 }
 
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
-        // The state follows the command's closing parenthesis.
-        s.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st == "Z"))
-            .unwrap_or(true)
-    })
+    // The state follows the command's closing parenthesis; the number of threads is the 18th
+    // field after it. A first thread ended while another lives on (exec'ing from it, or after
+    // `pthread_exit`) shows a zombie its live threads count: the process lives. One taken out
+    // of its thread group (0 threads) is being released, or its pid taken by its exec'ing
+    // thread: looked at again.
+    for _ in 0..500 {
+        let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return true;
+        };
+        let fields: Vec<&str> = s
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        match (
+            fields.first(),
+            fields.get(17).and_then(|n| n.parse::<u64>().ok()),
+        ) {
+            (Some(&"Z"), Some(0)) => std::thread::sleep(Duration::from_micros(100)),
+            (Some(&"Z"), Some(2..)) => return false,
+            (Some(&"Z"), _) | (None, _) => return true,
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Whether any process of `pids` still carries `mark` (the pids of a dead process may be
@@ -509,6 +628,136 @@ mod tests {
                 .collect();
             assert_eq!(env, Some(want));
         }
+    }
+
+    /// A marked process that execs from a thread other than its first is found marked, and
+    /// alive, at every look: its first thread exits first (the exec's thread takes its pid
+    /// after), and for that moment `/proc/<pid>` shows a zombie with no memory, while the
+    /// exec's thread lives on with the marked environment.
+    #[test]
+    fn a_process_that_execs_from_a_thread_is_found_marked() {
+        const EXECING: &str = "BATON_TEST_EXEC_FROM_A_THREAD";
+        let this = "process::tests::a_process_that_execs_from_a_thread_is_found_marked";
+        if std::env::var_os(EXECING).is_some() {
+            // The process looked at: this test again, which execs itself from a second
+            // thread, for ever.
+            let args: Vec<_> = std::env::args_os().skip(1).collect();
+            std::thread::spawn(move || {
+                use std::os::unix::process::CommandExt;
+                let e = std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(args)
+                    .exec();
+                panic!("exec: {e}");
+            })
+            .join()
+            .unwrap();
+            return;
+        }
+        let _alone = alone();
+        let mark = format!("test/process/thread-exec/{}", std::process::id());
+        let want = format!("{MARK_ENV}={mark}");
+        let mut execing = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", this, "--test-threads=1", "-q"])
+            .env(MARK_ENV, &mark)
+            .env(EXECING, "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = execing.id() as i32;
+        std::thread::sleep(Duration::from_millis(100));
+        let missed = (0..20_000)
+            .filter(|_| !(has_mark(pid, &want) && lives(pid)))
+            .count();
+        let alive = execing.try_wait().unwrap().is_none();
+        let _ = execing.kill();
+        let _ = execing.wait();
+        assert!(alive, "the helper died");
+        assert_eq!(
+            missed, 0,
+            "not found marked and alive in {missed} of 20000 looks"
+        );
+    }
+
+    /// A marked process that sleeps a moment, then execs, over and over, is found marked at
+    /// every look: a `stat` read while it sleeps says nothing of an `environ` read a moment
+    /// later, when it may be in its exec.
+    #[test]
+    fn a_process_that_sleeps_then_execs_is_found_marked() {
+        let _alone = alone();
+        let mark = format!("test/process/sleep-exec/{}", std::process::id());
+        let want = format!("{MARK_ENV}={mark}");
+        let script = r#"sleep 0.001; exec sh -c "$0" "$0""#;
+        let mut execing = std::process::Command::new("sh")
+            .args(["-c", script, script])
+            .env(MARK_ENV, &mark)
+            .spawn()
+            .unwrap();
+        let pid = execing.id() as i32;
+        std::thread::sleep(Duration::from_millis(50));
+        let looks = 100_000;
+        let missed = (0..looks).filter(|_| !has_mark(pid, &want)).count();
+        let _ = execing.kill();
+        let _ = execing.wait();
+        assert_eq!(missed, 0, "not found marked in {missed} of {looks} looks");
+    }
+
+    /// A 32-bit process (its auxiliary vector in 4-byte words) that runs all the time is read
+    /// whole, not looked at again for ~50 ms at every scan and then given up on. Skipped where the kernel
+    /// runs no 32-bit program.
+    #[test]
+    fn a_running_32_bit_process_is_read_whole() {
+        let _alone = alone();
+        // The smallest i386 ELF program: one segment, `jmp .`.
+        let base: u32 = 0x0804_8000;
+        let mut elf = vec![0x7f, b'E', b'L', b'F', 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        for h in [2u16, 3] {
+            elf.extend(h.to_le_bytes());
+        }
+        for w in [1u32, base + 84, 52, 0, 0] {
+            elf.extend(w.to_le_bytes());
+        }
+        for h in [52u16, 32, 1, 0, 0, 0] {
+            elf.extend(h.to_le_bytes());
+        }
+        for w in [1u32, 0, base, base, 86, 86, 5, 0x1000] {
+            elf.extend(w.to_le_bytes());
+        }
+        elf.extend([0xeb, 0xfe]);
+        let path = std::env::temp_dir().join(format!("baton-spin32-{}", std::process::id()));
+        std::fs::write(&path, &elf).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        // ETXTBSY while another test's fork still holds the file open for writing.
+        let mut spawned = None;
+        for _ in 0..100 {
+            match std::process::Command::new(&path)
+                .env_clear()
+                .env("A", "1")
+                .spawn()
+            {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => {
+                    spawned = Some(other);
+                    break;
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+        let Some(Ok(mut spin)) = spawned else {
+            eprintln!("no 32-bit program runs here: {spawned:?}");
+            return;
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        // Read whole: not looked at again until the reading gives up (None).
+        let env = environ(spin.id() as i32, |_| false);
+        let _ = spin.kill();
+        let _ = spin.wait();
+        assert_eq!(env, Some(b"A=1\0".to_vec()));
     }
 
     /// `stop_tree` returns with the tree reaped, also when its process had died already and

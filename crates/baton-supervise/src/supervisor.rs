@@ -729,10 +729,11 @@ impl Supervisor {
         }
     }
 
-    /// A standby starts once its set's active has taken its queues first: when a queue of the
-    /// set has an owner (looked at from 300 ms after the active was first started), or, for a
-    /// set without queues, 300 ms after; in any case once the active's `start_timeout` has
-    /// passed (an active that never takes its queues is not waited for longer).
+    /// A standby starts once its set's active has taken its queues first: when every queue of
+    /// the active has an owner (looked at from 300 ms after the active was first started), or,
+    /// for an active without queues, 300 ms after; in any case once the active's
+    /// `start_timeout` has passed (an active that never takes its queues is not waited for
+    /// longer). One queue owned is not enough: the standby would take the others at once.
     fn may_launch(&self, i: usize, now: Instant) -> bool {
         let c = &self.comps[i];
         if c.st.role != Role::Standby {
@@ -751,23 +752,16 @@ impl Supervisor {
                 };
                 now >= first + a.cfg.start_timeout
                     || (now >= first + a.cfg.start_timeout.min(Duration::from_millis(300))
-                        && self.set_took_its_queues(i))
+                        && self.took_its_queues(a))
             })
     }
 
-    /// Whether the redundancy set of component `i` has no queues, or one of them has an owner.
-    fn set_took_its_queues(&self, i: usize) -> bool {
-        let set = &self.comps[i].cfg.redundancy;
-        let mut queues = self
-            .comps
+    /// Whether every queue of component `a` has an owner (true of one without queues).
+    fn took_its_queues(&self, a: &Comp) -> bool {
+        a.cfg
+            .queues
             .iter()
-            .filter(|c| &c.cfg.redundancy == set)
-            .flat_map(|c| c.cfg.queues.iter())
-            .peekable();
-        queues.peek().is_none()
-            || queues.any(|name| {
-                Queue::inspect(&self.domain, name).is_ok_and(|st| st.owner_pid.is_some())
-            })
+            .all(|name| Queue::inspect(&self.domain, name).is_ok_and(|st| st.owner_pid.is_some()))
     }
 
     fn alive(&mut self, i: usize, now: Instant) -> bool {
