@@ -21,8 +21,12 @@ fn json_lines(o: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Three `recv --shared` processes, all waiting, and 300 messages: together they take each
+/// once, each in the sender's order. (How the messages are shared out is up to the scheduler:
+/// on a loaded machine the first one woken may take them all, and the others end with "no
+/// message", status 3.)
 #[test]
-fn three_shared_receivers_each_take_a_share_and_together_all() {
+fn three_shared_receivers_together_take_every_message_once() {
     let t = TestDomain::new("cli-shared-pool");
     ok(&t, &["create", "q", "--shared"]);
     let consumers: Vec<_> = (0..3)
@@ -35,6 +39,10 @@ fn three_shared_receivers_each_take_a_share_and_together_all() {
             )
         })
         .collect();
+    assert!(common::eventually(Duration::from_secs(10), || {
+        let st = baton::Queue::inspect(&t.domain, "q").unwrap();
+        st.attached.iter().map(|a| a.consumers).sum::<u32>() == 3
+    }));
     let numbers: Vec<String> = (0..300).map(|i| i.to_string()).collect();
     let mut args = vec!["send", "q"];
     args.extend(numbers.iter().map(String::as_str));
@@ -42,9 +50,10 @@ fn three_shared_receivers_each_take_a_share_and_together_all() {
     let mut seen: BTreeMap<u32, u32> = BTreeMap::new();
     for c in consumers {
         let out = c.wait_output(Duration::from_secs(30));
+        let code = out.status.code();
         assert!(
-            out.status.success(),
-            "{}",
+            code == Some(0) || (code == Some(3) && out.stdout.is_empty()),
+            "{code:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let got: Vec<u32> = lines(&out).iter().map(|l| l.parse().unwrap()).collect();
