@@ -765,18 +765,20 @@ impl Supervisor {
     }
 
     fn alive(&mut self, i: usize, now: Instant) -> bool {
+        let mark = self.comps[i].mark_in(&self.domain, &self.cfg.supervisor.name);
         let c = &mut self.comps[i];
         if c.st.pid.is_some() {
             return true;
         }
         // The first process ended (or was adopted): the tree lives while a marked process
-        // does (a daemon's children). Looked for at most every 50 ms.
+        // does (a daemon's children). Looked for at most every 50 ms: among the processes
+        // found last time first (a few reads), in the whole of `/proc` only when none of them
+        // is left (a process forked since is found then).
         if now.duration_since(c.last_scan) >= Duration::from_millis(50) || c.tree.is_empty() {
             c.last_scan = now;
-            c.tree = process::marked(&format!(
-                "{}/{}/{}/{}",
-                self.domain, self.cfg.supervisor.name, c.cfg.name, c.st.generation
-            ));
+            if !process::any_alive(&c.tree, &mark) {
+                c.tree = process::marked(&mark);
+            }
         }
         !c.tree.is_empty()
     }
