@@ -561,6 +561,24 @@ mod tests {
         REAPING.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many of `looks` looks found the process `cmd` starts (with a mark of its own)
+    /// unmarked or dead; the process must still run after them.
+    fn missed_looks(mut cmd: std::process::Command, looks: usize) -> usize {
+        let mark = format!("test/process/looks/{}/{looks}", std::process::id());
+        let want = format!("{MARK_ENV}={mark}");
+        let mut looked_at = cmd.env(MARK_ENV, &mark).spawn().unwrap();
+        let pid = looked_at.id() as i32;
+        std::thread::sleep(Duration::from_millis(100));
+        let missed = (0..looks)
+            .filter(|_| !(has_mark(pid, &want) && lives(pid)))
+            .count();
+        let ran = looked_at.try_wait().unwrap().is_none();
+        let _ = looked_at.kill();
+        let _ = looked_at.wait();
+        assert!(ran, "the process looked at ended");
+        missed
+    }
+
     /// Runs `f` while another thread reaps all along, as the supervisor's loop does while a
     /// probe runs in its thread; what that thread was handed.
     fn while_another_thread_reaps(f: impl FnOnce()) -> Vec<(i32, Ended)> {
@@ -587,18 +605,9 @@ mod tests {
     #[test]
     fn a_process_is_found_marked_through_its_execs() {
         let _alone = alone();
-        let mark = format!("test/process/exec/{}", std::process::id());
-        let want = format!("{MARK_ENV}={mark}");
-        let mut execing = std::process::Command::new("sh")
-            .args(["-c", r#"exec sh -c "$0" "$0""#, r#"exec sh -c "$0" "$0""#])
-            .env(MARK_ENV, &mark)
-            .spawn()
-            .unwrap();
-        let pid = execing.id() as i32;
-        std::thread::sleep(Duration::from_millis(50));
-        let missed = (0..20_000).filter(|_| !has_mark(pid, &want)).count();
-        let _ = execing.kill();
-        let _ = execing.wait();
+        let mut execing = std::process::Command::new("sh");
+        execing.args(["-c", r#"exec sh -c "$0" "$0""#, r#"exec sh -c "$0" "$0""#]);
+        let missed = missed_looks(execing, 20_000);
         assert_eq!(missed, 0, "not found marked in {missed} of 20000 looks");
         let mut empty = std::process::Command::new("sleep")
             .arg("60")
@@ -654,25 +663,13 @@ mod tests {
             return;
         }
         let _alone = alone();
-        let mark = format!("test/process/thread-exec/{}", std::process::id());
-        let want = format!("{MARK_ENV}={mark}");
-        let mut execing = std::process::Command::new(std::env::current_exe().unwrap())
+        let mut execing = std::process::Command::new(std::env::current_exe().unwrap());
+        execing
             .args(["--exact", this, "--test-threads=1", "-q"])
-            .env(MARK_ENV, &mark)
             .env(EXECING, "1")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = execing.id() as i32;
-        std::thread::sleep(Duration::from_millis(100));
-        let missed = (0..20_000)
-            .filter(|_| !(has_mark(pid, &want) && lives(pid)))
-            .count();
-        let alive = execing.try_wait().unwrap().is_none();
-        let _ = execing.kill();
-        let _ = execing.wait();
-        assert!(alive, "the helper died");
+            .stderr(std::process::Stdio::null());
+        let missed = missed_looks(execing, 20_000);
         assert_eq!(
             missed, 0,
             "not found marked and alive in {missed} of 20000 looks"
@@ -685,21 +682,11 @@ mod tests {
     #[test]
     fn a_process_that_sleeps_then_execs_is_found_marked() {
         let _alone = alone();
-        let mark = format!("test/process/sleep-exec/{}", std::process::id());
-        let want = format!("{MARK_ENV}={mark}");
         let script = r#"sleep 0.001; exec sh -c "$0" "$0""#;
-        let mut execing = std::process::Command::new("sh")
-            .args(["-c", script, script])
-            .env(MARK_ENV, &mark)
-            .spawn()
-            .unwrap();
-        let pid = execing.id() as i32;
-        std::thread::sleep(Duration::from_millis(50));
-        let looks = 100_000;
-        let missed = (0..looks).filter(|_| !has_mark(pid, &want)).count();
-        let _ = execing.kill();
-        let _ = execing.wait();
-        assert_eq!(missed, 0, "not found marked in {missed} of {looks} looks");
+        let mut execing = std::process::Command::new("sh");
+        execing.args(["-c", script, script]);
+        let missed = missed_looks(execing, 100_000);
+        assert_eq!(missed, 0, "not found marked in {missed} of 100000 looks");
     }
 
     /// A 32-bit process (its auxiliary vector in 4-byte words) that runs all the time is read
